@@ -1,0 +1,134 @@
+"""``create_app(settings)``: the Starlette app with Socket.IO mounted, and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import socketio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from . import __version__
+from .clock import Clock, SystemClock
+from .delivery import Delivery
+from .gateway import Gateway
+from .keys import Keys
+from .protocol import Prompt
+from .runtime import Runtime
+from .settings import Settings
+from .sites import Sites
+from .snippet import Snippet
+from .store import RedisStore, open_store
+from .timers import TimerLoop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything long-lived one app owns; the lifespan starts and stops it."""
+
+    settings: Settings
+    store: RedisStore
+    runtime: Runtime
+    sio: socketio.AsyncServer
+    gateway: Gateway
+    delivery: Delivery
+    timers: TimerLoop
+
+
+def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    store = open_store(settings)
+    runtime = Runtime(settings.rules_dir, settings.templates_dir)
+    manager = None
+    if settings.redis_url:
+        manager = socketio.AsyncRedisManager(
+            settings.redis_url, channel=Keys(settings.key_prefix).socketio_channel()
+        )
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        serializer="msgpack",
+        client_manager=manager,
+        cors_allowed_origins="*",  # each site key has its own allow-list, checked on connect
+        max_http_buffer_size=settings.limits.max_payload_bytes,
+        transports=["websocket", "polling"],
+    )
+
+    async def emit(sid: str, prompt: Prompt) -> None:
+        local = sio.manager.is_connected(sid, "/")
+        await sio.emit("prompt", msgspec.to_builtins(prompt), to=sid, ignore_queue=local)
+
+    delivery = Delivery(store, runtime.catalog, emit, clock, settings.session_ttl_s)
+    gateway = Gateway(sio, settings, sites, store, runtime.engine, delivery, clock)
+    timers = TimerLoop(store, runtime.engine, delivery, clock, settings.timer_poll_s)
+    return Services(settings, store, runtime, sio, gateway, delivery, timers)
+
+
+def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> ASGIApp:
+    """The whole server as one ASGI app. Raises SourceError for invalid rules or templates."""
+    services = build_services(settings, sites, clock)
+    snippet = Snippet.from_package()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if not await services.store.ping():
+            log.error(
+                "the store at %s is not reachable; retrying in the background", settings.redis_url
+            )
+        tasks = [
+            asyncio.create_task(services.timers.run(), name="cuewire-timers"),
+            asyncio.create_task(
+                services.runtime.watch(settings.reload_poll_s), name="cuewire-reload"
+            ),
+        ]
+        try:
+            yield {"services": services}
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await services.store.aclose()
+
+    async def healthz(request: Request) -> JSONResponse:
+        store_ok = await services.store.ping()
+        runtime = services.runtime
+        body = {
+            "ok": store_ok and runtime.last_error is None,
+            "version": __version__,
+            "store": {
+                "reachable": store_ok,
+                "backend": "redis" if settings.redis_url else "embedded",
+            },
+            "rules": {"loaded": len(runtime.engine().rules), "error": runtime.last_error},
+            "templates": {"loaded": len(runtime.catalog())},
+            "connections": services.gateway.connections,
+        }
+        return JSONResponse(body, status_code=200 if store_ok else 503)
+
+    routes: list[Route | Mount] = [
+        Route("/cw.js", snippet.endpoint),
+        Route("/healthz", healthz),
+    ]
+    if settings.demo_site_dir is not None:
+        routes.append(Mount("/", StaticFiles(directory=settings.demo_site_dir, html=True)))
+    web = Starlette(routes=routes, lifespan=lifespan)
+    web.state.services = services
+    asgi: ASGIApp = socketio.ASGIApp(services.sio, other_asgi_app=web, socketio_path="socket.io")
+    return asgi
+
+
+def services_of(app: ASGIApp) -> Services:
+    """The services behind an app made by :func:`create_app` (for tests and tools)."""
+    services: Services = app.other_asgi_app.state.services  # type: ignore[attr-defined]
+    return services

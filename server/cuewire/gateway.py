@@ -1,0 +1,182 @@
+"""Socket.IO handlers of the visitor namespace: connect, ``events``, disconnect.
+
+Per session, batches are processed one at a time (python-socketio runs each handler in its
+own task), so facts and timers change in the order the client sent them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import socketio
+
+from .clock import Clock
+from .delivery import Delivery
+from .errors import StoreError
+from .locks import KeyedLocks
+from .protocol import (
+    Ack,
+    Rejection,
+    SessionInfo,
+    error_reason,
+    event_reason,
+    parse_auth,
+    parse_event,
+)
+from .ratelimit import TokenBucket
+from .rules.engine import Engine
+from .settings import Settings
+from .sites import Sites
+from .store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Connection:
+    site: str
+    visitor: str
+    session: str
+    tab: str
+    bucket: TokenBucket
+
+
+class Gateway:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        settings: Settings,
+        sites: Sites,
+        store: Store,
+        engine: Callable[[], Engine],
+        delivery: Delivery,
+        clock: Clock,
+    ) -> None:
+        self._sio = sio
+        self._settings = settings
+        self._sites = sites
+        self._store = store
+        self._engine = engine
+        self._delivery = delivery
+        self._clock = clock
+        self._conns: dict[str, Connection] = {}
+        self._locks = KeyedLocks()
+        sio.on("connect", self.connect)
+        sio.on("events", self.events)
+        sio.on("disconnect", self.disconnect)
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+        try:
+            parsed = parse_auth(auth)
+        except msgspec.ValidationError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                f"invalid auth: {error_reason(exc)}"
+            ) from None
+        site = self._sites.get(parsed.site)
+        if site is None:
+            raise socketio.exceptions.ConnectionRefusedError("unknown site key")
+        if not site.allows(environ.get("HTTP_ORIGIN")):
+            raise socketio.exceptions.ConnectionRefusedError("origin not allowed for this site")
+        if site.honor_dnt and (
+            parsed.dnt or environ.get("HTTP_DNT") == "1" or environ.get("HTTP_SEC_GPC") == "1"
+        ):
+            raise socketio.exceptions.ConnectionRefusedError("do-not-track")
+        now = self._clock.now_ms()
+        try:
+            opened = await self._store.open_session(
+                parsed.site, parsed.visitor, parsed.session, now
+            )
+        except StoreError as exc:
+            log.error("connect refused: %s", exc)
+            raise socketio.exceptions.ConnectionRefusedError("store unavailable") from None
+        limits = self._settings.limits
+        self._conns[sid] = Connection(
+            site=parsed.site,
+            visitor=parsed.visitor,
+            session=opened.session,
+            tab=parsed.tab or sid,
+            bucket=TokenBucket(limits.events_per_second, limits.event_burst, now),
+        )
+        info = SessionInfo(opened.session, parsed.visitor, opened.returning)
+        await self._sio.emit("session", msgspec.to_builtins(info), to=sid)
+
+    async def disconnect(self, sid: str, reason: str | None = None) -> None:
+        self._conns.pop(sid, None)
+
+    async def events(self, sid: str, batch: Any = None) -> dict[str, Any]:
+        conn = self._conns.get(sid)
+        if conn is None:
+            return _ack(0, [Rejection(-1, "not connected")])
+        if not isinstance(batch, list):
+            return _ack(0, [Rejection(-1, "events must be a list of event maps")])
+        now = self._clock.now_ms()
+        valid, rejected = self._validate(conn, batch, now)
+        if valid:
+            try:
+                async with self._locks.hold(conn.session):
+                    await self._process(sid, conn, valid, now)
+            except StoreError as exc:
+                log.error("batch of session %s not stored: %s", conn.session, exc)
+                return _ack(0, [Rejection(-1, "store unavailable, resend later")])
+        return _ack(len(valid), rejected)
+
+    def _validate(
+        self, conn: Connection, batch: list[Any], now: int
+    ) -> tuple[list[dict[str, Any]], list[Rejection]]:
+        limit = self._settings.limits.max_batch_events
+        valid: list[dict[str, Any]] = []
+        rejected: list[Rejection] = []
+        for index, raw in enumerate(batch):
+            if index >= limit:
+                reason = f"batch too large: at most {limit} events per batch"
+                rejected.append(Rejection(index, reason))
+                continue
+            try:
+                event = parse_event(raw)
+            except msgspec.ValidationError as exc:
+                rejected.append(Rejection(index, event_reason(raw, exc)))
+                continue
+            if not conn.bucket.take(now):
+                limits = self._settings.limits
+                rejected.append(
+                    Rejection(
+                        index,
+                        f"rate limit: at most {limits.events_per_second:g}"
+                        f" events/s (bursts of {limits.event_burst})",
+                    )
+                )
+                continue
+            valid.append(event)
+        return valid, rejected
+
+    async def _process(
+        self, sid: str, conn: Connection, events: list[dict[str, Any]], now: int
+    ) -> None:
+        ingested = await self._store.ingest(
+            conn.site, conn.session, conn.visitor, conn.tab, sid, events, now
+        )
+        fresh = [e for e, is_new in zip(events, ingested.fresh, strict=True) if is_new]
+        if not fresh:
+            return
+        decision = self._engine().on_events(
+            conn.site, conn.session, conn.visitor, fresh, ingested.session, ingested.visitor, now
+        )
+        if decision.actions:
+            await self._store.apply(decision.actions)
+        if decision.candidates:
+            await self._delivery.resolve(
+                conn.site, conn.session, conn.visitor, sid, decision.candidates
+            )
+
+
+def _ack(accepted: int, rejected: list[Rejection]) -> dict[str, Any]:
+    result: dict[str, Any] = msgspec.to_builtins(Ack(accepted, rejected))
+    return result

@@ -1,0 +1,44 @@
+"""Every Redis key and channel name Cuewire uses, in one place.
+
+Keys of one session share the ``{site:session}`` hash tag so a Lua script may touch them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "cw"
+
+    def session(self, site: str, session: str) -> str:
+        """Hash of session facts (see facts.py)."""
+        return f"{self.prefix}:s:{{{site}:{session}}}"
+
+    def recent(self, site: str, session: str) -> str:
+        """List of the session's most recent events, newest first (JSON)."""
+        return f"{self.prefix}:e:{{{site}:{session}}}"
+
+    def seen(self, site: str, session: str, tab: str) -> str:
+        """Sorted set of the ``seq`` numbers received from one tab (resend de-duplication)."""
+        return f"{self.prefix}:q:{{{site}:{session}}}:{tab}"
+
+    def visitor(self, site: str, visitor: str) -> str:
+        """Hash of visitor facts: first and last seen, session count, user id, traits."""
+        return f"{self.prefix}:v:{site}:{visitor}"
+
+    def fired(self, site: str, session: str, rule: str) -> str:
+        """Marker that a rule fired in a session (``SET NX``: fire once)."""
+        return f"{self.prefix}:f:{{{site}:{session}}}:{rule}"
+
+    def timers(self) -> str:
+        """Sorted set of pending timers scored by due time in epoch ms."""
+        return f"{self.prefix}:timers"
+
+    def audit(self, site: str) -> str:
+        """Stream of firings and suppressed firings."""
+        return f"{self.prefix}:audit:{site}"
+
+    def socketio_channel(self) -> str:
+        return f"{self.prefix}:socketio"

@@ -1,0 +1,209 @@
+"""Typed wire models (docs/protocol.md): the connect auth, events, acks and prompts.
+
+Validation happens here, at the edge; everything past this module works on valid data.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+MAX_STRING = 2048
+MAX_MAP_KEYS = 50
+
+Str = Annotated[str, Meta(max_length=MAX_STRING)]
+Id = Annotated[str, Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Scalar = str | int | float | bool | None
+Props = Annotated[dict[Annotated[str, Meta(max_length=128)], Scalar], Meta(max_length=MAX_MAP_KEYS)]
+Millis = Annotated[int, Meta(ge=0)]
+
+
+class Auth(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """The ``auth`` object of the Socket.IO CONNECT packet."""
+
+    site: Annotated[str, Meta(min_length=1, max_length=128)]
+    visitor: Id
+    session: Id | None = None
+    tab: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    dnt: bool = False
+
+
+class Event(msgspec.Struct, kw_only=True, tag_field="type"):
+    """Fields every event carries; the ``type`` tag selects the subclass."""
+
+    ts: Millis
+    seq: Millis
+    url: Str
+
+
+class PageView(Event, tag="page_view"):
+    referrer: Str | None = None
+    title: Str | None = None
+    spa: bool = False
+
+
+class Click(Event, tag="click"):
+    selector: Str
+    text: Str | None = None
+    track: Str | None = None
+
+
+class Scroll(Event, tag="scroll"):
+    depth: Annotated[int, Meta(ge=0, le=100)]
+
+
+class Visibility(Event, tag="visibility"):
+    state: Literal["hidden", "visible"]
+    dwell_ms: Millis
+
+
+class ElementVisible(Event, tag="element_visible"):
+    element: Str
+    ratio: Annotated[float, Meta(ge=0, le=1)] | None = None
+
+
+class Hover(Event, tag="hover"):
+    element: Str
+    ms: Millis
+
+
+class Idle(Event, tag="idle"):
+    ms: Millis
+
+
+class Active(Event, tag="active"):
+    pass
+
+
+class ExitIntent(Event, tag="exit_intent"):
+    pass
+
+
+class Form(Event, tag="form"):
+    action: Literal["focus", "abandon", "submit"]
+    form: Str
+    field: Str | None = None
+
+
+class Custom(Event, tag="custom"):
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    props: Props = {}
+
+
+class Identify(Event, tag="identify"):
+    user_id: Annotated[str, Meta(min_length=1, max_length=256)]
+    traits: Props = {}
+
+
+class PromptFeedback(Event, kw_only=True):
+    prompt: Annotated[str, Meta(max_length=128)]
+    rule: Annotated[str, Meta(max_length=128)]
+
+
+class PromptShown(PromptFeedback, tag="prompt_shown"):
+    pass
+
+
+class PromptClick(PromptFeedback, tag="prompt_click"):
+    action: Str | None = None
+
+
+class PromptDismiss(PromptFeedback, tag="prompt_dismiss"):
+    pass
+
+
+class PromptSnooze(PromptFeedback, tag="prompt_snooze"):
+    pass
+
+
+class PromptOptout(PromptFeedback, tag="prompt_optout"):
+    pass
+
+
+AnyEvent = (
+    PageView
+    | Click
+    | Scroll
+    | Visibility
+    | ElementVisible
+    | Hover
+    | Idle
+    | Active
+    | ExitIntent
+    | Form
+    | Custom
+    | Identify
+    | PromptShown
+    | PromptClick
+    | PromptDismiss
+    | PromptSnooze
+    | PromptOptout
+)
+EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in AnyEvent.__args__)
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    index: int
+    reason: str
+
+
+class Ack(msgspec.Struct, frozen=True):
+    accepted: int
+    rejected: list[Rejection]
+
+
+class SessionInfo(msgspec.Struct, frozen=True):
+    session: str
+    visitor: str
+    returning: bool
+
+
+Kind = Literal["modal", "toast", "banner", "slidein", "chat"]
+
+
+class Prompt(msgspec.Struct, frozen=True):
+    id: str
+    rule: str
+    template: str
+    variant: str | None
+    kind: Kind
+    html: str
+
+
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def error_reason(exc: msgspec.ValidationError, prefix: str = "") -> str:
+    """Turn msgspec's ``Expected int, got str - at `$.depth``` into ``depth: Expected ...``."""
+    message = str(exc)
+    match = _PATH.search(message)
+    if not match:
+        return f"{prefix}: {message}" if prefix else message
+    path = match.group(1)
+    where = f"{prefix}.{path}" if prefix and path else (prefix or path)
+    return f"{where}: {message[: match.start()]}"
+
+
+def parse_auth(raw: Any) -> Auth:
+    """Validate the connect auth; raise ``msgspec.ValidationError`` with a path on failure."""
+    return msgspec.convert(raw, Auth)
+
+
+def parse_event(raw: Any) -> dict[str, Any]:
+    """Validate one event and return it as a plain map (with ``type``) for the engine."""
+    if not isinstance(raw, dict):
+        raise msgspec.ValidationError("an event must be a map")
+    kind = raw.get("type")
+    event = msgspec.convert(raw, AnyEvent)
+    out: dict[str, Any] = msgspec.to_builtins(event)
+    out["type"] = kind
+    return out
+
+
+def event_reason(raw: Any, exc: msgspec.ValidationError) -> str:
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    prefix = kind if isinstance(kind, str) and kind in EVENT_TYPES else ""
+    return error_reason(exc, prefix)

@@ -1,0 +1,1 @@
+"""The rule language: files -> typed models -> indexed rule set -> decisions."""

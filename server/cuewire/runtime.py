@@ -1,0 +1,81 @@
+"""The live rule set and template catalog, with hot reload that keeps the last good set."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SourceError
+from .render import Catalog
+from .rules.engine import Engine, RuleSet
+from .rules.loader import load_rules, rule_files
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    engine: Engine
+    catalog: Catalog
+
+
+def load_sources(rules_dir: Path, templates_dir: Path) -> Loaded:
+    """Load and check templates, then the rules that show them. Raises SourceError."""
+    catalog = Catalog.load(templates_dir)
+    rules = load_rules(rules_dir, catalog.names)
+    return Loaded(Engine(RuleSet(rules)), catalog)
+
+
+def _fingerprint(rules_dir: Path, templates_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    files = [*rule_files(rules_dir), *sorted(templates_dir.glob("*"))]
+    stats = []
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        stats.append((str(path), st.st_mtime_ns, st.st_size))
+    return tuple(stats)
+
+
+class Runtime:
+    """Holds what is live. ``engine`` and ``catalog`` always return a complete, valid set."""
+
+    def __init__(self, rules_dir: Path, templates_dir: Path) -> None:
+        self.rules_dir = rules_dir
+        self.templates_dir = templates_dir
+        self._loaded = load_sources(rules_dir, templates_dir)
+        self._seen = _fingerprint(rules_dir, templates_dir)
+        self.last_error: str | None = None
+        self.generation = 1
+
+    def engine(self) -> Engine:
+        return self._loaded.engine
+
+    def catalog(self) -> Catalog:
+        return self._loaded.catalog
+
+    async def reload_if_changed(self) -> bool:
+        """Reload off the event loop when a file changed; True when a new set went live."""
+        seen = await asyncio.to_thread(_fingerprint, self.rules_dir, self.templates_dir)
+        if seen == self._seen:
+            return False
+        self._seen = seen
+        try:
+            loaded = await asyncio.to_thread(load_sources, self.rules_dir, self.templates_dir)
+        except SourceError as exc:
+            self.last_error = str(exc)
+            log.error("reload failed, keeping the last good rules and templates:\n%s", exc)
+            return False
+        self._loaded = loaded
+        self.last_error = None
+        self.generation += 1
+        log.info("reloaded %d rules, %d templates", len(loaded.engine.rules), len(loaded.catalog))
+        return True
+
+    async def watch(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.reload_if_changed()

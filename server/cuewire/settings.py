@@ -1,0 +1,74 @@
+"""Typed settings. Read the environment only in :meth:`Settings.from_env` (the CLI calls it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ENV_PREFIX = "CUEWIRE_"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may send."""
+
+    max_payload_bytes: int = 64 * 1024
+    max_batch_events: int = 100
+    events_per_second: float = 50.0
+    event_burst: int = 200
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app factory needs; pass it in, never read it from globals."""
+
+    redis_url: str | None = None
+    rules_dir: Path = Path("rules")
+    templates_dir: Path = Path("templates")
+    sites_file: Path | None = None
+    demo_site_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8377
+    session_ttl_s: int = 30 * 60
+    visitor_ttl_s: int = 400 * 24 * 3600
+    recent_events: int = 50
+    timer_poll_s: float = 0.05
+    reload_poll_s: float = 1.0
+    limits: Limits = field(default_factory=Limits)
+    key_prefix: str = "cw"
+
+    @classmethod
+    def from_env(
+        cls, overrides: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings from ``CUEWIRE_*`` variables, then apply explicit overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or f.name == "limits":
+                continue
+            values[f.name] = _coerce(f.name, raw, getattr(cls(), f.name))
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return replace(cls(), **values)
+
+
+def _coerce(name: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return raw.lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path) or name.endswith(("_dir", "_file")):
+            return Path(raw)
+    except ValueError as exc:
+        message = f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid value: {exc}"
+        raise ConfigError(message) from exc
+    return raw

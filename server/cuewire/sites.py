@@ -1,0 +1,71 @@
+"""Site keys, their allowed origins and per-site options, from a YAML sites file.
+
+```yaml
+sites:
+  shop-prod:
+    origins: ["https://shop.example", "https://*.shop.example"]
+    honor_dnt: true
+```
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import yaml
+from msgspec import Meta
+
+from .errors import ConfigError
+from .protocol import error_reason
+
+
+class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One site key: who may connect with it and how its visitors are treated."""
+
+    origins: Annotated[list[str], Meta(min_length=1)]
+    honor_dnt: bool = False
+
+    def allows(self, origin: str | None) -> bool:
+        """True when ``origin`` matches an allowed pattern (``*`` globs a host part)."""
+        if not origin:
+            return False
+        origin = origin.rstrip("/").lower()
+        return any(fnmatch.fnmatchcase(origin, p.rstrip("/").lower()) for p in self.origins)
+
+
+class SitesFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    sites: dict[str, Site]
+
+
+class Sites:
+    """The registry of site keys."""
+
+    def __init__(self, sites: dict[str, Site]) -> None:
+        self._sites = dict(sites)
+
+    def get(self, key: str) -> Site | None:
+        return self._sites.get(key)
+
+    def keys(self) -> Iterable[str]:
+        return self._sites.keys()
+
+    @classmethod
+    def load(cls, path: Path) -> Sites:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            return cls(msgspec.convert(raw, SitesFile).sites)
+        except OSError as exc:
+            raise ConfigError(f"cannot read sites file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{path}: {error_reason(exc)}") from exc
+
+    @classmethod
+    def demo(cls, origins: list[str]) -> Sites:
+        """The single ``demo`` site that ``cuewire demo`` serves its shop with."""
+        return cls({"demo": Site(origins=origins)})

@@ -1,0 +1,37 @@
+"""Pick the store backend by URL: ``redis://`` / ``rediss://`` / ``unix://`` or ``memory://``."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+
+from ..errors import ConfigError
+from ..settings import Settings
+from .base import Store
+from .redis import RedisStore
+
+MEMORY_URL = "memory://"
+
+
+def open_store(settings: Settings) -> RedisStore:
+    """The store for ``settings.redis_url``; without one, the embedded in-process server."""
+    url = settings.redis_url or MEMORY_URL
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        import fakeredis  # the embedded server: same Lua scripts, no external process
+
+        client: aioredis.Redis = fakeredis.FakeAsyncRedis(
+            server=fakeredis.FakeServer(), decode_responses=True
+        )
+    elif scheme in {"redis", "rediss", "unix"}:
+        client = aioredis.from_url(url, decode_responses=True)
+    else:
+        raise ConfigError(
+            f"unsupported store URL {url!r}: use redis://HOST:PORT/DB, rediss://, unix:// "
+            "or memory:// (the embedded store)"
+        )
+    return RedisStore(client, settings)
+
+
+__all__ = ["MEMORY_URL", "RedisStore", "Store", "open_store"]

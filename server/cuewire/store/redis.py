@@ -1,0 +1,181 @@
+"""The store on Redis (``redis://``) or on the embedded in-process server (``memory://``)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..errors import StoreError
+from ..facts import changes_for
+from ..ids import new_id
+from ..keys import Keys
+from ..settings import Settings
+from .base import Action, Cancel, Claim, Facts, Ingested, OpenedSession, Schedule, Timer
+
+AUDIT_MAXLEN = 100_000
+
+
+def _lua(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def _pairs_of(mapping: Any) -> Facts:
+    return {str(k): str(v) for k, v in (mapping or {}).items()}
+
+
+def _pairs(flat: list[Any]) -> Facts:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+class RedisStore:
+    """Session state in a Redis-compatible server, one round trip per event batch."""
+
+    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+        self._r = client
+        self._s = settings
+        self._k = Keys(settings.key_prefix)
+        self._open = client.register_script(_lua("open_session.lua"))
+        self._ingest = client.register_script(_lua("ingest.lua"))
+        self._claim = client.register_script(_lua("claim_timers.lua"))
+        self._consume = client.register_script(_lua("consume_timer.lua"))
+
+    @property
+    def keys(self) -> Keys:
+        return self._k
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._r.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def open_session(
+        self, site: str, visitor: str, session: str | None, now_ms: int
+    ) -> OpenedSession:
+        fresh_id = new_id("s_")
+        held = self._k.session(site, session) if session else self._k.session(site, fresh_id)
+        try:
+            resumed, returning, prev = await self._open(
+                keys=[held, self._k.session(site, fresh_id), self._k.visitor(site, visitor)],
+                args=[now_ms, self._s.session_ttl_s, self._s.visitor_ttl_s, visitor],
+            )
+        except RedisError as exc:
+            raise StoreError(f"cannot open a session: {exc}") from exc
+        return OpenedSession(
+            session=session if resumed and session else fresh_id,
+            resumed=bool(resumed),
+            returning=bool(returning),
+            previous_visit_ms=int(prev) if prev else None,
+        )
+
+    async def ingest(
+        self,
+        site: str,
+        session: str,
+        visitor: str,
+        tab: str,
+        socket_id: str,
+        events: list[dict[str, Any]],
+        now_ms: int,
+    ) -> Ingested:
+        args: list[Any] = [
+            now_ms,
+            self._s.session_ttl_s,
+            self._s.visitor_ttl_s,
+            self._s.recent_events,
+            socket_id,
+            visitor,
+            len(events),
+        ]
+        for event in events:
+            args += [event["seq"], json.dumps(event, separators=(",", ":"))]
+            args += changes_for(event, now_ms).flat()
+        keys = [
+            self._k.session(site, session),
+            self._k.recent(site, session),
+            self._k.seen(site, session, tab),
+            self._k.visitor(site, visitor),
+        ]
+        try:
+            fresh, sess, vis = await self._ingest(keys=keys, args=args)
+        except RedisError as exc:
+            raise StoreError(f"cannot store events: {exc}") from exc
+        return Ingested([bool(f) for f in fresh], _pairs(sess), _pairs(vis))
+
+    async def apply(self, actions: list[Action]) -> list[bool]:
+        if not actions:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for action in actions:
+            if isinstance(action, Schedule):
+                t = action.timer
+                pipe.hset(self._k.session(t.site, t.session), f"t:{t.rule}", t.token)
+                pipe.zadd(self._k.timers(), {t.member(): action.due_ms})
+            elif isinstance(action, Cancel):
+                t = action.timer
+                pipe.hdel(self._k.session(t.site, t.session), f"t:{t.rule}")
+                pipe.zrem(self._k.timers(), t.member())
+            else:
+                key = self._k.fired(action.site, action.session, action.rule)
+                pipe.set(key, "1", nx=True, ex=action.ttl_s)
+        try:
+            results = await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"cannot update timers: {exc}") from exc
+        won: list[bool] = []
+        pos = 0
+        for action in actions:
+            if isinstance(action, Claim):
+                won.append(bool(results[pos]))
+                pos += 1
+            else:
+                pos += 2
+        return won
+
+    async def claim_due(self, now_ms: int, limit: int) -> list[tuple[Timer, int]]:
+        try:
+            members = await self._claim(keys=[self._k.timers()], args=[now_ms, limit])
+        except RedisError as exc:
+            raise StoreError(f"cannot claim timers: {exc}") from exc
+        return [
+            (Timer.from_member(members[i]), int(float(members[i + 1])))
+            for i in range(0, len(members), 2)
+        ]
+
+    async def consume(self, timer: Timer) -> tuple[Facts, Facts] | None:
+        keys = [
+            self._k.session(timer.site, timer.session),
+            self._k.visitor(timer.site, timer.visitor),
+        ]
+        result = await self._consume(keys=keys, args=[f"t:{timer.rule}", timer.token])
+        if not result:
+            return None
+        return _pairs(result[0]), _pairs(result[1])
+
+    async def next_due_ms(self) -> int | None:
+        first = await self._r.zrange(self._k.timers(), 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
+    async def session_facts(self, site: str, session: str) -> Facts:
+        return _pairs_of(await self._r.hgetall(self._k.session(site, session)))
+
+    async def recent_events(self, site: str, session: str, count: int) -> list[dict[str, Any]]:
+        raw = await self._r.lrange(self._k.recent(site, session), 0, count - 1)
+        return [json.loads(item) for item in raw]
+
+    async def audit(self, site: str, record: dict[str, str]) -> None:
+        fields: dict[Any, Any] = dict(record)
+        await self._r.xadd(self._k.audit(site), fields, maxlen=AUDIT_MAXLEN, approximate=True)
+
+    async def read_audit(self, site: str, count: int) -> list[dict[str, str]]:
+        entries = await self._r.xrevrange(self._k.audit(site), count=count) or []
+        return [
+            {"id": str(entry_id), **_pairs_of(fields)} for entry_id, fields in reversed(entries)
+        ]
+
+    async def aclose(self) -> None:
+        await self._r.aclose()

@@ -1,0 +1,87 @@
+"""The timer loop: claim due deadlines atomically, re-check eligibility, deliver.
+
+Deadlines live in the store (a sorted set scored by due time), so they survive restarts, and
+a claim is atomic, so with several server processes each deadline fires once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+from .clock import Clock
+from .delivery import Delivery
+from .errors import StoreError
+from .rules.engine import Engine
+from .store.base import Store, Timer
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 256
+
+
+class TimerLoop:
+    def __init__(
+        self,
+        store: Store,
+        engine: Callable[[], Engine],
+        delivery: Delivery,
+        clock: Clock,
+        poll_s: float,
+        on_lateness: Callable[[float], None] = lambda _ms: None,
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._delivery = delivery
+        self._clock = clock
+        self._poll_s = poll_s
+        self._on_lateness = on_lateness
+        self._healthy = True
+
+    async def run(self) -> None:
+        backoff = self._poll_s
+        while True:
+            try:
+                fired = await self.tick()
+                self._set_healthy(True)
+                backoff = self._poll_s
+            except StoreError as exc:
+                self._set_healthy(False, exc)
+                backoff = min(backoff * 2, 5.0)
+                fired = 0
+            if fired < CLAIM_BATCH:
+                await asyncio.sleep(backoff * random.uniform(0.8, 1.0))
+
+    async def tick(self) -> int:
+        """Claim and fire what is due now; return how many timers were claimed."""
+        now = self._clock.now_ms()
+        claimed = await self._store.claim_due(now, CLAIM_BATCH)
+        for timer, due_ms in claimed:
+            self._on_lateness(max(0, now - due_ms))
+            try:
+                await self._fire(timer, due_ms)
+            except Exception:
+                log.exception("timer %s of session %s failed", timer.rule, timer.session)
+        return len(claimed)
+
+    async def _fire(self, timer: Timer, due_ms: int) -> None:
+        facts = await self._store.consume(timer)
+        if facts is None:  # cancelled or replaced since it was scheduled
+            return
+        session_facts, visitor_facts = facts
+        candidate = self._engine().on_timer(
+            timer, session_facts, visitor_facts, due_ms, self._clock.now_ms()
+        )
+        sid = session_facts.get("sid")
+        if candidate is not None and sid:
+            await self._delivery.resolve(timer.site, timer.session, timer.visitor, sid, [candidate])
+
+    def _set_healthy(self, healthy: bool, exc: Exception | None = None) -> None:
+        if healthy != self._healthy:
+            if healthy:
+                log.warning("timer loop: store reachable again")
+            else:
+                log.error("timer loop: store unreachable (%s); retrying with backoff", exc)
+        self._healthy = healthy

@@ -1,0 +1,168 @@
+"""Wire protocol v1 as docs/protocol.md states it, spoken by a python-socketio client."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import socketio
+
+from conftest import LiveServer
+from visitor import Visitor
+
+PRODUCT = "http://shop.test/product/boots"
+
+
+async def test_connect_gets_a_new_session(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        assert v.info is not None
+        assert v.info["session"].startswith("s_")
+        assert v.info["visitor"] == "v_visitor01"
+        assert v.info["returning"] is False
+
+
+async def test_a_live_session_is_resumed_and_a_second_session_is_returning(
+    live: LiveServer,
+) -> None:
+    async with Visitor(live.url) as first:
+        assert first.info
+        await first.send(first.event("page_view"))
+        sid = first.info["session"]
+    async with Visitor(live.url, session=sid) as again:
+        assert again.info == {"session": sid, "visitor": "v_visitor01", "returning": False}
+    async with Visitor(live.url, session="s_expiredXXXX") as later:
+        assert later.info
+        assert later.info["session"] != sid
+        assert later.info["returning"] is True
+
+
+async def test_mixed_batch_keeps_valid_events_and_names_the_invalid(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        ack = await v.send(
+            v.event("page_view", PRODUCT),
+            v.event("scroll", PRODUCT, depth="lots"),
+            {"type": "teleport", "ts": 1, "seq": 99, "url": PRODUCT},
+            "not a map",
+            v.event("custom", PRODUCT, name="add_to_cart", props={"sku": "B1", "price": 120}),
+            v.event("click", PRODUCT),
+        )
+        assert ack["accepted"] == 2
+        reasons = {r["index"]: r["reason"] for r in ack["rejected"]}
+        assert reasons[1] == "scroll.depth: Expected `int`, got `str`"
+        assert "type" in reasons[2] and "teleport" in reasons[2]
+        assert reasons[3] == "an event must be a map"
+        assert reasons[5] == "click: Object missing required field `selector`"
+
+
+async def test_resent_events_are_not_counted_twice(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        batch = [v.event("page_view", PRODUCT), v.event("click", PRODUCT, selector="#buy")]
+        assert (await v.send(*batch))["accepted"] == 2
+        assert (await v.send(*batch))["accepted"] == 2
+        assert v.info
+        facts = await live_facts(live, v.info["session"])
+        assert facts["events"] == "2"
+        assert facts["n:click"] == "1"
+
+
+async def live_facts(live: LiveServer, session: str) -> dict[str, str]:
+    return await live.call(live.services.store.session_facts("test-site", session))
+
+
+async def test_oversized_batch_keeps_the_first_hundred(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        ack = await v.send(*[v.event("click", PRODUCT, selector="a") for _ in range(103)])
+        assert ack["accepted"] == 100
+        assert [r["index"] for r in ack["rejected"]] == [100, 101, 102]
+        assert ack["rejected"][0]["reason"] == "batch too large: at most 100 events per batch"
+
+
+async def test_a_batch_that_is_not_a_list_is_rejected_whole(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        ack = await v.sio.call("events", {"type": "click"}, timeout=5)
+        assert ack == {
+            "accepted": 0,
+            "rejected": [{"index": -1, "reason": "events must be a list of event maps"}],
+        }
+
+
+async def test_rate_limit_rejects_the_excess_with_a_reason(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        first = await v.send(*[v.event("click", PRODUCT, selector="a") for _ in range(100)])
+        second = await v.send(*[v.event("click", PRODUCT, selector="a") for _ in range(100)])
+        third = await v.send(*[v.event("click", PRODUCT, selector="a") for _ in range(100)])
+        assert first["accepted"] == 100 and second["accepted"] == 100
+        assert third["accepted"] < 100
+        assert third["rejected"][0]["reason"].startswith("rate limit:")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"site": "nope"}, "unknown site key"),
+        ({"origin": "https://evil.example"}, "origin not allowed for this site"),
+        ({"visitor": "x"}, "invalid auth: visitor: Expected `str` of length >= 8"),
+    ],
+)
+async def test_bad_connects_are_refused_with_a_reason(
+    live: LiveServer, kwargs: dict[str, str], reason: str
+) -> None:
+    v = Visitor(live.url, **kwargs)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await v.connect()
+    assert reason in str(v.refused)
+
+
+async def test_event_rule_pushes_a_rendered_prompt(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        await v.send(v.event("page_view", PRODUCT), v.event("exit_intent", PRODUCT))
+        prompt = await v.wait_prompt()
+        assert prompt["rule"] == "exit-product"
+        assert prompt["template"] == "note"
+        assert prompt["kind"] == "modal"
+        assert prompt["variant"] is None
+        assert prompt["id"].startswith("p_")
+        assert "Leaving so soon?" in prompt["html"]
+
+
+async def test_event_rule_respects_its_page_targeting(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        await v.send(
+            v.event("page_view", "http://shop.test/blog/x"),
+            v.event("exit_intent", "http://shop.test/blog/x"),
+        )
+        await asyncio.sleep(0.3)
+        assert v.prompts == []
+
+
+async def test_timer_rule_fires_after_its_deadline(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        await v.send(v.event("page_view", PRODUCT))
+        prompt = await v.wait_prompt(timeout=5)
+        assert prompt["rule"] == "hesitate-product"
+        assert "Need help?" in prompt["html"]
+
+
+async def test_timer_rule_is_cancelled_by_the_awaited_event(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        await v.send(v.event("page_view", PRODUCT))
+        await v.send(v.event("custom", PRODUCT, name="add_to_cart"))
+        await asyncio.sleep(1.5)
+        assert v.prompts == []
+
+
+async def test_timer_rule_is_cancelled_by_leaving_the_page(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        await v.send(v.event("page_view", PRODUCT))
+        await v.send(v.event("page_view", "http://shop.test/cart", spa=True))
+        await asyncio.sleep(1.5)
+        assert v.prompts == []
+
+
+async def test_a_rule_fires_once_per_session(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        await v.send(v.event("page_view", PRODUCT), v.event("exit_intent", PRODUCT))
+        await v.wait_prompt()
+        await v.send(v.event("exit_intent", PRODUCT))
+        await asyncio.sleep(0.3)
+        assert [p["rule"] for p in v.prompts] == ["exit-product"]
