@@ -23,6 +23,7 @@ from .clock import Clock, SystemClock
 from .delivery import Delivery
 from .gateway import Gateway
 from .keys import Keys
+from .pipeline import Pipeline
 from .protocol import Prompt
 from .runtime import Runtime
 from .settings import Settings
@@ -70,7 +71,8 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         await sio.emit("prompt", msgspec.to_builtins(prompt), to=sid, ignore_queue=local)
 
     delivery = Delivery(store, runtime.catalog, emit, clock, settings.session_ttl_s)
-    gateway = Gateway(sio, settings, sites, store, runtime.engine, delivery, clock)
+    pipeline = Pipeline(store, runtime.engine, delivery)
+    gateway = Gateway(sio, settings, sites, store, pipeline, clock)
     timers = TimerLoop(store, runtime.engine, delivery, clock, settings.timer_poll_s)
     return Services(settings, store, runtime, sio, gateway, delivery, timers)
 

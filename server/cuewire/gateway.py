@@ -7,7 +7,6 @@ own task), so facts and timers change in the order the client sent them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +14,9 @@ import msgspec
 import socketio
 
 from .clock import Clock
-from .delivery import Delivery
 from .errors import StoreError
 from .locks import KeyedLocks
+from .pipeline import Origin, Pipeline
 from .protocol import (
     Ack,
     Rejection,
@@ -28,7 +27,6 @@ from .protocol import (
     parse_event,
 )
 from .ratelimit import TokenBucket
-from .rules.engine import Engine
 from .settings import Settings
 from .sites import Sites
 from .store.base import Store
@@ -44,6 +42,9 @@ class Connection:
     tab: str
     bucket: TokenBucket
 
+    def origin(self, sid: str) -> Origin:
+        return Origin(self.site, self.visitor, self.session, self.tab, sid)
+
 
 class Gateway:
     def __init__(
@@ -52,16 +53,14 @@ class Gateway:
         settings: Settings,
         sites: Sites,
         store: Store,
-        engine: Callable[[], Engine],
-        delivery: Delivery,
+        pipeline: Pipeline,
         clock: Clock,
     ) -> None:
         self._sio = sio
         self._settings = settings
         self._sites = sites
         self._store = store
-        self._engine = engine
-        self._delivery = delivery
+        self._pipeline = pipeline
         self._clock = clock
         self._conns: dict[str, Connection] = {}
         self._locks = KeyedLocks()
@@ -122,7 +121,7 @@ class Gateway:
         if valid:
             try:
                 async with self._locks.hold(conn.session):
-                    await self._process(sid, conn, valid, now)
+                    await self._pipeline.process(conn.origin(sid), valid, now)
             except StoreError as exc:
                 log.error("batch of session %s not stored: %s", conn.session, exc)
                 return _ack(0, [Rejection(-1, "store unavailable, resend later")])
@@ -156,25 +155,6 @@ class Gateway:
                 continue
             valid.append(event)
         return valid, rejected
-
-    async def _process(
-        self, sid: str, conn: Connection, events: list[dict[str, Any]], now: int
-    ) -> None:
-        ingested = await self._store.ingest(
-            conn.site, conn.session, conn.visitor, conn.tab, sid, events, now
-        )
-        fresh = [e for e, is_new in zip(events, ingested.fresh, strict=True) if is_new]
-        if not fresh:
-            return
-        decision = self._engine().on_events(
-            conn.site, conn.session, conn.visitor, fresh, ingested.session, ingested.visitor, now
-        )
-        if decision.actions:
-            await self._store.apply(decision.actions)
-        if decision.candidates:
-            await self._delivery.resolve(
-                conn.site, conn.session, conn.visitor, sid, decision.candidates
-            )
 
 
 def _ack(accepted: int, rejected: list[Rejection]) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""The engine, store, timers and delivery wired together without a transport, on a clock
+the test controls: minutes pass in microseconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cuewire.delivery import Delivery
+from cuewire.pipeline import Origin, Pipeline
+from cuewire.protocol import Prompt
+from cuewire.runtime import Runtime
+from cuewire.settings import Settings
+from cuewire.store import RedisStore
+from cuewire.timers import TimerLoop
+
+T0 = 1_764_000_000_000  # a fixed "now", epoch ms
+
+
+@dataclass
+class FakeClock:
+    now: int = T0
+
+    def now_ms(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += round(seconds * 1000)
+
+
+@dataclass
+class Harness:
+    store: RedisStore
+    settings: Settings
+    clock: FakeClock = field(default_factory=FakeClock)
+    shown: list[tuple[str, Prompt]] = field(default_factory=list)
+    seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.runtime = Runtime(self.settings.rules_dir, self.settings.templates_dir)
+        self.delivery = Delivery(
+            self.store, self.runtime.catalog, self._emit, self.clock, self.settings.session_ttl_s
+        )
+        self.pipeline = Pipeline(self.store, self.runtime.engine, self.delivery)
+        self.timers = TimerLoop(self.store, self.runtime.engine, self.delivery, self.clock, 0.01)
+
+    async def _emit(self, sid: str, prompt: Prompt) -> None:
+        self.shown.append((sid, prompt))
+
+    async def visit(
+        self, visitor: str = "v_harness01", session: str | None = None, site: str = "test-site"
+    ) -> VisitorSession:
+        opened = await self.store.open_session(site, visitor, session, self.clock.now_ms())
+        return VisitorSession(self, Origin(site, visitor, opened.session, "tab1", "sid-" + visitor))
+
+    async def pass_time(self, seconds: float) -> None:
+        """Advance the clock and let the timer loop claim what fell due."""
+        self.clock.advance(seconds)
+        await self.timers.tick()
+
+    @property
+    def rules_shown(self) -> list[str]:
+        return [p.rule for _, p in self.shown]
+
+
+@dataclass
+class VisitorSession:
+    harness: Harness
+    origin: Origin
+
+    async def send(self, type: str, url: str = "http://shop.test/", **fields: Any) -> None:
+        h = self.harness
+        event = {"type": type, "ts": h.clock.now, "seq": h.seq, "url": url, **fields}
+        h.seq += 1
+        await h.pipeline.process(self.origin, [event], h.clock.now_ms())
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,98 @@
+"""Timers: durable deadlines in the store, claimed once, re-checked when they fall due."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from cuewire.settings import Settings
+from cuewire.store import RedisStore, open_store
+from harness import Harness
+
+PRODUCT = "http://shop.test/product/boots"
+
+
+async def test_hesitation_fires_when_its_deadline_passes(
+    store: RedisStore, settings: Settings
+) -> None:
+    h = Harness(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    await h.pass_time(0.9)
+    assert h.shown == []
+    await h.pass_time(0.1)
+    assert h.rules_shown == ["hesitate-product"]
+    assert h.shown[0][0] == "sid-v_harness01"
+
+
+async def test_the_awaited_event_cancels_the_deadline(
+    store: RedisStore, settings: Settings
+) -> None:
+    h = Harness(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    await v.send("custom", PRODUCT, name="add_to_cart")
+    await h.pass_time(60)
+    assert h.shown == []
+
+
+async def test_a_page_scoped_deadline_dies_with_its_page_even_in_a_spa(
+    store: RedisStore, settings: Settings
+) -> None:
+    h = Harness(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    await h.pass_time(0.5)
+    await v.send("page_view", "http://shop.test/cart", spa=True)
+    await h.pass_time(60)
+    assert h.shown == []
+
+
+async def test_moving_to_another_product_restarts_the_deadline(
+    store: RedisStore, settings: Settings
+) -> None:
+    h = Harness(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    await h.pass_time(0.6)
+    await v.send("page_view", "http://shop.test/product/tent")
+    await h.pass_time(0.6)
+    assert h.shown == []
+    await h.pass_time(0.4)
+    assert h.rules_shown == ["hesitate-product"]
+    assert "/product/tent" in h.shown[0][1].html
+
+
+async def test_a_pending_deadline_survives_a_server_restart(
+    store: RedisStore, settings: Settings
+) -> None:
+    if settings.redis_url is None:
+        pytest.skip("the embedded store lives and dies with its process, by design")
+    h = Harness(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    restarted_store = open_store(settings)
+    try:
+        after = Harness(restarted_store, settings, clock=h.clock)
+        await after.pass_time(1)
+        assert after.rules_shown == ["hesitate-product"]
+    finally:
+        await restarted_store.aclose()
+
+
+async def test_two_processes_claiming_the_same_deadline_fire_it_once(
+    store: RedisStore, settings: Settings
+) -> None:
+    h = Harness(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    other = open_store(settings) if settings.redis_url else store
+    try:
+        second = Harness(other, settings, clock=h.clock)
+        h.clock.advance(1)
+        await asyncio.gather(*(x.timers.tick() for x in (h, second, h, second)))
+        assert len(h.shown) + len(second.shown) == 1
+    finally:
+        if other is not store:
+            await other.aclose()
