@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +29,7 @@ from cuewire.sites import Site, Sites
 from cuewire.store import RedisStore, open_store
 
 T = TypeVar("T")
+_prefixes = itertools.count()
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -102,6 +106,7 @@ def settings(backend_url: str | None, tmp_path: Path) -> Settings:
         rules_dir=FIXTURES / "rules",
         templates_dir=FIXTURES / "templates",
         timer_poll_s=0.02,
+        key_prefix=f"cwt{next(_prefixes)}",
         reload_poll_s=0.1,
     )
 
@@ -134,6 +139,7 @@ class LiveServer:
             lifespan="on",
             ws="websockets-sansio",
             interface="asgi3",
+            timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -164,6 +170,13 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        if self.thread.is_alive():
+            frame = sys._current_frames()[self.thread.ident]
+            stack = "".join(traceback.format_stack(frame))
+            if self.loop:
+                for t in asyncio.all_tasks(self.loop):
+                    stack += "\nTASK " + repr(t)
+            raise RuntimeError("the server did not stop within 10 s\n" + stack)
 
 
 def site_for(origin: str, honor_dnt: bool = False) -> Sites:

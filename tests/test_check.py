@@ -31,7 +31,9 @@ def sources(tmp_path: Path) -> tuple[Path, Path]:
     return rules, templates
 
 
-def check(capsys: pytest.CaptureFixture[str], rules: Path, templates: Path) -> tuple[int, list[str]]:
+def check(
+    capsys: pytest.CaptureFixture[str], rules: Path, templates: Path
+) -> tuple[int, list[str]]:
     code = main(["check", "--rules", str(rules), "--templates", str(templates)])
     out = capsys.readouterr()
     return code, (out.err or out.out).strip().splitlines()
@@ -44,27 +46,56 @@ def test_the_shipped_rules_and_templates_pass(capsys: pytest.CaptureFixture[str]
 
 
 BROKEN = [
-    ("unknown field", "rules:\n  - id: a\n    trigger: {event: {type: click}}\n    show: {template: note}\n    colour: red\n",
-     "5:5", "unknown field `colour`"),
-    ("wrong type", "rules:\n  - id: a\n    priority: high\n    trigger: {event: {type: click}}\n    show: {template: note}\n",
-     "3:15", "Expected `int`, got `str`"),
-    ("unknown event type", "rules:\n  - id: a\n    trigger:\n      event: {type: clik}\n    show: {template: note}\n",
-     "4:14", "unknown event type 'clik'"),
-    ("unknown template", "rules:\n  - id: a\n    trigger: {event: {type: click}}\n    show:\n      template: nope\n",
-     "5:17", "unknown template 'nope' (known: note)"),
-    ("impossible window", "rules:\n  - id: a\n    trigger:\n      absence:\n        after: {type: page_view}\n        missing: {type: click}\n        within: 0ms\n    show: {template: note}\n",
-     "5:9", "`within` must be at least 100ms"),
-    ("two operators", "rules:\n  - id: a\n    trigger: {event: {type: click}}\n    when: {fact: page.path, glob: '/p/*', equals: x}\n    show: {template: note}\n",
-     "4:11", "exactly one operator"),
+    (
+        "unknown field",
+        "rules:\n  - id: a\n    trigger: {event: {type: click}}\n    show: {template: note}\n    colour: red\n",
+        "5:5",
+        "unknown field `colour`",
+    ),
+    (
+        "wrong type",
+        "rules:\n  - id: a\n    priority: high\n    trigger: {event: {type: click}}\n    show: {template: note}\n",
+        "3:15",
+        "Expected `int`, got `str`",
+    ),
+    (
+        "unknown event type",
+        "rules:\n  - id: a\n    trigger:\n      event: {type: clik}\n    show: {template: note}\n",
+        "4:14",
+        "unknown event type 'clik'",
+    ),
+    (
+        "unknown template",
+        "rules:\n  - id: a\n    trigger: {event: {type: click}}\n    show:\n      template: nope\n",
+        "5:17",
+        "unknown template 'nope' (known: note)",
+    ),
+    (
+        "impossible window",
+        "rules:\n  - id: a\n    trigger:\n      absence:\n        after: {type: page_view}\n        missing: {type: click}\n        within: 0ms\n    show: {template: note}\n",
+        "5:9",
+        "`within` must be at least 100ms",
+    ),
+    (
+        "two operators",
+        "rules:\n  - id: a\n    trigger: {event: {type: click}}\n    when: {fact: page.path, glob: '/p/*', equals: x}\n    show: {template: note}\n",
+        "4:11",
+        "exactly one operator",
+    ),
     ("bad yaml", "rules:\n  - id: a\n    trigger: {event: {type: click}\n", "4:1", "invalid YAML"),
 ]
 
 
-@pytest.mark.parametrize(("case", "text", "position", "message"), BROKEN,
-                         ids=[c[0] for c in BROKEN])
+@pytest.mark.parametrize(
+    ("case", "text", "position", "message"), BROKEN, ids=[c[0] for c in BROKEN]
+)
 def test_a_broken_rule_file_is_reported_at_its_line(
-    capsys: pytest.CaptureFixture[str], sources: tuple[Path, Path], case: str, text: str,
-    position: str, message: str,
+    capsys: pytest.CaptureFixture[str],
+    sources: tuple[Path, Path],
+    case: str,
+    text: str,
+    position: str,
+    message: str,
 ) -> None:
     rules, templates = sources
     broken = write(rules / "nested" / "broken.yaml", text)
@@ -81,7 +112,10 @@ def test_duplicate_rule_ids_across_files_name_both_places(
     write(rules / "z.yaml", GOOD_RULE)
     code, lines = check(capsys, rules, templates)
     assert code == 1
-    assert lines[0] == f"{rules / 'z.yaml'}:2:9: duplicate rule id 'exit' (first defined at {rules / 'good.yaml'}:2)"
+    assert (
+        lines[0]
+        == f"{rules / 'z.yaml'}:2:9: duplicate rule id 'exit' (first defined at {rules / 'good.yaml'}:2)"
+    )
 
 
 def test_every_problem_is_listed_not_just_the_first(

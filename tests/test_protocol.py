@@ -110,6 +110,7 @@ async def test_bad_connects_are_refused_with_a_reason(
     v = Visitor(live.url, **kwargs)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await v.connect()
+    await v.sio.eio.disconnect()
     assert reason in str(v.refused)
 
 

@@ -97,8 +97,14 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         try:
             yield {"services": services}
         finally:
+            services.timers.stop()
             for task in tasks:
                 task.cancel()
+            listener = getattr(services.sio.manager, "thread", None)  # the Redis manager's
+            if isinstance(listener, asyncio.Task):
+                tasks.append(listener)
+                listener.cancel()
+            await services.sio.shutdown()
             await asyncio.gather(*tasks, return_exceptions=True)
             await services.store.aclose()
 

@@ -11,6 +11,7 @@ them, so the Redis and embedded backends and the rule engine agree on the names:
 | ``scroll``, ``dwell_ms`` | deepest scroll milestone and active dwell on the current page |
 | ``last``, ``last_type`` | server ms of the last event and its type |
 | ``landing``, ``referrer`` | the first page of the session and its referrer |
+| ``p:<custom name>`` | the props of the latest custom event of that name (JSON) |
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def changes_for(event: dict[str, Any], now_ms: int) -> FactChanges:
         ch.set["dwell_ms"] = str(event["dwell_ms"])
     elif kind == "custom":
         ch.incr.append(f"c:{event['name']}")
+        ch.set[f"p:{event['name']}"] = json.dumps(event.get("props") or {})
     elif kind == "identify":
         ch.visitor_set["user_id"] = event["user_id"]
         for name, value in event.get("traits", {}).items():

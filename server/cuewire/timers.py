@@ -7,6 +7,7 @@ a claim is atomic, so with several server processes each deadline fires once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -39,10 +40,19 @@ class TimerLoop:
         self._poll_s = poll_s
         self._on_lateness = on_lateness
         self._healthy = True
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after its current tick.
+
+        Stopping by flag, not only by cancellation: a cancel that lands inside a Redis
+        command may surface as a connection error, which the loop would otherwise retry.
+        """
+        self._stopping.set()
 
     async def run(self) -> None:
         backoff = self._poll_s
-        while True:
+        while not self._stopping.is_set():
             try:
                 fired = await self.tick()
                 self._set_healthy(True)
@@ -52,7 +62,9 @@ class TimerLoop:
                 backoff = min(backoff * 2, 5.0)
                 fired = 0
             if fired < CLAIM_BATCH:
-                await asyncio.sleep(backoff * random.uniform(0.8, 1.0))
+                with contextlib.suppress(TimeoutError):
+                    pause = backoff * random.uniform(0.8, 1.0)
+                    await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def tick(self) -> int:
         """Claim and fire what is due now; return how many timers were claimed."""

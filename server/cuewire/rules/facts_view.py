@@ -71,6 +71,9 @@ class FactView:
             return self._since("started")
         if rest in ("pages", "events"):
             return int(self.session.get(rest, 0))
+        if head == "last":
+            name, _, prop = tail.partition(".")
+            return walk(self._last().get(name), prop.split(".")) if prop else MISSING
         return self.session.get(rest, MISSING)
 
     def _visitor(self, rest: str) -> Any:
@@ -85,6 +88,10 @@ class FactView:
             raw = self.visitor.get(f"trait:{rest[7:]}")
             return json.loads(raw) if raw is not None else MISSING
         return self.visitor.get(rest, MISSING)
+
+    def _last(self) -> dict[str, Any]:
+        """Props of the latest custom event of each name."""
+        return {k[2:]: json.loads(v) for k, v in self.session.items() if k.startswith("p:")}
 
     def _since(self, field: str) -> Any:
         start = self.session.get(field)
@@ -103,6 +110,7 @@ class FactView:
                 "url": self.url,
                 "path": path_of(self.url or "/"),
                 "pages": self.get("session.pages"),
+                "last": self._last(),
             },
             "event": dict(self.event or {}),
         }

@@ -1,0 +1,157 @@
+/** Entry point of cw.js: reads the script tag, wires identity, consent, transport, collectors
+ * and renderer together, owns their teardown, and exposes the one global, `window.cuewire`.
+ *
+ *   <script src="https://HOST/cw.js" data-site="KEY" async></script>
+ *
+ * Calls made before the snippet loads can be queued with the usual stub:
+ *   window.cuewire = window.cuewire || []; cuewire.push(["track", "signup", {plan: "pro"}]);
+ */
+import { ownScript } from "./script";
+import type { Collector, Remover } from "./types";
+import { createIdentity } from "./identity";
+import { takeTab } from "./tab";
+import { createConsent, doNotTrack } from "./consent";
+import { createTransport } from "./transport";
+import { createHooks, type Handler } from "./hooks";
+import { createRenderer } from "./render";
+import { name, sanitizeMap } from "./sanitize";
+import { listen, removeAll } from "./dom";
+import { startPageview } from "./pageview";
+import { startClicks } from "./clicks";
+import { startScroll } from "./scroll";
+import { startVisibility } from "./visibility";
+import { startElements } from "./elements";
+import { startHover } from "./hover";
+import { startIdle } from "./idle";
+import { startExitIntent } from "./exitintent";
+import { startForms } from "./forms";
+
+export interface Cuewire {
+  /** `custom {name, props}`. */
+  track(name: string, props?: Record<string, unknown>): void;
+  /** `identify {user_id, traits}`. */
+  identify(userId: string, traits?: Record<string, unknown>): void;
+  /** The visitor's consent: false stops sending (and is remembered), true resumes. */
+  consent(granted: boolean): void;
+  /** Subscribes to "prompt:show", "prompt:click", "prompt:dismiss", "prompt:snooze" or
+   * "prompt:optout"; returns the remover. */
+  on(event: string, fn: Handler): Remover;
+  off(event: string, fn: Handler): void;
+  /** Runs a queued call `[method, ...args]` (the stub's `push`). */
+  push(call: ArrayLike<unknown>): void;
+  readonly version: string;
+}
+
+declare global {
+  interface Window {
+    cuewire?: Cuewire | ArrayLike<unknown>;
+  }
+}
+
+function main(): void {
+  const queued = window.cuewire;
+  if (queued && typeof (queued as Cuewire).version === "string") return; // included twice
+  const stub =
+    queued && typeof (queued as ArrayLike<unknown>).length === "number"
+      ? toArray(queued).map(toArray)
+      : [];
+
+  const script = ownScript();
+  const site = script && script.getAttribute("data-site");
+  if (!script || !site) {
+    if (DEBUG) console.warn("[cuewire] no <script src=.../cw.js data-site=...> found");
+    return;
+  }
+
+  const consent = createConsent(script.getAttribute("data-consent") === "required");
+  // Queued consent decisions apply before anything is collected or sent.
+  for (const call of stub) if (call[0] === "consent") consent.set(!!call[1]);
+
+  const collectors: Collector[] = [];
+  const removers: Remover[] = [];
+  const hooks = createHooks();
+  const tab = takeTab();
+  const transport = createTransport({
+    origin: new URL(script.src, location.href).origin,
+    site,
+    identity: createIdentity(tab.id),
+    tab,
+    dnt: doNotTrack(),
+    enabled: consent.granted(),
+    onFatal: teardown,
+  });
+  const send = transport.send;
+  const renderer = createRenderer({ report: send, hook: hooks.emit, drain: transport.drain });
+  removers.push(transport.onPrompt(renderer.show), renderer.stop, transport.stop);
+
+  function teardown(): void {
+    collectors.forEach((c) => c.stop());
+    collectors.length = 0;
+    removeAll(removers);
+  }
+
+  const pageChanged = (previousUrl: string) =>
+    collectors.forEach((c) => c.reset && c.reset(previousUrl));
+  collectors.push(
+    startPageview(send, pageChanged),
+    startClicks(send),
+    startScroll(send),
+    startVisibility(send),
+    startElements(send),
+    startHover(send),
+    startIdle(send),
+    startExitIntent(send),
+    startForms(send),
+  );
+
+  // Registered after the collectors, so that their last events for the same DOM event (form
+  // abandon on pagehide, visibility hidden) are queued before the queue is saved.
+  removers.push(
+    listen(window, "pagehide", transport.hide),
+    listen(window, "pageshow", transport.show),
+    listen(document, "visibilitychange", () =>
+      document.visibilityState === "hidden" ? transport.hide() : transport.show(),
+    ),
+  );
+
+  const api: Cuewire = {
+    version: VERSION,
+    track(eventName, props) {
+      const n = name(eventName, 128);
+      if (n) send("custom", { name: n, props: props == null ? undefined : sanitizeMap(props) });
+    },
+    identify(userId, traits) {
+      const id = name(userId, 256);
+      if (id)
+        send("identify", { user_id: id, traits: traits == null ? undefined : sanitizeMap(traits) });
+    },
+    consent(granted) {
+      const g = !!granted;
+      if (!consent.set(g)) return;
+      if (g) {
+        transport.resume();
+        send("page_view", {
+          referrer: document.referrer || undefined,
+          title: document.title || undefined,
+        });
+      } else {
+        transport.pause();
+      }
+    },
+    on: hooks.on,
+    off: hooks.off,
+    push(call) {
+      const [method, ...args] = toArray(call);
+      const fn = (api as unknown as Record<string, unknown>)[method as string];
+      if (typeof fn === "function" && method !== "push") fn.apply(api, args);
+    },
+  };
+  window.cuewire = api;
+  for (const call of stub) if (call[0] !== "consent") api.push(call);
+}
+
+function toArray(value: unknown): unknown[] {
+  return value && typeof value === "object" ? Array.prototype.slice.call(value) : [];
+}
+
+main();
