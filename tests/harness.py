@@ -40,7 +40,7 @@ class Harness:
     def __post_init__(self) -> None:
         self.runtime = Runtime(self.settings.rules_dir, self.settings.templates_dir)
         self.delivery = Delivery(
-            self.store, self.runtime.catalog, self._emit, self.clock, self.settings.session_ttl_s
+            self.store, self.runtime.engine, self.runtime.catalog, self._emit, self.clock
         )
         self.pipeline = Pipeline(self.store, self.runtime.engine, self.delivery)
         self.timers = TimerLoop(self.store, self.runtime.engine, self.delivery, self.clock, 0.01)

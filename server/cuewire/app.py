@@ -31,6 +31,7 @@ from .sites import Sites
 from .snippet import Snippet
 from .store import RedisStore, open_store
 from .timers import TimerLoop
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Services:
     gateway: Gateway
     delivery: Delivery
     timers: TimerLoop
+    webhooks: Webhooks
 
 
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
@@ -70,11 +72,20 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         local = sio.manager.is_connected(sid, "/")
         await sio.emit("prompt", msgspec.to_builtins(prompt), to=sid, ignore_queue=local)
 
-    delivery = Delivery(store, runtime.catalog, emit, clock, settings.session_ttl_s)
+    webhooks = Webhooks()
+    delivery = Delivery(
+        store,
+        runtime.engine,
+        runtime.catalog,
+        emit,
+        clock,
+        webhooks,
+        lambda key: getattr(sites.get(key), "webhook_secret", None),
+    )
     pipeline = Pipeline(store, runtime.engine, delivery)
     gateway = Gateway(sio, settings, sites, store, pipeline, clock)
     timers = TimerLoop(store, runtime.engine, delivery, clock, settings.timer_poll_s)
-    return Services(settings, store, runtime, sio, gateway, delivery, timers)
+    return Services(settings, store, runtime, sio, gateway, delivery, timers, webhooks)
 
 
 def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> ASGIApp:
@@ -106,6 +117,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
                 listener.cancel()
             await services.sio.shutdown()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await services.webhooks.aclose()
             await services.store.aclose()
 
     async def healthz(request: Request) -> JSONResponse:

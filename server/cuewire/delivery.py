@@ -1,4 +1,8 @@
-"""Turn candidates into at most one shown prompt: claim, render, emit, audit."""
+"""Resolve candidates under governance: claim, then show / call webhook / set facts; audit all.
+
+Highest priority first. A claim is atomic in the store (claim.lua), so a rule fires once per
+eligibility even when several tabs and server processes see the same behaviour.
+"""
 
 from __future__ import annotations
 
@@ -10,65 +14,165 @@ from typing import Any
 import jinja2
 
 from .clock import Clock
+from .experiments import HOLDOUT, bucket
 from .ids import new_id
 from .protocol import Prompt
-from .rules.engine import Candidate
-from .store.base import Claim, Store
+from .render import Catalog
+from .rules.engine import Candidate, Engine
+from .rules.model import Policy, Rule, duration_ms
+from .store.base import Claim, Put, Store
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[str, Prompt], Awaitable[None]]
+SHOWING = "another prompt is showing"
 
 
 class Delivery:
-    """Governance for now: a rule fires at most once per session, highest priority first."""
-
     def __init__(
         self,
         store: Store,
-        catalog: Callable[[], Any],
+        engine: Callable[[], Engine],
+        catalog: Callable[[], Catalog],
         emit: Emit,
         clock: Clock,
-        once_ttl_s: int,
+        webhooks: Webhooks | None = None,
+        webhook_secret: Callable[[str], str | None] = lambda _site: None,
     ) -> None:
         self._store = store
+        self._engine = engine
         self._catalog = catalog
         self._emit = emit
         self._clock = clock
-        self._once_ttl_s = once_ttl_s
+        self._webhooks = webhooks
+        self._secret = webhook_secret
 
     async def resolve(
         self, site: str, session: str, visitor: str, sid: str, candidates: list[Candidate]
     ) -> Prompt | None:
+        """Fire what governance allows; return the prompt shown, if any."""
+        policy = self._engine().rules.policy
         shown: Prompt | None = None
+        seen: set[str] = set()
         for cand in sorted(candidates, key=lambda c: -c.rule.priority):
-            if shown is not None:
-                await self._record(
-                    site, session, visitor, cand, "suppressed", f"lower priority than {shown.rule}"
+            rule = cand.rule
+            if rule.id in seen:
+                continue
+            seen.add(rule.id)
+            if shown is not None and rule.show is not None:
+                await self._blocked(
+                    site, session, visitor, cand, f"lower priority than {shown.rule}"
                 )
                 continue
-            [won] = await self._store.apply([Claim(site, session, cand.rule.id, self._once_ttl_s)])
-            if not won:
-                await self._record(
-                    site, session, visitor, cand, "suppressed", "already fired in this session"
-                )
+            prompt_id = new_id("p_")
+            claim = self._claim(site, session, visitor, rule, policy, prompt_id)
+            [verdict] = await self._store.apply([claim])
+            if verdict:
+                await self._blocked(site, session, visitor, cand, verdict)
                 continue
-            prompt = self._render(cand)
-            if prompt is None:
-                await self._record(site, session, visitor, cand, "suppressed", "render failed")
-                continue
-            await self._emit(sid, prompt)
-            await self._record(site, session, visitor, cand, "fired", "", prompt)
-            shown = prompt
+            prompt = await self._act(site, session, visitor, sid, cand, prompt_id)
+            shown = shown or prompt
         return shown
 
-    def _render(self, cand: Candidate) -> Prompt | None:
-        catalog = self._catalog()
-        name = cand.rule.show.template
+    def _claim(
+        self, site: str, session: str, visitor: str, rule: Rule, policy: Policy, prompt_id: str
+    ) -> Claim:
+        limit = rule.limit
+        dismiss = policy.dismissals
+        return Claim(
+            site=site,
+            session=session,
+            visitor=visitor,
+            rule=rule.id,
+            now_ms=self._clock.now_ms(),
+            shows=rule.show is not None,
+            prompt_id=prompt_id,
+            per_session=limit.per_session,
+            per_day=limit.per_visitor_day,
+            per_week=limit.per_visitor_week,
+            cooldown_ms=duration_ms(limit.cooldown) if limit.cooldown else 0,
+            max_prompts=policy.max_prompts_per_session,
+            one_at_a_time=policy.one_prompt_at_a_time,
+            snooze_ms=duration_ms(policy.snooze),
+            dismiss_count=dismiss.count if dismiss else 0,
+            dismiss_pause_ms=duration_ms(dismiss.pause) if dismiss else 0,
+        )
+
+    async def _blocked(
+        self, site: str, session: str, visitor: str, cand: Candidate, reason: str
+    ) -> None:
+        """A candidate governance stopped: queue it when the rule says so, else drop it."""
+        queue = cand.rule.on_conflict == "queue" and (reason == SHOWING or "priority" in reason)
+        if queue:
+            await self._store.apply(
+                [Put(site, session, visitor, f"queued:{cand.rule.id}", str(self._clock.now_ms()))]
+            )
+        await self._record(
+            site, session, visitor, cand, "queued" if queue else "suppressed", reason
+        )
+
+    async def _act(
+        self, site: str, session: str, visitor: str, sid: str, cand: Candidate, prompt_id: str
+    ) -> Prompt | None:
+        rule = cand.rule
+        puts = [
+            Put(
+                site,
+                session,
+                visitor,
+                f"x:{f.name}",
+                json.dumps(f.value),
+                on_visitor=f.scope == "visitor",
+            )
+            for f in rule.set
+        ]
+        if puts:
+            await self._store.apply(list(puts))
+        if rule.webhook is not None and self._webhooks is not None:
+            self._webhooks.send(
+                rule.webhook.url,
+                self._payload(site, session, visitor, cand),
+                rule.webhook.headers,
+                self._secret(site),
+            )
+        if rule.show is None:
+            await self._record(site, session, visitor, cand, "fired", "")
+            return None
+        variant = self._variant(visitor, rule)
+        if variant == HOLDOUT:
+            await self._store.apply([Put(site, session, visitor, "showing", "")])
+            await self._record(
+                site, session, visitor, cand, "holdout", "would have shown", variant=variant
+            )
+            return None
+        prompt = self._render(cand, prompt_id, variant)
+        if prompt is None:
+            await self._store.apply([Put(site, session, visitor, "showing", "")])
+            await self._record(site, session, visitor, cand, "suppressed", "render failed")
+            return None
+        await self._emit(sid, prompt)
+        await self._record(site, session, visitor, cand, "fired", "", prompt, variant)
+        return prompt
+
+    @staticmethod
+    def _variant(visitor: str, rule: Rule) -> str | None:
+        show = rule.show
+        if show is None or (not show.variants and not show.holdout):
+            return None
+        weights = [(v.id, v.weight) for v in show.variants]
+        return bucket(visitor, show.experiment or rule.id, weights, show.holdout)
+
+    def _render(self, cand: Candidate, prompt_id: str, variant: str | None) -> Prompt | None:
+        show = cand.rule.show
+        if show is None:
+            return None
+        chosen = next((v for v in show.variants if v.id == variant), None)
+        name = chosen.template if chosen and chosen.template else show.template
         context = cand.view.template_context()
-        prompt_id = new_id("p_")
-        context["prompt"] = {"id": prompt_id, "rule": cand.rule.id, "variant": None}
-        context["params"] = dict(cand.rule.show.params)
+        context["prompt"] = {"id": prompt_id, "rule": cand.rule.id, "variant": variant}
+        context["params"] = {**show.params, **(chosen.params if chosen else {})}
+        catalog = self._catalog()
         try:
             html = catalog.render(name, context)
             kind = catalog.get(name).meta.kind
@@ -76,8 +180,20 @@ class Delivery:
             log.exception("rule %s: cannot render template %s", cand.rule.id, name)
             return None
         return Prompt(
-            id=prompt_id, rule=cand.rule.id, template=name, variant=None, kind=kind, html=html
+            id=prompt_id, rule=cand.rule.id, template=name, variant=variant, kind=kind, html=html
         )
+
+    def _payload(self, site: str, session: str, visitor: str, cand: Candidate) -> dict[str, Any]:
+        return {
+            "site": site,
+            "session": session,
+            "visitor": visitor,
+            "rule": cand.rule.id,
+            "cause": cand.cause,
+            "at": self._clock.now_ms(),
+            "url": cand.view.url,
+            "event": cand.view.event,
+        }
 
     async def _record(
         self,
@@ -88,6 +204,7 @@ class Delivery:
         outcome: str,
         reason: str,
         prompt: Prompt | None = None,
+        variant: str | None = None,
     ) -> None:
         now = self._clock.now_ms()
         record = {
@@ -98,8 +215,8 @@ class Delivery:
             "visitor": visitor,
             "cause": cand.cause,
             "prompt": prompt.id if prompt else "",
-            "template": cand.rule.show.template,
-            "variant": "",
+            "template": prompt.template if prompt else "",
+            "variant": variant or "",
             "url": cand.view.url,
             "latency_ms": str(max(0, now - cand.since_ms)),
             "at": str(now),

@@ -1,43 +1,76 @@
 """What one event changes in the session and visitor facts.
 
 The store applies these changes atomically (one Lua script per batch); this module decides
-them, so the Redis and embedded backends and the rule engine agree on the names:
+them, so both store backends and the rule engine agree on the names.
 
-| session fact | meaning |
-|---|---|
-| ``events``, ``n:<type>``, ``c:<custom name>`` | counters |
-| ``pages`` | page views in the session (SPA route changes included) |
-| ``url``, ``path``, ``page_started`` | the current page and when it began (server ms) |
-| ``scroll``, ``dwell_ms`` | deepest scroll milestone and active dwell on the current page |
-| ``last``, ``last_type`` | server ms of the last event and its type |
-| ``landing``, ``referrer`` | the first page of the session and its referrer |
-| ``p:<custom name>`` | the props of the latest custom event of that name (JSON) |
+Session facts:
+
+- ``events``, ``n:<type>``, ``c:<custom name>``: counters; ``pages``: page views (SPA too)
+- ``url``, ``path``, ``page_started``: the current page and when it began (server ms)
+- ``scroll``, ``dwell_ms``, ``visible``, ``visible_since``: the current page's deepest scroll
+  milestone, the active dwell the client reported, and its visibility
+- ``last``, ``last_type``: the last event; ``active_at``: the last activity (not idle, not a
+  hidden tab, not a prompt shown)
+- ``landing``, ``referrer``: the first page of the session and its referrer
+- ``p:<custom name>``: the props of the latest custom event of that name (JSON)
+- ``d:<name>.<prop>:<value>``: a distinct value seen (only for props that rules count)
+- ``showing``: the id of the prompt on screen, "" when none
+- rule state: ``t:<rule>`` pending timer token, ``sq:<rule>`` sequence progress,
+  ``w:<rule>:<group>`` window timestamps, ``queued:<rule>`` a queued prompt
+- ``x:<name>`` facts set by rules, ``fired:<rule>``, ``prompts``, ``device``, ``tz``
+
+Visitor facts:
+
+- ``c:<custom name>``, ``at:<custom name>``: custom events over all sessions, and the last ms
+- ``user_id``, ``trait:<name>``: from identify (traits JSON-encoded)
+- ``dismissed``, ``last_dismiss``: prompt dismissals and the last one's ms
+- ``optout:<rule>``, ``snooze:<rule>``: ms of "don't show again" / "remind me later"
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+PROMPT_CLOSED = ("prompt_click", "prompt_dismiss", "prompt_snooze", "prompt_optout")
+PASSIVE = ("idle", "prompt_shown", "visibility")  # events that are not the visitor acting
+
+
+def is_activity(event: dict[str, Any]) -> bool:
+    return event["type"] not in PASSIVE or (
+        event["type"] == "visibility" and event.get("state") == "visible"
+    )
+
 
 @dataclass
 class FactChanges:
-    """Hash changes of one event: increments, sets, set-if-absent, visitor sets."""
+    """Hash changes of one event: increments, sets, set-if-absent; on session and visitor."""
 
     incr: list[str] = field(default_factory=list)
     set: dict[str, str] = field(default_factory=dict)
     setnx: dict[str, str] = field(default_factory=dict)
+    visitor_incr: list[str] = field(default_factory=list)
     visitor_set: dict[str, str] = field(default_factory=dict)
 
     def flat(self) -> list[str]:
-        """Encode for the ingest script: counts, then the fields and values."""
-        out = [str(len(self.incr)), *self.incr]
-        for mapping in (self.set, self.setnx, self.visitor_set):
-            out.append(str(len(mapping)))
-            for k, v in mapping.items():
-                out += [k, v]
+        """Encode for the ingest script (see store/lua/ingest.lua)."""
+        out: list[str] = []
+        for counters, mapping in (
+            (self.incr, None),
+            (None, self.set),
+            (None, self.setnx),
+            (self.visitor_incr, None),
+            (None, self.visitor_set),
+        ):
+            if counters is not None:
+                out += [str(len(counters)), *counters]
+            elif mapping is not None:
+                out.append(str(len(mapping)))
+                for k, v in mapping.items():
+                    out += [k, v]
         return out
 
 
@@ -45,28 +78,57 @@ def path_of(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
-def changes_for(event: dict[str, Any], now_ms: int) -> FactChanges:
+def changes_for(
+    event: dict[str, Any], now_ms: int, distinct: Mapping[str, frozenset[str]] | None = None
+) -> FactChanges:
+    """The fact changes of ``event``; ``distinct`` maps custom event names to the props
+    whose distinct values rules count."""
     kind = event["type"]
-    ch = FactChanges(incr=["events", f"n:{kind}"], set={"last": str(now_ms), "last_type": kind})
+    now = str(now_ms)
+    ch = FactChanges(incr=["events", f"n:{kind}"], set={"last": now, "last_type": kind})
+    if is_activity(event):
+        ch.set["active_at"] = now
     if kind == "page_view":
         ch.incr.append("pages")
         ch.set.update(
             url=event["url"],
             path=path_of(event["url"]),
-            page_started=str(now_ms),
+            page_started=now,
             scroll="0",
             dwell_ms="0",
+            visible="1",
+            visible_since=now,
+            showing="",
         )
         ch.setnx.update(landing=event["url"], referrer=event.get("referrer") or "")
     elif kind == "scroll":
         ch.set["scroll"] = str(event["depth"])
     elif kind == "visibility":
-        ch.set["dwell_ms"] = str(event["dwell_ms"])
+        visible = event["state"] == "visible"
+        ch.set.update(dwell_ms=str(event["dwell_ms"]), visible="1" if visible else "0")
+        if visible:
+            ch.set["visible_since"] = now
     elif kind == "custom":
-        ch.incr.append(f"c:{event['name']}")
-        ch.set[f"p:{event['name']}"] = json.dumps(event.get("props") or {})
+        name = event["name"]
+        props = event.get("props") or {}
+        ch.incr.append(f"c:{name}")
+        ch.set[f"p:{name}"] = json.dumps(props)
+        ch.visitor_incr.append(f"c:{name}")
+        ch.visitor_set[f"at:{name}"] = now
+        for prop in (distinct or {}).get(name, ()):
+            if props.get(prop) is not None:
+                ch.setnx[f"d:{name}.{prop}:{props[prop]}"] = now
     elif kind == "identify":
         ch.visitor_set["user_id"] = event["user_id"]
-        for name, value in event.get("traits", {}).items():
-            ch.visitor_set[f"trait:{name}"] = json.dumps(value)
+        for trait, value in event.get("traits", {}).items():
+            ch.visitor_set[f"trait:{trait}"] = json.dumps(value)
+    if kind in PROMPT_CLOSED:
+        ch.set["showing"] = ""
+        if kind == "prompt_dismiss":
+            ch.visitor_incr.append("dismissed")
+            ch.visitor_set["last_dismiss"] = now
+        elif kind == "prompt_snooze":
+            ch.visitor_set[f"snooze:{event['rule']}"] = now
+        elif kind == "prompt_optout":
+            ch.visitor_set[f"optout:{event['rule']}"] = now
     return ch

@@ -14,6 +14,7 @@ import msgspec
 import socketio
 
 from .clock import Clock
+from .device import device_class
 from .errors import StoreError
 from .locks import KeyedLocks
 from .pipeline import Origin, Pipeline
@@ -90,8 +91,11 @@ class Gateway:
             raise socketio.exceptions.ConnectionRefusedError("do-not-track")
         now = self._clock.now_ms()
         try:
+            describe = {"device": device_class(environ.get("HTTP_USER_AGENT"))}
+            if parsed.tz is not None:
+                describe["tz"] = str(parsed.tz)
             opened = await self._store.open_session(
-                parsed.site, parsed.visitor, parsed.session, now
+                parsed.site, parsed.visitor, parsed.session, now, describe
             )
         except StoreError as exc:
             log.error("connect refused: %s", exc)

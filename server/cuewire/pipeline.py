@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .delivery import Delivery
+from .facts import changes_for
 from .protocol import Prompt
 from .rules.engine import Engine
 from .store.base import Store
@@ -36,13 +37,22 @@ class Pipeline:
         self, origin: Origin, events: list[dict[str, Any]], now_ms: int
     ) -> Prompt | None:
         """Apply one batch of valid events; return the prompt it caused, if any."""
+        engine = self._engine()
+        changes = [changes_for(e, now_ms, engine.rules.distinct) for e in events]
         ingested = await self._store.ingest(
-            origin.site, origin.session, origin.visitor, origin.tab, origin.sid, events, now_ms
+            origin.site,
+            origin.session,
+            origin.visitor,
+            origin.tab,
+            origin.sid,
+            events,
+            changes,
+            now_ms,
         )
         fresh = [e for e, is_new in zip(events, ingested.fresh, strict=True) if is_new]
         if not fresh:
             return None
-        decision = self._engine().on_events(
+        decision = engine.on_events(
             origin.site,
             origin.session,
             origin.visitor,

@@ -29,6 +29,7 @@ class Auth(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     session: Id | None = None
     tab: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     dnt: bool = False
+    tz: Annotated[int, Meta(ge=-900, le=900)] | None = None  # JS getTimezoneOffset(), minutes
 
 
 class Event(msgspec.Struct, kw_only=True, tag_field="type"):

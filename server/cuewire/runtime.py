@@ -24,8 +24,8 @@ class Loaded:
 def load_sources(rules_dir: Path, templates_dir: Path) -> Loaded:
     """Load and check templates, then the rules that show them. Raises SourceError."""
     catalog = Catalog.load(templates_dir)
-    rules = load_rules(rules_dir, catalog.names)
-    return Loaded(Engine(RuleSet(rules)), catalog)
+    found = load_rules(rules_dir, catalog.names)
+    return Loaded(Engine(RuleSet(found.rules, found.segments, found.policy)), catalog)
 
 
 def _fingerprint(rules_dir: Path, templates_dir: Path) -> tuple[tuple[str, int, int], ...]:

@@ -28,6 +28,8 @@ class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     origins: Annotated[list[str], Meta(min_length=1)]
     honor_dnt: bool = False
+    api_key: str | None = None  # for events from the site's backend (POST /v1/events)
+    webhook_secret: str | None = None  # signs outbound webhooks (X-Cuewire-Signature)
 
     def allows(self, origin: str | None) -> bool:
         """True when ``origin`` matches an allowed pattern (``*`` globs a host part)."""

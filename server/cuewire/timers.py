@@ -16,7 +16,7 @@ from .clock import Clock
 from .delivery import Delivery
 from .errors import StoreError
 from .rules.engine import Engine
-from .store.base import Store, Timer
+from .store.base import Schedule, Store, Timer
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,14 @@ class TimerLoop:
         if facts is None:  # cancelled or replaced since it was scheduled
             return
         session_facts, visitor_facts = facts
-        candidate = self._engine().on_timer(
+        outcome = self._engine().on_timer(
             timer, session_facts, visitor_facts, due_ms, self._clock.now_ms()
         )
-        sid = session_facts.get("sid")
-        if candidate is not None and sid:
-            await self._delivery.resolve(timer.site, timer.session, timer.visitor, sid, [candidate])
+        if isinstance(outcome, Schedule):  # activity pushed a lazy deadline back
+            await self._store.apply([outcome])
+        elif outcome is not None:
+            sid = session_facts.get("sid", "")
+            await self._delivery.resolve(timer.site, timer.session, timer.visitor, sid, [outcome])
 
     def _set_healthy(self, healthy: bool, exc: Exception | None = None) -> None:
         if healthy != self._healthy:

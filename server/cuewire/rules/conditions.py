@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from msgspec import UNSET
@@ -12,14 +13,21 @@ from msgspec import UNSET
 from .model import Condition
 
 MISSING: Any = object()
-Lookup = Callable[[str], Any]
 
 
-def evaluate(cond: Condition, lookup: Lookup) -> bool:
+@dataclass(frozen=True)
+class Scope:
+    """Where conditions read facts: ``get(name)``, and named segments to expand."""
+
+    get: Callable[[str], Any]
+    segments: Mapping[str, Condition] = field(default_factory=dict)
+
+
+def evaluate(cond: Condition, lookup: Scope) -> bool:
     return first_failure(cond, lookup) is None
 
 
-def first_failure(cond: Condition, lookup: Lookup) -> str | None:
+def first_failure(cond: Condition, lookup: Scope) -> str | None:
     """None when ``cond`` holds, else a sentence naming the first condition that failed."""
     if cond.all is not UNSET:
         for sub in cond.all:
@@ -34,7 +42,13 @@ def first_failure(cond: Condition, lookup: Lookup) -> str | None:
         return None
     if cond.not_ is not UNSET:
         return None if first_failure(cond.not_, lookup) else f"not expected: {describe(cond.not_)}"
-    actual = lookup(str(cond.fact))
+    if cond.segment is not UNSET:
+        segment = lookup.segments.get(cond.segment)
+        if segment is None:
+            return f"unknown segment {cond.segment!r}"
+        failure = first_failure(segment, lookup)
+        return f"segment {cond.segment}: {failure}" if failure else None
+    actual = lookup.get(str(cond.fact))
     if _holds(cond, actual):
         return None
     shown = "missing" if actual is MISSING else repr(actual)
@@ -42,6 +56,8 @@ def first_failure(cond: Condition, lookup: Lookup) -> str | None:
 
 
 def describe(cond: Condition) -> str:
+    if cond.segment is not UNSET:
+        return f"segment {cond.segment}"
     if cond.fact is UNSET:
         return "all/any/not group"
     for name in ("equals", "in_", "contains", "glob", "regex", "gt", "gte", "lt", "lte", "exists"):

@@ -1,31 +1,40 @@
 """Decide, from events and timers, which rules are candidates to fire. No I/O here.
 
-The engine reads facts and returns actions (timers to schedule or cancel) and candidates;
-the gateway applies the actions in one store round trip, and delivery resolves candidates.
+The engine reads facts and returns actions (timers to schedule or cancel, rule state to
+write) and candidates; the pipeline applies the actions in one store round trip, and
+delivery resolves candidates under governance.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from msgspec import UNSET
 
+from ..facts import PROMPT_CLOSED, is_activity
 from ..ids import new_id
-from ..store.base import Action, Cancel, Facts, Schedule, Timer
-from .conditions import evaluate, first_failure
+from ..store.base import Action, Cancel, Facts, Put, Schedule, Timer
+from .conditions import Scope, evaluate, first_failure
 from .facts_view import FactView, walk
-from .model import Match, Rule, duration_ms
+from .model import Condition, Match, Policy, Rule, duration_ms
+
+DEFAULT_POLICY = Policy()
+TOLERANCE_MS = 20  # a lazy deadline this close to due counts as due
 
 
 class Role(Enum):
     """How an event type relates to a rule."""
 
     TRIGGER = "trigger"  # the event itself fires the rule
-    START = "start"  # the event starts an absence timer
-    STOP = "stop"  # the event cancels an absence timer
+    START = "start"  # starts an absence timer
+    STOP = "stop"  # cancels an absence timer
+    STEP = "step"  # a step of a sequence
+    COUNT = "count"  # counted in a sliding window
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,7 @@ class Candidate:
 
     rule: Rule
     view: FactView
-    cause: str  # "event" or "timer"
+    cause: str  # the trigger kind, or "queue"
     since_ms: int  # when the triggering behaviour happened or the deadline fell due
 
 
@@ -51,36 +60,123 @@ def matches(match: Match, event: dict[str, Any]) -> bool:
         return False
     if match.where is UNSET:
         return True
-    return evaluate(match.where, lambda name: walk(event, name.split(".")))
+    return evaluate(match.where, Scope(lambda name: walk(event, name.split("."))))
+
+
+def _distinct_facts(cond: Condition | None, found: dict[str, set[str]]) -> None:
+    """Collect ``session.distinct.<name>.<prop>`` facts so ingest records those values."""
+    if cond is None:
+        return
+    for sub in [*(cond.all or []), *(cond.any or [])] + (
+        [cond.not_] if cond.not_ is not UNSET else []
+    ):
+        _distinct_facts(sub, found)
+    if isinstance(cond.fact, str) and cond.fact.startswith("session.distinct."):
+        name, _, prop = cond.fact[len("session.distinct.") :].partition(".")
+        found[name].add(prop)
 
 
 class RuleSet:
-    """Rules indexed by the event types they depend on: an event touches only those."""
+    """Rules indexed by what they depend on: an event touches only the rules it can change."""
 
-    def __init__(self, rules: list[Rule]) -> None:
+    def __init__(
+        self,
+        rules: list[Rule],
+        segments: dict[str, Condition] | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         self.rules = {rule.id: rule for rule in rules}
+        self.segments = dict(segments or {})
+        self.policy = policy or DEFAULT_POLICY
         self.by_type: dict[str, list[tuple[Rule, Role]]] = defaultdict(list)
-        self.page_scoped: list[Rule] = []
+        self.on_every_event: list[Rule] = []  # facts and inactivity triggers
+        self.on_page_view: list[Rule] = []  # page-scoped absence and dwell: reset per page
+        self.dwell: list[Rule] = []
+        found: dict[str, set[str]] = defaultdict(set)
         for rule in sorted(rules, key=lambda r: -r.priority):
-            trigger = rule.trigger
-            if trigger.event is not UNSET:
-                self.by_type[trigger.event.type].append((rule, Role.TRIGGER))
-            if trigger.absence is not UNSET:
-                # cancel first, so an event that both stops and restarts a timer restarts it
-                self.by_type[trigger.absence.missing.type].append((rule, Role.STOP))
-                self.by_type[trigger.absence.after.type].append((rule, Role.START))
-                if trigger.absence.scope == "page":
-                    self.page_scoped.append(rule)
+            self._index(rule)
+            _distinct_facts(rule.when, found)
+            if rule.trigger.facts is not UNSET:
+                _distinct_facts(rule.trigger.facts, found)
+        for segment in self.segments.values():
+            _distinct_facts(segment, found)
+        self.distinct = {name: frozenset(props) for name, props in found.items()}
         for entries in self.by_type.values():
             entries.sort(key=lambda entry: entry[1] is Role.START)
+
+    def _index(self, rule: Rule) -> None:
+        t = rule.trigger
+        if t.event is not UNSET:
+            self.by_type[t.event.type].append((rule, Role.TRIGGER))
+        elif t.absence is not UNSET:
+            # cancel first, so an event that both stops and restarts a timer restarts it
+            self.by_type[t.absence.missing.type].append((rule, Role.STOP))
+            self.by_type[t.absence.after.type].append((rule, Role.START))
+            if t.absence.scope == "page":
+                self.on_page_view.append(rule)
+        elif t.sequence is not UNSET:
+            for step_type in {step.type for step in t.sequence.steps}:
+                self.by_type[step_type].append((rule, Role.STEP))
+        elif t.count is not UNSET:
+            self.by_type[t.count.of.type].append((rule, Role.COUNT))
+        elif t.dwell is not UNSET:
+            self.on_page_view.append(rule)
+            self.dwell.append(rule)
+        else:  # facts, inactivity
+            self.on_every_event.append(rule)
 
     def __len__(self) -> int:
         return len(self.rules)
 
 
+class _Batch:
+    """Working state while one batch of one session is decided."""
+
+    def __init__(self, site: str, session: str, visitor: str, facts: Facts) -> None:
+        self.site, self.session, self.visitor = site, session, visitor
+        self.facts = dict(facts)  # a private copy the batch updates as it goes
+        self.decision = Decision()
+
+    def timer(self, rule: Rule, token: str) -> Timer:
+        return Timer(self.site, self.session, self.visitor, rule.id, token)
+
+    def pending(self, rule: Rule) -> str | None:
+        return self.facts.get(f"t:{rule.id}")
+
+    def schedule(self, rule: Rule, due_ms: int) -> None:
+        self.cancel(rule)
+        token = new_id(nbytes=6)
+        self.facts[f"t:{rule.id}"] = token
+        self.decision.actions.append(Schedule(self.timer(rule, token), due_ms))
+
+    def cancel(self, rule: Rule) -> None:
+        token = self.facts.pop(f"t:{rule.id}", None)
+        if token is not None:
+            self.decision.actions.append(Cancel(self.timer(rule, token)))
+
+    def put(self, name: str, value: str | None) -> None:
+        if value is None:
+            self.facts.pop(name, None)
+        else:
+            self.facts[name] = value
+        self.decision.actions.append(Put(self.site, self.session, self.visitor, name, value))
+
+
 class Engine:
     def __init__(self, rules: RuleSet) -> None:
         self.rules = rules
+
+    def view(
+        self, session: Facts, visitor: Facts, now_ms: int, event: dict[str, Any] | None = None
+    ) -> FactView:
+        return FactView(session, visitor, now_ms, event, self.rules.segments)
+
+    def eligible(self, rule: Rule, view: FactView) -> bool:
+        return rule.when is None or evaluate(rule.when, view.scope)
+
+    def why_not(self, rule: Rule, view: FactView) -> str | None:
+        """The first condition of ``rule`` that fails for ``view``, or None."""
+        return None if rule.when is None else first_failure(rule.when, view.scope)
 
     def on_events(
         self,
@@ -92,57 +188,150 @@ class Engine:
         visitor_facts: Facts,
         now_ms: int,
     ) -> Decision:
-        """Process the new events of one batch, in order."""
-        decision = Decision()
-        pending = {k[2:]: v for k, v in session_facts.items() if k.startswith("t:")}
-
-        def cancel(rule: Rule) -> None:
-            token = pending.pop(rule.id, None)
-            if token is not None:
-                decision.actions.append(Cancel(Timer(site, session, visitor, rule.id, token)))
-
+        """Process the new events of one batch, in order, against the facts after it."""
+        batch = _Batch(site, session, visitor, session_facts)
         for event in events:
+            view = self.view(batch.facts, visitor_facts, now_ms, event)
             if event["type"] == "page_view":
-                for rule in self.rules.page_scoped:
-                    cancel(rule)
-            entries = self.rules.by_type.get(event["type"], ())
-            if not entries:
+                self._page_changed(batch, view, now_ms)
+            elif event["type"] == "visibility" and event["state"] == "visible":
+                self._visible_again(batch, view, now_ms)
+            if event["type"] in PROMPT_CLOSED:
+                self._release_queued(batch, view, now_ms)
+            for rule in self.rules.on_every_event:
+                self._every_event(batch, rule, event, view, now_ms)
+            for rule, role in self.rules.by_type.get(event["type"], ()):
+                self._by_role(batch, rule, role, event, view, now_ms)
+        return batch.decision
+
+    def _page_changed(self, batch: _Batch, view: FactView, now_ms: int) -> None:
+        for rule in self.rules.on_page_view:
+            batch.cancel(rule)
+            dwell = rule.trigger.dwell
+            if dwell is not UNSET and self.eligible(rule, view):
+                batch.schedule(rule, now_ms + duration_ms(dwell.for_))
+
+    def _visible_again(self, batch: _Batch, view: FactView, now_ms: int) -> None:
+        for rule in self.rules.dwell:
+            dwell = rule.trigger.dwell
+            if dwell is UNSET or batch.pending(rule) or not self.eligible(rule, view):
                 continue
-            view = FactView(session_facts, visitor_facts, now_ms, event)
-            for rule, role in entries:
-                trigger = rule.trigger
-                if role is Role.TRIGGER and trigger.event is not UNSET:
-                    if matches(trigger.event, event) and self._eligible(rule, view):
-                        decision.candidates.append(Candidate(rule, view, "event", now_ms))
-                elif trigger.absence is not UNSET:
-                    absence = trigger.absence
-                    if role is Role.STOP and matches(absence.missing, event):
-                        cancel(rule)
-                    elif role is Role.START and matches(absence.after, event):
-                        cancel(rule)
-                        if self._eligible(rule, view):
-                            token = new_id(nbytes=6)
-                            pending[rule.id] = token
-                            timer = Timer(site, session, visitor, rule.id, token)
-                            due = now_ms + duration_ms(absence.within)
-                            decision.actions.append(Schedule(timer, due))
-        return decision
+            if batch.facts.get(f"fired:{rule.id}"):
+                continue
+            remaining = duration_ms(dwell.for_) - view.active_ms()
+            batch.schedule(rule, now_ms + max(0, remaining))
+
+    def _release_queued(self, batch: _Batch, view: FactView, now_ms: int) -> None:
+        for name in [k for k in batch.facts if k.startswith("queued:")]:
+            rule = self.rules.rules.get(name[len("queued:") :])
+            batch.put(name, None)
+            if rule is not None and self.eligible(rule, view):
+                batch.decision.candidates.append(Candidate(rule, view, "queue", now_ms))
+
+    def _every_event(
+        self, batch: _Batch, rule: Rule, event: dict[str, Any], view: FactView, now_ms: int
+    ) -> None:
+        t = rule.trigger
+        if t.inactivity is not UNSET:
+            if is_activity(event) and not batch.pending(rule):
+                batch.schedule(rule, now_ms + duration_ms(t.inactivity.for_))
+        elif t.facts is not UNSET and evaluate(t.facts, view.scope) and self.eligible(rule, view):
+            batch.decision.candidates.append(Candidate(rule, view, "facts", now_ms))
+
+    def _by_role(
+        self,
+        batch: _Batch,
+        rule: Rule,
+        role: Role,
+        event: dict[str, Any],
+        view: FactView,
+        now_ms: int,
+    ) -> None:
+        t = rule.trigger
+        fire = False
+        if role is Role.TRIGGER and t.event is not UNSET:
+            fire = matches(t.event, event)
+        elif role is Role.STOP and t.absence is not UNSET:
+            if matches(t.absence.missing, event):
+                batch.cancel(rule)
+        elif role is Role.START and t.absence is not UNSET:
+            if matches(t.absence.after, event):
+                batch.cancel(rule)
+                if self.eligible(rule, view):
+                    batch.schedule(rule, now_ms + duration_ms(t.absence.within))
+        elif role is Role.STEP and t.sequence is not UNSET:
+            fire = self._step(batch, rule, event, now_ms)
+        elif role is Role.COUNT and t.count is not UNSET:
+            fire = self._count(batch, rule, event, now_ms)
+        if fire and self.eligible(rule, view):
+            batch.decision.candidates.append(Candidate(rule, view, t.kind, now_ms))
+
+    def _step(self, batch: _Batch, rule: Rule, event: dict[str, Any], now_ms: int) -> bool:
+        seq = rule.trigger.sequence
+        if seq is UNSET:
+            return False
+        key = f"sq:{rule.id}"
+        done, _, started = batch.facts.get(key, "0:0").partition(":")
+        step, start = int(done), int(started or 0)
+        in_time = step > 0 and now_ms - start <= duration_ms(seq.within)
+        if in_time and matches(seq.steps[step], event):
+            if step + 1 == len(seq.steps):
+                batch.put(key, None)
+                return True
+            batch.put(key, f"{step + 1}:{start}")
+        elif matches(seq.steps[0], event):
+            batch.put(key, f"1:{now_ms}")
+        return False
+
+    def _count(self, batch: _Batch, rule: Rule, event: dict[str, Any], now_ms: int) -> bool:
+        count = rule.trigger.count
+        if count is UNSET or not matches(count.of, event):
+            return False
+        group = ""
+        if count.group_by:
+            value = walk(event, count.group_by.split("."))
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                return False
+            group = str(value)
+        key = f"w:{rule.id}:{group}"
+        since = now_ms - duration_ms(count.within)
+        stamps = [ts for ts in json.loads(batch.facts.get(key, "[]")) if ts > since]
+        stamps.append(now_ms)
+        if len(stamps) >= count.at_least:
+            batch.put(key, None)
+            return True
+        batch.put(key, json.dumps(stamps[-count.at_least :]))
+        return False
 
     def on_timer(
         self, timer: Timer, session_facts: Facts, visitor_facts: Facts, due_ms: int, now_ms: int
-    ) -> Candidate | None:
-        """A deadline fell due: the rule is a candidate if it still targets where we are."""
+    ) -> Candidate | Schedule | None:
+        """A deadline fell due. The rule is a candidate if it still targets where the visitor
+        is; a lazy deadline (inactivity, active dwell) that activity pushed back moves on."""
         rule = self.rules.rules.get(timer.rule)
         if rule is None:
             return None
-        view = FactView(session_facts, visitor_facts, now_ms)
-        return Candidate(rule, view, "timer", due_ms) if self._eligible(rule, view) else None
+        view = self.view(session_facts, visitor_facts, now_ms)
+        t = rule.trigger
+        later: int | None = None
+        if t.inactivity is not UNSET:
+            active_at = int(session_facts.get("active_at") or due_ms)
+            due = active_at + duration_ms(t.inactivity.for_)
+            later = due if due - now_ms > TOLERANCE_MS else None
+        elif t.dwell is not UNSET:
+            remaining = duration_ms(t.dwell.for_) - (
+                view.active_ms()
+                if t.dwell.active
+                else now_ms - int(view.session.get("page_started") or now_ms)
+            )
+            if remaining > TOLERANCE_MS:
+                if session_facts.get("visible", "1") != "1":
+                    return None  # re-armed when the page is visible again
+                later = now_ms + remaining
+        if later is not None:
+            token = new_id(nbytes=6)
+            return Schedule(Timer(timer.site, timer.session, timer.visitor, rule.id, token), later)
+        return Candidate(rule, view, t.kind, due_ms) if self.eligible(rule, view) else None
 
-    @staticmethod
-    def _eligible(rule: Rule, view: FactView) -> bool:
-        return rule.when is None or evaluate(rule.when, view.get)
 
-    @staticmethod
-    def why_not(rule: Rule, view: FactView) -> str | None:
-        """The first condition of ``rule`` that fails for ``view``, or None."""
-        return None if rule.when is None else first_failure(rule.when, view.get)
+EngineRef = Callable[[], Engine]

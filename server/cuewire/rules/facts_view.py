@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..facts import path_of
 from ..store.base import Facts
-from .conditions import MISSING
+from .conditions import MISSING, Scope
+from .model import Condition
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 
 
 def walk(value: Any, parts: list[str]) -> Any:
@@ -20,6 +25,13 @@ def walk(value: Any, parts: list[str]) -> Any:
     return value
 
 
+def _int(value: str | None) -> int:
+    try:
+        return int(value) if value else 0
+    except ValueError:
+        return 0
+
+
 class FactView:
     """Read-only view of one session, its visitor and (optionally) the triggering event."""
 
@@ -29,12 +41,14 @@ class FactView:
         visitor: Facts,
         now_ms: int,
         event: dict[str, Any] | None = None,
+        segments: Mapping[str, Condition] | None = None,
     ) -> None:
         self.session = session
         self.visitor = visitor
         self.now_ms = now_ms
         self.event = event
         self.url: str = event["url"] if event else session.get("url", "")
+        self.scope = Scope(self.get, segments or {})
 
     def get(self, name: str) -> Any:
         scope, _, rest = name.partition(".")
@@ -56,45 +70,88 @@ class FactView:
             values = parse_qs(urlsplit(url).query).get(rest[6:])
             return values[0] if values else MISSING
         if rest == "seconds":
-            return self._since("page_started")
-        if rest in ("scroll", "dwell_ms"):
-            return int(self.session.get(rest, 0))
+            return self._since(self.session.get("page_started"))
+        if rest == "active_seconds":
+            return self.active_ms() / 1000
+        if rest == "scroll":
+            return _int(self.session.get("scroll"))
         return MISSING
+
+    def active_ms(self) -> int:
+        """Active (visible) time on the current page: reported dwell plus the visible stretch."""
+        dwell = _int(self.session.get("dwell_ms"))
+        if self.session.get("visible", "1") == "1":
+            dwell += max(0, self.now_ms - _int(self.session.get("visible_since")))
+        return dwell
 
     def _session(self, rest: str) -> Any:
         head, _, tail = rest.partition(".")
+        s = self.session
         if head == "count":
-            return int(self.session.get(f"n:{tail}", 0))
+            return _int(s.get(f"n:{tail}"))
         if head == "custom":
-            return int(self.session.get(f"c:{tail}", 0))
-        if rest == "seconds":
-            return self._since("started")
-        if rest in ("pages", "events"):
-            return int(self.session.get(rest, 0))
+            return _int(s.get(f"c:{tail}"))
         if head == "last":
             name, _, prop = tail.partition(".")
             return walk(self._last().get(name), prop.split(".")) if prop else MISSING
-        return self.session.get(rest, MISSING)
+        if head == "distinct":
+            prefix = f"d:{tail}:"
+            return sum(1 for k in s if k.startswith(prefix))
+        if head == "facts":
+            return _decoded(s.get(f"x:{tail}"))
+        if head == "utm":
+            values = parse_qs(urlsplit(s.get("landing", "")).query).get(f"utm_{tail}")
+            return values[0] if values else MISSING
+        if rest == "seconds":
+            return self._since(s.get("started"))
+        if rest == "idle_seconds":
+            return self._since(s.get("active_at") or s.get("started"))
+        if rest in ("pages", "events", "prompts"):
+            return _int(s.get(rest))
+        if rest in ("local_hour", "local_weekday"):
+            return self._local(rest)
+        if rest in ("landing", "referrer", "device"):
+            return s.get(rest, MISSING)
+        return MISSING
+
+    def _local(self, what: str) -> Any:
+        tz = self.session.get("tz")
+        if tz is None:
+            return MISSING
+        local_ms = self.now_ms - _int(tz) * 60_000  # tz is JavaScript's getTimezoneOffset()
+        if what == "local_hour":
+            return (local_ms // HOUR_MS) % 24
+        return (local_ms // DAY_MS + 3) % 7  # 0 = Monday (1970-01-01 was a Thursday)
 
     def _visitor(self, rest: str) -> Any:
+        head, _, tail = rest.partition(".")
+        v = self.visitor
         if rest == "returning":
             return self.session.get("returning") == "1"
         if rest == "sessions":
-            return int(self.visitor.get("sessions", 1))
+            return _int(v.get("sessions")) or 1
         if rest == "days_since_last_visit":
             prev = self.session.get("prev_seen")
-            return (self.now_ms - int(prev)) / 86_400_000 if prev else MISSING
-        if rest.startswith("traits."):
-            raw = self.visitor.get(f"trait:{rest[7:]}")
-            return json.loads(raw) if raw is not None else MISSING
-        return self.visitor.get(rest, MISSING)
+            return (self.now_ms - int(prev)) / DAY_MS if prev else MISSING
+        if head == "traits":
+            return _decoded(v.get(f"trait:{tail}"))
+        if head == "facts":
+            return _decoded(v.get(f"x:{tail}"))
+        if head == "custom":
+            return _int(v.get(f"c:{tail}"))
+        if head == "since":
+            return self._since(v.get(f"at:{tail}"))
+        if head == "shown":
+            return _int(v.get(f"shown:{tail}"))
+        if rest in ("user_id", "first_seen"):
+            return v.get(rest, MISSING)
+        return MISSING
 
     def _last(self) -> dict[str, Any]:
         """Props of the latest custom event of each name."""
         return {k[2:]: json.loads(v) for k, v in self.session.items() if k.startswith("p:")}
 
-    def _since(self, field: str) -> Any:
-        start = self.session.get(field)
+    def _since(self, start: str | None) -> Any:
         return (self.now_ms - int(start)) / 1000 if start else MISSING
 
     def template_context(self) -> dict[str, Any]:
@@ -114,3 +171,12 @@ class FactView:
             },
             "event": dict(self.event or {}),
         }
+
+
+def _decoded(raw: str | None) -> Any:
+    if raw is None:
+        return MISSING
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+from msgspec import UNSET
 
 from ..errors import Problem, RuleError
 from ..sources import YamlDoc, read_yaml
-from .model import Rule, RuleFile
+from .model import Condition, Policy, Rule, RuleFile
 
 RULE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class LoadedRules:
+    rules: list[Rule] = field(default_factory=list)
+    segments: dict[str, Condition] = field(default_factory=dict)
+    policy: Policy | None = None
 
 
 def rule_files(folder: Path) -> list[Path]:
@@ -20,15 +29,15 @@ def rule_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
 
 
-def load_rules(folder: Path, templates: Iterable[str] | None = None) -> list[Rule]:
-    """All enabled rules under ``folder``; raise :class:`RuleError` listing every problem.
-
-    ``templates``, when given, are the template names a rule may show.
-    """
+def load_rules(folder: Path, templates: Iterable[str] | None = None) -> LoadedRules:
+    """All enabled rules, segments and the policy under ``folder``; raise :class:`RuleError`
+    listing every problem. ``templates``, when given, are the template names rules may show."""
     known = set(templates) if templates is not None else None
     problems: list[Problem] = []
-    rules: list[Rule] = []
+    loaded = LoadedRules()
     first_seen: dict[str, Problem] = {}
+    policy_at: Problem | None = None
+    checks: list[tuple[YamlDoc, int, Rule]] = []
     for path in rule_files(folder):
         doc = read_yaml(path)
         if isinstance(doc, Problem):
@@ -42,34 +51,81 @@ def load_rules(folder: Path, templates: Iterable[str] | None = None) -> list[Rul
             problems.append(doc.validation_problem(exc))
             continue
         for index, rule in enumerate(parsed.rules):
-            problems += _check(doc, index, rule, known, first_seen)
-            rules.append(rule)
+            problems += _duplicate(doc, index, rule, first_seen)
+            checks.append((doc, index, rule))
+            loaded.rules.append(rule)
+        for name, condition in parsed.segments.items():
+            if name in loaded.segments:
+                problems.append(
+                    doc.problem(["segments", name], f"segment {name!r} is defined twice")
+                )
+            loaded.segments[name] = condition
+        if parsed.policy is not None:
+            if policy_at is not None:
+                problems.append(
+                    doc.problem(
+                        ["policy"],
+                        f"policy is already set at {policy_at.path}:{policy_at.line}; set it once",
+                    )
+                )
+            policy_at = doc.problem(["policy"], "")
+            loaded.policy = parsed.policy
+    for doc, index, rule in checks:
+        problems += _references(doc, index, rule, known, loaded.segments)
     if problems:
         raise RuleError(problems)
-    return [r for r in rules if r.enabled]
+    loaded.rules = [r for r in loaded.rules if r.enabled]
+    return loaded
 
 
-def _check(
-    doc: YamlDoc, index: int, rule: Rule, known: set[str] | None, first_seen: dict[str, Problem]
+def _duplicate(
+    doc: YamlDoc, index: int, rule: Rule, first_seen: dict[str, Problem]
 ) -> list[Problem]:
+    here: list[str | int] = ["rules", index, "id"]
+    if rule.id not in first_seen:
+        first_seen[rule.id] = doc.problem(here, "")
+        return []
+    origin = first_seen[rule.id]
+    return [
+        doc.problem(
+            here, f"duplicate rule id {rule.id!r} (first defined at {origin.path}:{origin.line})"
+        )
+    ]
+
+
+def _references(
+    doc: YamlDoc, index: int, rule: Rule, known: set[str] | None, segments: dict[str, Condition]
+) -> list[Problem]:
+    """Templates and segments a rule names must exist."""
     here: list[str | int] = ["rules", index]
     found: list[Problem] = []
-    if rule.id in first_seen:
-        origin = first_seen[rule.id]
-        found.append(
-            doc.problem(
-                [*here, "id"],
-                f"duplicate rule id {rule.id!r} (first defined at {origin.path}:{origin.line})",
-            )
-        )
-    else:
-        first_seen[rule.id] = doc.problem([*here, "id"], "")
-    if known is not None and rule.show.template not in known:
+    if known is not None and rule.show is not None:
         choices = ", ".join(sorted(known)) or "none found"
-        found.append(
-            doc.problem(
-                [*here, "show", "template"],
-                f"unknown template {rule.show.template!r} (known: {choices})",
-            )
-        )
+        named: list[tuple[list[str | int], str]] = [(["show", "template"], rule.show.template)]
+        named += [
+            (["show", "variants", i, "template"], v.template)
+            for i, v in enumerate(rule.show.variants)
+            if v.template is not None
+        ]
+        for where, name in named:
+            if name not in known:
+                found.append(
+                    doc.problem([*here, *where], f"unknown template {name!r} (known: {choices})")
+                )
+    facts = rule.trigger.facts
+    for key, cond in (("when", rule.when), ("trigger", facts if facts is not UNSET else None)):
+        for name in _segment_names(cond):
+            if name not in segments:
+                found.append(doc.problem([*here, key], f"unknown segment {name!r}"))
     return found
+
+
+def _segment_names(cond: Condition | None) -> Iterator[str]:
+    if cond is None:
+        return
+    if isinstance(cond.segment, str):
+        yield cond.segment
+    for sub in [*(cond.all or []), *(cond.any or [])]:
+        yield from _segment_names(sub)
+    if cond.not_ is not UNSET:
+        yield from _segment_names(cond.not_)

@@ -45,17 +45,22 @@ class Condition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     lt: float | UnsetType = UNSET
     lte: float | UnsetType = UNSET
     exists: bool | UnsetType = UNSET
+    segment: str | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        forms = [n for n in ("all", "any", "not_", "fact") if getattr(self, n) is not UNSET]
+        forms = [
+            n for n in ("all", "any", "not_", "fact", "segment") if getattr(self, n) is not UNSET
+        ]
         ops = [n for n in OPERATORS if getattr(self, n) is not UNSET]
         if len(forms) != 1:
-            raise ValueError("a condition is exactly one of: all, any, not, or fact + operator")
+            raise ValueError(
+                "a condition is exactly one of: all, any, not, segment, or fact + operator"
+            )
         if forms == ["fact"] and len(ops) != 1:
             names = ", ".join(o.rstrip("_") for o in OPERATORS)
             raise ValueError(f"a fact condition needs exactly one operator ({names})")
         if forms != ["fact"] and ops:
-            raise ValueError("operators go with `fact`, not with all/any/not")
+            raise ValueError("operators go with `fact`, not with all/any/not/segment")
         if isinstance(self.regex, str):
             try:
                 re.compile(self.regex)
@@ -86,25 +91,119 @@ class Absence(msgspec.Struct, forbid_unknown_fields=True):
     scope: Literal["page", "session"] = "session"
 
     def __post_init__(self) -> None:
-        if duration_ms(self.within) < 100:
-            raise ValueError("`within` must be at least 100ms")
+        _at_least(self.within, "within")
+
+
+class Inactivity(msgspec.Struct, forbid_unknown_fields=True):
+    """No activity in the session (any tab) for ``for``."""
+
+    for_: Duration = field(name="for")
+
+    def __post_init__(self) -> None:
+        _at_least(self.for_, "for")
+
+
+class Dwell(msgspec.Struct, forbid_unknown_fields=True):
+    """``for`` spent on the current page; ``active`` counts only time the page was visible."""
+
+    for_: Duration = field(name="for")
+    active: bool = True
+
+    def __post_init__(self) -> None:
+        _at_least(self.for_, "for")
+
+
+class Sequence(msgspec.Struct, forbid_unknown_fields=True):
+    """``steps`` happened in this order, the last within ``within`` of the first."""
+
+    steps: Annotated[list[Match], Meta(min_length=2, max_length=8)]
+    within: Duration
+
+    def __post_init__(self) -> None:
+        _at_least(self.within, "within")
+
+
+class Count(msgspec.Struct, forbid_unknown_fields=True):
+    """At least ``at_least`` events matching ``of`` within a sliding ``within`` window,
+    counted per value of ``group_by`` (an event field such as ``props.category``) if given."""
+
+    of: Match
+    at_least: Annotated[int, Meta(ge=1, le=1000)]
+    within: Duration
+    group_by: str | None = None
+
+    def __post_init__(self) -> None:
+        _at_least(self.within, "within")
+
+
+TRIGGER_KINDS = ("event", "facts", "absence", "inactivity", "dwell", "sequence", "count")
 
 
 class Trigger(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """What makes a rule a candidate: exactly one kind."""
 
     event: Match | UnsetType = UNSET
+    facts: Condition | UnsetType = UNSET
     absence: Absence | UnsetType = UNSET
+    inactivity: Inactivity | UnsetType = UNSET
+    dwell: Dwell | UnsetType = UNSET
+    sequence: Sequence | UnsetType = UNSET
+    count: Count | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        kinds = [k for k in ("event", "absence") if getattr(self, k) is not UNSET]
+        kinds = [k for k in TRIGGER_KINDS if getattr(self, k) is not UNSET]
         if len(kinds) != 1:
-            raise ValueError("a trigger is exactly one of: event, absence")
+            raise ValueError(f"a trigger is exactly one of: {', '.join(TRIGGER_KINDS)}")
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in TRIGGER_KINDS if getattr(self, k) is not UNSET)
+
+
+class Variant(msgspec.Struct, forbid_unknown_fields=True):
+    id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+    weight: Annotated[float, Meta(gt=0)] = 1.0
+    template: str | None = None
+    params: dict[str, Any] = {}
 
 
 class Show(msgspec.Struct, forbid_unknown_fields=True):
+    """Render ``template`` (or a weighted variant's) with ``params`` and push it."""
+
     template: str
     params: dict[str, Any] = {}
+    variants: list[Variant] = []
+    holdout: Annotated[float, Meta(ge=0, lt=1)] = 0.0
+    experiment: str | None = None
+
+    def __post_init__(self) -> None:
+        ids = [v.id for v in self.variants]
+        if len(set(ids)) != len(ids):
+            raise ValueError("variant ids must be unique")
+
+
+class Webhook(msgspec.Struct, forbid_unknown_fields=True):
+    """POST the firing as JSON to ``url`` (signed when the site has a webhook secret)."""
+
+    url: Annotated[str, Meta(pattern=r"^https?://")]
+    headers: dict[str, str] = {}
+
+
+class SetFact(msgspec.Struct, forbid_unknown_fields=True):
+    """Set a fact other rules can test: ``session.facts.<name>`` or ``visitor.facts.<name>``."""
+
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    value: Scalar = True
+    scope: Literal["session", "visitor"] = "session"
+
+
+class Limit(msgspec.Struct, forbid_unknown_fields=True):
+    """How often a rule may fire."""
+
+    per_session: Annotated[int, Meta(ge=0)] = 1
+    per_visitor_day: Annotated[int, Meta(ge=0)] = 0
+    per_visitor_week: Annotated[int, Meta(ge=0)] = 0
+    cooldown: Duration | None = None
 
 
 class Rule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -114,8 +213,37 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     priority: int = 0
     trigger: Trigger
     when: Condition | None = None
-    show: Show
+    show: Show | None = None
+    webhook: Webhook | None = None
+    set: list[SetFact] = []
+    limit: Limit = field(default_factory=Limit)
+    on_conflict: Literal["drop", "queue"] = "drop"
+
+    def __post_init__(self) -> None:
+        if self.show is None and self.webhook is None and not self.set:
+            raise ValueError("a rule needs at least one action: show, webhook or set")
+
+
+class DismissPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    count: Annotated[int, Meta(ge=1)] = 2
+    pause: Duration = "24h"
+
+
+class Policy(msgspec.Struct, forbid_unknown_fields=True):
+    """Site-wide governance, set once (in any one rule file)."""
+
+    max_prompts_per_session: Annotated[int, Meta(ge=0)] = 0
+    one_prompt_at_a_time: bool = True
+    snooze: Duration = "1h"
+    dismissals: DismissPolicy | None = field(default_factory=DismissPolicy)
 
 
 class RuleFile(msgspec.Struct, forbid_unknown_fields=True):
-    rules: list[Rule]
+    rules: list[Rule] = []
+    segments: dict[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], Condition] = {}
+    policy: Policy | None = None
+
+
+def _at_least(value: str | float, name: str) -> None:
+    if duration_ms(value) < 100:
+        raise ValueError(f"`{name}` must be at least 100ms")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..facts import FactChanges
+
 Facts = dict[str, str]
 
 
@@ -61,22 +63,51 @@ class Cancel:
 
 @dataclass(frozen=True)
 class Claim:
-    """Fire ``rule`` in ``session`` at most once within ``ttl_s``."""
+    """Ask governance whether ``rule`` may fire now; counted when granted (claim.lua)."""
 
     site: str
     session: str
+    visitor: str
     rule: str
-    ttl_s: int
+    now_ms: int
+    shows: bool = True
+    prompt_id: str = ""
+    per_session: int = 1
+    per_day: int = 0
+    per_week: int = 0
+    cooldown_ms: int = 0
+    max_prompts: int = 0
+    one_at_a_time: bool = True
+    snooze_ms: int = 0
+    dismiss_count: int = 0
+    dismiss_pause_ms: int = 0
 
 
-Action = Schedule | Cancel | Claim
+@dataclass(frozen=True)
+class Put:
+    """Set a fact on the session or the visitor (rule actions, sequence and window state)."""
+
+    site: str
+    session: str
+    visitor: str
+    field: str
+    value: str | None  # None deletes the field
+    on_visitor: bool = False
+
+
+Action = Schedule | Cancel | Claim | Put
 
 
 class Store(Protocol):
     async def ping(self) -> bool: ...
 
     async def open_session(
-        self, site: str, visitor: str, session: str | None, now_ms: int
+        self,
+        site: str,
+        visitor: str,
+        session: str | None,
+        now_ms: int,
+        describe: dict[str, str] | None = None,
     ) -> OpenedSession: ...
 
     async def ingest(
@@ -87,12 +118,17 @@ class Store(Protocol):
         tab: str,
         socket_id: str,
         events: list[dict[str, Any]],
+        changes: list[FactChanges],
         now_ms: int,
     ) -> Ingested: ...
 
-    async def apply(self, actions: list[Action]) -> list[bool]:
-        """Apply timer changes and firing claims in one round trip; True per won claim."""
+    async def apply(self, actions: list[Action]) -> list[str]:
+        """Apply actions in one round trip; per Claim, "" when granted or the reason not."""
         ...
+
+    async def visitor_facts(self, site: str, visitor: str) -> Facts: ...
+
+    async def timer_due(self, timer: Timer) -> int | None: ...
 
     async def claim_due(self, now_ms: int, limit: int) -> list[tuple[Timer, int]]: ...
 

@@ -10,11 +10,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..errors import StoreError
-from ..facts import changes_for
+from ..facts import FactChanges
 from ..ids import new_id
 from ..keys import Keys
 from ..settings import Settings
-from .base import Action, Cancel, Claim, Facts, Ingested, OpenedSession, Schedule, Timer
+from .base import Action, Cancel, Claim, Facts, Ingested, OpenedSession, Put, Schedule, Timer
 
 AUDIT_MAXLEN = 100_000
 
@@ -42,6 +42,7 @@ class RedisStore:
         self._ingest = client.register_script(_lua("ingest.lua"))
         self._claim = client.register_script(_lua("claim_timers.lua"))
         self._consume = client.register_script(_lua("consume_timer.lua"))
+        self._governance = client.register_script(_lua("claim.lua"))
 
     @property
     def keys(self) -> Keys:
@@ -54,14 +55,22 @@ class RedisStore:
             return False
 
     async def open_session(
-        self, site: str, visitor: str, session: str | None, now_ms: int
+        self,
+        site: str,
+        visitor: str,
+        session: str | None,
+        now_ms: int,
+        describe: dict[str, str] | None = None,
     ) -> OpenedSession:
         fresh_id = new_id("s_")
         held = self._k.session(site, session) if session else self._k.session(site, fresh_id)
+        args: list[Any] = [now_ms, self._s.session_ttl_s, self._s.visitor_ttl_s, visitor, fresh_id]
+        for pair in (describe or {}).items():
+            args += pair
         try:
             resumed, returning, prev = await self._open(
                 keys=[held, self._k.session(site, fresh_id), self._k.visitor(site, visitor)],
-                args=[now_ms, self._s.session_ttl_s, self._s.visitor_ttl_s, visitor],
+                args=args,
             )
         except RedisError as exc:
             raise StoreError(f"cannot open a session: {exc}") from exc
@@ -80,6 +89,7 @@ class RedisStore:
         tab: str,
         socket_id: str,
         events: list[dict[str, Any]],
+        changes: list[FactChanges],
         now_ms: int,
     ) -> Ingested:
         args: list[Any] = [
@@ -91,9 +101,9 @@ class RedisStore:
             visitor,
             len(events),
         ]
-        for event in events:
+        for event, change in zip(events, changes, strict=True):
             args += [event["seq"], json.dumps(event, separators=(",", ":"))]
-            args += changes_for(event, now_ms).flat()
+            args += change.flat()
         keys = [
             self._k.session(site, session),
             self._k.recent(site, session),
@@ -106,7 +116,7 @@ class RedisStore:
             raise StoreError(f"cannot store events: {exc}") from exc
         return Ingested([bool(f) for f in fresh], _pairs(sess), _pairs(vis))
 
-    async def apply(self, actions: list[Action]) -> list[bool]:
+    async def apply(self, actions: list[Action]) -> list[str]:
         if not actions:
             return []
         pipe = self._r.pipeline(transaction=False)
@@ -119,22 +129,50 @@ class RedisStore:
                 t = action.timer
                 pipe.hdel(self._k.session(t.site, t.session), f"t:{t.rule}")
                 pipe.zrem(self._k.timers(), t.member())
+            elif isinstance(action, Put):
+                key = (
+                    self._k.visitor(action.site, action.visitor)
+                    if action.on_visitor
+                    else self._k.session(action.site, action.session)
+                )
+                if action.value is None:
+                    pipe.hdel(key, action.field)
+                else:
+                    pipe.hset(key, action.field, action.value)
             else:
-                key = self._k.fired(action.site, action.session, action.rule)
-                pipe.set(key, "1", nx=True, ex=action.ttl_s)
+                await self._claim_into(pipe, action)
         try:
             results = await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"cannot update timers: {exc}") from exc
-        won: list[bool] = []
+            raise StoreError(f"cannot apply rule actions: {exc}") from exc
+        verdicts: list[str] = []
         pos = 0
         for action in actions:
             if isinstance(action, Claim):
-                won.append(bool(results[pos]))
-                pos += 1
-            else:
-                pos += 2
-        return won
+                verdicts.append(str(results[pos]))
+            pos += 2 if isinstance(action, Schedule | Cancel) else 1
+        return verdicts
+
+    async def _claim_into(self, pipe: Any, c: Claim) -> None:
+        await self._governance(
+            keys=[self._k.session(c.site, c.session), self._k.visitor(c.site, c.visitor)],
+            args=[
+                c.rule,
+                c.now_ms,
+                int(c.shows),
+                c.prompt_id,
+                c.per_session,
+                c.per_day,
+                c.per_week,
+                c.cooldown_ms,
+                c.max_prompts,
+                int(c.one_at_a_time),
+                c.snooze_ms,
+                c.dismiss_count,
+                c.dismiss_pause_ms,
+            ],
+            client=pipe,
+        )
 
     async def claim_due(self, now_ms: int, limit: int) -> list[tuple[Timer, int]]:
         try:
@@ -155,6 +193,13 @@ class RedisStore:
         if not result:
             return None
         return _pairs(result[0]), _pairs(result[1])
+
+    async def timer_due(self, timer: Timer) -> int | None:
+        score = await self._r.zscore(self._k.timers(), timer.member())
+        return int(score) if score is not None else None
+
+    async def visitor_facts(self, site: str, visitor: str) -> Facts:
+        return _pairs_of(await self._r.hgetall(self._k.visitor(site, visitor)))
 
     async def next_due_ms(self) -> int | None:
         first = await self._r.zrange(self._k.timers(), 0, 0, withscores=True)

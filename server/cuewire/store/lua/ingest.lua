@@ -3,7 +3,7 @@
 -- ARGV: now_ms, session_ttl_s, visitor_ttl_s, keep_recent, socket_id, visitor_id, n_events,
 --       then per event: seq, event JSON, and its fact changes as encoded by facts.py:
 --       n_incr, fields..., n_set, (field, value)..., n_setnx, (field, value)...,
---       n_visitor_set, (field, value)...
+--       n_visitor_incr, fields..., n_visitor_set, (field, value)...
 -- Returns {fresh flags (1 new, 0 resent), session hash (flat), visitor hash (flat)}
 local skey, ekey, qkey, vkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -22,16 +22,25 @@ for e = 1, n do
     if is_new == 1 then redis.call('HINCRBY', skey, ARGV[i], 1) end
     i = i + 1
   end
-  for pass = 1, 3 do
+  for pass = 1, 2 do
     count = tonumber(ARGV[i]); i = i + 1
     for _ = 1, count do
       if is_new == 1 then
         if pass == 1 then redis.call('HSET', skey, ARGV[i], ARGV[i + 1])
-        elseif pass == 2 then redis.call('HSETNX', skey, ARGV[i], ARGV[i + 1])
-        else redis.call('HSET', vkey, ARGV[i], ARGV[i + 1]) end
+        else redis.call('HSETNX', skey, ARGV[i], ARGV[i + 1]) end
       end
       i = i + 2
     end
+  end
+  count = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, count do
+    if is_new == 1 then redis.call('HINCRBY', vkey, ARGV[i], 1) end
+    i = i + 1
+  end
+  count = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, count do
+    if is_new == 1 then redis.call('HSET', vkey, ARGV[i], ARGV[i + 1]) end
+    i = i + 2
   end
   if is_new == 1 then redis.call('LPUSH', ekey, json) end
 end

@@ -2,23 +2,27 @@
 -- KEYS[1] the session the client holds (or a key that does not exist)
 -- KEYS[2] the new session's key, used when KEYS[1] is gone
 -- KEYS[3] the visitor hash
--- ARGV: now_ms, session_ttl_s, visitor_ttl_s, visitor_id
+-- ARGV: now_ms, session_ttl_s, visitor_ttl_s, visitor_id, new_session_id, then (field, value)
+--       pairs to set on the session (device, time zone: per tab, the latest wins)
 -- Returns {resumed (0/1), returning (0/1), previous visit ms or ""}
 local now, sttl, vttl, visitor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-if redis.call('HGET', KEYS[1], 'visitor') == visitor then
-  redis.call('EXPIRE', KEYS[1], sttl)
+local function describe(key)
+  for i = 6, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+  redis.call('EXPIRE', key, sttl)
   redis.call('EXPIRE', KEYS[3], vttl)
+end
+if redis.call('HGET', KEYS[1], 'visitor') == visitor then
+  describe(KEYS[1])
   local s = redis.call('HMGET', KEYS[1], 'returning', 'prev_seen')
   return {1, tonumber(s[1]) or 0, s[2] or ''}
 end
 local sessions = redis.call('HINCRBY', KEYS[3], 'sessions', 1)
 redis.call('HSETNX', KEYS[3], 'first_seen', now)
 local prev = redis.call('HGET', KEYS[3], 'last_seen') or ''
-redis.call('HSET', KEYS[3], 'last_seen', now)
+redis.call('HSET', KEYS[3], 'last_seen', now, 'session', ARGV[5])
 local returning = 0
 if sessions > 1 then returning = 1 end
 redis.call('HSET', KEYS[2], 'visitor', visitor, 'started', now, 'last', now,
            'returning', returning, 'prev_seen', prev, 'session_no', sessions)
-redis.call('EXPIRE', KEYS[2], sttl)
-redis.call('EXPIRE', KEYS[3], vttl)
+describe(KEYS[2])
 return {0, returning, prev}

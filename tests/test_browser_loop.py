@@ -1,0 +1,257 @@
+"""The whole loop in a real browser: a page carrying the script tag, the snippet's events, the
+server's rules and templates, and the prompt mounted back in the page.
+
+Pages: tests/fixtures/pages. Rules: tests/fixtures/rules/rules.yaml (exit intent on
+/product/*, and hesitation: a product page view without ``add_to_cart`` within 1 s), both
+rendering the ``note`` modal of tests/fixtures/templates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+
+import redis.asyncio
+from playwright.async_api import Page, WebSocket, expect
+
+from browser import (
+    BROWSER_TEST,
+    NewContext,
+    Serve,
+    count,
+    eventually,
+    facts,
+    facts_when,
+    prompt_host,
+    recent_events,
+    session_id,
+)
+from conftest import LiveServer, site_for
+
+pytest_plugins = ["browser"]
+pytestmark = BROWSER_TEST
+
+BOOTS = "/product/boots.html"
+GUIDE = "/guide.html"
+
+
+async def open_boots_and_add_to_cart(page: Page, server: LiveServer) -> str:
+    """A visitor who adds the boots to the cart at once: no hesitation prompt will come."""
+    await page.goto(server.url + BOOTS)
+    session = await session_id(page)
+    await page.get_by_role("button", name="Add to cart").click()
+    await facts_when(server, session, lambda f: count(f, "c:add_to_cart") == 1)
+    return session
+
+
+async def test_hesitation_prompt_appears_in_a_shadow_root(page: Page, server: LiveServer) -> None:
+    await page.goto(server.url + BOOTS)
+
+    host = prompt_host(page, kind="modal")
+    await expect(host).to_have_count(1)
+    dialog = host.get_by_role("dialog")
+    await expect(dialog).to_be_visible()
+    assert await host.evaluate("h => h.shadowRoot !== null && h.shadowRoot.mode === 'open'")
+    assert await host.evaluate("h => h.children.length === 0"), "content lives in the shadow root"
+    await expect(dialog).to_have_attribute("aria-modal", "true")
+    await expect(dialog).to_have_accessible_name("Need help?")
+    # Rendered by the server from the note template, with the rule's params and session facts.
+    await expect(dialog.locator(".cw-from")).to_have_text(f"You were on {server.url}{BOOTS}")
+    await expect(dialog.locator(".cw-name")).to_have_text("Hi there")
+
+
+async def test_escape_closes_the_modal_and_gives_focus_back(page: Page, server: LiveServer) -> None:
+    await page.goto(server.url + BOOTS)
+    search = page.get_by_role("searchbox", name="Search the shop")
+    await search.focus()
+
+    dialog = prompt_host(page).get_by_role("dialog")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.get_by_role("button", name="Close")).to_be_focused()
+    await page.keyboard.press("Escape")
+
+    await expect(prompt_host(page)).to_have_count(0)
+    await expect(search).to_be_focused()
+
+
+async def test_close_button_closes_the_prompt(page: Page, server: LiveServer) -> None:
+    await page.goto(server.url + BOOTS)
+    dialog = prompt_host(page).get_by_role("dialog")
+    await dialog.get_by_role("button", name="Close").click()
+    await expect(prompt_host(page)).to_have_count(0)
+
+
+async def test_prompt_shown_and_dismiss_reach_the_server(page: Page, server: LiveServer) -> None:
+    await page.goto(server.url + BOOTS)
+    session = await session_id(page)
+    host = prompt_host(page)
+    prompt_id = await host.get_attribute("data-cuewire-prompt")
+
+    await facts_when(server, session, lambda f: count(f, "n:prompt_shown") == 1)
+    await host.get_by_role("button", name="Close").click()
+    await facts_when(server, session, lambda f: count(f, "n:prompt_dismiss") == 1)
+
+    reports = [
+        (e["type"], e["prompt"], e["rule"])
+        for e in await recent_events(server, session)
+        if e["type"].startswith("prompt_")
+    ]
+    assert reports == [
+        ("prompt_shown", prompt_id, "hesitate-product"),
+        ("prompt_dismiss", prompt_id, "hesitate-product"),
+    ]
+    [fired] = await server.call(server.services.store.read_audit("test-site", 10))
+    assert (fired["outcome"], fired["rule"], fired["cause"]) == (
+        "fired",
+        "hesitate-product",
+        "timer",
+    )
+    assert fired["prompt"] == prompt_id
+
+
+async def test_leaving_through_the_top_of_the_window_shows_the_exit_prompt(
+    page: Page, server: LiveServer
+) -> None:
+    session = await open_boots_and_add_to_cart(page, server)
+
+    await page.mouse.move(400, 300)
+    await page.mouse.move(400, 40, steps=5)
+    await page.mouse.move(400, -20, steps=3)
+
+    dialog = prompt_host(page).get_by_role("dialog")
+    await expect(dialog).to_have_accessible_name("Leaving so soon?")
+    stored = await facts(server, session)
+    assert count(stored, "n:exit_intent") == 1
+
+
+async def test_spa_navigation_away_before_the_deadline_means_no_hesitation_prompt(
+    page: Page, server: LiveServer
+) -> None:
+    store = server.services.store
+    await page.goto(server.url + BOOTS)
+    session = await session_id(page)
+    due_ms = await eventually(lambda: server.call(store.next_due_ms()), what="a hesitation timer")
+
+    await page.get_by_role("link", name="Fitting guide").click()  # the page's router: pushState
+    moved = await facts_when(server, session, lambda f: f.get("path") == GUIDE)
+    assert int(moved["page_started"]) < due_ms, "setup: the route changed after the deadline"
+    assert await server.call(store.next_due_ms()) is None, "the page view cancels the timer"
+
+    # Nothing can be awaited for a prompt that must not come: wait out the deadline (plus a
+    # few timer polls) and look.
+    await asyncio.sleep(max(0.0, due_ms / 1000 - time.time()) + 0.3)
+    await expect(prompt_host(page)).to_have_count(0)
+    assert await server.call(store.read_audit("test-site", 10)) == []
+
+    # Back on a product page of the same app, hesitation is measured again, from that page.
+    await page.get_by_role("link", name="Wool socks").click()
+    dialog = prompt_host(page).get_by_role("dialog")
+    await expect(dialog.locator(".cw-from")).to_have_text(
+        f"You were on {server.url}/product/socks.html"
+    )
+
+
+async def test_clicks_scroll_milestones_and_custom_events_arrive_counted(
+    page: Page, server: LiveServer
+) -> None:
+    await page.goto(server.url + GUIDE)
+    session = await session_id(page)
+
+    await page.get_by_role("button", name="Get the newsletter").click()
+    await page.get_by_role("heading", name="Length").click()
+    await page.mouse.move(300, 300)
+    while not await page.evaluate("scrollY + innerHeight >= document.body.scrollHeight - 2"):
+        await page.mouse.wheel(0, 500)
+    await page.evaluate("cuewire.track('size_chart', {size: 43, unit: 'EU', wide: true})")
+
+    stored = await facts_when(
+        server, session, lambda f: count(f, "n:scroll") == 5 and count(f, "n:custom") == 1
+    )
+    assert count(stored, "n:page_view") == 1
+    assert count(stored, "n:click") == 2
+    assert count(stored, "c:size_chart") == 1
+    assert stored["scroll"] == "100"
+
+    events = await recent_events(server, session)
+    assert [e["depth"] for e in events if e["type"] == "scroll"] == [25, 50, 75, 90, 100]
+    clicks = [e for e in events if e["type"] == "click"]
+    assert (clicks[0]["selector"], clicks[0]["text"], clicks[0]["track"]) == (
+        "#newsletter",
+        "Get the newsletter",
+        "newsletter",
+    )
+    assert clicks[1]["text"] == "Length"
+    [custom] = [e for e in events if e["type"] == "custom"]
+    assert (custom["name"], custom["props"]) == ("size_chart", {"size": 43, "unit": "EU", "wide": True})
+    assert [e["seq"] for e in events] == list(range(len(events)))
+
+
+async def test_consent_withdrawn_sends_nothing_afterwards(page: Page, server: LiveServer) -> None:
+    sockets: list[WebSocket] = []
+    page.on("websocket", sockets.append)
+    await page.goto(server.url + GUIDE)
+    session = await session_id(page)
+    await facts_when(server, session, lambda f: count(f, "n:page_view") == 1)
+
+    [socket] = sockets
+    async with socket.expect_event("close"):
+        await page.evaluate("cuewire.consent(false)")
+    await page.get_by_role("button", name="Get the newsletter").click()
+    await page.mouse.move(300, 300)
+    await page.mouse.wheel(0, 5000)
+    await page.evaluate("cuewire.track('withheld', {n: 1})")
+    assert await page.evaluate("localStorage.getItem('cw_consent')") == "0"
+    assert len(sockets) == 1, "no new connection while consent is withheld"
+
+    # Consent given again: the snippet reconnects and reports the page. Anything it had kept
+    # from the withheld period would have arrived before that page view.
+    await page.evaluate("cuewire.consent(true)")
+    stored = await facts_when(server, session, lambda f: count(f, "n:page_view") == 2)
+    assert [e["type"] for e in await recent_events(server, session)] == ["page_view", "page_view"]
+    assert count(stored, "events") == 2
+
+
+async def test_a_site_honouring_dnt_gets_no_session_from_a_dnt_browser(
+    serve: Serve, new_context: NewContext, backend_url: str
+) -> None:
+    server = serve(sites=lambda origin: site_for(origin, honor_dnt=True))
+    context = await new_context(extra_http_headers={"DNT": "1", "Sec-GPC": "1"})
+    page = await context.new_page()
+
+    async with page.expect_websocket() as opened:
+        await page.goto(server.url + GUIDE)
+    socket = await opened.value
+    if not socket.is_closed():
+        await socket.wait_for_event("close")  # refused with "do-not-track": the snippet stops
+    await page.get_by_role("button", name="Get the newsletter").click()
+    await page.evaluate("cuewire.track('ignored')")
+
+    assert await page.evaluate("localStorage.getItem('cw_sid')") is None
+    client = redis.asyncio.Redis.from_url(backend_url)
+    try:
+        assert await client.keys(server.settings.key_prefix + ":*") == [], "nothing is stored"
+    finally:
+        await client.aclose()
+
+
+async def test_the_snippet_is_served_gzipped_as_javascript_with_an_etag(
+    page: Page, server: LiveServer
+) -> None:
+    async with page.expect_response(lambda r: r.url == server.url + "/cw.js") as served:
+        await page.goto(server.url + GUIDE)
+    response = await served.value
+    headers = await response.all_headers()
+    assert "gzip" in (await response.request.all_headers())["accept-encoding"]
+    assert headers["content-encoding"] == "gzip"
+    assert headers["content-type"] == "application/javascript; charset=utf-8"
+    etag = headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    assert await page.evaluate("typeof cuewire.version") == "string"
+
+    raw = await page.request.get(
+        server.url + "/cw.js", headers={"Accept-Encoding": "gzip"}, max_redirects=0
+    )
+    assert gzip.decompress(await raw.body()) == await response.body()
+    again = await page.request.get(server.url + "/cw.js", headers={"If-None-Match": etag})
+    assert again.status == 304
