@@ -55,9 +55,19 @@ class Harness:
         return VisitorSession(self, Origin(site, visitor, opened.session, "tab1", "sid-" + visitor))
 
     async def pass_time(self, seconds: float) -> None:
-        """Advance the clock and let the timer loop claim what fell due."""
-        self.clock.advance(seconds)
+        """Advance the clock, stopping at every deadline on the way to fire it on time."""
+        end = self.clock.now + round(seconds * 1000)
+        while True:
+            due = await self.store.next_due_ms()
+            if due is None or due > end:
+                break
+            self.clock.now = max(self.clock.now, due)
+            await self.timers.tick()
+        self.clock.now = end
         await self.timers.tick()
+
+    async def audit(self, site: str = "test-site") -> list[dict[str, str]]:
+        return await self.store.read_audit(site, 1000)
 
     @property
     def rules_shown(self) -> list[str]:

@@ -84,7 +84,9 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     )
     pipeline = Pipeline(store, runtime.engine, delivery)
     gateway = Gateway(sio, settings, sites, store, pipeline, clock)
-    timers = TimerLoop(store, runtime.engine, delivery, clock, settings.timer_poll_s)
+    timers = TimerLoop(
+        store, runtime.engine, delivery, clock, settings.timer_poll_s, settings.session_ttl_s
+    )
     return Services(settings, store, runtime, sio, gateway, delivery, timers, webhooks)
 
 

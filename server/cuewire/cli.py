@@ -100,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(
         args,
-        rules_dir=args.rules or shipped("rules"),
+        rules_dir=args.rules or shipped("rules") / "demo",
         templates_dir=args.templates or shipped("templates"),
         demo_site_dir=shipped("demo-site"),
     )

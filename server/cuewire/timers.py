@@ -31,6 +31,7 @@ class TimerLoop:
         delivery: Delivery,
         clock: Clock,
         poll_s: float,
+        session_ttl_s: int = 30 * 60,
         on_lateness: Callable[[float], None] = lambda _ms: None,
     ) -> None:
         self._store = store
@@ -38,6 +39,7 @@ class TimerLoop:
         self._delivery = delivery
         self._clock = clock
         self._poll_s = poll_s
+        self._session_ttl_ms = session_ttl_s * 1000
         self._on_lateness = on_lateness
         self._healthy = True
         self._stopping = asyncio.Event()
@@ -83,9 +85,10 @@ class TimerLoop:
         if facts is None:  # cancelled or replaced since it was scheduled
             return
         session_facts, visitor_facts = facts
-        outcome = self._engine().on_timer(
-            timer, session_facts, visitor_facts, due_ms, self._clock.now_ms()
-        )
+        now = self._clock.now_ms()
+        if due_ms - int(session_facts.get("last") or due_ms) > self._session_ttl_ms:
+            return  # the session had ended before the deadline; nobody is there to see it
+        outcome = self._engine().on_timer(timer, session_facts, visitor_facts, due_ms, now)
         if isinstance(outcome, Schedule):  # activity pushed a lazy deadline back
             await self._store.apply([outcome])
         elif outcome is not None:

@@ -208,13 +208,13 @@ class Engine:
         for rule in self.rules.on_page_view:
             batch.cancel(rule)
             dwell = rule.trigger.dwell
-            if dwell is not UNSET and self.eligible(rule, view):
+            if dwell is not UNSET:
                 batch.schedule(rule, now_ms + duration_ms(dwell.for_))
 
     def _visible_again(self, batch: _Batch, view: FactView, now_ms: int) -> None:
         for rule in self.rules.dwell:
             dwell = rule.trigger.dwell
-            if dwell is UNSET or batch.pending(rule) or not self.eligible(rule, view):
+            if dwell is UNSET or batch.pending(rule):
                 continue
             if batch.facts.get(f"fired:{rule.id}"):
                 continue
@@ -256,9 +256,7 @@ class Engine:
                 batch.cancel(rule)
         elif role is Role.START and t.absence is not UNSET:
             if matches(t.absence.after, event):
-                batch.cancel(rule)
-                if self.eligible(rule, view):
-                    batch.schedule(rule, now_ms + duration_ms(t.absence.within))
+                batch.schedule(rule, now_ms + duration_ms(t.absence.within))
         elif role is Role.STEP and t.sequence is not UNSET:
             fire = self._step(batch, rule, event, now_ms)
         elif role is Role.COUNT and t.count is not UNSET:

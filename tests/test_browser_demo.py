@@ -1,0 +1,74 @@
+"""A walk through the demo shop (demo-site/) with the shipped rules and templates.
+
+The hesitation rule waits 30 s; the test shortens it through rule configuration only (a copy
+of rules/demo.yaml with ``within: 2s``), so the code path is the one a real shop runs.
+
+Set CUEWIRE_SCREENSHOTS=1 to refresh docs/img/demo-hesitation.png; otherwise the screenshot
+goes to the test's tmp_path and the tree stays clean.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from playwright.async_api import expect
+
+from browser import BROWSER_TEST, NewContext, Serve, eventually, prompt_host
+from conftest import ROOT
+from cuewire.sites import Site, Sites
+from harness import write
+
+pytest_plugins = ["browser"]
+pytestmark = BROWSER_TEST
+
+SCREENSHOT = ROOT / "docs" / "img" / "demo-hesitation.png"
+
+
+def demo_rules(folder: Path) -> Path:
+    """rules/demo.yaml with the hesitation window shortened from 30 s to 2 s."""
+    shipped = (ROOT / "rules" / "demo.yaml").read_text(encoding="utf-8")
+    assert shipped.count("within: 30s") == 1, "rules/demo.yaml changed: update this test"
+    write(folder / "demo.yaml", shipped.replace("within: 30s", "within: 2s"))
+    return folder
+
+
+async def test_hesitating_on_a_product_opens_the_chat_prompt(
+    serve: Serve, new_context: NewContext, tmp_path: Path, record_property: pytest.RecordProperty
+) -> None:
+    server = serve(
+        pages=ROOT / "demo-site",
+        rules_dir=demo_rules(tmp_path / "rules"),
+        templates_dir=ROOT / "templates",
+        sites=lambda origin: Sites({"demo": Site(origins=[origin])}),
+    )
+    context = await new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    page = await context.new_page()
+    await page.goto(server.url + "/product/trail-runner.html")
+    await expect(page.get_by_role("heading", name="Trail Runner", level=1)).to_be_visible()
+
+    chat = prompt_host(page, kind="chat").get_by_role("dialog")
+    await expect(chat).to_be_visible(timeout=10_000)
+    await expect(chat).to_have_accessible_name("Need help choosing the Trail Runner?")
+    await expect(chat.get_by_role("button", name="Chat with us")).to_be_visible()
+
+    wanted = os.environ.get("CUEWIRE_SCREENSHOTS") == "1"
+    path = SCREENSHOT if wanted else tmp_path / SCREENSHOT.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=path)
+
+    audit = await eventually(
+        lambda: server.call(server.services.store.read_audit("demo", 10)), what="an audit record"
+    )
+    [fired] = [r for r in audit if r["outcome"] == "fired"]
+    assert (fired["rule"], fired["cause"], fired["template"]) == (
+        "hesitation-product",
+        "timer",
+        "chat_help",
+    )
+    # For a timer, latency_ms is how late it fired after its deadline. Reported, not bounded:
+    # it depends on the machine.
+    lateness_ms = int(fired["latency_ms"])
+    record_property("hesitation_timer_lateness_ms", lateness_ms)
+    print(f"hesitation timer lateness: {lateness_ms} ms (screenshot: {path})")
