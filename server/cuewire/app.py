@@ -11,18 +11,22 @@ from typing import Any
 
 import msgspec
 import socketio
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from . import __version__
+from .admin.auth import AdminAuth
+from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery
 from .gateway import Gateway
 from .keys import Keys
+from .metrics import Metrics
 from .pipeline import Pipeline
 from .protocol import Prompt
 from .runtime import Runtime
@@ -48,6 +52,9 @@ class Services:
     delivery: Delivery
     timers: TimerLoop
     webhooks: Webhooks
+    metrics: Metrics
+    pipeline: Pipeline
+    clock: Clock
 
 
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
@@ -73,6 +80,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         await sio.emit("prompt", msgspec.to_builtins(prompt), to=sid, ignore_queue=local)
 
     webhooks = Webhooks()
+    metrics = Metrics()
     delivery = Delivery(
         store,
         runtime.engine,
@@ -81,19 +89,30 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         clock,
         webhooks,
         lambda key: getattr(sites.get(key), "webhook_secret", None),
+        metrics,
     )
     pipeline = Pipeline(store, runtime.engine, delivery)
-    gateway = Gateway(sio, settings, sites, store, pipeline, clock)
+    gateway = Gateway(sio, settings, sites, store, pipeline, clock, metrics)
     timers = TimerLoop(
-        store, runtime.engine, delivery, clock, settings.timer_poll_s, settings.session_ttl_s
+        store,
+        runtime.engine,
+        delivery,
+        clock,
+        settings.timer_poll_s,
+        settings.session_ttl_s,
+        on_lateness=lambda ms: metrics.timer_lateness.observe(ms / 1000),
+        on_store_error=metrics.store_errors.labels("timers").inc,
     )
-    return Services(settings, store, runtime, sio, gateway, delivery, timers, webhooks)
+    return Services(
+        settings, store, runtime, sio, gateway, delivery, timers, webhooks, metrics, pipeline, clock
+    )
 
 
 def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> ASGIApp:
     """The whole server as one ASGI app. Raises SourceError for invalid rules or templates."""
     services = build_services(settings, sites, clock)
     snippet = Snippet.from_package()
+    backend = BackendEvents(settings, sites, services.store, services.pipeline, services.clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -138,9 +157,17 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         }
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    def admin(endpoint: ASGIApp) -> ASGIApp:
+        return AdminAuth(endpoint, settings.admin_user, settings.admin_password)
+
     routes: list[Route | Mount] = [
         Route("/cw.js", snippet.endpoint),
         Route("/healthz", healthz),
+        Route("/metrics", admin(request_response(metrics_endpoint))),
+        Route("/v1/events", backend.endpoint, methods=["POST"]),
     ]
     if settings.demo_site_dir is not None:
         routes.append(Mount("/", StaticFiles(directory=settings.demo_site_dir, html=True)))

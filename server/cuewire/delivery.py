@@ -16,6 +16,7 @@ import jinja2
 from .clock import Clock
 from .experiments import HOLDOUT, bucket
 from .ids import new_id
+from .metrics import Metrics
 from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
@@ -39,6 +40,7 @@ class Delivery:
         clock: Clock,
         webhooks: Webhooks | None = None,
         webhook_secret: Callable[[str], str | None] = lambda _site: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -47,6 +49,7 @@ class Delivery:
         self._clock = clock
         self._webhooks = webhooks
         self._secret = webhook_secret
+        self._metrics = metrics or Metrics()
 
     async def resolve(
         self, site: str, session: str, visitor: str, sid: str, candidates: list[Candidate]
@@ -207,6 +210,9 @@ class Delivery:
         variant: str | None = None,
     ) -> None:
         now = self._clock.now_ms()
+        self._metrics.firings.labels(cand.rule.id, outcome).inc()
+        if outcome == "fired":
+            self._metrics.trigger_latency.labels(cand.cause).observe((now - cand.since_ms) / 1000)
         record = {
             "outcome": outcome,
             "reason": reason,

@@ -17,6 +17,7 @@ from .clock import Clock
 from .device import device_class
 from .errors import StoreError
 from .locks import KeyedLocks
+from .metrics import Metrics, reason_label
 from .pipeline import Origin, Pipeline
 from .protocol import (
     Ack,
@@ -56,12 +57,14 @@ class Gateway:
         store: Store,
         pipeline: Pipeline,
         clock: Clock,
+        metrics: Metrics,
     ) -> None:
         self._sio = sio
         self._settings = settings
         self._sites = sites
         self._store = store
         self._pipeline = pipeline
+        self._metrics = metrics
         self._clock = clock
         self._conns: dict[str, Connection] = {}
         self._locks = KeyedLocks()
@@ -108,11 +111,31 @@ class Gateway:
             tab=parsed.tab or sid,
             bucket=TokenBucket(limits.events_per_second, limits.event_burst, now),
         )
+        self._metrics.connections.inc()
         info = SessionInfo(opened.session, parsed.visitor, opened.returning)
         await self._sio.emit("session", msgspec.to_builtins(info), to=sid)
 
+    def _within_rate(
+        self, conn: Connection, batch: list[Any], now: int
+    ) -> tuple[list[dict[str, Any]], list[Rejection]]:
+        limits = self._settings.limits
+        valid, rejected = validate_batch(batch, limits.max_batch_events)
+        kept = []
+        for index, event in valid:
+            if conn.bucket.take(now):
+                kept.append(event)
+            else:
+                reason = (
+                    f"rate limit: at most {limits.events_per_second:g} events/s "
+                    f"(bursts of {limits.event_burst})"
+                )
+                rejected.append(Rejection(index, reason))
+        rejected.sort(key=lambda r: r.index)
+        return kept, rejected
+
     async def disconnect(self, sid: str, reason: str | None = None) -> None:
-        self._conns.pop(sid, None)
+        if self._conns.pop(sid, None) is not None:
+            self._metrics.connections.dec()
 
     async def events(self, sid: str, batch: Any = None) -> dict[str, Any]:
         conn = self._conns.get(sid)
@@ -121,44 +144,41 @@ class Gateway:
         if not isinstance(batch, list):
             return _ack(0, [Rejection(-1, "events must be a list of event maps")])
         now = self._clock.now_ms()
-        valid, rejected = self._validate(conn, batch, now)
+        valid, rejected = self._within_rate(conn, batch, now)
+        for rejection in rejected:
+            self._metrics.rejected.labels(reason_label(rejection.reason)).inc()
         if valid:
             try:
                 async with self._locks.hold(conn.session):
-                    await self._pipeline.process(conn.origin(sid), valid, now)
+                    with self._metrics.batch_seconds.time():
+                        await self._pipeline.process(conn.origin(sid), valid, now)
             except StoreError as exc:
+                self._metrics.store_errors.labels("ingest").inc()
                 log.error("batch of session %s not stored: %s", conn.session, exc)
                 return _ack(0, [Rejection(-1, "store unavailable, resend later")])
+            for event in valid:
+                self._metrics.events.labels(event["type"]).inc()
         return _ack(len(valid), rejected)
 
-    def _validate(
-        self, conn: Connection, batch: list[Any], now: int
-    ) -> tuple[list[dict[str, Any]], list[Rejection]]:
-        limit = self._settings.limits.max_batch_events
-        valid: list[dict[str, Any]] = []
-        rejected: list[Rejection] = []
-        for index, raw in enumerate(batch):
-            if index >= limit:
-                reason = f"batch too large: at most {limit} events per batch"
-                rejected.append(Rejection(index, reason))
-                continue
-            try:
-                event = parse_event(raw)
-            except msgspec.ValidationError as exc:
-                rejected.append(Rejection(index, event_reason(raw, exc)))
-                continue
-            if not conn.bucket.take(now):
-                limits = self._settings.limits
-                rejected.append(
-                    Rejection(
-                        index,
-                        f"rate limit: at most {limits.events_per_second:g}"
-                        f" events/s (bursts of {limits.event_burst})",
-                    )
-                )
-                continue
-            valid.append(event)
-        return valid, rejected
+
+Indexed = list[tuple[int, dict[str, Any]]]
+
+
+def validate_batch(batch: list[Any], limit: int) -> tuple[Indexed, list[Rejection]]:
+    """Valid events with their index in the batch, and a reason for every invalid one."""
+    valid: Indexed = []
+    rejected: list[Rejection] = []
+    for index, raw in enumerate(batch):
+        if index >= limit:
+            rejected.append(Rejection(index, f"batch too large: at most {limit} events per batch"))
+            continue
+        try:
+            event = parse_event(raw)
+        except msgspec.ValidationError as exc:
+            rejected.append(Rejection(index, event_reason(raw, exc)))
+            continue
+        valid.append((index, event))
+    return valid, rejected
 
 
 def _ack(accepted: int, rejected: list[Rejection]) -> dict[str, Any]:

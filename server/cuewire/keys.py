@@ -28,6 +28,10 @@ class Keys:
         """Hash of visitor facts: first and last seen, session count, user id, traits."""
         return f"{self.prefix}:v:{site}:{visitor}"
 
+    def user(self, site: str, user_id: str) -> str:
+        """The visitor id last identified as ``user_id`` (for backend events)."""
+        return f"{self.prefix}:u:{site}:{user_id}"
+
     def fired(self, site: str, session: str, rule: str) -> str:
         """Marker that a rule fired in a session (``SET NX``: fire once)."""
         return f"{self.prefix}:f:{{{site}:{session}}}:{rule}"

@@ -52,6 +52,9 @@ class Pipeline:
         fresh = [e for e, is_new in zip(events, ingested.fresh, strict=True) if is_new]
         if not fresh:
             return None
+        for event in fresh:
+            if event["type"] == "identify":
+                await self._store.link_user(origin.site, event["user_id"], origin.visitor)
         decision = engine.on_events(
             origin.site,
             origin.session,

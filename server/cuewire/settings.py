@@ -41,6 +41,8 @@ class Settings:
     reload_poll_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
     key_prefix: str = "cw"
+    admin_user: str = "admin"
+    admin_password: str | None = None  # no admin views without one
 
     @classmethod
     def from_env(

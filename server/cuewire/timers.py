@@ -33,6 +33,7 @@ class TimerLoop:
         poll_s: float,
         session_ttl_s: int = 30 * 60,
         on_lateness: Callable[[float], None] = lambda _ms: None,
+        on_store_error: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -41,6 +42,7 @@ class TimerLoop:
         self._poll_s = poll_s
         self._session_ttl_ms = session_ttl_s * 1000
         self._on_lateness = on_lateness
+        self._on_store_error = on_store_error
         self._healthy = True
         self._stopping = asyncio.Event()
 
@@ -60,6 +62,7 @@ class TimerLoop:
                 self._set_healthy(True)
                 backoff = self._poll_s
             except StoreError as exc:
+                self._on_store_error()
                 self._set_healthy(False, exc)
                 backoff = min(backoff * 2, 5.0)
                 fired = 0

@@ -201,6 +201,13 @@ class RedisStore:
     async def visitor_facts(self, site: str, visitor: str) -> Facts:
         return _pairs_of(await self._r.hgetall(self._k.visitor(site, visitor)))
 
+    async def link_user(self, site: str, user_id: str, visitor: str) -> None:
+        await self._r.set(self._k.user(site, user_id), visitor, ex=self._s.visitor_ttl_s)
+
+    async def visitor_of_user(self, site: str, user_id: str) -> str | None:
+        found = await self._r.get(self._k.user(site, user_id))
+        return str(found) if found is not None else None
+
     async def next_due_ms(self) -> int | None:
         first = await self._r.zrange(self._k.timers(), 0, 0, withscores=True)
         return int(first[0][1]) if first else None

@@ -1,0 +1,1 @@
+"""The admin side: authentication, the QA view, the designers' studio, metrics."""

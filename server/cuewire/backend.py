@@ -1,0 +1,86 @@
+"""Events from the site's backend: ``POST /v1/events`` with the site's API key.
+
+A purchase the backend records cancels a cart-abandonment deadline and counts as a
+conversion, exactly as if the browser had sent it (docs/protocol.md, "Backend events").
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from .clock import Clock
+from .errors import StoreError
+from .gateway import validate_batch
+from .pipeline import Origin, Pipeline
+from .protocol import Id, error_reason
+from .settings import Settings
+from .sites import Sites
+from .store.base import Store
+
+BACKEND_TAB = "backend"
+
+
+class BackendBatch(msgspec.Struct, forbid_unknown_fields=True):
+    site: Annotated[str, Meta(min_length=1, max_length=128)]
+    events: list[Any]
+    visitor: Id | None = None
+    user_id: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+
+
+class BackendEvents:
+    def __init__(
+        self, settings: Settings, sites: Sites, store: Store, pipeline: Pipeline, clock: Clock
+    ) -> None:
+        self._settings = settings
+        self._sites = sites
+        self._store = store
+        self._pipeline = pipeline
+        self._clock = clock
+
+    async def endpoint(self, request: Request) -> JSONResponse:
+        body = await request.body()
+        if len(body) > self._settings.limits.max_payload_bytes:
+            return _error(413, "payload too large")
+        try:
+            batch = msgspec.json.decode(body, type=BackendBatch)
+        except msgspec.ValidationError as exc:
+            return _error(422, error_reason(exc))
+        except msgspec.DecodeError as exc:
+            return _error(400, f"invalid JSON: {exc}")
+        site = self._sites.get(batch.site)
+        key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if site is None or not site.api_key or not secrets.compare_digest(key, site.api_key):
+            return _error(401, "unknown site or wrong API key")
+        visitor = batch.visitor or (
+            await self._store.visitor_of_user(batch.site, batch.user_id) if batch.user_id else None
+        )
+        if visitor is None:
+            return _error(404, "unknown visitor: send `visitor`, or a `user_id` seen in identify")
+        now = self._clock.now_ms()
+        valid, rejected = validate_batch(batch.events, self._settings.limits.max_batch_events)
+        try:
+            current = (await self._store.visitor_facts(batch.site, visitor)).get("session")
+            opened = await self._store.open_session(batch.site, visitor, current, now)
+            sid = (await self._store.session_facts(batch.site, opened.session)).get("sid", "")
+            if valid:
+                origin = Origin(batch.site, visitor, opened.session, BACKEND_TAB, sid)
+                await self._pipeline.process(origin, [event for _, event in valid], now)
+        except StoreError:
+            return _error(503, "store unavailable, resend later")
+        return JSONResponse(
+            {
+                "accepted": len(valid),
+                "rejected": [msgspec.to_builtins(r) for r in rejected],
+                "session": opened.session,
+            }
+        )
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)

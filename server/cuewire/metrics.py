@@ -1,0 +1,51 @@
+"""Prometheus collectors of one app, in the app's own registry (no import-time globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("cuewire_connections", "Open visitor connections", registry=r)
+        self.events = Counter("cuewire_events_total", "Events accepted", ["type"], registry=r)
+        self.rejected = Counter(
+            "cuewire_events_rejected_total", "Events rejected", ["reason"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "cuewire_batch_seconds",
+            "Time to store and evaluate one batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.trigger_latency = Histogram(
+            "cuewire_trigger_latency_seconds",
+            "From the qualifying behaviour (or deadline) to the prompt leaving the server",
+            ["cause"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.timer_lateness = Histogram(
+            "cuewire_timer_lateness_seconds",
+            "How late timers are claimed after their deadline",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.firings = Counter(
+            "cuewire_firings_total", "Rule outcomes", ["rule", "outcome"], registry=r
+        )
+        self.store_errors = Counter(
+            "cuewire_store_errors_total", "Failed store operations", ["where"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def reason_label(reason: str) -> str:
+    """A bounded label: the part of a rejection reason before its details."""
+    return reason.split(":", 1)[0][:40]
