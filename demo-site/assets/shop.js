@@ -253,7 +253,7 @@
       cw("track", "add_to_cart", { product_id: id, name: p.name, category: p.category, price: p.price });
     });
 
-    cw("track", "product_view", { product_id: id, category: p.category, price: p.price });
+    cw("track", "product_view", { product_id: id, name: p.name, category: p.category, price: p.price });
   }
 
   function summaryHtml(lines) {
