@@ -44,5 +44,9 @@ class Keys:
         """Stream of firings and suppressed firings."""
         return f"{self.prefix}:audit:{site}"
 
+    def live(self, site: str) -> str:
+        """Stream of accepted batches (session, visitor, events JSON) for the QA view."""
+        return f"{self.prefix}:live:{site}"
+
     def socketio_channel(self) -> str:
         return f"{self.prefix}:socketio"

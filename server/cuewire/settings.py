@@ -37,6 +37,7 @@ class Settings:
     session_ttl_s: int = 30 * 60
     visitor_ttl_s: int = 400 * 24 * 3600
     recent_events: int = 50
+    live_stream_max: int = 10_000  # accepted batches kept for the QA view; 0 turns it off
     timer_poll_s: float = 0.05
     reload_poll_s: float = 1.0
     limits: Limits = field(default_factory=Limits)

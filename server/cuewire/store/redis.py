@@ -100,6 +100,8 @@ class RedisStore:
             socket_id,
             visitor,
             len(events),
+            self._s.live_stream_max,
+            session,
         ]
         for event, change in zip(events, changes, strict=True):
             args += [event["seq"], json.dumps(event, separators=(",", ":"))]
@@ -109,6 +111,7 @@ class RedisStore:
             self._k.recent(site, session),
             self._k.seen(site, session, tab),
             self._k.visitor(site, visitor),
+            self._k.live(site),
         ]
         try:
             fresh, sess, vis = await self._ingest(keys=keys, args=args)
@@ -228,6 +231,11 @@ class RedisStore:
         return [
             {"id": str(entry_id), **_pairs_of(fields)} for entry_id, fields in reversed(entries)
         ]
+
+    async def read_live(self, site: str, count: int) -> list[dict[str, str]]:
+        """The latest accepted batches, oldest first: id, session, visitor, events (JSON)."""
+        entries = await self._r.xrevrange(self._k.live(site), count=count) or []
+        return [{"id": str(i), **_pairs_of(fields)} for i, fields in reversed(entries)]
 
     async def aclose(self) -> None:
         await self._r.aclose()

@@ -1,6 +1,7 @@
 -- Apply one batch of events to a session in one round trip.
--- KEYS: session hash, recent-events list, seen-seq zset, visitor hash
+-- KEYS: session hash, recent-events list, seen-seq zset, visitor hash, live stream
 -- ARGV: now_ms, session_ttl_s, visitor_ttl_s, keep_recent, socket_id, visitor_id, n_events,
+--       live stream max length (0: no live stream), session id,
 --       then per event: seq, event JSON, and its fact changes as encoded by facts.py:
 --       n_incr, fields..., n_set, (field, value)..., n_setnx, (field, value)...,
 --       n_visitor_incr, fields..., n_visitor_set, (field, value)...
@@ -8,8 +9,10 @@
 local skey, ekey, qkey, vkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local n = tonumber(ARGV[7])
-local i = 8
+local live_max, session_id = tonumber(ARGV[8]), ARGV[9]
+local i = 10
 local fresh = {}
+local accepted = {}
 redis.call('HSETNX', skey, 'visitor', ARGV[6])
 redis.call('HSETNX', skey, 'started', now)
 for e = 1, n do
@@ -42,7 +45,14 @@ for e = 1, n do
     if is_new == 1 then redis.call('HSET', vkey, ARGV[i], ARGV[i + 1]) end
     i = i + 2
   end
-  if is_new == 1 then redis.call('LPUSH', ekey, json) end
+  if is_new == 1 then
+    redis.call('LPUSH', ekey, json)
+    accepted[#accepted + 1] = json
+  end
+end
+if live_max > 0 and #accepted > 0 then
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', live_max, '*', 'session', session_id,
+             'visitor', ARGV[6], 'events', '[' .. table.concat(accepted, ',') .. ']')
 end
 if ARGV[5] ~= '' then redis.call('HSET', skey, 'sid', ARGV[5]) end
 redis.call('HSET', vkey, 'last_seen', now)
