@@ -1,0 +1,76 @@
+"""Real `cuewire serve` processes, for tests that need several, or a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from conftest import free_port
+
+
+class ServerProcess:
+    def __init__(
+        self, redis_url: str, rules: Path, templates: Path, sites: Path, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [
+            sys.executable,
+            "-m",
+            "cuewire.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--redis-url",
+            redis_url,
+            "--rules",
+            str(rules),
+            "--templates",
+            str(templates),
+            "--sites",
+            str(sites),
+            "--log-level",
+            "warning",
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        env = {**os.environ, "CUEWIRE_TIMER_POLL_S": "0.02"}
+        self.proc = subprocess.Popen(self.args, env=env)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cuewire serve exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("cuewire serve did not become healthy")
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would: no graceful shutdown."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def sites_file(path: Path, *ports: int) -> Path:
+    origins = ", ".join(f'"http://127.0.0.1:{p}"' for p in ports)
+    path.write_text(f"sites:\n  test-site:\n    origins: [{origins}]\n    api_key: k-test\n")
+    return path
