@@ -1,0 +1,305 @@
+"""Each construct of the rule language (docs/rules.md), table-driven, on a fake clock."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from cuewire.rules.conditions import MISSING, Scope, evaluate
+from cuewire.rules.model import Condition
+from cuewire.settings import Settings
+from cuewire.store import RedisStore
+from harness import Harness, VisitorSession, write
+
+SHOP = "http://shop.test"
+BOOTS = f"{SHOP}/product/boots"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def cond(**raw: Any) -> Condition:
+    return msgspec.convert(raw, Condition)
+
+
+FACTS = {
+    "page.path": "/product/boots",
+    "session.pages": 3,
+    "visitor.traits.plan": "pro",
+    "event.props.tags": ["sale", "new"],
+    "visitor.returning": True,
+}
+
+CONDITIONS = [
+    ({"fact": "page.path", "glob": "/product/*"}, True),
+    ({"fact": "page.path", "glob": "/blog/*"}, False),
+    ({"fact": "page.path", "regex": r"^/product/[a-z]+$"}, True),
+    ({"fact": "page.path", "contains": "boot"}, True),
+    ({"fact": "session.pages", "gte": 3}, True),
+    ({"fact": "session.pages", "gt": 3}, False),
+    ({"fact": "session.pages", "lt": 4}, True),
+    ({"fact": "session.pages", "lte": 2}, False),
+    ({"fact": "session.pages", "equals": 3}, True),
+    ({"fact": "session.pages", "in": [1, 2, 3]}, True),
+    ({"fact": "visitor.traits.plan", "in": ["free", "team"]}, False),
+    ({"fact": "event.props.tags", "contains": "sale"}, True),
+    ({"fact": "visitor.returning", "equals": True}, True),
+    ({"fact": "visitor.traits.nope", "exists": False}, True),
+    ({"fact": "visitor.traits.plan", "exists": True}, True),
+    ({"fact": "visitor.traits.nope", "equals": "x"}, False),
+    ({"all": [{"fact": "session.pages", "gte": 1}, {"fact": "page.path", "glob": "/p*"}]}, True),
+    ({"all": [{"fact": "session.pages", "gte": 1}, {"fact": "page.path", "glob": "/b*"}]}, False),
+    ({"any": [{"fact": "session.pages", "gte": 9}, {"fact": "page.path", "glob": "/p*"}]}, True),
+    ({"not": {"fact": "session.pages", "gte": 9}}, True),
+    ({"not": {"any": [{"all": [{"not": {"fact": "session.pages", "equals": 3}}]}]}}, True),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), CONDITIONS, ids=[str(c[0]) for c in CONDITIONS])
+def test_conditions(raw: dict[str, Any], expected: bool) -> None:
+    assert evaluate(cond(**raw), Scope(lambda name: FACTS.get(name, MISSING))) is expected
+
+
+def test_segments_are_named_reusable_conditions() -> None:
+    big = cond(fact="session.pages", gte=3)
+    scope = Scope(lambda name: FACTS.get(name, MISSING), {"engaged": big})
+    assert evaluate(cond(segment="engaged"), scope)
+    assert evaluate(cond(**{"not": {"segment": "engaged"}}), scope) is False
+
+
+@pytest.fixture
+def make(store: RedisStore, settings: Settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A harness over the rules written in the test (templates: tests/fixtures/templates)."""
+
+    def build(rules_yaml: str) -> Harness:
+        write(tmp_path / "rules" / "rules.yaml", textwrap.dedent(rules_yaml))
+        return Harness(store, replace(settings, rules_dir=tmp_path / "rules"))
+
+    return build
+
+
+async def custom(v: VisitorSession, name: str, **props: Any) -> None:
+    await v.send("custom", BOOTS, name=name, props=props)
+
+
+SEQUENCE = """
+rules:
+  - id: browse-compare-leave
+    trigger:
+      sequence:
+        steps:
+          - {type: custom, name: product_view}
+          - {type: custom, name: compare}
+          - {type: exit_intent}
+        within: 2m
+    show: {template: note}
+"""
+
+
+@pytest.mark.parametrize(
+    ("steps", "fires"),
+    [
+        ([("product_view", 0), ("compare", 10), ("exit", 10)], True),
+        ([("compare", 0), ("product_view", 10), ("exit", 10)], False),  # out of order
+        ([("product_view", 0), ("compare", 60), ("exit", 61)], False),  # past the window
+        ([("product_view", 0), ("product_view", 100), ("compare", 10), ("exit", 10)], True),
+        ([("product_view", 0), ("exit", 10)], False),  # a step missing
+    ],
+)
+async def test_sequence_a_then_b_then_c_within_a_window(make, steps, fires) -> None:  # type: ignore[no-untyped-def]
+    h = make(SEQUENCE)
+    v = await h.visit()
+    for step, wait in steps:
+        await h.pass_time(wait)
+        if step == "exit":
+            await v.send("exit_intent", BOOTS)
+        else:
+            await custom(v, step)
+    assert (h.rules_shown == ["browse-compare-leave"]) is fires
+
+
+COUNT = """
+rules:
+  - id: category-fan
+    trigger:
+      count:
+        of: {type: custom, name: product_view}
+        at_least: 3
+        within: 10m
+        group_by: props.category
+    show: {template: note}
+"""
+
+
+@pytest.mark.parametrize(
+    ("views", "fires"),
+    [
+        ([("shoes", 0), ("shoes", 60), ("shoes", 60)], True),
+        ([("shoes", 0), ("packs", 60), ("shoes", 60)], False),
+        ([("shoes", 0), ("shoes", 400), ("shoes", 400)], False),  # the first slid out
+        ([("shoes", 0), ("shoes", 400), ("shoes", 400), ("shoes", 1)], True),
+    ],
+)
+async def test_count_in_a_sliding_window_grouped_by_a_property(make, views, fires) -> None:  # type: ignore[no-untyped-def]
+    h = make(COUNT)
+    v = await h.visit()
+    for category, wait in views:
+        await h.pass_time(wait)
+        await custom(v, "product_view", category=category)
+    assert (h.rules_shown == ["category-fan"]) is fires
+
+
+async def test_facts_trigger_fires_when_the_condition_becomes_true(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: deep-reader
+        trigger:
+          facts: {all: [{fact: page.scroll, gte: 75}, {fact: session.pages, gte: 2}]}
+        show: {template: note}
+    """)
+    v = await h.visit()
+    await v.send("page_view", f"{SHOP}/blog/a")
+    await v.send("scroll", f"{SHOP}/blog/a", depth=90)
+    assert h.rules_shown == []
+    await v.send("page_view", f"{SHOP}/blog/b")
+    await v.send("scroll", f"{SHOP}/blog/b", depth=50)
+    assert h.rules_shown == []
+    await v.send("scroll", f"{SHOP}/blog/b", depth=75)
+    assert h.rules_shown == ["deep-reader"]
+
+
+async def test_cooldown_and_daily_cap_across_sessions(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: exit
+        trigger: {event: {type: exit_intent}}
+        show: {template: note}
+        limit: {per_session: 5, per_visitor_day: 2, cooldown: 10m}
+    policy: {one_prompt_at_a_time: false}
+    """)
+    v = await h.visit()
+    await v.send("exit_intent", BOOTS)
+    await v.send("exit_intent", BOOTS)  # cooldown
+    await h.pass_time(11 * 60)
+    await v.send("exit_intent", BOOTS)
+    await h.pass_time(11 * 60)
+    await v.send("exit_intent", BOOTS)  # daily cap
+    assert h.rules_shown == ["exit", "exit"]
+    reasons = [r["reason"] for r in await h.audit() if r["outcome"] == "suppressed"]
+    assert reasons == ["cooldown", "capped: 2 per day"]
+
+
+async def test_opt_out_and_snooze_are_honoured(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: exit
+        trigger: {event: {type: exit_intent}}
+        show: {template: note}
+        limit: {per_session: 0}
+      - id: scroll
+        trigger: {event: {type: scroll}}
+        show: {template: note}
+        limit: {per_session: 0}
+    policy: {snooze: 1h, dismissals: null}
+    """)
+    v = await h.visit()
+    await v.send("exit_intent", BOOTS)
+    await v.send("prompt_optout", BOOTS, prompt=h.shown[-1][1].id, rule="exit")
+    await v.send("scroll", BOOTS, depth=25)
+    await v.send("prompt_snooze", BOOTS, prompt=h.shown[-1][1].id, rule="scroll")
+    await v.send("exit_intent", BOOTS)
+    await v.send("scroll", BOOTS, depth=50)
+    assert h.rules_shown == ["exit", "scroll"]
+    await h.pass_time(3601)
+    await v.send("exit_intent", BOOTS)
+    await v.send("scroll", BOOTS, depth=75)
+    assert h.rules_shown == ["exit", "scroll", "scroll"]
+    reasons = {r["reason"] for r in await h.audit() if r["outcome"] == "suppressed"}
+    assert reasons == {"opted out", "snoozed"}
+
+
+async def test_one_prompt_at_a_time_by_priority_and_queue(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: low
+        priority: 1
+        trigger: {event: {type: exit_intent}}
+        show: {template: note}
+        on_conflict: queue
+      - id: high
+        priority: 9
+        trigger: {event: {type: exit_intent}}
+        show: {template: note}
+      - id: dropped
+        priority: 5
+        trigger: {event: {type: exit_intent}}
+        show: {template: note}
+    """)
+    v = await h.visit()
+    await v.send("exit_intent", BOOTS)
+    assert h.rules_shown == ["high"]
+    await v.send("prompt_dismiss", BOOTS, prompt=h.shown[-1][1].id, rule="high")
+    assert h.rules_shown == ["high", "low"]
+    outcomes = {r["rule"]: r["outcome"] for r in await h.audit()}
+    assert outcomes == {"high": "fired", "dropped": "suppressed", "low": "fired"}
+
+
+async def test_set_actions_let_rules_chain(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: mark-at-risk
+        trigger: {event: {type: idle}}
+        set: [{name: at-risk, value: true}]
+      - id: rescue
+        trigger: {event: {type: exit_intent}}
+        when: {fact: session.facts.at-risk, equals: true}
+        show: {template: note}
+    """)
+    v = await h.visit()
+    await v.send("exit_intent", BOOTS)
+    assert h.rules_shown == []
+    await v.send("idle", BOOTS, ms=30000)
+    await v.send("exit_intent", BOOTS)
+    assert h.rules_shown == ["rescue"]
+
+
+async def test_holdout_records_would_have_shown_without_showing(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: exit
+        trigger: {event: {type: exit_intent}}
+        show:
+          template: note
+          holdout: 0.5
+          variants: [{id: a, params: {headline: A}}, {id: b, params: {headline: B}}]
+    """)
+    outcomes: dict[str, str] = {}
+    for i in range(40):
+        v = await h.visit(visitor=f"v_visitor{i:04d}")
+        await v.send("exit_intent", BOOTS)
+    records = await h.audit()
+    outcomes = {r["visitor"]: r["outcome"] + ":" + r["variant"] for r in records}
+    assert set(outcomes.values()) == {"fired:a", "fired:b", "holdout:holdout"}
+    assert len(h.shown) == sum(1 for o in outcomes.values() if o.startswith("fired"))
+    by_id = {p.id: p for _, p in h.shown}
+    assert {p.variant for p in by_id.values()} == {"a", "b"}
+    assert all(f">{p.variant.upper()}<" in p.html for p in by_id.values())
+
+
+async def test_a_delayed_prompt_never_lands_on_a_page_it_does_not_target(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: idle-on-product
+        trigger: {inactivity: {for: 30s}}
+        when: {fact: page.path, glob: "/product/*"}
+        show: {template: note}
+    """)
+    v = await h.visit()
+    await v.send("page_view", BOOTS)
+    await h.pass_time(20)
+    await v.send("page_view", f"{SHOP}/blog/a", spa=True)
+    await h.pass_time(60)
+    assert h.rules_shown == []
