@@ -82,6 +82,8 @@ export function createTransport(opts: TransportOptions): Transport {
         session: identity.session(),
         tab: identity.tab,
         dnt: opts.dnt,
+        // Minutes behind UTC, as Date reports it: lets rules target the visitor's local time.
+        tz: new Date().getTimezoneOffset(),
       }),
   });
 
