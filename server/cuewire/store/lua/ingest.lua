@@ -58,6 +58,6 @@ if ARGV[5] ~= '' then redis.call('HSET', skey, 'sid', ARGV[5]) end
 redis.call('HSET', vkey, 'last_seen', now)
 redis.call('LTRIM', ekey, 0, keep - 1)
 redis.call('ZREMRANGEBYRANK', qkey, 0, -1025)
-for _, k in ipairs({skey, ekey, qkey}) do redis.call('EXPIRE', k, sttl) end
+for _, k in ipairs({skey, ekey, qkey}) do redis.call('EXPIRE', k, sttl + 300) end  -- + grace
 redis.call('EXPIRE', vkey, vttl)
 return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey)}

@@ -6,12 +6,16 @@
 --       pairs to set on the session (device, time zone: per tab, the latest wins)
 -- Returns {resumed (0/1), returning (0/1), previous visit ms or ""}
 local now, sttl, vttl, visitor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+-- keys outlive the session by a grace period, so a deadline that falls due at the very end of
+-- a session still finds its facts; the session itself ends after session_ttl without events
+local GRACE_S = 300
 local function describe(key)
   for i = 6, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
-  redis.call('EXPIRE', key, sttl)
+  redis.call('EXPIRE', key, sttl + GRACE_S)
   redis.call('EXPIRE', KEYS[3], vttl)
 end
-if redis.call('HGET', KEYS[1], 'visitor') == visitor then
+local held = redis.call('HMGET', KEYS[1], 'visitor', 'last')
+if held[1] == visitor and tonumber(now) - (tonumber(held[2]) or 0) <= sttl * 1000 then
   describe(KEYS[1])
   local s = redis.call('HMGET', KEYS[1], 'returning', 'prev_seen')
   return {1, tonumber(s[1]) or 0, s[2] or ''}
