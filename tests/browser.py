@@ -25,7 +25,14 @@ from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from conftest import FIXTURES, LiveServer, site_for
 from cuewire.settings import Settings
@@ -44,6 +51,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PAGES = FIXTURES / "pages"
+# Generous waits: they only matter when something is wrong, and a busy CI machine is slow.
+WAIT_S = 10.0
+expect.set_options(timeout=WAIT_S * 1000)
 PROMPT = "[data-cuewire-prompt]"
 
 BROWSER_TEST = [
@@ -71,7 +81,7 @@ async def new_context(browser: Browser) -> AsyncIterator[NewContext]:
 
     async def open_context(**options: Any) -> BrowserContext:
         context = await browser.new_context(**options)
-        context.set_default_timeout(5_000)
+        context.set_default_timeout(WAIT_S * 1000)
         opened.append(context)
         return context
 
@@ -134,7 +144,7 @@ async def eventually(
     probe: Callable[[], Awaitable[T]],
     until: Callable[[T], bool] = bool,
     *,
-    timeout: float = 5.0,
+    timeout: float = WAIT_S,
     what: str = "the condition",
 ) -> T:
     """Polls ``probe`` until ``until(result)`` holds and returns that result."""
@@ -159,7 +169,7 @@ async def facts_when(
     until: Callable[[dict[str, str]], bool],
     *,
     site: str = "test-site",
-    timeout: float = 5.0,
+    timeout: float = WAIT_S,
 ) -> dict[str, str]:
     """Waits until the stored session facts satisfy ``until`` and returns them."""
     return await eventually(

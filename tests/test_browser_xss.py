@@ -8,6 +8,7 @@ positions. The prompt then renders in Chromium, where ``window.__cw_xss`` must s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -68,6 +69,14 @@ def echo_server(serve: Serve, tmp_path: Path) -> LiveServer:
     return serve(rules_dir=rules, templates_dir=templates)
 
 
+def attribute_kept(value: str) -> str | None:
+    """What the snippet leaves of an attribute value: it drops javascript: and vbscript:
+    values (ignoring control characters and spaces, as URL parsing does), a second line of
+    defence behind the server's escaping."""
+    bare = re.sub(r"[\x00-\x20]", "", value)
+    return None if re.match(r"(?i)(javascript|vbscript):", bare) else value
+
+
 async def echoed(page: Page, list_class: str) -> dict[str, tuple[str, str | None]]:
     """``data-key`` -> (text, title attribute) of the prompt's list items."""
     items = prompt_host(page).locator(f".{list_class} li")
@@ -113,8 +122,7 @@ async def test_untrusted_text_renders_inert_in_the_prompt(
         for key, vector in values.items():
             text, title = shown[key]
             assert text == vector, f"{list_class} {key}: {vector!r} came out as {text!r}"
-            # The snippet drops javascript: attribute values as a second line of defence.
-            assert title in (vector, None), f"{list_class} {key}: title {title!r}"
+            assert title == attribute_kept(vector), f"{list_class} {key}: title {title!r}"
 
 
 async def test_template_syntax_in_visitor_input_is_not_evaluated(
