@@ -1,31 +1,94 @@
 """Prompt templates: a sandboxed, autoescaped, strict Jinja2 catalog (docs/templates.md).
 
+A template file is front matter (YAML in a leading ``{#--- ... ---#}`` comment: kind, default
+position, sample data, sample variants) followed by Jinja2 markup with its ``<style>``.
+
+Loading checks every template the way ``cuewire check`` reports it, as ``file:line:col``:
+syntax, metadata, sample data shaped like the real context, variables no context provides,
+and three renders: the sample, each sample variant, and a bare context (no traits, props or
+params, as when a timer fires for a visitor nothing is known about).
+
 Rendering is pure: data in, HTML out. It never reads the store.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
+import jinja2.meta
+import jinja2.nodes
 import msgspec
 import yaml
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import Problem, TemplateError
+from .facts import path_of
+from .filters import FILTERS
 from .protocol import Kind
+from .sources import YamlDoc
 
 FRONT_MATTER = re.compile(r"\A\{#---\n(.*?)\n---#\}", re.S)
 TEMPLATE_SUFFIX = ".html"
+DEFAULT_SAMPLE = "default"
+CONTEXT_NAMES = ("prompt", "params", "visitor", "session", "event")
+
+Position = Literal[
+    "center", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right"
+]
 
 
 class TemplateMeta(msgspec.Struct, forbid_unknown_fields=True):
     kind: Kind
     description: str = ""
+    position: Position | None = None  # the default of params.position
     sample: dict[str, Any] = {}
+    variants: dict[str, dict[str, Any]] = {}  # name -> overrides of `sample`, for previews
+
+
+# What templates see (delivery.py builds it from rules/facts_view.py). Samples are checked
+# against these shapes, and what a sample leaves out gets the values of an unknown visitor.
+class PromptInfo(msgspec.Struct, forbid_unknown_fields=True):
+    id: str = "p_sample"
+    rule: str = "sample"
+    variant: str | None = None
+
+
+class VisitorInfo(msgspec.Struct, forbid_unknown_fields=True):
+    returning: bool = False
+    sessions: int = 1
+    traits: dict[str, Any] = {}
+
+
+class SessionInfo(msgspec.Struct, forbid_unknown_fields=True):
+    url: str = "http://localhost/"
+    path: str | None = None  # from url when left out
+    pages: int = 1
+    last: dict[str, dict[str, Any]] = {}
+
+
+class SampleContext(msgspec.Struct, forbid_unknown_fields=True):
+    prompt: PromptInfo = msgspec.field(default_factory=PromptInfo)
+    params: dict[str, Any] = {}
+    visitor: VisitorInfo = msgspec.field(default_factory=VisitorInfo)
+    session: SessionInfo = msgspec.field(default_factory=SessionInfo)
+    event: dict[str, Any] = {}
+
+
+class RenderFailed(jinja2.TemplateRuntimeError):
+    """A template raised something other than a Jinja error (a TypeError on bad data...)."""
+
+
+def make_environment() -> ImmutableSandboxedEnvironment:
+    """Sandboxed (no private attributes, no mutation of data), autoescaped, strict."""
+    env = ImmutableSandboxedEnvironment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
+    env.filters.update(FILTERS)
+    return env
 
 
 @dataclass(frozen=True)
@@ -34,12 +97,19 @@ class PromptTemplate:
     path: Path
     meta: TemplateMeta
     compiled: jinja2.Template
+    samples: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> full context
 
-
-def make_environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
-    )
+    def render(self, context: dict[str, Any]) -> str:
+        """Render; any failure is a :class:`jinja2.TemplateError` (line in its traceback)."""
+        params = context.get("params")
+        if self.meta.position and isinstance(params, dict) and "position" not in params:
+            context = {**context, "params": {**params, "position": self.meta.position}}
+        try:
+            return self.compiled.render(context)
+        except jinja2.TemplateError:
+            raise
+        except Exception as exc:
+            raise RenderFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
 class Catalog:
@@ -56,14 +126,14 @@ class Catalog:
         return self._templates[name]
 
     def render(self, name: str, context: dict[str, Any]) -> str:
-        return self._templates[name].compiled.render(context)
+        return self._templates[name].render(context)
 
     def __len__(self) -> int:
         return len(self._templates)
 
     @classmethod
     def load(cls, folder: Path) -> Catalog:
-        """Compile every template and render it with its sample; raise listing all problems."""
+        """Compile and check every template; raise :class:`TemplateError` listing all problems."""
         env = make_environment()
         problems: list[Problem] = []
         templates: dict[str, PromptTemplate] = {}
@@ -79,38 +149,143 @@ class Catalog:
         return cls(templates)
 
 
-def _load_one(env: SandboxedEnvironment, path: Path) -> PromptTemplate | Problem:
+def full_context(sample: dict[str, Any]) -> dict[str, Any]:
+    """``sample`` checked against the context's shape, with what it leaves out filled in.
+    Raises msgspec.ValidationError."""
+    context: dict[str, Any] = msgspec.to_builtins(msgspec.convert(sample, SampleContext))
+    session = context["session"]
+    if session["path"] is None:
+        session["path"] = path_of(session["url"])
+    return context
+
+
+def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied: nested maps merge key by key, an empty map clears
+    (``traits: {}``), anything else replaces."""
+    out = dict(base)
+    for key, value in overrides.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and value:
+            out[key] = merged(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate | Problem:
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return Problem(path, 1, 1, f"cannot read: {exc}")
     front = FRONT_MATTER.match(source)
     if not front:
-        return Problem(path, 1, 1, "missing metadata: start the file with {#--- kind: ... ---#}")
+        return Problem(
+            path, 1, 1, "missing metadata: start the file with {#--- and a line `kind: ...`"
+        )
     try:
-        meta = msgspec.convert(yaml.safe_load(front.group(1)), TemplateMeta)
+        doc = YamlDoc(path, front.group(1))
     except yaml.MarkedYAMLError as exc:
         line = (exc.problem_mark.line + 2) if exc.problem_mark else 1
         return Problem(path, line, 1, f"invalid metadata YAML: {exc.problem}")
-    except msgspec.ValidationError as exc:
-        return Problem(path, 2, 1, f"metadata: {exc}")
     try:
-        compiled = env.from_string(source)
+        meta = msgspec.convert(doc.data, TemplateMeta)
+    except msgspec.ValidationError as exc:
+        return _shifted(doc.validation_problem(exc))
+    try:
+        ast = env.parse(source)
+        compiled = env.from_string(ast)
     except jinja2.TemplateSyntaxError as exc:
         return Problem(path, exc.lineno, 1, exc.message or "template syntax error")
+    unknown = _unknown_variable(ast)
+    if unknown is not None:
+        name, line = unknown
+        known = ", ".join(CONTEXT_NAMES)
+        return Problem(path, line, 1, f"'{name}' is undefined: templates see {known}")
+    if DEFAULT_SAMPLE in meta.variants:
+        return _shifted(doc.problem(["variants"], f"the variant name {DEFAULT_SAMPLE!r} is taken"))
+    template = PromptTemplate(path.stem, path, meta, compiled)
+    checks = [(DEFAULT_SAMPLE, ["sample"], meta.sample, "rendering the sample data")]
+    checks += [
+        (name, ["variants", name], merged(meta.sample, v), f"rendering variant {name!r}")
+        for name, v in meta.variants.items()
+    ]
+    for name, where, sample, doing in checks:
+        try:
+            context = full_context(sample)
+        except msgspec.ValidationError as exc:
+            return _shifted(_sample_problem(doc, where, exc))
+        problem = _try_render(template, context, doing)
+        if problem is not None:
+            return problem
+        template.samples[name] = context
+    return (
+        _try_render(
+            template,
+            full_context({}),
+            "rendering with no data (no params, traits or event props, as for a visitor nothing "
+            "is known about): give optional values a default, e.g. params.get('title', 'Hello')",
+        )
+        or template
+    )
+
+
+def _try_render(template: PromptTemplate, context: dict[str, Any], doing: str) -> Problem | None:
     try:
-        compiled.render(meta.sample)
+        template.render(context)
     except jinja2.TemplateError as exc:
-        return Problem(path, _error_line(exc), 1, f"rendering the sample data: {exc}")
-    return PromptTemplate(path.stem, path, meta, compiled)
+        return Problem(template.path, error_line(exc), 1, f"{doing}: {exc}")
+    return None
 
 
-def _error_line(exc: BaseException) -> int:
+def _unknown_variable(ast: jinja2.nodes.Template) -> tuple[str, int] | None:
+    """The first variable no context provides, and its line."""
+    names = jinja2.meta.find_undeclared_variables(ast) - set(CONTEXT_NAMES)
+    # A name set in some branches only ({% if %}{% set x %}...) counts as undeclared for
+    # Jinja; leave those to the sample renders, which fail when a branch leaves it unset.
+    names -= {n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")}
+    if not names:
+        return None
+    found = [
+        (node.lineno, node.name)
+        for node in ast.find_all(jinja2.nodes.Name)
+        if node.ctx == "load" and node.name in names
+    ]
+    line, name = min(found) if found else (1, sorted(names)[0])
+    return name, line
+
+
+def _sample_problem(doc: YamlDoc, where: list[str], exc: msgspec.ValidationError) -> Problem:
+    """A sample shape error, placed at the field of the sample (or variant) it came from."""
+    prefix = "$." + ".".join(str(p) for p in where)
+    text = str(exc)
+    text = (
+        text.replace(" - at `$", f" - at `{prefix}", 1)
+        if " - at `$" in text
+        else f"{text} - at `{prefix}`"
+    )
+    problem = doc.validation_problem(msgspec.ValidationError(text))
+    message = problem.message.replace("Object contains unknown field", "unknown field")
+    if where[0] == "variants":
+        message += " (in the sample merged with this variant)"
+    return Problem(problem.path, problem.line, problem.col, message)
+
+
+def _shifted(problem: Problem) -> Problem:
+    """Front-matter lines start on the file's second line."""
+    return Problem(problem.path, problem.line + 1, problem.col, problem.message)
+
+
+def error_line(exc: BaseException) -> int:
     """The template line a render-time error came from (Jinja keeps it in the traceback)."""
-    tb = exc.__traceback__
-    line = 1
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
+    current: BaseException | None = exc
+    while current is not None:
+        line = 0
+        tb = current.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == "<template>":
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        if line:
+            return line
+        current = current.__cause__
+    return 1
