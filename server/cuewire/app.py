@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 
 from . import __version__
 from .admin.auth import AdminAuth
+from .admin.studio import studio_routes
 from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery
@@ -167,6 +168,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         Route("/cw.js", snippet.endpoint),
         Route("/healthz", healthz),
         Route("/metrics", admin(request_response(metrics_endpoint))),
+        *studio_routes(services.runtime, admin),
         Route("/v1/events", backend.endpoint, methods=["POST"]),
     ]
     if settings.demo_site_dir is not None:
