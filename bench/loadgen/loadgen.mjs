@@ -1,0 +1,342 @@
+// Load generator of the Cuewire benchmarks (python -m bench starts it; see bench/README.md).
+//
+// One process, many Socket.IO sessions over websockets with the msgpack parser, speaking
+// docs/protocol.md exactly as the browser snippet does. The scenario comes as one JSON
+// argument; progress and results go to stdout as JSON lines:
+//   {"t": "connected", ...}      every session received its `session` event
+//   {"t": "measure_start"} / {"t": "measure_end"}   the measured window (the orchestrator
+//                                reads CPU times of every process at these two lines)
+//   {"t": "result", ...}         the figures of the run; the process then exits
+// Modes: ingest, latency, idle, timers, batches. Commands on stdin: "close" (idle mode).
+
+import { createRequire } from "node:module";
+import { performance } from "node:perf_hooks";
+import readline from "node:readline";
+
+const require = createRequire(import.meta.url);
+const { io } = require("socket.io-client");
+const msgpackParser = require("socket.io-msgpack-parser");
+
+const cfg = JSON.parse(process.argv[2]);
+const now = () => performance.now();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+const out = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
+const round = (x) => Math.round(x * 1000) / 1000;
+const RUN = Math.random().toString(36).slice(2, 8);
+
+// The ordinary traffic of a visitor on a product page; no event here fires a prompt.
+const PLAIN = [
+  (s) => ({ type: "scroll", depth: 25 }),
+  (s) => ({ type: "element_visible", element: "reviews", ratio: 0.5 }),
+  (s) => ({ type: "hover", element: "price", ms: 450 }),
+  (s) => ({ type: "scroll", depth: 50 }),
+  (s) => ({ type: "click", selector: "#size-m", text: "M", track: "size" }),
+  (s) => ({ type: "custom", name: "product_view", props: { product_id: s.product, price: 49.5 } }),
+  (s) => ({ type: "scroll", depth: 75 }),
+  (s) => ({ type: "visibility", state: "visible", dwell_ms: 1200 }),
+  (s) => ({ type: "idle", ms: 5000 }),
+];
+const PAGE_VIEW = (s) => ({ type: "page_view", referrer: "https://search.example/", title: "Product" });
+
+class Session {
+  constructor(index) {
+    this.index = index;
+    this.seq = 0;
+    this.cycle = 0;
+    this.product = `p${index % 100}`;
+    this.url = `${cfg.origin}/product/${this.product}`;
+    this.prompts = [];
+    this.socket = null;
+  }
+
+  event(body) {
+    return { ...body, ts: Date.now(), seq: this.seq++, url: this.url };
+  }
+
+  // The mixed stream: a page_view then nine plain events, again and again.
+  next() {
+    const step = this.cycle++ % (PLAIN.length + 1);
+    return this.event(step === 0 ? PAGE_VIEW(this) : PLAIN[step - 1](this));
+  }
+
+  plain() {
+    return this.event(PLAIN[this.cycle++ % PLAIN.length](this));
+  }
+
+  connect() {
+    return new Promise((resolve, reject) => {
+      const socket = io(cfg.url, {
+        path: "/socket.io",
+        transports: ["websocket"],
+        parser: msgpackParser,
+        forceNew: true,
+        reconnection: false,
+        timeout: 30000,
+        extraHeaders: { Origin: cfg.origin },
+        // browsers offer permessage-deflate; `deflate: false` leaves it out
+        perMessageDeflate: cfg.deflate === false ? false : { threshold: 1024 },
+        auth: {
+          site: cfg.site,
+          visitor: `v_${RUN}_${cfg.tag || "x"}_${this.index}`,
+          session: null,
+          tab: `tab_${this.index}`,
+        },
+      });
+      this.socket = socket;
+      socket.on("session", (info) => {
+        this.session = info.session;
+        resolve(this);
+      });
+      socket.on("prompt", (prompt) => this.prompts.push({ at: now(), rule: prompt.rule }));
+      socket.on("connect_error", (err) => reject(new Error(`connect_error: ${err.message}`)));
+    });
+  }
+
+  // Emit one batch and resolve with [ack, latency ms] (ack null on timeout).
+  send(batch, timeoutMs = 15000) {
+    const t0 = now();
+    return new Promise((resolve) => {
+      this.socket.timeout(timeoutMs).emit("events", batch, (err, ack) => {
+        resolve([err ? null : ack, now() - t0]);
+      });
+    });
+  }
+}
+
+async function connectAll(n, rate, concurrency = 64) {
+  const sessions = [];
+  const pending = new Set();
+  const t0 = now();
+  let failures = 0;
+  let firstError = null;
+  for (let i = 0; i < n; i++) {
+    const due = t0 + (i * 1000) / rate;
+    if (now() < due) await sleep(due - now());
+    while (pending.size >= concurrency) await Promise.race(pending);
+    const s = new Session(i);
+    const p = s
+      .connect()
+      .then(() => sessions.push(s))
+      .catch((err) => {
+        failures++;
+        firstError = firstError || err.message;
+        s.socket?.close();
+      })
+      .finally(() => pending.delete(p));
+    pending.add(p);
+  }
+  await Promise.all(pending);
+  const seconds = (now() - t0) / 1000;
+  out({ t: "connected", sessions: sessions.length, failures, first_error: firstError, seconds: round(seconds) });
+  sessions.sort((a, b) => a.index - b.index);
+  return sessions;
+}
+
+function closeAll(sessions) {
+  for (const s of sessions) s.socket.close();
+}
+
+// A window of at most `n` batches awaiting their ack, across all sessions (FIFO).
+function window(n) {
+  let free = n;
+  const waiting = [];
+  return {
+    acquire: () => (free > 0 ? (free--, Promise.resolve()) : new Promise((r) => waiting.push(r))),
+    release: () => (waiting.length ? waiting.shift()() : free++),
+  };
+}
+
+// Closed loop: each session has at most one batch in flight and stays under the
+// per-connection rate; all sessions together keep at most `in_flight` batches in flight.
+async function ingest(sessions) {
+  const batchSize = cfg.batch;
+  const gap = (batchSize * 1000) / cfg.max_rate_per_session;
+  const slots = window(cfg.in_flight);
+  const counts = { batches: 0, accepted: 0, rejected: 0, timeouts: 0 };
+  const reasons = {};
+  const lat = [];
+  let measuring = false;
+  let stop = false;
+  const loop = async (s) => {
+    await sleep(Math.random() * gap);
+    while (!stop) {
+      const t0 = now();
+      const batch = [];
+      for (let i = 0; i < batchSize; i++) batch.push(s.next());
+      await slots.acquire();
+      const [ack, ms] = await s.send(batch);
+      slots.release();
+      if (measuring) {
+        if (!ack) counts.timeouts++;
+        else {
+          counts.batches++;
+          counts.accepted += ack.accepted;
+          counts.rejected += ack.rejected.length;
+          for (const r of ack.rejected) {
+            const key = r.reason.split(":")[0];
+            reasons[key] = (reasons[key] || 0) + 1;
+          }
+          if (lat.length < 200000) lat.push(round(ms));
+        }
+      }
+      await sleep(t0 + gap - now());
+    }
+  };
+  const loops = sessions.map(loop);
+  await sleep(cfg.warmup_s * 1000);
+  measuring = true;
+  const t0 = now();
+  out({ t: "measure_start" });
+  await sleep(cfg.duration_s * 1000);
+  measuring = false;
+  const seconds = (now() - t0) / 1000;
+  out({ t: "measure_end" });
+  stop = true;
+  await Promise.all(loops);
+  return { ...counts, reasons, seconds: round(seconds), ack_ms: lat };
+}
+
+// Open loop, like a browser tab: every session sends one event a second whether or not the
+// earlier ones were acknowledged (at most 4 batches in flight, as the snippet does; a tick
+// with 4 in flight is skipped and counted). Once, in the window, the event is the exit
+// intent that fires the prompt: one event -> prompt sample per session.
+async function latency(sessions) {
+  const ackMs = [];
+  const samples = [];
+  const counts = { sent: 0, rejected: 0, timeouts: 0, skipped: 0 };
+  const reasons = {};
+  const ticks = cfg.warmup_s + cfg.window_s;
+  out({ t: "measure_start" });
+  const start = now() + 50;
+  const run = async (s) => {
+    const phase = Math.random() * 1000;
+    const fireAt = cfg.warmup_s + Math.floor(Math.random() * cfg.window_s);
+    let inFlight = 0;
+    let sentAt = -1;
+    const acks = [];
+    for (let k = 0; k < ticks; k++) {
+      await sleep(start + phase + k * 1000 - now());
+      const fire = k === fireAt;
+      if (!fire && inFlight >= 4) {
+        counts.skipped++;
+        continue;
+      }
+      const ev = fire ? s.event({ type: "exit_intent" }) : s.next();
+      if (fire) sentAt = now();
+      inFlight++;
+      counts.sent++;
+      acks.push(
+        s.send([ev], cfg.ack_timeout_s * 1000).then(([ack, ms]) => {
+          inFlight--;
+          if (!ack) counts.timeouts++;
+          else {
+            for (const r of ack.rejected) {
+              counts.rejected++;
+              const key = r.reason.split(":")[0];
+              reasons[key] = (reasons[key] || 0) + 1;
+            }
+            if (k >= cfg.warmup_s) ackMs.push(round(ms));
+          }
+        }),
+      );
+    }
+    await Promise.all(acks);
+    const deadline = now() + cfg.drain_s * 1000;
+    while (!s.prompts.some((p) => p.rule === cfg.rule) && now() < deadline) await sleep(20);
+    const got = s.prompts.find((p) => p.rule === cfg.rule);
+    if (got && sentAt >= 0) samples.push(round(got.at - sentAt));
+  };
+  await Promise.all(sessions.map(run));
+  out({ t: "measure_end" });
+  const missing = sessions.length - samples.length;
+  return { prompt_ms: samples, ack_ms: ackMs, missing, reasons, ...counts };
+}
+
+// Each session arms the short absence rule once (a page view and the start event), at a
+// random time in the spread; the prompt should arrive `within_s` later.
+// Client-side lateness = receipt - send - within.
+async function timers(sessions) {
+  const late = [];
+  let missing = 0;
+  out({ t: "measure_start" });
+  const run = async (s) => {
+    await sleep(Math.random() * cfg.spread_s * 1000);
+    const t0 = now();
+    const arm = [s.event(PAGE_VIEW(s)), s.event({ type: "custom", name: cfg.start_event })];
+    const [ack] = await s.send(arm);
+    if (!ack || ack.accepted !== arm.length) {
+      missing++;
+      return;
+    }
+    const deadline = t0 + cfg.within_s * 1000 + 10000;
+    while (!s.prompts.some((p) => p.rule === cfg.rule) && now() < deadline) await sleep(5);
+    const got = s.prompts.find((p) => p.rule === cfg.rule);
+    if (got) late.push(round(got.at - t0 - cfg.within_s * 1000));
+    else missing++;
+  };
+  await Promise.all(sessions.map(run));
+  out({ t: "measure_end" });
+  return { client_lateness_ms: late, missing };
+}
+
+// A fixed number of batches of one composition per session, one at a time (Redis cost).
+async function batches(sessions) {
+  const make = {
+    plain: (s) => Array.from({ length: 5 }, () => s.plain()),
+    page_view: (s) => [s.event(PAGE_VIEW(s)), ...Array.from({ length: 4 }, () => s.plain())],
+    prompt: (s) => [s.event({ type: "exit_intent" })],
+  }[cfg.kind];
+  const gap = 5 * (1000 / 45);
+  let sent = 0;
+  let accepted = 0;
+  let bad = 0;
+  out({ t: "measure_start" });
+  await Promise.all(
+    sessions.map(async (s) => {
+      for (let i = 0; i < cfg.per_session; i++) {
+        const t0 = now();
+        const [ack] = await s.send(make(s));
+        sent++;
+        if (ack) accepted += ack.accepted;
+        if (!ack || ack.rejected.length) bad++;
+        await sleep(t0 + gap - now());
+      }
+    }),
+  );
+  await sleep(300); // let the prompt-side writes that follow the ack land
+  out({ t: "measure_end" });
+  return { batches: sent, accepted, bad };
+}
+
+async function idle(sessions) {
+  const rl = readline.createInterface({ input: process.stdin });
+  for await (const line of rl) {
+    if (line.trim() === "close") break;
+  }
+  const alive = sessions.filter((s) => s.socket.connected).length;
+  return { alive };
+}
+
+const MODES = { ingest, latency, timers, batches, idle };
+
+async function main() {
+  const sessions = await connectAll(cfg.sessions, cfg.connect_rate || 1000);
+  const result = await MODES[cfg.mode](sessions);
+  closeAll(sessions);
+  const usage = process.resourceUsage();
+  const line = JSON.stringify({
+    t: "result",
+    mode: cfg.mode,
+    sessions: sessions.length,
+    cpu_s: round((usage.userCPUTime + usage.systemCPUTime) / 1e6),
+    max_rss_kb: usage.maxRSS,
+    ...result,
+  });
+  // exit only once the (possibly large) line is flushed to the pipe
+  process.stdout.write(`${line}\n`, () => process.exit(0));
+}
+
+main().catch((err) => {
+  out({ t: "error", message: String(err && err.stack ? err.stack : err) });
+  process.exit(1);
+});

@@ -1,0 +1,314 @@
+"""The processes of a run: our own redis-server, the Cuewire server, the echo server, the
+Node load generator, and the CPU meter that watches them all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+LOADGEN = BENCH / "loadgen"
+SITE = "bench"
+
+
+@dataclass
+class Tree:
+    """The Cuewire sources under test: the work tree, or a git ref exported to a temp dir
+    (others may be editing the work tree while a run goes on)."""
+
+    root: Path
+    label: str
+
+    @property
+    def pythonpath(self) -> str:
+        return os.pathsep.join([str(self.root / "server"), str(ROOT)])
+
+    def export(self, ref: str, dest: Path) -> None:
+        """Make this tree ``ref``'s server/ and templates/, extracted under ``dest``."""
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", ref],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref, "server", "templates"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        self.root, self.label = dest, f"{ref} ({commit})"
+
+
+TREE = Tree(ROOT, "work tree")
+OTHERS: list[float] = []  # CPU of other processes in every measured window, % of one core
+
+
+class BenchError(Exception):
+    """A process of the run did not start or did not behave; the message says which."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(
+    check: Callable[[], bool], seconds: float, what: str, proc: subprocess.Popen[Any]
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with code {proc.returncode} while starting")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.05)
+    raise BenchError(f"{what} did not become ready within {seconds:g} s")
+
+
+def _stop(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+class Redis:
+    """A redis-server of our own on a free port, without persistence. Never the system one."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise BenchError("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(workdir), "--maxclients", "20000"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.client = redis.Redis(port=self.port, decode_responses=True)
+        _wait(lambda: bool(self.client.ping()), 10, "redis-server", self.proc)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def version(self) -> str:
+        return str(self.client.info("server")["redis_version"])
+
+    def flush(self) -> None:
+        self.client.flushall()
+
+    def stats(self) -> dict[str, float]:
+        """Counters for the Redis-cost scenario: reads (~ round trips), commands by name."""
+        info = self.client.info("stats")
+        out: dict[str, float] = {
+            "reads": float(info["total_reads_processed"]),
+            "commands": float(info["total_commands_processed"]),
+        }
+        for name, value in self.client.info("commandstats").items():
+            out[name.removeprefix("cmdstat_")] = float(value["calls"])
+        out["used_memory"] = float(self.client.info("memory")["used_memory"])
+        return out
+
+    def stop(self) -> None:
+        self.client.close()
+        _stop(self.proc)
+
+
+class Server:
+    """A server process (Cuewire or the echo server), waited for until /healthz answers."""
+
+    def __init__(
+        self, name: str, argv: list[str], port: int, log: Path, gc_file: Path | None = None
+    ) -> None:
+        self.name = name
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self.gc_file = gc_file
+        env = {**os.environ, "PYTHONPATH": TREE.pythonpath}
+        if gc_file is not None:  # bench/gcprobe/sitecustomize.py times every collection
+            env["PYTHONPATH"] = os.pathsep.join([str(BENCH / "gcprobe"), env["PYTHONPATH"]])
+            env["CW_BENCH_GC_FILE"] = str(gc_file)
+        with log.open("ab") as sink:
+            self.proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=ROOT, env=env)
+        _wait(self._healthy, 30, f"{name} server (log: {log})", self.proc)
+
+    def _healthy(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as resp:
+            return bool(resp.status == 200)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss(self) -> int:
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGINT)
+
+    def gc_stats(self) -> dict[str, Any]:
+        """What the GC probe wrote last (needs ``gc_file``)."""
+        if self.gc_file is None:
+            raise BenchError("this server runs without the GC probe")
+        data: dict[str, Any] = json.loads(self.gc_file.read_text(encoding="utf-8"))
+        return data
+
+    @classmethod
+    def cuewire(
+        cls, workdir: Path, sites: Path, rules: Path, redis_url: str, gc_probe: bool = False
+    ) -> Server:
+        port = free_port()
+        argv = [sys.executable, "-m", "cuewire.cli", "serve", "--sites", str(sites)]
+        argv += ["--rules", str(rules), "--templates", str(TREE.root / "templates")]
+        argv += ["--redis-url", redis_url, "--port", str(port)]
+        gc_file = workdir / "gc.json" if gc_probe else None
+        return cls("cuewire", argv, port, workdir / "cuewire.log", gc_file)
+
+    @classmethod
+    def echo(cls, workdir: Path) -> Server:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.echo_server", "--port", str(port)]
+        return cls("echo", argv, port, workdir / "echo.log")
+
+
+@dataclass
+class CpuSample:
+    wall: float
+    procs: dict[str, float]
+    machine_busy: float
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of named processes between two samples, as % of one core."""
+
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def sample(self) -> CpuSample:
+        procs: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            try:
+                t = psutil.Process(pid).cpu_times()
+                procs[name] = t.user + t.system + t.children_user + t.children_system
+            except psutil.NoSuchProcess:
+                continue
+        m = psutil.cpu_times()
+        busy = m.user + m.system + m.nice + getattr(m, "irq", 0) + getattr(m, "softirq", 0)
+        return CpuSample(time.monotonic(), procs, busy)
+
+    @staticmethod
+    def between(a: CpuSample, b: CpuSample) -> dict[str, float]:
+        wall = max(b.wall - a.wall, 1e-9)
+        out = {
+            f"{name}_pct_core": round(100 * (b.procs[name] - a.procs[name]) / wall, 1)
+            for name in a.procs
+            if name in b.procs
+        }
+        cores = psutil.cpu_count() or 1
+        busy = 100 * (b.machine_busy - a.machine_busy) / wall
+        ours = sum(v for k, v in out.items() if k.endswith("_pct_core"))
+        out["machine_busy_pct"] = round(busy / cores, 1)
+        out["others_pct_core"] = round(max(0.0, busy - ours), 1)  # processes not of this run
+        out["window_s"] = round(wall, 2)
+        OTHERS.append(out["others_pct_core"])
+        return out
+
+
+@dataclass
+class LoadGenRun:
+    result: dict[str, Any]
+    cpu: dict[str, float]
+    connected: dict[str, Any]
+
+
+async def run_loadgen(
+    config: dict[str, Any],
+    meter: CpuMeter,
+    on_line: Callable[[dict[str, Any], asyncio.subprocess.Process], Any] | None = None,
+    log: Path | None = None,
+) -> LoadGenRun:
+    """Run ``node loadgen.mjs CONFIG`` and collect its result; CPU over its measured window.
+
+    ``on_line`` sees every progress line (and may write to the generator's stdin); it may be
+    a coroutine function.
+    """
+    stderr = log.open("ab") if log else subprocess.DEVNULL
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(LOADGEN / "loadgen.mjs"),
+            json.dumps(config),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            cwd=LOADGEN,
+            limit=256 * 1024 * 1024,
+        )
+    finally:
+        if log:
+            stderr.close()  # type: ignore[union-attr]
+    meter = CpuMeter({**meter.pids, "loadgen": proc.pid})
+    start: CpuSample | None = None
+    cpu: dict[str, float] = {}
+    connected: dict[str, Any] = {}
+    result: dict[str, Any] | None = None
+    if proc.stdout is None:
+        raise BenchError("load generator has no stdout pipe")
+    async for raw in proc.stdout:
+        line = json.loads(raw)
+        kind = line.get("t")
+        if kind == "measure_start":
+            start = meter.sample()
+        elif kind == "measure_end" and start is not None:
+            cpu = CpuMeter.between(start, meter.sample())
+        elif kind == "connected":
+            connected = line
+            if line["failures"]:
+                print(f"  ! {line['failures']} connections failed: {line['first_error']}")
+        elif kind == "result":
+            result = line
+        elif kind == "error":
+            raise BenchError(f"load generator failed: {line['message']}")
+        if on_line is not None:
+            outcome = on_line(line, proc)
+            if asyncio.iscoroutine(outcome):
+                await outcome
+    await proc.wait()
+    if result is None:
+        raise BenchError(f"load generator exited ({proc.returncode}) without a result")
+    return LoadGenRun(result, cpu, connected)
+
+
+@contextlib.contextmanager
+def echo_server(workdir: Path) -> Iterator[Server]:
+    server = Server.echo(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()

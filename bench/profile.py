@@ -1,0 +1,189 @@
+"""Where the server's time goes: py-spy samples of the Cuewire process under ingest load."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .context import Bench
+from .procs import BenchError, run_loadgen
+from .report import Table
+from .scenarios import RATE_PER_SESSION
+
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+):(?P<line>\d+)\)$")
+
+# Layers by the file of the innermost frame (the code on CPU; C code counts for its caller).
+LAYERS = (
+    ("redis-py client (command packing, RESP parsing)", ("redis/",)),
+    ("Cuewire: store adapter (store/)", ("cuewire/store/",)),
+    ("Cuewire: rule engine (rules/)", ("cuewire/rules/",)),
+    (
+        "Cuewire: delivery, rendering (delivery, render, jinja2)",
+        ("cuewire/delivery", "cuewire/render", "jinja2/"),
+    ),
+    ("Cuewire: validation (protocol.py, msgspec)", ("cuewire/protocol",)),
+    ("Cuewire: facts, gateway, pipeline, other", ("cuewire/",)),
+    ("Socket.IO / Engine.IO packets", ("socketio/", "engineio/")),
+    ("websocket protocol (websockets, uvicorn)", ("websockets/", "uvicorn/")),
+    ("msgpack, json", ("msgpack/", "json/")),
+    ("asyncio streams and tasks", ("asyncio/",)),
+)
+
+# Inclusive shares of the functions of the hot path.
+HOT_PATH = (
+    "AsyncServer._handle_event_internal",
+    "Gateway.events",
+    "Gateway._validate",
+    "parse_event",
+    "Pipeline.process",
+    "changes_for",
+    "RedisStore.ingest",
+    "Engine.on_events",
+    "RedisStore.apply",
+    "Delivery.resolve",
+    "_AsyncRESP3Parser.read_response",
+    "AbstractConnection.pack_command",
+    "MsgPackPacket.encode",
+    "MsgPackPacket.decode",
+)
+
+
+def _parse(frame: str) -> tuple[str, str]:
+    match = FRAME.match(frame)
+    if not match:
+        return frame, ""
+    return match["func"], match["file"]
+
+
+def _layer(file: str, func: str) -> str:
+    for name, prefixes in LAYERS:
+        if any(file.startswith(p) or f"/{p}" in file for p in prefixes):
+            return name
+    if func in ("Runner.run", "run", "asyncio_run", "Server.run"):
+        return "event loop in C (uvloop: socket I/O, callbacks)"
+    if "concurrent/futures" in file or "threading" in file:
+        return "worker threads (reload watcher)"
+    return "other"
+
+
+def analyse(raw: Path) -> dict[str, Any]:
+    """Self time by layer, inclusive time of the hot path, top leaf functions."""
+    layers: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text(encoding="utf-8").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_parse(f) for f in stack.split(";")]
+        func, file = frames[-1]
+        layers[_layer(file, func)] += n
+        leaves[f"{func} ({file})"] += n
+        for name in {f for f, _ in frames}:
+            inclusive[name] += n
+
+    def share(v: int) -> float:
+        return round(100 * v / max(total, 1), 1)
+
+    return {
+        "samples": total,
+        "layers_pct": {k: share(v) for k, v in layers.most_common()},
+        "hot_path_pct": {k: share(inclusive[k]) for k in HOT_PATH if inclusive[k]},
+        "top_self_pct": {k: share(v) for k, v in leaves.most_common(12)},
+    }
+
+
+def _gc_figures(a: tuple[float, dict[str, Any]], b: tuple[float, dict[str, Any]]) -> dict[str, Any]:
+    (t0, s0), (t1, s1) = a, b
+    cpu = max(s1["cpu_s"] - s0["cpu_s"], 1e-9)
+    gens = {
+        g: {
+            "collections": s1["stats"][g]["count"] - s0["stats"][g]["count"],
+            "seconds": round(s1["stats"][g]["total_s"] - s0["stats"][g]["total_s"], 3),
+        }
+        for g in s1["stats"]
+    }
+    pauses = [p for when, _, p in s1["pauses"] if t0 <= when <= t1]
+    return {
+        "share_pct": round(100 * sum(g["seconds"] for g in gens.values()) / cpu, 1),
+        "generations": gens,
+        "pauses_over_50ms": sum(1 for p in pauses if p > 0.05),
+        "longest_ms": round(1000 * max(pauses, default=0.0), 1),
+    }
+
+
+def _py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(found).exists():
+        raise BenchError("py-spy is not installed (pip install -r bench/requirements.txt)")
+    return found
+
+
+async def profile(bench: Bench, out: Path) -> Table:
+    p = bench.plan
+    table = Table("profile", "Profile: where the Cuewire server's CPU time goes under ingest load")
+    bench.redis.flush()
+    server = bench.start_server(gc_probe=True)
+    spy: dict[str, subprocess.Popen[bytes]] = {}
+    argv = [_py_spy(), "record", "--pid", str(server.pid), "--rate", "200", "--format", "raw"]
+    argv += ["--gil", "--duration", str(int(p.profile_s)), "--output", str(out)]
+    gc_marks: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def start(line: dict[str, Any], proc: Any) -> None:
+        if line["t"] == "measure_start":
+            spy["p"] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if line["t"] in ("measure_start", "measure_end"):
+            gc_marks[line["t"]] = (time.time(), server.gc_stats())
+
+    cfg = bench.config(
+        server,
+        "ingest",
+        sessions=p.ingest_sessions,
+        batch=p.ingest_batch,
+        max_rate_per_session=RATE_PER_SESSION,
+        in_flight=p.ingest_in_flight,
+        warmup_s=1.5,
+        duration_s=p.profile_s + 1,
+        connect_rate=1000,
+        tag="prof",
+    )
+    await run_loadgen(cfg, bench.meter(), start, bench.log("loadgen"))
+    if "p" not in spy:
+        raise BenchError("py-spy did not start")
+    _, err = await asyncio.to_thread(spy["p"].communicate)
+    if spy["p"].returncode != 0 or not await asyncio.to_thread(out.exists):
+        raise BenchError(f"py-spy failed: {err.decode(errors='replace').strip()}")
+    found = analyse(out)
+    found["gc"] = gc = _gc_figures(gc_marks["measure_start"], gc_marks["measure_end"])
+    table.add("garbage collection, share of server CPU", gc["share_pct"], "%")
+    table.add(
+        "GC pauses > 50 ms in the window / longest",
+        f"{gc['pauses_over_50ms']} / {gc['longest_ms']:.0f} ms",
+    )
+    for name, pct in found["layers_pct"].items():
+        table.add(f"self time: {name}", pct, "%")
+    for name, pct in found["hot_path_pct"].items():
+        table.add(f"inclusive: {name}", pct, "%")
+    for name, pct in list(found["top_self_pct"].items())[:8]:
+        table.add(f"top: {name}", pct, "%")
+    table.note(
+        f"py-spy --gil at 200 Hz for {p.profile_s:g} s: {found['samples']:,} samples of the"
+        f" server holding the GIL, under the ingest scenario's load; raw stacks: {out.name}"
+    )
+    table.note(
+        "collections run inside whatever allocates: py-spy charges GC time to that frame"
+        " (often a dataclass __init__ in changes_for); the GC rows come from gc.callbacks"
+        " (bench/gcprobe, loaded into this server process only)"
+    )
+    table.details = found
+    return table
