@@ -39,8 +39,11 @@ def check(
     return code, (out.err or out.out).strip().splitlines()
 
 
-def test_the_shipped_rules_and_templates_pass(capsys: pytest.CaptureFixture[str]) -> None:
-    code, lines = check(capsys, ROOT / "rules", ROOT / "templates")
+@pytest.mark.parametrize("rule_set", ["examples", "demo"])
+def test_the_shipped_rules_and_templates_pass(
+    capsys: pytest.CaptureFixture[str], rule_set: str
+) -> None:
+    code, lines = check(capsys, ROOT / "rules" / rule_set, ROOT / "templates")
     assert code == 0, lines
     assert lines[0].startswith("ok: ")
 
