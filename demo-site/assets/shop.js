@@ -425,6 +425,14 @@
     el.className = loaded ? "status-ok" : "status-off";
   }
 
+  /* A new session for the same visitor: as if they came back later (returning visitor). */
+  function newSession() {
+    localStorage.removeItem("cw_sid");
+    location.reload();
+  }
+
+  const DEMO_ACTIONS = { "new-session": newSession, "reset-visitor": resetVisitor };
+
   function mountDemoPanel() {
     const panel = document.createElement("aside");
     panel.className = "demo-panel";
@@ -432,26 +440,50 @@
     panel.innerHTML = `<details>
       <summary>Demo controls</summary>
       <div class="demo-body">
-        <p>Prompts appear when you:</p>
-        <ul>
-          <li>move the pointer out through the top of the window on a product page (exit intent);</li>
-          <li>stay 30 s on a product page without adding to cart (hesitation).</li>
-        </ul>
-        <p class="demo-links"><a href="/qa">QA console</a> <a href="/studio">Studio</a></p>
-        <button type="button" class="btn btn-small" data-reset>Reset visitor</button>
-        <p class="demo-hint">Forgets the Cuewire visitor and empties the cart.</p>
+        <p class="demo-links"><a href="/qa" target="cuewire-qa">QA console</a> <a href="/qa/metrics" target="cuewire-qa">Metrics</a> <a href="/studio">Studio</a></p>
+        <p class="demo-buttons">
+          <button type="button" class="btn btn-small" data-demo="new-session">New session</button>
+          <button type="button" class="btn btn-small" data-demo="reset-visitor">Reset visitor</button>
+        </p>
+        <p class="demo-hint">New session: the same visitor comes back. Reset visitor: forget the
+          visitor and empty the cart.</p>
+        <details class="demo-try">
+          <summary>What to try</summary>
+          <ul class="demo-recipes">
+            <li>Stay 8 s on a product page (chat); close it and stay until 15 s (size help).</li>
+            <li>Leave a product page through the top of the window (offer, A/B tested).</li>
+            <li>View 3 products of one category within 60 s (category offer).</li>
+            <li>View 3 products of different categories, stay 20 s on the third.</li>
+            <li>Add to cart and stay still 15 s (5% off), or keep browsing 45 s (reminder).</li>
+            <li>Scroll down the <a href="/blog/choosing-trail-shoes.html">Journal article</a>.</li>
+            <li>New visitor: stay still 10 s (welcome). Anyone: 40 s (still there?).</li>
+            <li>New session with items in the cart (reminder), or after 10 s without clicking
+              (welcome back).</li>
+          </ul>
+          <p class="demo-hint">At most 3 prompts per session. The full table: docs/qa.md.</p>
+        </details>
         <p data-snippet-status class="status-off">Waiting for the Cuewire snippet…</p>
       </div>
     </details>`;
-    const details = panel.querySelector("details");
+    const details = panel.querySelector("details");  // the outer one
     const saved = localStorage.getItem(PANEL_KEY);
     details.open = saved ? saved === "open" : window.matchMedia("(min-width: 900px)").matches;
     details.addEventListener("toggle", () => {
       localStorage.setItem(PANEL_KEY, details.open ? "open" : "closed");
     });
-    panel.querySelector("[data-reset]").addEventListener("click", resetVisitor);
     document.body.append(panel);
   }
+
+  // The demo controls are not part of the shop: their clicks never reach the Cuewire snippet
+  // (it listens on the document; this listener runs first, on the window, and stops them), so
+  // pressing "New session" does not count as the visitor's last activity.
+  window.addEventListener("click", (event) => {
+    const target = event.target instanceof Element ? event.target : null;
+    if (!target || !target.closest(".demo-panel")) return;
+    event.stopPropagation();
+    const control = target.closest("[data-demo]");
+    if (control && DEMO_ACTIONS[control.dataset.demo]) DEMO_ACTIONS[control.dataset.demo]();
+  }, true);
 
   /* ---------- start ---------- */
 

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 
 from . import __version__
 from .admin.auth import AdminAuth
+from .admin.qa import mount_qa
 from .admin.studio import studio_routes
 from .backend import BackendEvents
 from .clock import Clock, SystemClock
@@ -168,6 +169,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         Route("/cw.js", snippet.endpoint),
         Route("/healthz", healthz),
         Route("/metrics", admin(request_response(metrics_endpoint))),
+        *mount_qa(services, sites, admin),
         *studio_routes(services.runtime, admin),
         Route("/v1/events", backend.endpoint, methods=["POST"]),
     ]

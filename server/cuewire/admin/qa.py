@@ -1,0 +1,380 @@
+"""The live QA view (``/qa``) and the measurement page (``/qa/metrics``), for the admin only.
+
+HTTP, every route behind :class:`AdminAuth` (mounted by app.py with :func:`mount_qa`):
+
+    GET /qa                   the live view (qa_static/qa.html)
+    GET /qa/metrics           measurement tables and charts (qa_static/metrics.html)
+    GET /qa/metrics.json      the measurement report (measure.py), ?site=
+    GET /qa/metrics.csv       the same, one row per rule and variant
+    GET /qa/api/token         a short-lived token for the Socket.IO namespace below
+    GET /qa/api/session       one session's snapshot, ?site=&session= (what the view shows)
+    GET /qa/static/...        the view's JS and CSS
+
+Socket.IO namespace ``/admin`` on the server's one ``AsyncServer``. Its connect handler wants
+the admin: a token from ``/qa/api/token`` in the ``auth`` object, or the admin's HTTP Basic
+credentials in the handshake's ``Authorization`` header; anything else is refused, so a
+visitor connection (namespace ``/``, a site key) cannot join. Per admin connection one task
+tails the site's live stream (accepted batches) and audit stream (firings and suppressions)
+every 250 ms with exclusive XRANGE reads and pushes what is new:
+
+    server -> admin: hello {sites, site, now}, batches [..], audit [..], snapshot {..}
+    admin -> server: site {site}, watch {session}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+import socketio
+from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, request_response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from ..clock import Clock
+from ..errors import ConfigError
+from ..explain import explain
+from ..measure import MEASURE_FILE, Goals, measure
+from ..runtime import Runtime
+from ..settings import Settings
+from ..sites import Sites
+from ..store import RedisStore
+from .auth import AdminAuth
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/admin"
+STATIC = Path(__file__).resolve().parent / "qa_static"
+POLL_S = 0.25  # how often a feed looks for new stream entries
+SNAPSHOT_S = 1.0  # a watched session is re-read at least this often (timers, explain)
+BACKLOG = 300  # stream entries sent on connect, so the view is not empty
+SESSION_AUDIT_SCAN = 5000  # audit records scanned for one session's snapshot
+TOKEN_TTL_MS = 10 * 60_000
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def _token_key(user: str, password: str) -> bytes:
+    return hashlib.sha256(f"cuewire-admin-token\0{user}\0{password}".encode()).digest()
+
+
+def issue_token(user: str, password: str, now_ms: int, ttl_ms: int = TOKEN_TTL_MS) -> str:
+    """``<expiry ms>.<HMAC>``, keyed by the admin credentials: every server process that has
+    them accepts it, and changing the password revokes every token."""
+    expiry = str(now_ms + ttl_ms)
+    mac = hmac.new(_token_key(user, password), expiry.encode(), hashlib.sha256).hexdigest()
+    return f"{expiry}.{mac}"
+
+
+def token_ok(token: object, user: str, password: str, now_ms: int) -> bool:
+    if not isinstance(token, str):
+        return False
+    expiry, _, mac = token.partition(".")
+    if not expiry.isdigit() or int(expiry) < now_ms:
+        return False
+    want = hmac.new(_token_key(user, password), expiry.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, want)
+
+
+# ---------------------------------------------------------------- stream reads
+
+
+def _client(store: RedisStore) -> aioredis.Redis:
+    # The store offers "the latest N" reads; a live tail needs "everything after this id".
+    # Until the store has such a method, read through its client (same keys, keys.py).
+    client: aioredis.Redis = store._r
+    return client
+
+
+async def read_after(
+    store: RedisStore, key: str, after: str | None, count: int = 500
+) -> list[tuple[str, dict[str, str]]]:
+    """Stream entries after the id ``after`` (oldest first); the latest BACKLOG when None."""
+    client = _client(store)
+    if after is None:
+        entries = list(reversed(await client.xrevrange(key, count=BACKLOG) or []))
+    else:
+        entries = await client.xrange(key, min=f"({after}", count=count) or []
+    return [(str(i), {str(k): str(v) for k, v in (f or {}).items()}) for i, f in entries]
+
+
+def batch_json(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": entry_id,
+        "at": int(fields.get("at") or entry_id.split("-")[0]),
+        "session": fields.get("session", ""),
+        "visitor": fields.get("visitor", ""),
+        "events": json.loads(fields.get("events") or "[]"),
+    }
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+@dataclass
+class QaContext:
+    """What the QA view reads from the app's services."""
+
+    store: RedisStore
+    runtime: Runtime
+    clock: Clock
+    sites: list[str]
+    auth: AdminAuth
+
+    def site(self, wanted: object) -> str:
+        if isinstance(wanted, str) and wanted in self.sites:
+            return wanted
+        return "demo" if "demo" in self.sites or not self.sites else self.sites[0]
+
+
+async def snapshot(ctx: QaContext, site: str, session: str) -> dict[str, Any]:
+    """One session as the view shows it: facts, timers, rule states, events, audit."""
+    now = ctx.clock.now_ms()
+    store = ctx.store
+    facts = await store.session_facts(site, session)
+    visitor = facts.get("visitor", "")
+    states = await explain(store, ctx.runtime.engine(), site, session, now)
+    recent = await store.recent_events(site, session, 50)
+    scanned = await _client(store).xrevrange(store.keys.audit(site), count=SESSION_AUDIT_SCAN)
+    audit = []
+    for entry_id, raw in reversed(scanned or []):
+        fields = {str(k): str(v) for k, v in (raw or {}).items()}
+        if fields.get("session") == session:
+            audit.append({"id": str(entry_id), **fields})
+    return {
+        "site": site,
+        "session": session,
+        "now": now,
+        "exists": bool(facts),
+        "facts": facts,
+        "visitor": await store.visitor_facts(site, visitor) if visitor else {},
+        "rules": [dataclasses.asdict(s) for s in states],
+        "timers": [
+            {"rule": s.rule, "due_ms": s.due_ms, "detail": s.detail}
+            for s in states
+            if s.state == "pending"
+        ],
+        "events": list(reversed(recent)),
+        "audit": audit,
+    }
+
+
+# ---------------------------------------------------------------- Socket.IO namespace
+
+
+@dataclass
+class Feed:
+    """One admin connection: the site it looks at, the session it watches, its cursors."""
+
+    site: str
+    watching: str | None = None
+    live_cursor: str | None = None
+    audit_cursor: str | None = None
+    last_snapshot: float = 0.0
+    task: asyncio.Task[None] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class AdminNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, ctx: QaContext) -> None:
+        super().__init__(NAMESPACE)
+        self.ctx = ctx
+        self.feeds: dict[str, Feed] = {}
+
+    def admitted(self, environ: dict[str, Any], auth: Any) -> bool:
+        a = self.ctx.auth
+        if not a.password:
+            return False
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if token_ok(token, a.user, a.password, self.ctx.clock.now_ms()):
+            return True
+        scope = environ.get("asgi.scope")
+        return isinstance(scope, dict) and a.allowed(HTTPConnection(scope))
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if not self.ctx.auth.password:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "the admin views are disabled: set CUEWIRE_ADMIN_PASSWORD"
+            )
+        if not self.admitted(environ, auth):
+            raise socketio.exceptions.ConnectionRefusedError("admin login required")
+        site = self.ctx.site(auth.get("site") if isinstance(auth, dict) else None)
+        feed = self.feeds[sid] = Feed(site)
+        await self.emit(
+            "hello", {"sites": self.ctx.sites, "site": site, "now": self.ctx.clock.now_ms()}, to=sid
+        )
+        feed.task = asyncio.create_task(self._run(sid, feed), name=f"cuewire-qa-{sid}")
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        feed = self.feeds.pop(sid, None)
+        if feed and feed.task:
+            feed.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed.task
+
+    async def on_site(self, sid: str, data: Any = None) -> None:
+        feed = self.feeds.get(sid)
+        if feed is None or not isinstance(data, dict):
+            return
+        feed.site = self.ctx.site(data.get("site"))
+        feed.watching = feed.live_cursor = feed.audit_cursor = None
+        feed.wake.set()
+
+    async def on_watch(self, sid: str, data: Any = None) -> None:
+        feed = self.feeds.get(sid)
+        if feed is None or not isinstance(data, dict):
+            return
+        session = data.get("session")
+        feed.watching = session if isinstance(session, str) and session else None
+        feed.last_snapshot = 0.0
+        feed.wake.set()
+
+    async def _run(self, sid: str, feed: Feed) -> None:
+        healthy = True
+        while True:
+            try:
+                await self._tick(sid, feed)
+                if not healthy:
+                    log.warning("QA feed %s: store reachable again", sid)
+                healthy = True
+            except RedisError as exc:
+                if healthy:
+                    log.error("QA feed %s: store unreachable (%s); retrying", sid, exc)
+                healthy = False
+            feed.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(feed.wake.wait(), POLL_S)
+
+    async def _tick(self, sid: str, feed: Feed) -> None:
+        store, site = self.ctx.store, feed.site
+        touched: set[str] = set()
+        first = feed.live_cursor is None
+        live = await read_after(store, store.keys.live(site), feed.live_cursor)
+        if live:
+            feed.live_cursor = live[-1][0]
+            batches = [batch_json(i, f) for i, f in live]
+            touched |= {b["session"] for b in batches}
+            await self.emit("batches", {"site": site, "batches": batches}, to=sid)
+        elif first:
+            feed.live_cursor = "0-0"
+            await self.emit("batches", {"site": site, "batches": []}, to=sid)
+        first = feed.audit_cursor is None
+        audit = await read_after(store, store.keys.audit(site), feed.audit_cursor)
+        if audit:
+            feed.audit_cursor = audit[-1][0]
+            records = [{"id": i, **f} for i, f in audit]
+            touched |= {r.get("session", "") for r in records}
+            await self.emit("audit", {"site": site, "records": records}, to=sid)
+        elif first:
+            feed.audit_cursor = "0-0"
+        loop = asyncio.get_running_loop()
+        due = loop.time() - feed.last_snapshot >= SNAPSHOT_S
+        if feed.watching and (feed.watching in touched or due):
+            feed.last_snapshot = loop.time()
+            await self.emit("snapshot", await snapshot(self.ctx, site, feed.watching), to=sid)
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+class QaServices(Protocol):
+    """The parts of the app's services the QA view uses (app.Services has them)."""
+
+    settings: Settings
+    store: RedisStore
+    runtime: Runtime
+    sio: socketio.AsyncServer
+    clock: Clock
+
+
+def mount_qa(
+    services: QaServices, sites: Sites, admin: Callable[[ASGIApp], ASGIApp]
+) -> list[Route | Mount]:
+    """Register the ``/admin`` namespace on the services' Socket.IO server; return the routes
+    of the QA view, each wrapped in ``admin`` (app.py's AdminAuth)."""
+    settings, store, runtime, clock = (
+        services.settings,
+        services.store,
+        services.runtime,
+        services.clock,
+    )
+    checker = AdminAuth(PlainTextResponse(""), settings.admin_user, settings.admin_password)
+    ctx = QaContext(store, runtime, clock, sorted(sites.keys()), checker)
+    services.sio.register_namespace(AdminNamespace(ctx))
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "qa.html", headers={"Cache-Control": "no-store"})
+
+    async def metrics_page(request: Request) -> Response:
+        return FileResponse(STATIC / "metrics.html", headers={"Cache-Control": "no-store"})
+
+    async def token(request: Request) -> Response:
+        password = ctx.auth.password or ""
+        value = issue_token(ctx.auth.user, password, clock.now_ms())
+        return JSONResponse({"token": value, "sites": ctx.sites}, headers=NO_STORE)
+
+    async def session_api(request: Request) -> Response:
+        session = request.query_params.get("session", "")
+        if not session:
+            return PlainTextResponse("pass ?session=ID (and ?site=KEY)", status_code=400)
+        body = await snapshot(ctx, ctx.site(request.query_params.get("site")), session)
+        return JSONResponse(body, status_code=200 if body["exists"] else 404, headers=NO_STORE)
+
+    async def report(request: Request) -> Any:
+        path = runtime.rules_dir / MEASURE_FILE
+        goals = await asyncio.to_thread(Goals.load, path)
+        site = ctx.site(request.query_params.get("site"))
+        return await measure(store, site, goals, runtime.engine(), clock.now_ms())
+
+    async def metrics_json(request: Request) -> Response:
+        try:
+            body = (await report(request)).to_json()
+        except ConfigError as exc:
+            return PlainTextResponse(str(exc), status_code=500)
+        body["goals_file"] = str(runtime.rules_dir / MEASURE_FILE)
+        body["sites"] = ctx.sites
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def metrics_csv(request: Request) -> Response:
+        try:
+            text = (await report(request)).to_csv()
+        except ConfigError as exc:
+            return PlainTextResponse(str(exc), status_code=500)
+        return Response(
+            text,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                **NO_STORE,
+                "Content-Disposition": 'attachment; filename="cuewire-metrics.csv"',
+            },
+        )
+
+    def route(path: str, endpoint: Callable[[Request], Any]) -> Route:
+        return Route(path, admin(request_response(endpoint)))
+
+    return [
+        route("/qa", page),
+        route("/qa/metrics", metrics_page),
+        route("/qa/metrics.json", metrics_json),
+        route("/qa/metrics.csv", metrics_csv),
+        route("/qa/api/token", token),
+        route("/qa/api/session", session_api),
+        Mount("/qa/static", admin(StaticFiles(directory=STATIC))),
+    ]
+
+
+NO_STORE = {"Cache-Control": "no-store"}

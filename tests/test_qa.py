@@ -1,0 +1,280 @@
+"""The live QA view (cuewire.admin.qa): the admin-only pages and exports, and the Socket.IO
+namespace /admin that pushes a site's sessions, events, firings and one session's state.
+A visitor cannot join it; the admin can, with a token from the page or Basic credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+import socketio
+
+from conftest import LiveServer, site_for
+from cuewire.admin.qa import issue_token, token_ok
+from cuewire.cli import main
+from cuewire.settings import Settings
+from visitor import Visitor
+
+PASSWORD = "qa-secret-1"
+BASIC = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+PRODUCT = "http://shop.test/product/boots"
+
+
+@pytest.fixture
+def qa(settings: Settings) -> Iterator[LiveServer]:
+    """A live server with the fixture rules (hesitate-product: 1 s) and an admin password."""
+    with LiveServer(replace(settings, admin_password=PASSWORD), site_for) as server:
+        yield server
+
+
+class Admin:
+    """An admin client of the /admin namespace that keeps what it is pushed."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        self.got: dict[str, list[Any]] = {"hello": [], "batches": [], "audit": [], "snapshot": []}
+        self.refused: Any = None
+        for name in self.got:
+            self.sio.on(name, self._keeper(name), namespace="/admin")
+        self.sio.on("connect_error", self._on_refused, namespace="/admin")
+
+    def _keeper(self, name: str) -> Any:
+        async def keep(data: Any) -> None:
+            self.got[name].append(data)
+
+        return keep
+
+    async def _on_refused(self, data: Any) -> None:
+        self.refused = data.get("message") if isinstance(data, dict) else data
+
+    async def connect(self, auth: Any = None, headers: dict[str, str] | None = None) -> Admin:
+        await self.sio.connect(
+            self.url,
+            namespaces=["/admin"],
+            auth=auth,
+            headers=headers or {},
+            transports=["websocket"],
+            wait_timeout=5,
+        )
+        return self
+
+    async def until(self, name: str, check: Any = bool, timeout: float = 5.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            for item in reversed(self.got[name]):
+                if check(item):
+                    return item
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no matching {name!r} push; got {self.got[name][-3:]!r}")
+            await asyncio.sleep(0.02)
+
+
+def token(server: LiveServer) -> str:
+    reply = httpx.get(server.url + "/qa/api/token", headers={"Authorization": BASIC})
+    assert reply.status_code == 200
+    return str(reply.json()["token"])
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+def test_every_qa_route_wants_the_admin(qa: LiveServer) -> None:
+    for path in (
+        "/qa",
+        "/qa/metrics",
+        "/qa/metrics.json",
+        "/qa/metrics.csv",
+        "/qa/api/token",
+        "/qa/static/qa.js",
+    ):
+        anonymous = httpx.get(qa.url + path)
+        assert anonymous.status_code == 401, path
+        assert anonymous.headers["www-authenticate"].startswith("Basic ")
+        wrong = httpx.get(
+            qa.url + path,
+            headers={"Authorization": "Basic " + base64.b64encode(b"admin:nope").decode()},
+        )
+        assert wrong.status_code == 401, path
+        assert httpx.get(qa.url + path, headers={"Authorization": BASIC}).status_code == 200, path
+    page = httpx.get(qa.url + "/qa", headers={"Authorization": BASIC}).text
+    assert '<script type="module" src="/qa/static/qa.js">' in page
+
+
+def test_without_a_password_the_qa_view_is_off(settings: Settings) -> None:
+    with LiveServer(settings, site_for) as server:
+        reply = httpx.get(server.url + "/qa")
+        assert reply.status_code == 503 and "CUEWIRE_ADMIN_PASSWORD" in reply.text
+
+
+def test_tokens_expire_and_are_bound_to_the_credentials() -> None:
+    now = 1_764_000_000_000
+    t = issue_token("admin", "pw", now, ttl_ms=1000)
+    assert token_ok(t, "admin", "pw", now + 999)
+    assert not token_ok(t, "admin", "pw", now + 1001)
+    assert not token_ok(t, "admin", "other", now)
+    assert not token_ok(t, "root", "pw", now)
+    assert not token_ok(t.replace(".", ".0"), "admin", "pw", now)
+    assert not token_ok(None, "admin", "pw", now)
+
+
+# ---------------------------------------------------------------- the /admin namespace
+
+
+async def test_a_visitor_cannot_join_the_admin_namespace(qa: LiveServer) -> None:
+    visitor_auth = {"site": "test-site", "visitor": "v_sneaky0001", "session": None}
+    for auth, headers in [
+        (None, None),
+        (visitor_auth, {"Origin": qa.origin}),
+        ({"token": "1.abc"}, None),
+        ({"token": issue_token("admin", "guess", int(time.time() * 1000))}, None),
+        (None, {"Authorization": "Basic " + base64.b64encode(b"admin:guess").decode()}),
+    ]:
+        admin = Admin(qa.url)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await admin.connect(auth, headers)
+        assert admin.refused == "admin login required"
+        assert admin.got["hello"] == []
+
+
+async def test_the_admin_namespace_is_refused_when_no_password_is_set(settings: Settings) -> None:
+    with LiveServer(settings, site_for) as server:
+        admin = Admin(server.url)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await admin.connect(None, {"Authorization": BASIC})
+        assert "CUEWIRE_ADMIN_PASSWORD" in str(admin.refused)
+
+
+async def test_admin_sees_events_timers_firings_and_explain_of_a_session_live(
+    qa: LiveServer,
+) -> None:
+    admin = await Admin(qa.url).connect({"token": token(qa), "site": "test-site"})
+    hello = await admin.until("hello")
+    assert hello["sites"] == ["test-site"] and hello["site"] == "test-site"
+
+    async with Visitor(qa.url, visitor="v_watched001") as v:
+        assert v.info is not None
+        session = v.info["session"]
+        await v.send(v.event("page_view", PRODUCT))
+        batch = await admin.until(
+            "batches", lambda b: any(x["session"] == session for x in b["batches"])
+        )
+        [mine] = [x for x in batch["batches"] if x["session"] == session]
+        assert [e["type"] for e in mine["events"]] == ["page_view"] and mine[
+            "visitor"
+        ] == "v_watched001"
+
+        await admin.sio.emit("watch", {"session": session}, namespace="/admin")
+        snap = await admin.until("snapshot", lambda s: s["session"] == session)
+        assert snap["facts"]["path"] == "/product/boots"
+        [timer] = snap["timers"]
+        assert timer["rule"] == "hesitate-product" and 0 < timer["due_ms"] - snap["now"] <= 1000
+        states = {r["rule"]: r["state"] for r in snap["rules"]}
+        assert states["hesitate-product"] == "pending"
+        assert states["exit-product"] == "waiting"
+        assert snap["events"][0]["type"] == "page_view"
+
+        await v.wait_prompt(3)  # the 1 s hesitation deadline falls due
+        record = await admin.until(
+            "audit", lambda a: any(r["session"] == session for r in a["records"])
+        )
+        [fired] = [r for r in record["records"] if r["session"] == session]
+        assert (fired["rule"], fired["outcome"]) == ("hesitate-product", "fired")
+        after = await admin.until(
+            "snapshot",
+            lambda s: s["session"] == session and any(r["outcome"] == "fired" for r in s["audit"]),
+        )
+        assert {r["rule"]: r["state"] for r in after["rules"]}["hesitate-product"] == "fired"
+        assert after["timers"] == []
+        assert v.prompts and "batches" not in json.dumps(v.prompts)  # visitors get prompts only
+    await admin.sio.disconnect()
+
+
+async def test_basic_credentials_on_the_handshake_also_admit(qa: LiveServer) -> None:
+    admin = await Admin(qa.url).connect(None, {"Authorization": BASIC})
+    await admin.until("hello")
+    await admin.until("batches")  # the backlog (empty here) arrives first
+    await admin.sio.disconnect()
+
+
+async def test_session_api_and_metrics_exports(qa: LiveServer) -> None:
+    async with Visitor(qa.url, visitor="v_buyer00001") as v:
+        assert v.info is not None
+        session = v.info["session"]
+        await v.send(v.event("page_view", PRODUCT))
+        await v.send(v.event("exit_intent", PRODUCT))
+        prompt = await v.wait_prompt()
+        fields = {"prompt": prompt["id"], "rule": prompt["rule"]}
+        await v.send(
+            v.event("prompt_shown", PRODUCT, **fields), v.event("prompt_click", PRODUCT, **fields)
+        )
+        await v.send(
+            v.event("custom", "http://shop.test/thanks", name="purchase", props={"total": 42})
+        )
+    auth = {"Authorization": BASIC}
+    async with httpx.AsyncClient(base_url=qa.url, headers=auth) as http:
+        snap = (
+            await http.get("/qa/api/session", params={"session": session, "site": "test-site"})
+        ).json()
+        assert snap["exists"] and [r["rule"] for r in snap["audit"]] == ["exit-product"]
+        assert (await http.get("/qa/api/session", params={"session": "s_nope"})).status_code == 404
+        report = (await http.get("/qa/metrics.json")).json()
+        [rule] = [r for r in report["rules"] if r["rule"] == "exit-product"]
+        [row] = rule["variants"]
+        assert {
+            k: row[k] for k in ("eligible", "fired", "shown", "clicked", "dismissed", "converted")
+        } == {
+            "eligible": 1,
+            "fired": 1,
+            "shown": 1,
+            "clicked": 1,
+            "dismissed": 0,
+            "converted": 1,
+        }
+        assert report["goals_file"].endswith("measure.toml")
+        csv = await http.get("/qa/metrics.csv")
+        assert csv.headers["content-type"].startswith("text/csv")
+        header, *rows = csv.text.splitlines()
+        assert header.startswith("rule,variant,goal,")
+        assert any(
+            r.startswith("exit-product,,custom purchase,1800,1,0,1,0,1,1,1,0,1,1.000000,")
+            for r in rows
+        )
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
+async def test_cli_audit_and_explain_read_the_same_store(
+    qa: LiveServer,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with Visitor(qa.url, visitor="v_cliuser001") as v:
+        assert v.info is not None
+        session = v.info["session"]
+        await v.send(v.event("page_view", PRODUCT))
+        await v.wait_prompt(3)
+    monkeypatch.setenv("CUEWIRE_KEY_PREFIX", settings.key_prefix)
+    common = ["--redis-url", str(settings.redis_url), "--site", "test-site"]
+    assert await asyncio.to_thread(main, ["audit", *common, "--session", session]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["at", "(UTC)", "outcome"]
+    assert "hesitate-product" in lines[1] and " fired " in lines[1]
+    assert (
+        await asyncio.to_thread(main, ["audit", *common, "--outcome", "suppressed", "--json"]) == 0
+    )
+    assert capsys.readouterr().out == ""
+    rules = ["--rules", str(settings.rules_dir), "--templates", str(settings.templates_dir)]
+    assert await asyncio.to_thread(main, ["explain", session, *common, *rules]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"session {session} of visitor v_cliuser001")
+    assert any(line.split()[:2] == ["hesitate-product", "fired"] for line in out.splitlines())
+    assert await asyncio.to_thread(main, ["explain", "s_gone", *common, *rules]) == 1
