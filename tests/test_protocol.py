@@ -167,3 +167,22 @@ async def test_a_rule_fires_once_per_session(live: LiveServer) -> None:
         await v.send(v.event("exit_intent", PRODUCT))
         await asyncio.sleep(0.3)
         assert [p["rule"] for p in v.prompts] == ["exit-product"]
+
+
+async def test_an_overlong_field_is_rejected_with_its_limit(live: LiveServer) -> None:
+    async with Visitor(live.url) as v:
+        ack = await v.send(v.event("click", PRODUCT, selector="a" * 5000))
+        assert ack["accepted"] == 0
+        assert ack["rejected"][0]["reason"] == "click.selector: Expected `str` of length <= 2048"
+
+
+async def test_a_message_past_the_payload_limit_drops_only_that_connection(
+    live: LiveServer,
+) -> None:
+    v = await Visitor(live.url).connect()
+    huge = [v.event("custom", PRODUCT, name="x", props={f"k{i}": "y" * 2000 for i in range(40)})]
+    with pytest.raises(socketio.exceptions.SocketIOError):
+        await v.send(*huge, timeout=1)
+    await v.sio.disconnect()
+    async with Visitor(live.url, visitor="v_another01") as other:
+        assert (await other.send(other.event("page_view", PRODUCT)))["accepted"] == 1

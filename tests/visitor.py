@@ -69,8 +69,8 @@ class Visitor:
         self.seq += 1
         return ev
 
-    async def send(self, *events: Any) -> dict[str, Any]:
-        ack: dict[str, Any] = await self.sio.call("events", list(events), timeout=5)
+    async def send(self, *events: Any, timeout: float = 5) -> dict[str, Any]:
+        ack: dict[str, Any] = await self.sio.call("events", list(events), timeout=timeout)
         return ack
 
     async def wait_prompt(self, timeout: float = 5.0) -> dict[str, Any]:
