@@ -13,7 +13,8 @@ ROOT = Path(__file__).parent.parent
 def test_the_wheel_ships_the_snippet_scripts_and_demo(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     [wheel] = tmp_path.glob("cuewire-*.whl")
     with zipfile.ZipFile(wheel) as z:
