@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from .procs import BENCH, SITE, CpuMeter, Redis, Server
 
@@ -107,6 +111,18 @@ class Bench:
     @property
     def cuewire(self) -> Server:
         return self.server or self.start_server()
+
+    async def settle(self, limit_s: float = 30) -> None:
+        """Wait until the server is idle (under 10% of a core for 0.5 s): a scenario that
+        overloaded it may leave a backlog that would land in the next measurement."""
+        proc = psutil.Process(self.cuewire.pid)
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            a = proc.cpu_times()
+            await asyncio.sleep(0.5)
+            b = proc.cpu_times()
+            if (b.user + b.system - a.user - a.system) / 0.5 < 0.1:
+                return
 
     def meter(self, server: Server | None = None) -> CpuMeter:
         target = server or self.cuewire

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,30 @@ LAYERS = (
     ("msgpack, json", ("msgpack/", "json/")),
     ("asyncio streams and tasks", ("asyncio/",)),
 )
+
+
+def _in_redis(files: list[str]) -> bool:
+    return any(f.startswith("redis/") for f in files)
+
+
+def _in_cuewire(files: list[str]) -> bool:
+    return any(f.startswith("cuewire/") and not f.startswith("cuewire/cli") for f in files)
+
+
+# Inclusive shares: a sample counts when its stack passes the test (the first three add up).
+SPLITS: dict[str, Callable[[list[str]], bool]] = {
+    "Redis client calls (redis-py, incl. its asyncio stream I/O)": _in_redis,
+    "Cuewire code, outside Redis client calls": lambda f: _in_cuewire(f) and not _in_redis(f),
+    "transport and event loop (no Cuewire, no redis-py frame)": lambda f: (
+        not (_in_cuewire(f) or _in_redis(f))
+    ),
+    "  of which the rule engine (rules/)": lambda files: any(
+        f.startswith("cuewire/rules/") for f in files
+    ),
+    "  of which delivery and rendering": lambda files: any(
+        f.startswith(("cuewire/delivery", "cuewire/render", "jinja2/")) for f in files
+    ),
+}
 
 # Inclusive shares of the functions of the hot path.
 HOT_PATH = (
@@ -77,6 +102,7 @@ def analyse(raw: Path) -> dict[str, Any]:
     """Self time by layer, inclusive time of the hot path, top leaf functions."""
     layers: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     total = 0
     for line in raw.read_text(encoding="utf-8").splitlines():
@@ -91,6 +117,10 @@ def analyse(raw: Path) -> dict[str, Any]:
         leaves[f"{func} ({file})"] += n
         for name in {f for f, _ in frames}:
             inclusive[name] += n
+        files = [file for _, file in frames]
+        for split, test in SPLITS.items():
+            if test(files):
+                packages[split] += n
 
     def share(v: int) -> float:
         return round(100 * v / max(total, 1), 1)
@@ -99,6 +129,7 @@ def analyse(raw: Path) -> dict[str, Any]:
         "samples": total,
         "layers_pct": {k: share(v) for k, v in layers.most_common()},
         "hot_path_pct": {k: share(inclusive[k]) for k in HOT_PATH if inclusive[k]},
+        "splits_pct": {k: share(packages[k]) for k in SPLITS},
         "top_self_pct": {k: share(v) for k, v in leaves.most_common(12)},
     }
 
@@ -172,6 +203,8 @@ async def profile(bench: Bench, out: Path) -> Table:
     )
     for name, pct in found["layers_pct"].items():
         table.add(f"self time: {name}", pct, "%")
+    for name, pct in found["splits_pct"].items():
+        table.add(f"split: {name}", pct, "%")
     for name, pct in found["hot_path_pct"].items():
         table.add(f"inclusive: {name}", pct, "%")
     for name, pct in list(found["top_self_pct"].items())[:8]:

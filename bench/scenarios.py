@@ -117,7 +117,6 @@ async def memory(bench: Bench) -> Table:
             plain["kb_per_connection"],
             "KB",
         )
-    table.add("Redis, bytes per session (Cuewire)", cw["redis_bytes_per_connection"], "B")
     table.add("connections held", cw["connections"])
     table.add("connects per second (64 connecting at a time)", cw["connect_per_s"])
     table.note(
@@ -161,6 +160,7 @@ async def ingest(bench: Bench) -> Table:
         "duration_s": p.ingest_s,
         "connect_rate": 1000,
     }
+    await bench.settle()
     bench.redis.flush()
     server = bench.cuewire
     cw_run = await run_loadgen(
@@ -211,7 +211,7 @@ async def latency(bench: Bench) -> Table:
     table = Table("latency", "Event -> prompt latency, each session sending 1 event/s")
     levels: dict[str, Any] = {}
     for n in p.latency_levels:
-        await asyncio.sleep(1)  # the previous level's disconnects
+        await bench.settle()  # the previous level's backlog and disconnects
         bench.redis.flush()
         cfg = bench.config(
             bench.cuewire,
@@ -314,6 +314,7 @@ async def timers(bench: Bench) -> Table:
     table = Table("timers", "Timers: lateness of absence rules with many pending timers")
     runs: dict[str, Any] = {}
     for pending in p.timer_pending:
+        await bench.settle()
         bench.redis.flush()
         server = bench.cuewire
         seconds = await _schedule_background(bench.redis.url, pending, int(time.time() * 1000))
@@ -396,6 +397,7 @@ def _delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 async def redis_cost(bench: Bench) -> Table:
     p = bench.plan
     table = Table("redis_cost", "Redis cost per event batch (INFO stats / commandstats deltas)")
+    await bench.settle()
     bench.redis.flush()
     server = bench.cuewire
     stats = bench.redis.stats
