@@ -107,6 +107,22 @@ def _rules_table(plan: Any) -> Any:
     return table
 
 
+async def wait_quiet(limit_s: float, own: list[int]) -> float:
+    """Wait up to ``limit_s`` until processes other than ``own`` use under 20% of a core
+    (over 2 s); return what they used last, in % of one core."""
+    from .procs import CpuMeter
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        meter = CpuMeter({str(pid): pid for pid in own})
+        a = meter.sample()
+        await asyncio.sleep(2)
+        others = CpuMeter.between(a, meter.sample())["others_pct_core"]
+        if others < 20 or time.monotonic() >= deadline:
+            return others
+        print(f"   waiting for a quiet machine: other processes at {others:.0f}% of a core")
+
+
 def _summary(tables: list[Any]) -> str:
     from .report import Table
 
@@ -118,7 +134,7 @@ def _summary(tables: list[Any]) -> str:
     return verdicts.render()
 
 
-async def run(names: list[str], plan: Any, results: Path, keep: bool) -> int:
+async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: float = 0) -> int:
     from .context import Bench
     from .profile import profile
     from .report import machine_info
@@ -146,6 +162,9 @@ async def run(names: list[str], plan: Any, results: Path, keep: bool) -> int:
     failed = 0
     try:
         for name in names:
+            if wait_s > 0:
+                own = [bench.redis.pid] + ([bench.server.pid] if bench.server else [])
+                await wait_quiet(wait_s, own)
             t0 = time.monotonic()
             print(f"\n-- {name} ...", flush=True)
             try:
@@ -190,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=BENCH / "results")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir with the logs")
     parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="S",
+        help="before each scenario, wait up to S seconds for other processes to go quiet",
+    )
+    parser.add_argument(
         "--ref",
         help="benchmark the server/ and templates/ of this git ref (e.g. HEAD), exported to a"
         " temp dir, instead of the work tree",
@@ -212,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = QUICK if args.quick else FULL
     try:
-        return asyncio.run(run(names, plan, args.results, args.keep))
+        return asyncio.run(run(names, plan, args.results, args.keep, args.wait_quiet))
     finally:
         if export is not None:
             shutil.rmtree(export, ignore_errors=True)

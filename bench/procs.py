@@ -236,7 +236,6 @@ class CpuMeter:
         out["machine_busy_pct"] = round(busy / cores, 1)
         out["others_pct_core"] = round(max(0.0, busy - ours), 1)  # processes not of this run
         out["window_s"] = round(wall, 2)
-        OTHERS.append(out["others_pct_core"])
         return out
 
 
@@ -287,6 +286,7 @@ async def run_loadgen(
             start = meter.sample()
         elif kind == "measure_end" and start is not None:
             cpu = CpuMeter.between(start, meter.sample())
+            OTHERS.append(cpu["others_pct_core"])
         elif kind == "connected":
             connected = line
             if line["failures"]:
