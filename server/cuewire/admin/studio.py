@@ -92,7 +92,7 @@ def template_previews(catalog: Catalog) -> list[Preview]:
                     file=str(template.path),
                     html=html,
                     error=error,
-                    note=template.meta.description,
+                    note=template.meta.description if variant == DEFAULT_SAMPLE else "",
                 )
             )
     return out

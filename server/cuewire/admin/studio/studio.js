@@ -195,10 +195,16 @@
   }
 
   function applyFilter() {
-    const words = $("filter").value.toLowerCase().split(/\s+/).filter(Boolean);
+    // "toast success, banner": previews matching every word of any comma-separated part.
+    const parts = $("filter")
+      .value.toLowerCase()
+      .split(",")
+      .map((part) => part.split(/\s+/).filter(Boolean))
+      .filter((words) => words.length);
     for (const entry of cards.values()) {
       const text = entry.parts.root.dataset.search || "";
-      entry.parts.root.hidden = !words.every((w) => text.includes(w));
+      entry.parts.root.hidden =
+        parts.length > 0 && !parts.some((words) => words.every((w) => text.includes(w)));
     }
   }
 
