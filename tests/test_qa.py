@@ -8,19 +8,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import socketio
 
-from conftest import LiveServer, site_for
+from conftest import ROOT, LiveServer, site_for
 from cuewire.admin.qa import issue_token, token_ok
 from cuewire.cli import main
 from cuewire.settings import Settings
+from cuewire.store import RedisStore
+from harness import Harness, VisitorSession
 from visitor import Visitor
 
 PASSWORD = "qa-secret-1"
@@ -278,3 +282,163 @@ async def test_cli_audit_and_explain_read_the_same_store(
     assert out.startswith(f"session {session} of visitor v_cliuser001")
     assert any(line.split()[:2] == ["hesitate-product", "fired"] for line in out.splitlines())
     assert await asyncio.to_thread(main, ["explain", "s_gone", *common, *rules]) == 1
+
+
+# ---------------------------------------------------------------- the demo timings
+
+
+SHOP = "http://127.0.0.1:8377"
+
+
+@pytest.fixture
+def demo(store: RedisStore, settings: Settings, tmp_path: Path) -> Harness:
+    """The demo rule set on a fake clock, with the shipped templates it shows."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    for name in ("toast", "chat_help", "exit_offer"):
+        shutil.copy(ROOT / "templates" / f"{name}.html", templates)
+    return Harness(
+        store, replace(settings, rules_dir=ROOT / "rules" / "demo", templates_dir=templates)
+    )
+
+
+async def returning(h: Harness, visitor: str) -> VisitorSession:
+    """A visitor's second session (the first one saw the home page a minute ago)."""
+    first = await h.visit(visitor, site="demo")
+    await first.send("page_view", f"{SHOP}/")
+    await h.pass_time(1)
+    return await h.visit(visitor, site="demo")
+
+
+async def on_product(v: VisitorSession, slug: str, category: str) -> None:
+    url = f"{SHOP}/product/{slug}.html"
+    await v.send("page_view", url)
+    await v.send(
+        "custom", url, name="product_view", props={"product_id": slug, "category": category}
+    )
+
+
+async def fired(h: Harness, v: VisitorSession) -> list[str]:
+    """The prompts shown in ``v``'s session, by rule, in order (other sessions aside)."""
+    audit = await h.audit("demo")
+    return [r["rule"] for r in audit if r["session"] == v.origin.session and r["prompt"]]
+
+
+async def dismiss_last(h: Harness, v: VisitorSession) -> None:
+    prompt = h.shown[-1][1]
+    await v.send("prompt_dismiss", f"{SHOP}/", prompt=prompt.id, rule=prompt.rule)
+
+
+async def test_demo_new_visitor_pausing_10_s_is_welcomed(demo: Harness) -> None:
+    v = await demo.visit("v_demo_new01", site="demo")
+    await v.send("page_view", f"{SHOP}/")
+    await demo.pass_time(9.5)
+    assert await fired(demo, v) == []
+    await demo.pass_time(1)
+    assert await fired(demo, v) == ["first-visit-welcome"]
+
+
+async def test_demo_product_page_chat_at_8_s_then_size_help_at_15_s(demo: Harness) -> None:
+    v = await returning(demo, "v_demo_prod01")
+    await on_product(v, "ridge-hiker", "shoes")
+    await demo.pass_time(8.2)
+    assert await fired(demo, v) == ["hesitation-product"]
+    await dismiss_last(demo, v)
+    await demo.pass_time(7)
+    assert await fired(demo, v) == ["hesitation-product", "size-help"]
+
+
+async def test_demo_exit_intent_and_category_offer(demo: Harness) -> None:
+    v = await returning(demo, "v_demo_exit01")
+    await on_product(v, "trail-runner", "shoes")
+    await v.send("exit_intent", f"{SHOP}/product/trail-runner.html")
+    assert await fired(demo, v) == ["exit-intent-product"]
+    await dismiss_last(demo, v)
+    await demo.pass_time(5)
+    await on_product(v, "ridge-hiker", "shoes")
+    await demo.pass_time(5)
+    await on_product(v, "summit-boot", "shoes")
+    assert await fired(demo, v) == ["exit-intent-product", "category-fan"]
+
+
+async def test_demo_three_products_then_20_s_on_the_third_is_comparing(demo: Harness) -> None:
+    v = await returning(demo, "v_demo_comp01")
+    for slug, category in (("trail-runner", "shoes"), ("storm-shell", "jackets")):
+        await on_product(v, slug, category)
+        await demo.pass_time(3)
+    await on_product(v, "summit-45", "packs")
+    await demo.pass_time(19.5)
+    assert await fired(demo, v) == []  # hesitation and size help give way after 3 products
+    await demo.pass_time(1)
+    assert await fired(demo, v) == ["comparing-gear"]
+
+
+async def test_demo_cart_still_15_s_gets_5_percent_off_browsing_45_s_a_reminder(
+    demo: Harness,
+) -> None:
+    still = await returning(demo, "v_demo_cart01")
+    await on_product(still, "daypack-22", "packs")
+    await still.send("custom", f"{SHOP}/product/daypack-22.html", name="add_to_cart")
+    await demo.pass_time(15.5)
+    assert await fired(demo, still) == ["cart-idle-offer"]
+
+    browsing = await returning(demo, "v_demo_cart02")
+    await browsing.send("page_view", f"{SHOP}/category/packs.html")
+    await browsing.send("custom", f"{SHOP}/category/packs.html", name="add_to_cart")
+    for _ in range(9):
+        await demo.pass_time(5)
+        await browsing.send("click", f"{SHOP}/category/packs.html", selector="h1")
+    await demo.pass_time(1)
+    assert await fired(demo, browsing) == ["cart-left"]
+
+
+async def test_demo_article_still_there_and_returning_visitors(demo: Harness) -> None:
+    reader = await returning(demo, "v_demo_read01")
+    for depth in (25, 50, 75, 90):
+        await reader.send("scroll", f"{SHOP}/blog/choosing-trail-shoes.html", depth=depth)
+    assert await fired(demo, reader) == ["article-reader"]
+
+    idle = await returning(demo, "v_demo_idle01")
+    await idle.send("page_view", f"{SHOP}/")
+    await demo.pass_time(41)
+    assert await fired(demo, idle) == ["still-there"]
+
+    cart = await demo.visit("v_demo_back01", site="demo")
+    await cart.send("page_view", f"{SHOP}/category/packs.html")
+    await cart.send("custom", f"{SHOP}/category/packs.html", name="add_to_cart")
+    again = await demo.visit("v_demo_back01", site="demo")  # "New session" at once
+    await again.send("page_view", f"{SHOP}/")
+    assert await fired(demo, again) == ["returning-cart"]
+
+    away = await demo.visit("v_demo_away01", site="demo")
+    await away.send("page_view", f"{SHOP}/")
+    await demo.pass_time(12)  # no input: the welcome shows; then "New session"
+    later = await demo.visit("v_demo_away01", site="demo")
+    await later.send("page_view", f"{SHOP}/")
+    assert (await fired(demo, away), await fired(demo, later)) == (
+        ["first-visit-welcome"],
+        ["back-again"],
+    )
+
+
+async def test_demo_policy_3_prompts_per_session_and_a_pause_after_3_dismissals(
+    demo: Harness,
+) -> None:
+    v = await returning(demo, "v_demo_pol01")
+    await on_product(v, "storm-shell", "jackets")
+    await v.send("exit_intent", f"{SHOP}/product/storm-shell.html")
+    await dismiss_last(demo, v)
+    await demo.pass_time(8.5)  # hesitation
+    await dismiss_last(demo, v)
+    for depth in (25, 50, 75):
+        await v.send("scroll", f"{SHOP}/blog/choosing-trail-shoes.html", depth=depth)
+    assert await fired(demo, v) == ["exit-intent-product", "hesitation-product", "article-reader"]
+    await dismiss_last(demo, v)
+    await on_product(v, "ridge-hiker", "shoes")
+    await v.send("exit_intent", f"{SHOP}/product/ridge-hiker.html")  # within 10 s of the 3rd
+    await demo.pass_time(45)
+    audit = [r for r in await demo.audit("demo") if r["session"] == v.origin.session]
+    reasons = {r["rule"]: r["reason"] for r in audit if r["outcome"] == "suppressed"}
+    assert reasons["exit-intent-product"] == "paused after 3 dismissals"
+    assert reasons["still-there"] == "capped: 3 prompts per session (site policy)"
+    assert len(await fired(demo, v)) == 3
