@@ -35,6 +35,10 @@ FRONT_MATTER = re.compile(r"\A\{#---\n(.*?)\n---#\}", re.S)
 TEMPLATE_SUFFIX = ".html"
 DEFAULT_SAMPLE = "default"
 CONTEXT_NAMES = ("prompt", "params", "visitor", "session", "event")
+BARE = (
+    "rendering with no data (no params, traits or event props, as for a visitor nothing is "
+    "known about): give optional values a default, e.g. params.get('title', 'Hello')"
+)
 
 Position = Literal[
     "center", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right"
@@ -218,15 +222,7 @@ def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate 
         if problem is not None:
             return problem
         template.samples[name] = context
-    return (
-        _try_render(
-            template,
-            full_context({}),
-            "rendering with no data (no params, traits or event props, as for a visitor nothing "
-            "is known about): give optional values a default, e.g. params.get('title', 'Hello')",
-        )
-        or template
-    )
+    return _try_render(template, full_context({}), BARE) or template
 
 
 def _try_render(template: PromptTemplate, context: dict[str, Any], doing: str) -> Problem | None:

@@ -149,7 +149,7 @@
     parts.error.textContent = problem || "";
     parts.error.hidden = !problem;
     parts.root.classList.toggle("has-error", Boolean(problem));
-    parts.stale.hidden = !(data.stale && data.html);
+    parts.stale.hidden = !(data.stale && data.problems && data.html);
     parts.stage.classList.toggle("is-stale", Boolean(data.stale && data.problems));
     parts.stage.dataset.kind = data.kind;
     parts.stage.hidden = !data.html;
