@@ -75,7 +75,7 @@ async def test_a_pending_deadline_survives_a_crash_and_restart(
     sites = sites_file(tmp_path / "sites.yaml", port)
     rules = tmp_path / "rules"
     rules.mkdir()
-    text = (FIXTURES / "rules" / "rules.yaml").read_text().replace("within: 1s", "within: 3s")
+    text = (FIXTURES / "rules" / "rules.yaml").read_text().replace("within: 1s", "within: 4s")
     (rules / "rules.yaml").write_text(text)
     server = ServerProcess(clean_redis, rules, FIXTURES / "templates", sites, port).start()
     v = await Visitor(server.url).connect()

@@ -96,3 +96,29 @@ async def test_two_processes_claiming_the_same_deadline_fire_it_once(
     finally:
         if other is not store:
             await other.aclose()
+
+
+async def test_a_due_prompt_waits_for_a_tab_to_reconnect(
+    store: RedisStore, settings: Settings
+) -> None:
+    h = Harness(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    await store.release_socket("test-site", v.origin.session, v.origin.sid)
+    await h.pass_time(1)
+    assert h.shown == []
+    await v.send("visibility", PRODUCT, state="visible", dwell_ms=900)  # the tab is back
+    await h.pass_time(0.5)
+    assert h.rules_shown == ["hesitate-product"]
+
+
+async def test_a_due_prompt_is_dropped_when_no_tab_returns(
+    store: RedisStore, settings: Settings
+) -> None:
+    h = Harness(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    await store.release_socket("test-site", v.origin.session, v.origin.sid)
+    await h.pass_time(60)
+    assert h.shown == []
+    assert await store.next_due_ms() is None

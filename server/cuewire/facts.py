@@ -16,7 +16,8 @@ Session facts:
 - ``d:<name>.<prop>:<value>``: a distinct value seen (only for props that rules count)
 - ``showing``: the id of the prompt on screen, "" when none
 - rule state: ``t:<rule>`` pending timer token, ``sq:<rule>`` sequence progress,
-  ``w:<rule>:<group>`` window timestamps, ``queued:<rule>`` a queued prompt
+  ``w:<rule>:<group>`` window timestamps, ``queued:<rule>`` a queued prompt,
+  ``hold:<rule>`` since when a due prompt waits for a tab; ``sid`` the tab to push to
 - ``x:<name>`` facts set by rules, ``fired:<rule>``, ``prompts``, ``device``, ``tz``
 
 Visitor facts:

@@ -94,7 +94,7 @@ class Gateway:
             raise socketio.exceptions.ConnectionRefusedError("do-not-track")
         now = self._clock.now_ms()
         try:
-            describe = {"device": device_class(environ.get("HTTP_USER_AGENT"))}
+            describe = {"device": device_class(environ.get("HTTP_USER_AGENT")), "sid": sid}
             if parsed.tz is not None:
                 describe["tz"] = str(parsed.tz)
             opened = await self._store.open_session(
@@ -134,8 +134,14 @@ class Gateway:
         return kept, rejected
 
     async def disconnect(self, sid: str, reason: str | None = None) -> None:
-        if self._conns.pop(sid, None) is not None:
-            self._metrics.connections.dec()
+        conn = self._conns.pop(sid, None)
+        if conn is None:
+            return
+        self._metrics.connections.dec()
+        try:
+            await self._store.release_socket(conn.site, conn.session, sid)
+        except StoreError as exc:
+            log.warning("could not release socket %s: %s", sid, exc)
 
     async def events(self, sid: str, batch: Any = None) -> dict[str, Any]:
         conn = self._conns.get(sid)

@@ -15,12 +15,15 @@ from collections.abc import Callable
 from .clock import Clock
 from .delivery import Delivery
 from .errors import StoreError
+from .ids import new_id
 from .rules.engine import Engine
-from .store.base import Schedule, Store, Timer
+from .store.base import Put, Schedule, Store, Timer
 
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 256
+HOLD_FOR_A_TAB_MS = 30_000  # a due prompt waits this long for a tab to (re)connect
+RETRY_MS = 500
 
 
 class TimerLoop:
@@ -95,8 +98,23 @@ class TimerLoop:
         if isinstance(outcome, Schedule):  # activity pushed a lazy deadline back
             await self._store.apply([outcome])
         elif outcome is not None:
-            sid = session_facts.get("sid", "")
-            await self._delivery.resolve(timer.site, timer.session, timer.visitor, sid, [outcome])
+            sid = session_facts.get("sid")
+            if sid:
+                await self._delivery.resolve(
+                    timer.site, timer.session, timer.visitor, sid, [outcome]
+                )
+            else:
+                await self._hold(timer, session_facts, now)
+
+    async def _hold(self, timer: Timer, session_facts: dict[str, str], now: int) -> None:
+        """No tab is connected: try again shortly, for a while, in case one comes back."""
+        field = f"hold:{timer.rule}"
+        since = int(session_facts.get(field) or now)
+        if now - since >= HOLD_FOR_A_TAB_MS:
+            return
+        retry = Timer(timer.site, timer.session, timer.visitor, timer.rule, new_id(nbytes=6))
+        put = Put(timer.site, timer.session, timer.visitor, field, str(since))
+        await self._store.apply([put, Schedule(retry, now + RETRY_MS)])
 
     def _set_healthy(self, healthy: bool, exc: Exception | None = None) -> None:
         if healthy != self._healthy:

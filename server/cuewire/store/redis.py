@@ -43,6 +43,7 @@ class RedisStore:
         self._claim = client.register_script(_lua("claim_timers.lua"))
         self._consume = client.register_script(_lua("consume_timer.lua"))
         self._governance = client.register_script(_lua("claim.lua"))
+        self._release = client.register_script(_lua("release_socket.lua"))
 
     @property
     def keys(self) -> Keys:
@@ -203,6 +204,12 @@ class RedisStore:
 
     async def visitor_facts(self, site: str, visitor: str) -> Facts:
         return _pairs_of(await self._r.hgetall(self._k.visitor(site, visitor)))
+
+    async def release_socket(self, site: str, session: str, sid: str) -> None:
+        try:
+            await self._release(keys=[self._k.session(site, session)], args=[sid])
+        except RedisError as exc:
+            raise StoreError(f"cannot release a socket: {exc}") from exc
 
     async def link_user(self, site: str, user_id: str, visitor: str) -> None:
         await self._r.set(self._k.user(site, user_id), visitor, ex=self._s.visitor_ttl_s)
