@@ -13,6 +13,7 @@ from playwright.async_api import Page, expect
 from browser import BROWSER_TEST, Serve, prompt_host, session_id
 from conftest import LiveServer
 from harness import write
+from vectors import XSS_VECTORS
 
 pytest_plugins = ["browser"]
 pytestmark = BROWSER_TEST
@@ -28,11 +29,7 @@ KINDS = {
     "product_reminder": "slidein",
     "chat_help": "chat",
 }
-VECTORS = [
-    line
-    for line in Path("/work/shared/testdata/xss-vectors.txt").read_text("utf-8").splitlines()
-    if line
-]
+VECTORS = XSS_VECTORS
 
 
 def rules() -> str:

@@ -1,6 +1,6 @@
 """Untrusted browser text comes back in a prompt as inert text, never as markup or script.
 
-Every line of /work/shared/testdata/xss-vectors.txt goes in the way a hostile page or visitor
+Every line of shared/testdata/xss-vectors.txt goes in the way a hostile page or visitor
 could put it: as ``identify`` traits and as ``track`` props (and one in the page URL). A rule
 fires on the custom event and a template prints those values in text and attribute
 positions. The prompt then renders in Chromium, where ``window.__cw_xss`` must stay undefined.
@@ -18,12 +18,12 @@ from playwright.async_api import Page, expect
 from browser import BROWSER_TEST, Serve, prompt_host, session_id
 from conftest import LiveServer
 from harness import write
+from vectors import XSS_VECTORS
 
 pytest_plugins = ["browser"]
 pytestmark = BROWSER_TEST
 
-VECTORS_FILE = Path("/work/shared/testdata/xss-vectors.txt")
-VECTORS = [line for line in VECTORS_FILE.read_text(encoding="utf-8").splitlines() if line]
+VECTORS = XSS_VECTORS
 BATCH = 12  # vectors per page load: one prompt, one session each
 BATCHES = [VECTORS[i : i + BATCH] for i in range(0, len(VECTORS), BATCH)]
 

@@ -27,14 +27,11 @@ from cuewire.filters import (
 )
 from cuewire.render import Catalog, full_context, make_environment
 from harness import write
+from vectors import XSS_VECTORS
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
-VECTORS = [
-    line
-    for line in Path("/work/shared/testdata/xss-vectors.txt").read_text("utf-8").splitlines()
-    if line
-]
+VECTORS = XSS_VECTORS
 NOW = 1_764_000_000_000
 STARTER_KIT = {
     "modal",

@@ -50,6 +50,7 @@ class Runtime:
         self._seen = _fingerprint(rules_dir, templates_dir)
         self.last_error: str | None = None
         self.generation = 1
+        self._reloading = asyncio.Lock()  # two overlapping reloads must not let the older win
 
     def engine(self) -> Engine:
         return self._loaded.engine
@@ -59,6 +60,10 @@ class Runtime:
 
     async def reload_if_changed(self) -> bool:
         """Reload off the event loop when a file changed; True when a new set went live."""
+        async with self._reloading:
+            return await self._reload_if_changed()
+
+    async def _reload_if_changed(self) -> bool:
         seen = await asyncio.to_thread(_fingerprint, self.rules_dir, self.templates_dir)
         if seen == self._seen:
             return False
