@@ -7,8 +7,10 @@ import asyncio
 import dataclasses
 import json
 import logging
+import secrets
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .errors import ConfigError, CuewireError, SourceError
@@ -130,8 +132,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         templates_dir=args.templates or shipped("templates"),
         demo_site_dir=shipped("demo-site"),
     )
+    if not settings.admin_password:  # a fresh one per run, never a built-in default
+        settings = replace(settings, admin_password=secrets.token_urlsafe(9))
     origins = [f"http://{h}:{settings.port}" for h in ("127.0.0.1", "localhost", settings.host)]
-    print(f"Cuewire demo shop: http://127.0.0.1:{settings.port}/  (Ctrl+C to stop)", flush=True)
+    base = f"http://127.0.0.1:{settings.port}"
+    print(
+        f"Cuewire demo shop: {base}/\n"
+        f"QA view: {base}/qa   studio: {base}/studio   "
+        f"(user {settings.admin_user}, password {settings.admin_password})\n"
+        "Ctrl+C to stop.",
+        flush=True,
+    )
     _run(settings, Sites.demo(sorted(set(origins))), args.log_level)
     return 0
 

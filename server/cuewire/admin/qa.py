@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 import socketio
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection, Request
@@ -93,23 +92,11 @@ def token_ok(token: object, user: str, password: str, now_ms: int) -> bool:
 # ---------------------------------------------------------------- stream reads
 
 
-def _client(store: RedisStore) -> aioredis.Redis:
-    # The store offers "the latest N" reads; a live tail needs "everything after this id".
-    # Until the store has such a method, read through its client (same keys, keys.py).
-    client: aioredis.Redis = store._r
-    return client
-
-
 async def read_after(
     store: RedisStore, key: str, after: str | None, count: int = 500
 ) -> list[tuple[str, dict[str, str]]]:
     """Stream entries after the id ``after`` (oldest first); the latest BACKLOG when None."""
-    client = _client(store)
-    if after is None:
-        entries = list(reversed(await client.xrevrange(key, count=BACKLOG) or []))
-    else:
-        entries = await client.xrange(key, min=f"({after}", count=count) or []
-    return [(str(i), {str(k): str(v) for k, v in (f or {}).items()}) for i, f in entries]
+    return await store.stream_after(key, after, BACKLOG if after is None else count)
 
 
 def batch_json(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -149,12 +136,12 @@ async def snapshot(ctx: QaContext, site: str, session: str) -> dict[str, Any]:
     visitor = facts.get("visitor", "")
     states = await explain(store, ctx.runtime.engine(), site, session, now)
     recent = await store.recent_events(site, session, 50)
-    scanned = await _client(store).xrevrange(store.keys.audit(site), count=SESSION_AUDIT_SCAN)
-    audit = []
-    for entry_id, raw in reversed(scanned or []):
-        fields = {str(k): str(v) for k, v in (raw or {}).items()}
-        if fields.get("session") == session:
-            audit.append({"id": str(entry_id), **fields})
+    scanned = await store.stream_after(store.keys.audit(site), None, SESSION_AUDIT_SCAN)
+    audit = [
+        {"id": entry_id, **fields}
+        for entry_id, fields in scanned
+        if fields.get("session") == session
+    ]
     return {
         "site": site,
         "session": session,

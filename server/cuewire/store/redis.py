@@ -244,5 +244,16 @@ class RedisStore:
         entries = await self._r.xrevrange(self._k.live(site), count=count) or []
         return [{"id": str(i), **_pairs_of(fields)} for i, fields in reversed(entries)]
 
+    async def stream_after(
+        self, key: str, after: str | None, count: int
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Entries of a stream (audit, live) after the id ``after``, oldest first; without
+        ``after``, the latest ``count``. For tailing: pass the last id seen."""
+        if after is None:
+            entries = list(reversed(await self._r.xrevrange(key, count=count) or []))
+        else:
+            entries = await self._r.xrange(key, min=f"({after}", count=count) or []
+        return [(str(i), _pairs_of(fields)) for i, fields in entries]
+
     async def aclose(self) -> None:
         await self._r.aclose()

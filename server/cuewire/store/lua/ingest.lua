@@ -51,7 +51,7 @@ for e = 1, n do
   end
 end
 if live_max > 0 and #accepted > 0 then
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', live_max, '*', 'session', session_id,
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', live_max, '*', 'at', now, 'session', session_id,
              'visitor', ARGV[6], 'events', '[' .. table.concat(accepted, ',') .. ']')
 end
 if ARGV[5] ~= '' then redis.call('HSET', skey, 'sid', ARGV[5]) end
