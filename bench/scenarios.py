@@ -220,8 +220,8 @@ async def latency(bench: Bench) -> Table:
             warmup_s=p.latency_warmup_s,
             window_s=p.latency_window_s,
             rule=LATENCY_RULE,
-            ack_timeout_s=3 if p.name == "quick" else 10,
-            drain_s=2 if p.name == "quick" else 5,
+            ack_timeout_s=2 if p.name == "quick" else 10,
+            drain_s=1.5 if p.name == "quick" else 5,
             connect_rate=1000,
             tag=f"lat{n}",
         )
@@ -244,6 +244,7 @@ async def latency(bench: Bench) -> Table:
             "rejected": r["rejected"],
             "reasons": r["reasons"],
             "ack_timeouts": r["timeouts"],
+            "resent": r.get("resent", 0),
             "cpu": run.cpu,
         }
         levels[str(n)] = figures
@@ -271,6 +272,8 @@ async def latency(bench: Bench) -> Table:
             trouble.append(f"no ack within {cfg['ack_timeout_s']} s: {r['timeouts']}")
         if r["skipped"]:
             trouble.append(f"ticks skipped (4 in flight): {r['skipped']}")
+        if r.get("resent"):
+            trouble.append(f"qualifying events resent: {r['resent']}")
         if trouble:
             table.add(f"{n:,} sessions: trouble", "; ".join(trouble))
         _generator_row(table, f"{n:,} sessions", run.cpu)
