@@ -46,7 +46,7 @@ def _rules_table(plan: Any) -> Any:
     from .report import Table, at_least, at_most
 
     env = {**os.environ, "PYTHONPATH": TREE.pythonpath}
-    budget = "2" if plan.name == "quick" else "6"
+    budget = "1.5" if plan.name == "quick" else "6"
     argv = [sys.executable, "-m", "bench.rulescale", "--events", str(plan.rule_events)]
     argv += ["--counts", ",".join(map(str, plan.rule_counts)), "--budget", budget]
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=True)

@@ -183,7 +183,7 @@ async def profile(bench: Bench, out: Path) -> Table:
         batch=p.ingest_batch,
         max_rate_per_session=RATE_PER_SESSION,
         in_flight=p.ingest_in_flight,
-        warmup_s=1.5,
+        warmup_s=1,
         duration_s=p.profile_s + 1,
         connect_rate=1000,
         tag="prof",

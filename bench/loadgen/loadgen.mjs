@@ -224,8 +224,8 @@ async function latency(sessions) {
       const ev = fire ? s.event({ type: "exit_intent" }) : s.next();
       if (fire) sentAt = now();
       // the qualifying event is resent (same seq) after 1 s when the server asks for it
-      // later, up to 3 times, as docs/protocol.md says a client does; its sample still
-      // counts from the first send
+      // later, up to `resend_tries` times, as docs/protocol.md says a client does; its sample
+      // still counts from the first send
       const attempt = async (tries) => {
         inFlight++;
         counts.sent++;
@@ -242,7 +242,7 @@ async function latency(sessions) {
         }
         if (k >= cfg.warmup_s) ackMs.push(round(ms));
         const later = ack.rejected.some((r) => /^(rate limit|store unavailable)/.test(r.reason));
-        if (fire && later && tries < 3) {
+        if (fire && later && tries < cfg.resend_tries) {
           counts.resent++;
           await sleep(1000);
           await attempt(tries + 1);
