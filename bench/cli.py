@@ -117,7 +117,8 @@ async def wait_quiet(limit_s: float, own: list[int]) -> float:
         meter = CpuMeter({str(pid): pid for pid in own})
         a = meter.sample()
         await asyncio.sleep(2)
-        others = CpuMeter.between(a, meter.sample())["others_pct_core"]
+        cpu = CpuMeter.between(a, meter.sample())
+        others = cpu["others_pct_core"] + cpu["steal_pct_core"]
         if others < 20 or time.monotonic() >= deadline:
             return others
         print(f"   waiting for a quiet machine: other processes at {others:.0f}% of a core")
@@ -194,8 +195,8 @@ async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: fl
     busiest = out["run"]["other_processes_pct_core_max"]
     if busiest > 25:
         print(
-            f"warning: other processes used up to {busiest:.0f}% of a core during measured"
-            " windows (of 200%): figures are pessimistic; rerun on a quiet machine"
+            f"warning: other processes and hypervisor steal took up to {busiest:.0f}% of a core"
+            " during measured windows (of 200%): figures are pessimistic; rerun when quiet"
         )
     if keep:
         print(f"logs in {workdir}")

@@ -59,7 +59,7 @@ class Tree:
 
 
 TREE = Tree(ROOT, "work tree")
-OTHERS: list[float] = []  # CPU of other processes in every measured window, % of one core
+OTHERS: list[float] = []  # CPU of others (processes, hypervisor steal) per window, % of a core
 
 
 class BenchError(Exception):
@@ -202,6 +202,7 @@ class CpuSample:
     wall: float
     procs: dict[str, float]
     machine_busy: float
+    steal: float  # time the hypervisor gave this VM's CPUs to others
 
 
 @dataclass
@@ -220,7 +221,7 @@ class CpuMeter:
                 continue
         m = psutil.cpu_times()
         busy = m.user + m.system + m.nice + getattr(m, "irq", 0) + getattr(m, "softirq", 0)
-        return CpuSample(time.monotonic(), procs, busy)
+        return CpuSample(time.monotonic(), procs, busy, getattr(m, "steal", 0.0))
 
     @staticmethod
     def between(a: CpuSample, b: CpuSample) -> dict[str, float]:
@@ -235,6 +236,7 @@ class CpuMeter:
         ours = sum(v for k, v in out.items() if k.endswith("_pct_core"))
         out["machine_busy_pct"] = round(busy / cores, 1)
         out["others_pct_core"] = round(max(0.0, busy - ours), 1)  # processes not of this run
+        out["steal_pct_core"] = round(100 * (b.steal - a.steal) / wall, 1)
         out["window_s"] = round(wall, 2)
         return out
 
@@ -286,7 +288,7 @@ async def run_loadgen(
             start = meter.sample()
         elif kind == "measure_end" and start is not None:
             cpu = CpuMeter.between(start, meter.sample())
-            OTHERS.append(cpu["others_pct_core"])
+            OTHERS.append(cpu["others_pct_core"] + cpu["steal_pct_core"])
         elif kind == "connected":
             connected = line
             if line["failures"]:

@@ -29,6 +29,8 @@ RATE_PER_SESSION = 45  # events/s, under the server's 50/s per connection
 
 def _cpu_note(cpu: dict[str, float]) -> str:
     parts = [f"{k.removesuffix('_pct_core')} {v:.0f}%" for k, v in cpu.items() if "pct_core" in k]
+    if "steal_pct_core" in cpu:  # time the hypervisor gave to other machines
+        parts[-1] = parts[-1].replace("steal", "hypervisor steal")
     return f"CPU (% of one core): {', '.join(parts)}"
 
 
