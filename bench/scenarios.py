@@ -63,14 +63,12 @@ async def _idle_rss(
     await run_loadgen(warm, meter, close_when_connected, bench.log("loadgen"))
     await asyncio.sleep(1)
     before = server.rss()
-    redis_before = bench.redis.stats()["used_memory"]
     seen: dict[str, float] = {}
 
     async def measure(line: dict[str, Any], proc: Any) -> None:
         if line["t"] == "connected":
             await asyncio.sleep(2)
             seen["rss"] = server.rss()
-            seen["redis"] = bench.redis.stats()["used_memory"]
             seen["connected"] = line["sessions"]
             seen["connect_s"] = line["seconds"]
             proc.stdin.write(b"close\n")
@@ -85,7 +83,6 @@ async def _idle_rss(
         "rss_before_mb": round(before / 2**20, 1),
         "rss_after_mb": round(seen["rss"] / 2**20, 1),
         "kb_per_connection": round((seen["rss"] - before) / conns / 1024, 2),
-        "redis_bytes_per_connection": round((seen["redis"] - redis_before) / conns),
         "connect_per_s": round(conns / max(seen["connect_s"], 1e-9)),
     }
 
