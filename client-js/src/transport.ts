@@ -120,6 +120,11 @@ export function createTransport(opts: TransportOptions): Transport {
       keep.push(...batch);
     } else {
       for (const r of ack.rejected || []) {
+        // index -1: the whole batch ("store unavailable, resend later"): keep all of it.
+        if (r.index < 0 && /resend later/.test(r.reason)) {
+          keep.push(...batch);
+          break;
+        }
         const event = batch[r.index];
         // Past the rate limit the server asks for the event later; anything else is invalid
         // and resending it would not help.

@@ -113,7 +113,7 @@ class Gateway:
         )
         self._metrics.connections.inc()
         info = SessionInfo(opened.session, parsed.visitor, opened.returning)
-        await self._sio.emit("session", msgspec.to_builtins(info), to=sid)
+        await self._sio.emit("session", msgspec.to_builtins(info), to=sid, ignore_queue=True)
 
     def _within_rate(
         self, conn: Connection, batch: list[Any], now: int

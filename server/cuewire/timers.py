@@ -60,31 +60,39 @@ class TimerLoop:
     async def run(self) -> None:
         backoff = self._poll_s
         while not self._stopping.is_set():
+            pause = self._poll_s
             try:
-                fired = await self.tick()
+                fired, next_due = await self.tick()
                 self._set_healthy(True)
                 backoff = self._poll_s
+                if next_due is not None:  # sleep to the next deadline, polling at least this often
+                    pause = min(pause, max(0.0, (next_due - self._clock.now_ms()) / 1000))
             except StoreError as exc:
                 self._on_store_error()
                 self._set_healthy(False, exc)
-                backoff = min(backoff * 2, 5.0)
+                backoff = pause = min(backoff * 2, 5.0)
                 fired = 0
-            if fired < CLAIM_BATCH:
+            if fired < CLAIM_BATCH and pause > 0:
                 with contextlib.suppress(TimeoutError):
-                    pause = backoff * random.uniform(0.8, 1.0)
-                    await asyncio.wait_for(self._stopping.wait(), pause)
+                    await asyncio.wait_for(self._stopping.wait(), pause * random.uniform(0.9, 1.0))
 
-    async def tick(self) -> int:
-        """Claim and fire what is due now; return how many timers were claimed."""
+    async def tick(self) -> tuple[int, int | None]:
+        """Claim and fire what is due now: how many timers were claimed, and the next deadline.
+
+        Fired concurrently: one slow session does not hold up the others."""
         now = self._clock.now_ms()
-        claimed = await self._store.claim_due(now, CLAIM_BATCH)
-        for timer, due_ms in claimed:
+        claimed, next_due = await self._store.claim_due(now, CLAIM_BATCH)
+        for _timer, due_ms in claimed:
             self._on_lateness(max(0, now - due_ms))
-            try:
-                await self._fire(timer, due_ms)
-            except Exception:
-                log.exception("timer %s of session %s failed", timer.rule, timer.session)
-        return len(claimed)
+        results = await asyncio.gather(
+            *(self._fire(timer, due_ms) for timer, due_ms in claimed), return_exceptions=True
+        )
+        for (timer, _), result in zip(claimed, results, strict=True):
+            if isinstance(result, Exception):
+                log.error(
+                    "timer %s of session %s failed", timer.rule, timer.session, exc_info=result
+                )
+        return len(claimed), next_due
 
     async def _fire(self, timer: Timer, due_ms: int) -> None:
         facts = await self._store.consume(timer)

@@ -24,7 +24,17 @@ class Scope:
 
 
 def evaluate(cond: Condition, lookup: Scope) -> bool:
-    return first_failure(cond, lookup) is None
+    """Whether ``cond`` holds (the hot path: no explanation is built)."""
+    if cond.all is not UNSET:
+        return all(evaluate(sub, lookup) for sub in cond.all)
+    if cond.any is not UNSET:
+        return any(evaluate(sub, lookup) for sub in cond.any)
+    if cond.not_ is not UNSET:
+        return not evaluate(cond.not_, lookup)
+    if cond.segment is not UNSET:
+        segment = lookup.segments.get(cond.segment)
+        return segment is not None and evaluate(segment, lookup)
+    return _holds(cond, lookup.get(str(cond.fact)))
 
 
 def first_failure(cond: Condition, lookup: Scope) -> str | None:

@@ -256,7 +256,9 @@ class Engine:
                 batch.cancel(rule)
         elif role is Role.START and t.absence is not UNSET:
             if matches(t.absence.after, event):
-                batch.schedule(rule, now_ms + duration_ms(t.absence.within))
+                batch.cancel(rule)
+                if self.eligible(rule, view):  # checked again when the deadline falls due
+                    batch.schedule(rule, now_ms + duration_ms(t.absence.within))
         elif role is Role.STEP and t.sequence is not UNSET:
             fire = self._step(batch, rule, event, now_ms)
         elif role is Role.COUNT and t.count is not UNSET:

@@ -12,6 +12,8 @@ from .base import Store
 from .redis import RedisStore
 
 MEMORY_URL = "memory://"
+POOL_SIZE = 64
+POOL_WAIT_S = 5.0
 
 
 def open_store(settings: Settings) -> RedisStore:
@@ -25,7 +27,11 @@ def open_store(settings: Settings) -> RedisStore:
             server=fakeredis.FakeServer(), decode_responses=True
         )
     elif scheme in {"redis", "rediss", "unix"}:
-        client = aioredis.from_url(url, decode_responses=True)
+        # Wait for a free connection instead of failing when many batches are in flight.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_S
+        )
+        client = aioredis.Redis(connection_pool=pool)
     else:
         raise ConfigError(
             f"unsupported store URL {url!r}: use redis://HOST:PORT/DB, rediss://, unix:// "

@@ -123,6 +123,11 @@ class RedisStore:
     async def apply(self, actions: list[Action]) -> list[str]:
         if not actions:
             return []
+        if len(actions) == 1 and isinstance(actions[0], Claim):  # one EVALSHA, no pipeline
+            try:
+                return [str(await self._claim_into(self._r, actions[0]))]
+            except RedisError as exc:
+                raise StoreError(f"cannot claim a firing: {exc}") from exc
         pipe = self._r.pipeline(transaction=False)
         for action in actions:
             if isinstance(action, Schedule):
@@ -157,8 +162,8 @@ class RedisStore:
             pos += 2 if isinstance(action, Schedule | Cancel) else 1
         return verdicts
 
-    async def _claim_into(self, pipe: Any, c: Claim) -> None:
-        await self._governance(
+    async def _claim_into(self, client: Any, c: Claim) -> Any:
+        return await self._governance(
             keys=[self._k.session(c.site, c.session), self._k.visitor(c.site, c.visitor)],
             args=[
                 c.rule,
@@ -175,18 +180,21 @@ class RedisStore:
                 c.dismiss_count,
                 c.dismiss_pause_ms,
             ],
-            client=pipe,
+            client=client,
         )
 
-    async def claim_due(self, now_ms: int, limit: int) -> list[tuple[Timer, int]]:
+    async def claim_due(
+        self, now_ms: int, limit: int
+    ) -> tuple[list[tuple[Timer, int]], int | None]:
         try:
             members = await self._claim(keys=[self._k.timers()], args=[now_ms, limit])
         except RedisError as exc:
             raise StoreError(f"cannot claim timers: {exc}") from exc
-        return [
+        claimed = [
             (Timer.from_member(members[i]), int(float(members[i + 1])))
-            for i in range(0, len(members), 2)
+            for i in range(1, len(members), 2)
         ]
+        return claimed, int(float(members[0])) if members[0] else None
 
     async def consume(self, timer: Timer) -> tuple[Facts, Facts] | None:
         keys = [
