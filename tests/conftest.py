@@ -34,6 +34,21 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def wait_healthy(url: str, seconds: float, alive: Callable[[], bool]) -> None:
+    """Poll ``url``/healthz until it answers 200; fail early when ``alive()`` turns false."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the server at {url} stopped while starting")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the server at {url} did not become healthy in {seconds:g} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -157,15 +172,8 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("the server did not start")
+        wait_healthy(self.url, 15, self.thread.is_alive)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True

@@ -6,12 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from conftest import free_port
+from conftest import free_port, wait_healthy
 
 
 class ServerProcess:
@@ -42,18 +39,9 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         env = {**os.environ, "CUEWIRE_TIMER_POLL_S": "0.02"}
-        self.proc = subprocess.Popen(self.args, env=env)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"cuewire serve exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("cuewire serve did not become healthy")
+        proc = self.proc = subprocess.Popen(self.args, env=env)
+        wait_healthy(self.url, 20, lambda: proc.poll() is None)
+        return self
 
     def kill(self) -> None:
         """Stop at once, as a crash would: no graceful shutdown."""

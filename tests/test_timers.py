@@ -8,17 +8,25 @@ import pytest
 
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
-from harness import Harness
+from harness import Harness, VisitorSession
 
 PRODUCT = "http://shop.test/product/boots"
+
+
+async def on_a_product_page(
+    store: RedisStore, settings: Settings
+) -> tuple[Harness, VisitorSession]:
+    """A visitor who just opened a product page: the 1 s hesitation deadline is running."""
+    h = Harness(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    return h, v
 
 
 async def test_hesitation_fires_when_its_deadline_passes(
     store: RedisStore, settings: Settings
 ) -> None:
-    h = Harness(store, settings)
-    v = await h.visit()
-    await v.send("page_view", PRODUCT)
+    h, _v = await on_a_product_page(store, settings)
     await h.pass_time(0.9)
     assert h.shown == []
     await h.pass_time(0.1)
@@ -29,9 +37,7 @@ async def test_hesitation_fires_when_its_deadline_passes(
 async def test_the_awaited_event_cancels_the_deadline(
     store: RedisStore, settings: Settings
 ) -> None:
-    h = Harness(store, settings)
-    v = await h.visit()
-    await v.send("page_view", PRODUCT)
+    h, v = await on_a_product_page(store, settings)
     await v.send("custom", PRODUCT, name="add_to_cart")
     await h.pass_time(60)
     assert h.shown == []
@@ -40,9 +46,7 @@ async def test_the_awaited_event_cancels_the_deadline(
 async def test_a_page_scoped_deadline_dies_with_its_page_even_in_a_spa(
     store: RedisStore, settings: Settings
 ) -> None:
-    h = Harness(store, settings)
-    v = await h.visit()
-    await v.send("page_view", PRODUCT)
+    h, v = await on_a_product_page(store, settings)
     await h.pass_time(0.5)
     await v.send("page_view", "http://shop.test/cart", spa=True)
     await h.pass_time(60)
@@ -52,9 +56,7 @@ async def test_a_page_scoped_deadline_dies_with_its_page_even_in_a_spa(
 async def test_moving_to_another_product_restarts_the_deadline(
     store: RedisStore, settings: Settings
 ) -> None:
-    h = Harness(store, settings)
-    v = await h.visit()
-    await v.send("page_view", PRODUCT)
+    h, v = await on_a_product_page(store, settings)
     await h.pass_time(0.6)
     await v.send("page_view", "http://shop.test/product/tent")
     await h.pass_time(0.6)
@@ -69,9 +71,7 @@ async def test_a_pending_deadline_survives_a_server_restart(
 ) -> None:
     if settings.redis_url is None:
         pytest.skip("the embedded store lives and dies with its process, by design")
-    h = Harness(store, settings)
-    v = await h.visit()
-    await v.send("page_view", PRODUCT)
+    h, _v = await on_a_product_page(store, settings)
     restarted_store = open_store(settings)
     try:
         after = Harness(restarted_store, settings, clock=h.clock)
@@ -84,9 +84,7 @@ async def test_a_pending_deadline_survives_a_server_restart(
 async def test_two_processes_claiming_the_same_deadline_fire_it_once(
     store: RedisStore, settings: Settings
 ) -> None:
-    h = Harness(store, settings)
-    v = await h.visit()
-    await v.send("page_view", PRODUCT)
+    h, _v = await on_a_product_page(store, settings)
     other = open_store(settings) if settings.redis_url else store
     try:
         second = Harness(other, settings, clock=h.clock)
@@ -101,9 +99,7 @@ async def test_two_processes_claiming_the_same_deadline_fire_it_once(
 async def test_a_due_prompt_waits_for_a_tab_to_reconnect(
     store: RedisStore, settings: Settings
 ) -> None:
-    h = Harness(store, settings)
-    v = await h.visit()
-    await v.send("page_view", PRODUCT)
+    h, v = await on_a_product_page(store, settings)
     await store.release_socket("test-site", v.origin.session, v.origin.sid)
     await h.pass_time(1)
     assert h.shown == []
@@ -115,9 +111,7 @@ async def test_a_due_prompt_waits_for_a_tab_to_reconnect(
 async def test_a_due_prompt_is_dropped_when_no_tab_returns(
     store: RedisStore, settings: Settings
 ) -> None:
-    h = Harness(store, settings)
-    v = await h.visit()
-    await v.send("page_view", PRODUCT)
+    h, v = await on_a_product_page(store, settings)
     await store.release_socket("test-site", v.origin.session, v.origin.sid)
     await h.pass_time(60)
     assert h.shown == []
