@@ -56,23 +56,17 @@ class FactChanges:
     visitor_incr: list[str] = field(default_factory=list)
     visitor_set: dict[str, str] = field(default_factory=dict)
 
-    def flat(self) -> list[str]:
-        """Encode for the ingest script (see store/lua/ingest.lua)."""
-        out: list[str] = []
-        for counters, mapping in (
-            (self.incr, None),
-            (None, self.set),
-            (None, self.setnx),
-            (self.visitor_incr, None),
-            (None, self.visitor_set),
-        ):
-            if counters is not None:
-                out += [str(len(counters)), *counters]
-            elif mapping is not None:
-                out.append(str(len(mapping)))
-                for k, v in mapping.items():
-                    out += [k, v]
-        return out
+    def encoded(self, seq: int, event_json: str) -> list[Any]:
+        """One event's entry of the ingest script's batch (see store/lua/ingest.lua)."""
+        return [
+            seq,
+            event_json,
+            self.incr,
+            self.set,
+            self.setnx,
+            self.visitor_incr,
+            self.visitor_set,
+        ]
 
 
 def path_of(url: str) -> str:

@@ -100,13 +100,14 @@ class RedisStore:
             self._s.recent_events,
             socket_id,
             visitor,
-            len(events),
             self._s.live_stream_max,
             session,
         ]
-        for event, change in zip(events, changes, strict=True):
-            args += [event["seq"], json.dumps(event, separators=(",", ":"))]
-            args += change.flat()
+        batch = [
+            change.encoded(event["seq"], json.dumps(event, separators=(",", ":")))
+            for event, change in zip(events, changes, strict=True)
+        ]
+        args.append(json.dumps(batch, separators=(",", ":")))
         keys = [
             self._k.session(site, session),
             self._k.recent(site, session),

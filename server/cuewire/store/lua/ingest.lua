@@ -1,62 +1,60 @@
 -- Apply one batch of events to a session in one round trip.
 -- KEYS: session hash, recent-events list, seen-seq zset, visitor hash, live stream
--- ARGV: now_ms, session_ttl_s, visitor_ttl_s, keep_recent, socket_id, visitor_id, n_events,
+-- ARGV: now_ms, session_ttl_s, visitor_ttl_s, keep_recent, socket_id, visitor_id,
 --       live stream max length (0: no live stream), session id,
---       then per event: seq, event JSON, and its fact changes as encoded by facts.py:
---       n_incr, fields..., n_set, (field, value)..., n_setnx, (field, value)...,
---       n_visitor_incr, fields..., n_visitor_set, (field, value)...
+--       then one JSON array with, per event, [seq, event JSON, incr, set, setnx, visitor_incr,
+--       visitor_set] as facts.py encodes its changes (lists of fields, maps of field -> value)
+-- Changes of new events are merged (counters summed, last set wins, first setnx wins) and
+-- written once per field; resent events (a seq already seen from this tab) change nothing.
 -- Returns {fresh flags (1 new, 0 resent), session hash (flat), visitor hash (flat)}
 local skey, ekey, qkey, vkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local n = tonumber(ARGV[7])
-local live_max, session_id = tonumber(ARGV[8]), ARGV[9]
-local i = 10
-local fresh = {}
-local accepted = {}
-redis.call('HSETNX', skey, 'visitor', ARGV[6])
-redis.call('HSETNX', skey, 'started', now)
-for e = 1, n do
-  local seq, json = ARGV[i], ARGV[i + 1]
-  i = i + 2
+local live_max, session_id = tonumber(ARGV[7]), ARGV[8]
+local batch = cjson.decode(ARGV[9])
+local fresh, accepted = {}, {}
+local incr, set, setnx, vincr, vset = {}, {}, {}, {}, {}
+
+local function add(counters, fields)
+  for _, f in ipairs(fields) do counters[f] = (counters[f] or 0) + 1 end
+end
+local function put(target, fields, first_wins)
+  for f, v in pairs(fields) do
+    if not (first_wins and target[f]) then target[f] = v end
+  end
+end
+
+for e, ev in ipairs(batch) do
+  local seq = ev[1]
   local is_new = redis.call('ZADD', qkey, 'NX', seq, seq)
   fresh[e] = is_new
-  local count = tonumber(ARGV[i]); i = i + 1
-  for _ = 1, count do
-    if is_new == 1 then redis.call('HINCRBY', skey, ARGV[i], 1) end
-    i = i + 1
-  end
-  for pass = 1, 2 do
-    count = tonumber(ARGV[i]); i = i + 1
-    for _ = 1, count do
-      if is_new == 1 then
-        if pass == 1 then redis.call('HSET', skey, ARGV[i], ARGV[i + 1])
-        else redis.call('HSETNX', skey, ARGV[i], ARGV[i + 1]) end
-      end
-      i = i + 2
-    end
-  end
-  count = tonumber(ARGV[i]); i = i + 1
-  for _ = 1, count do
-    if is_new == 1 then redis.call('HINCRBY', vkey, ARGV[i], 1) end
-    i = i + 1
-  end
-  count = tonumber(ARGV[i]); i = i + 1
-  for _ = 1, count do
-    if is_new == 1 then redis.call('HSET', vkey, ARGV[i], ARGV[i + 1]) end
-    i = i + 2
-  end
   if is_new == 1 then
-    redis.call('LPUSH', ekey, json)
-    accepted[#accepted + 1] = json
+    add(incr, ev[3]); put(set, ev[4], false); put(setnx, ev[5], true)
+    add(vincr, ev[6]); put(vset, ev[7], false)
+    accepted[#accepted + 1] = ev[2]
   end
 end
-if live_max > 0 and #accepted > 0 then
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', live_max, '*', 'at', now, 'session', session_id,
-             'visitor', ARGV[6], 'events', '[' .. table.concat(accepted, ',') .. ']')
+
+redis.call('HSETNX', skey, 'visitor', ARGV[6])
+redis.call('HSETNX', skey, 'started', now)
+for f, n in pairs(incr) do redis.call('HINCRBY', skey, f, n) end
+for f, v in pairs(setnx) do redis.call('HSETNX', skey, f, v) end
+local flat = {}
+for f, v in pairs(set) do flat[#flat + 1] = f; flat[#flat + 1] = v end
+if ARGV[5] ~= '' then flat[#flat + 1] = 'sid'; flat[#flat + 1] = ARGV[5] end
+if #flat > 0 then redis.call('HSET', skey, unpack(flat)) end
+for f, n in pairs(vincr) do redis.call('HINCRBY', vkey, f, n) end
+flat = {'last_seen', now}
+for f, v in pairs(vset) do flat[#flat + 1] = f; flat[#flat + 1] = v end
+redis.call('HSET', vkey, unpack(flat))
+
+if #accepted > 0 then
+  redis.call('LPUSH', ekey, unpack(accepted))
+  redis.call('LTRIM', ekey, 0, keep - 1)
+  if live_max > 0 then
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', live_max, '*', 'at', now, 'session', session_id,
+               'visitor', ARGV[6], 'events', '[' .. table.concat(accepted, ',') .. ']')
+  end
 end
-if ARGV[5] ~= '' then redis.call('HSET', skey, 'sid', ARGV[5]) end
-redis.call('HSET', vkey, 'last_seen', now)
-redis.call('LTRIM', ekey, 0, keep - 1)
 redis.call('ZREMRANGEBYRANK', qkey, 0, -1025)
 for _, k in ipairs({skey, ekey, qkey}) do redis.call('EXPIRE', k, sttl + 300) end  -- + grace
 redis.call('EXPIRE', vkey, vttl)
