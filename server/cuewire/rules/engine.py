@@ -63,6 +63,13 @@ def matches(match: Match, event: dict[str, Any]) -> bool:
     return evaluate(match.where, Scope(lambda name: walk(event, name.split("."))))
 
 
+def index_key(match: Match) -> str:
+    """Where a pattern is indexed: by event type, and custom events also by name."""
+    if match.type == "custom" and isinstance(match.name, str):
+        return f"custom:{match.name}"
+    return match.type
+
+
 def _distinct_facts(cond: Condition | None, found: dict[str, set[str]]) -> None:
     """Collect ``session.distinct.<name>.<prop>`` facts so ingest records those values."""
     if cond is None:
@@ -102,28 +109,42 @@ class RuleSet:
             _distinct_facts(segment, found)
         self.distinct = {name: frozenset(props) for name, props in found.items()}
         for entries in self.by_type.values():
-            entries.sort(key=lambda entry: entry[1] is Role.START)
+            entries.sort(key=self._order)
 
     def _index(self, rule: Rule) -> None:
         t = rule.trigger
         if t.event is not UNSET:
-            self.by_type[t.event.type].append((rule, Role.TRIGGER))
+            self.by_type[index_key(t.event)].append((rule, Role.TRIGGER))
         elif t.absence is not UNSET:
             # cancel first, so an event that both stops and restarts a timer restarts it
-            self.by_type[t.absence.missing.type].append((rule, Role.STOP))
-            self.by_type[t.absence.after.type].append((rule, Role.START))
+            self.by_type[index_key(t.absence.missing)].append((rule, Role.STOP))
+            self.by_type[index_key(t.absence.after)].append((rule, Role.START))
             if t.absence.scope == "page":
                 self.on_page_view.append(rule)
         elif t.sequence is not UNSET:
-            for step_type in {step.type for step in t.sequence.steps}:
-                self.by_type[step_type].append((rule, Role.STEP))
+            for key in {index_key(step) for step in t.sequence.steps}:
+                self.by_type[key].append((rule, Role.STEP))
         elif t.count is not UNSET:
-            self.by_type[t.count.of.type].append((rule, Role.COUNT))
+            self.by_type[index_key(t.count.of)].append((rule, Role.COUNT))
         elif t.dwell is not UNSET:
             self.on_page_view.append(rule)
             self.dwell.append(rule)
         else:  # facts, inactivity
             self.on_every_event.append(rule)
+
+    def entries_for(self, event: dict[str, Any]) -> list[tuple[Rule, Role]]:
+        """The rules an event can change: those of its type, and for a custom event those of
+        its name, in priority order (cancellations before starts)."""
+        entries = self.by_type.get(event["type"], [])
+        if event["type"] == "custom":
+            named = self.by_type.get(f"custom:{event['name']}")
+            if named:
+                entries = sorted([*entries, *named], key=self._order)
+        return entries
+
+    @staticmethod
+    def _order(entry: tuple[Rule, Role]) -> tuple[bool, int]:
+        return entry[1] is Role.START, -entry[0].priority
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -200,7 +221,7 @@ class Engine:
                 self._release_queued(batch, view, now_ms)
             for rule in self.rules.on_every_event:
                 self._every_event(batch, rule, event, view, now_ms)
-            for rule, role in self.rules.by_type.get(event["type"], ()):
+            for rule, role in self.rules.entries_for(event):
                 self._by_role(batch, rule, role, event, view, now_ms)
         return batch.decision
 
