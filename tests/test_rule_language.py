@@ -303,3 +303,32 @@ async def test_a_delayed_prompt_never_lands_on_a_page_it_does_not_target(make) -
     await v.send("page_view", f"{SHOP}/blog/a", spa=True)
     await h.pass_time(60)
     assert h.rules_shown == []
+
+
+def test_rules_are_indexed_by_the_events_that_can_change_them() -> None:
+    from cuewire.rules.engine import Role, RuleSet
+    from cuewire.rules.model import Rule
+
+    def rule(rule_id: str, trigger: dict[str, Any]) -> Rule:
+        return msgspec.convert({"id": rule_id, "trigger": trigger, "set": [{"name": "x"}]}, Rule)
+
+    rules = RuleSet(
+        [
+            rule("deep", {"facts": {"fact": "page.scroll", "gte": 75}}),
+            rule("fan", {"facts": {"fact": "session.custom.product_view", "gte": 5}}),
+            rule("long", {"facts": {"fact": "session.seconds", "gte": 600}}),
+            rule("cart", {"event": {"type": "custom", "name": "add_to_cart"}}),
+        ]
+    )
+    assert [r.id for r in rules.on_every_event] == ["long"]  # time passes with every event
+    keys = {
+        key
+        for key, entries in rules.by_type.items()
+        for r, role in entries
+        if r.id in ("deep", "fan") and role is Role.FACTS
+    }
+    assert keys == {"scroll", "page_view", "custom:product_view"}
+    click = {"type": "click", "url": "u", "selector": "a"}
+    assert rules.entries_for(click) == []
+    view = {"type": "custom", "name": "product_view", "url": "u"}
+    assert [r.id for r, _ in rules.entries_for(view)] == ["fan"]

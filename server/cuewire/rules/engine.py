@@ -35,6 +35,7 @@ class Role(Enum):
     STOP = "stop"  # cancels an absence timer
     STEP = "step"  # a step of a sequence
     COUNT = "count"  # counted in a sliding window
+    FACTS = "facts"  # may change a fact a facts trigger reads
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,49 @@ def index_key(match: Match) -> str:
     if match.type == "custom" and isinstance(match.name, str):
         return f"custom:{match.name}"
     return match.type
+
+
+def fact_sources(name: str) -> set[str] | None:
+    """The index keys of the events that can change fact ``name``; None when any event (or
+    the passing of time, or another rule) can."""
+    scope, _, rest = name.partition(".")
+    head, _, tail = rest.partition(".")
+    custom = f"custom:{tail.partition('.')[0]}"
+    sources: dict[tuple[str, str], set[str]] = {
+        ("page", "url"): {"page_view"},
+        ("page", "path"): {"page_view"},
+        ("page", "query"): {"page_view"},
+        ("page", "scroll"): {"scroll", "page_view"},
+        ("session", "count"): {tail},
+        ("session", "custom"): {custom},
+        ("session", "last"): {custom},
+        ("session", "distinct"): {custom},
+        ("session", "pages"): {"page_view"},
+        ("session", "landing"): {"page_view"},
+        ("session", "referrer"): {"page_view"},
+        ("session", "utm"): {"page_view"},
+        ("visitor", "traits"): {"identify"},
+        ("visitor", "user_id"): {"identify"},
+        ("visitor", "custom"): {custom},
+    }
+    return sources.get((scope, head))
+
+
+def condition_sources(cond: Condition, segments: dict[str, Condition]) -> set[str] | None:
+    """Union of :func:`fact_sources` over a condition's facts; None if any fact is unbound."""
+    if isinstance(cond.fact, str):
+        return fact_sources(cond.fact)
+    if isinstance(cond.segment, str):
+        segment = segments.get(cond.segment)
+        return None if segment is None else condition_sources(segment, segments)
+    parts = [*(cond.all or []), *(cond.any or [])] + ([cond.not_] if cond.not_ is not UNSET else [])
+    keys: set[str] = set()
+    for part in parts:
+        found = condition_sources(part, segments)
+        if found is None:
+            return None
+        keys |= found
+    return keys
 
 
 def _distinct_facts(cond: Condition | None, found: dict[str, set[str]]) -> None:
@@ -129,7 +173,14 @@ class RuleSet:
         elif t.dwell is not UNSET:
             self.on_page_view.append(rule)
             self.dwell.append(rule)
-        else:  # facts, inactivity
+        elif t.facts is not UNSET:
+            keys = condition_sources(t.facts, self.segments)
+            if keys is None:
+                self.on_every_event.append(rule)
+            else:  # a new page re-checks it too (true since an earlier session, say)
+                for key in keys | {"page_view"}:
+                    self.by_type[key].append((rule, Role.FACTS))
+        else:  # inactivity: any activity moves its deadline
             self.on_every_event.append(rule)
 
     def entries_for(self, event: dict[str, Any]) -> list[tuple[Rule, Role]]:
@@ -284,6 +335,8 @@ class Engine:
             fire = self._step(batch, rule, event, now_ms)
         elif role is Role.COUNT and t.count is not UNSET:
             fire = self._count(batch, rule, event, now_ms)
+        elif role is Role.FACTS and t.facts is not UNSET:
+            fire = evaluate(t.facts, view.scope)
         if fire and self.eligible(rule, view):
             batch.decision.candidates.append(Candidate(rule, view, t.kind, now_ms))
 
