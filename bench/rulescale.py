@@ -19,7 +19,8 @@ import msgspec
 import yaml
 
 from cuewire.facts import changes_for
-from cuewire.rules.engine import Engine, RuleSet
+from cuewire.rules.engine import Engine
+from cuewire.rules.index import RuleSet
 from cuewire.rules.model import Rule
 from cuewire.store.base import Cancel, Put, Schedule
 

@@ -306,7 +306,7 @@ async def test_a_delayed_prompt_never_lands_on_a_page_it_does_not_target(make) -
 
 
 def test_rules_are_indexed_by_the_events_that_can_change_them() -> None:
-    from cuewire.rules.engine import Role, RuleSet
+    from cuewire.rules.index import Role, RuleSet
     from cuewire.rules.model import Rule
 
     def rule(rule_id: str, trigger: dict[str, Any]) -> Rule:

@@ -40,7 +40,8 @@ import msgspec
 from .errors import ConfigError
 from .experiments import bucket
 from .protocol import error_reason
-from .rules.engine import Engine, matches
+from .rules.engine import Engine
+from .rules.index import matches
 from .rules.model import Duration, Match, Rule, duration_ms
 from .store.base import Store
 

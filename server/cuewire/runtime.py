@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .errors import SourceError
 from .render import Catalog
-from .rules.engine import Engine, RuleSet
+from .rules.engine import Engine
+from .rules.index import RuleSet
 from .rules.loader import load_rules, rule_files
 
 log = logging.getLogger(__name__)

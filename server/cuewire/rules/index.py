@@ -1,0 +1,175 @@
+"""The rule set, indexed by what each rule depends on: an event touches only the rules it can
+change (its type; a custom event's name; the events that change the facts a ``facts`` trigger
+reads). Also the event patterns rules match."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from enum import Enum
+from typing import Any
+
+from msgspec import UNSET
+
+from .conditions import Scope, evaluate
+from .facts_view import walk
+from .model import Condition, Match, Policy, Rule
+
+DEFAULT_POLICY = Policy()
+
+
+class Role(Enum):
+    """How an event type relates to a rule."""
+
+    TRIGGER = "trigger"  # the event itself fires the rule
+    START = "start"  # starts an absence timer
+    STOP = "stop"  # cancels an absence timer
+    STEP = "step"  # a step of a sequence
+    COUNT = "count"  # counted in a sliding window
+    FACTS = "facts"  # may change a fact a facts trigger reads
+
+
+def matches(match: Match, event: dict[str, Any]) -> bool:
+    if event["type"] != match.type:
+        return False
+    if match.name is not UNSET and event.get("name") != match.name:
+        return False
+    if match.where is UNSET:
+        return True
+    return evaluate(match.where, Scope(lambda name: walk(event, name.split("."))))
+
+
+def index_key(match: Match) -> str:
+    """Where a pattern is indexed: by event type, and custom events also by name."""
+    if match.type == "custom" and isinstance(match.name, str):
+        return f"custom:{match.name}"
+    return match.type
+
+
+def fact_sources(name: str) -> set[str] | None:
+    """The index keys of the events that can change fact ``name``; None when any event (or
+    the passing of time, or another rule) can."""
+    scope, _, rest = name.partition(".")
+    head, _, tail = rest.partition(".")
+    custom = f"custom:{tail.partition('.')[0]}"
+    sources: dict[tuple[str, str], set[str]] = {
+        ("page", "url"): {"page_view"},
+        ("page", "path"): {"page_view"},
+        ("page", "query"): {"page_view"},
+        ("page", "scroll"): {"scroll", "page_view"},
+        ("session", "count"): {tail},
+        ("session", "custom"): {custom},
+        ("session", "last"): {custom},
+        ("session", "distinct"): {custom},
+        ("session", "pages"): {"page_view"},
+        ("session", "landing"): {"page_view"},
+        ("session", "referrer"): {"page_view"},
+        ("session", "utm"): {"page_view"},
+        ("visitor", "traits"): {"identify"},
+        ("visitor", "user_id"): {"identify"},
+        ("visitor", "custom"): {custom},
+    }
+    return sources.get((scope, head))
+
+
+def condition_sources(cond: Condition, segments: dict[str, Condition]) -> set[str] | None:
+    """Union of :func:`fact_sources` over a condition's facts; None if any fact is unbound."""
+    if isinstance(cond.fact, str):
+        return fact_sources(cond.fact)
+    if isinstance(cond.segment, str):
+        segment = segments.get(cond.segment)
+        return None if segment is None else condition_sources(segment, segments)
+    parts = [*(cond.all or []), *(cond.any or [])] + ([cond.not_] if cond.not_ is not UNSET else [])
+    keys: set[str] = set()
+    for part in parts:
+        found = condition_sources(part, segments)
+        if found is None:
+            return None
+        keys |= found
+    return keys
+
+
+def _distinct_facts(cond: Condition | None, found: dict[str, set[str]]) -> None:
+    """Collect ``session.distinct.<name>.<prop>`` facts so ingest records those values."""
+    if cond is None:
+        return
+    for sub in [*(cond.all or []), *(cond.any or [])] + (
+        [cond.not_] if cond.not_ is not UNSET else []
+    ):
+        _distinct_facts(sub, found)
+    if isinstance(cond.fact, str) and cond.fact.startswith("session.distinct."):
+        name, _, prop = cond.fact[len("session.distinct.") :].partition(".")
+        found[name].add(prop)
+
+
+class RuleSet:
+    """Rules indexed by what they depend on: an event touches only the rules it can change."""
+
+    def __init__(
+        self,
+        rules: list[Rule],
+        segments: dict[str, Condition] | None = None,
+        policy: Policy | None = None,
+    ) -> None:
+        self.rules = {rule.id: rule for rule in rules}
+        self.segments = dict(segments or {})
+        self.policy = policy or DEFAULT_POLICY
+        self.by_type: dict[str, list[tuple[Rule, Role]]] = defaultdict(list)
+        self.on_every_event: list[Rule] = []  # facts and inactivity triggers
+        self.on_page_view: list[Rule] = []  # page-scoped absence and dwell: reset per page
+        self.dwell: list[Rule] = []
+        found: dict[str, set[str]] = defaultdict(set)
+        for rule in sorted(rules, key=lambda r: -r.priority):
+            self._index(rule)
+            _distinct_facts(rule.when, found)
+            if rule.trigger.facts is not UNSET:
+                _distinct_facts(rule.trigger.facts, found)
+        for segment in self.segments.values():
+            _distinct_facts(segment, found)
+        self.distinct = {name: frozenset(props) for name, props in found.items()}
+        for entries in self.by_type.values():
+            entries.sort(key=self._order)
+
+    def _index(self, rule: Rule) -> None:
+        t = rule.trigger
+        if t.event is not UNSET:
+            self.by_type[index_key(t.event)].append((rule, Role.TRIGGER))
+        elif t.absence is not UNSET:
+            # cancel first, so an event that both stops and restarts a timer restarts it
+            self.by_type[index_key(t.absence.missing)].append((rule, Role.STOP))
+            self.by_type[index_key(t.absence.after)].append((rule, Role.START))
+            if t.absence.scope == "page":
+                self.on_page_view.append(rule)
+        elif t.sequence is not UNSET:
+            for key in {index_key(step) for step in t.sequence.steps}:
+                self.by_type[key].append((rule, Role.STEP))
+        elif t.count is not UNSET:
+            self.by_type[index_key(t.count.of)].append((rule, Role.COUNT))
+        elif t.dwell is not UNSET:
+            self.on_page_view.append(rule)
+            self.dwell.append(rule)
+        elif t.facts is not UNSET:
+            keys = condition_sources(t.facts, self.segments)
+            if keys is None:
+                self.on_every_event.append(rule)
+            else:  # a new page re-checks it too (true since an earlier session, say)
+                for key in keys | {"page_view"}:
+                    self.by_type[key].append((rule, Role.FACTS))
+        else:  # inactivity: any activity moves its deadline
+            self.on_every_event.append(rule)
+
+    def entries_for(self, event: dict[str, Any]) -> list[tuple[Rule, Role]]:
+        """The rules an event can change: those of its type, and for a custom event those of
+        its name, in priority order (cancellations before starts)."""
+        entries = self.by_type.get(event["type"], [])
+        if event["type"] == "custom":
+            named = self.by_type.get(f"custom:{event['name']}")
+            if named:
+                entries = sorted([*entries, *named], key=self._order)
+        return entries
+
+    @staticmethod
+    def _order(entry: tuple[Rule, Role]) -> tuple[bool, int]:
+        return entry[1] is Role.START, -entry[0].priority
+
+    def __len__(self) -> int:
+        return len(self.rules)
