@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from cuewire.errors import ConfigError
-from cuewire.measure import Goals, compute, measure, two_proportion, wilson
+from cuewire.goals import Goals
+from cuewire.measure import compute, measure
 from cuewire.settings import Settings
+from cuewire.stats import two_proportion, wilson
 from cuewire.store import RedisStore
 from harness import Harness, VisitorSession, write
 

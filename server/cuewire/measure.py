@@ -9,16 +9,7 @@ Read from two streams the store already keeps (docs/qa.md, "Measurement"):
   visitor did with a prompt, and the goal events.
 
 A firing (or a holdout, which is a firing that shows nothing) *converts* when the same visitor
-sends a goal event within the rule's window after it. Goals live in ``measure.toml`` next to the
-rules (the rule loader reads only ``.yaml``/``.yml``, so it leaves this file alone)::
-
-    [default]
-    goal = { type = "custom", name = "purchase" }
-    window = "30m"
-
-    [rules.size-help]
-    goal = { type = "custom", name = "add_to_cart" }
-    window = "10m"
+sends the rule's goal event (goals.py, ``measure.toml``) within its window after it.
 """
 
 from __future__ import annotations
@@ -27,26 +18,19 @@ import bisect
 import csv
 import io
 import json
-import math
-import tomllib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from .errors import ConfigError
 from .experiments import bucket
-from .protocol import error_reason
+from .goals import Goal, Goals
 from .rules.engine import Engine
 from .rules.index import matches
-from .rules.model import Duration, Match, Rule, duration_ms
+from .rules.model import Rule
+from .stats import two_proportion, wilson
 from .store.base import Store
 
-MEASURE_FILE = "measure.toml"
-Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
 EXPOSED = ("fired", "holdout")
 CANDIDATE = ("fired", "holdout", "suppressed")  # "queued" comes back as one of these
 NO_VARIANT = ""
@@ -72,88 +56,6 @@ CSV_COLUMNS = (
     "difference",
     "p_value",
 )
-
-
-# ---------------------------------------------------------------- goals
-
-
-class GoalSpec(msgspec.Struct, forbid_unknown_fields=True):
-    goal: Match
-    window: Duration = "30m"
-
-
-class MeasureFile(msgspec.Struct, forbid_unknown_fields=True):
-    default: GoalSpec | None = None
-    rules: dict[str, GoalSpec] = {}
-
-
-@dataclass(frozen=True)
-class Goal:
-    """The event that counts as a conversion, and how long after the prompt it may come."""
-
-    match: Match
-    window_ms: int
-
-    def describe(self) -> str:
-        name = f" {self.match.name}" if isinstance(self.match.name, str) else ""
-        return f"{self.match.type}{name}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": msgspec.to_builtins(self.match), "window_s": self.window_ms / 1000}
-
-
-DEFAULT_GOAL = Goal(Match(type="custom", name="purchase"), 30 * 60_000)
-
-
-@dataclass(frozen=True)
-class Goals:
-    default: Goal = DEFAULT_GOAL
-    per_rule: Mapping[str, Goal] = field(default_factory=dict)
-
-    def of(self, rule: str) -> Goal:
-        return self.per_rule.get(rule, self.default)
-
-    @classmethod
-    def parse(cls, text: str, source: str = MEASURE_FILE) -> Goals:
-        try:
-            parsed = msgspec.convert(tomllib.loads(text), MeasureFile)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{source}: {error_reason(exc)}") from exc
-        except ValueError as exc:  # raised by Match's own checks
-            raise ConfigError(f"{source}: {exc}") from exc
-
-        def goal(spec: GoalSpec) -> Goal:
-            return Goal(spec.goal, duration_ms(spec.window))
-
-        default = goal(parsed.default) if parsed.default else DEFAULT_GOAL
-        return cls(default, {rule: goal(spec) for rule, spec in parsed.rules.items()})
-
-    @classmethod
-    def load(cls, path: Path) -> Goals:
-        """Goals from ``path``; the default goal (a ``purchase`` within 30 min) without it."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return cls()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-        return cls.parse(text, str(path))
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion; (0, 1) when there is no observation."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
@@ -184,21 +86,6 @@ class Comparison:
             "p_value": self.p_value,
             "significant": self.significant,
         }
-
-
-def two_proportion(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float, float, float, float]:
-    """(difference, ci_low, ci_high, z, p_value) of x1/n1 - x2/n2."""
-    if n1 == 0 or n2 == 0:
-        return 0.0, -1.0, 1.0, 0.0, 1.0
-    p1, p2 = x1 / n1, x2 / n2
-    diff = p1 - p2
-    half = Z95 * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-    pooled = (x1 + x2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return diff, diff - half, diff + half, 0.0, 1.0
-    z = diff / se
-    return diff, diff - half, diff + half, z, math.erfc(abs(z) / math.sqrt(2))
 
 
 # ---------------------------------------------------------------- the report

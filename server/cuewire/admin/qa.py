@@ -46,7 +46,8 @@ from starlette.types import ASGIApp
 from ..clock import Clock
 from ..errors import ConfigError
 from ..explain import explain
-from ..measure import MEASURE_FILE, Goals, measure
+from ..goals import MEASURE_FILE, Goals
+from ..measure import measure
 from ..runtime import Runtime
 from ..settings import Settings
 from ..sites import Sites

@@ -1,0 +1,33 @@
+"""Proportions: Wilson intervals and the two-proportion z-test (measurement, docs/qa.md)."""
+
+from __future__ import annotations
+
+import math
+
+Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion; (0, 1) when there is no observation."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def two_proportion(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float, float, float, float]:
+    """(difference, ci_low, ci_high, z, p_value) of x1/n1 - x2/n2."""
+    if n1 == 0 or n2 == 0:
+        return 0.0, -1.0, 1.0, 0.0, 1.0
+    p1, p2 = x1 / n1, x2 / n2
+    diff = p1 - p2
+    half = Z95 * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    pooled = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return diff, diff - half, diff + half, 0.0, 1.0
+    z = diff / se
+    return diff, diff - half, diff + half, z, math.erfc(abs(z) / math.sqrt(2))
