@@ -32,10 +32,6 @@ class Keys:
         """The visitor id last identified as ``user_id`` (for backend events)."""
         return f"{self.prefix}:u:{site}:{user_id}"
 
-    def fired(self, site: str, session: str, rule: str) -> str:
-        """Marker that a rule fired in a session (``SET NX``: fire once)."""
-        return f"{self.prefix}:f:{{{site}:{session}}}:{rule}"
-
     def timers(self) -> str:
         """Sorted set of pending timers scored by due time in epoch ms."""
         return f"{self.prefix}:timers"

@@ -8,7 +8,6 @@ delivery resolves candidates under governance.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,6 +245,3 @@ class Engine:
             token = new_id(nbytes=6)
             return Schedule(Timer(timer.site, timer.session, timer.visitor, rule.id, token), later)
         return Candidate(rule, view, t.kind, due_ms) if self.eligible(rule, view) else None
-
-
-EngineRef = Callable[[], Engine]
