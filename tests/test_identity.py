@@ -221,3 +221,37 @@ def test_the_default_policy_follows_the_secret() -> None:
         origins=origins, identity_secret=SECRET, allow_unsigned_identify=True
     ).unsigned_identify_allowed
     assert not Site(origins=origins, allow_unsigned_identify=False).unsigned_identify_allowed
+
+
+async def test_a_hundred_hijack_attempts_route_nothing_to_the_attacker(serve: ServerOf) -> None:
+    """The figure for docs/reliability.md: 100 identifies as the victim's user id (50 unsigned,
+    50 with forged signatures) from 10 attacker tabs, then 20 backend events by user_id."""
+    server = serve(identity_secret=SECRET, allow_unsigned_identify=True)
+    async with Visitor(server.url, visitor="v_victim0001") as victim:
+        await victim.send(identify(victim, signature=sign(SECRET, USER)))
+        attackers = [Visitor(server.url, visitor=f"v_attacker{i:02d}") for i in range(10)]
+        rejected = accepted = 0
+        for n, attacker in enumerate(attackers):
+            await attacker.connect()
+            forged = [identify(attacker, signature=f"{n:02d}{k:02d}" * 16) for k in range(5)]
+            unsigned = [identify(attacker) for _ in range(5)]
+            ack = await attacker.send(*forged, *unsigned)
+            accepted += ack["accepted"]
+            rejected += sum(r["code"] == "identity_unverified" for r in ack["rejected"])
+        assert (accepted, rejected) == (50, 50)  # unsigned: allowed but unverified; forged: never
+        async with httpx.AsyncClient() as client:
+            for seq in range(20):
+                response = await client.post(
+                    server.url + "/v1/events",
+                    json={
+                        "site": "test-site",
+                        "user_id": USER,
+                        "events": [{**PURCHASE, "seq": 100 + seq}],
+                    },
+                    headers={"Authorization": "Bearer backend-key"},
+                )
+                assert response.json()["session"] == session_of(victim)
+        assert (await session_facts(server, session_of(victim)))["c:purchase"] == "20"
+        for attacker in attackers:
+            assert "c:purchase" not in await session_facts(server, session_of(attacker))
+            await attacker.sio.disconnect()
