@@ -199,8 +199,11 @@ async def test_a_wrong_signature_is_rejected_even_where_unsigned_is_allowed(
 async def test_backend_events_by_user_id_need_a_verified_link(serve: ServerOf) -> None:
     server = serve()  # no identity_secret: unsigned identify is accepted, unverified
     async with Visitor(server.url) as v:
-        ack = await v.send(identify(v, signature=sign(SECRET, USER)))  # nothing to check it by
-        assert ack == {"accepted": 1, "rejected": []}
+        ack = await v.send(
+            identify(v, signature=sign(SECRET, USER)),  # nothing to check it by
+            identify(v, verified=True),  # a client cannot say so itself
+        )
+        assert ack == {"accepted": 2, "rejected": []}
         assert (await visitor_facts(server, "v_visitor01"))["user_verified"] == "0"
         response = await purchase_by_user(server)
         assert response.status_code == 404
