@@ -261,7 +261,13 @@ async def test_nothing_is_pushed_before_the_client_says_hello(qa: LiveServer) ->
         await admin.until("hello")
         snap = await admin.until("snapshot", lambda s: s["session"] == session)
         assert snap["facts"]["visitor"] == "v_followed01"
+        namespace = qa.services.sio.namespace_handlers["/admin"]
+        [feed] = namespace.feeds.values()
         await admin.sio.disconnect()
+        deadline = time.monotonic() + 5
+        while namespace.feeds or not feed.task.done():  # the feed task ends with its socket
+            assert time.monotonic() < deadline, "the feed outlived its socket"
+            await asyncio.sleep(0.02)
 
 
 def test_polling_grants_no_credentialed_cors_to_other_origins(qa: LiveServer) -> None:
