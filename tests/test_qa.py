@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import shutil
 import time
@@ -21,7 +22,7 @@ import pytest
 import socketio
 
 from conftest import ROOT, LiveServer, site_for
-from cuewire.admin.qa import issue_token, token_key, token_ok
+from cuewire.admin.qa import admin_subject, issue_token, token_key, token_ok
 from cuewire.cli import main
 from cuewire.errors import ConfigError
 from cuewire.settings import Settings
@@ -92,6 +93,10 @@ class Admin:
             await asyncio.sleep(0.02)
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def token(server: LiveServer) -> str:
     reply = httpx.get(server.url + "/qa/api/token", headers={"Authorization": BASIC})
     assert reply.status_code == 200
@@ -132,14 +137,17 @@ def test_without_a_password_the_qa_view_is_off(settings: Settings) -> None:
 def test_tokens_expire_and_are_bound_to_the_server_secret_not_the_password() -> None:
     now = 1_764_000_000_000
     key = token_key("a-server-secret-of-some-length")
-    t = issue_token(key, "admin", now, ttl_ms=1000)
-    assert token_ok(t, key, "admin", now + 999)
-    assert token_ok(t, token_key("a-server-secret-of-some-length"), "admin", now)  # any process
-    assert not token_ok(t, key, "admin", now + 1001)
-    assert not token_ok(t, token_key("another-server-secret-000"), "admin", now)
-    assert not token_ok(t, key, "root", now)
-    assert not token_ok(t.replace(".", ".0"), key, "admin", now)
-    assert not token_ok(None, key, "admin", now)
+    admin = admin_subject("admin", "pw")
+    t = issue_token(key, admin, now, ttl_ms=1000)
+    assert token_ok(t, key, admin, now + 999)
+    assert token_ok(t, token_key("a-server-secret-of-some-length"), admin, now)  # any process
+    assert not token_ok(t, key, admin, now + 1001)
+    assert not token_ok(t, token_key("another-server-secret-000"), admin, now)
+    assert not token_ok(t, key, admin_subject("root", "pw"), now)
+    assert not token_ok(t, key, admin_subject("admin", "new password"), now)  # revoked
+    assert not token_ok(t.replace(".", ".0"), key, admin, now)
+    assert not token_ok(None, key, admin, now)
+    assert "pw" not in t and hashlib.sha256(b"pw").hexdigest() not in t
     # without a secret each process draws its own key: its tokens are good nowhere else
     assert token_key(None) != token_key(None)
     with pytest.raises(ConfigError, match="CUEWIRE_SECRET is too short"):
@@ -155,7 +163,10 @@ async def test_a_visitor_cannot_join_the_admin_namespace(qa: LiveServer) -> None
         (None, None),
         (visitor_auth, {"Origin": qa.origin}),
         ({"token": "1.abc"}, None),
-        ({"token": issue_token(token_key(None), "admin", int(time.time() * 1000))}, None),
+        (
+            {"token": issue_token(token_key(None), admin_subject("admin", PASSWORD), now_ms())},
+            None,
+        ),
         (None, {"Authorization": "Basic " + base64.b64encode(b"admin:guess").decode()}),
         (None, {"Authorization": BASIC}),  # even the right credentials: tokens only
     ]:
@@ -524,11 +535,12 @@ async def test_a_token_of_one_process_admits_on_another_with_the_same_secret(
     with (
         LiveServer(shared, site_for) as other,
         LiveServer(replace(shared, secret=None), site_for) as lone,
+        LiveServer(replace(shared, admin_password="a-new-password"), site_for) as changed,
     ):
         admin = await Admin(other.url).connect({"token": minted})
         await admin.until("hello")
         await admin.sio.disconnect()
-        stranger = Admin(lone.url)
-        with pytest.raises(socketio.exceptions.ConnectionError):
-            await stranger.connect({"token": minted})
-        assert stranger.refused == "admin login required"
+        for stranger in (Admin(lone.url), Admin(changed.url)):  # no secret; a new password
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await stranger.connect({"token": minted})
+            assert stranger.refused == "admin login required"

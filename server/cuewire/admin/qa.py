@@ -95,24 +95,32 @@ def token_key(secret: str | None) -> bytes:
     return hmac.new(secret.encode(), b"cuewire-admin-token", hashlib.sha256).digest()
 
 
-def _mac(key: bytes, user: str, expiry: str) -> str:
-    return hmac.new(key, f"{user}\0{expiry}".encode(), hashlib.sha256).hexdigest()
+def admin_subject(user: str, password: str) -> str:
+    """Whom a token is for: the admin user and a digest of the password, so a new password
+    (or user) revokes every token. The token is keyed by the secret, so it reveals nothing
+    that could be checked against guessed passwords."""
+    return f"{user}\0{hashlib.sha256(password.encode()).hexdigest()}"
 
 
-def issue_token(key: bytes, user: str, now_ms: int, ttl_ms: int = TOKEN_TTL_MS) -> str:
-    """``<expiry ms>.<HMAC>`` for ``user``, keyed by :func:`token_key`: every server process
-    with the same secret accepts it; changing the secret revokes every token."""
+def _mac(key: bytes, subject: str, expiry: str) -> str:
+    return hmac.new(key, f"{subject}\0{expiry}".encode(), hashlib.sha256).hexdigest()
+
+
+def issue_token(key: bytes, subject: str, now_ms: int, ttl_ms: int = TOKEN_TTL_MS) -> str:
+    """``<expiry ms>.<HMAC>`` for ``subject`` (:func:`admin_subject`), keyed by
+    :func:`token_key`: every server process with the same secret accepts it; changing the
+    secret, the admin user or the password revokes every token."""
     expiry = str(now_ms + ttl_ms)
-    return f"{expiry}.{_mac(key, user, expiry)}"
+    return f"{expiry}.{_mac(key, subject, expiry)}"
 
 
-def token_ok(token: object, key: bytes, user: str, now_ms: int) -> bool:
+def token_ok(token: object, key: bytes, subject: str, now_ms: int) -> bool:
     if not isinstance(token, str):
         return False
     expiry, _, mac = token.partition(".")
     if not expiry.isdigit() or int(expiry) < now_ms:
         return False
-    return hmac.compare_digest(mac, _mac(key, user, expiry))
+    return hmac.compare_digest(mac, _mac(key, subject, expiry))
 
 
 def same_origin(environ: dict[str, Any]) -> bool:
@@ -172,6 +180,10 @@ class QaContext:
     sites: list[str]
     auth: AdminAuth
     token_key: bytes
+
+    @property
+    def subject(self) -> str:
+        return admin_subject(self.auth.user, self.auth.password or "")
 
     def site(self, wanted: object) -> str:
         if isinstance(wanted, str) and wanted in self.sites:
@@ -234,9 +246,8 @@ class AdminNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.feeds: dict[str, Feed] = {}
 
     def admitted(self, auth: Any) -> bool:
-        a = self.ctx.auth
         token = auth.get("token") if isinstance(auth, dict) else None
-        return token_ok(token, self.ctx.token_key, a.user, self.ctx.clock.now_ms())
+        return token_ok(token, self.ctx.token_key, self.ctx.subject, self.ctx.clock.now_ms())
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if not self.ctx.auth.password:
@@ -380,7 +391,7 @@ def mount_qa(
         return FileResponse(STATIC / "metrics.html", headers={"Cache-Control": "no-store"})
 
     async def token(request: Request) -> Response:
-        value = issue_token(ctx.token_key, ctx.auth.user, clock.now_ms())
+        value = issue_token(ctx.token_key, ctx.subject, clock.now_ms())
         return JSONResponse({"token": value, "sites": ctx.sites}, headers=NO_STORE)
 
     async def session_api(request: Request) -> Response:
