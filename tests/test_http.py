@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from conftest import LiveServer
+from cuewire.identity import sign
 from cuewire.settings import Settings
 from cuewire.sites import Site, Sites
 from harness import write
@@ -29,13 +30,17 @@ rules:
 """
 
 
+IDENTITY_SECRET = "identity-secret-of-the-test-site"
+
+
 @pytest.fixture
 def server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
     write(tmp_path / "rules" / "cart.yaml", textwrap.dedent(CART))
     configured = replace(settings, rules_dir=tmp_path / "rules", admin_password="s3cret")
 
     def sites(origin: str) -> Sites:
-        return Sites({"test-site": Site(origins=[origin], api_key="backend-key")})
+        site = Site(origins=[origin], api_key="backend-key", identity_secret=IDENTITY_SECRET)
+        return Sites({"test-site": site})
 
     with LiveServer(configured, sites) as running:
         yield running
@@ -76,7 +81,8 @@ async def test_a_purchase_from_the_backend_cancels_the_abandonment_prompt(
     server: LiveServer,
 ) -> None:
     async with Visitor(server.url) as v:
-        await v.send(v.event("identify", user_id="user-42"), v.event("custom", name="add_to_cart"))
+        signed = v.event("identify", user_id="user-42", signature=sign(IDENTITY_SECRET, "user-42"))
+        await v.send(signed, v.event("custom", name="add_to_cart"))
         purchase = {"type": "custom", "name": "purchase", "ts": 1, "seq": 1, "url": "backend:"}
         response = await backend(
             server, "backend-key", {"site": "test-site", "user_id": "user-42", "events": [purchase]}

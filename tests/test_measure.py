@@ -288,3 +288,30 @@ def test_goals_default_to_a_purchase_within_30_minutes_and_reject_unknown_events
         Goals.parse('[default]\ngoal = { type = "buy" }\n')
     with pytest.raises(ConfigError, match="not valid TOML"):
         Goals.parse("[default\n")
+
+
+async def test_a_browser_lying_about_its_clock_cannot_move_a_conversion(shop: Harness) -> None:
+    """The window is measured in server time (the live batch's ``at``), never in ``ts``."""
+    late = await shop.visit(visitor="v_liar_late", site=SITE)
+    await late.send("exit_intent", f"{SHOP}/product/p1")
+    fired_at = shop.clock.now
+    await shop.pass_time(31 * MIN)  # past the 30 min window, but it claims a minute after
+    await late.send("custom", f"{SHOP}/thanks", name="purchase", ts=fired_at + 60_000)
+
+    early = await shop.visit(visitor="v_liar_early", site=SITE)
+    await early.send("exit_intent", f"{SHOP}/product/p2")
+    await shop.pass_time(5 * MIN)  # well inside the window, but it claims two hours later
+    await early.send("custom", f"{SHOP}/thanks", name="purchase", ts=shop.clock.now + 7_200_000)
+
+    report = await measure(shop.store, SITE, Goals(), shop.runtime.engine(), shop.clock.now)
+    assert report.rules["exit-offer"].total().exposed == 2
+    exposures = {
+        r["visitor"]: r for r in await shop.audit(SITE) if r.get("outcome") in ("fired", "holdout")
+    }
+    live = await shop.store.read_live(SITE, 1000)
+
+    def converted(visitor: str) -> int:
+        alone = compute(SITE, [exposures[visitor]], live, Goals())
+        return alone.rules["exit-offer"].total().converted
+
+    assert (converted("v_liar_late"), converted("v_liar_early")) == (0, 1)

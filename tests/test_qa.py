@@ -1,12 +1,14 @@
 """The live QA view (cuewire.admin.qa): the admin-only pages and exports, and the Socket.IO
 namespace /admin that pushes a site's sessions, events, firings and one session's state.
-A visitor cannot join it; the admin can, with a token from the page or Basic credentials.
+A visitor cannot join it; the admin can, with a token from the page and from the server's own
+origin only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import shutil
 import time
@@ -20,8 +22,9 @@ import pytest
 import socketio
 
 from conftest import ROOT, LiveServer, site_for
-from cuewire.admin.qa import issue_token, token_ok
+from cuewire.admin.qa import admin_subject, issue_token, token_key, token_ok
 from cuewire.cli import main
+from cuewire.errors import ConfigError
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from harness import Harness, VisitorSession
@@ -60,15 +63,23 @@ class Admin:
     async def _on_refused(self, data: Any) -> None:
         self.refused = data.get("message") if isinstance(data, dict) else data
 
-    async def connect(self, auth: Any = None, headers: dict[str, str] | None = None) -> Admin:
+    async def connect(
+        self,
+        auth: Any = None,
+        headers: dict[str, str] | None = None,
+        hello: dict[str, Any] | None = None,
+    ) -> Admin:
+        """Connect (from the server's own origin unless ``headers`` say otherwise), then say
+        hello as the QA page does once connected."""
         await self.sio.connect(
             self.url,
             namespaces=["/admin"],
             auth=auth,
-            headers=headers or {},
+            headers={"Origin": self.url, **(headers or {})},
             transports=["websocket"],
             wait_timeout=5,
         )
+        await self.sio.emit("hello", hello or {}, namespace="/admin")
         return self
 
     async def until(self, name: str, check: Any = bool, timeout: float = 5.0) -> Any:
@@ -80,6 +91,10 @@ class Admin:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no matching {name!r} push; got {self.got[name][-3:]!r}")
             await asyncio.sleep(0.02)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def token(server: LiveServer) -> str:
@@ -119,15 +134,24 @@ def test_without_a_password_the_qa_view_is_off(settings: Settings) -> None:
         assert reply.status_code == 503 and "CUEWIRE_ADMIN_PASSWORD" in reply.text
 
 
-def test_tokens_expire_and_are_bound_to_the_credentials() -> None:
+def test_tokens_expire_and_are_bound_to_the_server_secret_not_the_password() -> None:
     now = 1_764_000_000_000
-    t = issue_token("admin", "pw", now, ttl_ms=1000)
-    assert token_ok(t, "admin", "pw", now + 999)
-    assert not token_ok(t, "admin", "pw", now + 1001)
-    assert not token_ok(t, "admin", "other", now)
-    assert not token_ok(t, "root", "pw", now)
-    assert not token_ok(t.replace(".", ".0"), "admin", "pw", now)
-    assert not token_ok(None, "admin", "pw", now)
+    key = token_key("a-server-secret-of-some-length")
+    admin = admin_subject("admin", "pw")
+    t = issue_token(key, admin, now, ttl_ms=1000)
+    assert token_ok(t, key, admin, now + 999)
+    assert token_ok(t, token_key("a-server-secret-of-some-length"), admin, now)  # any process
+    assert not token_ok(t, key, admin, now + 1001)
+    assert not token_ok(t, token_key("another-server-secret-000"), admin, now)
+    assert not token_ok(t, key, admin_subject("root", "pw"), now)
+    assert not token_ok(t, key, admin_subject("admin", "new password"), now)  # revoked
+    assert not token_ok(t.replace(".", ".0"), key, admin, now)
+    assert not token_ok(None, key, admin, now)
+    assert "pw" not in t and hashlib.sha256(b"pw").hexdigest() not in t
+    # without a secret each process draws its own key: its tokens are good nowhere else
+    assert token_key(None) != token_key(None)
+    with pytest.raises(ConfigError, match="CUEWIRE_SECRET is too short"):
+        token_key("short")
 
 
 # ---------------------------------------------------------------- the /admin namespace
@@ -139,8 +163,12 @@ async def test_a_visitor_cannot_join_the_admin_namespace(qa: LiveServer) -> None
         (None, None),
         (visitor_auth, {"Origin": qa.origin}),
         ({"token": "1.abc"}, None),
-        ({"token": issue_token("admin", "guess", int(time.time() * 1000))}, None),
+        (
+            {"token": issue_token(token_key(None), admin_subject("admin", PASSWORD), now_ms())},
+            None,
+        ),
         (None, {"Authorization": "Basic " + base64.b64encode(b"admin:guess").decode()}),
+        (None, {"Authorization": BASIC}),  # even the right credentials: tokens only
     ]:
         admin = Admin(qa.url)
         with pytest.raises(socketio.exceptions.ConnectionError):
@@ -160,7 +188,7 @@ async def test_the_admin_namespace_is_refused_when_no_password_is_set(settings: 
 async def test_admin_sees_events_timers_firings_and_explain_of_a_session_live(
     qa: LiveServer,
 ) -> None:
-    admin = await Admin(qa.url).connect({"token": token(qa), "site": "test-site"})
+    admin = await Admin(qa.url).connect({"token": token(qa)}, hello={"site": "test-site"})
     hello = await admin.until("hello")
     assert hello["sites"] == ["test-site"] and hello["site"] == "test-site"
 
@@ -202,11 +230,65 @@ async def test_admin_sees_events_timers_firings_and_explain_of_a_session_live(
     await admin.sio.disconnect()
 
 
-async def test_basic_credentials_on_the_handshake_also_admit(qa: LiveServer) -> None:
-    admin = await Admin(qa.url).connect(None, {"Authorization": BASIC})
+async def test_the_admin_namespace_refuses_pages_of_other_origins(qa: LiveServer) -> None:
+    """A page of another site, even in the admin's browser with a valid token, is refused."""
+    good = token(qa)
+    port = qa.url.rsplit(":", 1)[1]
+    for origin in (
+        "https://evil.example",
+        f"http://127.0.0.1.evil.example:{port}",
+        f"http://127.0.0.1:{int(port) + 1}",
+        "null",
+    ):
+        admin = Admin(qa.url)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await admin.connect({"token": good}, {"Origin": origin})
+        assert "Origin must match Host" in str(admin.refused), origin
+        assert admin.got["hello"] == []
+    admin = await Admin(qa.url).connect({"token": good}, {"Origin": f"http://127.0.0.1:{port}/"})
     await admin.until("hello")
-    await admin.until("batches")  # the backlog (empty here) arrives first
     await admin.sio.disconnect()
+
+
+async def test_nothing_is_pushed_before_the_client_says_hello(qa: LiveServer) -> None:
+    """The server emits nothing while the connect may be unacknowledged: the feed (and its
+    hello) start only when the connected client asks, with the session it follows."""
+    async with Visitor(qa.url, visitor="v_followed01") as v:
+        assert v.info is not None
+        session = v.info["session"]
+        await v.send(v.event("page_view", PRODUCT))
+        admin = Admin(qa.url)
+        await admin.sio.connect(
+            qa.url,
+            namespaces=["/admin"],
+            auth={"token": token(qa)},
+            headers={"Origin": qa.url},
+            transports=["websocket"],
+            wait_timeout=5,
+        )
+        await asyncio.sleep(0.6)  # more than two feed polls
+        assert all(not pushed for pushed in admin.got.values())
+        await admin.sio.emit("hello", {"session": session}, namespace="/admin")
+        await admin.until("hello")
+        snap = await admin.until("snapshot", lambda s: s["session"] == session)
+        assert snap["facts"]["visitor"] == "v_followed01"
+        namespace = qa.services.sio.namespace_handlers["/admin"]
+        [feed] = namespace.feeds.values()
+        await admin.sio.disconnect()
+        deadline = time.monotonic() + 5
+        while namespace.feeds or not feed.task.done():  # the feed task ends with its socket
+            assert time.monotonic() < deadline, "the feed outlived its socket"
+            await asyncio.sleep(0.02)
+
+
+def test_polling_grants_no_credentialed_cors_to_other_origins(qa: LiveServer) -> None:
+    reply = httpx.get(
+        qa.url + "/socket.io/",
+        params={"EIO": "4", "transport": "polling"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert reply.status_code == 200
+    assert reply.headers.get("access-control-allow-credentials") is None
 
 
 async def test_session_api_and_metrics_exports(qa: LiveServer) -> None:
@@ -442,3 +524,23 @@ async def test_demo_policy_3_prompts_per_session_and_a_pause_after_3_dismissals(
     assert reasons["exit-intent-product"] == "paused after 3 dismissals"
     assert reasons["still-there"] == "capped: 3 prompts per session (site policy)"
     assert len(await fired(demo, v)) == 3
+
+
+async def test_a_token_of_one_process_admits_on_another_with_the_same_secret(
+    settings: Settings,
+) -> None:
+    shared = replace(settings, admin_password=PASSWORD, secret="shared-secret-of-the-cluster")
+    with LiveServer(shared, site_for) as one:
+        minted = token(one)  # that process is gone: a restart, or a sibling behind a balancer
+    with (
+        LiveServer(shared, site_for) as other,
+        LiveServer(replace(shared, secret=None), site_for) as lone,
+        LiveServer(replace(shared, admin_password="a-new-password"), site_for) as changed,
+    ):
+        admin = await Admin(other.url).connect({"token": minted})
+        await admin.until("hello")
+        await admin.sio.disconnect()
+        for stranger in (Admin(lone.url), Admin(changed.url)):  # no secret; a new password
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await stranger.connect({"token": minted})
+            assert stranger.refused == "admin login required"

@@ -29,8 +29,13 @@ import { startForms } from "./forms";
 export interface Cuewire {
   /** `custom {name, props}`. */
   track(name: string, props?: Record<string, unknown>): void;
-  /** `identify {user_id, traits}`. */
-  identify(userId: string, traits?: Record<string, unknown>): void;
+  /** `identify {user_id, traits, signature}`: `signature` is the hex HMAC-SHA256 of the user
+   * id with the site's identity secret, computed by the site's backend. */
+  identify(
+    userId: string,
+    traits?: Record<string, unknown> | null,
+    options?: { signature?: string },
+  ): void;
   /** The visitor's consent: false stops sending (and is remembered), true resumes. */
   consent(granted: boolean): void;
   /** Subscribes to "prompt:show", "prompt:click", "prompt:dismiss", "prompt:snooze" or
@@ -120,10 +125,15 @@ function main(): void {
       const n = name(eventName, 128);
       if (n) send("custom", { name: n, props: props == null ? undefined : sanitizeMap(props) });
     },
-    identify(userId, traits) {
+    identify(userId, traits, options) {
       const id = name(userId, 256);
+      const signature = options && options.signature;
       if (id)
-        send("identify", { user_id: id, traits: traits == null ? undefined : sanitizeMap(traits) });
+        send("identify", {
+          user_id: id,
+          traits: traits == null ? undefined : sanitizeMap(traits),
+          signature: typeof signature === "string" && signature ? signature.slice(0, 128) : undefined,
+        });
     },
     consent(granted) {
       const g = !!granted;

@@ -73,6 +73,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         serializer="msgpack",
         client_manager=manager,
         cors_allowed_origins="*",  # each site key has its own allow-list, checked on connect
+        cors_credentials=False,  # never let another origin's page send its cookies or auth
         max_http_buffer_size=settings.limits.max_payload_bytes,
         transports=["websocket", "polling"],
     )

@@ -2,6 +2,8 @@
 
 A purchase the backend records cancels a cart-abandonment deadline and counts as a
 conversion, exactly as if the browser had sent it (docs/protocol.md, "Backend events").
+By ``user_id``, events go only to the visitor last *verified* as that user (identity.py): an
+unsigned identify from a browser can never redirect them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.responses import JSONResponse
 from .clock import Clock
 from .errors import StoreError
 from .gateway import validate_batch
+from .identity import trusted
 from .pipeline import Origin, Pipeline
 from .protocol import Id, error_reason
 from .settings import Settings
@@ -57,13 +60,20 @@ class BackendEvents:
         key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if site is None or not site.api_key or not secrets.compare_digest(key, site.api_key):
             return _error(401, "unknown site or wrong API key")
-        visitor = batch.visitor or (
-            await self._store.visitor_of_user(batch.site, batch.user_id) if batch.user_id else None
-        )
+        try:
+            visitor = batch.visitor or (
+                await self._store.visitor_of_user(batch.site, batch.user_id)
+                if batch.user_id
+                else None
+            )
+        except StoreError:
+            return _error(503, "store unavailable, resend later")
         if visitor is None:
-            return _error(404, "unknown visitor: send `visitor`, or a `user_id` seen in identify")
+            return _error(404, NO_VISITOR if batch.user_id is None else NO_VERIFIED_LINK)
         now = self._clock.now_ms()
         valid, rejected = validate_batch(batch.events, self._settings.limits.max_batch_events)
+        # the backend holds the API key: its identify events are verified (identity.py)
+        valid = [(i, trusted(e) if e["type"] == "identify" else e) for i, e in valid]
         try:
             current = (await self._store.visitor_facts(batch.site, visitor)).get("session")
             opened = await self._store.open_session(batch.site, visitor, current, now)
@@ -80,6 +90,14 @@ class BackendEvents:
                 "session": opened.session,
             }
         )
+
+
+NO_VISITOR = "unknown visitor: send `visitor` (the browser's visitor id) or `user_id`"
+NO_VERIFIED_LINK = (
+    "no visitor is verified as this user_id: events by user_id go only to a visitor whose "
+    "identify carried a valid signature (the site's identity_secret, docs/protocol.md); "
+    "send `visitor` instead, or sign identify"
+)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -7,6 +7,7 @@
     |   +-- TemplateError
     +-- StoreError           the session store (Redis or embedded) failed
     +-- ProtocolError        a client sent something the wire protocol does not allow
+        +-- IdentityUnverified   an identify without the signature its site requires
 
 Every message says what to do about it.
 """
@@ -60,3 +61,7 @@ class StoreError(CuewireError):
 
 class ProtocolError(CuewireError):
     """A client broke the wire protocol (see docs/protocol.md)."""
+
+
+class IdentityUnverified(ProtocolError):
+    """An identify event without a valid signature where its site requires one."""

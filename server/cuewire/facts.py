@@ -23,7 +23,8 @@ Session facts:
 Visitor facts:
 
 - ``c:<custom name>``, ``at:<custom name>``: custom events over all sessions, and the last ms
-- ``user_id``, ``trait:<name>``: from identify (traits JSON-encoded)
+- ``user_id``, ``user_verified`` (1 signed, 0 not), ``trait:<name>``: from identify (traits
+  JSON-encoded)
 - ``dismissed``, ``last_dismiss``: prompt dismissals and the last one's ms
 - ``optout:<rule>``, ``snooze:<rule>``: ms of "don't show again" / "remind me later"
 """
@@ -115,6 +116,7 @@ def changes_for(
                 ch.setnx[f"d:{name}.{prop}:{props[prop]}"] = now
     elif kind == "identify":
         ch.visitor_set["user_id"] = event["user_id"]
+        ch.visitor_set["user_verified"] = "1" if event.get("verified") is True else "0"
         for trait, value in event.get("traits", {}).items():
             ch.visitor_set[f"trait:{trait}"] = json.dumps(value)
     if kind in PROMPT_CLOSED:

@@ -14,8 +14,10 @@ import msgspec
 import socketio
 
 from .clock import Clock
+from .codes import Reject
 from .device import device_class
-from .errors import StoreError
+from .errors import IdentityUnverified, StoreError
+from .identity import verify
 from .locks import KeyedLocks
 from .metrics import Metrics, reason_label
 from .pipeline import Origin, Pipeline
@@ -30,7 +32,7 @@ from .protocol import (
 )
 from .ratelimit import TokenBucket
 from .settings import Settings
-from .sites import Sites
+from .sites import Site, Sites
 from .store.base import Store
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ class Gateway:
         self, conn: Connection, batch: list[Any], now: int
     ) -> tuple[list[dict[str, Any]], list[Rejection]]:
         limits = self._settings.limits
-        valid, rejected = validate_batch(batch, limits.max_batch_events)
+        valid, rejected = validate_batch(batch, limits.max_batch_events, self._sites.get(conn.site))
         kept = []
         for index, event in valid:
             if conn.bucket.take(now):
@@ -170,8 +172,11 @@ class Gateway:
 Indexed = list[tuple[int, dict[str, Any]]]
 
 
-def validate_batch(batch: list[Any], limit: int) -> tuple[Indexed, list[Rejection]]:
-    """Valid events with their index in the batch, and a reason for every invalid one."""
+def validate_batch(
+    batch: list[Any], limit: int, site: Site | None = None
+) -> tuple[Indexed, list[Rejection]]:
+    """Valid events with their index in the batch, and a reason for every invalid one.
+    With ``site``, identify events are checked against its identity policy (identity.py)."""
     valid: Indexed = []
     rejected: list[Rejection] = []
     for index, raw in enumerate(batch):
@@ -183,6 +188,13 @@ def validate_batch(batch: list[Any], limit: int) -> tuple[Indexed, list[Rejectio
         except msgspec.ValidationError as exc:
             rejected.append(Rejection(index, event_reason(raw, exc)))
             continue
+        if site is not None and event["type"] == "identify":
+            try:
+                event = verify(site, event)
+            except IdentityUnverified as exc:
+                code = Reject.IDENTITY_UNVERIFIED
+                rejected.append(Rejection(index=index, reason=str(exc), code=code))
+                continue
         valid.append((index, event))
     return valid, rejected
 

@@ -29,8 +29,10 @@ class Keys:
         return f"{self.prefix}:v:{site}:{visitor}"
 
     def user(self, site: str, user_id: str) -> str:
-        """The visitor id last identified as ``user_id`` (for backend events)."""
-        return f"{self.prefix}:u:{site}:{user_id}"
+        """The visitor id last identified as ``user_id`` with a valid signature (for backend
+        events). Verified links only; the ``u:`` keys of earlier versions, which any browser
+        could set, are never read and expire."""
+        return f"{self.prefix}:uv:{site}:{user_id}"
 
     def timers(self) -> str:
         """Sorted set of pending timers scored by due time in epoch ms."""

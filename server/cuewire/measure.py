@@ -6,10 +6,13 @@ Read from two streams the store already keeps (docs/qa.md, "Measurement"):
 - the audit stream: one record per candidate (``fired``, ``holdout``, ``suppressed``, ...),
   with its rule, variant, visitor, prompt id and server time ``at``;
 - the live stream: every accepted batch, with the ``prompt_*`` events that say what the
-  visitor did with a prompt, and the goal events.
+  visitor did with a prompt, and the goal events, and the server time ``at`` it arrived.
 
 A firing (or a holdout, which is a firing that shows nothing) *converts* when the same visitor
-sends the rule's goal event (goals.py, ``measure.toml``) within its window after it.
+sends the rule's goal event (goals.py, ``measure.toml``) within its window after it. Both ends
+of the window are server times: the firing's ``at`` and the ``at`` of the batch that carried
+the goal event. The browser's own ``ts`` is never used: a page that lies about its clock cannot
+move a conversion into or out of the window.
 """
 
 from __future__ import annotations
@@ -250,6 +253,12 @@ class Report:
         return out.getvalue()
 
 
+def _received_ms(batch: Mapping[str, str]) -> int | None:
+    """When the server received a live batch (its ``at``, epoch ms); None when unreadable."""
+    at = batch.get("at", "")
+    return int(at) if at.isdigit() else None
+
+
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
@@ -285,7 +294,7 @@ def compute(
     assign = assign or assigner(None)
     report = Report(site, now_ms, goals)
     feedback: dict[str, set[str]] = defaultdict(set)  # prompt id -> prompt_* types seen
-    goal_times: dict[tuple[str, str], list[int]] = defaultdict(list)  # (visitor, rule) -> ts
+    goal_times: dict[tuple[str, str], list[int]] = defaultdict(list)  # (visitor, rule) -> at
     exposures: list[tuple[RuleReport, VariantRow, dict[str, str]]] = []
     records = [dict(r) for r in audit]
     report.firings = len(records)
@@ -294,13 +303,14 @@ def compute(
     for batch in live:
         report.batches += 1
         visitor = batch.get("visitor", "")
+        received = _received_ms(batch)
         for event in json.loads(batch.get("events") or "[]"):
             kind = event.get("type", "")
             if kind.startswith("prompt_") and isinstance(event.get("prompt"), str):
                 feedback[event["prompt"]].add(kind)
             for rule_id, goal in goal_by_rule.items():
-                if matches(goal.match, event) and isinstance(event.get("ts"), int):
-                    goal_times[(visitor, rule_id)].append(event["ts"])
+                if received is not None and matches(goal.match, event):
+                    goal_times[(visitor, rule_id)].append(received)
     for times in goal_times.values():
         times.sort()
     for record in records:

@@ -11,6 +11,7 @@ from typing import Any
 
 from .delivery import Delivery
 from .facts import changes_for
+from .identity import is_verified
 from .protocol import Prompt
 from .rules.engine import Engine
 from .store.base import Store
@@ -38,6 +39,7 @@ class Pipeline:
     ) -> Prompt | None:
         """Apply one batch of valid events; return the prompt it caused, if any."""
         engine = self._engine()
+        events = [_unsigned(e) for e in events]
         changes = [changes_for(e, now_ms, engine.rules.distinct) for e in events]
         ingested = await self._store.ingest(
             origin.site,
@@ -53,7 +55,9 @@ class Pipeline:
         if not fresh:
             return None
         for event in fresh:
-            if event["type"] == "identify":
+            if event["type"] == "identify" and is_verified(event):
+                # only a verified identify links (identity.py): backend events by user_id
+                # then reach this visitor; an unverified one never replaces that link
                 await self._store.link_user(origin.site, event["user_id"], origin.visitor)
         decision = engine.on_events(
             origin.site,
@@ -71,3 +75,10 @@ class Pipeline:
         return await self._delivery.resolve(
             origin.site, origin.session, origin.visitor, origin.sid, decision.candidates
         )
+
+
+def _unsigned(event: dict[str, Any]) -> dict[str, Any]:
+    """The event without an identify signature: a credential, never stored (identity.py)."""
+    if "signature" not in event:
+        return event
+    return {k: v for k, v in event.items() if k != "signature"}

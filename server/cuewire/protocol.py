@@ -97,6 +97,9 @@ class Custom(Event, tag="custom"):
 class Identify(Event, tag="identify"):
     user_id: Annotated[str, Meta(min_length=1, max_length=256)]
     traits: Props = {}
+    # hex HMAC-SHA256 of user_id with the site's identity_secret (identity.py); checked and
+    # dropped by the server, never stored
+    signature: Annotated[str, Meta(max_length=128)] | None = None
 
 
 class PromptFeedback(Event, kw_only=True):
@@ -146,9 +149,10 @@ AnyEvent = (
 EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in AnyEvent.__args__)
 
 
-class Rejection(msgspec.Struct, frozen=True):
+class Rejection(msgspec.Struct, frozen=True, omit_defaults=True):
     index: int
     reason: str
+    code: str | None = None  # a codes.Reject value
 
 
 class Ack(msgspec.Struct, frozen=True):

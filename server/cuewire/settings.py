@@ -44,6 +44,8 @@ class Settings:
     key_prefix: str = "cw"
     admin_user: str = "admin"
     admin_password: str | None = None  # no admin views without one
+    # signs admin tokens; None: a random key per process (tokens die with it, docs/deploy.md)
+    secret: str | None = None
 
     @classmethod
     def from_env(

@@ -5,6 +5,8 @@ sites:
   shop-prod:
     origins: ["https://shop.example", "https://*.shop.example"]
     honor_dnt: true
+    identity_secret: "long random string"   # signs user ids (docs/protocol.md, identify)
+    allow_unsigned_identify: false          # the default when a secret is set
 ```
 """
 
@@ -30,6 +32,17 @@ class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     honor_dnt: bool = False
     api_key: str | None = None  # for events from the site's backend (POST /v1/events)
     webhook_secret: str | None = None  # signs outbound webhooks (X-Cuewire-Signature)
+    identity_secret: Annotated[str, Meta(min_length=16)] | None = None  # signs user ids
+    allow_unsigned_identify: bool | None = None  # None: only when there is no identity_secret
+
+    @property
+    def unsigned_identify_allowed(self) -> bool:
+        """Whether an identify without a signature is accepted (as unverified). By default it
+        is where the site has no ``identity_secret`` (nothing to sign with) and is not where
+        it has one: a site that signs user ids wants every identify signed."""
+        if self.allow_unsigned_identify is not None:
+            return self.allow_unsigned_identify
+        return self.identity_secret is None
 
     def allows(self, origin: str | None) -> bool:
         """True when ``origin`` matches an allowed pattern (``*`` globs a host part)."""

@@ -11,14 +11,21 @@ HTTP, every route behind :class:`AdminAuth` (mounted by app.py with :func:`mount
     GET /qa/static/...        the view's JS and CSS
 
 Socket.IO namespace ``/admin`` on the server's one ``AsyncServer``. Its connect handler wants
-the admin: a token from ``/qa/api/token`` in the ``auth`` object, or the admin's HTTP Basic
-credentials in the handshake's ``Authorization`` header; anything else is refused, so a
-visitor connection (namespace ``/``, a site key) cannot join. Per admin connection one task
+a token from ``/qa/api/token`` in the ``auth`` object (Basic credentials are not accepted
+there: a browser would send them cross-site on its own) and a handshake whose ``Origin`` is
+the server's own (the request's ``Host``), so no other site's page can open it even with the
+admin's browser; a visitor connection (namespace ``/``, a site key) cannot join. The server
+emits nothing before the connect is acknowledged: the client sends ``hello`` once connected
+(after every reconnect), and only then the server answers ``hello`` and starts one task that
 tails the site's live stream (accepted batches) and audit stream (firings and suppressions)
 every 250 ms with exclusive XRANGE reads and pushes what is new:
 
+    admin -> server: hello {site, session?} (after each connect), site {site}, watch {session}
     server -> admin: hello {sites, site, now}, batches [..], audit [..], snapshot {..}
-    admin -> server: site {site}, watch {session}
+
+Tokens are ``<expiry ms>.<HMAC>`` keyed by the server secret (settings ``secret``,
+CUEWIRE_SECRET), never by the admin password. Without a secret each process draws a random key
+when the app is created: tokens then die with the process and are not accepted by another one.
 """
 
 from __future__ import annotations
@@ -30,20 +37,23 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import socketio
 from redis.exceptions import RedisError
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from ..clock import Clock
+from ..codes import Refuse
 from ..errors import ConfigError
 from ..explain import explain
 from ..goals import MEASURE_FILE, Goals
@@ -68,26 +78,73 @@ TOKEN_TTL_MS = 10 * 60_000
 # ---------------------------------------------------------------- tokens
 
 
-def _token_key(user: str, password: str) -> bytes:
-    return hashlib.sha256(f"cuewire-admin-token\0{user}\0{password}".encode()).digest()
+MIN_SECRET = 16  # characters of CUEWIRE_SECRET
 
 
-def issue_token(user: str, password: str, now_ms: int, ttl_ms: int = TOKEN_TTL_MS) -> str:
-    """``<expiry ms>.<HMAC>``, keyed by the admin credentials: every server process that has
-    them accepts it, and changing the password revokes every token."""
+def token_key(secret: str | None) -> bytes:
+    """The key admin tokens are signed with: derived from the server secret, or random for
+    this process when there is none (tokens then do not survive a restart or reach another
+    process)."""
+    if secret is None:
+        return secrets.token_bytes(32)
+    if len(secret) < MIN_SECRET:
+        raise ConfigError(
+            f"CUEWIRE_SECRET is too short: use at least {MIN_SECRET} random characters "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return hmac.new(secret.encode(), b"cuewire-admin-token", hashlib.sha256).digest()
+
+
+def admin_subject(user: str, password: str) -> str:
+    """Whom a token is for: the admin user and a digest of the password, so a new password
+    (or user) revokes every token. The token is keyed by the secret, so it reveals nothing
+    that could be checked against guessed passwords."""
+    return f"{user}\0{hashlib.sha256(password.encode()).hexdigest()}"
+
+
+def _mac(key: bytes, subject: str, expiry: str) -> str:
+    return hmac.new(key, f"{subject}\0{expiry}".encode(), hashlib.sha256).hexdigest()
+
+
+def issue_token(key: bytes, subject: str, now_ms: int, ttl_ms: int = TOKEN_TTL_MS) -> str:
+    """``<expiry ms>.<HMAC>`` for ``subject`` (:func:`admin_subject`), keyed by
+    :func:`token_key`: every server process with the same secret accepts it; changing the
+    secret, the admin user or the password revokes every token."""
     expiry = str(now_ms + ttl_ms)
-    mac = hmac.new(_token_key(user, password), expiry.encode(), hashlib.sha256).hexdigest()
-    return f"{expiry}.{mac}"
+    return f"{expiry}.{_mac(key, subject, expiry)}"
 
 
-def token_ok(token: object, user: str, password: str, now_ms: int) -> bool:
+def token_ok(token: object, key: bytes, subject: str, now_ms: int) -> bool:
     if not isinstance(token, str):
         return False
     expiry, _, mac = token.partition(".")
     if not expiry.isdigit() or int(expiry) < now_ms:
         return False
-    want = hmac.new(_token_key(user, password), expiry.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(mac, want)
+    return hmac.compare_digest(mac, _mac(key, subject, expiry))
+
+
+def same_origin(environ: dict[str, Any]) -> bool:
+    """True when the handshake's ``Origin`` names the host it was sent to (``Host``): the page
+    that opens the socket was served by this server. A missing Origin is refused (browsers
+    always send it on WebSocket handshakes)."""
+    origin, host = environ.get("HTTP_ORIGIN"), environ.get("HTTP_HOST")
+    if not isinstance(origin, str) or not isinstance(host, str) or not origin or not host:
+        return False
+    try:
+        page = urlsplit(origin)
+        server = urlsplit("//" + host)
+        if page.scheme not in ("http", "https") or not page.hostname or not server.hostname:
+            return False
+        default = 443 if page.scheme == "https" else 80
+        return (page.hostname, page.port or default) == (server.hostname, server.port or default)
+    except ValueError:  # a port that is not a number
+        return False
+
+
+def refused(code: Refuse, reason: str) -> socketio.exceptions.ConnectionRefusedError:
+    return socketio.exceptions.ConnectionRefusedError(
+        reason, {"code": code.value, "reason": reason, "retry_ms": None}
+    )
 
 
 # ---------------------------------------------------------------- stream reads
@@ -122,6 +179,11 @@ class QaContext:
     clock: Clock
     sites: list[str]
     auth: AdminAuth
+    token_key: bytes
+
+    @property
+    def subject(self) -> str:
+        return admin_subject(self.auth.user, self.auth.password or "")
 
     def site(self, wanted: object) -> str:
         if isinstance(wanted, str) and wanted in self.sites:
@@ -183,29 +245,25 @@ class AdminNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.ctx = ctx
         self.feeds: dict[str, Feed] = {}
 
-    def admitted(self, environ: dict[str, Any], auth: Any) -> bool:
-        a = self.ctx.auth
-        if not a.password:
-            return False
+    def admitted(self, auth: Any) -> bool:
         token = auth.get("token") if isinstance(auth, dict) else None
-        if token_ok(token, a.user, a.password, self.ctx.clock.now_ms()):
-            return True
-        scope = environ.get("asgi.scope")
-        return isinstance(scope, dict) and a.allowed(HTTPConnection(scope))
+        return token_ok(token, self.ctx.token_key, self.ctx.subject, self.ctx.clock.now_ms())
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if not self.ctx.auth.password:
-            raise socketio.exceptions.ConnectionRefusedError(
-                "the admin views are disabled: set CUEWIRE_ADMIN_PASSWORD"
+            raise refused(
+                Refuse.INVALID_AUTH, "the admin views are disabled: set CUEWIRE_ADMIN_PASSWORD"
             )
-        if not self.admitted(environ, auth):
-            raise socketio.exceptions.ConnectionRefusedError("admin login required")
-        site = self.ctx.site(auth.get("site") if isinstance(auth, dict) else None)
-        feed = self.feeds[sid] = Feed(site)
-        await self.emit(
-            "hello", {"sites": self.ctx.sites, "site": site, "now": self.ctx.clock.now_ms()}, to=sid
-        )
-        feed.task = asyncio.create_task(self._run(sid, feed), name=f"cuewire-qa-{sid}")
+        if not same_origin(environ):
+            raise refused(
+                Refuse.ORIGIN_NOT_ALLOWED,
+                "the admin namespace only accepts pages of this server (Origin must match Host)",
+            )
+        if not self.admitted(auth):
+            raise refused(Refuse.INVALID_AUTH, "admin login required")
+        # Nothing is emitted here: packets sent before the connect is acknowledged reach a
+        # client that cannot answer yet. The client says hello once it is connected.
+        self.feeds[sid] = Feed(self.ctx.site(auth.get("site")))
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         feed = self.feeds.pop(sid, None)
@@ -213,6 +271,19 @@ class AdminNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             feed.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feed.task
+
+    async def on_hello(self, sid: str, data: Any = None) -> None:
+        """The client is connected: answer hello and start its feed (once per connection)."""
+        feed = self.feeds.get(sid)
+        if feed is None or feed.task is not None:
+            return
+        if isinstance(data, dict):
+            if "site" in data:
+                feed.site = self.ctx.site(data.get("site"))
+            session = data.get("session")
+            feed.watching = session if isinstance(session, str) and session else None
+        # started before any await, so a disconnect handled meanwhile finds and cancels it
+        feed.task = asyncio.create_task(self._run(sid, feed), name=f"cuewire-qa-{sid}")
 
     async def on_site(self, sid: str, data: Any = None) -> None:
         feed = self.feeds.get(sid)
@@ -232,6 +303,8 @@ class AdminNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         feed.wake.set()
 
     async def _run(self, sid: str, feed: Feed) -> None:
+        now = self.ctx.clock.now_ms()
+        await self.emit("hello", {"sites": self.ctx.sites, "site": feed.site, "now": now}, to=sid)
         healthy = True
         while True:
             try:
@@ -301,7 +374,14 @@ def mount_qa(
         services.clock,
     )
     checker = AdminAuth(PlainTextResponse(""), settings.admin_user, settings.admin_password)
-    ctx = QaContext(store, runtime, clock, sorted(sites.keys()), checker)
+    key = token_key(settings.secret)
+    if settings.secret is None and settings.redis_url and settings.admin_password:
+        log.warning(
+            "CUEWIRE_SECRET is not set: admin tokens are signed with a key of this process "
+            "only, so with several processes the QA view works only when its token request "
+            "and its socket reach the same one; set CUEWIRE_SECRET (the same on every process)"
+        )
+    ctx = QaContext(store, runtime, clock, sorted(sites.keys()), checker, key)
     services.sio.register_namespace(AdminNamespace(ctx))
 
     async def page(request: Request) -> Response:
@@ -311,8 +391,7 @@ def mount_qa(
         return FileResponse(STATIC / "metrics.html", headers={"Cache-Control": "no-store"})
 
     async def token(request: Request) -> Response:
-        password = ctx.auth.password or ""
-        value = issue_token(ctx.auth.user, password, clock.now_ms())
+        value = issue_token(ctx.token_key, ctx.subject, clock.now_ms())
         return JSONResponse({"token": value, "sites": ctx.sites}, headers=NO_STORE)
 
     async def session_api(request: Request) -> Response:

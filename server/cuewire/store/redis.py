@@ -221,10 +221,18 @@ class RedisStore:
             raise StoreError(f"cannot release a socket: {exc}") from exc
 
     async def link_user(self, site: str, user_id: str, visitor: str) -> None:
-        await self._r.set(self._k.user(site, user_id), visitor, ex=self._s.visitor_ttl_s)
+        """Link ``user_id`` to ``visitor``: call it for verified identifies only (identity.py)."""
+        try:
+            await self._r.set(self._k.user(site, user_id), visitor, ex=self._s.visitor_ttl_s)
+        except RedisError as exc:
+            raise StoreError(f"cannot link a user id: {exc}") from exc
 
     async def visitor_of_user(self, site: str, user_id: str) -> str | None:
-        found = await self._r.get(self._k.user(site, user_id))
+        """The visitor ``user_id`` was last verified on, or None."""
+        try:
+            found = await self._r.get(self._k.user(site, user_id))
+        except RedisError as exc:
+            raise StoreError(f"cannot read a user link: {exc}") from exc
         return str(found) if found is not None else None
 
     async def next_due_ms(self) -> int | None:

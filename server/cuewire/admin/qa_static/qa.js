@@ -228,7 +228,6 @@ function onHello({ sites, site, now }) {
   state.audit = [];
   state.auditIds.clear();
   renderSites();
-  if (state.watching) socket.emit("watch", { session: state.watching });
   render();
 }
 
@@ -254,7 +253,12 @@ const socket = new AdminSocket({
     const { token } = await response.json();
     return { token, site: state.site };
   },
-  onState: setStatus,
+  onState(what, detail) {
+    setStatus(what, detail);
+    // Only once connected (and again after every reconnect) may the page speak: the server
+    // answers hello and starts the feed of this site and the followed session.
+    if (what === "connected") socket.emit("hello", { site: state.site, session: state.watching });
+  },
 });
 socket.on("hello", onHello);
 socket.on("batches", onBatches);
