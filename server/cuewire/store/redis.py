@@ -83,6 +83,15 @@ class RedisStore:
     def keys(self) -> Keys:
         return self._k
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client (or the embedded server's) this store runs on."""
+        return self._r
+
+    @property
+    def settings(self) -> Settings:
+        return self._s
+
     async def ping(self) -> bool:
         try:
             return bool(await self._r.ping())
