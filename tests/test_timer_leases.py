@@ -3,6 +3,7 @@ acks, fired once, and every one that does not fire is audited with a code."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -214,3 +215,33 @@ async def test_a_rule_that_shows_nothing_fires_without_a_tab(
     assert await fired(h) == ["remind"]
     facts = await store.session_facts("test-site", v.origin.session)
     assert facts["x:reminded"] == "true"
+
+
+class SlowConsume(RedisStore):
+    """The real store, slowed down: reading a timer's facts takes 0.3 s."""
+
+    def __init__(self, store: RedisStore) -> None:
+        super().__init__(store.client, store.settings)
+        self.firing = asyncio.Event()
+
+    async def consume(self, timer: Timer) -> tuple[dict[str, str], dict[str, str]] | None:
+        self.firing.set()
+        await asyncio.sleep(0.3)
+        return await super().consume(timer)
+
+
+async def test_shutdown_lets_the_firing_in_flight_finish(
+    store: RedisStore, settings: Settings
+) -> None:
+    slow = SlowConsume(store)
+    h = Harness(slow, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    h.clock.advance(1)
+    task = asyncio.create_task(h.timers.run())
+    await slow.firing.wait()  # claimed, being fired
+    await h.timers.drain(timeout_s=5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert h.rules_shown == [RULE]
+    assert await store.next_due_ms() is None  # acked before the loop stopped
