@@ -106,11 +106,21 @@ class TimerLoop:
         results = await asyncio.gather(
             *(self._fire(timer, due_ms) for timer, due_ms in claimed), return_exceptions=True
         )
+        store_errors = 0
         for (timer, _), result in zip(claimed, results, strict=True):
-            if isinstance(result, Exception):
+            if isinstance(result, StoreError):
+                store_errors += 1
+            elif isinstance(result, Exception):
                 log.error(
                     "timer %s of session %s failed", timer.rule, timer.session, exc_info=result
                 )
+        if store_errors:  # one line, not one traceback per timer, during an outage
+            self._on_store_error()
+            log.warning(
+                "%d timers not fired (store error); they are claimed again when their lease"
+                " expires",
+                store_errors,
+            )
         return len(claimed), next_due
 
     async def _fire(self, timer: Timer, due_ms: int) -> None:
