@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 CLAIM_BATCH = 256
 HOLD_FOR_A_TAB_MS = 30_000  # a due prompt waits this long for a tab to (re)connect
 RETRY_MS = 500
+MAX_BACKOFF_S = 2.0  # while the store is unreachable, retry at least this often
 
 
 class TimerLoop:
@@ -86,7 +87,7 @@ class TimerLoop:
             except StoreError as exc:
                 self._on_store_error()
                 self._set_healthy(False, exc)
-                backoff = pause = min(backoff * 2, 5.0)
+                backoff = pause = min(backoff * 2, MAX_BACKOFF_S)
                 fired = 0
             finally:
                 self._idle.set()
