@@ -29,6 +29,11 @@ def _lua(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
 
 
+# What the wrapper returns when it grants a firing again: the shape claim.lua returns for a
+# grant (keep the two in step when claim.lua's answer changes).
+REGRANT = "''"
+
+
 def _governance_script() -> str:
     """claim.lua, granted again (and counted once) for the firing it already granted: the
     last ARGV is the firing (a timer's token, or "")."""
@@ -36,11 +41,19 @@ def _governance_script() -> str:
         "local function governance()\n"
         + _lua("claim.lua")
         + "\nend\n"
+        + "local function granted(v)\n"
+        + "  if type(v) == 'table' then return v[1] == '' end\n"
+        + "  return v == ''\n"
+        + "end\n"
         + "local firing = ARGV[#ARGV]\n"
         + "local marker = 'firing:' .. ARGV[1]\n"
-        + "if firing ~= '' and redis.call('HGET', KEYS[1], marker) == firing then return '' end\n"
+        + "if firing ~= '' and redis.call('HGET', KEYS[1], marker) == firing then\n"
+        + f"  return {REGRANT}\n"
+        + "end\n"
         + "local verdict = governance()\n"
-        + "if verdict == '' and firing ~= '' then redis.call('HSET', KEYS[1], marker, firing) end\n"
+        + "if firing ~= '' and granted(verdict) then\n"
+        + "  redis.call('HSET', KEYS[1], marker, firing)\n"
+        + "end\n"
         + "return verdict\n"
     )
 
