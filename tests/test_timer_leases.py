@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cuewire.cli import main
 from cuewire.errors import StoreError
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
@@ -245,3 +246,22 @@ async def test_shutdown_lets_the_firing_in_flight_finish(
     await asyncio.gather(task, return_exceptions=True)
     assert h.rules_shown == [RULE]
     assert await store.next_due_ms() is None  # acked before the loop stopped
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
+async def test_cuewire_audit_lists_drops_with_their_code(
+    store: RedisStore,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    h = Harness(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    h.clock.advance(600)
+    await h.timers.tick()
+    monkeypatch.setenv("CUEWIRE_KEY_PREFIX", settings.key_prefix)
+    args = ["audit", "--redis-url", str(settings.redis_url), "--site", "test-site"]
+    assert await asyncio.to_thread(main, [*args, "--outcome", "dropped"]) == 0
+    [_header, line] = capsys.readouterr().out.splitlines()
+    assert " dropped " in line and RULE in line and "too_late: due " in line

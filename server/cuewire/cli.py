@@ -217,6 +217,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     rows = [["at (UTC)", "outcome", "rule", "variant", "session", "cause", "reason / prompt"]]
     for r in records:
         said = r.get("reason") or r.get("prompt") or ""
+        if r.get("code"):  # a suppression or drop: its stable code, then the text
+            said = f"{r['code']}: {said}"
         rows.append(
             [
                 _when(r.get("at")),
