@@ -13,8 +13,15 @@ from conftest import free_port, wait_healthy
 
 class ServerProcess:
     def __init__(
-        self, redis_url: str, rules: Path, templates: Path, sites: Path, port: int | None = None
+        self,
+        redis_url: str,
+        rules: Path,
+        templates: Path,
+        sites: Path,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.extra_env = env or {}
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [
@@ -38,7 +45,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServerProcess:
-        env = {**os.environ, "CUEWIRE_TIMER_POLL_S": "0.02"}
+        env = {**os.environ, "CUEWIRE_TIMER_POLL_S": "0.02", **self.extra_env}
         proc = self.proc = subprocess.Popen(self.args, env=env)
         wait_healthy(self.url, 20, lambda: proc.poll() is None)
         return self

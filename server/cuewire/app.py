@@ -132,7 +132,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         try:
             yield {"services": services}
         finally:
-            services.timers.stop()
+            await services.timers.drain()  # let the tick in flight finish and ack
             for task in tasks:
                 task.cancel()
             listener = getattr(services.sio.manager, "thread", None)  # the Redis manager's

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("-n", type=int, default=20, help="how many records (default 20)")
     audit.add_argument("--session", help="only this session")
     audit.add_argument("--rule", help="only this rule")
-    audit.add_argument("--outcome", choices=["fired", "holdout", "suppressed", "queued"])
+    audit.add_argument("--outcome", choices=["fired", "holdout", "suppressed", "queued", "dropped"])
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     explain = sub.add_parser("explain", help="why each rule did or did not fire in a session")
     explain.add_argument("session", help="the session id (see the QA view or `cuewire audit`)")
@@ -217,6 +217,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     rows = [["at (UTC)", "outcome", "rule", "variant", "session", "cause", "reason / prompt"]]
     for r in records:
         said = r.get("reason") or r.get("prompt") or ""
+        if r.get("code"):  # a suppression or drop: its stable code, then the text
+            said = f"{r['code']}: {said}"
         rows.append(
             [
                 _when(r.get("at")),

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import jinja2
 
 from .clock import Clock
+from .codes import DROPPED, Drop
 from .experiments import HOLDOUT, bucket
 from .ids import new_id
 from .metrics import Metrics
@@ -68,8 +70,9 @@ class Delivery:
                     site, session, visitor, cand, f"lower priority than {shown.rule}"
                 )
                 continue
-            prompt_id = new_id("p_")
+            prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
             claim = self._claim(site, session, visitor, rule, policy, prompt_id)
+            claim = replace(claim, firing=cand.firing)
             [verdict] = await self._store.apply([claim])
             if verdict:
                 await self._blocked(site, session, visitor, cand, verdict)
@@ -227,5 +230,40 @@ class Delivery:
             "latency_ms": str(max(0, now - cand.since_ms)),
             "at": str(now),
             "event": json.dumps(cand.view.event or {}, separators=(",", ":")),
+            "firing": cand.firing,
+        }
+        await self._store.audit(site, record)
+
+    async def record_drop(
+        self,
+        site: str,
+        session: str,
+        visitor: str,
+        rule: str,
+        code: Drop,
+        reason: str,
+        due_ms: int,
+        firing: str = "",
+    ) -> None:
+        """Audit a due deadline that did not fire (``outcome: dropped``) with its ``code``;
+        once per ``firing`` (the timer's token)."""
+        now = self._clock.now_ms()
+        self._metrics.firings.labels(rule, DROPPED).inc()
+        record = {
+            "outcome": DROPPED,
+            "code": str(code),
+            "reason": reason,
+            "rule": rule,
+            "session": session,
+            "visitor": visitor,
+            "cause": "timer",
+            "prompt": "",
+            "template": "",
+            "variant": "",
+            "url": "",
+            "latency_ms": str(max(0, now - due_ms)),
+            "at": str(now),
+            "event": "{}",
+            "firing": firing,
         }
         await self._store.audit(site, record)

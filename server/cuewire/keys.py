@@ -24,6 +24,11 @@ class Keys:
         """Sorted set of the ``seq`` numbers received from one tab (resend de-duplication)."""
         return f"{self.prefix}:q:{{{site}:{session}}}:{tab}"
 
+    def pending(self, site: str, session: str, tab: str) -> str:
+        """Sorted set of the ``seq`` numbers of one tab whose facts are stored but whose rule
+        actions are not applied yet: a resend of one of them is decided again."""
+        return f"{self.prefix}:p:{{{site}:{session}}}:{tab}"
+
     def visitor(self, site: str, visitor: str) -> str:
         """Hash of visitor facts: first and last seen, session count, user id, traits."""
         return f"{self.prefix}:v:{site}:{visitor}"
@@ -37,6 +42,19 @@ class Keys:
     def timers(self) -> str:
         """Sorted set of pending timers scored by due time in epoch ms."""
         return f"{self.prefix}:timers"
+
+    def leases(self) -> str:
+        """Sorted set of claimed timers being fired, scored by lease expiry in epoch ms: a
+        member whose lease expired (its process died) is claimed again by any process."""
+        return f"{self.prefix}:timers:lease"
+
+    def claimed(self) -> str:
+        """Hash of claimed timers (member -> due ms), removed when the firing is acked."""
+        return f"{self.prefix}:timers:claimed"
+
+    def audited(self, firing: str) -> str:
+        """Marker of a firing (a timer token) already written to the audit stream."""
+        return f"{self.prefix}:fa:{firing}"
 
     def audit(self, site: str) -> str:
         """Stream of firings and suppressed firings."""

@@ -51,7 +51,8 @@ class Pipeline:
             changes,
             now_ms,
         )
-        fresh = [e for e, is_new in zip(events, ingested.fresh, strict=True) if is_new]
+        # new events, and resends of events whose actions were never applied (a failed commit)
+        fresh = [e for e, todo in zip(events, ingested.todo, strict=True) if todo]
         if not fresh:
             return None
         for event in fresh:
@@ -68,8 +69,15 @@ class Pipeline:
             ingested.visitor,
             now_ms,
         )
-        if decision.actions:
-            await self._store.apply(decision.actions)
+        if not decision.actions and not decision.candidates:
+            return None  # nothing to apply; a resend is decided again, to the same effect
+        # The actions, with the seqs marked done, in one atomic step: if it fails the client
+        # resends and the batch is decided again; if another process did it first, stop here.
+        seqs = [int(e["seq"]) for e in fresh]
+        if not await self._store.commit(
+            origin.site, origin.session, origin.tab, seqs, decision.actions
+        ):
+            return None
         if not decision.candidates:
             return None
         return await self._delivery.resolve(

@@ -39,6 +39,7 @@ class Settings:
     recent_events: int = 50
     live_stream_max: int = 10_000  # accepted batches kept for the QA view; 0 turns it off
     timer_poll_s: float = 0.05
+    timer_lease_s: float = 30.0  # a claimed deadline is claimed again when not acked by then
     reload_poll_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
     key_prefix: str = "cw"

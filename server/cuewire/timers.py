@@ -1,7 +1,11 @@
-"""The timer loop: claim due deadlines atomically, re-check eligibility, deliver.
+"""The timer loop: claim due deadlines with a lease, re-check eligibility, deliver, ack.
 
-Deadlines live in the store (a sorted set scored by due time), so they survive restarts, and
-a claim is atomic, so with several server processes each deadline fires once.
+Deadlines live in the store (a sorted set scored by due time), so they survive restarts. A
+claim moves a deadline under a lease (claim_timers.lua); the firing process acks it when done,
+and a deadline whose lease expires (its process crashed) is claimed again by any process. A
+firing is idempotent: the timer's token is checked at consume and cleared at ack, its claim is
+granted once per token and its audit record is written once per token. So with several
+processes and crashes each deadline fires once, or is dropped with an audited reason.
 """
 
 from __future__ import annotations
@@ -13,17 +17,20 @@ import random
 from collections.abc import Callable
 
 from .clock import Clock
+from .codes import Drop
 from .delivery import Delivery
 from .errors import StoreError
 from .ids import new_id
 from .rules.engine import Engine
-from .store.base import Put, Schedule, Store, Timer
+from .rules.model import duration_ms
+from .store.base import Facts, Put, Schedule, Store, Timer
 
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 256
 HOLD_FOR_A_TAB_MS = 30_000  # a due prompt waits this long for a tab to (re)connect
 RETRY_MS = 500
+MAX_BACKOFF_S = 2.0  # while the store is unreachable, retry at least this often
 
 
 class TimerLoop:
@@ -48,6 +55,8 @@ class TimerLoop:
         self._on_store_error = on_store_error
         self._healthy = True
         self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after its current tick.
@@ -57,10 +66,18 @@ class TimerLoop:
         """
         self._stopping.set()
 
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Stop, and wait (up to ``timeout_s``) for the tick in flight to finish. What is
+        still in flight after that keeps its lease and is claimed again by another process."""
+        self.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+
     async def run(self) -> None:
         backoff = self._poll_s
         while not self._stopping.is_set():
             pause = self._poll_s
+            self._idle.clear()
             try:
                 fired, next_due = await self.tick()
                 self._set_healthy(True)
@@ -70,8 +87,10 @@ class TimerLoop:
             except StoreError as exc:
                 self._on_store_error()
                 self._set_healthy(False, exc)
-                backoff = pause = min(backoff * 2, 5.0)
+                backoff = pause = min(backoff * 2, MAX_BACKOFF_S)
                 fired = 0
+            finally:
+                self._idle.set()
             if fired < CLAIM_BATCH and pause > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), pause * random.uniform(0.9, 1.0))
@@ -79,7 +98,8 @@ class TimerLoop:
     async def tick(self) -> tuple[int, int | None]:
         """Claim and fire what is due now: how many timers were claimed, and the next deadline.
 
-        Fired concurrently: one slow session does not hold up the others."""
+        Fired concurrently: one slow session does not hold up the others. One timer that
+        fails is logged and keeps its lease, so it is claimed again when the lease expires."""
         now = self._clock.now_ms()
         claimed, next_due = await self._store.claim_due(now, CLAIM_BATCH)
         for _timer, due_ms in claimed:
@@ -87,42 +107,93 @@ class TimerLoop:
         results = await asyncio.gather(
             *(self._fire(timer, due_ms) for timer, due_ms in claimed), return_exceptions=True
         )
+        store_errors = 0
         for (timer, _), result in zip(claimed, results, strict=True):
-            if isinstance(result, Exception):
+            if isinstance(result, StoreError):
+                store_errors += 1
+            elif isinstance(result, Exception):
                 log.error(
                     "timer %s of session %s failed", timer.rule, timer.session, exc_info=result
                 )
+        if store_errors:  # one line, not one traceback per timer, during an outage
+            self._on_store_error()
+            log.warning(
+                "%d timers not fired (store error); they are claimed again when their lease"
+                " expires",
+                store_errors,
+            )
         return len(claimed), next_due
 
     async def _fire(self, timer: Timer, due_ms: int) -> None:
         facts = await self._store.consume(timer)
-        if facts is None:  # cancelled or replaced since it was scheduled
+        if facts is None:  # cancelled or replaced since it was scheduled: a normal cancel
+            await self._store.ack_timer(timer)
             return
         session_facts, visitor_facts = facts
         now = self._clock.now_ms()
+        engine = self._engine()
+        rule = engine.rules.rules.get(timer.rule)
+        if rule is None:
+            await self._drop(timer, due_ms, Drop.RULE_REMOVED, "the rule is no longer loaded")
+            return
         if due_ms - int(session_facts.get("last") or due_ms) > self._session_ttl_ms:
-            return  # the session had ended before the deadline; nobody is there to see it
-        outcome = self._engine().on_timer(timer, session_facts, visitor_facts, due_ms, now)
+            # the session had ended before the deadline; nobody is there to see it
+            await self._drop(timer, due_ms, Drop.SESSION_ENDED, "the session had ended")
+            return
+        max_late = duration_ms(rule.max_late or engine.rules.policy.max_late)
+        if now - due_ms > max_late:
+            late = f"due {(now - due_ms) / 1000:.1f} s ago, over max_late {max_late / 1000:g} s"
+            await self._drop(timer, due_ms, Drop.TOO_LATE, late)
+            return
+        outcome = engine.on_timer(timer, session_facts, visitor_facts, due_ms, now)
         if isinstance(outcome, Schedule):  # activity pushed a lazy deadline back
             await self._store.apply([outcome])
-        elif outcome is not None:
+            await self._store.ack_timer(timer)
+        elif outcome is None:
+            if not engine.eligible(rule, engine.view(session_facts, visitor_facts, now)):
+                reason = engine.why_not(rule, engine.view(session_facts, visitor_facts, now))
+                await self._drop(timer, due_ms, Drop.NOT_ELIGIBLE, reason or "not eligible")
+            else:  # a dwell deadline of a hidden page: re-armed when the page is visible again
+                await self._store.ack_timer(timer)
+        else:
             sid = session_facts.get("sid")
-            if sid:
+            if sid or rule.show is None:  # a webhook or `set` needs no tab
                 await self._delivery.resolve(
-                    timer.site, timer.session, timer.visitor, sid, [outcome]
+                    timer.site, timer.session, timer.visitor, sid or "", [outcome]
                 )
+                await self._store.ack_timer(timer, clear_hold=True)
             else:
-                await self._hold(timer, session_facts, now)
+                await self._hold(timer, due_ms, session_facts, now)
 
-    async def _hold(self, timer: Timer, session_facts: dict[str, str], now: int) -> None:
-        """No tab is connected: try again shortly, for a while, in case one comes back."""
+    async def _drop(self, timer: Timer, due_ms: int, code: Drop, reason: str) -> None:
+        await self._delivery.record_drop(
+            timer.site,
+            timer.session,
+            timer.visitor,
+            timer.rule,
+            code,
+            reason,
+            due_ms,
+            firing=timer.token,
+        )
+        await self._store.ack_timer(timer, clear_hold=True)
+
+    async def _hold(self, timer: Timer, due_ms: int, session_facts: Facts, now: int) -> None:
+        """No tab is connected: try again shortly, for a while, in case one comes back.
+
+        ``hold:<rule>`` is ``<since ms>:<token of the retry>``; it counts only for that retry,
+        so a hold left behind (its retry was cancelled) never shortens a later one."""
         field = f"hold:{timer.rule}"
-        since = int(session_facts.get(field) or now)
+        held_since, _, retry_of = session_facts.get(field, "").partition(":")
+        since = int(held_since) if retry_of == timer.token and held_since.isdigit() else now
         if now - since >= HOLD_FOR_A_TAB_MS:
+            reason = f"no tab connected within {HOLD_FOR_A_TAB_MS / 1000:g} s"
+            await self._drop(timer, due_ms, Drop.NO_TAB, reason)
             return
         retry = Timer(timer.site, timer.session, timer.visitor, timer.rule, new_id(nbytes=6))
-        put = Put(timer.site, timer.session, timer.visitor, field, str(since))
+        put = Put(timer.site, timer.session, timer.visitor, field, f"{since}:{retry.token}")
         await self._store.apply([put, Schedule(retry, now + RETRY_MS)])
+        await self._store.ack_timer(timer)
 
     def _set_healthy(self, healthy: bool, exc: Exception | None = None) -> None:
         if healthy != self._healthy:

@@ -32,6 +32,7 @@ class Candidate:
     view: FactView
     cause: str  # the trigger kind, or "queue"
     since_ms: int  # when the triggering behaviour happened or the deadline fell due
+    firing: str = ""  # a deadline's token: its claim and audit record happen once
 
 
 @dataclass
@@ -244,4 +245,6 @@ class Engine:
         if later is not None:
             token = new_id(nbytes=6)
             return Schedule(Timer(timer.site, timer.session, timer.visitor, rule.id, token), later)
-        return Candidate(rule, view, t.kind, due_ms) if self.eligible(rule, view) else None
+        if not self.eligible(rule, view):
+            return None
+        return Candidate(rule, view, t.kind, due_ms, firing=timer.token)

@@ -218,6 +218,7 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     set: list[SetFact] = []
     limit: Limit = field(default_factory=Limit)
     on_conflict: Literal["drop", "queue"] = "drop"
+    max_late: Duration | None = None  # a deadline due longer ago is dropped; policy default
 
     def __post_init__(self) -> None:
         if self.show is None and self.webhook is None and not self.set:
@@ -236,6 +237,7 @@ class Policy(msgspec.Struct, forbid_unknown_fields=True):
     one_prompt_at_a_time: bool = True
     snooze: Duration = "1h"
     dismissals: DismissPolicy | None = field(default_factory=DismissPolicy)
+    max_late: Duration = "2m"  # a deadline due longer ago than this (an outage) is dropped
 
 
 class RuleFile(msgspec.Struct, forbid_unknown_fields=True):

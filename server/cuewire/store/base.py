@@ -6,6 +6,7 @@ It knows nothing of rules or transport. Two backends share one implementation
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,9 +25,11 @@ class OpenedSession:
 
 @dataclass(frozen=True)
 class Ingested:
-    """The outcome of one batch: which events were new, and the facts after it."""
+    """The outcome of one batch: which events were new, which the engine must decide (new
+    ones, and resends of events whose actions were never applied), and the facts after it."""
 
-    fresh: list[bool]
+    fresh: list[bool]  # facts applied by this batch
+    todo: list[bool]  # handed to the engine: fresh, or stored but its actions not applied
     session: Facts
     visitor: Facts
 
@@ -42,11 +45,20 @@ class Timer:
     token: str
 
     def member(self) -> str:
-        return "|".join((self.site, self.session, self.visitor, self.rule, self.token))
+        """The timer as a sorted-set member: a JSON array, so any character is safe in it."""
+        parts = [self.site, self.session, self.visitor, self.rule, self.token]
+        return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_member(cls, member: str) -> Timer:
-        site, session, visitor, rule, token = member.split("|")
+        """Decode :meth:`member` (or the older ``a|b|c|d|e`` form); ValueError if neither."""
+        # json.JSONDecodeError is a ValueError
+        parts = json.loads(member) if member.startswith("[") else member.split("|")
+        if not isinstance(parts, list) or len(parts) != 5:
+            raise ValueError(f"not a timer: {member[:200]!r}")
+        if not all(isinstance(p, str) for p in parts):
+            raise ValueError(f"not a timer: {member[:200]!r}")
+        site, session, visitor, rule, token = parts
         return cls(site, session, visitor, rule, token)
 
 
@@ -81,6 +93,7 @@ class Claim:
     snooze_ms: int = 0
     dismiss_count: int = 0
     dismiss_pause_ms: int = 0
+    firing: str = ""  # a timer's token: the claim of one firing is granted again, not twice
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,13 @@ class Store(Protocol):
         """Apply actions in one round trip; per Claim, "" when granted or the reason not."""
         ...
 
+    async def commit(
+        self, site: str, session: str, tab: str, seqs: list[int], actions: list[Action]
+    ) -> bool:
+        """Apply a batch's actions (no Claims) and mark its seqs done, atomically. False, and
+        nothing applied, when a seq is no longer pending (another process committed it)."""
+        ...
+
     async def visitor_facts(self, site: str, visitor: str) -> Facts: ...
 
     async def release_socket(self, site: str, session: str, sid: str) -> None:
@@ -144,7 +164,14 @@ class Store(Protocol):
         """Claim due timers atomically: (timer, due ms) each, and the next deadline left."""
         ...
 
-    async def consume(self, timer: Timer) -> tuple[Facts, Facts] | None: ...
+    async def consume(self, timer: Timer) -> tuple[Facts, Facts] | None:
+        """The facts to fire ``timer`` on, or None when it is stale. Reads only."""
+        ...
+
+    async def ack_timer(self, timer: Timer, clear_hold: bool = False) -> None:
+        """The claimed ``timer`` is done: release its lease and clear its token (if still its
+        own) and, with ``clear_hold``, the rule's hold. Idempotent."""
+        ...
 
     async def next_due_ms(self) -> int | None: ...
 

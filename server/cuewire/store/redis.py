@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
@@ -16,11 +19,52 @@ from ..keys import Keys
 from ..settings import Settings
 from .base import Action, Cancel, Claim, Facts, Ingested, OpenedSession, Put, Schedule, Timer
 
+log = logging.getLogger(__name__)
+
 AUDIT_MAXLEN = 100_000
+AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (audit_once.lua)
 
 
 def _lua(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+
+
+# What the wrapper returns when it grants a firing again: the shape claim.lua returns for a
+# grant (keep the two in step when claim.lua's answer changes).
+REGRANT = "''"
+
+
+def _governance_script() -> str:
+    """claim.lua, granted again (and counted once) for the firing it already granted: the
+    last ARGV is the firing (a timer's token, or "")."""
+    return (
+        "local function governance()\n"
+        + _lua("claim.lua")
+        + "\nend\n"
+        + "local function granted(v)\n"
+        + "  if type(v) == 'table' then return v[1] == '' end\n"
+        + "  return v == ''\n"
+        + "end\n"
+        + "local firing = ARGV[#ARGV]\n"
+        + "local marker = 'firing:' .. ARGV[1]\n"
+        + "if firing ~= '' and redis.call('HGET', KEYS[1], marker) == firing then\n"
+        + f"  return {REGRANT}\n"
+        + "end\n"
+        + "local verdict = governance()\n"
+        + "if firing ~= '' and granted(verdict) then\n"
+        + "  redis.call('HSET', KEYS[1], marker, firing)\n"
+        + "end\n"
+        + "return verdict\n"
+    )
+
+
+@asynccontextmanager
+async def _guard(what: str) -> AsyncIterator[None]:
+    """Turn a Redis failure into StoreError: no RedisError leaves the store."""
+    try:
+        yield
+    except RedisError as exc:
+        raise StoreError(f"cannot {what}: {exc}") from exc
 
 
 def _pairs_of(mapping: Any) -> Facts:
@@ -42,12 +86,24 @@ class RedisStore:
         self._ingest = client.register_script(_lua("ingest.lua"))
         self._claim = client.register_script(_lua("claim_timers.lua"))
         self._consume = client.register_script(_lua("consume_timer.lua"))
-        self._governance = client.register_script(_lua("claim.lua"))
+        self._ack = client.register_script(_lua("ack_timer.lua"))
+        self._commit = client.register_script(_lua("commit.lua"))
+        self._audit_once = client.register_script(_lua("audit_once.lua"))
+        self._governance = client.register_script(_governance_script())
         self._release = client.register_script(_lua("release_socket.lua"))
 
     @property
     def keys(self) -> Keys:
         return self._k
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client (or the embedded server's) this store runs on."""
+        return self._r
+
+    @property
+    def settings(self) -> Settings:
+        return self._s
 
     async def ping(self) -> bool:
         try:
@@ -114,12 +170,55 @@ class RedisStore:
             self._k.seen(site, session, tab),
             self._k.visitor(site, visitor),
             self._k.live(site),
+            self._k.pending(site, session, tab),
         ]
         try:
-            fresh, sess, vis = await self._ingest(keys=keys, args=args)
+            flags, sess, vis = await self._ingest(keys=keys, args=args)
         except RedisError as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
-        return Ingested([bool(f) for f in fresh], _pairs(sess), _pairs(vis))
+        fresh = [int(f) == 1 for f in flags]
+        todo = [int(f) != 0 for f in flags]
+        return Ingested(fresh, todo, _pairs(sess), _pairs(vis))
+
+    async def commit(
+        self, site: str, session: str, tab: str, seqs: list[int], actions: list[Action]
+    ) -> bool:
+        keys = [self._k.pending(site, session, tab)]
+        slots: dict[str, int] = {}
+
+        def slot(key: str) -> int:
+            if key not in slots:
+                keys.append(key)
+                slots[key] = len(keys)  # Lua's KEYS are 1-based
+            return slots[key]
+
+        ops: list[list[Any]] = []
+        for action in actions:
+            if isinstance(action, Schedule):
+                t = action.timer
+                session_key = slot(self._k.session(t.site, t.session))
+                ops.append(["hset", session_key, f"t:{t.rule}", t.token])
+                ops.append(["zadd", slot(self._k.timers()), action.due_ms, t.member()])
+            elif isinstance(action, Cancel):
+                t = action.timer
+                ops.append(["hdel", slot(self._k.session(t.site, t.session)), f"t:{t.rule}"])
+                ops.append(["zrem", slot(self._k.timers()), t.member()])
+            elif isinstance(action, Put):
+                key = (
+                    self._k.visitor(action.site, action.visitor)
+                    if action.on_visitor
+                    else self._k.session(action.site, action.session)
+                )
+                if action.value is None:
+                    ops.append(["hdel", slot(key), action.field])
+                else:
+                    ops.append(["hset", slot(key), action.field, action.value])
+            else:
+                raise TypeError("commit applies no Claim: resolve candidates after it")
+        batch = {"seqs": [str(seq) for seq in seqs], "ops": ops}
+        async with _guard("apply rule actions"):
+            done = await self._commit(keys=keys, args=[json.dumps(batch, separators=(",", ":"))])
+        return bool(done)
 
     async def apply(self, actions: list[Action]) -> list[str]:
         if not actions:
@@ -180,6 +279,7 @@ class RedisStore:
                 c.snooze_ms,
                 c.dismiss_count,
                 c.dismiss_pause_ms,
+                c.firing,  # last: the wrapper of claim.lua reads ARGV[#ARGV]
             ],
             client=client,
         )
@@ -187,14 +287,24 @@ class RedisStore:
     async def claim_due(
         self, now_ms: int, limit: int
     ) -> tuple[list[tuple[Timer, int]], int | None]:
-        try:
-            members = await self._claim(keys=[self._k.timers()], args=[now_ms, limit])
-        except RedisError as exc:
-            raise StoreError(f"cannot claim timers: {exc}") from exc
-        claimed = [
-            (Timer.from_member(members[i]), int(float(members[i + 1])))
-            for i in range(1, len(members), 2)
-        ]
+        """Claim due timers, and timers whose lease expired, with a lease of
+        ``settings.timer_lease_s``. A member that is not a timer is logged and removed."""
+        keys = [self._k.timers(), self._k.leases(), self._k.claimed()]
+        lease_ms = round(self._s.timer_lease_s * 1000)
+        async with _guard("claim timers"):
+            members = await self._claim(keys=keys, args=[now_ms, limit, lease_ms])
+        claimed: list[tuple[Timer, int]] = []
+        for i in range(1, len(members), 2):
+            try:
+                timer = Timer.from_member(members[i])
+                due = int(float(members[i + 1]))
+            except ValueError:
+                log.error("removing a timer that cannot be decoded: %r", members[i][:200])
+                async with _guard("remove a bad timer"):
+                    await self._r.zrem(self._k.leases(), members[i])
+                    await self._r.hdel(self._k.claimed(), members[i])
+                continue
+            claimed.append((timer, due))
         return claimed, int(float(members[0])) if members[0] else None
 
     async def consume(self, timer: Timer) -> tuple[Facts, Facts] | None:
@@ -202,17 +312,26 @@ class RedisStore:
             self._k.session(timer.site, timer.session),
             self._k.visitor(timer.site, timer.visitor),
         ]
-        result = await self._consume(keys=keys, args=[f"t:{timer.rule}", timer.token])
+        async with _guard("read a timer's facts"):
+            result = await self._consume(keys=keys, args=[f"t:{timer.rule}", timer.token])
         if not result:
             return None
         return _pairs(result[0]), _pairs(result[1])
 
+    async def ack_timer(self, timer: Timer, clear_hold: bool = False) -> None:
+        keys = [self._k.leases(), self._k.claimed(), self._k.session(timer.site, timer.session)]
+        hold = f"hold:{timer.rule}" if clear_hold else ""
+        async with _guard("release a timer"):
+            await self._ack(keys=keys, args=[timer.member(), f"t:{timer.rule}", timer.token, hold])
+
     async def timer_due(self, timer: Timer) -> int | None:
-        score = await self._r.zscore(self._k.timers(), timer.member())
+        async with _guard("read a timer"):
+            score = await self._r.zscore(self._k.timers(), timer.member())
         return int(score) if score is not None else None
 
     async def visitor_facts(self, site: str, visitor: str) -> Facts:
-        return _pairs_of(await self._r.hgetall(self._k.visitor(site, visitor)))
+        async with _guard("read visitor facts"):
+            return _pairs_of(await self._r.hgetall(self._k.visitor(site, visitor)))
 
     async def release_socket(self, site: str, session: str, sid: str) -> None:
         try:
@@ -222,43 +341,61 @@ class RedisStore:
 
     async def link_user(self, site: str, user_id: str, visitor: str) -> None:
         """Link ``user_id`` to ``visitor``: call it for verified identifies only (identity.py)."""
-        try:
+        async with _guard("link a user id"):
             await self._r.set(self._k.user(site, user_id), visitor, ex=self._s.visitor_ttl_s)
-        except RedisError as exc:
-            raise StoreError(f"cannot link a user id: {exc}") from exc
 
     async def visitor_of_user(self, site: str, user_id: str) -> str | None:
         """The visitor ``user_id`` was last verified on, or None."""
-        try:
+        async with _guard("look up a user id"):
             found = await self._r.get(self._k.user(site, user_id))
-        except RedisError as exc:
-            raise StoreError(f"cannot read a user link: {exc}") from exc
         return str(found) if found is not None else None
 
     async def next_due_ms(self) -> int | None:
-        first = await self._r.zrange(self._k.timers(), 0, 0, withscores=True)
-        return int(first[0][1]) if first else None
+        """The earliest deadline, or lease expiry of a claimed timer, in epoch ms."""
+        async with _guard("read the next deadline"):
+            firsts = [
+                await self._r.zrange(key, 0, 0, withscores=True)
+                for key in (self._k.timers(), self._k.leases())
+            ]
+        scores = [int(first[0][1]) for first in firsts if first]
+        return min(scores) if scores else None
 
     async def session_facts(self, site: str, session: str) -> Facts:
-        return _pairs_of(await self._r.hgetall(self._k.session(site, session)))
+        async with _guard("read session facts"):
+            return _pairs_of(await self._r.hgetall(self._k.session(site, session)))
 
     async def recent_events(self, site: str, session: str, count: int) -> list[dict[str, Any]]:
-        raw = await self._r.lrange(self._k.recent(site, session), 0, count - 1)
+        async with _guard("read recent events"):
+            raw = await self._r.lrange(self._k.recent(site, session), 0, count - 1)
         return [json.loads(item) for item in raw]
 
     async def audit(self, site: str, record: dict[str, str]) -> None:
-        fields: dict[Any, Any] = dict(record)
-        await self._r.xadd(self._k.audit(site), fields, maxlen=AUDIT_MAXLEN, approximate=True)
+        """Append ``record`` to the site's audit stream; once per ``firing`` when it has one."""
+        firing = record.get("firing", "")
+        async with _guard("write the audit"):
+            if not firing:
+                fields: dict[Any, Any] = dict(record)
+                await self._r.xadd(
+                    self._k.audit(site), fields, maxlen=AUDIT_MAXLEN, approximate=True
+                )
+                return
+            pairs = [item for pair in record.items() for item in pair]
+            await self._audit_once(
+                keys=[self._k.audit(site), self._k.audited(firing)],
+                args=[AUDIT_MAXLEN, AUDITED_TTL_S, *pairs],
+            )
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]:
-        entries = await self._r.xrevrange(self._k.audit(site), count=count) or []
+        async with _guard("read the audit"):
+            entries = await self._r.xrevrange(self._k.audit(site), count=count) or []
         return [
             {"id": str(entry_id), **_pairs_of(fields)} for entry_id, fields in reversed(entries)
         ]
 
     async def read_live(self, site: str, count: int) -> list[dict[str, str]]:
         """The latest accepted batches, oldest first: id, session, visitor, events (JSON)."""
-        entries = await self._r.xrevrange(self._k.live(site), count=count) or []
+        async with _guard("read the live stream"):
+            entries = await self._r.xrevrange(self._k.live(site), count=count) or []
         return [{"id": str(i), **_pairs_of(fields)} for i, fields in reversed(entries)]
 
     async def stream_after(
@@ -266,10 +403,11 @@ class RedisStore:
     ) -> list[tuple[str, dict[str, str]]]:
         """Entries of a stream (audit, live) after the id ``after``, oldest first; without
         ``after``, the latest ``count``. For tailing: pass the last id seen."""
-        if after is None:
-            entries = list(reversed(await self._r.xrevrange(key, count=count) or []))
-        else:
-            entries = await self._r.xrange(key, min=f"({after}", count=count) or []
+        async with _guard("read a stream"):
+            if after is None:
+                entries = list(reversed(await self._r.xrevrange(key, count=count) or []))
+            else:
+                entries = await self._r.xrange(key, min=f"({after}", count=count) or []
         return [(str(i), _pairs_of(fields)) for i, fields in entries]
 
     async def aclose(self) -> None:

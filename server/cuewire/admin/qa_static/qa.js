@@ -213,7 +213,7 @@ function onAudit({ site, records }) {
     state.fresh.add(r.id);
     const s = touch(r.session, r.visitor);
     if (r.outcome === "fired") s.fired += 1;
-    else if (r.outcome === "suppressed") s.suppressed += 1;
+    else if (r.outcome === "suppressed" || r.outcome === "dropped") s.suppressed += 1;
   }
   if (state.audit.length > MAX_AUDIT) state.audit = state.audit.slice(-MAX_AUDIT);
   render();

@@ -1,13 +1,17 @@
 -- Apply one batch of events to a session in one round trip.
--- KEYS: session hash, recent-events list, seen-seq zset, visitor hash, live stream
+-- KEYS: session hash, recent-events list, seen-seq zset, visitor hash, live stream,
+--       pending-seq zset (stored, rule actions not yet applied: see commit.lua)
 -- ARGV: now_ms, session_ttl_s, visitor_ttl_s, keep_recent, socket_id, visitor_id,
 --       live stream max length (0: no live stream), session id,
 --       then one JSON array with, per event, [seq, event JSON, incr, set, setnx, visitor_incr,
 --       visitor_set] as facts.py encodes its changes (lists of fields, maps of field -> value)
 -- Changes of new events are merged (counters summed, last set wins, first setnx wins) and
 -- written once per field; resent events (a seq already seen from this tab) change nothing.
--- Returns {fresh flags (1 new, 0 resent), session hash (flat), visitor hash (flat)}
-local skey, ekey, qkey, vkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- A new seq is also marked pending until commit.lua applies the engine's actions for it; a
+-- resend of a pending seq changes no facts but is handed to the engine again.
+-- Returns {flags (1 new, 2 resent while pending, 0 resent and done), session hash (flat),
+--          visitor hash (flat)}
+local skey, ekey, qkey, vkey, pkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]
 local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local live_max, session_id = tonumber(ARGV[7]), ARGV[8]
 local batch = cjson.decode(ARGV[9])
@@ -27,7 +31,11 @@ for e, ev in ipairs(batch) do
   local seq = ev[1]
   local is_new = redis.call('ZADD', qkey, 'NX', seq, seq)
   fresh[e] = is_new
+  if is_new == 0 and redis.call('ZSCORE', pkey, seq) then
+    fresh[e] = 2
+  end
   if is_new == 1 then
+    redis.call('ZADD', pkey, seq, seq)
     add(incr, ev[3]); put(set, ev[4], false); put(setnx, ev[5], true)
     add(vincr, ev[6]); put(vset, ev[7], false)
     accepted[#accepted + 1] = ev[2]
@@ -56,6 +64,7 @@ if #accepted > 0 then
   end
 end
 redis.call('ZREMRANGEBYRANK', qkey, 0, -1025)
-for _, k in ipairs({skey, ekey, qkey}) do redis.call('EXPIRE', k, sttl + 300) end  -- + grace
+redis.call('ZREMRANGEBYRANK', pkey, 0, -1025)
+for _, k in ipairs({skey, ekey, qkey, pkey}) do redis.call('EXPIRE', k, sttl + 300) end  -- + grace
 redis.call('EXPIRE', vkey, vttl)
 return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey)}
