@@ -175,6 +175,9 @@ class Show(msgspec.Struct, forbid_unknown_fields=True):
     variants: list[Variant] = []
     holdout: Annotated[float, Meta(ge=0, lt=1)] = 0.0
     experiment: str | None = None
+    # CSS selectors of page elements the prompt must not cover (the snippet places it beside
+    # them or in another corner), e.g. the product's "Add to cart" button.
+    avoid: Annotated[list[Annotated[str, Meta(min_length=1, max_length=256)]], Meta(max_length=8)] = []
 
     def __post_init__(self) -> None:
         ids = [v.id for v in self.variants]

@@ -14,7 +14,18 @@ from ..facts import FactChanges
 from ..ids import new_id
 from ..keys import Keys
 from ..settings import Settings
-from .base import Action, Cancel, Claim, Facts, Ingested, OpenedSession, Put, Schedule, Timer
+from .base import (
+    Action,
+    Cancel,
+    Claim,
+    Facts,
+    Ingested,
+    OpenedSession,
+    Put,
+    Schedule,
+    Timer,
+    Verdict,
+)
 
 AUDIT_MAXLEN = 100_000
 
@@ -29,6 +40,12 @@ def _pairs_of(mapping: Any) -> Facts:
 
 def _pairs(flat: list[Any]) -> Facts:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _verdict(raw: Any) -> Verdict:
+    """claim.lua's answer, ``[code, replaced prompt, replaced rule]``."""
+    code, replaces, rule = (str(x) for x in raw)
+    return Verdict(code, replaces, rule)
 
 
 class RedisStore:
@@ -121,12 +138,12 @@ class RedisStore:
             raise StoreError(f"cannot store events: {exc}") from exc
         return Ingested([bool(f) for f in fresh], _pairs(sess), _pairs(vis))
 
-    async def apply(self, actions: list[Action]) -> list[str]:
+    async def apply(self, actions: list[Action]) -> list[Verdict]:
         if not actions:
             return []
         if len(actions) == 1 and isinstance(actions[0], Claim):  # one EVALSHA, no pipeline
             try:
-                return [str(await self._claim_into(self._r, actions[0]))]
+                return [_verdict(await self._claim_into(self._r, actions[0]))]
             except RedisError as exc:
                 raise StoreError(f"cannot claim a firing: {exc}") from exc
         pipe = self._r.pipeline(transaction=False)
@@ -155,11 +172,11 @@ class RedisStore:
             results = await pipe.execute()
         except RedisError as exc:
             raise StoreError(f"cannot apply rule actions: {exc}") from exc
-        verdicts: list[str] = []
+        verdicts: list[Verdict] = []
         pos = 0
         for action in actions:
             if isinstance(action, Claim):
-                verdicts.append(str(results[pos]))
+                verdicts.append(_verdict(results[pos]))
             pos += 2 if isinstance(action, Schedule | Cancel) else 1
         return verdicts
 
@@ -180,6 +197,7 @@ class RedisStore:
                 c.snooze_ms,
                 c.dismiss_count,
                 c.dismiss_pause_ms,
+                c.priority,
             ],
             client=client,
         )
