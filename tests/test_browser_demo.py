@@ -49,10 +49,9 @@ def demo_rules(folder: Path) -> Path:
 
 def intersects(a: dict[str, float], b: dict[str, float]) -> bool:
     """Two bounding boxes (Playwright's x, y, width, height) share some area."""
-    return (
-        min(a["x"] + a["width"], b["x"] + b["width"]) > max(a["x"], b["x"])
-        and min(a["y"] + a["height"], b["y"] + b["height"]) > max(a["y"], b["y"])
-    )
+    return min(a["x"] + a["width"], b["x"] + b["width"]) > max(a["x"], b["x"]) and min(
+        a["y"] + a["height"], b["y"] + b["height"]
+    ) > max(a["y"], b["y"])
 
 
 async def test_hesitating_on_a_product_opens_the_chat_prompt(

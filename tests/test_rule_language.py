@@ -310,6 +310,20 @@ async def test_a_prompt_that_expires_frees_the_slot_without_counting_as_dismisse
     assert session["active_at"] != expired_at  # not the visitor acting (inactivity goes on)
 
 
+async def test_a_prompt_names_what_it_must_not_cover(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: help
+        trigger: {event: {type: click}}
+        show: {template: note, avoid: ["#buy"]}
+    """)
+    v = await h.visit()
+    await v.send("click", BOOTS, selector="main > button.add", track='add"cart')
+    [(_, prompt)] = h.shown
+    assert prompt.avoid == ("#buy", "main > button.add", '[data-cw-track="add\\"cart"]')
+    assert prompt.dismiss_after_ms == 0  # the note is a modal: it waits for the visitor
+
+
 async def test_set_actions_let_rules_chain(make) -> None:  # type: ignore[no-untyped-def]
     h = make("""
     rules:

@@ -22,7 +22,7 @@ from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
 from .rules.model import Policy, Rule, duration_ms
-from .store.base import Claim, Put, Store, Verdict
+from .store.base import Action, Claim, Put, Store, Verdict
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ REASONS: dict[Hold, str] = {
     Hold.RENDER_FAILED: "render failed",
 }
 MAX_AVOID = 8
+TRACKED_EVENTS = ("click", "hover", "element_visible")
 MAX_SELECTOR = 256
 
 
@@ -47,11 +48,12 @@ def avoid(selectors: Sequence[str], event: Mapping[str, Any] | None) -> tuple[st
     event = event or {}
     if event.get("type") == "click" and isinstance(event.get("selector"), str):
         out.append(event["selector"])
-    tracked = event.get("track") if event.get("type") == "click" else event.get("element")
-    if event.get("type") in ("click", "hover", "element_visible") and isinstance(tracked, str):
-        if tracked.isprintable():
-            value = tracked.replace("\\", "\\\\").replace('"', '\\"')
-            out.append(f'[data-cw-track="{value}"]')
+    kind = event.get("type")
+    tracked = event.get("track") if kind == "click" else event.get("element")
+    # a tracked element, as a CSS attribute selector (its string cannot hold a raw newline)
+    if kind in TRACKED_EVENTS and isinstance(tracked, str) and tracked.isprintable():
+        value = tracked.replace("\\", "\\\\").replace('"', '\\"')
+        out.append(f'[data-cw-track="{value}"]')
     kept = [s for s in dict.fromkeys(out) if s and len(s) <= MAX_SELECTOR]
     return tuple(kept[:MAX_AVOID])
 
@@ -215,7 +217,9 @@ class Delivery:
         await self._record(site, session, visitor, cand, Outcome.FIRED, "", prompt, variant)
         return prompt
 
-    def _still_showing(self, site: str, session: str, visitor: str, verdict: Verdict) -> list[Put]:
+    def _still_showing(
+        self, site: str, session: str, visitor: str, verdict: Verdict
+    ) -> list[Action]:
         """A granted show that shows nothing: what is on screen is what was there before."""
         if not verdict.replaces:
             return [Put(site, session, visitor, "showing", "")]

@@ -23,8 +23,8 @@ import jinja2.meta
 import jinja2.nodes
 import msgspec
 import yaml
-from msgspec import Meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from msgspec import Meta
 
 from .errors import Problem, TemplateError
 from .facts import path_of
