@@ -167,6 +167,49 @@ async def test_a_higher_priority_prompt_takes_the_place_of_a_lower_one(
     assert [e["type"] for e in closes] == ["prompt_shown"], "replaced silently, no dismissal"
 
 
+def intersects(a: dict[str, float], b: dict[str, float]) -> bool:
+    return min(a["x"] + a["width"], b["x"] + b["width"]) > max(a["x"], b["x"]) and min(
+        a["y"] + a["height"], b["y"] + b["height"]
+    ) > max(a["y"], b["y"])
+
+
+async def test_a_prompt_moves_off_what_the_site_marks_data_cw_avoid_also_after_scrolling(
+    new_context: NewContext, kit: LiveServer
+) -> None:
+    context = await new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    page = await context.new_page()
+    await page.goto(kit.url + "/avoid.html")
+    await session_id(page)
+    await track(page, "show_toast")
+    toast = prompt_host(page, kind="toast").get_by_role("status")
+    await expect(toast).to_be_visible()
+    launcher, promo = page.locator("#launcher"), page.locator("#promo")
+
+    async def clear_of() -> dict[str, float]:
+        await page.evaluate(
+            "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+        )
+        box = await toast.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 1280
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 800
+        for element in (launcher, promo):
+            other = await element.bounding_box()
+            assert other is not None
+            assert not intersects(box, other), f"the toast {box} covers {other}"
+        return box
+
+    first = await clear_of()
+    assert first["x"] < 640, "the toast's corner (bottom-right) holds the launcher: bottom-left"
+    # Scrolling brings the promotion under the toast's new corner: it moves again.
+    await page.evaluate(
+        "() => { const p = document.getElementById('promo');"
+        " scrollTo(0, p.offsetTop - innerHeight + p.offsetHeight + 20); }"
+    )
+    second = await clear_of()
+    assert second != first
+
+
 @pytest.mark.parametrize("viewport", [(1280, 800), (390, 844)], ids=["desktop", "phone"])
 @pytest.mark.parametrize("name", list(KINDS))
 async def test_a_long_unbroken_string_stays_inside_the_viewport(
