@@ -134,7 +134,9 @@ function expireAfter(host: HTMLElement, root: ShadowRoot, ms: number, done: () =
   let since = 0;
   let timer = 0;
   let over = false;
+  let stopped = false;
   const sync = () => {
+    if (stopped) return; // a focusout deferred past close
     if (timer) {
       clearTimeout(timer);
       timer = 0;
@@ -158,6 +160,7 @@ function expireAfter(host: HTMLElement, root: ShadowRoot, ms: number, done: () =
   ];
   sync();
   return () => {
+    stopped = true;
     clearTimeout(timer);
     removeAll(removers);
   };

@@ -46,9 +46,9 @@ def avoid(selectors: Sequence[str], event: Mapping[str, Any] | None) -> tuple[st
     that made it fire (a click's selector; a hover's or element_visible's tracked element)."""
     out = list(selectors)
     event = event or {}
-    if event.get("type") == "click" and isinstance(event.get("selector"), str):
-        out.append(event["selector"])
     kind = event.get("type")
+    if kind == "click" and isinstance(event.get("selector"), str):
+        out.append(event["selector"])
     tracked = event.get("track") if kind == "click" else event.get("element")
     # a tracked element, as a CSS attribute selector (its string cannot hold a raw newline)
     if kind in TRACKED_EVENTS and isinstance(tracked, str) and tracked.isprintable():
