@@ -47,6 +47,13 @@ def demo_rules(folder: Path) -> Path:
     return folder
 
 
+def intersects(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Two bounding boxes (Playwright's x, y, width, height) share some area."""
+    return min(a["x"] + a["width"], b["x"] + b["width"]) > max(a["x"], b["x"]) and min(
+        a["y"] + a["height"], b["y"] + b["height"]
+    ) > max(a["y"], b["y"])
+
+
 async def test_hesitating_on_a_product_opens_the_chat_prompt(
     serve: Serve, new_context: NewContext, tmp_path: Path, record_property: pytest.RecordProperty
 ) -> None:
@@ -65,6 +72,17 @@ async def test_hesitating_on_a_product_opens_the_chat_prompt(
     await expect(chat).to_be_visible()
     await expect(chat).to_have_accessible_name(re.compile(r"^Need help choosing the "))
     await expect(chat.get_by_role("button", name="Chat with us")).to_be_visible()
+
+    # The prompt never covers what the rule is about: the product's "Add to cart" button.
+    add = page.get_by_role("button", name="Add to cart")
+    await expect(add).to_be_visible()
+    await page.wait_for_timeout(100)  # one frame for placement after the mount
+    card = await chat.bounding_box()
+    button = await add.bounding_box()
+    assert card is not None and button is not None
+    assert not intersects(card, button), f"the chat {card} covers Add to cart {button}"
+    assert card["x"] >= 0 and card["x"] + card["width"] <= 1280
+    assert card["y"] >= 0 and card["y"] + card["height"] <= 800
 
     wanted = os.environ.get("CUEWIRE_SCREENSHOTS") == "1"
     path = SCREENSHOT if wanted else tmp_path / SCREENSHOT.name

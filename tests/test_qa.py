@@ -520,9 +520,11 @@ async def test_demo_policy_3_prompts_per_session_and_a_pause_after_3_dismissals(
     await v.send("exit_intent", f"{SHOP}/product/ridge-hiker.html")  # within 10 s of the 3rd
     await demo.pass_time(45)
     audit = [r for r in await demo.audit("demo") if r["session"] == v.origin.session]
-    reasons = {r["rule"]: r["reason"] for r in audit if r["outcome"] == "suppressed"}
-    assert reasons["exit-intent-product"] == "paused after 3 dismissals"
-    assert reasons["still-there"] == "capped: 3 prompts per session (site policy)"
+    held = {r["rule"]: r for r in audit if r["outcome"] == "suppressed"}
+    assert held["exit-intent-product"]["code"] == "dismiss_pause"
+    assert held["exit-intent-product"]["reason"] == "paused after 3 dismissals"
+    assert held["still-there"]["code"] == "cap_site"
+    assert held["still-there"]["reason"] == "capped: 3 prompts per session (site policy)"
     assert len(await fired(demo, v)) == 3
 
 

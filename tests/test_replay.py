@@ -199,8 +199,10 @@ async def test_replay_of_a_recorded_live_run_fires_the_same_rules(
         "live",
         "queued",
     ]
-    hesitate_row = next(line.split() for line in table if line.startswith("hesitate "))
-    assert hesitate_row[1] == "0" and hesitate_row[5] != "0"  # would no longer fire; did live
+    # With a 5 s window the hesitation prompt comes after the idle nudge (1.5 s) and, with a
+    # higher priority, replaces it instead of being held back: the counts move.
+    rows = [line.split() for line in table[2:] if line and not line.startswith(" ")]
+    assert any(row[1:5] != row[5:9] for row in rows), table
     print("\n".join(table))
 
 

@@ -188,8 +188,9 @@ async def test_cooldown_and_daily_cap_across_sessions(make) -> None:  # type: ig
     await h.pass_time(11 * 60)
     await v.send("exit_intent", BOOTS)  # daily cap
     assert h.rules_shown == ["exit", "exit"]
-    reasons = [r["reason"] for r in await h.audit() if r["outcome"] == "suppressed"]
-    assert reasons == ["cooldown", "capped: 2 per day"]
+    suppressed = [r for r in await h.audit() if r["outcome"] == "suppressed"]
+    assert [r["code"] for r in suppressed] == ["cooldown", "cap_day"]
+    assert [r["reason"] for r in suppressed] == ["cooldown", "capped: 2 per day"]
 
 
 async def test_opt_out_and_snooze_are_honoured(make) -> None:  # type: ignore[no-untyped-def]
@@ -217,8 +218,8 @@ async def test_opt_out_and_snooze_are_honoured(make) -> None:  # type: ignore[no
     await v.send("exit_intent", BOOTS)
     await v.send("scroll", BOOTS, depth=75)
     assert h.rules_shown == ["exit", "scroll", "scroll"]
-    reasons = {r["reason"] for r in await h.audit() if r["outcome"] == "suppressed"}
-    assert reasons == {"opted out", "snoozed"}
+    codes = {r["code"] for r in await h.audit() if r["outcome"] == "suppressed"}
+    assert codes == {"opted_out", "snoozed"}
 
 
 async def test_one_prompt_at_a_time_by_priority_and_queue(make) -> None:  # type: ignore[no-untyped-def]
@@ -245,6 +246,82 @@ async def test_one_prompt_at_a_time_by_priority_and_queue(make) -> None:  # type
     assert h.rules_shown == ["high", "low"]
     outcomes = {r["rule"]: r["outcome"] for r in await h.audit()}
     assert outcomes == {"high": "fired", "dropped": "suppressed", "low": "fired"}
+
+
+async def test_a_higher_priority_prompt_replaces_the_one_on_screen(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: welcome
+        priority: 1
+        trigger: {event: {type: page_view}}
+        show: {template: note}
+      - id: same
+        priority: 1
+        trigger: {event: {type: scroll}}
+        show: {template: note}
+      - id: offer
+        priority: 9
+        trigger: {event: {type: exit_intent}}
+        show: {template: note}
+    """)
+    v = await h.visit()
+    await v.send("page_view", BOOTS)
+    await v.send("scroll", BOOTS, depth=25)  # equal priority: waits its turn
+    await v.send("exit_intent", BOOTS)
+    assert h.rules_shown == ["welcome", "offer"]
+    welcome, offer = h.shown[0][1], h.shown[1][1]
+    assert offer.replaces == welcome.id and welcome.replaces is None
+    audit = await h.audit()
+    replaced = [r for r in audit if r["outcome"] == "replaced"]
+    assert [(r["rule"], r["prompt"], r["code"]) for r in replaced] == [
+        ("welcome", welcome.id, "higher_priority")
+    ]
+    same = next(r for r in audit if r["rule"] == "same")
+    assert (same["outcome"], same["code"]) == ("suppressed", "showing")
+    assert (await h.store.session_facts("test-site", v.origin.session))["showing"] == offer.id
+
+
+async def test_a_prompt_that_expires_frees_the_slot_without_counting_as_dismissed(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: first
+        trigger: {event: {type: exit_intent}}
+        show: {template: note}
+        limit: {per_session: 0}
+      - id: later
+        trigger: {event: {type: scroll}}
+        show: {template: note}
+        limit: {per_session: 0}
+    policy: {dismissals: {count: 1, pause: 1h}}
+    """)
+    v = await h.visit()
+    await v.send("exit_intent", BOOTS)
+    await v.send("scroll", BOOTS, depth=25)
+    assert h.rules_shown == ["first"]  # one at a time
+    await h.pass_time(5)
+    await v.send("prompt_expired", BOOTS, prompt=h.shown[-1][1].id, rule="first")
+    expired_at = str(h.clock.now)
+    await h.pass_time(1)
+    await v.send("scroll", BOOTS, depth=50)
+    assert h.rules_shown == ["first", "later"]  # the slot is free, and no dismissal pause
+    visitor = await h.store.visitor_facts("test-site", v.origin.visitor)
+    assert visitor.get("dismissed", "0") == "0"
+    session = await h.store.session_facts("test-site", v.origin.session)
+    assert session["active_at"] != expired_at  # not the visitor acting (inactivity goes on)
+
+
+async def test_a_prompt_names_what_it_must_not_cover(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: help
+        trigger: {event: {type: click}}
+        show: {template: note, avoid: ["#buy"]}
+    """)
+    v = await h.visit()
+    await v.send("click", BOOTS, selector="main > button.add", track='add"cart')
+    [(_, prompt)] = h.shown
+    assert prompt.avoid == ("#buy", "main > button.add", '[data-cw-track="add\\"cart"]')
+    assert prompt.dismiss_after_ms == 0  # the note is a modal: it waits for the visitor
 
 
 async def test_set_actions_let_rules_chain(make) -> None:  # type: ignore[no-untyped-def]

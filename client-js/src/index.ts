@@ -38,8 +38,8 @@ export interface Cuewire {
   ): void;
   /** The visitor's consent: false stops sending (and is remembered), true resumes. */
   consent(granted: boolean): void;
-  /** Subscribes to "prompt:show", "prompt:click", "prompt:dismiss", "prompt:snooze" or
-   * "prompt:optout"; returns the remover. */
+  /** Subscribes to "prompt:show", "prompt:click", "prompt:dismiss", "prompt:snooze",
+   * "prompt:optout" or "prompt:expire"; returns the remover. */
   on(event: string, fn: Handler): Remover;
   off(event: string, fn: Handler): void;
   /** Runs a queued call `[method, ...args]` (the stub's `push`). */

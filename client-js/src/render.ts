@@ -15,18 +15,29 @@
  * - `[data-cw-action]`: `dismiss`, `snooze`, `optout` close the prompt; `click` reports
  *   `prompt_click` (action = `data-cw-href` or "click"), closes, then follows `data-cw-href`.
  * - a `modal` takes focus (`[data-cw-autofocus]` or the first focusable element), keeps Tab
- *   inside, closes on Esc and gives focus back on close; only one modal is open at a time.
- *   Other kinds close on Esc while focus is inside them.
+ *   inside and closes on Esc; only one modal is open at a time. Other kinds close on Esc while
+ *   focus is inside them. Every kind gives focus back to where it was when it closes with
+ *   focus inside (a modal always).
+ * - not modal: `dismiss_after_ms` > 0 closes the prompt by itself after that long unattended
+ *   (the time stops while the pointer is over it, focus is inside it or the tab is hidden),
+ *   reported as `prompt_expired`; it is placed off the page elements it must not cover
+ *   (place.ts).
+ * - `replaces`: the id of a prompt on screen that this one takes the place of; it closes
+ *   without a report (the server audited it).
+ * - the host sets `overflow-wrap: anywhere`, inherited by the prompt: a long unbroken string
+ *   (a product name, an email, a URL) wraps instead of pushing the card off-screen.
  */
 import type { Prompt, Remover, Scalar } from "./types";
 import { elementOf, listen, removeAll } from "./dom";
+import { place } from "./place";
 
 export type PromptHook =
   | "prompt:show"
   | "prompt:click"
   | "prompt:dismiss"
   | "prompt:snooze"
-  | "prompt:optout";
+  | "prompt:optout"
+  | "prompt:expire";
 
 export interface RendererOptions {
   /** Sends a prompt_* event. */
@@ -48,12 +59,15 @@ const ACTIONS: Record<string, PromptHook> = {
   optout: "prompt:optout",
   click: "prompt:click",
 };
+const EXPIRED = "expired";
+/** After the pointer leaves or focus goes, an expiring prompt stays at least this long. */
+const GRACE_MS = 2000;
 const ACTIVE = "script,iframe,frame,frameset,object,embed,base,meta,link,noscript";
 const FOCUSABLE =
   'a[href],area[href],button:not([disabled]),input:not([disabled]):not([type="hidden"]),select:not([disabled]),textarea:not([disabled]),[tabindex]:not([tabindex="-1"]),[contenteditable="true"]';
 const BAD_URL = /^(javascript|vbscript):/i;
 const HOST_STYLE =
-  "all:initial;position:fixed;z-index:2147483647;top:0;left:0;width:0;height:0;overflow:visible;";
+  "all:initial;position:fixed;z-index:2147483647;top:0;left:0;width:0;height:0;overflow:visible;overflow-wrap:anywhere;";
 
 type TrustedPolicy = { createHTML(s: string): string };
 let policy: TrustedPolicy | null | undefined;
@@ -113,6 +127,45 @@ function safeHref(href: string | null): string | null {
   }
 }
 
+/** Calls `done` after `ms` of the prompt in `host` being unattended: the time stops while the
+ * pointer is over it, focus is inside it or the tab is hidden. */
+function expireAfter(host: HTMLElement, root: ShadowRoot, ms: number, done: () => void): Remover {
+  let left = ms;
+  let since = 0;
+  let timer = 0;
+  let over = false;
+  let stopped = false;
+  const sync = () => {
+    if (stopped) return; // a focusout deferred past close
+    if (timer) {
+      clearTimeout(timer);
+      timer = 0;
+      left = Math.max(GRACE_MS, left - (Date.now() - since));
+    }
+    if (!over && !root.activeElement && document.visibilityState !== "hidden") {
+      since = Date.now();
+      timer = window.setTimeout(done, left);
+    }
+  };
+  const hover = (on: boolean) => () => {
+    over = on;
+    sync();
+  };
+  const removers = [
+    listen(host, "pointerenter", hover(true)),
+    listen(host, "pointerleave", hover(false)),
+    listen(host, "focusin", sync),
+    listen(host, "focusout", () => setTimeout(sync, 0)),
+    listen(document, "visibilitychange", sync),
+  ];
+  sync();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+    removeAll(removers);
+  };
+}
+
 export function createRenderer(opts: RendererOptions): Renderer {
   const open = new Map<string, Remover>(); // prompt id -> close without reporting
   let modal: string | null = null;
@@ -131,6 +184,8 @@ export function createRenderer(opts: RendererOptions): Renderer {
     }
     const { html, ...info } = prompt;
     const isModal = prompt.kind === "modal";
+    const replaced = typeof prompt.replaces === "string" && open.get(prompt.replaces);
+    if (replaced) replaced(); // governance let this one take the other's place
     if (isModal && modal) open.get(modal)!(); // a new modal replaces the old one
 
     const host = document.createElement("div");
@@ -143,20 +198,23 @@ export function createRenderer(opts: RendererOptions): Renderer {
     root.appendChild(content);
 
     const removers: Remover[] = [];
-    const previous = document.activeElement as HTMLElement | null;
+    // Where focus goes back to: what had it when the prompt came, or when focus moved in.
+    let returnTo = document.activeElement as HTMLElement | null;
     const fields = { prompt: prompt.id, rule: String(prompt.rule) };
     let acted = false;
 
     function close(): void {
       if (!open.delete(prompt.id)) return;
       if (modal === prompt.id) modal = null;
+      const focused = !!root.activeElement;
       removeAll(removers);
       host.remove();
-      if (isModal && previous && previous.isConnected && previous.focus) previous.focus();
+      if ((isModal || focused) && returnTo && returnTo.isConnected && returnTo.focus)
+        returnTo.focus();
     }
 
     function act(action: string, href: string | null): void {
-      const hook = ACTIONS[action];
+      const hook = action === EXPIRED ? "prompt:expire" : ACTIONS[action];
       if (!hook || acted) return;
       acted = true;
       const type = "prompt_" + action;
@@ -186,6 +244,7 @@ export function createRenderer(opts: RendererOptions): Renderer {
           const actor = el && el.closest("[data-cw-action]");
           if (!actor) return;
           const action = actor.getAttribute("data-cw-action") || "";
+          if (action === EXPIRED) return;
           const href = action === "click" ? safeHref(actor.getAttribute("data-cw-href")) : null;
           if (action !== "click" || href) e.preventDefault();
           act(action, href);
@@ -216,6 +275,10 @@ export function createRenderer(opts: RendererOptions): Renderer {
         },
         true,
       ),
+      listen<FocusEvent>(host, "focusin", (e) => {
+        const from = e.relatedTarget as HTMLElement | null;
+        if (from && from !== host && !host.contains(from)) returnTo = from;
+      }),
     );
 
     open.set(prompt.id, close);
@@ -224,6 +287,13 @@ export function createRenderer(opts: RendererOptions): Renderer {
     if (isModal) {
       const target = root.querySelector<HTMLElement>("[data-cw-autofocus]") || focusables()[0];
       if (target) target.focus();
+    } else {
+      const avoid = Array.isArray(prompt.avoid)
+        ? prompt.avoid.filter((a) => typeof a === "string")
+        : [];
+      removers.push(place(root, avoid));
+      const ttl = Number(prompt.dismiss_after_ms) || 0;
+      if (ttl > 0) removers.push(expireAfter(host, root, ttl, () => act(EXPIRED, null)));
     }
     opts.report("prompt_shown", fields);
     opts.hook("prompt:show", info);

@@ -37,4 +37,10 @@ export interface Prompt {
   variant: string | null;
   kind: string;
   html: string;
+  /** Not modal: close by itself after this long unattended (0: stays). */
+  dismiss_after_ms?: number;
+  /** CSS selectors of page elements the prompt must not cover. */
+  avoid?: string[];
+  /** The id of a prompt on screen this one takes the place of. */
+  replaces?: string | null;
 }

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from .codes import Outcome
 from .errors import ConfigError, CuewireError, SourceError
 from .paths import shipped
 from .settings import Settings
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("-n", type=int, default=20, help="how many records (default 20)")
     audit.add_argument("--session", help="only this session")
     audit.add_argument("--rule", help="only this rule")
-    audit.add_argument("--outcome", choices=["fired", "holdout", "suppressed", "queued", "dropped"])
+    audit.add_argument("--outcome", choices=[str(o) for o in Outcome])
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     explain = sub.add_parser("explain", help="why each rule did or did not fire in a session")
     explain.add_argument("session", help="the session id (see the QA view or `cuewire audit`)")

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import jinja2
 
 from .clock import Clock
-from .codes import DROPPED, Drop
+from .codes import CONFLICTS, Drop, Hold, Outcome
 from .experiments import HOLDOUT, bucket
 from .ids import new_id
 from .metrics import Metrics
@@ -23,13 +23,40 @@ from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
 from .rules.model import Policy, Rule, duration_ms
-from .store.base import Claim, Put, Store
+from .store.base import Action, Claim, Put, Store, Verdict
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[str, Prompt], Awaitable[None]]
-SHOWING = "another prompt is showing"
+# The fixed texts of codes (the others are made with numbers in Delivery._reason).
+REASONS: dict[Hold, str] = {
+    Hold.OPTED_OUT: "opted out",
+    Hold.SNOOZED: "snoozed",
+    Hold.COOLDOWN: "cooldown",
+    Hold.SHOWING: "another prompt is showing",
+    Hold.RENDER_FAILED: "render failed",
+}
+MAX_AVOID = 8
+TRACKED_EVENTS = ("click", "hover", "element_visible")
+MAX_SELECTOR = 256
+
+
+def avoid(selectors: Sequence[str], event: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """What the prompt must not cover: the rule's ``show.avoid``, and the element of the event
+    that made it fire (a click's selector; a hover's or element_visible's tracked element)."""
+    out = list(selectors)
+    event = event or {}
+    kind = event.get("type")
+    if kind == "click" and isinstance(event.get("selector"), str):
+        out.append(event["selector"])
+    tracked = event.get("track") if kind == "click" else event.get("element")
+    # a tracked element, as a CSS attribute selector (its string cannot hold a raw newline)
+    if kind in TRACKED_EVENTS and isinstance(tracked, str) and tracked.isprintable():
+        value = tracked.replace("\\", "\\\\").replace('"', '\\"')
+        out.append(f'[data-cw-track="{value}"]')
+    kept = [s for s in dict.fromkeys(out) if s and len(s) <= MAX_SELECTOR]
+    return tuple(kept[:MAX_AVOID])
 
 
 class Delivery:
@@ -66,18 +93,16 @@ class Delivery:
                 continue
             seen.add(rule.id)
             if shown is not None and rule.show is not None:
-                await self._blocked(
-                    site, session, visitor, cand, f"lower priority than {shown.rule}"
-                )
+                await self._blocked(site, session, visitor, cand, Hold.LOWER_PRIORITY, shown.rule)
                 continue
             prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
             claim = self._claim(site, session, visitor, rule, policy, prompt_id)
             claim = replace(claim, firing=cand.firing)
             [verdict] = await self._store.apply([claim])
-            if verdict:
-                await self._blocked(site, session, visitor, cand, verdict)
+            if not verdict.granted:
+                await self._blocked(site, session, visitor, cand, Hold(verdict.code))
                 continue
-            prompt = await self._act(site, session, visitor, sid, cand, prompt_id)
+            prompt = await self._act(site, session, visitor, sid, cand, prompt_id, verdict)
             shown = shown or prompt
         return shown
 
@@ -103,23 +128,52 @@ class Delivery:
             snooze_ms=duration_ms(policy.snooze),
             dismiss_count=dismiss.count if dismiss else 0,
             dismiss_pause_ms=duration_ms(dismiss.pause) if dismiss else 0,
+            priority=rule.priority,
         )
 
+    def _reason(self, code: Hold, rule: Rule, other: str = "") -> str:
+        """The human text of ``code`` for the audit (code never reads it)."""
+        policy = self._engine().rules.policy
+        limit = rule.limit
+        dismiss = policy.dismissals
+        if code is Hold.DISMISS_PAUSE:
+            return f"paused after {dismiss.count if dismiss else 0} dismissals"
+        if code is Hold.CAP_SESSION:
+            return f"capped: {limit.per_session} per session"
+        if code is Hold.CAP_DAY:
+            return f"capped: {limit.per_visitor_day} per day"
+        if code is Hold.CAP_WEEK:
+            return f"capped: {limit.per_visitor_week} per week"
+        if code is Hold.CAP_SITE:
+            return f"capped: {policy.max_prompts_per_session} prompts per session (site policy)"
+        if code is Hold.LOWER_PRIORITY:
+            return f"lower priority than {other}"
+        if code is Hold.HIGHER_PRIORITY:
+            return f"replaced by {other} (higher priority)"
+        return REASONS[code]
+
     async def _blocked(
-        self, site: str, session: str, visitor: str, cand: Candidate, reason: str
+        self, site: str, session: str, visitor: str, cand: Candidate, code: Hold, other: str = ""
     ) -> None:
         """A candidate governance stopped: queue it when the rule says so, else drop it."""
-        queue = cand.rule.on_conflict == "queue" and (reason == SHOWING or "priority" in reason)
+        queue = cand.rule.on_conflict == "queue" and code in CONFLICTS
         if queue:
             await self._store.apply(
                 [Put(site, session, visitor, f"queued:{cand.rule.id}", str(self._clock.now_ms()))]
             )
-        await self._record(
-            site, session, visitor, cand, "queued" if queue else "suppressed", reason
-        )
+        outcome = Outcome.QUEUED if queue else Outcome.SUPPRESSED
+        reason = self._reason(code, cand.rule, other)
+        await self._record(site, session, visitor, cand, outcome, reason, code=code)
 
     async def _act(
-        self, site: str, session: str, visitor: str, sid: str, cand: Candidate, prompt_id: str
+        self,
+        site: str,
+        session: str,
+        visitor: str,
+        sid: str,
+        cand: Candidate,
+        prompt_id: str,
+        verdict: Verdict,
     ) -> Prompt | None:
         rule = cand.rule
         puts = [
@@ -143,23 +197,65 @@ class Delivery:
                 self._secret(site),
             )
         if rule.show is None:
-            await self._record(site, session, visitor, cand, "fired", "")
+            await self._record(site, session, visitor, cand, Outcome.FIRED, "")
             return None
         variant = self._variant(visitor, rule)
         if variant == HOLDOUT:
-            await self._store.apply([Put(site, session, visitor, "showing", "")])
+            await self._store.apply(self._still_showing(site, session, visitor, verdict))
             await self._record(
-                site, session, visitor, cand, "holdout", "would have shown", variant=variant
+                site, session, visitor, cand, Outcome.HOLDOUT, "would have shown", variant=variant
             )
             return None
-        prompt = self._render(cand, prompt_id, variant)
+        prompt = self._render(cand, prompt_id, variant, verdict.replaces or None)
         if prompt is None:
-            await self._store.apply([Put(site, session, visitor, "showing", "")])
-            await self._record(site, session, visitor, cand, "suppressed", "render failed")
+            await self._store.apply(self._still_showing(site, session, visitor, verdict))
+            code = Hold.RENDER_FAILED
+            reason = REASONS[code]
+            await self._record(site, session, visitor, cand, Outcome.SUPPRESSED, reason, code=code)
             return None
         await self._emit(sid, prompt)
-        await self._record(site, session, visitor, cand, "fired", "", prompt, variant)
+        if verdict.replaces:
+            await self._record_replaced(site, session, visitor, cand, verdict)
+        await self._record(site, session, visitor, cand, Outcome.FIRED, "", prompt, variant)
         return prompt
+
+    def _still_showing(
+        self, site: str, session: str, visitor: str, verdict: Verdict
+    ) -> list[Action]:
+        """A granted show that shows nothing: what is on screen is what was there before."""
+        if not verdict.replaces:
+            return [Put(site, session, visitor, "showing", "")]
+        old = self._engine().rules.rules.get(verdict.replaces_rule)
+        return [
+            Put(site, session, visitor, "showing", verdict.replaces),
+            Put(site, session, visitor, "showing_rule", verdict.replaces_rule),
+            Put(site, session, visitor, "showing_priority", str(old.priority if old else 0)),
+        ]
+
+    async def _record_replaced(
+        self, site: str, session: str, visitor: str, by: Candidate, verdict: Verdict
+    ) -> None:
+        """Audit the prompt a higher-priority one took the place of (the snippet closes it)."""
+        now = self._clock.now_ms()
+        self._metrics.firings.labels(verdict.replaces_rule, Outcome.REPLACED).inc()
+        code = Hold.HIGHER_PRIORITY
+        record = {
+            "outcome": Outcome.REPLACED,
+            "code": code,
+            "reason": self._reason(code, by.rule, by.rule.id),
+            "rule": verdict.replaces_rule,
+            "session": session,
+            "visitor": visitor,
+            "cause": by.cause,
+            "prompt": verdict.replaces,
+            "template": "",
+            "variant": "",
+            "url": by.view.url,
+            "latency_ms": "0",
+            "at": str(now),
+            "event": "{}",
+        }
+        await self._store.audit(site, record)
 
     @staticmethod
     def _variant(visitor: str, rule: Rule) -> str | None:
@@ -169,7 +265,9 @@ class Delivery:
         weights = [(v.id, v.weight) for v in show.variants]
         return bucket(visitor, show.experiment or rule.id, weights, show.holdout)
 
-    def _render(self, cand: Candidate, prompt_id: str, variant: str | None) -> Prompt | None:
+    def _render(
+        self, cand: Candidate, prompt_id: str, variant: str | None, replaces: str | None
+    ) -> Prompt | None:
         show = cand.rule.show
         if show is None:
             return None
@@ -181,12 +279,20 @@ class Delivery:
         catalog = self._catalog()
         try:
             html = catalog.render(name, context)
-            kind = catalog.get(name).meta.kind
+            meta = catalog.get(name).meta
         except (KeyError, jinja2.TemplateError):
             log.exception("rule %s: cannot render template %s", cand.rule.id, name)
             return None
         return Prompt(
-            id=prompt_id, rule=cand.rule.id, template=name, variant=variant, kind=kind, html=html
+            id=prompt_id,
+            rule=cand.rule.id,
+            template=name,
+            variant=variant,
+            kind=meta.kind,
+            html=html,
+            dismiss_after_ms=meta.dismiss_after_ms,
+            avoid=avoid(show.avoid, cand.view.event),
+            replaces=replaces,
         )
 
     def _payload(self, site: str, session: str, visitor: str, cand: Candidate) -> dict[str, Any]:
@@ -207,17 +313,19 @@ class Delivery:
         session: str,
         visitor: str,
         cand: Candidate,
-        outcome: str,
+        outcome: Outcome,
         reason: str,
         prompt: Prompt | None = None,
         variant: str | None = None,
+        code: Hold | None = None,
     ) -> None:
         now = self._clock.now_ms()
         self._metrics.firings.labels(cand.rule.id, outcome).inc()
-        if outcome == "fired":
+        if outcome is Outcome.FIRED:
             self._metrics.trigger_latency.labels(cand.cause).observe((now - cand.since_ms) / 1000)
         record = {
             "outcome": outcome,
+            "code": code or "",
             "reason": reason,
             "rule": cand.rule.id,
             "session": session,
@@ -248,9 +356,9 @@ class Delivery:
         """Audit a due deadline that did not fire (``outcome: dropped``) with its ``code``;
         once per ``firing`` (the timer's token)."""
         now = self._clock.now_ms()
-        self._metrics.firings.labels(rule, DROPPED).inc()
+        self._metrics.firings.labels(rule, Outcome.DROPPED).inc()
         record = {
-            "outcome": DROPPED,
+            "outcome": Outcome.DROPPED,
             "code": str(code),
             "reason": reason,
             "rule": rule,

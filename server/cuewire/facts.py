@@ -37,8 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-PROMPT_CLOSED = ("prompt_click", "prompt_dismiss", "prompt_snooze", "prompt_optout")
-PASSIVE = ("idle", "prompt_shown", "visibility")  # events that are not the visitor acting
+PROMPT_CLOSED = (
+    "prompt_click",
+    "prompt_dismiss",
+    "prompt_snooze",
+    "prompt_optout",
+    "prompt_expired",
+)
+# events that are not the visitor acting (a prompt that closed by itself is not either)
+PASSIVE = ("idle", "prompt_shown", "prompt_expired", "visibility")
 
 
 def is_activity(event: dict[str, Any]) -> bool:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .codes import Outcome
 from .experiments import bucket
 from .goals import Goal, Goals
 from .rules.engine import Engine
@@ -34,8 +35,9 @@ from .rules.model import Rule
 from .stats import two_proportion, wilson
 from .store.base import Store
 
-EXPOSED = ("fired", "holdout")
-CANDIDATE = ("fired", "holdout", "suppressed")  # "queued" comes back as one of these
+EXPOSED = (Outcome.FIRED, Outcome.HOLDOUT)
+# "queued" comes back as one of these; "replaced" is a later record of a fired prompt
+CANDIDATE = (Outcome.FIRED, Outcome.HOLDOUT, Outcome.SUPPRESSED)
 NO_VARIANT = ""
 HOLDOUT = "holdout"
 CSV_COLUMNS = (
@@ -322,13 +324,13 @@ def compute(
         if rule is None:
             rule = report.rules[rule_id] = RuleReport(rule_id, goal_by_rule[rule_id])
         visitor = record.get("visitor", "")
-        if outcome == "suppressed":
+        if outcome == Outcome.SUPPRESSED:
             row = rule.row(assign(visitor, rule_id) or NO_VARIANT)
             row.suppressed += 1
             rule.suppressed_by[record.get("reason", "")] += 1
             continue
-        row = rule.row(HOLDOUT if outcome == "holdout" else record.get("variant", ""))
-        if outcome == "holdout":
+        row = rule.row(HOLDOUT if outcome == Outcome.HOLDOUT else record.get("variant", ""))
+        if outcome == Outcome.HOLDOUT:
             row.holdout += 1
         else:
             row.fired += 1

@@ -127,6 +127,10 @@ class PromptOptout(PromptFeedback, tag="prompt_optout"):
     pass
 
 
+class PromptExpired(PromptFeedback, tag="prompt_expired"):
+    """The prompt closed by itself after its ``dismiss_after_ms``: not the visitor acting."""
+
+
 AnyEvent = (
     PageView
     | Click
@@ -145,6 +149,7 @@ AnyEvent = (
     | PromptDismiss
     | PromptSnooze
     | PromptOptout
+    | PromptExpired
 )
 EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in AnyEvent.__args__)
 
@@ -170,12 +175,21 @@ Kind = Literal["modal", "toast", "banner", "slidein", "chat"]
 
 
 class Prompt(msgspec.Struct, frozen=True):
+    """The ``prompt`` push (docs/protocol.md, "Prompts")."""
+
     id: str
     rule: str
     template: str
     variant: str | None
     kind: Kind
     html: str
+    # Not modal: close by itself after this long unattended, reported as prompt_expired
+    # (0: stays until the visitor closes it).
+    dismiss_after_ms: int = 0
+    # CSS selectors of page elements the prompt must not cover.
+    avoid: tuple[str, ...] = ()
+    # The id of a lower-priority prompt on screen that this one takes the place of.
+    replaces: str | None = None
 
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jinja2
 import jinja2.meta
@@ -24,11 +24,13 @@ import jinja2.nodes
 import msgspec
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from msgspec import Meta
 
 from .errors import Problem, TemplateError
 from .facts import path_of
 from .filters import FILTERS
 from .protocol import Kind
+from .rules.model import duration_ms
 from .sources import YamlDoc
 
 FRONT_MATTER = re.compile(r"\A\{#---\n(.*?)\n---#\}", re.S)
@@ -45,12 +47,46 @@ Position = Literal[
 ]
 
 
+# How long a prompt of each kind stays when nobody attends to it, unless its template says
+# (``dismiss_after``). A modal waits for the visitor; a banner is an announcement for the page.
+DISMISS_AFTER_MS: dict[str, int] = {
+    "modal": 0,
+    "banner": 0,
+    "toast": 12_000,
+    "slidein": 30_000,
+    "chat": 45_000,
+}
+DismissAfter = (
+    Annotated[str, Meta(pattern=r"^(never|\d+(\.\d+)?\s*(ms|s|m|h))$")]
+    | Annotated[float, Meta(ge=0)]
+)
+
+
 class TemplateMeta(msgspec.Struct, forbid_unknown_fields=True):
     kind: Kind
     description: str = ""
     position: Position | None = None  # the default of params.position
+    # Close by itself after this long unattended: "12s", "1m", seconds, or "never" / 0.
+    dismiss_after: DismissAfter | None = None
     sample: dict[str, Any] = {}
     variants: dict[str, dict[str, Any]] = {}  # name -> overrides of `sample`, for previews
+
+    def __post_init__(self) -> None:
+        if self.kind == "modal" and self.dismiss_after_ms:
+            raise ValueError(
+                "a modal waits for the visitor: remove dismiss_after (toasts, banners, "
+                "slide-ins and chats can close by themselves)"
+            )
+
+    @property
+    def dismiss_after_ms(self) -> int:
+        """How long the prompt stays unattended; 0 for as long as it takes."""
+        value = self.dismiss_after
+        if value is None:
+            return DISMISS_AFTER_MS[self.kind]
+        if value == "never":
+            return 0
+        return duration_ms(value)
 
 
 # What templates see (delivery.py builds it from rules/facts_view.py). Samples are checked

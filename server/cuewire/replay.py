@@ -25,6 +25,7 @@ from typing import IO, Any, Literal
 
 import msgspec
 
+from .codes import Outcome
 from .delivery import Delivery
 from .errors import ConfigError
 from .pipeline import Origin, Pipeline
@@ -35,7 +36,8 @@ from .store import open_store
 from .store.base import Store
 from .timers import TimerLoop
 
-OUTCOMES = ("fired", "holdout", "suppressed", "queued")
+# The table's columns (every outcome is in the JSON).
+OUTCOMES = (Outcome.FIRED, Outcome.HOLDOUT, Outcome.SUPPRESSED, Outcome.QUEUED)
 
 
 class Batch(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
@@ -260,12 +262,12 @@ async def replay(
     for rec in result.audit:
         counts = result.rules[rec["rule"]]
         counts.replay[rec["outcome"]] += 1
-        if rec["outcome"] == "suppressed":
+        if rec["outcome"] == Outcome.SUPPRESSED:
             counts.reasons[rec["reason"]] += 1
     result.has_live = bool(recording.audit)
     for rec in recording.audit:
         counts = result.rules[rec.get("rule", "")]
         counts.live[rec.get("outcome", "")] += 1
-        if rec.get("outcome") == "suppressed":
+        if rec.get("outcome") == Outcome.SUPPRESSED:
             counts.live_reasons[rec.get("reason", "")] += 1
     return result

@@ -15,6 +15,7 @@ Duration = (
     Annotated[str, Meta(pattern=r"^\d+(\.\d+)?\s*(ms|s|m|h|d)$")] | Annotated[float, Meta(gt=0)]
 )
 Scalar = str | int | float | bool | None
+Selector = Annotated[str, Meta(min_length=1, max_length=256)]  # a CSS selector
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 OPERATORS = ("equals", "in_", "contains", "glob", "regex", "gt", "gte", "lt", "lte", "exists")
@@ -175,6 +176,9 @@ class Show(msgspec.Struct, forbid_unknown_fields=True):
     variants: list[Variant] = []
     holdout: Annotated[float, Meta(ge=0, lt=1)] = 0.0
     experiment: str | None = None
+    # CSS selectors of page elements the prompt must not cover (the snippet places it beside
+    # them or in another corner), e.g. the product's "Add to cart" button.
+    avoid: Annotated[list[Selector], Meta(max_length=8)] = []
 
     def __post_init__(self) -> None:
         ids = [v.id for v in self.variants]

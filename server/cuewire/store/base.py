@@ -94,6 +94,25 @@ class Claim:
     dismiss_count: int = 0
     dismiss_pause_ms: int = 0
     firing: str = ""  # a timer's token: the claim of one firing is granted again, not twice
+    priority: int = 0  # a show of strictly higher priority replaces the prompt on screen
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Governance's answer to a :class:`Claim`.
+
+    ``code`` is "" when the firing is granted, else why not (a ``codes.Hold`` value). A granted
+    show may take the place of a lower-priority prompt on screen: ``replaces`` is that
+    prompt's id and ``replaces_rule`` its rule (both "" otherwise).
+    """
+
+    code: str = ""
+    replaces: str = ""
+    replaces_rule: str = ""
+
+    @property
+    def granted(self) -> bool:
+        return not self.code
 
 
 @dataclass(frozen=True)
@@ -135,8 +154,8 @@ class Store(Protocol):
         now_ms: int,
     ) -> Ingested: ...
 
-    async def apply(self, actions: list[Action]) -> list[str]:
-        """Apply actions in one round trip; per Claim, "" when granted or the reason not."""
+    async def apply(self, actions: list[Action]) -> list[Verdict]:
+        """Apply actions in one round trip; one :class:`Verdict` per Claim, in order."""
         ...
 
     async def commit(

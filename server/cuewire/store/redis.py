@@ -17,7 +17,18 @@ from ..facts import FactChanges
 from ..ids import new_id
 from ..keys import Keys
 from ..settings import Settings
-from .base import Action, Cancel, Claim, Facts, Ingested, OpenedSession, Put, Schedule, Timer
+from .base import (
+    Action,
+    Cancel,
+    Claim,
+    Facts,
+    Ingested,
+    OpenedSession,
+    Put,
+    Schedule,
+    Timer,
+    Verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +42,7 @@ def _lua(name: str) -> str:
 
 # What the wrapper returns when it grants a firing again: the shape claim.lua returns for a
 # grant (keep the two in step when claim.lua's answer changes).
-REGRANT = "''"
+REGRANT = "{'', '', ''}"
 
 
 def _governance_script() -> str:
@@ -73,6 +84,12 @@ def _pairs_of(mapping: Any) -> Facts:
 
 def _pairs(flat: list[Any]) -> Facts:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _verdict(raw: Any) -> Verdict:
+    """claim.lua's answer, ``[code, replaced prompt, replaced rule]``."""
+    code, replaces, rule = (str(x) for x in raw)
+    return Verdict(code, replaces, rule)
 
 
 class RedisStore:
@@ -220,12 +237,12 @@ class RedisStore:
             done = await self._commit(keys=keys, args=[json.dumps(batch, separators=(",", ":"))])
         return bool(done)
 
-    async def apply(self, actions: list[Action]) -> list[str]:
+    async def apply(self, actions: list[Action]) -> list[Verdict]:
         if not actions:
             return []
         if len(actions) == 1 and isinstance(actions[0], Claim):  # one EVALSHA, no pipeline
             try:
-                return [str(await self._claim_into(self._r, actions[0]))]
+                return [_verdict(await self._claim_into(self._r, actions[0]))]
             except RedisError as exc:
                 raise StoreError(f"cannot claim a firing: {exc}") from exc
         pipe = self._r.pipeline(transaction=False)
@@ -254,11 +271,11 @@ class RedisStore:
             results = await pipe.execute()
         except RedisError as exc:
             raise StoreError(f"cannot apply rule actions: {exc}") from exc
-        verdicts: list[str] = []
+        verdicts: list[Verdict] = []
         pos = 0
         for action in actions:
             if isinstance(action, Claim):
-                verdicts.append(str(results[pos]))
+                verdicts.append(_verdict(results[pos]))
             pos += 2 if isinstance(action, Schedule | Cancel) else 1
         return verdicts
 
@@ -279,6 +296,7 @@ class RedisStore:
                 c.snooze_ms,
                 c.dismiss_count,
                 c.dismiss_pause_ms,
+                c.priority,
                 c.firing,  # last: the wrapper of claim.lua reads ARGV[#ARGV]
             ],
             client=client,

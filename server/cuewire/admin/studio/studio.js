@@ -15,7 +15,7 @@
   const ACTIVE = "script,iframe,frame,frameset,object,embed,base,meta,link,noscript";
   const BAD_URL = /^(javascript|vbscript):/i;
   const HOST_STYLE =
-    "all:initial;position:fixed;z-index:2147483647;top:0;left:0;width:0;height:0;overflow:visible;";
+    "all:initial;position:fixed;z-index:2147483647;top:0;left:0;width:0;height:0;overflow:visible;overflow-wrap:anywhere;";
   const ALWAYS = "(min-width: 0px)";
   const NEVER = "(min-width: 987654px)";
 
