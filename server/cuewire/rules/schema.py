@@ -2,6 +2,11 @@
 
 Regenerate with ``python -m cuewire.rules.schema > docs/rules.schema.json``; a test fails
 when the published file is stale.
+
+Descriptions come from our docstrings, but msgspec's handling of docstring indentation has
+changed between releases (0.19 kept the indent of continuation lines, 0.23 dedents them). So
+every description is normalised here to one line with single spaces: the schema is then the
+same whichever msgspec is installed, and only a change of ours makes it stale.
 """
 
 from __future__ import annotations
@@ -18,12 +23,28 @@ SCHEMA_ID = "https://cuewire.dev/schemas/rules.schema.json"
 
 def rule_schema() -> dict[str, Any]:
     schema: dict[str, Any] = msgspec.json.schema(RuleFile)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": "Cuewire rule file",
-        **schema,
-    }
+    return normalised(
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": SCHEMA_ID,
+            "title": "Cuewire rule file",
+            **schema,
+        }
+    )
+
+
+def normalised(node: Any) -> Any:
+    """``node`` with every ``description`` string folded to one line of single spaces."""
+    if isinstance(node, dict):
+        return {
+            key: " ".join(value.split())
+            if key == "description" and isinstance(value, str)
+            else normalised(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [normalised(item) for item in node]
+    return node
 
 
 def main() -> None:
