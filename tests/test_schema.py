@@ -39,7 +39,11 @@ def test_descriptions_do_not_depend_on_how_msgspec_dedents_docstrings() -> None:
     assert all("\n" not in d and "  " not in d for d in found), found
     kept = {"description": "At least one,\n    counted per group."}
     dedented = {"description": "At least one,\ncounted per group."}
-    assert normalised(kept) == normalised(dedented) == {"description": "At least one, counted per group."}
+    assert (
+        normalised(kept)
+        == normalised(dedented)
+        == {"description": "At least one, counted per group."}
+    )
 
 
 @pytest.mark.parametrize("path", rule_files(ROOT / "rules"), ids=lambda p: p.name)

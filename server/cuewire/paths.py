@@ -16,3 +16,19 @@ def shipped(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     return Path(name)
+
+
+def or_shipped(folder: Path, default: Path, name: str) -> Path:
+    """``folder``, unless it is the default one and does not exist here: then the shipped
+    ``name`` (the starter templates), so a command run outside the repository still works."""
+    if folder == default and not folder.is_dir():
+        return shipped(name)
+    return folder
+
+
+def describe(folder: Path, given: Path) -> str:
+    """``folder`` for people: says when it is the shipped one standing in for ``given``, or
+    when it does not exist."""
+    if folder != given:
+        return f"{folder} (shipped with cuewire: there is no ./{given})"
+    return str(folder) if folder.is_dir() else f"{folder} (missing)"

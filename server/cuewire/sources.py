@@ -47,11 +47,14 @@ class YamlDoc:
         line, col = self.locate(parts, key)
         return Problem(self.path, line, col, message)
 
-    def validation_problem(self, exc: msgspec.ValidationError) -> Problem:
-        """A msgspec error as a problem at the offending field."""
+    def validation_problem(
+        self, exc: msgspec.ValidationError, prefix: list[str | int] | None = None
+    ) -> Problem:
+        """A msgspec error as a problem at the offending field (``prefix``: where the value
+        that was converted sits in the file)."""
         message = str(exc)
         at = _AT.search(message)
-        parts = parse_path(at.group(1)) if at else []
+        parts = [*(prefix or []), *(parse_path(at.group(1)) if at else [])]
         text = message[: at.start()] if at else message
         unknown = _UNKNOWN.search(text)
         where = ".".join(str(p) for p in parts)
