@@ -295,3 +295,49 @@ def test_check_sites_passes_a_good_sites_file(
     code = main(["check", str(rules), "--templates", str(templates), "--sites", str(sites)])
     assert code == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"ok: sites file {sites}"
+
+
+def test_a_colon_in_a_template_description_says_to_quote_it(
+    capsys: pytest.CaptureFixture[str], sources: tuple[Path, Path]
+) -> None:
+    rules, templates = sources
+    source = (templates / "note.html").read_text()
+    text = "A plain note for tests; shows the triggering page and a visitor trait."
+    broken = write(templates / "note.html", source.replace(text, "Note: " + text))
+    code, lines = check(capsys, rules, templates)
+    assert code == 1
+    assert lines[0] == (
+        f'{broken}:3:14: invalid metadata YAML: the value of `description` contains ": ", '
+        f'which YAML reads as another key; quote the value: description: "Note: {text}"'
+    )
+    write(templates / "note.html", source.replace(text, f'"Note: {text}"'))  # as it says
+    assert check(capsys, rules, templates)[0] == 0
+
+
+def test_a_colon_in_a_rule_description_says_to_quote_it(
+    capsys: pytest.CaptureFixture[str], sources: tuple[Path, Path]
+) -> None:
+    rules, templates = sources
+    text = GOOD_RULE.replace(
+        "  - id: exit\n", "  - id: exit\n    description: Exit: offer a code\n"
+    )
+    broken = write(rules / "good.yaml", text)
+    code, lines = check(capsys, rules, templates)
+    assert code == 1
+    assert lines[0].startswith(f"{broken}:3:18: invalid YAML: the value of `description`")
+    assert lines[0].endswith('quote the value: description: "Exit: offer a code"')
+
+
+def test_other_yaml_errors_in_front_matter_point_at_their_column(
+    capsys: pytest.CaptureFixture[str], sources: tuple[Path, Path]
+) -> None:
+    rules, templates = sources
+    source = (templates / "note.html").read_text()
+    broken = write(
+        templates / "note.html",
+        source.replace("params: {headline: Hello}", "params: {headline: Hello"),
+    )
+    code, lines = check(capsys, rules, templates)
+    assert code == 1
+    # the flow mapping is still open where the front matter ends: line 9, after "Hello"
+    assert lines[0].startswith(f"{broken}:9:27: invalid metadata YAML: "), lines

@@ -23,7 +23,7 @@ SCHEMA_ID = "https://cuewire.dev/schemas/rules.schema.json"
 
 def rule_schema() -> dict[str, Any]:
     schema: dict[str, Any] = msgspec.json.schema(RuleFile)
-    return normalised(
+    published: dict[str, Any] = normalised(
         {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": SCHEMA_ID,
@@ -31,6 +31,7 @@ def rule_schema() -> dict[str, Any]:
             **schema,
         }
     )
+    return published
 
 
 def normalised(node: Any) -> Any:
