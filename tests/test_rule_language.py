@@ -332,3 +332,57 @@ def test_rules_are_indexed_by_the_events_that_can_change_them() -> None:
     assert rules.entries_for(click) == []
     view = {"type": "custom", "name": "product_view", "url": "u"}
     assert [r.id for r, _ in rules.entries_for(view)] == ["fan"]
+
+
+DURATION_BOUNDS = [
+    ("visitor.days_since_last_visit", {"lt": "24h"}, 1.0),
+    ("visitor.days_since_last_visit", {"gte": "2 h"}, 2 / 24),
+    ("visitor.days_since_last_visit", {"gte": "30d"}, 30.0),
+    ("session.seconds", {"gt": "1.5h"}, 5400.0),
+    ("visitor.since.add_to_cart", {"lte": "90s"}, 90.0),
+    ("event.ms", {"gte": "2m"}, 120_000.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("fact", "bound", "value"), DURATION_BOUNDS, ids=[str(b[1]) for b in DURATION_BOUNDS]
+)
+def test_a_duration_compares_with_a_time_fact_in_its_unit(
+    fact: str, bound: dict[str, str], value: float
+) -> None:
+    ((op, text),) = bound.items()
+    assert getattr(cond(fact=fact, **bound), op) == pytest.approx(value), text
+
+
+def test_a_duration_on_a_fact_that_is_not_a_time_is_an_error() -> None:
+    with pytest.raises(msgspec.ValidationError, match="compares only with a time fact"):
+        cond(fact="session.pages", gte="2h")
+
+
+async def test_a_returning_visitor_within_24_hours_in_hours(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: back-soon
+        trigger: {event: {type: page_view}}
+        when:
+          all:
+            - {fact: visitor.days_since_last_visit, lt: 24h}
+            - {fact: visitor.days_since_last_visit, gte: 2 h}
+        show: {template: note}
+        limit: {per_session: 1}
+    """)
+    first = await h.visit()
+    await first.send("page_view", BOOTS)
+    await h.pass_time(3600)  # an hour away: too soon
+    second = await h.visit(session=None)
+    await second.send("page_view", BOOTS)
+    await h.pass_time(3 * 3600)  # three hours after the last event: within a day
+    third = await h.visit(session=None)
+    await third.send("page_view", BOOTS)
+    await h.pass_time(25 * 3600)  # more than a day
+    fourth = await h.visit(session=None)
+    await fourth.send("page_view", BOOTS)
+    assert h.rules_shown == ["back-soon"]
+    assert [r["session"] for r in await h.audit() if r["outcome"] == "fired"] == [
+        third.origin.session
+    ]
