@@ -386,3 +386,52 @@ async def test_a_returning_visitor_within_24_hours_in_hours(make) -> None:  # ty
     assert [r["session"] for r in await h.audit() if r["outcome"] == "fired"] == [
         third.origin.session
     ]
+
+
+NEVER_SIGNED_UP = """
+rules:
+  - id: sign-up-nudge
+    trigger: {event: {type: page_view}}
+    when:
+      all:
+        - {fact: session.pages, gte: 3}
+        - {fact: visitor.clicks.signup, equals: 0}
+    show: {template: note}
+"""
+
+
+async def test_never_clicked_sign_up_needs_no_helper_rule(make) -> None:  # type: ignore[no-untyped-def]
+    h = make(NEVER_SIGNED_UP)
+    clicker = await h.visit("v_clicker01")
+    await clicker.send("page_view", f"{SHOP}/")
+    await clicker.send("click", f"{SHOP}/", selector="a.btn", text="Sign up", track="signup")
+    await clicker.send("page_view", f"{SHOP}/blog/a")
+    await clicker.send("page_view", f"{SHOP}/blog/b")
+    browser = await h.visit("v_browser01")
+    await browser.send("page_view", f"{SHOP}/")
+    await browser.send("click", f"{SHOP}/", selector="a.more", text="Read more", track="more")
+    await browser.send("page_view", f"{SHOP}/blog/a")
+    await browser.send("page_view", f"{SHOP}/blog/b")
+    fired = [r["visitor"] for r in await h.audit() if r["outcome"] == "fired"]
+    assert fired == ["v_browser01"]
+    # only the names rules test are counted: the browser's track values add no fields
+    session = await h.store.session_facts("test-site", browser.origin.session)
+    assert [k for k in session if k.startswith("clk:")] == []
+    visitor = await h.store.visitor_facts("test-site", "v_clicker01")
+    assert visitor["clk:signup"] == "1"
+
+
+async def test_clicks_by_selector_wake_a_facts_trigger(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: size-help
+        trigger:
+          facts: {fact: "session.clicks.button#size-guide", gte: 2}
+        show: {template: note}
+    """)
+    v = await h.visit()
+    await v.send("page_view", BOOTS)
+    await v.send("click", BOOTS, selector="button#size-guide", text="Size guide")
+    assert h.rules_shown == []
+    await v.send("click", BOOTS, selector="button#size-guide", text="Size guide")
+    assert h.rules_shown == ["size-help"]

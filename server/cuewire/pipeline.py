@@ -38,7 +38,8 @@ class Pipeline:
     ) -> Prompt | None:
         """Apply one batch of valid events; return the prompt it caused, if any."""
         engine = self._engine()
-        changes = [changes_for(e, now_ms, engine.rules.distinct) for e in events]
+        rules = engine.rules
+        changes = [changes_for(e, now_ms, rules.distinct, rules.clicks) for e in events]
         ingested = await self._store.ingest(
             origin.site,
             origin.session,
