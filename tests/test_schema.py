@@ -55,3 +55,12 @@ def test_the_schema_rejects_what_cuewire_check_rejects() -> None:
     bad = {"rules": [{"id": "x", "trigger": {"event": {"type": "click"}}, "colour": "red"}]}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, rule_schema())
+
+
+def test_the_order_of_anyof_alternatives_does_not_make_the_schema_stale() -> None:
+    # msgspec 0.19 lists `null` first in an optional field's anyOf, 0.23 last
+    old = {"properties": {"show": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/Show"}]}}}
+    new = {"properties": {"show": {"anyOf": [{"$ref": "#/$defs/Show"}, {"type": "null"}]}}}
+    assert normalised(old) == normalised(new)
+    published = json.loads(PUBLISHED.read_text())
+    assert normalised(published) == published  # written in that one order
