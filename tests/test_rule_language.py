@@ -435,3 +435,14 @@ async def test_clicks_by_selector_wake_a_facts_trigger(make) -> None:  # type: i
     assert h.rules_shown == []
     await v.send("click", BOOTS, selector="button#size-guide", text="Size guide")
     assert h.rules_shown == ["size-help"]
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"), [("24h", 86_400_000), ("2 h", 7_200_000), ("1.5h", 5_400_000), ("90s", 90_000)]
+)
+def test_durations_take_hours_everywhere(text: str, ms: int) -> None:
+    from cuewire.rules.model import Limit, Policy, duration_ms
+
+    assert duration_ms(text) == ms
+    assert duration_ms(msgspec.convert({"cooldown": text}, Limit).cooldown or 0) == ms
+    assert duration_ms(msgspec.convert({"snooze": text}, Policy).snooze) == ms
