@@ -350,8 +350,16 @@ DURATION_BOUNDS = [
 def test_a_duration_compares_with_a_time_fact_in_its_unit(
     fact: str, bound: dict[str, str], value: float
 ) -> None:
+    from cuewire.rules.conditions import describe
+    from cuewire.rules.model import bound_value
+
     ((op, text),) = bound.items()
-    assert getattr(cond(fact=fact, **bound), op) == pytest.approx(value), text
+    parsed = cond(fact=fact, **bound)
+    assert bound_value(fact, getattr(parsed, op)) == pytest.approx(value)
+    assert describe(parsed) == f"{fact} {op} {text!r}"  # explain shows what was written
+    at = {fact: value}
+    edge = {"lt": False, "lte": True, "gt": False, "gte": True}[op]
+    assert evaluate(parsed, Scope(lambda name: at.get(name, MISSING))) is edge
 
 
 def test_a_duration_on_a_fact_that_is_not_a_time_is_an_error() -> None:

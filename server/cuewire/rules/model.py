@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -46,6 +47,16 @@ def time_unit_s(fact: str) -> float | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def bound_value(fact: str, bound: str | float) -> float:
+    """A comparison bound as a number: a duration (``lt: 24h``) in the unit of the time fact
+    it compares with (``visitor.days_since_last_visit``: 1.0). The rule keeps its text, so
+    ``explain`` shows what was written."""
+    if isinstance(bound, str):
+        return duration_ms(bound) / 1000 / (time_unit_s(fact) or 1.0)
+    return float(bound)
+
+
 class Condition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """``all`` / ``any`` / ``not`` of conditions, or one operator on one ``fact``."""
 
@@ -86,16 +97,14 @@ class Condition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
                 raise ValueError(f"invalid regex: {exc}") from exc
         for name in ("gt", "gte", "lt", "lte"):
             bound = getattr(self, name)
-            if isinstance(bound, str):  # a duration: in the unit of the fact it compares with
-                unit = time_unit_s(str(self.fact))
-                if unit is None:
-                    raise ValueError(
-                        f"`{name}: {bound}` is a duration, which compares only with a time fact "
-                        "(page.seconds, page.active_seconds, session.seconds, "
-                        "session.idle_seconds, visitor.since.<name>, "
-                        "visitor.days_since_last_visit, event.ms); write a number here"
-                    )
-                setattr(self, name, duration_ms(bound) / 1000 / unit)
+            # a duration (see bound_value) needs a time fact
+            if isinstance(bound, str) and time_unit_s(str(self.fact)) is None:
+                raise ValueError(
+                    f"`{name}: {bound}` is a duration, which compares only with a time fact "
+                    "(page.seconds, page.active_seconds, session.seconds, "
+                    "session.idle_seconds, visitor.since.<name>, "
+                    "visitor.days_since_last_visit, event.ms); write a number here"
+                )
 
 
 class Match(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
