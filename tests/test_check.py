@@ -341,3 +341,14 @@ def test_other_yaml_errors_in_front_matter_point_at_their_column(
     assert code == 1
     # the flow mapping is still open where the front matter ends: line 9, after "Hello"
     assert lines[0].startswith(f"{broken}:9:27: invalid metadata YAML: "), lines
+
+
+def test_a_templates_folder_from_the_environment_is_not_called_shipped(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(FIXTURES / "templates", tmp_path / "mine-t")
+    monkeypatch.setenv("CUEWIRE_TEMPLATES_DIR", str(tmp_path / "mine-t"))
+    write(tmp_path / "mine" / "r.yaml", GOOD_RULE)
+    assert main(["check", "mine"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out == f"ok: 1 rule in mine, 1 template in {tmp_path / 'mine-t'}\n"

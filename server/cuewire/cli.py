@@ -111,7 +111,7 @@ def plural(count: int, noun: str) -> str:
 
 def _folders(settings: Settings) -> str:
     """Which rules and templates folders a command uses (said at start)."""
-    rules = describe(settings.rules_dir, settings.rules_dir)
+    rules = describe(settings.rules_dir)
     templates = describe(settings.templates_dir, Settings().templates_dir)
     return f"rules from {rules}, templates from {templates}"
 
@@ -187,7 +187,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     templates = settings.templates_dir
-    shown = describe(templates, args.templates or Settings().templates_dir)
+    shown = describe(templates, Settings().templates_dir)
     problems: list[Problem] = []
     said: list[str] = []
     for folder in args.folders or [settings.rules_dir]:
@@ -229,7 +229,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _ok(rules: int, folder: Path, templates: int, shown: str) -> str:
-    where = describe(folder, folder)
+    where = describe(folder)
     return f"ok: {plural(rules, 'rule')} in {where}, {plural(templates, 'template')} in {shown}"
 
 

@@ -26,9 +26,9 @@ def or_shipped(folder: Path, default: Path, name: str) -> Path:
     return folder
 
 
-def describe(folder: Path, given: Path) -> str:
-    """``folder`` for people: says when it is the shipped one standing in for ``given``, or
-    when it does not exist."""
-    if folder != given:
-        return f"{folder} (shipped with cuewire: there is no ./{given})"
+def describe(folder: Path, default: Path | None = None, name: str = "templates") -> str:
+    """``folder`` for people: says when it is the shipped ``name`` standing in for a missing
+    ``default`` (see :func:`or_shipped`), or when it does not exist."""
+    if default is not None and folder != default and folder == or_shipped(default, default, name):
+        return f"{folder} (shipped with cuewire: there is no ./{default})"
     return str(folder) if folder.is_dir() else f"{folder} (missing)"
