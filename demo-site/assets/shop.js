@@ -467,9 +467,9 @@
     </details>`;
     const details = panel.querySelector("details");  // the outer one
     const saved = localStorage.getItem(PANEL_KEY);
-    // Open by default only where it floats beside the shop (shop.css: 1880px and wider);
-    // elsewhere it is a one-line strip above the header until opened.
-    details.open = saved ? saved === "open" : window.matchMedia("(min-width: 1880px)").matches;
+    // Open by default on desktop screens (a strip above the header, or beside the shop from
+    // 1880px: shop.css); on phones a one-line strip until opened.
+    details.open = saved ? saved === "open" : window.matchMedia("(min-width: 900px)").matches;
     details.addEventListener("toggle", () => {
       localStorage.setItem(PANEL_KEY, details.open ? "open" : "closed");
     });
