@@ -23,14 +23,30 @@ ROOT = BENCH.parent
 SCENARIOS = ("memory", "ingest", "latency", "timers", "redis_cost", "profile", "rules")
 
 
+# module (or, for py-spy, program) -> the distribution of the `bench` extra that provides it
+BENCH_EXTRA = {"psutil": "psutil", "durable": "durable-rules", "py-spy": "py-spy"}
+
+
+def missing_tools() -> list[str]:
+    """The distributions of the `bench` extra that this Python lacks."""
+    missing = [
+        d for m, d in BENCH_EXTRA.items() if m != "py-spy" and not importlib.util.find_spec(m)
+    ]
+    if shutil.which("py-spy", path=f"{Path(sys.executable).parent}") is None:
+        missing.append(BENCH_EXTRA["py-spy"])
+    return missing
+
+
 def ensure_tools() -> None:
-    """Install what the bench needs beyond the project: its Python extras and the Node
-    load generator's packages (npm ci from the committed lock file)."""
-    missing = [m for m in ("psutil", "durable") if importlib.util.find_spec(m) is None]
-    if missing or shutil.which("py-spy", path=f"{Path(sys.executable).parent}") is None:
-        print("installing bench/requirements.txt", flush=True)
-        pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-r", str(BENCH / "requirements.txt")], check=True)
+    """Check what the bench needs beyond the project: the `bench` extra (installed by the
+    user, never at run time) and the Node load generator's packages (npm ci from the
+    committed lock file)."""
+    missing = missing_tools()
+    if missing:
+        sys.exit(
+            f"bench: {', '.join(missing)} missing: install the bench extra first, "
+            f"{sys.executable} -m pip install -e '.[bench]'"
+        )
     if shutil.which("node") is None or shutil.which("npm") is None:
         sys.exit(
             "bench: node and npm are needed for the load generator (apt-get install nodejs npm)"

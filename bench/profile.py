@@ -156,7 +156,7 @@ def _gc_figures(a: tuple[float, dict[str, Any]], b: tuple[float, dict[str, Any]]
 def _py_spy() -> str:
     found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(found).exists():
-        raise BenchError("py-spy is not installed (pip install -r bench/requirements.txt)")
+        raise BenchError("py-spy is not installed (pip install -e '.[bench]')")
     return found
 
 

@@ -409,3 +409,125 @@ def test_rules_are_indexed_by_the_events_that_can_change_them() -> None:
     assert rules.entries_for(click) == []
     view = {"type": "custom", "name": "product_view", "url": "u"}
     assert [r.id for r, _ in rules.entries_for(view)] == ["fan"]
+
+
+DURATION_BOUNDS = [
+    ("visitor.days_since_last_visit", {"lt": "24h"}, 1.0),
+    ("visitor.days_since_last_visit", {"gte": "2 h"}, 2 / 24),
+    ("visitor.days_since_last_visit", {"gte": "30d"}, 30.0),
+    ("session.seconds", {"gt": "1.5h"}, 5400.0),
+    ("visitor.since.add_to_cart", {"lte": "90s"}, 90.0),
+    ("event.ms", {"gte": "2m"}, 120_000.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("fact", "bound", "value"), DURATION_BOUNDS, ids=[str(b[1]) for b in DURATION_BOUNDS]
+)
+def test_a_duration_compares_with_a_time_fact_in_its_unit(
+    fact: str, bound: dict[str, str], value: float
+) -> None:
+    from cuewire.rules.conditions import describe
+    from cuewire.rules.model import bound_value
+
+    ((op, text),) = bound.items()
+    parsed = cond(fact=fact, **bound)
+    assert bound_value(fact, getattr(parsed, op)) == pytest.approx(value)
+    assert describe(parsed) == f"{fact} {op} {text!r}"  # explain shows what was written
+    at = {fact: value}
+    edge = {"lt": False, "lte": True, "gt": False, "gte": True}[op]
+    assert evaluate(parsed, Scope(lambda name: at.get(name, MISSING))) is edge
+
+
+def test_a_duration_on_a_fact_that_is_not_a_time_is_an_error() -> None:
+    with pytest.raises(msgspec.ValidationError, match="compares only with a time fact"):
+        cond(fact="session.pages", gte="2h")
+
+
+async def test_a_returning_visitor_within_24_hours_in_hours(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: back-soon
+        trigger: {event: {type: page_view}}
+        when:
+          all:
+            - {fact: visitor.days_since_last_visit, lt: 24h}
+            - {fact: visitor.days_since_last_visit, gte: 2 h}
+        show: {template: note}
+        limit: {per_session: 1}
+    """)
+    first = await h.visit()
+    await first.send("page_view", BOOTS)
+    await h.pass_time(3600)  # an hour away: too soon
+    second = await h.visit(session=None)
+    await second.send("page_view", BOOTS)
+    await h.pass_time(3 * 3600)  # three hours after the last event: within a day
+    third = await h.visit(session=None)
+    await third.send("page_view", BOOTS)
+    await h.pass_time(25 * 3600)  # more than a day
+    fourth = await h.visit(session=None)
+    await fourth.send("page_view", BOOTS)
+    assert h.rules_shown == ["back-soon"]
+    assert [r["session"] for r in await h.audit() if r["outcome"] == "fired"] == [
+        third.origin.session
+    ]
+
+
+NEVER_SIGNED_UP = """
+rules:
+  - id: sign-up-nudge
+    trigger: {event: {type: page_view}}
+    when:
+      all:
+        - {fact: session.pages, gte: 3}
+        - {fact: visitor.clicks.signup, equals: 0}
+    show: {template: note}
+"""
+
+
+async def test_never_clicked_sign_up_needs_no_helper_rule(make) -> None:  # type: ignore[no-untyped-def]
+    h = make(NEVER_SIGNED_UP)
+    clicker = await h.visit("v_clicker01")
+    await clicker.send("page_view", f"{SHOP}/")
+    await clicker.send("click", f"{SHOP}/", selector="a.btn", text="Sign up", track="signup")
+    await clicker.send("page_view", f"{SHOP}/blog/a")
+    await clicker.send("page_view", f"{SHOP}/blog/b")
+    browser = await h.visit("v_browser01")
+    await browser.send("page_view", f"{SHOP}/")
+    await browser.send("click", f"{SHOP}/", selector="a.more", text="Read more", track="more")
+    await browser.send("page_view", f"{SHOP}/blog/a")
+    await browser.send("page_view", f"{SHOP}/blog/b")
+    fired = [r["visitor"] for r in await h.audit() if r["outcome"] == "fired"]
+    assert fired == ["v_browser01"]
+    # only the names rules test are counted: the browser's track values add no fields
+    session = await h.store.session_facts("test-site", browser.origin.session)
+    assert [k for k in session if k.startswith("clk:")] == []
+    visitor = await h.store.visitor_facts("test-site", "v_clicker01")
+    assert visitor["clk:signup"] == "1"
+
+
+async def test_clicks_by_selector_wake_a_facts_trigger(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: size-help
+        trigger:
+          facts: {fact: "session.clicks.button#size-guide", gte: 2}
+        show: {template: note}
+    """)
+    v = await h.visit()
+    await v.send("page_view", BOOTS)
+    await v.send("click", BOOTS, selector="button#size-guide", text="Size guide")
+    assert h.rules_shown == []
+    await v.send("click", BOOTS, selector="button#size-guide", text="Size guide")
+    assert h.rules_shown == ["size-help"]
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"), [("24h", 86_400_000), ("2 h", 7_200_000), ("1.5h", 5_400_000), ("90s", 90_000)]
+)
+def test_durations_take_hours_everywhere(text: str, ms: int) -> None:
+    from cuewire.rules.model import Limit, Policy, duration_ms
+
+    assert duration_ms(text) == ms
+    assert duration_ms(msgspec.convert({"cooldown": text}, Limit).cooldown or 0) == ms
+    assert duration_ms(msgspec.convert({"snooze": text}, Policy).snooze) == ms

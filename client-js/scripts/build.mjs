@@ -10,7 +10,11 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const pkg = JSON.parse(readFileSync(resolve(root, "package.json"), "utf8"));
+// One version for server and snippet, written in server/cuewire/__init__.py (pyproject reads
+// it there too).
+const init = readFileSync(resolve(root, "../server/cuewire/__init__.py"), "utf8");
+const version = /^__version__ = "([^"]+)"$/m.exec(init)?.[1];
+if (!version) throw new Error("no __version__ in server/cuewire/__init__.py");
 const debug = process.argv.includes("--debug");
 const outfile = debug
   ? resolve(root, "dist/cw.debug.js")
@@ -27,11 +31,11 @@ await build({
   sourcemap: false,
   legalComments: "none",
   charset: "utf8",
-  define: { DEBUG: String(debug), VERSION: JSON.stringify(pkg.version) },
+  define: { DEBUG: String(debug), VERSION: JSON.stringify(version) },
   drop: debug ? [] : ["debugger"],
   banner: {
     js:
-      `/*! Cuewire cw.js ${pkg.version} | Apache-2.0 | includes socket.io-client, ` +
+      `/*! Cuewire cw.js ${version} | Apache-2.0 | includes socket.io-client, ` +
       `socket.io-msgpack-parser, notepack.io, component-emitter (MIT) */`,
   },
   logLevel: "warning",

@@ -467,11 +467,16 @@
     </details>`;
     const details = panel.querySelector("details");  // the outer one
     const saved = localStorage.getItem(PANEL_KEY);
+    // Open by default on desktop screens (a strip above the header, or beside the shop from
+    // 1880px: shop.css); on phones a one-line strip until opened.
     details.open = saved ? saved === "open" : window.matchMedia("(min-width: 900px)").matches;
     details.addEventListener("toggle", () => {
       localStorage.setItem(PANEL_KEY, details.open ? "open" : "closed");
     });
-    document.body.append(panel);
+    // First in the page after the skip link, so it takes its place in the flow.
+    const skip = document.querySelector(".skip-link");
+    if (skip) skip.after(panel);
+    else document.body.prepend(panel);
   }
 
   // The demo controls are not part of the shop: their clicks never reach the Cuewire snippet

@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from .codes import Outcome
-from .errors import ConfigError, CuewireError, SourceError
-from .paths import shipped
+from .errors import ConfigError, CuewireError, Problem, RuleError, SourceError
+from .paths import describe, or_shipped, shipped
 from .settings import Settings
 from .sites import Sites
 
@@ -46,8 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser("demo", help="run the demo shop with the example rules")
     _server(demo, Settings().port)
-    check = sub.add_parser("check", help="validate rules and templates; print file:line:col")
+    check = sub.add_parser(
+        "check", help="validate rules, templates and a sites file; print file:line:col"
+    )
+    check.add_argument(
+        "folders",
+        nargs="*",
+        type=Path,
+        help="rule set folders, each checked on its own (default: --rules or ./rules)",
+    )
     _common(check)
+    check.add_argument("--sites", type=Path, help="also check this sites file")
     audit = sub.add_parser("audit", help="print the latest firings and suppressions of a site")
     _store(audit)
     audit.add_argument("-n", type=int, default=20, help="how many records (default 20)")
@@ -90,7 +99,22 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         "redis_url": getattr(args, "redis_url", None),
     }
     overrides.update({k: v for k, v in extra.items() if v is not None})
-    return Settings.from_env(overrides)
+    settings = Settings.from_env(overrides)
+    # Outside the repository there is no ./templates: use the starter kit shipped with cuewire.
+    templates = or_shipped(settings.templates_dir, Settings().templates_dir, "templates")
+    return replace(settings, templates_dir=templates)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 rule``, ``2 rules``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _folders(settings: Settings) -> str:
+    """Which rules and templates folders a command uses (said at start)."""
+    rules = describe(settings.rules_dir)
+    templates = describe(settings.templates_dir, Settings().templates_dir)
+    return f"rules from {rules}, templates from {templates}"
 
 
 def _run(settings: Settings, sites: Sites, log_level: str) -> None:
@@ -130,6 +154,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(
             "no sites file: pass --sites FILE or set CUEWIRE_SITES_FILE (see docs/deploy.md)"
         )
+    print(f"Cuewire: {_folders(settings)}, sites from {settings.sites_file}", flush=True)
     _run(settings, Sites.load(settings.sites_file), args.log_level)
     return 0
 
@@ -157,23 +182,56 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from .rules.loader import rule_sets
     from .runtime import load_sources
+    from .sites import sites_problems
 
     settings = _settings(args)
-    rules_dir = args.rules or settings.rules_dir
-    templates_dir = args.templates or settings.templates_dir
-    try:
-        loaded = load_sources(rules_dir, templates_dir)
-    except SourceError as exc:
-        for problem in exc.problems:
+    templates = settings.templates_dir
+    shown = describe(templates, Settings().templates_dir)
+    problems: list[Problem] = []
+    said: list[str] = []
+    for folder in args.folders or [settings.rules_dir]:
+        try:
+            loaded = load_sources(folder, templates)
+        except RuleError as exc:
+            sets = rule_sets(folder)
+            if not sets:
+                problems += exc.problems
+                continue
+            # A folder of rule sets (rules/ holds demo/ and examples/): each is one set.
+            names = ", ".join(p.name for p in sets)
+            said.append(f"{folder} holds {len(sets)} rule sets ({names}): checked one by one")
+            for one in sets:
+                try:
+                    loaded = load_sources(one, templates)
+                except SourceError as inner:
+                    problems += inner.problems
+                    continue
+                said.append(_ok(len(loaded.engine.rules), one, len(loaded.catalog), shown))
+            continue
+        except SourceError as exc:
+            problems += exc.problems
+            continue
+        said.append(_ok(len(loaded.engine.rules), folder, len(loaded.catalog), shown))
+    if args.sites is not None:
+        found = sites_problems(args.sites)
+        problems += found
+        if not found:
+            said.append(f"ok: sites file {args.sites}")
+    if problems:
+        for problem in problems:
             print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
+        print(plural(len(problems), "problem"), file=sys.stderr)
         return 1
-    print(
-        f"ok: {len(loaded.engine.rules)} rules in {rules_dir}, "
-        f"{len(loaded.catalog)} templates in {templates_dir}"
-    )
+    for line in said:
+        print(line)
     return 0
+
+
+def _ok(rules: int, folder: Path, templates: int, shown: str) -> str:
+    where = describe(folder)
+    return f"ok: {plural(rules, 'rule')} in {where}, {plural(templates, 'template')} in {shown}"
 
 
 def _when(ms: str | int | None) -> str:

@@ -19,10 +19,13 @@ Session facts:
   ``w:<rule>:<group>`` window timestamps, ``queued:<rule>`` a queued prompt,
   ``hold:<rule>`` since when a due prompt waits for a tab; ``sid`` the tab to push to
 - ``x:<name>`` facts set by rules, ``fired:<rule>``, ``prompts``, ``device``, ``tz``
+- ``clk:<name>``: clicks on an element by ``data-cw-track`` name or selector (only the names
+  rules test, see :func:`click_changes`)
 
 Visitor facts:
 
 - ``c:<custom name>``, ``at:<custom name>``: custom events over all sessions, and the last ms
+- ``clk:<name>``: clicks on an element over all sessions, as on the session
 - ``user_id``, ``user_verified`` (1 signed, 0 not), ``trait:<name>``: from identify (traits
   JSON-encoded)
 - ``dismissed``, ``last_dismiss``: prompt dismissals and the last one's ms
@@ -82,10 +85,14 @@ def path_of(url: str) -> str:
 
 
 def changes_for(
-    event: dict[str, Any], now_ms: int, distinct: Mapping[str, frozenset[str]] | None = None
+    event: dict[str, Any],
+    now_ms: int,
+    distinct: Mapping[str, frozenset[str]] | None = None,
+    clicks: frozenset[str] = frozenset(),
 ) -> FactChanges:
     """The fact changes of ``event``; ``distinct`` maps custom event names to the props
-    whose distinct values rules count."""
+    whose distinct values rules count; ``clicks`` are the element names whose clicks rules
+    count."""
     kind = event["type"]
     now = str(now_ms)
     ch = FactChanges(incr=["events", f"n:{kind}"], set={"last": now, "last_type": kind})
@@ -121,6 +128,8 @@ def changes_for(
         for prop in (distinct or {}).get(name, ()):
             if props.get(prop) is not None:
                 ch.setnx[f"d:{name}.{prop}:{props[prop]}"] = now
+    elif kind == "click":
+        click_changes(event, clicks, ch)
     elif kind == "identify":
         ch.visitor_set["user_id"] = event["user_id"]
         ch.visitor_set["user_verified"] = "1" if event.get("verified") is True else "0"
@@ -136,3 +145,12 @@ def changes_for(
         elif kind == "prompt_optout":
             ch.visitor_set[f"optout:{event['rule']}"] = now
     return ch
+
+
+def click_changes(event: dict[str, Any], names: frozenset[str], ch: FactChanges) -> None:
+    """Count a click on the session and the visitor under each name it goes by that rules
+    test (``session.clicks.<name>``): its ``data-cw-track`` value and its selector. Only
+    those names: the browser's text never adds fields of its choosing."""
+    for name in {event.get("track"), event.get("selector")} & names:
+        ch.incr.append(f"clk:{name}")
+        ch.visitor_incr.append(f"clk:{name}")

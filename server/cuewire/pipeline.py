@@ -40,7 +40,8 @@ class Pipeline:
         """Apply one batch of valid events; return the prompt it caused, if any."""
         engine = self._engine()
         events = [_unsigned(e) for e in events]
-        changes = [changes_for(e, now_ms, engine.rules.distinct) for e in events]
+        rules = engine.rules
+        changes = [changes_for(e, now_ms, rules.distinct, rules.clicks) for e in events]
         ingested = await self._store.ingest(
             origin.site,
             origin.session,

@@ -31,7 +31,7 @@ from .facts import path_of
 from .filters import FILTERS
 from .protocol import Kind
 from .rules.model import duration_ms
-from .sources import YamlDoc
+from .sources import YamlDoc, yaml_problem
 
 FRONT_MATTER = re.compile(r"\A\{#---\n(.*?)\n---#\}", re.S)
 TEMPLATE_SUFFIX = ".html"
@@ -224,9 +224,8 @@ def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate 
         )
     try:
         doc = YamlDoc(path, front.group(1))
-    except yaml.MarkedYAMLError as exc:
-        line = (exc.problem_mark.line + 2) if exc.problem_mark else 1
-        return Problem(path, line, 1, f"invalid metadata YAML: {exc.problem}")
+    except yaml.MarkedYAMLError as exc:  # front matter starts on the file's second line
+        return yaml_problem(path, front.group(1), exc, "invalid metadata YAML", first_line=2)
     try:
         meta = msgspec.convert(doc.data, TemplateMeta)
     except msgspec.ValidationError as exc:

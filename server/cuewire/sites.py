@@ -13,6 +13,7 @@ sites:
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
@@ -21,8 +22,9 @@ import msgspec
 import yaml
 from msgspec import Meta
 
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 from .protocol import error_reason
+from .sources import YamlDoc, read_yaml
 
 
 class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -84,3 +86,45 @@ class Sites:
     def demo(cls, origins: list[str]) -> Sites:
         """The single ``demo`` site that ``cuewire demo`` serves its shop with."""
         return cls({"demo": Site(origins=origins)})
+
+
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+
+
+def sites_problems(path: Path) -> list[Problem]:
+    """Every problem of a sites file as ``file:line:col`` (``cuewire check --sites``): YAML,
+    the shape, and origins that can never match a browser's ``Origin`` header."""
+    doc = read_yaml(path)
+    if isinstance(doc, Problem):
+        return [doc]
+    try:
+        parsed = msgspec.convert(doc.data, SitesFile)
+    except msgspec.ValidationError as exc:
+        return _shape_problems(doc, exc)
+    found: list[Problem] = []
+    for key, site in parsed.sites.items():
+        for i, origin in enumerate(site.origins):
+            if not _ORIGIN.match(origin.rstrip("/")):
+                found.append(
+                    doc.problem(
+                        ["sites", key, "origins", i],
+                        f"origin {origin!r} can never match: an origin is scheme://host[:port] "
+                        "with no path, e.g. https://shop.example or http://localhost:8000",
+                    )
+                )
+    return found
+
+
+def _shape_problems(doc: YamlDoc, exc: msgspec.ValidationError) -> list[Problem]:
+    """Shape errors placed at their site: msgspec names a map's key only as ``[...]``, so each
+    site is converted on its own to find which one is wrong."""
+    sites = doc.data.get("sites") if isinstance(doc.data, dict) else None
+    if not isinstance(sites, dict):
+        return [doc.validation_problem(exc)]
+    found: list[Problem] = []
+    for key, raw in sites.items():
+        try:
+            msgspec.convert(raw, Site)
+        except msgspec.ValidationError as inner:
+            found.append(doc.validation_problem(inner, ["sites", str(key)]))
+    return found or [doc.validation_problem(exc)]

@@ -14,6 +14,8 @@ from .errors import Problem
 _TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 _AT = re.compile(r" - at `(\$[^`]*)`$")
+# ``key: value`` where the unquoted value itself holds ": " (YAML reads a second mapping)
+_COLON_IN_VALUE = re.compile(r"^\s*(?:-\s+)?([\w.-]+):\s+([^\s\"'|>{\[#&*!][^#]*?:(?:\s|$).*)$")
 
 
 class YamlDoc:
@@ -47,11 +49,14 @@ class YamlDoc:
         line, col = self.locate(parts, key)
         return Problem(self.path, line, col, message)
 
-    def validation_problem(self, exc: msgspec.ValidationError) -> Problem:
-        """A msgspec error as a problem at the offending field."""
+    def validation_problem(
+        self, exc: msgspec.ValidationError, prefix: list[str | int] | None = None
+    ) -> Problem:
+        """A msgspec error as a problem at the offending field (``prefix``: where the value
+        that was converted sits in the file)."""
         message = str(exc)
         at = _AT.search(message)
-        parts = parse_path(at.group(1)) if at else []
+        parts = [*(prefix or []), *(parse_path(at.group(1)) if at else [])]
         text = message[: at.start()] if at else message
         unknown = _UNKNOWN.search(text)
         where = ".".join(str(p) for p in parts)
@@ -79,10 +84,34 @@ def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:
 def read_yaml(path: Path) -> YamlDoc | Problem:
     """Parse ``path``; a syntax error comes back as a Problem with its position."""
     try:
-        return YamlDoc(path, path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return YamlDoc(path, text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return Problem(path, line, col, f"invalid YAML: {exc.problem}")
+        return yaml_problem(path, text, exc, "invalid YAML")
     except (OSError, UnicodeDecodeError) as exc:
         return Problem(path, 1, 1, f"cannot read: {exc}")
+
+
+def yaml_problem(
+    path: Path, text: str, exc: yaml.MarkedYAMLError, what: str, first_line: int = 1
+) -> Problem:
+    """A YAML syntax error at its line and column (``text`` starts on the file's line
+    ``first_line``), with what to do when it is the commonest slip: an unquoted value that
+    holds ``": "``."""
+    mark = exc.problem_mark
+    if mark is None:
+        return Problem(path, first_line, 1, f"{what}: {exc.problem}")
+    line, col = mark.line + first_line, mark.column + 1
+    message = f"{what}: {exc.problem}"
+    lines = text.splitlines()
+    source = lines[mark.line] if mark.line < len(lines) else ""
+    slip = _COLON_IN_VALUE.match(source)
+    if slip:
+        key, value = slip.group(1), slip.group(2).rstrip()
+        quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        col = source.index(value) + 1
+        message = (
+            f'{what}: the value of `{key}` contains ": ", which YAML reads as another key; '
+            f"quote the value: {key}: {quoted}"
+        )
+    return Problem(path, line, col, message)

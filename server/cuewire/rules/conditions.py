@@ -10,7 +10,7 @@ from typing import Any
 
 from msgspec import UNSET
 
-from .model import Condition
+from .model import Condition, bound_value
 
 MISSING: Any = object()
 
@@ -129,5 +129,5 @@ def _holds(cond: Condition, actual: Any) -> bool:
     ):
         bound = getattr(cond, name)
         if bound is not UNSET:
-            return bool(test(number, float(bound)))
+            return bool(test(number, bound_value(str(cond.fact), bound)))
     return False

@@ -94,6 +94,8 @@ class FactView:
         if head == "last":
             name, _, prop = tail.partition(".")
             return walk(self._last().get(name), prop.split(".")) if prop else MISSING
+        if head == "clicks":
+            return _int(s.get(f"clk:{tail}"))
         if head == "distinct":
             prefix = f"d:{tail}:"
             return sum(1 for k in s if k.startswith(prefix))
@@ -139,6 +141,8 @@ class FactView:
             return _decoded(v.get(f"x:{tail}"))
         if head == "custom":
             return _int(v.get(f"c:{tail}"))
+        if head == "clicks":
+            return _int(v.get(f"clk:{tail}"))
         if head == "since":
             return self._since(v.get(f"at:{tail}"))
         if head == "shown":

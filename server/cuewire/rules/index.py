@@ -60,6 +60,7 @@ def fact_sources(name: str) -> set[str] | None:
         ("session", "custom"): {custom},
         ("session", "last"): {custom},
         ("session", "distinct"): {custom},
+        ("session", "clicks"): {"click"},
         ("session", "pages"): {"page_view"},
         ("session", "landing"): {"page_view"},
         ("session", "referrer"): {"page_view"},
@@ -67,6 +68,7 @@ def fact_sources(name: str) -> set[str] | None:
         ("visitor", "traits"): {"identify"},
         ("visitor", "user_id"): {"identify"},
         ("visitor", "custom"): {custom},
+        ("visitor", "clicks"): {"click"},
     }
     return sources.get((scope, head))
 
@@ -101,6 +103,21 @@ def _distinct_facts(cond: Condition | None, found: dict[str, set[str]]) -> None:
         found[name].add(prop)
 
 
+def _click_names(cond: Condition | None, found: set[str]) -> None:
+    """Collect the names of ``session.clicks.<name>`` / ``visitor.clicks.<name>`` facts so
+    ingest counts clicks on those elements."""
+    if cond is None:
+        return
+    for sub in [*(cond.all or []), *(cond.any or [])] + (
+        [cond.not_] if cond.not_ is not UNSET else []
+    ):
+        _click_names(sub, found)
+    if isinstance(cond.fact, str):
+        for prefix in ("session.clicks.", "visitor.clicks."):
+            if cond.fact.startswith(prefix) and len(cond.fact) > len(prefix):
+                found.add(cond.fact[len(prefix) :])
+
+
 class RuleSet:
     """Rules indexed by what they depend on: an event touches only the rules it can change."""
 
@@ -126,6 +143,14 @@ class RuleSet:
         for segment in self.segments.values():
             _distinct_facts(segment, found)
         self.distinct = {name: frozenset(props) for name, props in found.items()}
+        clicks: set[str] = set()
+        for cond in [r.when for r in rules] + [
+            r.trigger.facts for r in rules if r.trigger.facts is not UNSET
+        ]:
+            _click_names(cond, clicks)
+        for segment in self.segments.values():
+            _click_names(segment, clicks)
+        self.clicks = frozenset(clicks)
         for entries in self.by_type.values():
             entries.sort(key=self._order)
 

@@ -29,6 +29,16 @@ def rule_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
 
 
+def rule_sets(folder: Path) -> list[Path]:
+    """The subfolders of a folder of rule sets (like the repository's rules/, with demo/ and
+    examples/): no rule file of its own and two or more subfolders holding rule files. Empty
+    for an ordinary rule set."""
+    if not folder.is_dir() or any(p.suffix in RULE_SUFFIXES for p in folder.iterdir()):
+        return []
+    sets = sorted(p for p in folder.iterdir() if p.is_dir() and rule_files(p))
+    return sets if len(sets) >= 2 else []
+
+
 def load_rules(folder: Path, templates: Iterable[str] | None = None) -> LoadedRules:
     """All enabled rules, segments and the policy under ``folder``; raise :class:`RuleError`
     listing every problem. ``templates``, when given, are the template names rules may show."""

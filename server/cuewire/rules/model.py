@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -11,9 +12,13 @@ from msgspec import UNSET, Meta, UnsetType, field
 from ..protocol import EVENT_TYPES
 
 RuleId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-Duration = (
-    Annotated[str, Meta(pattern=r"^\d+(\.\d+)?\s*(ms|s|m|h|d)$")] | Annotated[float, Meta(gt=0)]
-)
+DURATION_PATTERN = r"^\d+(\.\d+)?\s*(ms|s|m|h|d)$"
+DurationText = Annotated[
+    str,
+    Meta(pattern=DURATION_PATTERN, description='"250ms", "30s", "10m", "24h", "2 h", "30d"'),
+]
+Duration = DurationText | Annotated[float, Meta(gt=0)]
+Bound = float | DurationText  # gt/gte/lt/lte: a number, or a duration for a time fact
 Scalar = str | int | float | bool | None
 Selector = Annotated[str, Meta(min_length=1, max_length=256)]  # a CSS selector
 
@@ -22,11 +27,35 @@ OPERATORS = ("equals", "in_", "contains", "glob", "regex", "gt", "gte", "lt", "l
 
 
 def duration_ms(value: str | float) -> int:
-    """``"30s"`` -> 30000; a bare number is seconds."""
+    """``"30s"`` -> 30000, ``"24h"`` -> 86400000; a bare number is seconds."""
     if isinstance(value, str):
         number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", value).groups()  # type: ignore[union-attr]
         return round(float(number) * _UNITS[unit] * 1000)
     return round(value * 1000)
+
+
+def time_unit_s(fact: str) -> float | None:
+    """Seconds per unit of a time fact (``visitor.days_since_last_visit``: 86400); None for
+    a fact that is not a time."""
+    if fact in ("page.seconds", "page.active_seconds", "session.seconds", "session.idle_seconds"):
+        return 1.0
+    if fact.startswith("visitor.since."):
+        return 1.0
+    if fact == "visitor.days_since_last_visit":
+        return 86400.0
+    if fact.startswith("event.") and (fact == "event.ms" or fact.endswith("_ms")):
+        return 0.001
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def bound_value(fact: str, bound: str | float) -> float:
+    """A comparison bound as a number: a duration (``lt: 24h``) in the unit of the time fact
+    it compares with (``visitor.days_since_last_visit``: 1.0). The rule keeps its text, so
+    ``explain`` shows what was written."""
+    if isinstance(bound, str):
+        return duration_ms(bound) / 1000 / (time_unit_s(fact) or 1.0)
+    return float(bound)
 
 
 class Condition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -41,10 +70,10 @@ class Condition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     contains: Scalar | UnsetType = UNSET
     glob: str | UnsetType = UNSET
     regex: str | UnsetType = UNSET
-    gt: float | UnsetType = UNSET
-    gte: float | UnsetType = UNSET
-    lt: float | UnsetType = UNSET
-    lte: float | UnsetType = UNSET
+    gt: Bound | UnsetType = UNSET
+    gte: Bound | UnsetType = UNSET
+    lt: Bound | UnsetType = UNSET
+    lte: Bound | UnsetType = UNSET
     exists: bool | UnsetType = UNSET
     segment: str | UnsetType = UNSET
 
@@ -67,6 +96,16 @@ class Condition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
                 re.compile(self.regex)
             except re.error as exc:
                 raise ValueError(f"invalid regex: {exc}") from exc
+        for name in ("gt", "gte", "lt", "lte"):
+            bound = getattr(self, name)
+            # a duration (see bound_value) needs a time fact
+            if isinstance(bound, str) and time_unit_s(str(self.fact)) is None:
+                raise ValueError(
+                    f"`{name}: {bound}` is a duration, which compares only with a time fact "
+                    "(page.seconds, page.active_seconds, session.seconds, "
+                    "session.idle_seconds, visitor.since.<name>, "
+                    "visitor.days_since_last_visit, event.ms); write a number here"
+                )
 
 
 class Match(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
