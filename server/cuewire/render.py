@@ -29,7 +29,7 @@ from .errors import Problem, TemplateError
 from .facts import path_of
 from .filters import FILTERS
 from .protocol import Kind
-from .sources import YamlDoc
+from .sources import YamlDoc, yaml_problem
 
 FRONT_MATTER = re.compile(r"\A\{#---\n(.*?)\n---#\}", re.S)
 TEMPLATE_SUFFIX = ".html"
@@ -188,9 +188,9 @@ def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate 
         )
     try:
         doc = YamlDoc(path, front.group(1))
-    except yaml.MarkedYAMLError as exc:
-        line = (exc.problem_mark.line + 2) if exc.problem_mark else 1
-        return Problem(path, line, 1, f"invalid metadata YAML: {exc.problem}")
+    except yaml.YAMLError as exc:
+        found = yaml_problem(path, front.group(1), exc, first_line=2)
+        return Problem(path, found.line, 1, found.message.replace("YAML", "metadata YAML", 1))
     try:
         meta = msgspec.convert(doc.data, TemplateMeta)
     except msgspec.ValidationError as exc:

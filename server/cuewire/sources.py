@@ -79,10 +79,28 @@ def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:
 def read_yaml(path: Path) -> YamlDoc | Problem:
     """Parse ``path``; a syntax error comes back as a Problem with its position."""
     try:
-        return YamlDoc(path, path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return Problem(path, line, col, f"invalid YAML: {exc.problem}")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return Problem(path, 1, 1, f"cannot read: {exc}")
+    try:
+        return YamlDoc(path, text)
+    except yaml.YAMLError as exc:
+        return yaml_problem(path, text, exc)
+
+
+def yaml_problem(path: Path, text: str, exc: yaml.YAMLError, first_line: int = 1) -> Problem:
+    """Any YAML error as a Problem at its position; ``first_line`` is the file line where
+    ``text`` starts. Besides syntax errors (``MarkedYAMLError``, with a mark) the reader
+    raises ``ReaderError`` (a control character, say), which has an offset instead."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        return Problem(path, line + first_line - 1, col, f"invalid YAML: {exc.problem}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        offset = max(0, min(exc.position, len(text)))
+        line = text.count("\n", 0, offset) + 1
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        what = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "byte"
+        message = f"invalid YAML: {what} not allowed ({exc.reason}); remove it"
+        return Problem(path, line + first_line - 1, col, message)
+    return Problem(path, first_line, 1, f"invalid YAML: {exc}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any
+from typing import Any, Self
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -263,6 +263,12 @@ class RedisStore:
         else:
             entries = await self._r.xrange(key, min=f"({after}", count=count) or []
         return [(str(i), _pairs_of(fields)) for i, fields in entries]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         await self._r.aclose()
