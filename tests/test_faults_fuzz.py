@@ -214,7 +214,7 @@ def packet_size(payload: Any) -> int | None:
 # ---------------------------------------------------------------- the tests
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(60 + SOCKET_EXAMPLES * 0.25)
 def test_generated_batches_through_the_socket_are_all_answered(
     server: LoggedServer, wire: Wire
 ) -> None:
@@ -254,7 +254,7 @@ def test_generated_batches_through_the_socket_are_all_answered(
     )
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(60 + AUTH_EXAMPLES * 0.25)
 def test_generated_auth_is_refused_or_admitted_never_a_crash(
     server: LoggedServer, wire: Wire
 ) -> None:
@@ -314,7 +314,7 @@ backend_bodies = st.one_of(
 )
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(60 + HTTP_EXAMPLES * 0.25)
 def test_generated_bodies_through_the_http_api_never_give_a_server_error(
     server: LoggedServer,
 ) -> None:
