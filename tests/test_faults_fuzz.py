@@ -109,7 +109,7 @@ class LoggedServer(ServerProcess):
             proc = self.proc = subprocess.Popen(
                 self.args, env=env, stdout=out, stderr=subprocess.STDOUT
             )
-        wait_healthy(self.url, 20, lambda: proc.poll() is None)
+        wait_healthy(self.url, 60, lambda: proc.poll() is None)  # a loaded CI machine is slow
         return self
 
 
