@@ -4,7 +4,7 @@ still accepts a valid batch afterwards.
 
 One real `cuewire serve` process takes all examples: hypothesis drives one long-lived
 connection (reconnecting only when the server closes it). Counts: ``CUEWIRE_FUZZ_SOCKET``
-(default 1,000 batches), ``CUEWIRE_FUZZ_HTTP`` (700 requests), ``CUEWIRE_FUZZ_AUTH`` (300
+(default 600 batches), ``CUEWIRE_FUZZ_HTTP`` (500 requests), ``CUEWIRE_FUZZ_AUTH`` (200
 connects with generated auth); the 10,000 figure in docs/reliability.md is
 ``CUEWIRE_FUZZ_SOCKET=5000 CUEWIRE_FUZZ_HTTP=4000 CUEWIRE_FUZZ_AUTH=1000``.
 """
@@ -31,9 +31,9 @@ from conftest import FIXTURES, free_port, wait_healthy
 from processes import ServerProcess
 
 T = TypeVar("T")
-SOCKET_EXAMPLES = int(os.environ.get("CUEWIRE_FUZZ_SOCKET", "1000"))
-HTTP_EXAMPLES = int(os.environ.get("CUEWIRE_FUZZ_HTTP", "700"))
-AUTH_EXAMPLES = int(os.environ.get("CUEWIRE_FUZZ_AUTH", "300"))
+SOCKET_EXAMPLES = int(os.environ.get("CUEWIRE_FUZZ_SOCKET", "600"))
+HTTP_EXAMPLES = int(os.environ.get("CUEWIRE_FUZZ_HTTP", "500"))
+AUTH_EXAMPLES = int(os.environ.get("CUEWIRE_FUZZ_AUTH", "200"))
 MAX_MESSAGE = 64 * 1024  # Limits.max_payload_bytes
 API_KEY = "k-test"
 FUZZ = settings(
