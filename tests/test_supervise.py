@@ -14,10 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+import socketio
 
 from browser import eventually
 from conftest import FIXTURES, LiveServer, site_for
 from cuewire.settings import Settings
+from cuewire.sio_manager import RedisManager
 from cuewire.supervise import Fault, Supervisor
 from visitor import Visitor
 
@@ -195,3 +197,20 @@ async def test_a_background_task_that_raises_is_restarted_and_shown_in_healthz(
     assert crasher["last_error"]["type"] == "OSError"
     assert crasher["last_error"]["text"] == "disk gone 2"
     assert body["tasks"]["timers"]["running"] is True
+
+
+# ---------------------------------------------------------------- lifecycles
+
+
+async def test_the_socketio_redis_manager_ends_its_listener_on_close(clean_redis: str) -> None:
+    """python-socketio starts the manager's pub/sub listener on the first connection and
+    offers no way to stop it; ours ends it (and its connections) when the app closes."""
+    manager = RedisManager(clean_redis, "cwtest:socketio")
+    socketio.AsyncServer(async_mode="asgi", client_manager=manager)
+    manager.initialize()  # what the server does on its first connection
+    listener = manager._listener
+    assert listener is not None and not listener.done()
+    async with manager:
+        await asyncio.sleep(0.05)  # let it subscribe
+    assert listener.done()
+    await manager.aclose()  # closing twice is harmless
