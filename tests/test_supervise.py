@@ -18,6 +18,9 @@ import socketio
 
 from browser import eventually
 from conftest import FIXTURES, LiveServer, site_for
+from cuewire.errors import RuleError, TemplateError
+from cuewire.render import Catalog
+from cuewire.rules.loader import load_rules
 from cuewire.settings import Settings
 from cuewire.sio_manager import RedisManager
 from cuewire.supervise import Fault, Supervisor
@@ -214,3 +217,26 @@ async def test_the_socketio_redis_manager_ends_its_listener_on_close(clean_redis
         await asyncio.sleep(0.05)  # let it subscribe
     assert listener.done()
     await manager.aclose()  # closing twice is harmless
+
+
+# ---------------------------------------------------------------- every YAML error is a SourceError
+
+
+def test_a_control_character_in_a_rule_file_is_a_rule_error_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("rules:\n  - id: a\x07b\n", encoding="utf-8")
+    with pytest.raises(RuleError) as caught:
+        load_rules(tmp_path)
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.col) == (2, 10)
+    assert "character #x0007 not allowed" in problem.message
+
+
+def test_a_control_character_in_template_metadata_is_a_template_error(tmp_path: Path) -> None:
+    source = (FIXTURES / "templates" / "note.html").read_text(encoding="utf-8")
+    broken = source.replace("kind: modal", "kind: mo\x1bdal", 1)
+    (tmp_path / "note.html").write_text(broken, encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        Catalog.load(tmp_path)
+    (problem,) = caught.value.problems
+    assert problem.line == 2
+    assert "invalid metadata YAML: character #x001b not allowed" in problem.message
