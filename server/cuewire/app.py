@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -33,9 +32,11 @@ from .pipeline import Pipeline
 from .protocol import Prompt
 from .runtime import Runtime
 from .settings import Settings
+from .sio_manager import RedisManager
 from .sites import Sites
 from .snippet import Snippet
 from .store import RedisStore, open_store
+from .supervise import Supervisor
 from .timers import TimerLoop
 from .webhooks import Webhooks
 
@@ -57,6 +58,8 @@ class Services:
     metrics: Metrics
     pipeline: Pipeline
     clock: Clock
+    supervisor: Supervisor
+    sio_manager: RedisManager | None
 
 
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
@@ -65,9 +68,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     runtime = Runtime(settings.rules_dir, settings.templates_dir)
     manager = None
     if settings.redis_url:
-        manager = socketio.AsyncRedisManager(
-            settings.redis_url, channel=Keys(settings.key_prefix).socketio_channel()
-        )
+        manager = RedisManager(settings.redis_url, Keys(settings.key_prefix).socketio_channel())
     sio = socketio.AsyncServer(
         async_mode="asgi",
         serializer="msgpack",
@@ -82,7 +83,8 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         local = sio.manager.is_connected(sid, "/")
         await sio.emit("prompt", msgspec.to_builtins(prompt), to=sid, ignore_queue=local)
 
-    webhooks = Webhooks()
+    supervisor = Supervisor()
+    webhooks = Webhooks(spawn=lambda job: supervisor.run_once("webhooks", job))
     metrics = Metrics()
     delivery = Delivery(
         store,
@@ -107,8 +109,49 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         on_store_error=metrics.store_errors.labels("timers").inc,
     )
     return Services(
-        settings, store, runtime, sio, gateway, delivery, timers, webhooks, metrics, pipeline, clock
+        settings,
+        store,
+        runtime,
+        sio,
+        gateway,
+        delivery,
+        timers,
+        webhooks,
+        metrics,
+        pipeline,
+        clock,
+        supervisor,
+        manager,
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(services: Services) -> AsyncIterator[Services]:
+    """Open everything long-lived in order and close it in reverse, whatever happens.
+
+    Closing order: the reload watcher and the timer loop stop first (a tick in flight
+    finishes, within the supervisor's grace period), then Socket.IO and its Redis manager,
+    then webhooks (deliveries in flight get a moment), the supervisor (QA feeds and what is
+    left), and the store last."""
+    settings = services.settings
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(services.store)
+        if not await services.store.ping():
+            log.error(
+                "the store at %s is not reachable; retrying in the background", settings.redis_url
+            )
+        supervisor = await stack.enter_async_context(services.supervisor)
+        await stack.enter_async_context(services.webhooks)
+        if services.sio_manager is not None:
+            await stack.enter_async_context(services.sio_manager)
+        stack.push_async_callback(services.sio.shutdown)
+        await stack.enter_async_context(
+            supervisor.running("timers", services.timers.run, stop=services.timers.stop)
+        )
+        await stack.enter_async_context(
+            supervisor.running("reload", lambda: services.runtime.watch(settings.reload_poll_s))
+        )
+        yield services
 
 
 def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> ASGIApp:
@@ -119,36 +162,15 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        if not await services.store.ping():
-            log.error(
-                "the store at %s is not reachable; retrying in the background", settings.redis_url
-            )
-        tasks = [
-            asyncio.create_task(services.timers.run(), name="cuewire-timers"),
-            asyncio.create_task(
-                services.runtime.watch(settings.reload_poll_s), name="cuewire-reload"
-            ),
-        ]
-        try:
+        async with serving(services):
             yield {"services": services}
-        finally:
-            await services.timers.drain()  # let the tick in flight finish and ack
-            for task in tasks:
-                task.cancel()
-            listener = getattr(services.sio.manager, "thread", None)  # the Redis manager's
-            if isinstance(listener, asyncio.Task):
-                tasks.append(listener)
-                listener.cancel()
-            await services.sio.shutdown()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await services.webhooks.aclose()
-            await services.store.aclose()
 
     async def healthz(request: Request) -> JSONResponse:
         store_ok = await services.store.ping()
         runtime = services.runtime
+        tasks = services.supervisor.states()
         body = {
-            "ok": store_ok and runtime.last_error is None,
+            "ok": store_ok and runtime.last_error is None and all(t.running for t in tasks),
             "version": __version__,
             "store": {
                 "reachable": store_ok,
@@ -157,6 +179,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
             "rules": {"loaded": len(runtime.engine().rules), "error": runtime.last_error},
             "templates": {"loaded": len(runtime.catalog())},
             "connections": services.gateway.connections,
+            "tasks": {t.name: t.as_json() for t in tasks},
         }
         return JSONResponse(body, status_code=200 if store_ok else 503)
 

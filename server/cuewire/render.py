@@ -224,7 +224,7 @@ def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate 
         )
     try:
         doc = YamlDoc(path, front.group(1))
-    except yaml.MarkedYAMLError as exc:  # front matter starts on the file's second line
+    except yaml.YAMLError as exc:  # front matter starts on the file's second line
         return yaml_problem(path, front.group(1), exc, "invalid metadata YAML", first_line=2)
     try:
         meta = msgspec.convert(doc.data, TemplateMeta)

@@ -68,13 +68,15 @@ class Runtime:
         seen = await asyncio.to_thread(_fingerprint, self.rules_dir, self.templates_dir)
         if seen == self._seen:
             return False
-        self._seen = seen
         try:
             loaded = await asyncio.to_thread(load_sources, self.rules_dir, self.templates_dir)
         except SourceError as exc:
+            self._seen = seen
             self.last_error = str(exc)
             log.error("reload failed, keeping the last good rules and templates:\n%s", exc)
             return False
+        # Any other exception leaves ``_seen`` as it was, so the restarted watcher tries again.
+        self._seen = seen
         self._loaded = loaded
         self.last_error = None
         self.generation += 1
@@ -82,6 +84,8 @@ class Runtime:
         return True
 
     async def watch(self, interval_s: float) -> None:
+        """Reload whenever a file changes; runs until cancelled (app.py supervises it: an
+        unexpected exception is logged, shown in /healthz, and the watcher restarts)."""
         while True:
             await asyncio.sleep(interval_s)
             await self.reload_if_changed()

@@ -85,19 +85,29 @@ def read_yaml(path: Path) -> YamlDoc | Problem:
     """Parse ``path``; a syntax error comes back as a Problem with its position."""
     try:
         text = path.read_text(encoding="utf-8")
-        return YamlDoc(path, text)
-    except yaml.MarkedYAMLError as exc:
-        return yaml_problem(path, text, exc, "invalid YAML")
     except (OSError, UnicodeDecodeError) as exc:
         return Problem(path, 1, 1, f"cannot read: {exc}")
+    try:
+        return YamlDoc(path, text)
+    except yaml.YAMLError as exc:
+        return yaml_problem(path, text, exc)
 
 
 def yaml_problem(
-    path: Path, text: str, exc: yaml.MarkedYAMLError, what: str, first_line: int = 1
+    path: Path, text: str, exc: yaml.YAMLError, what: str = "invalid YAML", first_line: int = 1
 ) -> Problem:
-    """A YAML syntax error at its line and column (``text`` starts on the file's line
-    ``first_line``), with what to do when it is the commonest slip: an unquoted value that
-    holds ``": "``."""
+    """Any YAML error as a Problem at its line and column (``text`` starts on the file's line
+    ``first_line``). Syntax errors (``MarkedYAMLError``) carry a mark, and the commonest slip,
+    an unquoted value that holds ``": "``, says what to do; the reader's ``ReaderError`` (a
+    control character, say) carries an offset instead."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        offset = max(0, min(exc.position, len(text)))
+        line = text.count("\n", 0, offset) + first_line
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        char = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "byte"
+        return Problem(path, line, col, f"{what}: {char} not allowed ({exc.reason}); remove it")
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return Problem(path, first_line, 1, f"{what}: {exc}")
     mark = exc.problem_mark
     if mark is None:
         return Problem(path, first_line, 1, f"{what}: {exc.problem}")

@@ -7,7 +7,9 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Any
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 
@@ -21,17 +23,35 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class Webhooks:
-    """Sends in background tasks; ``aclose`` waits briefly for those in flight."""
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
-    def __init__(self, timeout_s: float = 5.0) -> None:
+
+class Webhooks:
+    """Sends in background tasks; ``aclose`` (or leaving ``async with``) waits briefly for
+    those in flight. ``spawn`` runs each delivery (the app passes its supervisor's
+    ``run_once``, so an unexpected failure is logged with its traceback and shown in
+    ``/healthz``)."""
+
+    def __init__(self, timeout_s: float = 5.0, spawn: Spawn | None = None) -> None:
         self._client = httpx.AsyncClient(timeout=timeout_s)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._spawn: Spawn = spawn or asyncio.create_task
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def send(
         self, url: str, payload: dict[str, Any], headers: dict[str, str], secret: str | None
     ) -> None:
-        task = asyncio.create_task(self._deliver(url, payload, headers, secret))
+        task = self._spawn(self._deliver(url, payload, headers, secret))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

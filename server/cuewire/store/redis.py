@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, Self
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -427,6 +427,12 @@ class RedisStore:
             else:
                 entries = await self._r.xrange(key, min=f"({after}", count=count) or []
         return [(str(i), _pairs_of(fields)) for i, fields in entries]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         await self._r.aclose()

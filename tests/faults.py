@@ -1,0 +1,249 @@
+"""Support for the fault suite: a Redis of the test's own (with AOF, stopped and restarted on
+the same port), tabs that send batches and resend what was not acked as the snippet does, and
+the count of stored events by ``seq`` per session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+import socketio
+
+from conftest import free_port
+
+RETRYABLE = {"store_unavailable", "rate_limited"}
+
+
+class RedisServer:
+    """A redis-server with the append-only file on (``appendfsync always``: an acked write is
+    on disk), so a restart on the same port and folder comes back with its data."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server") or "redis-server"
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = self.client()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.exceptions.BusyLoadingError:
+                pass
+            except redis.ConnectionError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.02)
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        """Stop at once (SIGKILL), as a crash or a lost network would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True)
+
+
+def retryable(ack: dict[str, Any]) -> bool:
+    """The whole batch is to be resent (docs/protocol.md: codes ``store_unavailable`` and
+    ``rate_limited``). Until every branch carries codes, the old reason text is read too."""
+    for rejection in ack.get("rejected", []):
+        code = rejection.get("code")
+        if code in RETRYABLE:
+            return True
+        reason = str(rejection.get("reason", ""))
+        if code is None and reason.startswith(("store unavailable", "rate limit")):
+            return True
+    return False
+
+
+@dataclass
+class Tally:
+    """What the tabs saw."""
+
+    acked: dict[str, set[int]] = field(default_factory=dict)  # session -> acked seqs
+    resends: int = 0
+    reconnects: int = 0
+    timeouts: int = 0
+    refused: int = 0
+    retry_answers: int = 0
+
+
+class Tab:
+    """One tab of one visitor: connects (keeping its session over reconnects), sends batches
+    of ``size`` events one at a time, and resends a batch with the same seqs until an ack
+    accepts it, as the snippet does."""
+
+    def __init__(self, url: str, visitor: str, tally: Tally, size: int = 3) -> None:
+        self.url = url
+        self.visitor = visitor
+        self.tally = tally
+        self.size = size
+        self.session: str | None = None
+        self.seq = 0
+        self.sio: socketio.AsyncClient | None = None
+        self._session = asyncio.Event()
+
+    async def connect(self, attempts: int = 200) -> None:
+        for _ in range(attempts):
+            sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+            self._session = asyncio.Event()
+            sio.on("session", self._on_session)
+            auth = {"site": "test-site", "visitor": self.visitor, "tab": "tab1"}
+            if self.session:
+                auth["session"] = self.session
+            try:
+                await sio.connect(
+                    self.url,
+                    headers={"Origin": self.url},
+                    auth=auth,
+                    transports=["websocket"],
+                    wait_timeout=10,
+                )
+                await asyncio.wait_for(self._session.wait(), 10)
+                self.sio = sio
+                return
+            except (socketio.exceptions.ConnectionError, TimeoutError):
+                self.tally.refused += 1
+                await sio.disconnect()
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"tab {self.visitor} could not connect")
+
+    async def _on_session(self, data: dict[str, Any]) -> None:
+        self.session = data["session"]
+        self.tally.acked.setdefault(data["session"], set())
+        self._session.set()
+
+    def next_batch(self) -> list[dict[str, Any]]:
+        batch = []
+        for _ in range(self.size):
+            batch.append(
+                {
+                    "type": "custom",
+                    "name": "tick",
+                    "ts": int(time.time() * 1000),
+                    "seq": self.seq,
+                    "url": "http://shop.test/",
+                }
+            )
+            self.seq += 1
+        return batch
+
+    async def deliver(self, batch: list[dict[str, Any]], timeout: float = 5) -> None:
+        """Send ``batch`` until it is acked, resending on a retry answer, a lost ack or a
+        dropped connection."""
+        first = True
+        pause = 0.25
+        while True:
+            if not first:
+                self.tally.resends += 1
+            first = False
+            if self.sio is None or not self.sio.connected:
+                self.tally.reconnects += 1
+                await self.connect()
+            assert self.sio is not None
+            try:
+                ack = await self.sio.call("events", batch, timeout=timeout)
+            except socketio.exceptions.TimeoutError:
+                self.tally.timeouts += 1
+                continue
+            except socketio.exceptions.BadNamespaceError:  # dropped under us
+                self.sio = None
+                continue
+            if retryable(ack):  # back off as the snippet does: capped, with jitter
+                self.tally.retry_answers += 1
+                wait = max(pause, ack.get("retry_ms", 0) / 1000)
+                await asyncio.sleep(wait * random.uniform(0.5, 1.0))
+                pause = min(pause * 2, 2.0)
+                continue
+            assert ack["accepted"] == len(batch), ack
+            assert self.session is not None
+            self.tally.acked[self.session].update(e["seq"] for e in batch)
+            return
+
+    async def close(self) -> None:
+        if self.sio is not None:
+            await self.sio.disconnect()
+
+
+def stored_seqs(
+    client: redis.Redis, site: str = "test-site", prefix: str = "cw"
+) -> dict[str, Counter[int]]:
+    """Every accepted event in the live stream (it holds every accepted batch), as a count of
+    each ``seq`` per session."""
+    found: dict[str, Counter[int]] = {}
+    last = "-"
+    while True:
+        entries = client.xrange(f"{prefix}:live:{site}", min=last, count=5000)
+        if last != "-":
+            entries = entries[1:]
+        if not entries:
+            return found
+        for _, fields in entries:
+            counts = found.setdefault(fields["session"], Counter())
+            counts.update(int(event["seq"]) for event in json.loads(fields["events"]))
+        last = entries[-1][0]
+
+
+def seen_seqs(
+    client: redis.Redis, session: str, site: str = "test-site", prefix: str = "cw"
+) -> set[int]:
+    """The seqs the store marked seen for the session's tab (the de-duplication set)."""
+    return {int(m) for m in client.zrange(f"{prefix}:q:{{{site}:{session}}}:tab1", 0, -1)}
+
+
+@dataclass(frozen=True)
+class Count:
+    acked: int
+    lost: int
+    twice: int
+
+
+def count(tally: Tally, stored: dict[str, Counter[int]]) -> Count:
+    acked = lost = twice = 0
+    for session, seqs in tally.acked.items():
+        here = stored.get(session, Counter())
+        acked += len(seqs)
+        lost += len(seqs - set(here))
+        twice += sum(1 for n in here.values() if n > 1)
+    return Count(acked, lost, twice)
