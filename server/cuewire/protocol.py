@@ -149,6 +149,7 @@ EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in A
 class Rejection(msgspec.Struct, frozen=True):
     index: int
     reason: str
+    code: str = "invalid_event"  # docs/protocol.md, "Rejection codes": clients branch on it
 
 
 class Ack(msgspec.Struct, frozen=True):
