@@ -40,6 +40,8 @@ export interface Stats {
   reconnects: number;
   /** The last connect refusal code, if any. */
   refused: string | null;
+  /** Events held now, pending or awaiting their ack. */
+  unacked: number;
 }
 
 export interface TransportOptions {
@@ -81,6 +83,7 @@ export function createTransport(opts: TransportOptions): Transport {
     dropped: { too_large: 0, queue_full: 0, too_many_tries: 0, refused: 0 },
     reconnects: 0,
     refused: null,
+    unacked: 0,
   };
   let loud = 0;
   /** Counts a dropped event, and says so on the console (the first few times). */
@@ -295,7 +298,7 @@ export function createTransport(opts: TransportOptions): Transport {
     show: forgetTab,
     stop,
     stats() {
-      return { ...stats, dropped: { ...stats.dropped } };
+      return { ...stats, dropped: { ...stats.dropped }, unacked: queue.unacked().length };
     },
   };
 }

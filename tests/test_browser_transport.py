@@ -1,0 +1,295 @@
+"""The snippet's transport in real Chromium: what a page can make it send, what it does with the
+server's refusals, the calls made before it loads, and exactly-once delivery when sockets drop
+in mid-batch (docs/protocol.md; client-js/README.md, "Delivery").
+
+Pages are written per test into a temporary folder served next to /cw.js. The unit tests of
+the pure parts (queue, batch cutting, ack codes, backoff) are in client-js/test/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from playwright.async_api import ConsoleMessage, Page, WebSocket, WebSocketRoute
+
+from browser import (
+    BROWSER_TEST,
+    Serve,
+    count,
+    eventually,
+    facts_when,
+    recent_events,
+    session_id,
+)
+from conftest import LiveServer
+from cuewire.sites import Site, Sites
+
+pytest_plugins = ["browser"]
+pytestmark = BROWSER_TEST
+
+ROOT = Path(__file__).resolve().parent.parent
+MESSAGE_LIMIT = 64 * 1024  # the server's default max_payload_bytes
+ACK = 3  # Socket.IO packet type of an acknowledgement
+
+
+def readme_stub() -> str:
+    """The queue stub exactly as README.md tells site owners to paste it."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"^<script>window\.cuewire=.*</script>$", text, re.M)
+    assert match, "README.md has no queue stub in front of the script tag"
+    return match.group(0)
+
+
+def write_page(folder: Path, name: str, head: str = "", site: str = "test-site") -> str:
+    """A page carrying the snippet tag (after ``head``); returns its path."""
+    (folder / name).write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>t</title>"
+        f"{head}<script src='/cw.js' data-site='{site}' async></script></head>"
+        "<body><h1>transport</h1></body></html>"
+    )
+    return "/" + name
+
+
+def record_frames(page: Page) -> tuple[list[WebSocket], list[int]]:
+    """Every websocket the page opens, and the size of every binary message it sends."""
+    sockets: list[WebSocket] = []
+    sizes: list[int] = []
+
+    def opened(ws: WebSocket) -> None:
+        sockets.append(ws)
+        ws.on(
+            "framesent",
+            lambda frame: sizes.append(len(frame)) if isinstance(frame, bytes) else None,
+        )
+
+    page.on("websocket", opened)
+    return sockets, sizes
+
+
+async def stats(page: Page) -> dict[str, Any]:
+    value: dict[str, Any] = await page.evaluate("window.cuewire.stats()")
+    return value
+
+
+async def loaded(page: Page) -> None:
+    await page.wait_for_function("window.cuewire && typeof window.cuewire.version === 'string'")
+
+
+async def test_huge_props_are_dropped_in_the_browser_never_sent_again_and_again(
+    page: Page, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(pages=tmp_path)
+    sockets, sizes = record_frames(page)
+    await page.goto(server.url + write_page(tmp_path, "huge.html"))
+    await loaded(page)
+    session = await session_id(page)
+    # The largest props `track` keeps (50 keys of 2,048 characters, 3 UTF-8 bytes each): far
+    # over the server's message limit. Before the fix the batch closed the socket, and the
+    # snippet reconnected and sent it again, forever.
+    await page.evaluate(
+        """() => {
+            const props = {};
+            for (let k = 0; k < 50; k++) props["key" + k] = "€".repeat(2048);
+            for (let i = 0; i < 5; i++) cuewire.track("huge", props);
+            cuewire.track("small", {n: 1});
+        }"""
+    )
+    stored = await facts_when(server, session, lambda f: count(f, "c:small") == 1)
+    assert count(stored, "c:huge") == 0
+    figures = await stats(page)
+    assert figures["dropped"]["too_large"] == 5
+    assert figures["reconnects"] == 0
+    assert len(sockets) == 1 and not sockets[0].is_closed()
+    assert sizes and max(sizes) < MESSAGE_LIMIT
+
+
+async def test_a_burst_of_large_events_is_cut_under_the_message_limit(
+    page: Page, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(pages=tmp_path)
+    sockets, sizes = record_frames(page)
+    await page.goto(server.url + write_page(tmp_path, "burst.html"))
+    await loaded(page)
+    session = await session_id(page)
+    # 150 events of ~6 KB each, in one burst: ~900 KB, one batch per dozen or so events.
+    await page.evaluate(
+        """() => {
+            const props = {};
+            for (let k = 0; k < 3; k++) props["key" + k] = "x".repeat(2000);
+            for (let i = 0; i < 150; i++) cuewire.track("burst", props);
+        }"""
+    )
+    stored = await facts_when(server, session, lambda f: count(f, "c:burst") >= 150)
+    assert count(stored, "c:burst") == 150
+    figures = await stats(page)
+    assert figures["dropped"] == {
+        "too_large": 0,
+        "queue_full": 0,
+        "too_many_tries": 0,
+        "refused": 0,
+    }
+    assert figures["reconnects"] == 0 and len(sockets) == 1
+    assert figures["batches"] >= 150 * 6000 // MESSAGE_LIMIT
+    assert max(sizes) < MESSAGE_LIMIT
+
+
+async def test_a_lone_surrogate_does_not_spoil_the_message(
+    page: Page, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(pages=tmp_path)
+    sockets, _ = record_frames(page)
+    await page.goto(server.url + write_page(tmp_path, "surrogate.html"))
+    await loaded(page)
+    session = await session_id(page)
+    await page.evaluate(
+        """() => {
+            cuewire.track("odd", {text: "a\\ud800b", cut: "😀".repeat(1500)});
+            cuewire.track("after");
+        }"""
+    )
+    await facts_when(server, session, lambda f: count(f, "c:after") == 1)
+    events = await recent_events(server, session)
+    odd = next(e for e in events if e.get("name") == "odd")
+    assert odd["props"]["text"] == "a\ufffdb"
+    assert (await stats(page))["reconnects"] == 0 and len(sockets) == 1
+
+
+async def console_lines(page: Page) -> list[str]:
+    lines: list[str] = []
+
+    def seen(message: ConsoleMessage) -> None:
+        lines.append(message.text)
+
+    page.on("console", seen)
+    return lines
+
+
+async def test_a_forbidden_origin_says_so_in_one_console_line(
+    page: Page, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(
+        pages=tmp_path,
+        sites=lambda origin: Sites({"test-site": Site(origins=["https://shop.example"])}),
+    )
+    lines = await console_lines(page)
+    sockets, _ = record_frames(page)
+    await page.goto(server.url + write_page(tmp_path, "origin.html"))
+    await loaded(page)
+    await eventually(lambda: stats(page), lambda s: s["refused"] == "origin_not_allowed")
+    expected = (
+        f'[cuewire] site key "test-site" refused: origin {server.origin} is not allowed '
+        "(check the sites file: scheme, www, port)"
+    )
+    await eventually(lambda: asyncio.sleep(0, lines), lambda ls: expected in ls)
+    # Stopped for good: a positive signal that nothing more comes is the page's own stats.
+    await page.evaluate("cuewire.track('after_refusal')")
+    assert [line for line in lines if line.startswith("[cuewire]")] == [expected]
+    assert (await stats(page))["batches"] == 0
+    assert len(sockets) == 1
+
+
+async def test_an_unknown_site_key_says_so_in_one_console_line(
+    page: Page, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(pages=tmp_path)
+    lines = await console_lines(page)
+    await page.goto(server.url + write_page(tmp_path, "typo.html", site="test-stie"))
+    await loaded(page)
+    await eventually(lambda: stats(page), lambda s: s["refused"] == "unknown_site")
+    cuewire_lines = [line for line in lines if line.startswith("[cuewire]")]
+    assert cuewire_lines == [
+        '[cuewire] site key "test-stie" refused: the server has no such site '
+        "(check data-site on the script tag and the sites file)"
+    ]
+
+
+async def test_calls_before_the_snippet_loads_arrive_in_order(
+    page: Page, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(pages=tmp_path)
+    stub = readme_stub()
+    for html in sorted((ROOT / "demo-site").rglob("*.html")):
+        text = html.read_text()
+        assert stub + '\n<script src="/cw.js"' in text, f"{html} lacks the README's stub"
+    early = """<script>
+        cuewire.on("prompt:show", function () {});
+        cuewire.track("first", {n: 1});
+        cuewire.identify("user-7");
+        cuewire.track("second", {n: 2});
+        window.earlyCallsDone = true;
+    </script>"""
+    path = write_page(tmp_path, "early.html", head=stub + early)
+    # cw.js is held back until the inline calls have run, as a slow network would.
+    release = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/cw.js", hold)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(server.url + path, wait_until="domcontentloaded")
+    assert await page.evaluate("window.earlyCallsDone === true && cuewire.length === 4")
+    release.set()
+    await loaded(page)
+    session = await session_id(page)
+    await facts_when(server, session, lambda f: count(f, "c:second") == 1)
+    events = [e for e in await recent_events(server, session) if e["type"] != "page_view"]
+    kinds = [(e["type"], e.get("name") or e.get("user_id")) for e in events[:3]]
+    assert kinds == [("custom", "first"), ("identify", "user-7"), ("custom", "second")]
+    seqs = [e["seq"] for e in events[:3]]
+    assert seqs == sorted(seqs)
+    assert errors == []
+    # The stub, shims included, is replaced by the real API.
+    assert await page.evaluate("!Array.isArray(window.cuewire) && !('length' in window.cuewire)")
+
+
+async def test_every_event_arrives_once_when_sockets_drop_before_the_ack(
+    page: Page, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(pages=tmp_path)
+    target_kills = 3
+    kills = 0
+
+    async def drop_some_acks(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+        acks = 0
+
+        def from_server(message: str | bytes) -> None:
+            nonlocal acks, kills
+            if isinstance(message, bytes) and msgpack.unpackb(message).get("type") == ACK:
+                acks += 1
+                if acks % 2 == 0 and kills < target_kills:
+                    # The server has stored the batch; the page never hears of it.
+                    kills += 1
+                    asyncio.ensure_future(upstream.close())
+                    asyncio.ensure_future(ws.close())
+                    return
+            ws.send(message)
+
+        upstream.on_message(from_server)
+
+    await page.route_web_socket(re.compile(r".*/socket\.io/.*"), drop_some_acks)
+    await page.goto(server.url + write_page(tmp_path, "drops.html"))
+    await loaded(page)
+    session = await session_id(page)
+    sent = 0
+    # Events keep coming (about 30/s, under the rate limit) until the sockets have been
+    # dropped `target_kills` times, and for a while after.
+    while sent < 60 or (kills < target_kills and sent < 600):
+        await page.evaluate("(i) => cuewire.track('tick', {i})", sent)
+        sent += 1
+        await asyncio.sleep(0.03)
+    # Every event acknowledged in the page: nothing is still on its way to be counted twice.
+    await eventually(lambda: stats(page), lambda s: s["unacked"] == 0, timeout=40)
+    stored = await facts_when(server, session, lambda f: count(f, "c:tick") >= sent)
+    assert kills == target_kills
+    assert count(stored, "c:tick") == sent, "each event counted exactly once"
+    figures = await stats(page)
+    assert figures["reconnects"] >= target_kills
+    assert figures["dropped"]["too_many_tries"] == 0
