@@ -25,7 +25,6 @@ from browser import (
     recent_events,
     session_id,
 )
-from conftest import LiveServer
 from cuewire.sites import Site, Sites
 
 pytest_plugins = ["browser"]
@@ -255,6 +254,7 @@ async def test_every_event_arrives_once_when_sockets_drop_before_the_ack(
     server = serve(pages=tmp_path)
     target_kills = 3
     kills = 0
+    closing: set[asyncio.Future[None]] = set()
 
     async def drop_some_acks(ws: WebSocketRoute) -> None:
         upstream = ws.connect_to_server()
@@ -267,8 +267,8 @@ async def test_every_event_arrives_once_when_sockets_drop_before_the_ack(
                 if acks % 2 == 0 and kills < target_kills:
                     # The server has stored the batch; the page never hears of it.
                     kills += 1
-                    asyncio.ensure_future(upstream.close())
-                    asyncio.ensure_future(ws.close())
+                    closing.add(asyncio.ensure_future(upstream.close()))
+                    closing.add(asyncio.ensure_future(ws.close()))
                     return
             ws.send(message)
 
