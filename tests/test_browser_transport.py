@@ -21,6 +21,7 @@ from browser import (
     Serve,
     count,
     eventually,
+    facts,
     facts_when,
     recent_events,
     session_id,
@@ -133,6 +134,27 @@ async def test_a_burst_of_large_events_is_cut_under_the_message_limit(
     }
     assert figures["reconnects"] == 0 and len(sockets) == 1
     assert figures["batches"] >= 150 * 6000 // MESSAGE_LIMIT
+    assert max(sizes) < MESSAGE_LIMIT
+
+
+async def test_thousands_of_calls_in_a_burst_end_without_a_resend_loop(
+    page: Page, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(pages=tmp_path)
+    sockets, sizes = record_frames(page)
+    await page.goto(server.url + write_page(tmp_path, "thousands.html"))
+    await loaded(page)
+    session = await session_id(page)
+    calls = 3000
+    await page.evaluate("(n) => { for (let i = 0; i < n; i++) cuewire.track('many', {i}); }", calls)
+    # The queue keeps the newest 500; past the server's rate limit (bursts of 200, then
+    # 50/s) the rest comes back `rate_limited` and is resent until accepted.
+    figures = await eventually(lambda: stats(page), lambda s: s["unacked"] == 0, timeout=40)
+    stored = await facts(server, session)
+    assert count(stored, "c:many") + figures["dropped"]["queue_full"] == calls
+    assert count(stored, "c:many") > 0
+    assert figures["dropped"]["refused"] == 0
+    assert figures["reconnects"] == 0 and len(sockets) == 1
     assert max(sizes) < MESSAGE_LIMIT
 
 
