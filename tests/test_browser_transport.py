@@ -33,7 +33,7 @@ pytestmark = BROWSER_TEST
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE_LIMIT = 64 * 1024  # the server's default max_payload_bytes
-ACK = 3  # Socket.IO packet type of an acknowledgement
+EVENT, ACK = 2, 3  # Socket.IO packet types
 
 
 def readme_stub() -> str:
@@ -315,3 +315,64 @@ async def test_every_event_arrives_once_when_sockets_drop_before_the_ack(
     figures = await stats(page)
     assert figures["reconnects"] >= target_kills
     assert figures["dropped"]["too_many_tries"] == 0
+
+
+async def test_a_permanent_rejection_is_never_resent_a_retryable_one_is(
+    page: Page, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(pages=tmp_path)
+    sent: list[str] = []  # the custom event names in every batch the page sent
+    batches: dict[int, list[dict[str, Any]]] = {}
+    rewritten: list[str] = []
+
+    def rewrite(ack: dict[str, Any], batch: list[dict[str, Any]]) -> dict[str, Any]:
+        """The server's ack, with codes put in for two events, once each."""
+        for index, event in enumerate(batch):
+            name = event.get("name")
+            if name == "poison" and "poison" not in rewritten:
+                rewritten.append("poison")
+                reject = {"index": index, "code": "invalid_event", "reason": "test"}
+                return {"accepted": ack["accepted"] - 1, "rejected": [reject]}
+            if name == "later" and "later" not in rewritten:
+                rewritten.append("later")
+                reject = {"index": -1, "code": "store_unavailable", "reason": "test"}
+                return {"accepted": 0, "rejected": [reject], "retry_ms": 200}
+        return ack
+
+    async def inject(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if isinstance(message, bytes):
+                packet = msgpack.unpackb(message)
+                if packet.get("type") == EVENT and packet["data"][0] == "events":
+                    batch = packet["data"][1]
+                    batches[packet["id"]] = batch
+                    sent.extend(e["name"] for e in batch if e.get("type") == "custom")
+            upstream.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            if isinstance(message, bytes):
+                packet = msgpack.unpackb(message)
+                if packet.get("type") == ACK and packet.get("id") in batches:
+                    packet["data"] = [rewrite(packet["data"][0], batches.pop(packet["id"]))]
+                    message = msgpack.packb(packet)
+            ws.send(message)
+
+        ws.on_message(from_page)
+        upstream.on_message(from_server)
+
+    await page.route_web_socket(re.compile(r".*/socket\.io/.*"), inject)
+    await page.goto(server.url + write_page(tmp_path, "codes.html"))
+    await loaded(page)
+    for name in ("poison", "later", "last"):  # one batch each
+        await page.evaluate("(name) => cuewire.track(name)", name)
+        figures = await eventually(
+            lambda: stats(page),
+            lambda s: s["unacked"] == 0 and name in sent,  # noqa: B023
+        )
+    assert rewritten == ["poison", "later"]
+    assert sent.count("poison") == 1, "a permanent rejection is final"
+    assert sent.count("later") == 2, "store_unavailable: the batch is sent again"
+    assert figures["dropped"]["refused"] == 1
+    assert figures["reconnects"] == 0
