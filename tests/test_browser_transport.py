@@ -270,50 +270,64 @@ async def test_calls_before_the_snippet_loads_arrive_in_order(
     assert await page.evaluate("!Array.isArray(window.cuewire) && !('length' in window.cuewire)")
 
 
-async def test_every_event_arrives_once_when_sockets_drop_before_the_ack(
+async def test_every_event_arrives_once_when_sockets_drop_in_mid_batch(
     page: Page, serve: Serve, tmp_path: Path
 ) -> None:
     server = serve(pages=tmp_path)
-    target_kills = 3
-    kills = 0
+    target = 3  # drops of each kind
+    lost_acks = 0  # the server stored the batch, the page never heard of it
+    lost_batches = 0  # the batch never reached the server
     closing: set[asyncio.Future[None]] = set()
 
-    async def drop_some_acks(ws: WebSocketRoute) -> None:
+    async def drop_some(ws: WebSocketRoute) -> None:
         upstream = ws.connect_to_server()
-        acks = 0
+        acks = batches = 0
+
+        def cut() -> None:
+            closing.add(asyncio.ensure_future(upstream.close()))
+            closing.add(asyncio.ensure_future(ws.close()))
+
+        def from_page(message: str | bytes) -> None:
+            nonlocal batches, lost_batches
+            if isinstance(message, bytes) and msgpack.unpackb(message).get("type") == EVENT:
+                batches += 1
+                if batches % 3 == 0 and lost_batches < target:
+                    lost_batches += 1
+                    cut()
+                    return
+            upstream.send(message)
 
         def from_server(message: str | bytes) -> None:
-            nonlocal acks, kills
+            nonlocal acks, lost_acks
             if isinstance(message, bytes) and msgpack.unpackb(message).get("type") == ACK:
                 acks += 1
-                if acks % 2 == 0 and kills < target_kills:
-                    # The server has stored the batch; the page never hears of it.
-                    kills += 1
-                    closing.add(asyncio.ensure_future(upstream.close()))
-                    closing.add(asyncio.ensure_future(ws.close()))
+                if acks % 2 == 0 and lost_acks < target:
+                    lost_acks += 1
+                    cut()
                     return
             ws.send(message)
 
+        ws.on_message(from_page)
         upstream.on_message(from_server)
 
-    await page.route_web_socket(re.compile(r".*/socket\.io/.*"), drop_some_acks)
+    await page.route_web_socket(re.compile(r".*/socket\.io/.*"), drop_some)
     await page.goto(server.url + write_page(tmp_path, "drops.html"))
     await loaded(page)
     session = await session_id(page)
     sent = 0
-    # Events keep coming (about 30/s, under the rate limit) until the sockets have been
-    # dropped `target_kills` times, and for a while after.
-    while sent < 60 or (kills < target_kills and sent < 600):
+    # Events keep coming (about 30/s, under the rate limit) until the sockets have been cut
+    # `target` times each way, and for a while after.
+    while sent < 60 or ((lost_acks < target or lost_batches < target) and sent < 900):
         await page.evaluate("(i) => cuewire.track('tick', {i})", sent)
         sent += 1
         await asyncio.sleep(0.03)
     # Every event acknowledged in the page: nothing is still on its way to be counted twice.
     await eventually(lambda: stats(page), lambda s: s["unacked"] == 0, timeout=40)
     stored = await facts_when(server, session, lambda f: count(f, "c:tick") >= sent)
-    assert kills == target_kills
+    assert (lost_acks, lost_batches) == (target, target)
     assert count(stored, "c:tick") == sent, "each event counted exactly once"
     figures = await stats(page)
-    assert figures["reconnects"] >= target_kills
+    assert figures["reconnects"] >= target
     assert figures["dropped"]["too_many_tries"] == 0
 
 
