@@ -28,6 +28,7 @@ const QUEUE_LIMIT = 500;
 const QUEUE_BYTES = 1024 * 1024;
 const MAX_TRIES = 8; // sends of one event that got no answer (timeout, socket lost)
 const LOUD_DROPS = 10; // console warnings before further drops are only counted
+const STABLE_MS = 10000; // connected this long (or one batch acked): the backoff starts over
 
 /** What the transport let go of and how often it (re)connected: `cuewire.stats()`. */
 export interface Stats {
@@ -118,6 +119,7 @@ export function createTransport(opts: TransportOptions): Transport {
   let retryTimer = 0;
   let soon = false;
   let failures = 0;
+  let stableTimer = 0;
 
   const socket = io(opts.origin, {
     path: "/socket.io",
@@ -178,7 +180,10 @@ export function createTransport(opts: TransportOptions): Transport {
     if (settled.reconnect) {
       socket.disconnect();
       reconnectLater(null);
-    } else if (settled.keep.length) retryLater(settled.retryMs);
+      return;
+    }
+    failures = 0; // the server takes batches: a later disconnect starts the backoff over
+    if (settled.keep.length) retryLater(settled.retryMs);
     else flush();
   }
 
@@ -216,6 +221,7 @@ export function createTransport(opts: TransportOptions): Transport {
     stopped = true;
     clearTimeout(batchTimer);
     clearTimeout(retryTimer);
+    clearTimeout(stableTimer);
     queue.clear();
     inFlight.clear();
     socket.disconnect();
@@ -223,7 +229,10 @@ export function createTransport(opts: TransportOptions): Transport {
   }
 
   socket.on("connect", () => {
-    failures = 0;
+    // A server that accepts the connect and drops it at once must not get a reconnect every
+    // second: the backoff starts over only once the connection has proved stable.
+    clearTimeout(stableTimer);
+    stableTimer = window.setTimeout(() => (failures = 0), STABLE_MS);
     if (connectedOnce) stats.reconnects++;
     connectedOnce = true;
     if (DEBUG) console.debug("[cuewire] connected", socket.id);
@@ -236,6 +245,7 @@ export function createTransport(opts: TransportOptions): Transport {
   });
   socket.on("disconnect", (reason: string) => {
     if (DEBUG) console.debug("[cuewire] disconnected", reason);
+    clearTimeout(stableTimer);
     requeueInFlight();
     if (reason === "io server disconnect") reconnectLater(null);
   });
