@@ -164,9 +164,11 @@ export function createQueue(
   };
 }
 
-/** A field value with every string made well-formed (maps one level deep: props, traits). */
+/** A field value with every string cut to the server's 2,048 characters (a long page title
+ * or referrer would otherwise get its whole event rejected) and made well-formed (maps one
+ * level deep: props, traits). */
 function clean(value: unknown): unknown {
-  if (typeof value === "string") return wellFormed(value);
+  if (typeof value === "string") return wellFormed(clip(value, MAX_STRING));
   if (value && typeof value === "object") {
     const out: Record<string, unknown> = {};
     for (const k in value as Record<string, unknown>)

@@ -149,6 +149,15 @@ describe("batches by encoded size", () => {
     expect(drops.map((d) => d[0])).toEqual(["too_large"]);
   });
 
+  it("cuts every string field to 2,048 characters (a long title must not cost the event)", () => {
+    const { q } = queue();
+    q.add("page_view", { title: "t".repeat(5000), referrer: "r".repeat(3000) }, URL);
+    const [event] = q.unacked();
+    expect([(event.title as string).length, (event.referrer as string).length]).toEqual([
+      2048, 2048,
+    ]);
+  });
+
   it("replaces lone surrogates, which would make the message undecodable", () => {
     const { q } = queue();
     q.add("custom", { name: "n\ud800", props: { ["k\udc00"]: "v\ud83d" } }, URL + "\udfff");
