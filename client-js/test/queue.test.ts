@@ -23,6 +23,13 @@ function queue(over: Partial<QueueOptions> = {}, start = { seq: 0, events: [] as
 
 const seqs = (events: WireEvent[] | null) => (events || []).map((e) => e.seq);
 
+/** Props of `keys` strings of 2,000 characters: about 2 KB each once encoded. */
+function wide(keys: number): Record<string, string> {
+  const props: Record<string, string> = {};
+  for (let k = 0; k < keys; k++) props["k" + k] = "y".repeat(2000);
+  return props;
+}
+
 describe("seq numbering", () => {
   it("numbers events from the tab's next seq, one by one", () => {
     const { q } = queue({}, { seq: 7, events: [] });
@@ -42,9 +49,7 @@ describe("seq numbering", () => {
   it("does not use a seq for an event it refuses", () => {
     const { q, drops } = queue();
     q.add("click", { selector: "a" }, URL);
-    expect(q.add("custom", { name: "big", props: { x: "y".repeat(MAX_EVENT_BYTES) } }, URL)).toBe(
-      false,
-    );
+    expect(q.add("custom", { name: "big", props: wide(50) }, URL)).toBe(false);
     q.add("click", { selector: "b" }, URL);
     expect(seqs(q.unacked())).toEqual([0, 1]);
     expect(drops.map((d) => d[0])).toEqual(["too_large"]);
@@ -111,7 +116,7 @@ describe("limits", () => {
 
   it("keeps at most maxBytes encoded", () => {
     const { q } = queue({ maxBytes: 3 * 10_000 });
-    for (let i = 0; i < 5; i++) q.add("custom", { name: "n", props: { x: "y".repeat(9_000) } }, URL);
+    for (let i = 0; i < 5; i++) q.add("custom", { name: "n", props: wide(5) }, URL);
     expect(seqs(q.unacked())).toEqual([2, 3, 4]);
   });
 });
