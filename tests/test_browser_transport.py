@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ pytestmark = BROWSER_TEST
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE_LIMIT = 64 * 1024  # the server's default max_payload_bytes
-EVENT, ACK = 2, 3  # Socket.IO packet types
+CONNECT, EVENT, ACK, CONNECT_ERROR = 0, 2, 3, 4  # Socket.IO packet types
 
 
 def readme_stub() -> str:
@@ -390,3 +391,42 @@ async def test_a_permanent_rejection_is_never_resent_a_retryable_one_is(
     assert sent.count("later") == 2, "store_unavailable: the batch is sent again"
     assert figures["dropped"]["refused"] == 1
     assert figures["reconnects"] == 0
+
+
+async def test_an_overloaded_refusal_is_retried_after_its_retry_ms(
+    page: Page, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(pages=tmp_path)
+    retry_ms = 1500
+    opened: list[float] = []  # when each websocket was opened
+
+    async def refuse_the_first(ws: WebSocketRoute) -> None:
+        opened.append(time.monotonic())
+        upstream = ws.connect_to_server()
+        first = len(opened) == 1
+
+        def from_server(message: str | bytes) -> None:
+            if first and isinstance(message, bytes):
+                packet = msgpack.unpackb(message)
+                if packet.get("type") == CONNECT:
+                    data = {"code": "overloaded", "reason": "overloaded", "retry_ms": retry_ms}
+                    refusal = {
+                        "type": CONNECT_ERROR,
+                        "nsp": "/",
+                        "data": {"message": "overloaded", "data": data},
+                    }
+                    message = msgpack.packb(refusal)
+            ws.send(message)
+
+        upstream.on_message(from_server)
+
+    await page.route_web_socket(re.compile(r".*/socket\.io/.*"), refuse_the_first)
+    await page.goto(server.url + write_page(tmp_path, "busy.html"))
+    await loaded(page)
+    session = await session_id(page)  # handed over by the second connection
+    await page.evaluate("cuewire.track('after_busy')")
+    await facts_when(server, session, lambda f: count(f, "c:after_busy") == 1)
+    figures = await stats(page)
+    assert figures["refused"] == "overloaded"
+    assert len(opened) == 2, "one refusal, one retry"
+    assert opened[1] - opened[0] >= retry_ms / 1000, "not before the server's retry_ms"
