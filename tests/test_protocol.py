@@ -82,7 +82,13 @@ async def test_a_batch_that_is_not_a_list_is_rejected_whole(live: LiveServer) ->
         ack = await v.sio.call("events", {"type": "click"}, timeout=5)
         assert ack == {
             "accepted": 0,
-            "rejected": [{"index": -1, "reason": "events must be a list of event maps"}],
+            "rejected": [
+                {
+                    "index": -1,
+                    "code": "invalid_batch",
+                    "reason": "events must be a list of event maps",
+                }
+            ],
         }
 
 

@@ -3,15 +3,18 @@
  *
  *   <script src="https://HOST/cw.js" data-site="KEY" async></script>
  *
- * Calls made before the snippet loads can be queued with the usual stub:
- *   window.cuewire = window.cuewire || []; cuewire.push(["track", "signup", {plan: "pro"}]);
+ * Calls made before the snippet loads are queued by the stub the README puts in front of the
+ * tag (an array whose method shims push `[method, ...args]`):
+ *   window.cuewire=window.cuewire||[];["track","identify","consent","on","off"].forEach(...)
+ * Once loaded, the snippet runs the queued calls in order (consent first) and replaces the
+ * stub, shims included, with the API below.
  */
 import { ownScript } from "./script";
 import type { Collector, Remover } from "./types";
 import { createIdentity } from "./identity";
 import { takeTab } from "./tab";
 import { createConsent, doNotTrack } from "./consent";
-import { createTransport } from "./transport";
+import { type Stats, createTransport } from "./transport";
 import { createHooks, type Handler } from "./hooks";
 import { createRenderer } from "./render";
 import { name, sanitizeMap } from "./sanitize";
@@ -44,6 +47,9 @@ export interface Cuewire {
   off(event: string, fn: Handler): void;
   /** Runs a queued call `[method, ...args]` (the stub's `push`). */
   push(call: ArrayLike<unknown>): void;
+  /** What the snippet sent, dropped (and why) and how often it reconnected: for tests and
+   * debugging a page. */
+  stats(): Stats;
   readonly version: string;
 }
 
@@ -150,10 +156,12 @@ function main(): void {
     },
     on: hooks.on,
     off: hooks.off,
+    stats: transport.stats,
     push(call) {
       const [method, ...args] = toArray(call);
       const fn = (api as unknown as Record<string, unknown>)[method as string];
-      if (typeof fn === "function" && method !== "push") fn.apply(api, args);
+      if (typeof fn === "function" && method !== "push" && method !== "stats")
+        fn.apply(api, args);
     },
   };
   window.cuewire = api;

@@ -3,26 +3,46 @@
  * `prompt` pushes to the renderer.
  *
  * Discrete events (page views, clicks, prompt feedback...) are flushed at once, the others
- * at most every 250 ms. A refusal that will not change by retrying (`do-not-track`, an
- * unknown site key, a forbidden origin) stops the transport for good. */
+ * at most every 250 ms. Batches are cut by count and by encoded size (wire.ts), so the server
+ * never closes the socket over a message too large. Decisions follow the server's codes
+ * (acks.ts): only `rate_limited` events and `store_unavailable` batches are resent, after the
+ * server's `retry_ms` with jitter; every other rejection is final. A connect refusal that will
+ * not change by retrying (`do_not_track`, an unknown site key, a forbidden origin, invalid
+ * auth) stops the transport for good; `overloaded` and `store_unavailable` reconnect later. */
 import { io } from "socket.io-client";
 import * as msgpackParser from "socket.io-msgpack-parser";
 import type { Identity } from "./identity";
 import type { Prompt, Remover, Send, WireEvent } from "./types";
-import { createQueue } from "./queue";
+import { type DropReason, createQueue } from "./queue";
 import { type TabState, forgetTab, putTab } from "./tab";
+import { type Ack, backoff, jitter, readRefusal, settleAck } from "./acks";
+import { MAX_BATCH_BYTES, MAX_EVENT_BYTES } from "./wire";
 
 const DISCRETE = /^(page_view|click|exit_intent|custom|identify|form|prompt_.*)$/;
-const FATAL = ["do-not-track", "unknown site key", "origin not allowed for this site"];
 const BATCH_MS = 250;
 const ACK_TIMEOUT_MS = 5000;
+const RETRY_MS = 1000; // resend of retryable events when the ack names no retry_ms
 const MAX_BATCH = 100; // the server's limit per `events` call
 const MAX_IN_FLIGHT = 4; // batches awaiting their ack
 const QUEUE_LIMIT = 500;
+const QUEUE_BYTES = 1024 * 1024;
+const MAX_TRIES = 8; // sends of one event that got no answer (timeout, socket lost)
+const LOUD_DROPS = 10; // console warnings before further drops are only counted
+const STABLE_MS = 10000; // connected this long (or one batch acked): the backoff starts over
 
-interface Ack {
-  accepted: number;
-  rejected?: { index: number; reason: string }[];
+/** What the transport let go of and how often it (re)connected: `cuewire.stats()`. */
+export interface Stats {
+  /** `events` calls emitted. */
+  batches: number;
+  /** Events dropped in the browser, by reason (too_large, queue_full, too_many_tries),
+   * and events the server refused for good (refused). */
+  dropped: Record<DropReason | "refused", number>;
+  /** Successful connects after the first. */
+  reconnects: number;
+  /** The last connect refusal code, if any. */
+  refused: string | null;
+  /** Events held now, pending or awaiting their ack. */
+  unacked: number;
 }
 
 export interface TransportOptions {
@@ -54,19 +74,52 @@ export interface Transport {
   show(): void;
   /** Disconnects and removes every listener. */
   stop(): void;
+  stats(): Stats;
 }
 
 export function createTransport(opts: TransportOptions): Transport {
   const { identity } = opts;
-  const queue = createQueue(QUEUE_LIMIT, opts.tab);
+  const stats: Stats = {
+    batches: 0,
+    dropped: { too_large: 0, queue_full: 0, too_many_tries: 0, refused: 0 },
+    reconnects: 0,
+    refused: null,
+    unacked: 0,
+  };
+  let loud = 0;
+  /** Counts a dropped event, and says so on the console (the first few times). */
+  function dropped(reason: DropReason | "refused", event: unknown, detail?: unknown): void {
+    stats.dropped[reason]++;
+    if (reason === "refused" ? !DEBUG : loud >= LOUD_DROPS) return;
+    loud++;
+    console.warn(
+      `[cuewire] event dropped (${reason})` +
+        (reason === "too_large" ? `: over ${MAX_EVENT_BYTES} bytes encoded` : "") +
+        (loud === LOUD_DROPS ? "; further drops are only counted (cuewire.stats())" : ""),
+      event,
+      detail === undefined ? "" : detail,
+    );
+  }
+  const queue = createQueue(
+    {
+      limit: QUEUE_LIMIT,
+      maxBytes: QUEUE_BYTES,
+      maxEventBytes: MAX_EVENT_BYTES,
+      maxTries: MAX_TRIES,
+      onDrop: dropped,
+    },
+    opts.tab,
+  );
   const inFlight = new Map<number, WireEvent[]>();
   let enabled = opts.enabled;
   let stopped = false;
+  let connectedOnce = false;
   let batchId = 0;
   let batchTimer = 0;
   let retryTimer = 0;
   let soon = false;
   let failures = 0;
+  let stableTimer = 0;
 
   const socket = io(opts.origin, {
     path: "/socket.io",
@@ -99,12 +152,13 @@ export function createTransport(opts: TransportOptions): Transport {
   function flush(): void {
     clearTimeout(batchTimer);
     batchTimer = 0;
-    if (!enabled || stopped || !socket.connected) return; // "connect" flushes
+    if (!enabled || stopped || !socket.connected || retryTimer) return; // "connect" flushes
     while (inFlight.size < MAX_IN_FLIGHT) {
-      const batch = queue.take(MAX_BATCH);
+      const batch = queue.take(MAX_BATCH, MAX_BATCH_BYTES);
       if (!batch) break;
       const id = ++batchId;
       inFlight.set(id, batch);
+      stats.batches++;
       socket
         .timeout(ACK_TIMEOUT_MS)
         .emit("events", batch, (err: Error | null, ack: Ack) => settle(id, err, ack));
@@ -115,51 +169,59 @@ export function createTransport(opts: TransportOptions): Transport {
     const batch = inFlight.get(id);
     if (!batch) return; // already given back on disconnect, or the queue was dropped
     inFlight.delete(id);
-    const keep: WireEvent[] = [];
-    if (err || !ack) {
-      keep.push(...batch);
-    } else {
-      for (const r of ack.rejected || []) {
-        // index -1: the whole batch ("store unavailable, resend later"): keep all of it.
-        if (r.index < 0 && /resend later/.test(r.reason)) {
-          keep.push(...batch);
-          break;
-        }
-        const event = batch[r.index];
-        // Past the rate limit the server asks for the event later; anything else is invalid
-        // and resending it would not help.
-        if (event && /^rate limit/.test(r.reason)) keep.push(event);
-        else if (DEBUG) console.warn("[cuewire] rejected", r, event);
-      }
+    if (err || !ack || typeof ack !== "object") {
+      queue.retry(batch); // no answer: resent, a bounded number of times
+      retryLater(null);
+      return;
     }
-    queue.release(batch, keep);
-    if (keep.length) retryLater(1000);
+    const settled = settleAck(batch, ack);
+    for (const { event, rejection } of settled.refused) dropped("refused", event, rejection);
+    queue.release(batch, settled.keep);
+    if (settled.reconnect) {
+      socket.disconnect();
+      reconnectLater(null);
+      return;
+    }
+    failures = 0; // the server takes batches: a later disconnect starts the backoff over
+    if (settled.keep.length) retryLater(settled.retryMs);
     else flush();
   }
 
-  function retryLater(ms: number): void {
+  /** Sends again after `ms` (the server's retry_ms, or the default), with jitter. */
+  function retryLater(ms: number | null): void {
     clearTimeout(retryTimer);
-    retryTimer = window.setTimeout(flush, ms);
+    retryTimer = window.setTimeout(
+      () => {
+        retryTimer = 0;
+        flush();
+      },
+      jitter(ms === null ? RETRY_MS : ms),
+    );
   }
 
   /** Gives every in-flight batch back to the queue, to be resent with the same seq. */
   function requeueInFlight(): void {
-    inFlight.forEach((batch) => queue.release(batch, batch));
+    inFlight.forEach((batch) => queue.retry(batch));
     inFlight.clear();
   }
 
-  /** Reconnects later, with capped exponential backoff, when Socket.IO will not by itself
-   * (a refusal by the server, or a disconnect the server asked for). */
-  function reconnectLater(): void {
-    const delay = Math.min(30000, 1000 * 2 ** failures++) * (0.5 + Math.random() / 2);
+  /** Reconnects later, with capped exponential backoff and never before the server's
+   * retry_ms, when Socket.IO will not by itself (a refusal by the server, or a disconnect
+   * the server asked for). */
+  function reconnectLater(retryMs: number | null): void {
+    const delay = backoff(failures++, retryMs);
     clearTimeout(retryTimer);
-    retryTimer = window.setTimeout(() => enabled && !stopped && socket.connect(), delay);
+    retryTimer = window.setTimeout(() => {
+      retryTimer = 0;
+      if (enabled && !stopped) socket.connect();
+    }, delay);
   }
 
   function stop(): void {
     stopped = true;
     clearTimeout(batchTimer);
     clearTimeout(retryTimer);
+    clearTimeout(stableTimer);
     queue.clear();
     inFlight.clear();
     socket.disconnect();
@@ -167,8 +229,15 @@ export function createTransport(opts: TransportOptions): Transport {
   }
 
   socket.on("connect", () => {
-    failures = 0;
+    // A server that accepts the connect and drops it at once must not get a reconnect every
+    // second: the backoff starts over only once the connection has proved stable.
+    clearTimeout(stableTimer);
+    stableTimer = window.setTimeout(() => (failures = 0), STABLE_MS);
+    if (connectedOnce) stats.reconnects++;
+    connectedOnce = true;
     if (DEBUG) console.debug("[cuewire] connected", socket.id);
+    clearTimeout(retryTimer);
+    retryTimer = 0;
     flush();
   });
   socket.on("session", (info: { session?: unknown }) => {
@@ -176,16 +245,20 @@ export function createTransport(opts: TransportOptions): Transport {
   });
   socket.on("disconnect", (reason: string) => {
     if (DEBUG) console.debug("[cuewire] disconnected", reason);
+    clearTimeout(stableTimer);
     requeueInFlight();
-    if (reason === "io server disconnect") reconnectLater();
+    if (reason === "io server disconnect") reconnectLater(null);
   });
-  socket.on("connect_error", (err: Error) => {
-    if (DEBUG) console.warn("[cuewire] connect_error", err.message);
-    if (FATAL.indexOf(err.message) >= 0) {
+  socket.on("connect_error", (err: Error & { data?: unknown }) => {
+    const refusal = readRefusal(err, opts.site, location.origin);
+    if (DEBUG) console.warn("[cuewire] connect_error", err.message, refusal);
+    if (refusal.code) stats.refused = refusal.code;
+    if (refusal.explain && !stopped) console.error(refusal.explain);
+    if (refusal.fatal) {
       stop();
-      opts.onFatal(err.message);
+      opts.onFatal(refusal.code!);
     } else if (!socket.active) {
-      reconnectLater();
+      reconnectLater(refusal.retryMs);
     }
   });
 
@@ -195,7 +268,7 @@ export function createTransport(opts: TransportOptions): Transport {
   return {
     send(type, fields, url) {
       if (!enabled || stopped) return;
-      queue.add(type, fields, url);
+      if (!queue.add(type, fields, url)) return;
       identity.touch();
       if (DISCRETE.test(type)) flushSoon();
       else if (!batchTimer) batchTimer = window.setTimeout(flush, BATCH_MS);
@@ -234,5 +307,8 @@ export function createTransport(opts: TransportOptions): Transport {
     },
     show: forgetTab,
     stop,
+    stats() {
+      return { ...stats, dropped: { ...stats.dropped }, unacked: queue.unacked().length };
+    },
   };
 }

@@ -1,8 +1,8 @@
 /* Northwind Outfitters demo shop: cart, page rendering and Cuewire calls.
  *
  * Each page says what it is with <body data-page="..."> (and data-product / data-category);
- * this file fills the page from window.NW_CATALOG. The Cuewire snippet (/cw.js) loads async,
- * so every call to it goes through cw(), which queues until the snippet is there.
+ * this file fills the page from window.NW_CATALOG. The Cuewire snippet (/cw.js) loads async;
+ * the stub in front of its tag (README.md) queues calls made before it is there.
  */
 "use strict";
 
@@ -12,27 +12,14 @@
   const ORDER_KEY = "nw_last_order";
   const PANEL_KEY = "nw_demo_panel";
 
-  /* ---------- Cuewire: call the snippet, or queue until it has loaded ---------- */
+  /* ---------- Cuewire: the README's stub in each page queues calls until it has loaded ---------- */
 
   function cuewireReady() {
-    return Boolean(window.cuewire && typeof window.cuewire.track === "function");
-  }
-
-  function flushQueue() {
-    const queue = window.__cwq || [];
-    window.__cwq = [];
-    for (const [method, args] of queue) {
-      if (typeof window.cuewire[method] === "function") window.cuewire[method](...args);
-    }
+    return Boolean(window.cuewire && typeof window.cuewire.version === "string");
   }
 
   function cw(method, ...args) {
-    if (window.cuewire && typeof window.cuewire[method] === "function") {
-      if (window.__cwq && window.__cwq.length) flushQueue(); // keep the order of calls
-      window.cuewire[method](...args);
-    } else {
-      (window.__cwq = window.__cwq || []).push([method, args]);
-    }
+    if (window.cuewire && typeof window.cuewire[method] === "function") window.cuewire[method](...args);
   }
 
   window.addEventListener("load", () => {
@@ -41,10 +28,9 @@
       tries += 1;
       if (cuewireReady()) {
         clearInterval(timer);
-        flushQueue();
         setSnippetStatus(true);
       } else if (tries >= 50) {
-        clearInterval(timer); // 10 s: give up polling, calls stay queued
+        clearInterval(timer); // 10 s: give up polling, calls stay queued in the stub
         setSnippetStatus(false);
       }
     }, 200);

@@ -82,18 +82,16 @@ class Gateway:
         try:
             parsed = parse_auth(auth)
         except msgspec.ValidationError as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                f"invalid auth: {error_reason(exc)}"
-            ) from None
+            raise _refuse(f"invalid auth: {error_reason(exc)}", "invalid_auth") from None
         site = self._sites.get(parsed.site)
         if site is None:
-            raise socketio.exceptions.ConnectionRefusedError("unknown site key")
+            raise _refuse("unknown site key", "unknown_site")
         if not site.allows(environ.get("HTTP_ORIGIN")):
-            raise socketio.exceptions.ConnectionRefusedError("origin not allowed for this site")
+            raise _refuse("origin not allowed for this site", "origin_not_allowed")
         if site.honor_dnt and (
             parsed.dnt or environ.get("HTTP_DNT") == "1" or environ.get("HTTP_SEC_GPC") == "1"
         ):
-            raise socketio.exceptions.ConnectionRefusedError("do-not-track")
+            raise _refuse("do-not-track", "do_not_track")
         now = self._clock.now_ms()
         try:
             describe = {"device": device_class(environ.get("HTTP_USER_AGENT")), "sid": sid}
@@ -104,7 +102,7 @@ class Gateway:
             )
         except StoreError as exc:
             log.error("connect refused: %s", exc)
-            raise socketio.exceptions.ConnectionRefusedError("store unavailable") from None
+            raise _refuse("store unavailable", "store_unavailable", 2000) from None
         limits = self._settings.limits
         self._conns[sid] = Connection(
             site=parsed.site,
@@ -131,7 +129,7 @@ class Gateway:
                     f"rate limit: at most {limits.events_per_second:g} events/s "
                     f"(bursts of {limits.event_burst})"
                 )
-                rejected.append(Rejection(index, reason))
+                rejected.append(Rejection(index, reason, "rate_limited"))
         rejected.sort(key=lambda r: r.index)
         return kept, rejected
 
@@ -148,9 +146,9 @@ class Gateway:
     async def events(self, sid: str, batch: Any = None) -> dict[str, Any]:
         conn = self._conns.get(sid)
         if conn is None:
-            return _ack(0, [Rejection(-1, "not connected")])
+            return _ack(0, [Rejection(-1, "not connected", "not_connected")])
         if not isinstance(batch, list):
-            return _ack(0, [Rejection(-1, "events must be a list of event maps")])
+            return _ack(0, [Rejection(-1, "events must be a list of event maps", "invalid_batch")])
         now = self._clock.now_ms()
         valid, rejected = self._within_rate(conn, batch, now)
         for rejection in rejected:
@@ -163,7 +161,9 @@ class Gateway:
             except StoreError as exc:
                 self._metrics.store_errors.labels("ingest").inc()
                 log.error("batch of session %s not stored: %s", conn.session, exc)
-                return _ack(0, [Rejection(-1, "store unavailable, resend later")])
+                return _ack(
+                    0, [Rejection(-1, "store unavailable, resend later", "store_unavailable")]
+                )
             for event in valid:
                 self._metrics.events.labels(event["type"]).inc()
         return _ack(len(valid), rejected)
@@ -181,7 +181,11 @@ def validate_batch(
     rejected: list[Rejection] = []
     for index, raw in enumerate(batch):
         if index >= limit:
-            rejected.append(Rejection(index, f"batch too large: at most {limit} events per batch"))
+            rejected.append(
+                Rejection(
+                    index, f"batch too large: at most {limit} events per batch", "batch_too_large"
+                )
+            )
             continue
         try:
             event = parse_event(raw)
@@ -197,6 +201,14 @@ def validate_batch(
                 continue
         valid.append((index, event))
     return valid, rejected
+
+
+def _refuse(
+    reason: str, code: str, retry_ms: int | None = None
+) -> socketio.exceptions.ConnectionRefusedError:
+    """A connect refusal carrying its code (docs/protocol.md, "Connect refusals")."""
+    data = {"code": code, "reason": reason, "retry_ms": retry_ms}
+    return socketio.exceptions.ConnectionRefusedError(reason, data)
 
 
 def _ack(accepted: int, rejected: list[Rejection]) -> dict[str, Any]:

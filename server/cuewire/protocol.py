@@ -157,7 +157,7 @@ EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in A
 class Rejection(msgspec.Struct, frozen=True, omit_defaults=True):
     index: int
     reason: str
-    code: str | None = None  # a codes.Reject value
+    code: str = "invalid_event"  # docs/protocol.md, "Rejection codes": clients branch on it
 
 
 class Ack(msgspec.Struct, frozen=True):
