@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..facts import FactChanges
+from ..facts import FactChanges, NewName
+from ..ratelimit import Rate
 
 Facts = dict[str, str]
 
@@ -98,6 +99,16 @@ class Put:
 Action = Schedule | Cancel | Claim | Put
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What :meth:`Store.admit` let through: the first ``granted`` events had a token; of
+    those, ``capped[i]`` is "" or the kind of cap event ``i`` would pass."""
+
+    granted: int
+    retry_ms: int
+    capped: list[str]
+
+
 class Store(Protocol):
     async def ping(self) -> bool: ...
 
@@ -124,6 +135,22 @@ class Store(Protocol):
 
     async def apply(self, actions: list[Action]) -> list[str]:
         """Apply actions in one round trip; per Claim, "" when granted or the reason not."""
+        ...
+
+    async def admit(
+        self,
+        site: str,
+        session: str,
+        visitor: str,
+        address: str,
+        names: list[list[NewName]],
+        visitor_rate: Rate,
+        address_rate: Rate,
+        caps: dict[str, int],
+        now_ms: int,
+    ) -> Admission:
+        """Rate limits (per visitor, per address) and caps on distinct names, in one call,
+        before a batch is ingested; ``names`` holds the names each event would add."""
         ...
 
     async def visitor_facts(self, site: str, visitor: str) -> Facts: ...
