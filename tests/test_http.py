@@ -119,5 +119,9 @@ async def test_backend_batches_get_per_event_reasons(server: LiveServer) -> None
         )
         assert response.json()["accepted"] == 1
         assert response.json()["rejected"] == [
-            {"index": 1, "reason": "custom: Object missing required field `name`"}
+            {
+                "index": 1,
+                "code": "invalid_event",
+                "reason": "custom: Object missing required field `name`",
+            }
         ]

@@ -108,7 +108,15 @@ class Gateway:
         data = {"code": code.value, "reason": reason, "retry_ms": retry_ms}
         raise socketio.exceptions.ConnectionRefusedError(reason, data)
 
-    async def connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+    def _open(self, sid: str) -> bool:
+        """Whether the socket behind ``sid`` is still open. python-socketio marks a socket
+        connected only after ``connect`` returns, and a close during ``connect`` calls no
+        disconnect handler, so ask engine.io."""
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+        socket = self._sio.eio.sockets.get(eio_sid) if eio_sid else None
+        return socket is not None and not socket.closed
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
         try:
             parsed = parse_auth(auth)
         except msgspec.ValidationError as exc:
@@ -140,7 +148,7 @@ class Gateway:
         opened: OpenedSession | None = None
         try:
             async with self._admission:
-                if self._sio.manager.is_connected(sid, "/"):  # else it gave up waiting
+                if self._open(sid):  # else it gave up waiting
                     now = self._clock.now_ms()
                     opened = await self._store.open_session(
                         parsed.site, parsed.visitor, parsed.session, now, describe
@@ -155,12 +163,12 @@ class Gateway:
             self._waiting -= 1
             self._metrics.connects_waiting.dec()
         if opened is None:
-            return
-        if not self._sio.manager.is_connected(sid, "/"):
-            # The socket closed while the store was opening its session: its disconnect
-            # found nothing to clean up, so nothing may be left behind now.
+            return False  # python-socketio forgets the socket
+        if not self._open(sid):
+            # The socket closed while the store was opening its session: no disconnect
+            # handler runs for it, so nothing may be left behind now.
             await self._release(parsed.site, opened.session, sid)
-            return
+            return False
         self._conns[sid] = Connection(
             site=parsed.site,
             visitor=parsed.visitor,
@@ -171,6 +179,7 @@ class Gateway:
         self._metrics.connections.inc()
         info = SessionInfo(opened.session, parsed.visitor, opened.returning)
         await self._sio.emit("session", msgspec.to_builtins(info), to=sid, ignore_queue=True)
+        return True
 
     async def disconnect(self, sid: str, reason: str | None = None) -> None:
         conn = self._conns.pop(sid, None)
