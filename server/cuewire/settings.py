@@ -35,7 +35,7 @@ class Limits:
     max_prop_values: int = 1000  # distinct prop values counted for rules, per session
     # Admission of connects: store calls in flight, and connects waiting for one.
     connect_concurrency: int = 32
-    connect_queue: int = 2000
+    connect_queue: int = 512
     connect_retry_ms: int = 2000  # refused connects retry after this, plus up to as much jitter
 
 
