@@ -20,13 +20,13 @@ from .context import ORIGIN
 from .procs import ROOT, SITE, TREE, Redis, Server
 
 sys.path.insert(0, str(ROOT / "tests"))
-from lightclient import storm  # noqa: E402
+from lightclient import storm
 
 RULES = ROOT / "bench" / "rules"
 
 
 async def run(tabs: int, deadline_s: float) -> dict[str, Any]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory(prefix="cw-storm-") as tmp:
         workdir = Path(tmp)
