@@ -16,8 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .context import ORIGIN
+from .context import ORIGIN, Bench
 from .procs import ROOT, SITE, TREE, Redis, Server
+from .report import Table, at_most
 
 sys.path.insert(0, str(ROOT / "tests"))
 from lightclient import storm
@@ -62,6 +63,27 @@ async def run(tabs: int, deadline_s: float) -> dict[str, Any]:
         "seconds_to_all_done": round(result.finished_s, 2),
         "no_connection_available_in_log": log.count("No connection available"),
     }
+
+
+async def storm_table(bench: Bench) -> Table:
+    """The storm as a bench scenario: a fresh server on the run's Redis."""
+    tabs = bench.plan.storm_tabs
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    server = bench.start_server()
+    result = await storm(server.url, ORIGIN, SITE, tabs, deadline_s=600)
+    bench.stop_server()
+    table = Table("storm", f"Reconnect storm: {tabs:,} tabs connect at once to one process")
+    table.add("tabs with their session", result.connected)
+    table.add("tabs told to retry later (and that came back)", result.retried)
+    table.add("retry-later answers honoured", result.retries)
+    table.add("transport errors retried", result.errors)
+    table.add("refused for good", result.refused_for_good, "", "0", at_most(0))
+    table.add("lost (no session by the deadline)", result.lost, "", "0", at_most(0))
+    table.add("events acked", result.events_acked)
+    table.add("seconds until every tab had its session", round(result.seconds, 1), "s")
+    table.details = {"codes": dict(result.codes), "finished_s": round(result.finished_s, 1)}
+    return table
 
 
 def main() -> None:

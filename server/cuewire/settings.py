@@ -29,7 +29,7 @@ class Limits:
     event_burst: int = 200
     address_events_per_second: float = 1000.0  # per client address (many visitors behind NAT)
     address_event_burst: int = 4000
-    # Caps on distinct names, so one visitor cannot grow the store without bound.
+    # Caps on distinct names, so one visitor cannot grow the store without bound; 0: no cap.
     max_traits: int = 100  # distinct identify traits per visitor
     max_event_names: int = 100  # distinct custom event names per session, and per visitor
     max_prop_values: int = 1000  # distinct prop values counted for rules, per session

@@ -6,7 +6,7 @@
 -- Rate: GCRA (a token bucket kept as one theoretical arrival time per key), so the budget
 -- survives reconnects. The first `granted` events get a token from both buckets.
 -- Caps: each names hash holds the names seen (field = name) and a count per kind ("#kind");
--- an event whose new names would pass a kind's cap is refused and adds nothing.
+-- an event whose new names would pass a kind's cap is refused and adds nothing (cap 0: none).
 -- Returns {granted, retry_ms, per granted event: "" admitted or the kind whose cap it hit}
 local now, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 
@@ -61,7 +61,8 @@ for e = 1, granted do
       local counter = '#' .. kind
       local pending = pending_of[key .. '\0' .. counter] or 0
       local count = (tonumber(redis.call('HGET', key, counter)) or 0) + pending
-      if count >= (tonumber(caps[kind]) or 0) then
+      local cap = tonumber(caps[kind]) or 0
+      if cap > 0 and count >= cap then
         hit = kind
         break
       end
