@@ -122,6 +122,7 @@ class LightTab:
             closed = ConnectionError("the connection closed")
             if not self._connected.done():
                 self._connected.set_exception(closed)
+                self._connected.exception()  # retrieved here: open() may have given up
             for waiter in self._acks.values():
                 if not waiter.done():
                     waiter.set_exception(closed)
@@ -210,8 +211,9 @@ async def storm(
                     was_refused = True
                     result.retries += 1
                     await asyncio.sleep(refused.retry_ms / 1000)
-                except (OSError, TimeoutError, ConnectionError, ConnectionClosed, Exception):
+                except Exception as exc:  # transport failures: timeouts, resets
                     result.errors += 1
+                    result.codes[f"error: {type(exc).__name__}: {str(exc)[:60]}"] += 1
                     await asyncio.sleep(backoff * (1 + random.random()))
                     backoff = min(backoff * 2, 5)
             if tab is None or tab.session is None:

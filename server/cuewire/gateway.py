@@ -3,15 +3,14 @@
 Per session, batches are processed one at a time (python-socketio runs each handler in its
 own task), so facts and timers change in the order the client sent them.
 
-Connects are admitted before they reach the store: at most ``connect_concurrency`` open a
-session at once, at most ``connect_queue`` wait for that, and the rest are refused with
-``overloaded`` and a jittered ``retry_ms`` (a reconnect storm after a deploy spreads out
-instead of draining the Redis pool).
+Connects are admitted before they reach the store (admission.py): at most
+``connect_concurrency`` open a session at once, at most ``connect_queue`` wait for that, and the
+rest are refused with ``overloaded`` and a ``retry_ms`` that spreads them out (a reconnect storm
+after a deploy is served in turn instead of draining the Redis pool).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, NoReturn
 import msgspec
 import socketio
 
+from .admission import Admission, Overloaded
 from .clock import Clock
 from .codes import Refuse, Reject
 from .device import device_class
@@ -85,8 +85,9 @@ class Gateway:
         self._conns: dict[str, Connection] = {}
         self._locks = KeyedLocks()
         limits = settings.limits
-        self._admission = asyncio.Semaphore(max(1, limits.connect_concurrency))
-        self._waiting = 0
+        self._admission = Admission(
+            limits.connect_concurrency, limits.connect_queue, limits.connect_retry_ms, clock
+        )
         self._refusals = RefusalLog(clock)
         self._visitor_rate = Rate(limits.events_per_second, limits.event_burst)
         self._address_rate = Rate(limits.address_events_per_second, limits.address_event_burst)
@@ -133,26 +134,24 @@ class Gateway:
             parsed.dnt or environ.get("HTTP_DNT") == "1" or environ.get("HTTP_SEC_GPC") == "1"
         ):
             self._refuse(Refuse.DO_NOT_TRACK, "do-not-track")
-        limits = self._settings.limits
-        if self._waiting >= limits.connect_queue:
-            self._refuse(
-                Refuse.OVERLOADED,
-                "server busy: too many connects at once, retry later",
-                jittered(limits.connect_retry_ms),
-            )
         describe = {"device": device_class(environ.get("HTTP_USER_AGENT")), "sid": sid}
         if parsed.tz is not None:
             describe["tz"] = str(parsed.tz)
-        self._waiting += 1
-        self._metrics.connects_waiting.inc()
         opened: OpenedSession | None = None
+        self._metrics.connects_waiting.inc()
         try:
-            async with self._admission:
+            async with self._admission.slot():
                 if self._open(sid):  # else it gave up waiting
                     now = self._clock.now_ms()
                     opened = await self._store.open_session(
                         parsed.site, parsed.visitor, parsed.session, now, describe
                     )
+        except Overloaded as busy:
+            self._refuse(
+                Refuse.OVERLOADED,
+                "server busy: too many connects at once, retry later",
+                busy.retry_ms,
+            )
         except StoreError as exc:
             log.error("connect refused: %s", exc)
             self._metrics.store_errors.labels("connect").inc()
@@ -160,7 +159,6 @@ class Gateway:
                 Refuse.STORE_UNAVAILABLE, "store unavailable, retry later", jittered(STORE_RETRY_MS)
             )
         finally:
-            self._waiting -= 1
             self._metrics.connects_waiting.dec()
         if opened is None:
             return False  # python-socketio forgets the socket

@@ -1,0 +1,70 @@
+"""Admission of connects to the store: a reconnect storm is served in turn, not all at once.
+
+At most ``concurrency`` connects use the store at once and at most ``queue`` wait for that.
+Past the bound a connect is refused with a ``retry_ms`` that books the tab a return slot at
+the rate the server has been opening sessions, so the refused tabs come back spread out over
+the time it takes to serve them (a refused connect still costs a websocket handshake: tabs
+that all returned after the same fixed delay would spend the server's CPU on refusals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from .clock import Clock
+
+MIN_RATE = 50.0  # connects/s assumed before the first full second of measurement
+WINDOW_MS = 1000
+
+
+class Overloaded(Exception):
+    """The queue is full; come back after ``retry_ms``."""
+
+    def __init__(self, retry_ms: int) -> None:
+        super().__init__(f"overloaded: retry after {retry_ms} ms")
+        self.retry_ms = retry_ms
+
+
+class Admission:
+    def __init__(self, concurrency: int, queue: int, retry_ms: int, clock: Clock) -> None:
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._queue = max(1, queue)
+        self._base_ms = max(1, retry_ms)
+        self._clock = clock
+        self.waiting = 0  # connects in the store or waiting for it
+        self._rate = MIN_RATE  # sessions opened per second, measured over the last window
+        self._window_start = clock.now_ms()
+        self._window_done = 0
+        self._next_return_ms = 0.0  # the last return slot booked for a refused tab
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the store slots; raise :class:`Overloaded` when the queue is full."""
+        if self.waiting >= self._queue:
+            raise Overloaded(self._book_return())
+        self.waiting += 1
+        try:
+            async with self._slots:
+                yield
+            self._done()
+        finally:
+            self.waiting -= 1
+
+    def _done(self) -> None:
+        now = self._clock.now_ms()
+        self._window_done += 1
+        elapsed = now - self._window_start
+        if elapsed >= WINDOW_MS:
+            self._rate = max(MIN_RATE, self._window_done * 1000 / elapsed)
+            self._window_start, self._window_done = now, 0
+
+    def _book_return(self) -> int:
+        """The next free return slot: after the queue ahead drains, one per 1/rate s."""
+        now = self._clock.now_ms()
+        gap = 1000 / self._rate
+        drain = now + self._base_ms + self.waiting * gap
+        self._next_return_ms = max(self._next_return_ms + gap, drain)
+        return int(self._next_return_ms - now + random.uniform(0, self._base_ms))
