@@ -16,9 +16,11 @@ import msgpack
 import pytest
 
 from conftest import LiveServer, site_for
+from cuewire.admission import Admission, Overloaded
 from cuewire.errors import ConfigError
 from cuewire.settings import Limits, Settings
 from cuewire.sites import Site, Sites
+from harness import FakeClock
 from lightclient import LightTab, Refused
 from visitor import Visitor
 
@@ -288,3 +290,38 @@ class _Slowed:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
+
+
+# --- admission of connects ----------------------------------------------------------------
+
+
+async def test_refused_connects_are_given_return_slots_spread_at_the_serving_rate() -> None:
+    clock = FakeClock(1_000_000)
+    admission = Admission(concurrency=2, queue=4, retry_ms=1000, clock=clock)
+    for _ in range(100):  # one second in which 100 sessions opened: the rate is 100/s
+        clock.advance(0.01)
+        async with admission.slot():
+            pass
+    gate = asyncio.Event()
+
+    async def hold() -> None:
+        async with admission.slot():
+            await gate.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(4)]
+    await asyncio.sleep(0)
+    assert admission.waiting == 4
+    returns = []
+    for _ in range(300):
+        with pytest.raises(Overloaded) as refused:
+            async with admission.slot():
+                pass
+        returns.append(refused.value.retry_ms)
+    gate.set()
+    await asyncio.gather(*holders)
+    # 300 tabs at 100/s: the last comes back about 3 s after the first, not all at once
+    first, last = min(returns), max(returns)
+    assert 1000 <= first <= 2100
+    assert 3000 <= last - first <= 4200
+    buckets = {r // 1000 for r in returns}
+    assert len(buckets) >= 3

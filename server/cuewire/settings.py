@@ -36,7 +36,7 @@ class Limits:
     # Admission of connects: store calls in flight, and connects waiting for one.
     connect_concurrency: int = 32
     connect_queue: int = 512
-    connect_retry_ms: int = 2000  # refused connects retry after this, plus up to as much jitter
+    connect_retry_ms: int = 2000  # the shortest retry_ms of a refused connect (admission.py)
 
 
 @dataclass(frozen=True)
