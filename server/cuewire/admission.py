@@ -1,6 +1,7 @@
 """Admission of connects to the store: a reconnect storm is served in turn, not all at once.
 
-At most ``concurrency`` connects use the store at once and at most ``queue`` wait for that.
+At most ``concurrency`` connects use the store at once and at most ``queue`` wait for that (and
+no more than about 10 s of work at the measured rate).
 Past the bound a connect is refused with a ``retry_ms`` that books the tab a return slot at
 the rate the server has been opening sessions, so the refused tabs come back spread out over
 the time it takes to serve them (a refused connect still costs a websocket handshake: tabs
@@ -17,6 +18,10 @@ from contextlib import asynccontextmanager
 from .clock import Clock
 
 MIN_RATE = 50.0  # connects/s assumed before the first full second of measurement
+# The longest a connect may expect to wait. It must stay well under engine.io's ping timeout
+# (25 + 20 s): python-socketio reads no pong while `connect` runs, so a longer wait closes the
+# socket; and under socket.io-client's connect timeout (20 s by default).
+MAX_WAIT_MS = 10_000
 WINDOW_MS = 1000
 
 
@@ -43,7 +48,7 @@ class Admission:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the store slots; raise :class:`Overloaded` when the queue is full."""
-        if self.waiting >= self._queue:
+        if self.waiting >= self._queue or self.waiting * 1000 / self._rate > MAX_WAIT_MS:
             raise Overloaded(self._book_return())
         self.waiting += 1
         try:
