@@ -16,11 +16,11 @@ from conftest import FIXTURES, LiveServer, site_for
 from cuewire.settings import Limits, Settings
 from lightclient import storm
 
-TABS = 400
+TABS = 300
 
 
 class _Slowed:
-    """The real store whose ``open_session`` takes 20 ms longer (a busy Redis), counting how
+    """The real store whose ``open_session`` takes 50 ms longer (a busy Redis), counting how
     many run at once."""
 
     def __init__(self, store: Any) -> None:
@@ -32,7 +32,7 @@ class _Slowed:
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         try:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
             return await self._store.open_session(*args, **kwargs)
         finally:
             self.in_flight -= 1
@@ -42,7 +42,7 @@ class _Slowed:
 
 
 async def test_a_reconnect_storm_is_admitted_in_turn_and_loses_nothing(clean_redis: str) -> None:
-    limits = replace(Limits(), connect_concurrency=4, connect_queue=40, connect_retry_ms=300)
+    limits = replace(Limits(), connect_concurrency=2, connect_queue=40, connect_retry_ms=300)
     settings = Settings(
         redis_url=clean_redis,
         rules_dir=FIXTURES / "rules",
