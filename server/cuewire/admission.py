@@ -17,7 +17,11 @@ from contextlib import asynccontextmanager
 
 from .clock import Clock
 
-MIN_RATE = 50.0  # connects/s assumed before the first full second of measurement
+MIN_RATE = 200.0  # connects/s assumed at least (one core opens ~500/s when nothing else runs)
+# Return slots are booked this much faster than the measured rate: a storm's refused tabs
+# limit the rate the server sees, so booking at exactly that rate could never find out that
+# it can serve more. Overbooked tabs meet the queue bound again and get a later slot.
+PROBE = 1.5
 # The longest a connect may expect to wait. It must stay well under engine.io's ping timeout
 # (25 + 20 s): python-socketio reads no pong while `connect` runs, so a longer wait closes the
 # socket; and under socket.io-client's connect timeout (20 s by default).
@@ -69,7 +73,7 @@ class Admission:
     def _book_return(self) -> int:
         """The next free return slot: after the queue ahead drains, one per 1/rate s."""
         now = self._clock.now_ms()
-        gap = 1000 / self._rate
+        gap = 1000 / (self._rate * PROBE)
         drain = now + self._base_ms + self.waiting * gap
         self._next_return_ms = max(self._next_return_ms + gap, drain)
         return int(self._next_return_ms - now + random.uniform(0, self._base_ms))
