@@ -11,6 +11,7 @@ after a deploy is served in turn instead of draining the Redis pool).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ from .validation import validate_batch
 log = logging.getLogger(__name__)
 
 STORE_RETRY_MS = 1000  # a batch or connect refused for a store error: resend after ~1 s
+# Releases of closed sockets in the store at once: a mass disconnect (a deploy) waits here
+# instead of draining the Redis pool, where a release that waits too long would fail.
+RELEASE_CONCURRENCY = 8
 
 
 @dataclass
@@ -89,6 +93,7 @@ class Gateway:
             limits.connect_concurrency, limits.connect_queue, limits.connect_retry_ms, clock
         )
         self._refusals = RefusalLog(clock)
+        self._releasing = asyncio.Semaphore(RELEASE_CONCURRENCY)
         self._visitor_rate = Rate(limits.events_per_second, limits.event_burst)
         self._address_rate = Rate(limits.address_events_per_second, limits.address_event_burst)
         self._caps = {
@@ -188,7 +193,8 @@ class Gateway:
 
     async def _release(self, site: str, session: str, sid: str) -> None:
         try:
-            await self._store.release_socket(site, session, sid)
+            async with self._releasing:
+                await self._store.release_socket(site, session, sid)
         except StoreError as exc:
             log.warning("could not release socket %s: %s", sid, exc)
 
