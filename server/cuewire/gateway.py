@@ -42,6 +42,9 @@ STORE_RETRY_MS = 1000  # a batch or connect refused for a store error: resend af
 # Releases of closed sockets in the store at once: a mass disconnect (a deploy) waits here
 # instead of draining the Redis pool, where a release that waits too long would fail.
 RELEASE_CONCURRENCY = 8
+# Batches in the store at once (the Redis pool holds 64 connections): past it batches wait
+# here, where waiting cannot time out the way waiting for a pooled connection does.
+BATCH_CONCURRENCY = 24
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Gateway:
         )
         self._refusals = RefusalLog(clock)
         self._releasing = asyncio.Semaphore(RELEASE_CONCURRENCY)
+        self._batching = asyncio.Semaphore(BATCH_CONCURRENCY)
         self._visitor_rate = Rate(limits.events_per_second, limits.event_burst)
         self._address_rate = Rate(limits.address_events_per_second, limits.address_event_burst)
         self._caps = {
@@ -207,12 +211,13 @@ class Gateway:
         retry_ms: int | None = None
         if valid:
             try:
-                valid, retry_ms = await self._admit(conn, valid, rejected, now)
+                async with self._batching:
+                    valid, retry_ms = await self._admit(conn, valid, rejected, now)
             except StoreError as exc:
                 return self._store_failed(conn, exc)
         if valid:
             try:
-                async with self._locks.hold(conn.session):
+                async with self._locks.hold(conn.session), self._batching:
                     with self._metrics.batch_seconds.time():
                         await self._pipeline.process(
                             conn.origin(sid), [event for _, event in valid], now
