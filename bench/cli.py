@@ -20,7 +20,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-SCENARIOS = ("memory", "ingest", "latency", "timers", "redis_cost", "profile", "rules")
+SCENARIOS = ("memory", "ingest", "latency", "timers", "redis_cost", "profile", "rules", "storm")
 
 
 # module (or, for py-spy, program) -> the distribution of the `bench` extra that provides it
@@ -156,6 +156,7 @@ async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: fl
     from .profile import profile
     from .report import machine_info
     from .scenarios import ingest, latency, memory, redis_cost, timers
+    from .storm import storm_table
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="cw-bench-"))
@@ -174,6 +175,7 @@ async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: fl
         "redis_cost": lambda: redis_cost(bench),
         "profile": lambda: profile(bench, results / f"{stamp}-{plan.name}-profile.txt"),
         "rules": lambda: asyncio.to_thread(_rules_table, plan),
+        "storm": lambda: storm_table(bench),
     }
     tables = []
     failed = 0

@@ -39,6 +39,7 @@ class Plan:
     rule_counts: tuple[int, ...]
     rule_events: int
     profile_s: float
+    storm_tabs: int
 
 
 QUICK = Plan(
@@ -61,6 +62,7 @@ QUICK = Plan(
     rule_counts=(10, 100, 1000),
     rule_events=20_000,
     profile_s=3,
+    storm_tabs=3000,
 )
 
 FULL = Plan(
@@ -83,6 +85,7 @@ FULL = Plan(
     rule_counts=(10, 100, 1000),
     rule_events=100_000,
     profile_s=15,
+    storm_tabs=10_000,
 )
 
 

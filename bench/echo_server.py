@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from cuewire.codes import Reject
 from cuewire.protocol import Ack, Rejection, event_reason, parse_event
 
 
@@ -43,7 +44,8 @@ def build() -> socketio.ASGIApp:
     @sio.on("events")
     async def events(sid: str, batch: Any = None) -> dict[str, Any]:
         if not isinstance(batch, list):
-            return {"accepted": 0, "rejected": [{"index": -1, "reason": "not a list"}]}
+            bad = Rejection(-1, Reject.INVALID_BATCH, "not a list")
+            return {"accepted": 0, "rejected": [msgspec.to_builtins(bad)]}
         accepted = 0
         rejected: list[Rejection] = []
         for index, raw in enumerate(batch):
@@ -51,7 +53,7 @@ def build() -> socketio.ASGIApp:
                 parse_event(raw)
                 accepted += 1
             except msgspec.ValidationError as exc:
-                rejected.append(Rejection(index, event_reason(raw, exc)))
+                rejected.append(Rejection(index, Reject.INVALID_EVENT, event_reason(raw, exc)))
         result: dict[str, Any] = msgspec.to_builtins(Ack(accepted, rejected))
         return result
 

@@ -153,6 +153,7 @@ class LiveServer:
             log_level="warning",
             lifespan="on",
             ws="websockets-sansio",
+            ws_max_size=self.settings.limits.max_payload_bytes,
             interface="asgi3",
             timeout_graceful_shutdown=2,
         )

@@ -48,6 +48,7 @@ async def test_mixed_batch_keeps_valid_events_and_names_the_invalid(live: LiveSe
         )
         assert ack["accepted"] == 2
         reasons = {r["index"]: r["reason"] for r in ack["rejected"]}
+        assert {r["code"] for r in ack["rejected"]} == {"invalid_event"}
         assert reasons[1] == "scroll.depth: Expected `int`, got `str`"
         assert "type" in reasons[2] and "teleport" in reasons[2]
         assert reasons[3] == "an event must be a map"
@@ -69,12 +70,21 @@ async def live_facts(live: LiveServer, session: str) -> dict[str, str]:
     return await live.call(live.services.store.session_facts("test-site", session))
 
 
-async def test_oversized_batch_keeps_the_first_hundred(live: LiveServer) -> None:
+async def test_an_oversized_batch_gets_one_rejection_for_the_whole_batch(
+    live: LiveServer,
+) -> None:
     async with Visitor(live.url) as v:
         ack = await v.send(*[v.event("click", PRODUCT, selector="a") for _ in range(103)])
-        assert ack["accepted"] == 100
-        assert [r["index"] for r in ack["rejected"]] == [100, 101, 102]
-        assert ack["rejected"][0]["reason"] == "batch too large: at most 100 events per batch"
+        assert ack == {
+            "accepted": 0,
+            "rejected": [
+                {
+                    "index": -1,
+                    "code": "batch_too_large",
+                    "reason": "batch too large: 103 events, at most 100 per batch",
+                }
+            ],
+        }
 
 
 async def test_a_batch_that_is_not_a_list_is_rejected_whole(live: LiveServer) -> None:
@@ -100,24 +110,31 @@ async def test_rate_limit_rejects_the_excess_with_a_reason(live: LiveServer) -> 
         assert first["accepted"] == 100 and second["accepted"] == 100
         assert third["accepted"] < 100
         assert third["rejected"][0]["reason"].startswith("rate limit:")
+        assert {r["code"] for r in third["rejected"]} == {"rate_limited"}
+        assert third["retry_ms"] > 0
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "reason"),
+    ("kwargs", "code", "reason"),
     [
-        ({"site": "nope"}, "unknown site key"),
-        ({"origin": "https://evil.example"}, "origin not allowed for this site"),
-        ({"visitor": "x"}, "invalid auth: visitor: Expected `str` of length >= 8"),
+        ({"site": "nope"}, "unknown_site", "unknown site key"),
+        (
+            {"origin": "https://evil.example"},
+            "origin_not_allowed",
+            "origin not allowed for this site",
+        ),
+        ({"visitor": "x"}, "invalid_auth", "invalid auth: visitor: Expected `str` of length >= 8"),
     ],
 )
-async def test_bad_connects_are_refused_with_a_reason(
-    live: LiveServer, kwargs: dict[str, str], reason: str
+async def test_bad_connects_are_refused_with_a_code_and_a_reason(
+    live: LiveServer, kwargs: dict[str, str], code: str, reason: str
 ) -> None:
     v = Visitor(live.url, **kwargs)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await v.connect()
     await v.sio.eio.disconnect()
-    assert reason in str(v.refused)
+    assert v.refused == reason
+    assert v.refused_data == {"code": code, "reason": reason, "retry_ms": None}
 
 
 async def test_event_rule_pushes_a_rendered_prompt(live: LiveServer) -> None:
@@ -180,6 +197,7 @@ async def test_an_overlong_field_is_rejected_with_its_limit(live: LiveServer) ->
         ack = await v.send(v.event("click", PRODUCT, selector="a" * 5000))
         assert ack["accepted"] == 0
         assert ack["rejected"][0]["reason"] == "click.selector: Expected `str` of length <= 2048"
+        assert ack["rejected"][0]["code"] == "invalid_event"
 
 
 async def test_a_message_past_the_payload_limit_drops_only_that_connection(

@@ -34,9 +34,11 @@ class Visitor:
         self.sio.on("prompt", self._on_prompt)
         self.sio.on("connect_error", self._on_refused)
         self.refused: Any = None
+        self.refused_data: Any = None
 
     async def _on_refused(self, data: Any) -> None:
         self.refused = data.get("message") if isinstance(data, dict) else data
+        self.refused_data = data.get("data") if isinstance(data, dict) else None
 
     async def _on_session(self, data: dict[str, Any]) -> None:
         self.info = data

@@ -14,8 +14,10 @@ export const MAX_MESSAGE_BYTES = 64 * 1024;
 /** The packet around the events (type, "events", nsp, ack id, array headers), with room to
  * spare: the budget of one batch's events. */
 export const MAX_BATCH_BYTES = MAX_MESSAGE_BYTES - 8 * 1024;
-/** One event larger than this is dropped in the browser (it could never be sent). */
-export const MAX_EVENT_BYTES = MAX_BATCH_BYTES;
+/** One event larger than this is dropped in the browser: the server refuses an event over its
+ * `max_event_bytes` (16 KiB, JSON-encoded, docs/protocol.md "Limits") for good. msgpack is no
+ * larger than JSON for our events, and 1 KiB stays spare. */
+export const MAX_EVENT_BYTES = 15 * 1024;
 
 /** The bytes `value` takes in a msgpack-encoded packet. */
 export function encodedSize(value: unknown): number {

@@ -18,13 +18,13 @@ from starlette.responses import JSONResponse
 
 from .clock import Clock
 from .errors import StoreError
-from .gateway import validate_batch
 from .identity import trusted
 from .pipeline import Origin, Pipeline
 from .protocol import Id, error_reason
 from .settings import Settings
 from .sites import Sites
 from .store.base import Store
+from .validation import validate_batch
 
 BACKEND_TAB = "backend"
 
@@ -47,9 +47,11 @@ class BackendEvents:
         self._clock = clock
 
     async def endpoint(self, request: Request) -> JSONResponse:
-        body = await request.body()
-        if len(body) > self._settings.limits.max_payload_bytes:
-            return _error(413, "payload too large")
+        body = await read_capped(request, self._settings.limits.max_payload_bytes)
+        if body is None:
+            return _error(
+                413, f"payload too large: at most {self._settings.limits.max_payload_bytes} bytes"
+            )
         try:
             batch = msgspec.json.decode(body, type=BackendBatch)
         except msgspec.ValidationError as exc:
@@ -58,7 +60,12 @@ class BackendEvents:
             return _error(400, f"invalid JSON: {exc}")
         site = self._sites.get(batch.site)
         key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if site is None or not site.api_key or not secrets.compare_digest(key, site.api_key):
+        if (
+            site is None
+            or not site.api_key
+            # bytes: compare_digest refuses str with non-ASCII characters
+            or not secrets.compare_digest(key.encode(), site.api_key.encode())
+        ):
             return _error(401, "unknown site or wrong API key")
         try:
             visitor = batch.visitor or (
@@ -71,7 +78,7 @@ class BackendEvents:
         if visitor is None:
             return _error(404, NO_VISITOR if batch.user_id is None else NO_VERIFIED_LINK)
         now = self._clock.now_ms()
-        valid, rejected = validate_batch(batch.events, self._settings.limits.max_batch_events)
+        valid, rejected = validate_batch(batch.events, self._settings.limits)
         # the backend holds the API key: its identify events are verified (identity.py)
         valid = [(i, trusted(e) if e["type"] == "identify" else e) for i, e in valid]
         try:
@@ -98,6 +105,26 @@ NO_VERIFIED_LINK = (
     "identify carried a valid signature (the site's identity_secret, docs/protocol.md); "
     "send `visitor` instead, or sign identify"
 )
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to pass ``limit`` bytes: by its
+    Content-Length before reading, else while it streams in (nothing larger is buffered)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                return None
+        except ValueError:
+            return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -137,6 +137,7 @@ def _run(settings: Settings, sites: Sites, log_level: str) -> None:
         loop=loop,
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # events are small; deflate doubles memory per socket
+        ws_max_size=settings.limits.max_payload_bytes,  # refuse larger frames before decoding
         lifespan="on",
         timeout_graceful_shutdown=5,
     )

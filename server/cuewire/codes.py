@@ -17,25 +17,28 @@ from enum import StrEnum
 
 
 class Reject(StrEnum):
-    """Why an event (``index`` >= 0) or a whole batch (``index`` -1) was not accepted."""
+    """Why an event (or, at index -1, a whole batch) was not accepted."""
 
     INVALID_EVENT = "invalid_event"  # fails validation; permanent
     EVENT_TOO_LARGE = "event_too_large"  # one event over the size limit; permanent
-    BATCH_TOO_LARGE = "batch_too_large"  # more events than one batch may hold; -1; permanent
-    INVALID_BATCH = "invalid_batch"  # not a list of maps; -1; permanent
-    LIMIT_EXCEEDED = "limit_exceeded"  # a cap on traits, event names or props; permanent
-    IDENTITY_UNVERIFIED = "identity_unverified"  # identify without a valid signature; permanent
+    BATCH_TOO_LARGE = "batch_too_large"  # more events than one batch may hold; index -1
+    INVALID_BATCH = "invalid_batch"  # not a list of maps; index -1
+    LIMIT_EXCEEDED = "limit_exceeded"  # a cap on distinct traits / names / props; permanent
+    IDENTITY_UNVERIFIED = "identity_unverified"  # identify without a valid signature
     RATE_LIMITED = "rate_limited"  # retryable: resend this event later
-    STORE_UNAVAILABLE = "store_unavailable"  # retryable, -1: resend the whole batch later
-    NOT_CONNECTED = "not_connected"  # -1: reconnect
+    STORE_UNAVAILABLE = "store_unavailable"  # retryable, index -1: resend the batch later
+    NOT_CONNECTED = "not_connected"  # index -1: reconnect
 
     @property
     def retryable(self) -> bool:
-        return self in (Reject.RATE_LIMITED, Reject.STORE_UNAVAILABLE)
+        return self in RETRYABLE
+
+
+RETRYABLE = frozenset({Reject.RATE_LIMITED, Reject.STORE_UNAVAILABLE})
 
 
 class Refuse(StrEnum):
-    """Why a Socket.IO connect was refused (``err.data.code`` in the browser)."""
+    """Why a Socket.IO connect was refused (the ``code`` of ``connect_error``'s data)."""
 
     INVALID_AUTH = "invalid_auth"
     UNKNOWN_SITE = "unknown_site"

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 PROMPT_CLOSED = (
@@ -78,6 +78,36 @@ class FactChanges:
             self.visitor_incr,
             self.visitor_set,
         ]
+
+
+# Caps on growth (Settings.limits): the kinds of names an event may add, and where.
+TRAITS: Final = "traits"  # trait:<name> on the visitor
+EVENT_NAMES: Final = "event_names"  # c:<name> on the session and on the visitor
+PROP_VALUES: Final = "prop_values"  # d:<name>.<prop>:<value> on the session
+
+# One name an event would add: ("s" session or "v" visitor, its kind, the name).
+NewName = tuple[str, str, str]
+
+
+def new_names(
+    event: dict[str, Any], distinct: Mapping[str, frozenset[str]] | None = None
+) -> list[NewName]:
+    """The names ``event`` may add to the session and visitor hashes, for the caps.
+
+    Only custom events and identify add names; the other types write a fixed set of fields.
+    """
+    kind = event["type"]
+    if kind == "custom":
+        name = event["name"]
+        props = event.get("props") or {}
+        found: list[NewName] = [("s", EVENT_NAMES, f"c:{name}"), ("v", EVENT_NAMES, f"c:{name}")]
+        for prop in (distinct or {}).get(name, ()):
+            if props.get(prop) is not None:
+                found.append(("s", PROP_VALUES, f"d:{name}.{prop}:{props[prop]}"))
+        return found
+    if kind == "identify":
+        return [("v", TRAITS, f"trait:{trait}") for trait in event.get("traits", {})]
+    return []
 
 
 def path_of(url: str) -> str:

@@ -2,40 +2,49 @@
 
 Per session, batches are processed one at a time (python-socketio runs each handler in its
 own task), so facts and timers change in the order the client sent them.
+
+Connects are admitted before they reach the store (admission.py): at most
+``connect_concurrency`` open a session at once, at most ``connect_queue`` wait for that, and the
+rest are refused with ``overloaded`` and a ``retry_ms`` that spreads them out (a reconnect storm
+after a deploy is served in turn instead of draining the Redis pool).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 import socketio
 
+from .admission import Admission, Overloaded
 from .clock import Clock
-from .codes import Reject
+from .codes import Refuse, Reject
 from .device import device_class
-from .errors import IdentityUnverified, StoreError
-from .identity import verify
+from .errors import StoreError
+from .facts import EVENT_NAMES, PROP_VALUES, TRAITS, new_names
 from .locks import KeyedLocks
-from .metrics import Metrics, reason_label
+from .metrics import Metrics
 from .pipeline import Origin, Pipeline
-from .protocol import (
-    Ack,
-    Rejection,
-    SessionInfo,
-    error_reason,
-    event_reason,
-    parse_auth,
-    parse_event,
-)
-from .ratelimit import TokenBucket
+from .protocol import Ack, Rejection, SessionInfo, error_reason, parse_auth
+from .ratelimit import Rate, RefusalLog
 from .settings import Settings
-from .sites import Site, Sites
-from .store.base import Store
+from .sites import Sites
+from .store.base import OpenedSession, Store
+from .validation import validate_batch
 
 log = logging.getLogger(__name__)
+
+STORE_RETRY_MS = 1000  # a batch or connect refused for a store error: resend after ~1 s
+# Releases of closed sockets in the store at once: a mass disconnect (a deploy) waits here
+# instead of draining the Redis pool, where a release that waits too long would fail.
+RELEASE_CONCURRENCY = 8
+# Batches in the store at once (the Redis pool holds 64 connections): past it batches wait
+# here, where waiting cannot time out the way waiting for a pooled connection does.
+BATCH_CONCURRENCY = 24
 
 
 @dataclass
@@ -44,10 +53,22 @@ class Connection:
     visitor: str
     session: str
     tab: str
-    bucket: TokenBucket
+    address: str
 
     def origin(self, sid: str) -> Origin:
         return Origin(self.site, self.visitor, self.session, self.tab, sid)
+
+
+def client_address(environ: dict[str, Any]) -> str:
+    """The peer's address as the ASGI server saw it (uvicorn applies trusted proxy headers;
+    engine.io's own REMOTE_ADDR is a constant)."""
+    client = (environ.get("asgi.scope") or {}).get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def jittered(base_ms: int) -> int:
+    """``base_ms`` plus up to as much again, so refused clients do not return together."""
+    return base_ms + random.randint(0, max(base_ms, 1))
 
 
 class Gateway:
@@ -70,6 +91,20 @@ class Gateway:
         self._clock = clock
         self._conns: dict[str, Connection] = {}
         self._locks = KeyedLocks()
+        limits = settings.limits
+        self._admission = Admission(
+            limits.connect_concurrency, limits.connect_queue, limits.connect_retry_ms, clock
+        )
+        self._refusals = RefusalLog(clock)
+        self._releasing = asyncio.Semaphore(RELEASE_CONCURRENCY)
+        self._batching = asyncio.Semaphore(BATCH_CONCURRENCY)
+        self._visitor_rate = Rate(limits.events_per_second, limits.event_burst)
+        self._address_rate = Rate(limits.address_events_per_second, limits.address_event_burst)
+        self._caps = {
+            TRAITS: limits.max_traits,
+            EVENT_NAMES: limits.max_event_names,
+            PROP_VALUES: limits.max_prop_values,
+        }
         sio.on("connect", self.connect)
         sio.on("events", self.events)
         sio.on("disconnect", self.disconnect)
@@ -78,139 +113,172 @@ class Gateway:
     def connections(self) -> int:
         return len(self._conns)
 
-    async def connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+    def _refuse(self, code: Refuse, reason: str, retry_ms: int | None = None) -> NoReturn:
+        self._metrics.refused.labels(code.value).inc()
+        data = {"code": code.value, "reason": reason, "retry_ms": retry_ms}
+        raise socketio.exceptions.ConnectionRefusedError(reason, data)
+
+    def _open(self, sid: str) -> bool:
+        """Whether the socket behind ``sid`` is still open. python-socketio marks a socket
+        connected only after ``connect`` returns, and a close during ``connect`` calls no
+        disconnect handler, so ask engine.io."""
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+        socket = self._sio.eio.sockets.get(eio_sid) if eio_sid else None
+        return socket is not None and not socket.closed
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
         try:
             parsed = parse_auth(auth)
         except msgspec.ValidationError as exc:
-            raise _refuse(f"invalid auth: {error_reason(exc)}", "invalid_auth") from None
+            self._refuse(Refuse.INVALID_AUTH, f"invalid auth: {error_reason(exc)}")
         site = self._sites.get(parsed.site)
+        origin = environ.get("HTTP_ORIGIN")
         if site is None:
-            raise _refuse("unknown site key", "unknown_site")
-        if not site.allows(environ.get("HTTP_ORIGIN")):
-            raise _refuse("origin not allowed for this site", "origin_not_allowed")
+            self._refusals.note(Refuse.UNKNOWN_SITE, parsed.site, origin)
+            self._refuse(Refuse.UNKNOWN_SITE, "unknown site key")
+        if not site.allows(origin):
+            self._refusals.note(Refuse.ORIGIN_NOT_ALLOWED, parsed.site, origin)
+            self._refuse(Refuse.ORIGIN_NOT_ALLOWED, "origin not allowed for this site")
         if site.honor_dnt and (
             parsed.dnt or environ.get("HTTP_DNT") == "1" or environ.get("HTTP_SEC_GPC") == "1"
         ):
-            raise _refuse("do-not-track", "do_not_track")
-        now = self._clock.now_ms()
+            self._refuse(Refuse.DO_NOT_TRACK, "do-not-track")
+        describe = {"device": device_class(environ.get("HTTP_USER_AGENT")), "sid": sid}
+        if parsed.tz is not None:
+            describe["tz"] = str(parsed.tz)
+        opened: OpenedSession | None = None
+        self._metrics.connects_waiting.inc()
         try:
-            describe = {"device": device_class(environ.get("HTTP_USER_AGENT")), "sid": sid}
-            if parsed.tz is not None:
-                describe["tz"] = str(parsed.tz)
-            opened = await self._store.open_session(
-                parsed.site, parsed.visitor, parsed.session, now, describe
+            async with self._admission.slot():
+                if self._open(sid):  # else it gave up waiting
+                    now = self._clock.now_ms()
+                    opened = await self._store.open_session(
+                        parsed.site, parsed.visitor, parsed.session, now, describe
+                    )
+        except Overloaded as busy:
+            self._refuse(
+                Refuse.OVERLOADED,
+                "server busy: too many connects at once, retry later",
+                busy.retry_ms,
             )
         except StoreError as exc:
             log.error("connect refused: %s", exc)
-            raise _refuse("store unavailable", "store_unavailable", 2000) from None
-        limits = self._settings.limits
+            self._metrics.store_errors.labels("connect").inc()
+            self._refuse(
+                Refuse.STORE_UNAVAILABLE, "store unavailable, retry later", jittered(STORE_RETRY_MS)
+            )
+        finally:
+            self._metrics.connects_waiting.dec()
+        if opened is None:
+            return False  # python-socketio forgets the socket
+        if not self._open(sid):
+            # The socket closed while the store was opening its session: no disconnect
+            # handler runs for it, so nothing may be left behind now.
+            await self._release(parsed.site, opened.session, sid)
+            return False
         self._conns[sid] = Connection(
             site=parsed.site,
             visitor=parsed.visitor,
             session=opened.session,
             tab=parsed.tab or sid,
-            bucket=TokenBucket(limits.events_per_second, limits.event_burst, now),
+            address=client_address(environ),
         )
         self._metrics.connections.inc()
         info = SessionInfo(opened.session, parsed.visitor, opened.returning)
         await self._sio.emit("session", msgspec.to_builtins(info), to=sid, ignore_queue=True)
-
-    def _within_rate(
-        self, conn: Connection, batch: list[Any], now: int
-    ) -> tuple[list[dict[str, Any]], list[Rejection]]:
-        limits = self._settings.limits
-        valid, rejected = validate_batch(batch, limits.max_batch_events, self._sites.get(conn.site))
-        kept = []
-        for index, event in valid:
-            if conn.bucket.take(now):
-                kept.append(event)
-            else:
-                reason = (
-                    f"rate limit: at most {limits.events_per_second:g} events/s "
-                    f"(bursts of {limits.event_burst})"
-                )
-                rejected.append(Rejection(index, reason, "rate_limited"))
-        rejected.sort(key=lambda r: r.index)
-        return kept, rejected
+        return True
 
     async def disconnect(self, sid: str, reason: str | None = None) -> None:
         conn = self._conns.pop(sid, None)
         if conn is None:
             return
         self._metrics.connections.dec()
+        await self._release(conn.site, conn.session, sid)
+
+    async def _release(self, site: str, session: str, sid: str) -> None:
         try:
-            await self._store.release_socket(conn.site, conn.session, sid)
+            async with self._releasing:
+                await self._store.release_socket(site, session, sid)
         except StoreError as exc:
             log.warning("could not release socket %s: %s", sid, exc)
 
     async def events(self, sid: str, batch: Any = None) -> dict[str, Any]:
         conn = self._conns.get(sid)
         if conn is None:
-            return _ack(0, [Rejection(-1, "not connected", "not_connected")])
-        if not isinstance(batch, list):
-            return _ack(0, [Rejection(-1, "events must be a list of event maps", "invalid_batch")])
+            return self._ack(0, [Rejection(-1, Reject.NOT_CONNECTED, "not connected")])
+        valid, rejected = validate_batch(batch, self._settings.limits, self._sites.get(conn.site))
         now = self._clock.now_ms()
-        valid, rejected = self._within_rate(conn, batch, now)
-        for rejection in rejected:
-            self._metrics.rejected.labels(reason_label(rejection.reason)).inc()
+        retry_ms: int | None = None
         if valid:
             try:
-                async with self._locks.hold(conn.session):
-                    with self._metrics.batch_seconds.time():
-                        await self._pipeline.process(conn.origin(sid), valid, now)
+                async with self._batching:
+                    valid, retry_ms = await self._admit(conn, valid, rejected, now)
             except StoreError as exc:
-                self._metrics.store_errors.labels("ingest").inc()
-                log.error("batch of session %s not stored: %s", conn.session, exc)
-                return _ack(
-                    0, [Rejection(-1, "store unavailable, resend later", "store_unavailable")]
-                )
-            for event in valid:
-                self._metrics.events.labels(event["type"]).inc()
-        return _ack(len(valid), rejected)
-
-
-Indexed = list[tuple[int, dict[str, Any]]]
-
-
-def validate_batch(
-    batch: list[Any], limit: int, site: Site | None = None
-) -> tuple[Indexed, list[Rejection]]:
-    """Valid events with their index in the batch, and a reason for every invalid one.
-    With ``site``, identify events are checked against its identity policy (identity.py)."""
-    valid: Indexed = []
-    rejected: list[Rejection] = []
-    for index, raw in enumerate(batch):
-        if index >= limit:
-            rejected.append(
-                Rejection(
-                    index, f"batch too large: at most {limit} events per batch", "batch_too_large"
-                )
-            )
-            continue
-        try:
-            event = parse_event(raw)
-        except msgspec.ValidationError as exc:
-            rejected.append(Rejection(index, event_reason(raw, exc)))
-            continue
-        if site is not None and event["type"] == "identify":
+                return self._store_failed(conn, exc)
+        if valid:
             try:
-                event = verify(site, event)
-            except IdentityUnverified as exc:
-                code = Reject.IDENTITY_UNVERIFIED
-                rejected.append(Rejection(index=index, reason=str(exc), code=code))
-                continue
-        valid.append((index, event))
-    return valid, rejected
+                async with self._locks.hold(conn.session), self._batching:
+                    with self._metrics.batch_seconds.time():
+                        await self._pipeline.process(
+                            conn.origin(sid), [event for _, event in valid], now
+                        )
+            except StoreError as exc:
+                return self._store_failed(conn, exc)
+            for _, event in valid:
+                self._metrics.events.labels(event["type"]).inc()
+        return self._ack(len(valid), rejected, retry_ms)
 
+    async def _admit(
+        self,
+        conn: Connection,
+        valid: list[tuple[int, dict[str, Any]]],
+        rejected: list[Rejection],
+        now: int,
+    ) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:
+        """Rate limits and caps (one store call); rejects into ``rejected``, returns the
+        events admitted and the ``retry_ms`` of the rate-limited ones."""
+        distinct = self._pipeline.distinct()
+        admission = await self._store.admit(
+            conn.site,
+            conn.session,
+            conn.visitor,
+            conn.address,
+            [new_names(event, distinct) for _, event in valid],
+            self._visitor_rate,
+            self._address_rate,
+            self._caps,
+            now,
+        )
+        kept = []
+        for position, (index, event) in enumerate(valid):
+            if position >= admission.granted:
+                reason = (
+                    f"rate limit: at most {self._visitor_rate.per_second:g} events/s per "
+                    f"visitor (bursts of {self._visitor_rate.burst}); resend later"
+                )
+                rejected.append(Rejection(index, Reject.RATE_LIMITED, reason))
+            elif cap := admission.capped[position]:
+                reason = (
+                    f"{event['type']}: limit exceeded: at most {self._caps.get(cap, 0)} "
+                    f"distinct {cap.replace('_', ' ')} (see docs/protocol.md, Limits)"
+                )
+                rejected.append(Rejection(index, Reject.LIMIT_EXCEEDED, reason))
+            else:
+                kept.append((index, event))
+        rejected.sort(key=lambda r: r.index)
+        retry = admission.retry_ms if admission.granted < len(valid) else None
+        return kept, retry
 
-def _refuse(
-    reason: str, code: str, retry_ms: int | None = None
-) -> socketio.exceptions.ConnectionRefusedError:
-    """A connect refusal carrying its code (docs/protocol.md, "Connect refusals")."""
-    data = {"code": code, "reason": reason, "retry_ms": retry_ms}
-    return socketio.exceptions.ConnectionRefusedError(reason, data)
+    def _store_failed(self, conn: Connection, exc: StoreError) -> dict[str, Any]:
+        self._metrics.store_errors.labels("ingest").inc()
+        log.error("batch of session %s not stored: %s", conn.session, exc)
+        failed = Rejection(-1, Reject.STORE_UNAVAILABLE, "store unavailable, resend later")
+        return self._ack(0, [failed], jittered(STORE_RETRY_MS))
 
-
-def _ack(accepted: int, rejected: list[Rejection]) -> dict[str, Any]:
-    result: dict[str, Any] = msgspec.to_builtins(Ack(accepted, rejected))
-    return result
+    def _ack(
+        self, accepted: int, rejected: list[Rejection], retry_ms: int | None = None
+    ) -> dict[str, Any]:
+        for rejection in rejected:
+            self._metrics.rejected.labels(rejection.code.value).inc()
+        result: dict[str, Any] = msgspec.to_builtins(Ack(accepted, rejected, retry_ms))
+        return result

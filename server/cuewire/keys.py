@@ -39,6 +39,23 @@ class Keys:
         could set, are never read and expire."""
         return f"{self.prefix}:uv:{site}:{user_id}"
 
+    def names(self, site: str, session: str) -> str:
+        """Hash of the distinct names a session added (custom events, prop values) and their
+        count per kind: the caps of Settings.limits (store/lua/admit.lua)."""
+        return f"{self.prefix}:n:{{{site}:{session}}}"
+
+    def visitor_names(self, site: str, visitor: str) -> str:
+        """Hash of the distinct names a visitor added (traits, custom events), counted."""
+        return f"{self.prefix}:vn:{site}:{visitor}"
+
+    def visitor_rate(self, site: str, visitor: str) -> str:
+        """The visitor's event rate limit (GCRA: the theoretical arrival time, ms)."""
+        return f"{self.prefix}:rv:{site}:{visitor}"
+
+    def address_rate(self, address: str) -> str:
+        """The event rate limit of one client address (GCRA)."""
+        return f"{self.prefix}:ra:{address}"
+
     def timers(self) -> str:
         """Sorted set of pending timers scored by due time in epoch ms."""
         return f"{self.prefix}:timers"

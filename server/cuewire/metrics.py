@@ -14,7 +14,19 @@ class Metrics:
         self.connections = Gauge("cuewire_connections", "Open visitor connections", registry=r)
         self.events = Counter("cuewire_events_total", "Events accepted", ["type"], registry=r)
         self.rejected = Counter(
-            "cuewire_events_rejected_total", "Events rejected", ["reason"], registry=r
+            "cuewire_events_rejected_total",
+            "Events rejected, by code (docs/protocol.md)",
+            ["code"],
+            registry=r,
+        )
+        self.refused = Counter(
+            "cuewire_connects_refused_total",
+            "Socket.IO connects refused, by code (docs/protocol.md)",
+            ["code"],
+            registry=r,
+        )
+        self.connects_waiting = Gauge(
+            "cuewire_connects_waiting", "Connects waiting for the store (admission)", registry=r
         )
         self.batch_seconds = Histogram(
             "cuewire_batch_seconds",
@@ -44,8 +56,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def reason_label(reason: str) -> str:
-    """A bounded label: the part of a rejection reason before its details."""
-    return reason.split(":", 1)[0][:40]

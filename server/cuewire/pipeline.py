@@ -5,7 +5,7 @@ Transport-free, so the gateway, the backend-events endpoint and tests share it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,10 @@ class Pipeline:
         self._store = store
         self._engine = engine
         self._delivery = delivery
+
+    def distinct(self) -> Mapping[str, frozenset[str]]:
+        """Custom event props whose distinct values the live rules count."""
+        return self._engine().rules.distinct
 
     async def process(
         self, origin: Origin, events: list[dict[str, Any]], now_ms: int

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from .codes import Reject
+
 MAX_STRING = 2048
 MAX_MAP_KEYS = 50
 
@@ -154,15 +156,21 @@ AnyEvent = (
 EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in AnyEvent.__args__)
 
 
-class Rejection(msgspec.Struct, frozen=True, omit_defaults=True):
+class Rejection(msgspec.Struct, frozen=True):
+    """One event not accepted (``index`` -1: the whole batch). Branch on ``code``, a
+    :class:`~cuewire.codes.Reject`; ``reason`` is for people."""
+
     index: int
+    code: Reject
     reason: str
-    code: str = "invalid_event"  # docs/protocol.md, "Rejection codes": clients branch on it
 
 
-class Ack(msgspec.Struct, frozen=True):
+class Ack(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The answer to ``events``; ``retry_ms`` tells when to resend retryable rejections."""
+
     accepted: int
     rejected: list[Rejection]
+    retry_ms: int | None = None
 
 
 class SessionInfo(msgspec.Struct, frozen=True):

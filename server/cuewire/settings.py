@@ -15,12 +15,28 @@ ENV_PREFIX = "CUEWIRE_"
 
 @dataclass(frozen=True)
 class Limits:
-    """What one connection may send."""
+    """What clients may send and store (docs/protocol.md, "Limits").
 
-    max_payload_bytes: int = 64 * 1024
+    Each is set from the environment as ``CUEWIRE_LIMITS_<NAME>``, e.g.
+    ``CUEWIRE_LIMITS_MAX_PAYLOAD_BYTES=131072``.
+    """
+
+    max_payload_bytes: int = 64 * 1024  # one websocket message, one HTTP body
     max_batch_events: int = 100
-    events_per_second: float = 50.0
+    max_event_bytes: int = 16 * 1024  # one event, JSON-encoded
+    # Rate limits, held in the store so a reconnect does not refill them; 0 turns one off.
+    events_per_second: float = 50.0  # per visitor
     event_burst: int = 200
+    address_events_per_second: float = 1000.0  # per client address (many visitors behind NAT)
+    address_event_burst: int = 4000
+    # Caps on distinct names, so one visitor cannot grow the store without bound; 0: no cap.
+    max_traits: int = 100  # distinct identify traits per visitor
+    max_event_names: int = 100  # distinct custom event names per session, and per visitor
+    max_prop_values: int = 1000  # distinct prop values counted for rules, per session
+    # Admission of connects: store calls in flight, and connects waiting for one.
+    connect_concurrency: int = 32
+    connect_queue: int = 512
+    connect_retry_ms: int = 2000  # the shortest retry_ms of a refused connect (admission.py)
 
 
 @dataclass(frozen=True)
@@ -60,8 +76,25 @@ class Settings:
             if raw is None or f.name == "limits":
                 continue
             values[f.name] = _coerce(f.name, raw, getattr(cls(), f.name))
+        values["limits"] = _limits_from_env(env)
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return replace(cls(), **values)
+
+
+def _limits_from_env(env: Mapping[str, str]) -> Limits:
+    """``CUEWIRE_LIMITS_<FIELD>`` for each field of :class:`Limits`."""
+    default = Limits()
+    values: dict[str, Any] = {}
+    for f in fields(Limits):
+        name = f"limits_{f.name}"
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        value = _coerce(name, raw, getattr(default, f.name))
+        if value < 0:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} must not be negative")
+        values[f.name] = value
+    return replace(default, **values)
 
 
 def _coerce(name: str, raw: str, default: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import secrets
 
 from starlette.requests import HTTPConnection
@@ -30,10 +29,11 @@ class AdminAuth:
             return False
         try:
             user, _, password = base64.b64decode(encoded).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII base64 text
             return False
-        return secrets.compare_digest(user, self.user) & secrets.compare_digest(
-            password, self.password
+        # bytes: compare_digest raises TypeError for str with non-ASCII characters
+        return secrets.compare_digest(user.encode(), self.user.encode()) & secrets.compare_digest(
+            password.encode(), self.password.encode()
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..facts import FactChanges
+from ..facts import FactChanges, NewName
+from ..ratelimit import Rate
 
 Facts = dict[str, str]
 
@@ -130,6 +131,16 @@ class Put:
 Action = Schedule | Cancel | Claim | Put
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What :meth:`Store.admit` let through: the first ``granted`` events had a token; of
+    those, ``capped[i]`` is "" or the kind of cap event ``i`` would pass."""
+
+    granted: int
+    retry_ms: int
+    capped: list[str]
+
+
 class Store(Protocol):
     async def ping(self) -> bool: ...
 
@@ -163,6 +174,22 @@ class Store(Protocol):
     ) -> bool:
         """Apply a batch's actions (no Claims) and mark its seqs done, atomically. False, and
         nothing applied, when a seq is no longer pending (another process committed it)."""
+        ...
+
+    async def admit(
+        self,
+        site: str,
+        session: str,
+        visitor: str,
+        address: str,
+        names: list[list[NewName]],
+        visitor_rate: Rate,
+        address_rate: Rate,
+        caps: dict[str, int],
+        now_ms: int,
+    ) -> Admission:
+        """Rate limits (per visitor, per address) and caps on distinct names, in one call,
+        before a batch is ingested; ``names`` holds the names each event would add."""
         ...
 
     async def visitor_facts(self, site: str, visitor: str) -> Facts: ...

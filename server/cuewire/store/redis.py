@@ -13,12 +13,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..errors import StoreError
-from ..facts import FactChanges
+from ..facts import FactChanges, NewName
 from ..ids import new_id
 from ..keys import Keys
+from ..ratelimit import Rate
 from ..settings import Settings
 from .base import (
     Action,
+    Admission,
     Cancel,
     Claim,
     Facts,
@@ -108,6 +110,7 @@ class RedisStore:
         self._audit_once = client.register_script(_lua("audit_once.lua"))
         self._governance = client.register_script(_governance_script())
         self._release = client.register_script(_lua("release_socket.lua"))
+        self._admit = client.register_script(_lua("admit.lua"))
 
     @property
     def keys(self) -> Keys:
@@ -236,6 +239,42 @@ class RedisStore:
         async with _guard("apply rule actions"):
             done = await self._commit(keys=keys, args=[json.dumps(batch, separators=(",", ":"))])
         return bool(done)
+
+    async def admit(
+        self,
+        site: str,
+        session: str,
+        visitor: str,
+        address: str,
+        names: list[list[NewName]],
+        visitor_rate: Rate,
+        address_rate: Rate,
+        caps: dict[str, int],
+        now_ms: int,
+    ) -> Admission:
+        keys = [
+            self._k.visitor_rate(site, visitor),
+            self._k.address_rate(address),
+            self._k.names(site, session),
+            self._k.visitor_names(site, visitor),
+        ]
+        args: list[Any] = [
+            now_ms,
+            len(names),
+            visitor_rate.interval_ms(),
+            visitor_rate.burst,
+            address_rate.interval_ms(),
+            address_rate.burst,
+            self._s.session_ttl_s,
+            self._s.visitor_ttl_s,
+            json.dumps(caps),
+            json.dumps(names, separators=(",", ":")),
+        ]
+        try:
+            granted, retry_ms, capped = await self._admit(keys=keys, args=args)
+        except RedisError as exc:
+            raise StoreError(f"cannot admit events: {exc}") from exc
+        return Admission(int(granted), int(retry_ms), [str(c) for c in capped or []])
 
     async def apply(self, actions: list[Action]) -> list[Verdict]:
         if not actions:
