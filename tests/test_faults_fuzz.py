@@ -355,11 +355,6 @@ def test_generated_bodies_through_the_http_api_never_give_a_server_error(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="helper C's lane (issue 9 item 6): a non-ASCII API key makes secrets.compare_digest "
-    "raise TypeError in backend.py -> 500 instead of 401; remove this mark after that fix",
-)
 @pytest.mark.timeout(120)
 def test_generated_credentials_on_the_http_api_give_401_not_a_server_error(
     server: LoggedServer,
