@@ -8,8 +8,7 @@ needed); the audit stream must hold exactly one record for each: fired, or dropp
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,12 +19,14 @@ import httpx
 import pytest
 import redis
 
-from conftest import FIXTURES, free_port
 from cuewire.ids import new_id
 from cuewire.settings import Settings
 from cuewire.store import open_store
 from cuewire.store.base import Schedule, Timer
-from processes import ServerProcess, sites_file
+from support.paths import FIXTURES
+from support.processes import ServerProcess, sites_file
+from support.servers import RedisServer, free_port
+from support.waiting import eventually_blocking
 
 # Heavy: real processes. About 20-30 s each on an idle 2-core machine; the bound is for a
 # loaded one.
@@ -107,9 +108,15 @@ def audit_figures(client: redis.Redis, sessions: list[str]) -> Figures:
 
 
 def wait_for_records(client: redis.Redis, n: int, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and client.xlen("cw:audit:test-site") < n:
-        time.sleep(0.1)
+    """Wait up to ``seconds`` for ``n`` audit records; fewer is left to the assertions after
+    (they print the figures of what was lost)."""
+    with contextlib.suppress(AssertionError):
+        eventually_blocking(
+            lambda: client.xlen("cw:audit:test-site"),
+            lambda have: have >= n,
+            timeout=seconds,
+            interval=0.1,
+        )
 
 
 @pytest.fixture
@@ -160,51 +167,8 @@ def test_sigkill_of_one_of_two_processes_while_1000_deadlines_fall_due_loses_non
         client.close()
 
 
-class OwnRedis:
-    """A redis-server of this test's own that can be stopped and started again on the same
-    port with its data (append-only file), to make an outage."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "redis-server"
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    server = OwnRedis(workdir)
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_deadlines_due_during_a_redis_outage_fire_after_it_or_are_audited_too_late(
-    own_redis: OwnRedis, tmp_path: Path
+    own_redis: RedisServer, tmp_path: Path
 ) -> None:
     port = free_port()
     sites = sites_file(tmp_path / "sites.yaml", port)

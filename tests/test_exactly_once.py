@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, free_port
-from processes import ServerProcess, sites_file
-from visitor import Visitor
+from support.paths import FIXTURES
+from support.processes import ServerProcess, sites_file
+from support.servers import free_port
+from support.visitor import Visitor
 
 PRODUCT = "http://shop.test/product/boots"
 

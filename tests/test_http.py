@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import LiveServer
 from cuewire.identity import sign
 from cuewire.settings import Settings
 from cuewire.sites import Site, Sites
-from harness import write
-from visitor import Visitor
+from support.harness import write
+from support.servers import LiveServer
+from support.visitor import Visitor
 
 CART = """
 rules:

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 import socketio
 
-from conftest import LiveServer
-from visitor import Visitor
+from support.servers import LiveServer
+from support.visitor import Visitor
 
 PRODUCT = "http://shop.test/product/boots"
 

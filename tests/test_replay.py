@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, LiveServer, site_for
 from cuewire.cli import main
 from cuewire.errors import ConfigError
 from cuewire.replay import Recording, replay
 from cuewire.settings import Settings
-from harness import write
-from visitor import Visitor
+from support.harness import write
+from support.paths import FIXTURES
+from support.servers import LiveServer, site_for
+from support.visitor import Visitor
 
 SHOP = "http://shop.test"
 RULES = """

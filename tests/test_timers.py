@@ -8,7 +8,7 @@ import pytest
 
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
-from harness import Harness, VisitorSession
+from support.harness import Harness, VisitorSession
 
 PRODUCT = "http://shop.test/product/boots"
 

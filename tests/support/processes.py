@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import free_port, wait_healthy
+from .servers import free_port, wait_healthy
 
 
 class ServerProcess:

@@ -8,6 +8,8 @@ from typing import Any
 
 import socketio
 
+from .waiting import eventually
+
 
 class Visitor:
     def __init__(
@@ -74,9 +76,5 @@ class Visitor:
         return ack
 
     async def wait_prompt(self, timeout: float = 5.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while not self.prompts:
-            if time.monotonic() > deadline:
-                raise AssertionError("no prompt arrived")
-            await asyncio.sleep(0.01)
+        await eventually(lambda: self.prompts, timeout=timeout, what="a prompt arriving")
         return self.prompts[-1]
