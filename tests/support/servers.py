@@ -24,7 +24,7 @@ from cuewire.app import create_app, services_of
 from cuewire.settings import Settings
 from cuewire.sites import Site, Sites
 
-from .waiting import eventually_blocking
+from .waiting import eventually, eventually_blocking
 
 T = TypeVar("T")
 
@@ -157,6 +157,20 @@ class LiveServer:
                 for t in asyncio.all_tasks(self.loop):
                     stack += "\nTASK " + repr(t)
             raise RuntimeError("the server did not stop within 10 s\n" + stack)
+
+
+async def deadlines_settled(server: LiveServer, timeout: float = 10.0) -> None:
+    """Wait until no deadline is pending or claimed in the server's store: each one has fired
+    or been dropped (and audited) or cancelled, and its claim is acked, so whatever a deadline
+    was going to push has been pushed. The positive signal that replaces "sleep past the
+    deadline, then assert nothing came"."""
+
+    async def next_due() -> int | None:
+        return await server.call(server.services.store.next_due_ms())
+
+    await eventually(
+        next_due, lambda due: due is None, timeout=timeout, what="every deadline settled"
+    )
 
 
 def site_for(origin: str, honor_dnt: bool = False) -> Sites:

@@ -75,6 +75,13 @@ class Visitor:
         ack: dict[str, Any] = await self.sio.call("events", list(events), timeout=timeout)
         return ack
 
+    async def barrier(self) -> None:
+        """Returns once everything the server pushed to this socket before now has arrived:
+        an empty batch is acked on the same ordered connection, after those pushes."""
+        ack = await self.send()
+        if ack != {"accepted": 0, "rejected": []}:
+            raise AssertionError(f"an empty batch got {ack!r}")
+
     async def wait_prompt(self, timeout: float = 5.0) -> dict[str, Any]:
         await eventually(lambda: self.prompts, timeout=timeout, what="a prompt arriving")
         return self.prompts[-1]
