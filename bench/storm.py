@@ -21,7 +21,7 @@ from .procs import ROOT, SITE, TREE, Redis, Server
 from .report import Table, at_most
 
 sys.path.insert(0, str(ROOT / "tests"))
-from lightclient import storm
+from support.lightclient import storm
 
 RULES = ROOT / "bench" / "rules"
 

@@ -18,12 +18,13 @@ import pytest
 import yaml
 from playwright.async_api import expect
 
-from browser import BROWSER_TEST, NewContext, Serve, eventually, prompt_host
-from conftest import ROOT
 from cuewire.sites import Site, Sites
-from harness import write
+from support.browser import BROWSER_TEST, NewContext, Serve, prompt_host
+from support.harness import write
+from support.paths import ROOT
+from support.waiting import eventually
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 DEMO_RULES = ROOT / "rules" / "demo"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from browser import BROWSER_TEST, NewContext, Serve
-from conftest import ROOT
 from cuewire.sites import Site, Sites
+from support.browser import BROWSER_TEST, NewContext, Serve
+from support.paths import ROOT
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 PAGES = ["/", "/product/trail-runner.html", "/category/shoes.html", "/cart.html", "/spa.html"]

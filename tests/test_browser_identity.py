@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from playwright.async_api import Page
 
-from browser import BROWSER_TEST, Serve, eventually
-from conftest import LiveServer
 from cuewire.identity import sign
 from cuewire.sites import Site, Sites
+from support.browser import BROWSER_TEST, Serve
+from support.servers import LiveServer
+from support.waiting import eventually
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 SECRET = "identity-secret-of-the-test-site"

@@ -14,23 +14,23 @@ from pathlib import Path
 import redis.asyncio
 from playwright.async_api import Browser, Page, WebSocket, expect
 
-from browser import (
+from support.browser import (
     BROWSER_TEST,
     CHROMIUM,
     CHROMIUM_ARGS,
     NewContext,
     Serve,
     count,
-    eventually,
     facts,
     facts_when,
     prompt_host,
     recent_events,
     session_id,
 )
-from conftest import LiveServer, site_for
+from support.servers import LiveServer, site_for
+from support.waiting import eventually
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 BOOTS = "/product/boots.html"

@@ -12,20 +12,21 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 
-from browser import (
+from support.browser import (
     BROWSER_TEST,
     NewContext,
     Serve,
-    eventually,
     facts,
     prompt_host,
     recent_events,
     session_id,
 )
-from conftest import ROOT, LiveServer
-from harness import write
+from support.harness import write
+from support.paths import ROOT
+from support.servers import LiveServer
+from support.waiting import eventually
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 KINDS = {

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from playwright.async_api import Page, expect
 
-from browser import BROWSER_TEST, NewContext, Serve
-from conftest import LiveServer
-from harness import write
-from visitor import Visitor
+from support.browser import BROWSER_TEST, NewContext, Serve
+from support.harness import write
+from support.servers import LiveServer
+from support.visitor import Visitor
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 PASSWORD = "qa-browser-1"

@@ -19,12 +19,14 @@ from typing import Any
 import yaml
 from playwright.async_api import Page, expect
 
-from browser import BROWSER_TEST, NewContext, Serve, eventually, prompt_host, session_id
-from conftest import ROOT, LiveServer
 from cuewire.sites import Site, Sites
-from harness import write
+from support.browser import BROWSER_TEST, NewContext, Serve, prompt_host, session_id
+from support.harness import write
+from support.paths import ROOT
+from support.servers import LiveServer
+from support.waiting import eventually
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 DEMO_RULES = ROOT / "rules" / "demo"

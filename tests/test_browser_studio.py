@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import ConsoleMessage, Page, expect
 
-from browser import BROWSER_TEST, NewContext, Serve
-from conftest import LiveServer
-from harness import write
+from support.browser import BROWSER_TEST, NewContext, Serve
+from support.harness import write
+from support.servers import LiveServer
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from browser import BROWSER_TEST, NewContext, Serve
-from conftest import ROOT
+from support.browser import BROWSER_TEST, NewContext, Serve
+from support.paths import ROOT
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 AUTH = {"username": "admin", "password": "studio-test"}

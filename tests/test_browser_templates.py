@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 
-from browser import BROWSER_TEST, Serve, prompt_host, session_id
-from conftest import LiveServer
-from harness import write
-from vectors import XSS_VECTORS
+from support.browser import BROWSER_TEST, Serve, prompt_host, session_id
+from support.harness import write
+from support.servers import LiveServer
+from support.vectors import XSS_VECTORS
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,19 +17,11 @@ from typing import Any
 import msgpack
 from playwright.async_api import ConsoleMessage, Page, WebSocket, WebSocketRoute
 
-from browser import (
-    BROWSER_TEST,
-    Serve,
-    count,
-    eventually,
-    facts,
-    facts_when,
-    recent_events,
-    session_id,
-)
 from cuewire.sites import Site, Sites
+from support.browser import BROWSER_TEST, Serve, count, facts, facts_when, recent_events, session_id
+from support.waiting import eventually
 
-pytest_plugins = ["browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
 ROOT = Path(__file__).resolve().parent.parent

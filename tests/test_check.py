@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port, wait_healthy
 from cuewire.cli import main
 from cuewire.runtime import Runtime
-from harness import write
+from support.harness import write
+from support.servers import free_port, wait_healthy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent

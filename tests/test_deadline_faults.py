@@ -8,8 +8,7 @@ needed); the audit stream must hold exactly one record for each: fired, or dropp
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,12 +19,14 @@ import httpx
 import pytest
 import redis
 
-from conftest import FIXTURES, free_port
 from cuewire.ids import new_id
 from cuewire.settings import Settings
-from cuewire.store import open_store
+from cuewire.store import RedisStore, open_store
 from cuewire.store.base import Schedule, Timer
-from processes import ServerProcess, sites_file
+from support.paths import FIXTURES
+from support.processes import ServerProcess, sites_file
+from support.servers import RedisServer, free_port
+from support.waiting import eventually_blocking
 
 # Heavy: real processes. About 20-30 s each on an idle 2-core machine; the bound is for a
 # loaded one.
@@ -58,12 +59,11 @@ async def start_deadlines(redis_url: str, n: int, first_in_s: float, spread_s: f
     ``first_in_s`` to ``first_in_s + spread_s`` from now (what the rule schedules for a
     `start` event, written through the store to set up 1,000 of them in a second).
     Returns the sessions."""
-    store = open_store(Settings(redis_url=redis_url))
     now = int(time.time() * 1000)
 
     limit = asyncio.Semaphore(16)
 
-    async def one(i: int) -> str:
+    async def one(store: RedisStore, i: int) -> str:
         visitor = f"v_fault{i:06d}"
         async with limit:
             opened = await store.open_session("test-site", visitor, None, now)
@@ -72,10 +72,8 @@ async def start_deadlines(redis_url: str, n: int, first_in_s: float, spread_s: f
             await store.apply([Schedule(timer, due)])
         return opened.session
 
-    try:
-        return list(await asyncio.gather(*(one(i) for i in range(n))))
-    finally:
-        await store.aclose()
+    async with open_store(Settings(redis_url=redis_url)) as store:
+        return list(await asyncio.gather(*(one(store, i) for i in range(n))))
 
 
 @dataclass
@@ -106,10 +104,29 @@ def audit_figures(client: redis.Redis, sessions: list[str]) -> Figures:
     )
 
 
+def wait_settled(client: redis.Redis, seconds: float) -> None:
+    """Wait until no deadline is pending or claimed: each claim (also one a killed process
+    left behind, reclaimed when its lease expired) has been fired or dropped, audited and
+    acked, so a deadline fired twice would be in the audit by now."""
+    eventually_blocking(
+        lambda: client.zcard("cw:timers") + client.zcard("cw:timers:lease"),
+        lambda pending: pending == 0,
+        timeout=seconds,
+        interval=0.1,
+        what="every deadline settled",
+    )
+
+
 def wait_for_records(client: redis.Redis, n: int, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and client.xlen("cw:audit:test-site") < n:
-        time.sleep(0.1)
+    """Wait up to ``seconds`` for ``n`` audit records; fewer is left to the assertions after
+    (they print the figures of what was lost)."""
+    with contextlib.suppress(AssertionError):
+        eventually_blocking(
+            lambda: client.xlen("cw:audit:test-site"),
+            lambda have: have >= n,
+            timeout=seconds,
+            interval=0.1,
+        )
 
 
 @pytest.fixture
@@ -144,7 +161,7 @@ def test_sigkill_of_one_of_two_processes_while_1000_deadlines_fall_due_loses_non
         leased = client.zcard("cw:timers:lease")
         victim.kill()
         wait_for_records(client, n, 40)
-        time.sleep(float(LEASE_S) + 1)  # anything claimed twice would show up by now
+        wait_settled(client, 30)  # anything claimed twice would show up by now
         figures = audit_figures(client, sessions)
         print(
             f"\nSIGKILL of 1 of 2 processes, {n} deadlines: {at_kill} audited before the kill"
@@ -160,51 +177,8 @@ def test_sigkill_of_one_of_two_processes_while_1000_deadlines_fall_due_loses_non
         client.close()
 
 
-class OwnRedis:
-    """A redis-server of this test's own that can be stopped and started again on the same
-    port with its data (append-only file), to make an outage."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "redis-server"
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    server = OwnRedis(workdir)
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_deadlines_due_during_a_redis_outage_fire_after_it_or_are_audited_too_late(
-    own_redis: OwnRedis, tmp_path: Path
+    own_redis: RedisServer, tmp_path: Path
 ) -> None:
     port = free_port()
     sites = sites_file(tmp_path / "sites.yaml", port)
@@ -222,7 +196,7 @@ def test_deadlines_due_during_a_redis_outage_fire_after_it_or_are_audited_too_la
         client = redis.Redis(port=own_redis.port)
         try:
             wait_for_records(client, n, 30)
-            time.sleep(float(LEASE_S) + 1)
+            wait_settled(client, 30)
             figures = audit_figures(client, sessions)
         finally:
             client.close()

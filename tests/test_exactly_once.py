@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, free_port
-from processes import ServerProcess, sites_file
-from visitor import Visitor
+from support.paths import FIXTURES
+from support.processes import ServerProcess, deadlines_settled_in, sites_file
+from support.servers import free_port
+from support.visitor import Visitor
+from support.waiting import eventually
 
 PRODUCT = "http://shop.test/product/boots"
 
@@ -49,8 +51,10 @@ async def test_an_event_rule_fires_once_for_three_tabs_on_two_processes(two_serv
     tabs = await three_tabs(two_servers)
     try:
         await asyncio.gather(*(t.send(t.event("page_view", PRODUCT)) for t in tabs))
-        await asyncio.gather(*(t.send(t.event("exit_intent", PRODUCT)) for t in tabs))
-        await asyncio.sleep(0.5)
+        acks = await asyncio.gather(*(t.send(t.event("exit_intent", PRODUCT)) for t in tabs))
+        # each ack comes after its batch's rules ran; the barrier lets pushes sent before land
+        assert [ack["accepted"] for ack in acks] == [1, 1, 1]
+        await asyncio.gather(*(t.barrier() for t in tabs))
         shown = [p["rule"] for t in tabs for p in t.prompts if p["rule"] == "exit-product"]
         assert shown == ["exit-product"]
     finally:
@@ -61,7 +65,11 @@ async def test_a_deadline_fires_once_for_three_tabs_on_two_processes(two_servers
     tabs = await three_tabs(two_servers)
     try:
         await asyncio.gather(*(t.send(t.event("page_view", PRODUCT)) for t in tabs))
-        await asyncio.sleep(2.0)  # the 1 s hesitation deadline, claimed by either process
+        # the 1 s hesitation deadline, claimed by either process: it comes to one of the tabs,
+        # then nothing is pending or claimed any more and every push has landed
+        await eventually(lambda: [p for t in tabs for p in t.prompts], what="the prompt")
+        await deadlines_settled_in(two_servers[0].redis_url)
+        await asyncio.gather(*(t.barrier() for t in tabs))
         shown = [p["rule"] for t in tabs for p in t.prompts]
         assert shown == ["hesitate-product"]
     finally:

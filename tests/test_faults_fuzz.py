@@ -27,8 +27,9 @@ import socketio
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, free_port, wait_healthy
-from processes import ServerProcess
+from support.paths import FIXTURES
+from support.processes import ServerProcess
+from support.servers import free_port, wait_healthy
 
 T = TypeVar("T")
 SOCKET_EXAMPLES = int(os.environ.get("CUEWIRE_FUZZ_SOCKET", "600"))

@@ -17,10 +17,11 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from conftest import FIXTURES, free_port
 from cuewire.keys import Keys
-from faults import Tab, Tally, count, seen_seqs, stored_seqs
-from processes import ServerProcess, sites_file
+from support.faults import Tab, Tally, count, seen_seqs, stored_seqs
+from support.paths import FIXTURES
+from support.processes import ServerProcess, sites_file
+from support.servers import free_port
 
 RECONNECTS = int(os.environ.get("CUEWIRE_FAULT_RECONNECTS", "1000"))
 TABS = 50

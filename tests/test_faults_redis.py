@@ -20,22 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import FIXTURES, free_port
-from faults import RedisServer, Tab, Tally, count, seen_seqs, stored_seqs
-from processes import ServerProcess, sites_file
+from support.faults import Tab, Tally, count, seen_seqs, stored_seqs
+from support.paths import FIXTURES
+from support.processes import ServerProcess, sites_file
+from support.servers import RedisServer, free_port
+from support.waiting import eventually
 
 OUTAGE_S = float(os.environ.get("CUEWIRE_FAULT_OUTAGE_S", "5"))
 TABS = int(os.environ.get("CUEWIRE_FAULT_TABS", "200"))
 SEND_EVERY_S = 1.0
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = RedisServer(folder).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -85,10 +78,13 @@ async def test_healthz_goes_503_while_the_store_is_unreachable_and_back_to_200(
         assert down.status_code == 503
         assert down.json()["store"]["reachable"] is False
         own_redis.start()
-        deadline = time.monotonic() + 20
-        while (up := await client.get(server.url + "/healthz")).status_code != 200:
-            assert time.monotonic() < deadline, up.json()
-            await asyncio.sleep(0.1)
+        up = await eventually(
+            lambda: client.get(server.url + "/healthz"),
+            lambda answer: answer.status_code == 200,
+            timeout=20,
+            interval=0.1,
+            what="/healthz back to 200",
+        )
         assert up.json()["store"]["reachable"] is True
         assert all(task["running"] for task in up.json()["tasks"].values())
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 from collections.abc import Iterator
 from dataclasses import replace
@@ -11,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import LiveServer
 from cuewire.identity import sign
 from cuewire.settings import Settings
 from cuewire.sites import Site, Sites
-from harness import write
-from visitor import Visitor
+from support.harness import write
+from support.servers import LiveServer, deadlines_settled
+from support.visitor import Visitor
 
 CART = """
 rules:
@@ -90,7 +89,8 @@ async def test_a_purchase_from_the_backend_cancels_the_abandonment_prompt(
         assert response.status_code == 200
         assert v.info
         assert response.json() == {"accepted": 1, "rejected": [], "session": v.info["session"]}
-        await asyncio.sleep(1.5)
+        await deadlines_settled(server)
+        await v.barrier()
         assert v.prompts == []
 
 

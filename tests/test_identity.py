@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import LiveServer
 from cuewire.explain import explain
 from cuewire.identity import sign
 from cuewire.settings import Settings
 from cuewire.sites import Site, Sites
-from harness import write
-from visitor import Visitor
+from support.harness import write
+from support.servers import LiveServer
+from support.visitor import Visitor
 
 SECRET = "identity-secret-of-the-test-site"
 USER = "user-42"

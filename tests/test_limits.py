@@ -16,14 +16,14 @@ import httpx
 import msgpack
 import pytest
 
-from conftest import LiveServer, site_for
 from cuewire.admission import Admission, Overloaded
 from cuewire.errors import ConfigError
 from cuewire.settings import Limits, Settings
 from cuewire.sites import Site, Sites
-from harness import FakeClock
-from lightclient import LightTab, Refused
-from visitor import Visitor
+from support.harness import FakeClock
+from support.lightclient import LightTab, Refused
+from support.servers import LiveServer, site_for
+from support.visitor import Visitor
 
 PAGE = "http://shop.test/product/boots"
 

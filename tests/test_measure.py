@@ -19,7 +19,7 @@ from cuewire.measure import compute, measure
 from cuewire.settings import Settings
 from cuewire.stats import two_proportion, wilson
 from cuewire.store import RedisStore
-from harness import Harness, VisitorSession, write
+from support.harness import Harness, VisitorSession, write
 
 SITE = "test-site"
 SHOP = "http://shop.test"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import socketio
 
-from conftest import LiveServer
-from visitor import Visitor
+from support.servers import LiveServer, deadlines_settled
+from support.visitor import Visitor
 
 PRODUCT = "http://shop.test/product/boots"
 
@@ -151,11 +149,12 @@ async def test_event_rule_pushes_a_rendered_prompt(live: LiveServer) -> None:
 
 async def test_event_rule_respects_its_page_targeting(live: LiveServer) -> None:
     async with Visitor(live.url) as v:
-        await v.send(
+        ack = await v.send(
             v.event("page_view", "http://shop.test/blog/x"),
             v.event("exit_intent", "http://shop.test/blog/x"),
         )
-        await asyncio.sleep(0.3)
+        # the ack comes after the rules ran; a prompt would have been pushed before it
+        assert ack["accepted"] == 2
         assert v.prompts == []
 
 
@@ -171,7 +170,8 @@ async def test_timer_rule_is_cancelled_by_the_awaited_event(live: LiveServer) ->
     async with Visitor(live.url) as v:
         await v.send(v.event("page_view", PRODUCT))
         await v.send(v.event("custom", PRODUCT, name="add_to_cart"))
-        await asyncio.sleep(1.5)
+        await deadlines_settled(live)
+        await v.barrier()
         assert v.prompts == []
 
 
@@ -179,7 +179,8 @@ async def test_timer_rule_is_cancelled_by_leaving_the_page(live: LiveServer) -> 
     async with Visitor(live.url) as v:
         await v.send(v.event("page_view", PRODUCT))
         await v.send(v.event("page_view", "http://shop.test/cart", spa=True))
-        await asyncio.sleep(1.5)
+        await deadlines_settled(live)
+        await v.barrier()
         assert v.prompts == []
 
 
@@ -187,9 +188,14 @@ async def test_a_rule_fires_once_per_session(live: LiveServer) -> None:
     async with Visitor(live.url) as v:
         await v.send(v.event("page_view", PRODUCT), v.event("exit_intent", PRODUCT))
         await v.wait_prompt()
-        await v.send(v.event("exit_intent", PRODUCT))
-        await asyncio.sleep(0.3)
+        again = await v.send(v.event("exit_intent", PRODUCT))
+        assert again["accepted"] == 1  # acked after the rules ran: a prompt would be here
         assert [p["rule"] for p in v.prompts] == ["exit-product"]
+        audit = await live.call(live.services.store.read_audit("test-site", 100))
+        assert sorted(r["outcome"] for r in audit if r["rule"] == "exit-product") == [
+            "fired",
+            "suppressed",
+        ]
 
 
 async def test_an_overlong_field_is_rejected_with_its_limit(live: LiveServer) -> None:

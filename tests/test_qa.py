@@ -21,14 +21,16 @@ import httpx
 import pytest
 import socketio
 
-from conftest import ROOT, LiveServer, site_for
 from cuewire.admin.qa import admin_subject, issue_token, token_key, token_ok
 from cuewire.cli import main
 from cuewire.errors import ConfigError
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
-from harness import Harness, VisitorSession
-from visitor import Visitor
+from support.harness import Harness, VisitorSession
+from support.paths import ROOT
+from support.servers import LiveServer, site_for
+from support.visitor import Visitor
+from support.waiting import eventually
 
 PASSWORD = "qa-secret-1"
 BASIC = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
@@ -83,14 +85,13 @@ class Admin:
         return self
 
     async def until(self, name: str, check: Any = bool, timeout: float = 5.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            for item in reversed(self.got[name]):
-                if check(item):
-                    return item
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no matching {name!r} push; got {self.got[name][-3:]!r}")
-            await asyncio.sleep(0.02)
+        pushed = await eventually(
+            lambda: list(self.got[name]),
+            lambda items: any(check(item) for item in items),
+            timeout=timeout,
+            what=f"a matching {name!r} push",
+        )
+        return next(item for item in reversed(pushed) if check(item))
 
 
 def now_ms() -> int:
@@ -275,10 +276,11 @@ async def test_nothing_is_pushed_before_the_client_says_hello(qa: LiveServer) ->
         namespace = qa.services.sio.namespace_handlers["/admin"]
         [feed] = namespace.feeds.values()
         await admin.sio.disconnect()
-        deadline = time.monotonic() + 5
-        while namespace.feeds or not feed.task.done():  # the feed task ends with its socket
-            assert time.monotonic() < deadline, "the feed outlived its socket"
-            await asyncio.sleep(0.02)
+        await eventually(  # the feed task ends with its socket
+            lambda: not namespace.feeds and feed.task.done(),
+            timeout=5,
+            what="the feed ending with its socket",
+        )
 
 
 def test_polling_grants_no_credentialed_cors_to_other_origins(qa: LiveServer) -> None:

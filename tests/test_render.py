@@ -26,8 +26,8 @@ from cuewire.filters import (
     seconds_until,
 )
 from cuewire.render import Catalog, full_context, make_environment
-from harness import write
-from vectors import XSS_VECTORS
+from support.harness import write
+from support.vectors import XSS_VECTORS
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"

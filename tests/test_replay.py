@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, LiveServer, site_for
 from cuewire.cli import main
 from cuewire.errors import ConfigError
 from cuewire.replay import Recording, replay
 from cuewire.settings import Settings
-from harness import write
-from visitor import Visitor
+from support.harness import write
+from support.paths import FIXTURES
+from support.servers import LiveServer, deadlines_settled, site_for
+from support.visitor import Visitor
 
 SHOP = "http://shop.test"
 RULES = """
@@ -116,7 +117,7 @@ async def test_replay_of_a_recorded_live_run_fires_the_same_rules(
             for i in range(len(SCRIPTS))
         ]
         await asyncio.gather(*(script(v) for script, v in zip(SCRIPTS, visitors, strict=True)))
-        await asyncio.sleep(2.5)  # every pending deadline falls due
+        await deadlines_settled(live)  # every pending deadline fell due (or was cancelled)
         for v in visitors:
             await v.sio.disconnect()
         live_audit = await live.call(live.services.store.read_audit("test-site", 1000))

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port
 from cuewire.errors import StoreError
 from cuewire.facts import changes_for
 from cuewire.pipeline import Origin
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from cuewire.store.base import Action, Put, Timer
-from harness import Harness
+from support.harness import Harness
+from support.servers import free_port
 
 PRODUCT = "http://shop.test/product/boots"
 

@@ -14,7 +14,7 @@ from cuewire.rules.conditions import MISSING, Scope, evaluate
 from cuewire.rules.model import Condition
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
-from harness import Harness, VisitorSession, write
+from support.harness import Harness, VisitorSession, write
 
 SHOP = "http://shop.test"
 BOOTS = f"{SHOP}/product/boots"

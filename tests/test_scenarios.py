@@ -12,7 +12,7 @@ import pytest
 
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
-from harness import Harness, VisitorSession
+from support.harness import Harness, VisitorSession
 
 ROOT = Path(__file__).parent.parent
 SHOP = "http://shop.test"

@@ -12,9 +12,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from conftest import FIXTURES, LiveServer, site_for
 from cuewire.settings import Limits, Settings
-from lightclient import storm
+from support.lightclient import storm
+from support.paths import FIXTURES
+from support.servers import LiveServer, site_for
 
 TABS = 300
 

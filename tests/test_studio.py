@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import LiveServer, site_for
 from cuewire.settings import Settings
-from harness import write
+from support.harness import write
+from support.servers import LiveServer, site_for
+from support.waiting import eventually_blocking
 
 pytestmark = pytest.mark.parametrize("backend_url", ["embedded"], indirect=True)
 
@@ -77,13 +78,10 @@ def wait_for(
 ) -> tuple[dict[str, Any], float]:
     """Poll the state the way the page does; return it and the seconds it took."""
     start = time.monotonic()
-    while True:
-        body = state(server)
-        if until(body):
-            return body, time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"the studio did not update: error={body['error']!r}")
-        time.sleep(0.05)
+    body = eventually_blocking(
+        lambda: state(server), until, timeout=timeout, interval=0.05, what="the studio updating"
+    )
+    return body, time.monotonic() - start
 
 
 def test_the_studio_is_off_without_an_admin_password(live: LiveServer) -> None:

@@ -16,15 +16,16 @@ import httpx
 import pytest
 import socketio
 
-from browser import eventually
-from conftest import FIXTURES, LiveServer, site_for
 from cuewire.errors import RuleError, TemplateError
 from cuewire.render import Catalog
 from cuewire.rules.loader import load_rules
 from cuewire.settings import Settings
 from cuewire.sio_manager import RedisManager
 from cuewire.supervise import Fault, Supervisor
-from visitor import Visitor
+from support.paths import FIXTURES
+from support.servers import LiveServer, site_for
+from support.visitor import Visitor
+from support.waiting import eventually
 
 
 async def test_a_crashing_loop_is_logged_restarted_and_reported(

@@ -14,7 +14,7 @@ from cuewire.errors import StoreError
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from cuewire.store.base import Timer
-from harness import Harness, write
+from support.harness import Harness, write
 
 PRODUCT = "http://shop.test/product/boots"
 RULE = "hesitate-product"

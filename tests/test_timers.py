@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
-from harness import Harness, VisitorSession
+from support.harness import Harness, VisitorSession
 
 PRODUCT = "http://shop.test/product/boots"
 
@@ -72,28 +73,24 @@ async def test_a_pending_deadline_survives_a_server_restart(
     if settings.redis_url is None:
         pytest.skip("the embedded store lives and dies with its process, by design")
     h, _v = await on_a_product_page(store, settings)
-    restarted_store = open_store(settings)
-    try:
+    async with open_store(settings) as restarted_store:
         after = Harness(restarted_store, settings, clock=h.clock)
         await after.pass_time(1)
         assert after.rules_shown == ["hesitate-product"]
-    finally:
-        await restarted_store.aclose()
 
 
 async def test_two_processes_claiming_the_same_deadline_fire_it_once(
     store: RedisStore, settings: Settings
 ) -> None:
     h, _v = await on_a_product_page(store, settings)
-    other = open_store(settings) if settings.redis_url else store
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        other = (
+            await stack.enter_async_context(open_store(settings)) if settings.redis_url else store
+        )
         second = Harness(other, settings, clock=h.clock)
         h.clock.advance(1)
         await asyncio.gather(*(x.timers.tick() for x in (h, second, h, second)))
         assert len(h.shown) + len(second.shown) == 1
-    finally:
-        if other is not store:
-            await other.aclose()
 
 
 async def test_a_due_prompt_waits_for_a_tab_to_reconnect(

@@ -39,6 +39,7 @@ from .store import RedisStore, open_store
 from .supervise import Supervisor
 from .timers import TimerLoop
 from .webhooks import Webhooks
+from .webhooks import new_client as new_webhook_client
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         await sio.emit("prompt", msgspec.to_builtins(prompt), to=sid, ignore_queue=local)
 
     supervisor = Supervisor()
-    webhooks = Webhooks(spawn=lambda job: supervisor.run_once("webhooks", job))
+    webhooks = Webhooks(new_webhook_client(), lambda job: supervisor.run_once("webhooks", job))
     metrics = Metrics()
     delivery = Delivery(
         store,
@@ -131,8 +132,8 @@ async def serving(services: Services) -> AsyncIterator[Services]:
 
     Closing order: the reload watcher and the timer loop stop first (a tick in flight
     finishes, within the supervisor's grace period), then Socket.IO and its Redis manager,
-    then webhooks (deliveries in flight get a moment), the supervisor (QA feeds and what is
-    left), and the store last."""
+    then webhooks (deliveries in flight get a moment) and their HTTP client, the supervisor
+    (QA feeds and what is left), and the store last."""
     settings = services.settings
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(services.store)
@@ -141,6 +142,7 @@ async def serving(services: Services) -> AsyncIterator[Services]:
                 "the store at %s is not reachable; retrying in the background", settings.redis_url
             )
         supervisor = await stack.enter_async_context(services.supervisor)
+        await stack.enter_async_context(services.webhooks.client)
         await stack.enter_async_context(services.webhooks)
         if services.sio_manager is not None:
             await stack.enter_async_context(services.sio_manager)

@@ -258,11 +258,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     filtered = any(wanted.values())
 
     async def read() -> list[dict[str, str]]:
-        store = open_store(_settings(args))
-        try:
+        async with open_store(_settings(args)) as store:
             records = await store.read_audit(args.site, AUDIT_MAXLEN if filtered else args.n)
-        finally:
-            await store.aclose()
         kept = [r for r in records if all(r.get(k) == v for k, v in wanted.items() if v)]
         return kept[-args.n :] if args.n > 0 else []
 
@@ -305,12 +302,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     now = SystemClock().now_ms()
 
     async def read() -> tuple[dict[str, str], list[RuleStatus]]:
-        store = open_store(settings)
-        try:
+        async with open_store(settings) as store:
             facts = await store.session_facts(args.site, args.session)
             states = await explain(store, loaded.engine, args.site, args.session, now)
-        finally:
-            await store.aclose()
         return facts, states
 
     facts, states = asyncio.run(read())
@@ -334,12 +328,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     from .store import open_store
 
     async def run() -> tuple[int, int]:
-        store = open_store(_settings(args))
-        try:
+        async with open_store(_settings(args)) as store:
             with args.out.open("w", encoding="utf-8") as out:
                 return await record(store, args.site, out, args.max_batches)
-        finally:
-            await store.aclose()
 
     batches, audit = asyncio.run(run())
     print(

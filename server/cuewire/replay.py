@@ -216,7 +216,6 @@ async def replay(
         session_ttl_s=session_ttl_s,
         live_stream_max=0,
     )
-    store = open_store(settings)
     result = ReplayResult()
     first = recording.batches[0].at if recording.batches else 0
     clock = SimClock(first)
@@ -224,20 +223,20 @@ async def replay(
     async def emit(sid: str, prompt: Prompt) -> None:
         result.prompts.append(prompt)
 
-    delivery = Delivery(store, runtime.engine, runtime.catalog, emit, clock)
-    pipeline = Pipeline(store, runtime.engine, delivery)
-    timers = TimerLoop(store, runtime.engine, delivery, clock, 0.0, session_ttl_s)
-
-    async def advance(to_ms: int) -> None:
-        """Fire every deadline up to ``to_ms`` at its own time, then move the clock there."""
-        while (due := await store.next_due_ms()) is not None and due <= to_ms:
-            clock.now = max(clock.now, due)
-            await timers.tick()
-        clock.now = max(clock.now, to_ms)
-
     sessions: dict[tuple[str, str], str] = {}
     sites: set[str] = set()
-    try:
+    async with open_store(settings) as store:
+        delivery = Delivery(store, runtime.engine, runtime.catalog, emit, clock)
+        pipeline = Pipeline(store, runtime.engine, delivery)
+        timers = TimerLoop(store, runtime.engine, delivery, clock, 0.0, session_ttl_s)
+
+        async def advance(to_ms: int) -> None:
+            """Fire every deadline up to ``to_ms`` at its own time, then move the clock there."""
+            while (due := await store.next_due_ms()) is not None and due <= to_ms:
+                clock.now = max(clock.now, due)
+                await timers.tick()
+            clock.now = max(clock.now, to_ms)
+
         for index, batch in enumerate(recording.batches):
             await advance(batch.at)
             key = (batch.site, batch.session)
@@ -253,8 +252,6 @@ async def replay(
             await advance(recording.batches[-1].at + session_ttl_s * 1000)
         for site in sorted(sites):
             result.audit += await store.read_audit(site, 1_000_000)
-    finally:
-        await store.aclose()
     result.sessions = len(sessions)
     result.batches = len(recording.batches)
     if recording.batches:

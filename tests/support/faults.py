@@ -1,87 +1,21 @@
-"""Support for the fault suite: a Redis of the test's own (with AOF, stopped and restarted on
-the same port), tabs that send batches and resend what was not acked as the snippet does, and
-the count of stored events by ``seq`` per session."""
+"""Support for the fault suite: tabs that send batches and resend what was not acked as the
+snippet does, and the count of stored events by ``seq`` per session. (The Redis of a test's
+own, stopped and restarted on the same port, is ``support.servers.RedisServer``.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
-import shutil
-import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
 import socketio
 
-from conftest import free_port
-
 RETRYABLE = {"store_unavailable", "rate_limited"}
-
-
-class RedisServer:
-    """A redis-server with the append-only file on (``appendfsync always``: an acked write is
-    on disk), so a restart on the same port and folder comes back with its data."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server") or "redis-server"
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = self.client()
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.exceptions.BusyLoadingError:
-                pass
-            except redis.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.02)
-        client.close()
-        return self
-
-    def kill(self) -> None:
-        """Stop at once (SIGKILL), as a crash or a lost network would."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True)
 
 
 def retryable(ack: dict[str, Any]) -> bool:

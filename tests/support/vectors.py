@@ -6,9 +6,8 @@ runnable where shared/ is not beside the clone; the shared file wins when presen
 
 from __future__ import annotations
 
-from pathlib import Path
+from .paths import FIXTURES, ROOT
 
-HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "testdata" / "xss-vectors.txt"
-VECTORS_FILE = SHARED if SHARED.is_file() else HERE / "fixtures" / "xss-vectors.txt"
+SHARED = ROOT.parent / "shared" / "testdata" / "xss-vectors.txt"
+VECTORS_FILE = SHARED if SHARED.is_file() else FIXTURES / "xss-vectors.txt"
 XSS_VECTORS = [line for line in VECTORS_FILE.read_text(encoding="utf-8").splitlines() if line]

@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import free_port, wait_healthy
+import redis.asyncio as aioredis
+
+from cuewire.keys import Keys
+
+from .servers import free_port, wait_healthy
+from .waiting import eventually
 
 
 class ServerProcess:
@@ -22,6 +27,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.extra_env = env or {}
+        self.redis_url = redis_url
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [
@@ -63,6 +69,21 @@ class ServerProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+async def deadlines_settled_in(redis_url: str, prefix: str = "cw", timeout: float = 10.0) -> None:
+    """``servers.deadlines_settled`` for server processes: wait until the Redis they share
+    holds no pending or claimed deadline (each fired, dropped or cancelled, and acked)."""
+    keys = Keys(prefix)
+    client = aioredis.Redis.from_url(redis_url)
+
+    async def pending() -> int:
+        return int(await client.zcard(keys.timers())) + int(await client.zcard(keys.leases()))
+
+    try:
+        await eventually(pending, lambda n: n == 0, timeout=timeout, what="every deadline settled")
+    finally:
+        await client.aclose()
 
 
 def sites_file(path: Path, *ports: int) -> Path:

@@ -8,6 +8,8 @@ from typing import Any
 
 import socketio
 
+from .waiting import eventually
+
 
 class Visitor:
     def __init__(
@@ -75,10 +77,13 @@ class Visitor:
         ack: dict[str, Any] = await self.sio.call("events", list(events), timeout=timeout)
         return ack
 
+    async def barrier(self) -> None:
+        """Returns once everything the server pushed to this socket before now has arrived:
+        an empty batch is acked on the same ordered connection, after those pushes."""
+        ack = await self.send()
+        if ack != {"accepted": 0, "rejected": []}:
+            raise AssertionError(f"an empty batch got {ack!r}")
+
     async def wait_prompt(self, timeout: float = 5.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while not self.prompts:
-            if time.monotonic() > deadline:
-                raise AssertionError("no prompt arrived")
-            await asyncio.sleep(0.01)
+        await eventually(lambda: self.prompts, timeout=timeout, what="a prompt arriving")
         return self.prompts[-1]

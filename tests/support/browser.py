@@ -3,7 +3,7 @@ context per test, live servers that serve test pages next to the snippet, and wa
 
 A browser test module starts with::
 
-    pytest_plugins = ["browser"]
+    pytest_plugins = ["support.browser"]
     pytestmark = BROWSER_TEST
 
 ``BROWSER_TEST`` runs the test on the session's event loop (where the browser lives) and on
@@ -16,8 +16,6 @@ it, so pytest could not rewrite its asserts anyway (it has none; it raises Asser
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -34,9 +32,12 @@ from playwright.async_api import (
     expect,
 )
 
-from conftest import FIXTURES, LiveServer, site_for
 from cuewire.settings import Settings
 from cuewire.sites import Sites
+
+from .paths import FIXTURES
+from .servers import LiveServer, site_for
+from .waiting import WAIT_S, eventually
 
 T = TypeVar("T")
 
@@ -51,8 +52,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PAGES = FIXTURES / "pages"
-# Generous waits: they only matter when something is wrong, and a busy CI machine is slow.
-WAIT_S = 10.0
 expect.set_options(timeout=WAIT_S * 1000)
 PROMPT = "[data-cuewire-prompt]"
 
@@ -138,24 +137,6 @@ async def session_id(page: Page) -> str:
     )
     value: str = await handle.json_value()
     return value
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    until: Callable[[T], bool] = bool,
-    *,
-    timeout: float = WAIT_S,
-    what: str = "the condition",
-) -> T:
-    """Polls ``probe`` until ``until(result)`` holds and returns that result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if until(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s; last: {result!r}")
-        await asyncio.sleep(0.02)
 
 
 async def facts(server: LiveServer, session: str, site: str = "test-site") -> dict[str, str]:

@@ -1,0 +1,178 @@
+"""Real servers for tests: a redis-server of the test's own, the Cuewire app under uvicorn in
+a thread (``LiveServer``), free ports and the wait for /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import redis
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from cuewire.app import create_app, services_of
+from cuewire.settings import Settings
+from cuewire.sites import Site, Sites
+
+from .waiting import eventually, eventually_blocking
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(url: str, seconds: float, alive: Callable[[], bool]) -> None:
+    """Poll ``url``/healthz until it answers 200; fail early when ``alive()`` turns false."""
+
+    def status() -> int:
+        return httpx.get(url + "/healthz", timeout=1).status_code
+
+    eventually_blocking(
+        status,
+        lambda code: code == 200,
+        timeout=seconds,
+        interval=0.05,
+        what=f"the server at {url} answering /healthz",
+        ignoring=(httpx.HTTPError,),
+        give_up=lambda: not alive(),
+    )
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port, in ``workdir``.
+
+    ``durable`` turns the append-only file on (``appendfsync always``: an acked write is on
+    disk), so a stop and a start on the same port and folder come back with the data: that is
+    how the fault tests make an outage. ``kill`` stops at once, as a crash would."""
+
+    def __init__(self, workdir: Path, *, durable: bool = True) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.durable = durable
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server") or "redis-server"
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.durable:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
+        args += ["--dir", str(self.workdir)]
+        proc = self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = self.client()
+        try:
+            eventually_blocking(
+                client.ping,
+                timeout=15,
+                what="redis-server answering PING",
+                ignoring=(redis.exceptions.BusyLoadingError, redis.ConnectionError),
+                give_up=lambda: proc.poll() is not None,
+            )
+        finally:
+            client.close()
+        return self
+
+    def kill(self) -> None:
+        """Stop at once (SIGKILL), as a crash or a lost network would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True)
+
+
+class LiveServer:
+    """The real app under uvicorn in a thread, on a free port.
+
+    ``sites`` gets the server's own origin and returns the site registry to serve.
+    """
+
+    def __init__(self, settings: Settings, sites: Callable[[str], Sites]) -> None:
+        self.settings = replace(settings, port=free_port())
+        self.origin = f"http://127.0.0.1:{self.settings.port}"
+        self.url = self.origin
+        self.app = create_app(self.settings, sites(self.origin))
+        self.services = services_of(self.app)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        config = uvicorn.Config(
+            self._app,
+            host="127.0.0.1",
+            port=self.settings.port,
+            log_level="warning",
+            lifespan="on",
+            ws="websockets-sansio",
+            ws_max_size=self.settings.limits.max_payload_bytes,
+            interface="asgi3",
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            self.loop = asyncio.get_running_loop()
+        await self.app(scope, receive, send)
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the server's own event loop (its store lives there)."""
+        if self.loop is None:
+            raise RuntimeError("the server is not running")
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        wait_healthy(self.url, 15, self.thread.is_alive)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        if self.thread.is_alive():
+            frame = sys._current_frames()[self.thread.ident]
+            stack = "".join(traceback.format_stack(frame))
+            if self.loop:
+                for t in asyncio.all_tasks(self.loop):
+                    stack += "\nTASK " + repr(t)
+            raise RuntimeError("the server did not stop within 10 s\n" + stack)
+
+
+async def deadlines_settled(server: LiveServer, timeout: float = 10.0) -> None:
+    """Wait until no deadline is pending or claimed in the server's store: each one has fired
+    or been dropped (and audited) or cancelled, and its claim is acked, so whatever a deadline
+    was going to push has been pushed. The positive signal that replaces "sleep past the
+    deadline, then assert nothing came"."""
+
+    async def next_due() -> int | None:
+        return await server.call(server.services.store.next_due_ms())
+
+    await eventually(
+        next_due, lambda due: due is None, timeout=timeout, what="every deadline settled"
+    )
+
+
+def site_for(origin: str, honor_dnt: bool = False) -> Sites:
+    return Sites({"test-site": Site(origins=[origin], honor_dnt=honor_dnt)})
