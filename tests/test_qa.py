@@ -274,11 +274,59 @@ async def test_nothing_is_pushed_before_the_client_says_hello(qa: LiveServer) ->
         assert snap["facts"]["visitor"] == "v_followed01"
         namespace = qa.services.sio.namespace_handlers["/admin"]
         [feed] = namespace.feeds.values()
+        assert feed.handle is not None and feed.handle.task is not None
         await admin.sio.disconnect()
         deadline = time.monotonic() + 5
-        while namespace.feeds or not feed.task.done():  # the feed task ends with its socket
+        while namespace.feeds or not feed.handle.task.done():  # the feed ends with its socket
             assert time.monotonic() < deadline, "the feed outlived its socket"
             await asyncio.sleep(0.02)
+
+
+def feed_tasks(server: LiveServer) -> dict[str, Any]:
+    tasks = httpx.get(server.url + "/healthz").json()["tasks"]
+    return {name: t for name, t in tasks.items() if name.startswith("qa-feed:")}
+
+
+async def test_a_crashing_feed_is_restarted_shown_in_healthz_and_ends_with_its_socket(
+    qa: LiveServer,
+) -> None:
+    """A feed is a supervised task: an unexpected error (here a live-stream entry that is not
+    JSON) is logged, counted in /healthz and the feed starts again (a new hello, the backlog
+    again) instead of dying silently; a store outage is not such an error. When its socket
+    closes the feed ends and leaves /healthz."""
+    store = qa.services.store
+    live = store.keys.live("test-site")
+    bad = await qa.call(store.client.xadd(live, {"session": "s_bad", "events": "{not json"}))
+    admin = await Admin(qa.url).connect({"token": token(qa)}, hello={"site": "test-site"})
+    await admin.until("hello")
+
+    deadline = time.monotonic() + 10
+    while not any(t["restarts"] for t in feed_tasks(qa).values()):
+        assert time.monotonic() < deadline, f"the feed did not restart: {feed_tasks(qa)}"
+        await asyncio.sleep(0.05)
+    [(name, task)] = feed_tasks(qa).items()
+    [sid] = qa.services.sio.namespace_handlers["/admin"].feeds
+    assert name == f"qa-feed:{sid}"
+    assert task["last_error"]["code"] == "crashed"
+    assert task["last_error"]["type"] == "JSONDecodeError"
+
+    await qa.call(store.client.xdel(live, bad))  # the fault goes: the next restart serves
+    async with Visitor(qa.url, visitor="v_aftercrash") as v:
+        assert v.info is not None
+        await v.send(v.event("page_view", PRODUCT))
+        await admin.until(
+            "batches",
+            lambda b: any(x["session"] == v.info["session"] for x in b["batches"]),
+            timeout=15,
+        )
+    assert len(admin.got["hello"]) >= 2  # each start of the feed greets the page again
+    assert feed_tasks(qa)[name]["running"]
+
+    await admin.sio.disconnect()
+    deadline = time.monotonic() + 5
+    while feed_tasks(qa):
+        assert time.monotonic() < deadline, "the feed outlived its socket"
+        await asyncio.sleep(0.05)
 
 
 def test_polling_grants_no_credentialed_cors_to_other_origins(qa: LiveServer) -> None:
