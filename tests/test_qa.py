@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -21,12 +22,13 @@ import httpx
 import pytest
 import socketio
 
-from conftest import ROOT, LiveServer, site_for
+from conftest import FIXTURES, ROOT, LiveServer, site_for
 from cuewire.admin.qa import admin_subject, issue_token, token_key, token_ok
 from cuewire.cli import main
 from cuewire.errors import ConfigError
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
+from faults import RedisServer
 from harness import Harness, VisitorSession
 from visitor import Visitor
 
@@ -327,6 +329,50 @@ async def test_a_crashing_feed_is_restarted_shown_in_healthz_and_ends_with_its_s
     while feed_tasks(qa):
         assert time.monotonic() < deadline, "the feed outlived its socket"
         await asyncio.sleep(0.05)
+
+
+async def test_a_store_outage_does_not_crash_the_feed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis goes away under a connected QA page: the feed logs the outage and keeps polling
+    (no crash, no restart, no second hello), and pushes new batches once Redis is back."""
+    caplog.set_level(logging.ERROR, logger="cuewire.admin.qa")
+    redis_server = RedisServer(tmp_path).start()
+    settings = Settings(
+        redis_url=redis_server.url,
+        rules_dir=FIXTURES / "rules",
+        templates_dir=FIXTURES / "templates",
+        key_prefix="cwqaoutage",
+        admin_password=PASSWORD,
+    )
+    try:
+        with LiveServer(settings, site_for) as server:
+            admin = await Admin(server.url).connect(
+                {"token": token(server)}, hello={"site": "test-site"}
+            )
+            await admin.until("batches")  # the feed has read the streams once
+            redis_server.kill()
+            deadline = time.monotonic() + 10
+            while not any(r.name == "cuewire.admin.qa" for r in caplog.records):
+                assert time.monotonic() < deadline, "the feed did not notice the outage"
+                await asyncio.sleep(0.05)
+            redis_server.start()
+
+            async with Visitor(server.url, visitor="v_afteroutage") as v:
+                assert v.info is not None
+                session = v.info["session"]
+                await v.send(v.event("page_view", PRODUCT))
+                await admin.until(
+                    "batches",
+                    lambda b: any(x["session"] == session for x in b["batches"]),
+                    timeout=15,
+                )
+            [task] = feed_tasks(server).values()
+            assert (task["restarts"], task["failures"], task["running"]) == (0, 0, True)
+            assert len(admin.got["hello"]) == 1
+            await admin.sio.disconnect()
+    finally:
+        redis_server.stop()
 
 
 def test_polling_grants_no_credentialed_cors_to_other_origins(qa: LiveServer) -> None:
