@@ -113,3 +113,22 @@ async def test_a_followed_session_keeps_updating_after_the_admin_socket_is_dropp
         await expect(meta).to_contain_text("3 events")
         await expect(qa.locator('#events li[data-type="page_view"]')).to_have_count(2)
         await expect(qa.locator('#timers li[data-rule="cart-left"]')).to_be_visible()
+
+
+async def test_a_refused_admin_socket_says_why_and_stays_closed(
+    new_context: NewContext, serve: Serve, tmp_path: Path
+) -> None:
+    """The server refuses the namespace (here a forged token in place of the one the page
+    fetches): the page shows the server's reason and does not try again."""
+    server = qa_server(serve, tmp_path)
+    context = await new_context(http_credentials={"username": "admin", "password": PASSWORD})
+    page = await context.new_page()
+    await page.route(
+        "**/qa/api/token", lambda route: route.fulfill(json={"token": "9999999999999.forged"})
+    )
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    await page.goto(server.url + "/qa?site=test-site")
+    await expect(page.locator("#status")).to_have_text("refused: admin login required")
+    assert await page.evaluate("() => document.body.dataset.connection") == "refused"
+    assert len(sockets) == 1

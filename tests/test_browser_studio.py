@@ -194,3 +194,59 @@ async def test_the_countdown_says_when_the_offer_has_ended(
     await expect(sale.locator(".cw-ended")).to_be_visible(timeout=4000)
     await expect(sale.locator(".cw-clock")).to_be_hidden()
     await expect(sale.locator(".cw-bar span")).to_have_css("transform", "matrix(0, 0, 0, 1, 0, 0)")
+
+
+ACTIVE = """\
+{#---
+kind: toast
+description: A template with active content, which the snippet's sanitizer removes.
+sample:
+  prompt: {id: p_sample, rule: active, variant: null}
+---#}
+<div class="cw-active">
+  <script>window.cwRan = "script"</script>
+  <img src="missing.png" onerror="window.cwRan = 'onerror'" alt="">
+  <a class="js" href="java&#9;script:window.cwRan='href'">a link</a>
+  <iframe srcdoc="<p>framed</p>"></iframe>
+  <button type="button" class="bad" data-cw-action="click"
+    data-cw-href="javascript:window.cwRan='action'">bad</button>
+  <button type="button" class="ftp" data-cw-action="click" data-cw-href="ftp://x.test/">ftp</button>
+  <button type="button" class="good" data-cw-action="click" data-cw-href="/cart">good</button>
+</div>
+"""
+
+
+async def test_previews_go_through_the_snippets_own_sanitizer(
+    new_context: NewContext, studio: LiveServer, templates: Path
+) -> None:
+    """studio.js is built from client-js with render.ts's parse and safeHref: what a visitor's
+    page would strip is stripped in the preview, and a click action shows its link only when
+    the snippet would follow it."""
+    write(templates / "active.html", ACTIVE)
+    page = await open_studio(new_context, studio)
+    host = preview(page, "template:active:default")
+    await expect(host.locator(".good")).to_be_visible()
+    cleaned = await host.evaluate(
+        """h => {
+            const root = h.shadowRoot;
+            return {
+                active: root.querySelectorAll("script, iframe").length,
+                onerror: root.querySelector("img").hasAttribute("onerror"),
+                href: root.querySelector("a.js").hasAttribute("href"),
+                action: root.querySelector(".bad").hasAttribute("data-cw-href"),
+            };
+        }"""
+    )
+    assert cleaned == {"active": 0, "onerror": False, "href": False, "action": False}
+
+    card = page.locator(".card", has=page.locator(".name", has_text="active"))
+    await host.locator(".ftp").click()  # the snippet follows http(s), mailto and tel only
+    await expect(card.locator(".log")).to_have_text(
+        'prompt_click (and cuewire.on("prompt:click") handlers)'
+    )
+    await card.get_by_role("button", name="Show again").click()
+    await host.locator(".good").click()
+    await expect(card.locator(".log")).to_have_text(
+        'prompt_click → /cart (and cuewire.on("prompt:click") handlers)'
+    )
+    assert await page.evaluate("() => window.cwRan") is None

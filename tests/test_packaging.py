@@ -1,4 +1,5 @@
-"""pip users need no Node: the wheel carries the built snippet, the Lua scripts and the demo."""
+"""pip users need no Node: the wheel carries the built snippet and admin bundles, the Lua
+scripts and the demo."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ def test_the_wheel_ships_the_snippet_scripts_and_demo(tmp_path: Path) -> None:
     [wheel] = tmp_path.glob("cuewire-*.whl")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
-        shipped = z.read("cuewire/static/cw.js")
-    assert shipped == (ROOT / "server" / "cuewire" / "static" / "cw.js").read_bytes()
+        # every bundle client-js/scripts/build.mjs writes, exactly as committed
+        for built in ("static/cw.js", "admin/qa_static/adminio.js", "admin/studio/studio.js"):
+            shipped = z.read(f"cuewire/{built}")
+            assert shipped == (ROOT / "server" / "cuewire" / built).read_bytes(), built
     for script in (ROOT / "server" / "cuewire" / "store" / "lua").glob("*.lua"):
         assert f"cuewire/store/lua/{script.name}" in names
     for bundled in ("demo-site/index.html", "rules/demo/shop.yaml", "templates/toast.html"):

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -27,8 +28,8 @@ from cuewire.errors import ConfigError
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from support.harness import Harness, VisitorSession
-from support.paths import ROOT
-from support.servers import LiveServer, site_for
+from support.paths import FIXTURES, ROOT
+from support.servers import LiveServer, RedisServer, site_for
 from support.visitor import Visitor
 from support.waiting import eventually
 
@@ -275,12 +276,104 @@ async def test_nothing_is_pushed_before_the_client_says_hello(qa: LiveServer) ->
         assert snap["facts"]["visitor"] == "v_followed01"
         namespace = qa.services.sio.namespace_handlers["/admin"]
         [feed] = namespace.feeds.values()
+        assert feed.handle is not None and feed.handle.task is not None
         await admin.sio.disconnect()
         await eventually(  # the feed task ends with its socket
-            lambda: not namespace.feeds and feed.task.done(),
+            lambda: not namespace.feeds and feed.handle.task.done(),
             timeout=5,
             what="the feed ending with its socket",
         )
+
+
+def feed_tasks(server: LiveServer) -> dict[str, Any]:
+    tasks = httpx.get(server.url + "/healthz").json()["tasks"]
+    return {name: t for name, t in tasks.items() if name.startswith("qa-feed:")}
+
+
+async def test_a_crashing_feed_is_restarted_shown_in_healthz_and_ends_with_its_socket(
+    qa: LiveServer,
+) -> None:
+    """A feed is a supervised task: an unexpected error (here a live-stream entry that is not
+    JSON) is logged, counted in /healthz and the feed starts again (a new hello, the backlog
+    again) instead of dying silently; a store outage is not such an error. When its socket
+    closes the feed ends and leaves /healthz."""
+    store = qa.services.store
+    live = store.keys.live("test-site")
+    bad = await qa.call(store.client.xadd(live, {"session": "s_bad", "events": "{not json"}))
+    admin = await Admin(qa.url).connect({"token": token(qa)}, hello={"site": "test-site"})
+    await admin.until("hello")
+
+    deadline = time.monotonic() + 10
+    while not any(t["restarts"] for t in feed_tasks(qa).values()):
+        assert time.monotonic() < deadline, f"the feed did not restart: {feed_tasks(qa)}"
+        await asyncio.sleep(0.05)
+    [(name, task)] = feed_tasks(qa).items()
+    [sid] = qa.services.sio.namespace_handlers["/admin"].feeds
+    assert name == f"qa-feed:{sid}"
+    assert task["last_error"]["code"] == "crashed"
+    assert task["last_error"]["type"] == "JSONDecodeError"
+
+    await qa.call(store.client.xdel(live, bad))  # the fault goes: the next restart serves
+    async with Visitor(qa.url, visitor="v_aftercrash") as v:
+        assert v.info is not None
+        await v.send(v.event("page_view", PRODUCT))
+        await admin.until(
+            "batches",
+            lambda b: any(x["session"] == v.info["session"] for x in b["batches"]),
+            timeout=15,
+        )
+    assert len(admin.got["hello"]) >= 2  # each start of the feed greets the page again
+    assert feed_tasks(qa)[name]["running"]
+
+    await admin.sio.disconnect()
+    deadline = time.monotonic() + 5
+    while feed_tasks(qa):
+        assert time.monotonic() < deadline, "the feed outlived its socket"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_store_outage_does_not_crash_the_feed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis goes away under a connected QA page: the feed logs the outage and keeps polling
+    (no crash, no restart, no second hello), and pushes new batches once Redis is back."""
+    caplog.set_level(logging.ERROR, logger="cuewire.admin.qa")
+    redis_server = RedisServer(tmp_path).start()
+    settings = Settings(
+        redis_url=redis_server.url,
+        rules_dir=FIXTURES / "rules",
+        templates_dir=FIXTURES / "templates",
+        key_prefix="cwqaoutage",
+        admin_password=PASSWORD,
+    )
+    try:
+        with LiveServer(settings, site_for) as server:
+            admin = await Admin(server.url).connect(
+                {"token": token(server)}, hello={"site": "test-site"}
+            )
+            await admin.until("batches")  # the feed has read the streams once
+            redis_server.kill()
+            deadline = time.monotonic() + 10
+            while not any(r.name == "cuewire.admin.qa" for r in caplog.records):
+                assert time.monotonic() < deadline, "the feed did not notice the outage"
+                await asyncio.sleep(0.05)
+            redis_server.start()
+
+            async with Visitor(server.url, visitor="v_afteroutage") as v:
+                assert v.info is not None
+                session = v.info["session"]
+                await v.send(v.event("page_view", PRODUCT))
+                await admin.until(
+                    "batches",
+                    lambda b: any(x["session"] == session for x in b["batches"]),
+                    timeout=15,
+                )
+            [task] = feed_tasks(server).values()
+            assert (task["restarts"], task["failures"], task["running"]) == (0, 0, True)
+            assert len(admin.got["hello"]) == 1
+            await admin.sio.disconnect()
+    finally:
+        redis_server.stop()
 
 
 def test_polling_grants_no_credentialed_cors_to_other_origins(qa: LiveServer) -> None:

@@ -1,9 +1,15 @@
-// Bundles src/index.ts into one minified IIFE: ../server/cuewire/static/cw.js.
+// Bundles the browser code of client-js/ into the files the Python package serves (all
+// COMMITTED, so pip users need no Node; .ci/run fails when one is stale):
+//
+//   src/index.ts          -> server/cuewire/static/cw.js                  the visitor snippet (IIFE)
+//   src/admin/adminio.ts  -> server/cuewire/admin/qa_static/adminio.js   the QA view's socket (ES module)
+//   src/studio/studio.ts  -> server/cuewire/admin/studio/studio.js       the studio page (IIFE)
+//
 // The output depends only on the sources and the pinned dependencies (no timestamps, no
 // source map), so building twice gives the same bytes.
 //
-//   npm run build             production bundle (DEBUG false: debug code is dropped)
-//   npm run build -- --debug  readable bundle with debug logging, dist/cw.debug.js
+//   npm run build             production bundles (DEBUG false: debug code is dropped)
+//   npm run build -- --debug  a readable snippet with debug logging, dist/cw.debug.js
 import { build } from "esbuild";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -16,28 +22,75 @@ const init = readFileSync(resolve(root, "../server/cuewire/__init__.py"), "utf8"
 const version = /^__version__ = "([^"]+)"$/m.exec(init)?.[1];
 if (!version) throw new Error("no __version__ in server/cuewire/__init__.py");
 const debug = process.argv.includes("--debug");
-const outfile = debug
-  ? resolve(root, "dist/cw.debug.js")
-  : resolve(root, "../server/cuewire/static/cw.js");
+const LICENSES = "socket.io-client, socket.io-msgpack-parser, notepack.io, component-emitter (MIT)";
 
-await build({
-  entryPoints: [resolve(root, "src/index.ts")],
-  outfile,
+/** Every bundle the package ships, relative to client-js/ (scripts/size.mjs reads it too). */
+export const BUNDLES = [
+  {
+    name: "cw.js",
+    entry: "src/index.ts",
+    out: "../server/cuewire/static/cw.js",
+    format: "iife",
+    banner: `/*! Cuewire cw.js ${version} | Apache-2.0 | includes ${LICENSES} */`,
+  },
+  {
+    name: "adminio.js",
+    entry: "src/admin/adminio.ts",
+    out: "../server/cuewire/admin/qa_static/adminio.js",
+    format: "esm",
+    banner:
+      `/*! Cuewire admin socket ${version} | Apache-2.0 | includes ${LICENSES} | ` +
+      `built from client-js/src/admin/adminio.ts: do not edit */`,
+  },
+  {
+    name: "studio.js",
+    entry: "src/studio/studio.ts",
+    out: "../server/cuewire/admin/studio/studio.js",
+    format: "iife",
+    banner:
+      `/*! Cuewire Studio ${version} | Apache-2.0 | ` +
+      `built from client-js/src/studio/studio.ts: do not edit */`,
+  },
+];
+
+const common = {
   bundle: true,
-  format: "iife",
   platform: "browser",
   target: ["es2018"],
-  minify: !debug,
   sourcemap: false,
   legalComments: "none",
   charset: "utf8",
-  define: { DEBUG: String(debug), VERSION: JSON.stringify(version) },
-  drop: debug ? [] : ["debugger"],
-  banner: {
-    js:
-      `/*! Cuewire cw.js ${version} | Apache-2.0 | includes socket.io-client, ` +
-      `socket.io-msgpack-parser, notepack.io, component-emitter (MIT) */`,
-  },
   logLevel: "warning",
-});
-console.log(`wrote ${outfile}`);
+};
+
+async function main() {
+  if (debug) {
+    const outfile = resolve(root, "dist/cw.debug.js");
+    await build({
+      ...common,
+      entryPoints: [resolve(root, "src/index.ts")],
+      outfile,
+      format: "iife",
+      minify: false,
+      define: { DEBUG: "true", VERSION: JSON.stringify(version) },
+    });
+    console.log(`wrote ${outfile}`);
+    return;
+  }
+  for (const bundle of BUNDLES) {
+    const outfile = resolve(root, bundle.out);
+    await build({
+      ...common,
+      entryPoints: [resolve(root, bundle.entry)],
+      outfile,
+      format: bundle.format,
+      minify: true,
+      define: { DEBUG: "false", VERSION: JSON.stringify(version) },
+      drop: ["debugger"],
+      banner: { js: bundle.banner },
+    });
+    console.log(`wrote ${outfile}`);
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

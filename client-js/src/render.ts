@@ -66,14 +66,16 @@ const ACTIVE = "script,iframe,frame,frameset,object,embed,base,meta,link,noscrip
 const FOCUSABLE =
   'a[href],area[href],button:not([disabled]),input:not([disabled]):not([type="hidden"]),select:not([disabled]),textarea:not([disabled]),[tabindex]:not([tabindex="-1"]),[contenteditable="true"]';
 const BAD_URL = /^(javascript|vbscript):/i;
-const HOST_STYLE =
+/** The style of a prompt's host element (see the contract above). */
+export const HOST_STYLE =
   "all:initial;position:fixed;z-index:2147483647;top:0;left:0;width:0;height:0;overflow:visible;overflow-wrap:anywhere;";
 
 type TrustedPolicy = { createHTML(s: string): string };
 let policy: TrustedPolicy | null | undefined;
 
-/** Parses into an inert <template> (nothing loads or runs there) and cleans the result. */
-function parse(html: string): DocumentFragment {
+/** Parses into an inert <template> (nothing loads or runs there) and cleans the result.
+ * Exported for the studio (src/studio/), which previews prompts with this same code. */
+export function parse(html: string): DocumentFragment {
   const template = document.createElement("template");
   if (policy === undefined) {
     // Sites that enforce Trusted Types need a policy for innerHTML; the content is cleaned
@@ -101,7 +103,9 @@ function parse(html: string): DocumentFragment {
   return content;
 }
 
-function adoptStyles(root: ShadowRoot, content: DocumentFragment): void {
+/** Moves the <style> elements of `content` into adopted stylesheets of `root`. Exported for
+ * the studio, with parse and HOST_STYLE. */
+export function adoptStyles(root: ShadowRoot, content: DocumentFragment): void {
   const styles = content.querySelectorAll("style");
   if (!styles.length || !("adoptedStyleSheets" in root)) return;
   try {
@@ -117,7 +121,8 @@ function adoptStyles(root: ShadowRoot, content: DocumentFragment): void {
   }
 }
 
-function safeHref(href: string | null): string | null {
+/** The URL a `data-cw-href` leads to, or null when it is not http(s), mailto or tel. */
+export function safeHref(href: string | null): string | null {
   if (!href) return null;
   try {
     const url = new URL(href, location.href);

@@ -16,7 +16,7 @@ there: a browser would send them cross-site on its own) and a handshake whose ``
 the server's own (the request's ``Host``), so no other site's page can open it even with the
 admin's browser; a visitor connection (namespace ``/``, a site key) cannot join. The server
 emits nothing before the connect is acknowledged: the client sends ``hello`` once connected
-(after every reconnect), and only then the server answers ``hello`` and starts one task that
+(after every reconnect), and only then the server answers ``hello`` and starts one feed that
 tails the site's live stream (accepted batches) and audit stream (firings and suppressions)
 every 250 ms with exclusive XRANGE reads and pushes what is new:
 
@@ -26,6 +26,12 @@ every 250 ms with exclusive XRANGE reads and pushes what is new:
 Tokens are ``<expiry ms>.<HMAC>`` keyed by the server secret (settings ``secret``,
 CUEWIRE_SECRET), never by the admin password. Without a secret each process draws a random key
 when the app is created: tokens then die with the process and are not accepted by another one.
+
+Each feed is a task of the app's :class:`~cuewire.supervise.Supervisor`, named
+``qa-feed:<socket id>``: a store outage is logged once and retried on the next poll; any other
+exception is logged with its traceback, shown in ``/healthz`` ``tasks`` and the feed restarts
+after a backoff (saying ``hello`` again and resending the backlog). The feed ends, and leaves
+``/healthz``, when its socket disconnects.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from starlette.types import ASGIApp
 
 from ..clock import Clock
 from ..codes import Refuse
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..explain import explain
 from ..goals import MEASURE_FILE, Goals
 from ..measure import measure
@@ -62,6 +68,7 @@ from ..runtime import Runtime
 from ..settings import Settings
 from ..sites import Sites
 from ..store import RedisStore
+from ..supervise import Supervised, Supervisor
 from .auth import AdminAuth
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,7 @@ SNAPSHOT_S = 1.0  # a watched session is re-read at least this often (timers, ex
 BACKLOG = 300  # stream entries sent on connect, so the view is not empty
 SESSION_AUDIT_SCAN = 5000  # audit records scanned for one session's snapshot
 TOKEN_TTL_MS = 10 * 60_000
+FEED_TASK = "qa-feed:"  # + socket id: the supervised task of one admin socket (/healthz)
 
 
 # ---------------------------------------------------------------- tokens
@@ -180,6 +188,7 @@ class QaContext:
     sites: list[str]
     auth: AdminAuth
     token_key: bytes
+    supervisor: Supervisor
 
     @property
     def subject(self) -> str:
@@ -235,7 +244,7 @@ class Feed:
     live_cursor: str | None = None
     audit_cursor: str | None = None
     last_snapshot: float = 0.0
-    task: asyncio.Task[None] | None = None
+    handle: Supervised | None = None  # the supervised task, from the client's hello on
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -267,15 +276,13 @@ class AdminNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         feed = self.feeds.pop(sid, None)
-        if feed and feed.task:
-            feed.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feed.task
+        if feed and feed.handle:
+            await feed.handle.cancel()  # the task ends and leaves /healthz
 
     async def on_hello(self, sid: str, data: Any = None) -> None:
         """The client is connected: answer hello and start its feed (once per connection)."""
         feed = self.feeds.get(sid)
-        if feed is None or feed.task is not None:
+        if feed is None or feed.handle is not None:
             return
         if isinstance(data, dict):
             if "site" in data:
@@ -283,7 +290,7 @@ class AdminNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             session = data.get("session")
             feed.watching = session if isinstance(session, str) and session else None
         # started before any await, so a disconnect handled meanwhile finds and cancels it
-        feed.task = asyncio.create_task(self._run(sid, feed), name=f"cuewire-qa-{sid}")
+        feed.handle = self.ctx.supervisor.spawn(f"{FEED_TASK}{sid}", lambda: self._run(sid, feed))
 
     async def on_site(self, sid: str, data: Any = None) -> None:
         feed = self.feeds.get(sid)
@@ -303,6 +310,10 @@ class AdminNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         feed.wake.set()
 
     async def _run(self, sid: str, feed: Feed) -> None:
+        """The feed of one socket, until it disconnects. Started again by the supervisor after
+        an unexpected exception: then it greets the page again and resends the backlog (the
+        page starts over on ``hello``)."""
+        feed.live_cursor = feed.audit_cursor = None
         now = self.ctx.clock.now_ms()
         await self.emit("hello", {"sites": self.ctx.sites, "site": feed.site, "now": now}, to=sid)
         healthy = True
@@ -312,7 +323,7 @@ class AdminNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 if not healthy:
                     log.warning("QA feed %s: store reachable again", sid)
                 healthy = True
-            except RedisError as exc:
+            except (StoreError, RedisError) as exc:  # an outage: retried on the next poll
                 if healthy:
                     log.error("QA feed %s: store unreachable (%s); retrying", sid, exc)
                 healthy = False
@@ -360,6 +371,7 @@ class QaServices(Protocol):
     runtime: Runtime
     sio: socketio.AsyncServer
     clock: Clock
+    supervisor: Supervisor
 
 
 def mount_qa(
@@ -381,7 +393,7 @@ def mount_qa(
             "only, so with several processes the QA view works only when its token request "
             "and its socket reach the same one; set CUEWIRE_SECRET (the same on every process)"
         )
-    ctx = QaContext(store, runtime, clock, sorted(sites.keys()), checker, key)
+    ctx = QaContext(store, runtime, clock, sorted(sites.keys()), checker, key, services.supervisor)
     services.sio.register_namespace(AdminNamespace(ctx))
 
     async def page(request: Request) -> Response:

@@ -1,7 +1,8 @@
 /* The live QA view: sessions as they arrive, and for one session its events, facts, pending
  * timers (with countdowns), firings and suppressions, and the explain output per rule.
- * Data comes pushed over the Socket.IO namespace /admin (see qa.py). Everything a visitor
- * sent is shown as text (textContent), never as HTML. */
+ * Data comes pushed over the Socket.IO namespace /admin (see qa.py), through adminio.js (built
+ * from client-js/src/admin/adminio.ts: socket.io-client + msgpack, as the snippet). Everything
+ * a visitor sent is shown as text (textContent), never as HTML. */
 import { AdminSocket } from "./adminio.js";
 
 const params = new URLSearchParams(location.search);
