@@ -16,7 +16,7 @@ import jinja2
 
 from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
-from .experiments import HOLDOUT, bucket
+from .experiments import HOLDOUT, variant_for
 from .ids import new_id
 from .metrics import Metrics
 from .protocol import Prompt
@@ -199,7 +199,7 @@ class Delivery:
         if rule.show is None:
             await self._record(site, session, visitor, cand, Outcome.FIRED, "")
             return None
-        variant = self._variant(visitor, rule)
+        variant = variant_for(visitor, rule)
         if variant == HOLDOUT:
             await self._store.apply(self._still_showing(site, session, visitor, verdict))
             await self._record(
@@ -256,14 +256,6 @@ class Delivery:
             "event": "{}",
         }
         await self._store.audit(site, record)
-
-    @staticmethod
-    def _variant(visitor: str, rule: Rule) -> str | None:
-        show = rule.show
-        if show is None or (not show.variants and not show.holdout):
-            return None
-        weights = [(v.id, v.weight) for v in show.variants]
-        return bucket(visitor, show.experiment or rule.id, weights, show.holdout)
 
     def _render(
         self, cand: Candidate, prompt_id: str, variant: str | None, replaces: str | None
