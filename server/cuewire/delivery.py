@@ -1,6 +1,7 @@
-"""Resolve candidates under governance: claim, then show / call webhook / set facts; audit all.
+"""Resolve candidates under governance (a firing request), then show / call webhook / set facts;
+audit all.
 
-Highest priority first. A claim is atomic in the store (claim.lua), so a rule fires once per
+Highest priority first. Governance is atomic in the store (govern.lua), so a rule fires once per
 eligibility even when several tabs and server processes see the same behaviour.
 """
 
@@ -23,7 +24,7 @@ from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
 from .rules.model import Policy, Rule, duration_ms
-from .store.base import Action, Claim, Put, Store, Verdict
+from .store.base import Action, FiringRequest, Put, Store, Verdict
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,9 @@ class Delivery:
                 await self._blocked(site, session, visitor, cand, Hold.LOWER_PRIORITY, shown.rule)
                 continue
             prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
-            claim = self._claim(site, session, visitor, rule, policy, prompt_id)
-            claim = replace(claim, firing=cand.firing)
-            [verdict] = await self._store.apply([claim])
+            request = self._firing_request(site, session, visitor, rule, policy, prompt_id)
+            request = replace(request, firing=cand.firing)
+            [verdict] = await self._store.apply([request])
             if not verdict.granted:
                 await self._blocked(site, session, visitor, cand, Hold(verdict.code))
                 continue
@@ -106,12 +107,12 @@ class Delivery:
             shown = shown or prompt
         return shown
 
-    def _claim(
+    def _firing_request(
         self, site: str, session: str, visitor: str, rule: Rule, policy: Policy, prompt_id: str
-    ) -> Claim:
+    ) -> FiringRequest:
         limit = rule.limit
         dismiss = policy.dismissals
-        return Claim(
+        return FiringRequest(
             site=site,
             session=session,
             visitor=visitor,

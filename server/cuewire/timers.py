@@ -3,8 +3,8 @@
 Deadlines live in the store (a sorted set scored by due time), so they survive restarts. A
 claim moves a deadline under a lease (claim_timers.lua); the firing process acks it when done,
 and a deadline whose lease expires (its process crashed) is claimed again by any process. A
-firing is idempotent: the timer's token is checked at consume and cleared at ack, its claim is
-granted once per token and its audit record is written once per token. So with several
+firing is idempotent: the timer's token is checked at consume and cleared at ack, its firing
+request is granted once per token and its audit record is written once per token. So with several
 processes and crashes each deadline fires once, or is dropped with an audited reason.
 """
 

@@ -32,7 +32,7 @@ class Candidate:
     view: FactView
     cause: str  # the trigger kind, or "queue"
     since_ms: int  # when the triggering behaviour happened or the deadline fell due
-    firing: str = ""  # a deadline's token: its claim and audit record happen once
+    firing: str = ""  # a deadline's token: its governance grant and audit record happen once
 
 
 @dataclass

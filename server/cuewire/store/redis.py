@@ -22,8 +22,8 @@ from .base import (
     Action,
     Admission,
     Cancel,
-    Claim,
     Facts,
+    FiringRequest,
     Ingested,
     OpenedSession,
     Put,
@@ -42,17 +42,17 @@ def _lua(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
 
 
-# What the wrapper returns when it grants a firing again: the shape claim.lua returns for a
-# grant (keep the two in step when claim.lua's answer changes).
+# What the wrapper returns when it grants a firing again: the shape govern.lua returns for a
+# grant (keep the two in step when govern.lua's answer changes).
 REGRANT = "{'', '', ''}"
 
 
 def _governance_script() -> str:
-    """claim.lua, granted again (and counted once) for the firing it already granted: the
+    """govern.lua, granted again (and counted once) for the firing it already granted: the
     last ARGV is the firing (a timer's token, or "")."""
     return (
         "local function governance()\n"
-        + _lua("claim.lua")
+        + _lua("govern.lua")
         + "\nend\n"
         + "local function granted(v)\n"
         + "  if type(v) == 'table' then return v[1] == '' end\n"
@@ -89,7 +89,7 @@ def _pairs(flat: list[Any]) -> Facts:
 
 
 def _verdict(raw: Any) -> Verdict:
-    """claim.lua's answer, ``[code, replaced prompt, replaced rule]``."""
+    """govern.lua's answer, ``[code, replaced prompt, replaced rule]``."""
     code, replaces, rule = (str(x) for x in raw)
     return Verdict(code, replaces, rule)
 
@@ -103,7 +103,7 @@ class RedisStore:
         self._k = Keys(settings.key_prefix)
         self._open = client.register_script(_lua("open_session.lua"))
         self._ingest = client.register_script(_lua("ingest.lua"))
-        self._claim = client.register_script(_lua("claim_timers.lua"))
+        self._claim_timers = client.register_script(_lua("claim_timers.lua"))
         self._consume = client.register_script(_lua("consume_timer.lua"))
         self._ack = client.register_script(_lua("ack_timer.lua"))
         self._commit = client.register_script(_lua("commit.lua"))
@@ -234,7 +234,7 @@ class RedisStore:
                 else:
                     ops.append(["hset", slot(key), action.field, action.value])
             else:
-                raise TypeError("commit applies no Claim: resolve candidates after it")
+                raise TypeError("commit applies no FiringRequest: resolve candidates after it")
         batch = {"seqs": [str(seq) for seq in seqs], "ops": ops}
         async with _guard("apply rule actions"):
             done = await self._commit(keys=keys, args=[json.dumps(batch, separators=(",", ":"))])
@@ -279,11 +279,11 @@ class RedisStore:
     async def apply(self, actions: list[Action]) -> list[Verdict]:
         if not actions:
             return []
-        if len(actions) == 1 and isinstance(actions[0], Claim):  # one EVALSHA, no pipeline
+        if len(actions) == 1 and isinstance(actions[0], FiringRequest):  # one EVALSHA, no pipeline
             try:
-                return [_verdict(await self._claim_into(self._r, actions[0]))]
+                return [_verdict(await self._govern_into(self._r, actions[0]))]
             except RedisError as exc:
-                raise StoreError(f"cannot claim a firing: {exc}") from exc
+                raise StoreError(f"cannot ask governance about a firing: {exc}") from exc
         pipe = self._r.pipeline(transaction=False)
         for action in actions:
             if isinstance(action, Schedule):
@@ -305,7 +305,7 @@ class RedisStore:
                 else:
                     pipe.hset(key, action.field, action.value)
             else:
-                await self._claim_into(pipe, action)
+                await self._govern_into(pipe, action)
         try:
             results = await pipe.execute()
         except RedisError as exc:
@@ -313,12 +313,12 @@ class RedisStore:
         verdicts: list[Verdict] = []
         pos = 0
         for action in actions:
-            if isinstance(action, Claim):
+            if isinstance(action, FiringRequest):
                 verdicts.append(_verdict(results[pos]))
             pos += 2 if isinstance(action, Schedule | Cancel) else 1
         return verdicts
 
-    async def _claim_into(self, client: Any, c: Claim) -> Any:
+    async def _govern_into(self, client: Any, c: FiringRequest) -> Any:
         return await self._governance(
             keys=[self._k.session(c.site, c.session), self._k.visitor(c.site, c.visitor)],
             args=[
@@ -336,7 +336,7 @@ class RedisStore:
                 c.dismiss_count,
                 c.dismiss_pause_ms,
                 c.priority,
-                c.firing,  # last: the wrapper of claim.lua reads ARGV[#ARGV]
+                c.firing,  # last: the wrapper of govern.lua reads ARGV[#ARGV]
             ],
             client=client,
         )
@@ -349,7 +349,7 @@ class RedisStore:
         keys = [self._k.timers(), self._k.leases(), self._k.claimed()]
         lease_ms = round(self._s.timer_lease_s * 1000)
         async with _guard("claim timers"):
-            members = await self._claim(keys=keys, args=[now_ms, limit, lease_ms])
+            members = await self._claim_timers(keys=keys, args=[now_ms, limit, lease_ms])
         claimed: list[tuple[Timer, int]] = []
         for i in range(1, len(members), 2):
             try:
