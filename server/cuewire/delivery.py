@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from . import fields
 from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
 from .experiments import HOLDOUT, variant_for
@@ -160,7 +161,15 @@ class Delivery:
         queue = cand.rule.on_conflict == "queue" and code in CONFLICTS
         if queue:
             await self._store.apply(
-                [Put(site, session, visitor, f"queued:{cand.rule.id}", str(self._clock.now_ms()))]
+                [
+                    Put(
+                        site,
+                        session,
+                        visitor,
+                        fields.queued(cand.rule.id),
+                        str(self._clock.now_ms()),
+                    )
+                ]
             )
         outcome = Outcome.QUEUED if queue else Outcome.SUPPRESSED
         reason = self._reason(code, cand.rule, other)
@@ -182,7 +191,7 @@ class Delivery:
                 site,
                 session,
                 visitor,
-                f"x:{f.name}",
+                fields.fact(f.name),
                 json.dumps(f.value),
                 on_visitor=f.scope == "visitor",
             )

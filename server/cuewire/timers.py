@@ -16,6 +16,7 @@ import logging
 import random
 from collections.abc import Callable
 
+from . import fields
 from .clock import Clock
 from .codes import Drop
 from .delivery import Delivery
@@ -183,7 +184,7 @@ class TimerLoop:
 
         ``hold:<rule>`` is ``<since ms>:<token of the retry>``; it counts only for that retry,
         so a hold left behind (its retry was cancelled) never shortens a later one."""
-        field = f"hold:{timer.rule}"
+        field = fields.hold(timer.rule)
         held_since, _, retry_of = session_facts.get(field, "").partition(":")
         since = int(held_since) if retry_of == timer.token and held_since.isdigit() else now
         if now - since >= HOLD_FOR_A_TAB_MS:

@@ -12,6 +12,7 @@ from typing import Any, Self
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .. import fields
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
 from ..ids import new_id
@@ -59,7 +60,7 @@ def _governance_script() -> str:
         + "  return v == ''\n"
         + "end\n"
         + "local firing = ARGV[#ARGV]\n"
-        + "local marker = 'firing:' .. ARGV[1]\n"
+        + f"local marker = '{fields.FIRING}' .. ARGV[1]\n"
         + "if firing ~= '' and redis.call('HGET', KEYS[1], marker) == firing then\n"
         + f"  return {REGRANT}\n"
         + "end\n"
@@ -217,11 +218,11 @@ class RedisStore:
             if isinstance(action, Schedule):
                 t = action.timer
                 session_key = slot(self._k.session(t.site, t.session))
-                ops.append(["hset", session_key, f"t:{t.rule}", t.token])
+                ops.append(["hset", session_key, fields.timer(t.rule), t.token])
                 ops.append(["zadd", slot(self._k.timers()), action.due_ms, t.member()])
             elif isinstance(action, Cancel):
                 t = action.timer
-                ops.append(["hdel", slot(self._k.session(t.site, t.session)), f"t:{t.rule}"])
+                ops.append(["hdel", slot(self._k.session(t.site, t.session)), fields.timer(t.rule)])
                 ops.append(["zrem", slot(self._k.timers()), t.member()])
             elif isinstance(action, Put):
                 key = (
@@ -288,11 +289,11 @@ class RedisStore:
         for action in actions:
             if isinstance(action, Schedule):
                 t = action.timer
-                pipe.hset(self._k.session(t.site, t.session), f"t:{t.rule}", t.token)
+                pipe.hset(self._k.session(t.site, t.session), fields.timer(t.rule), t.token)
                 pipe.zadd(self._k.timers(), {t.member(): action.due_ms})
             elif isinstance(action, Cancel):
                 t = action.timer
-                pipe.hdel(self._k.session(t.site, t.session), f"t:{t.rule}")
+                pipe.hdel(self._k.session(t.site, t.session), fields.timer(t.rule))
                 pipe.zrem(self._k.timers(), t.member())
             elif isinstance(action, Put):
                 key = (
@@ -370,16 +371,18 @@ class RedisStore:
             self._k.visitor(timer.site, timer.visitor),
         ]
         async with _guard("read a timer's facts"):
-            result = await self._consume(keys=keys, args=[f"t:{timer.rule}", timer.token])
+            result = await self._consume(keys=keys, args=[fields.timer(timer.rule), timer.token])
         if not result:
             return None
         return _pairs(result[0]), _pairs(result[1])
 
     async def ack_timer(self, timer: Timer, clear_hold: bool = False) -> None:
         keys = [self._k.leases(), self._k.claimed(), self._k.session(timer.site, timer.session)]
-        hold = f"hold:{timer.rule}" if clear_hold else ""
+        hold = fields.hold(timer.rule) if clear_hold else ""
         async with _guard("release a timer"):
-            await self._ack(keys=keys, args=[timer.member(), f"t:{timer.rule}", timer.token, hold])
+            await self._ack(
+                keys=keys, args=[timer.member(), fields.timer(timer.rule), timer.token, hold]
+            )
 
     async def timer_due(self, timer: Timer) -> int | None:
         async with _guard("read a timer"):
