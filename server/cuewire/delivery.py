@@ -21,6 +21,7 @@ from .codes import CONFLICTS, Drop, Hold, Outcome
 from .experiments import HOLDOUT, variant_for
 from .ids import new_id
 from .metrics import Metrics
+from .origin import Origin
 from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
@@ -82,10 +83,9 @@ class Delivery:
         self._secret = webhook_secret
         self._metrics = metrics or Metrics()
 
-    async def resolve(
-        self, site: str, session: str, visitor: str, sid: str, candidates: list[Candidate]
-    ) -> Prompt | None:
-        """Fire what governance allows; return the prompt shown, if any."""
+    async def resolve(self, origin: Origin, candidates: list[Candidate]) -> Prompt | None:
+        """Fire what governance allows; return the prompt shown, if any (on ``origin.sid``)."""
+        site, session, visitor, sid = origin.site, origin.session, origin.visitor, origin.sid
         policy = self._engine().rules.policy
         shown: Prompt | None = None
         seen: set[str] = set()

@@ -28,7 +28,8 @@ from .errors import StoreError
 from .facts import EVENT_NAMES, PROP_VALUES, TRAITS, new_names
 from .locks import KeyedLocks
 from .metrics import Metrics
-from .pipeline import Origin, Pipeline
+from .origin import Origin
+from .pipeline import Pipeline
 from .protocol import Ack, Rejection, SessionStarted, error_reason, parse_auth
 from .ratelimit import Rate, RefusalLog
 from .settings import Settings

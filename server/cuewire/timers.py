@@ -22,6 +22,7 @@ from .codes import Drop
 from .delivery import Delivery
 from .errors import StoreError
 from .ids import new_id
+from .origin import Origin
 from .rules.engine import Engine
 from .rules.model import duration_ms
 from .store.base import Facts, Put, Schedule, Store, Timer
@@ -159,9 +160,8 @@ class TimerLoop:
         else:
             sid = session_facts.get("sid")
             if sid or rule.show is None:  # a webhook or `set` needs no tab
-                await self._delivery.resolve(
-                    timer.site, timer.session, timer.visitor, sid or "", [outcome]
-                )
+                origin = Origin(timer.site, timer.visitor, timer.session, tab="", sid=sid or "")
+                await self._delivery.resolve(origin, [outcome])
                 await self._store.ack_timer(timer, clear_hold=True)
             else:
                 await self._hold(timer, due_ms, session_facts, now)

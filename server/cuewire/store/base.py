@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..facts import FactChanges, NewName
+from ..origin import Origin
 from ..ratelimit import Rate
 
 Facts = dict[str, str]
@@ -155,11 +156,7 @@ class Store(Protocol):
 
     async def ingest(
         self,
-        site: str,
-        session: str,
-        visitor: str,
-        tab: str,
-        socket_id: str,
+        origin: Origin,
         events: list[dict[str, Any]],
         changes: list[FactChanges],
         now_ms: int,
@@ -169,9 +166,7 @@ class Store(Protocol):
         """Apply actions in one round trip; one :class:`Verdict` per FiringRequest, in order."""
         ...
 
-    async def commit(
-        self, site: str, session: str, tab: str, seqs: list[int], actions: list[Action]
-    ) -> bool:
+    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         """Apply a batch's actions (no FiringRequests) and mark its seqs done, atomically.
         False, and nothing applied, when a seq is no longer pending (another process
         committed it)."""

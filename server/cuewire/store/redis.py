@@ -17,6 +17,7 @@ from ..errors import StoreError
 from ..facts import FactChanges, NewName
 from ..ids import new_id
 from ..keys import Keys
+from ..origin import Origin
 from ..ratelimit import Rate
 from ..settings import Settings
 from .base import (
@@ -161,15 +162,13 @@ class RedisStore:
 
     async def ingest(
         self,
-        site: str,
-        session: str,
-        visitor: str,
-        tab: str,
-        socket_id: str,
+        origin: Origin,
         events: list[dict[str, Any]],
         changes: list[FactChanges],
         now_ms: int,
     ) -> Ingested:
+        site, session, visitor, tab = origin.site, origin.session, origin.visitor, origin.tab
+        socket_id = origin.sid
         args: list[Any] = [
             now_ms,
             self._s.session_ttl_s,
@@ -201,10 +200,8 @@ class RedisStore:
         todo = [int(f) != 0 for f in flags]
         return Ingested(fresh, todo, _pairs(sess), _pairs(vis))
 
-    async def commit(
-        self, site: str, session: str, tab: str, seqs: list[int], actions: list[Action]
-    ) -> bool:
-        keys = [self._k.pending(site, session, tab)]
+    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
+        keys = [self._k.pending(origin.site, origin.session, origin.tab)]
         slots: dict[str, int] = {}
 
         def slot(key: str) -> int:
