@@ -26,7 +26,7 @@ from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
 from .rules.model import Policy, Rule, duration_ms
-from .store.base import Action, FiringRequest, Put, Store, Verdict
+from .store.base import Action, FiringRequest, Put, Store, Timer, Verdict
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -344,19 +344,11 @@ class Delivery:
         }
         await self._store.audit(site, record)
 
-    async def record_drop(
-        self,
-        site: str,
-        session: str,
-        visitor: str,
-        rule: str,
-        code: Drop,
-        reason: str,
-        due_ms: int,
-        firing: str = "",
-    ) -> None:
+    async def record_drop(self, timer: Timer, code: Drop, reason: str, due_ms: int) -> None:
         """Audit a due deadline that did not fire (``outcome: dropped``) with its ``code``;
-        once per ``firing`` (the timer's token)."""
+        once per firing (the timer's token)."""
+        site, session, visitor, rule = timer.site, timer.session, timer.visitor, timer.rule
+        firing = timer.token
         now = self._clock.now_ms()
         self._metrics.firings.labels(rule, Outcome.DROPPED).inc()
         record = {

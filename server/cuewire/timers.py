@@ -167,16 +167,7 @@ class TimerLoop:
                 await self._hold(timer, due_ms, session_facts, now)
 
     async def _drop(self, timer: Timer, due_ms: int, code: Drop, reason: str) -> None:
-        await self._delivery.record_drop(
-            timer.site,
-            timer.session,
-            timer.visitor,
-            timer.rule,
-            code,
-            reason,
-            due_ms,
-            firing=timer.token,
-        )
+        await self._delivery.record_drop(timer, code, reason, due_ms)
         await self._store.ack_timer(timer, clear_hold=True)
 
     async def _hold(self, timer: Timer, due_ms: int, session_facts: Facts, now: int) -> None:
