@@ -5,13 +5,14 @@ when the client resends it, and facts are never counted twice. No RedisError lea
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from cuewire.errors import StoreError
 from cuewire.facts import changes_for
-from cuewire.pipeline import Origin
+from cuewire.origin import Origin
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from cuewire.store.base import Action, Put, Timer
@@ -28,13 +29,11 @@ class CommitFailsOnce(RedisStore):
         super().__init__(store.client, store.settings)
         self.failures = 1
 
-    async def commit(
-        self, site: str, session: str, tab: str, seqs: list[int], actions: list[Action]
-    ) -> bool:
+    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         if self.failures:
             self.failures -= 1
             raise StoreError("injected: the store failed while applying rule actions")
-        return await super().commit(site, session, tab, seqs, actions)
+        return await super().commit(origin, seqs, actions)
 
 
 def page_view(h: Harness, seq: int) -> dict[str, Any]:
@@ -82,15 +81,13 @@ async def test_a_resend_racing_its_original_applies_the_actions_once(
     async def ingest() -> tuple[list[bool], list[bool]]:
         event = page_view(h, 7)
         changes = changes_for(event, h.clock.now_ms(), h.runtime.engine().rules.distinct)
-        got = await store.ingest(
-            origin.site, origin.session, origin.visitor, origin.tab, "", [event], [changes], 0
-        )
+        got = await store.ingest(replace(origin, sid=""), [event], [changes], 0)
         return got.fresh, got.todo
 
     assert await ingest() == ([True], [True])
     assert await ingest() == ([False], [True])  # stored, its actions still pending
-    assert await store.commit(origin.site, origin.session, origin.tab, [7], [put]) is True
-    assert await store.commit(origin.site, origin.session, origin.tab, [7], [put]) is False
+    assert await store.commit(origin, [7], [put]) is True
+    assert await store.commit(origin, [7], [put]) is False
     assert await ingest() == ([False], [False])  # done: a plain duplicate
 
 
@@ -102,8 +99,8 @@ async def test_no_store_call_lets_a_redis_error_escape(settings: Settings) -> No
     timer = Timer("test-site", "s1", "v1", "r", "tok")
     calls: dict[str, Callable[[], Awaitable[object]]] = {
         "open_session": lambda: s.open_session("test-site", "v1", None, 0),
-        "ingest": lambda: s.ingest("test-site", "s1", "v1", "t", "", [], [], 0),
-        "commit": lambda: s.commit("test-site", "s1", "t", [1], []),
+        "ingest": lambda: s.ingest(Origin("test-site", "v1", "s1", "t", ""), [], [], 0),
+        "commit": lambda: s.commit(Origin("test-site", "v1", "s1", "t", ""), [1], []),
         "apply": lambda: s.apply([Put("test-site", "s1", "v1", "f", "1")]),
         "link_user": lambda: s.link_user("test-site", "u1", "v1"),
         "visitor_of_user": lambda: s.visitor_of_user("test-site", "u1"),

@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse
 from .clock import Clock
 from .errors import StoreError
 from .identity import trusted
-from .pipeline import Origin, Pipeline
+from .origin import Origin
+from .pipeline import Pipeline
 from .protocol import Id, error_reason
 from .settings import Settings
 from .sites import Sites

@@ -4,7 +4,7 @@
 - :class:`Refuse`: why a Socket.IO connect was refused (``err.data.code`` in the browser).
 - :class:`Outcome`: what became of one candidate firing (the audit record's ``outcome``).
 - :class:`Hold`: why governance held a candidate back, or took a prompt off the screen (the
-  audit record's ``code``; claim.lua returns the governance ones).
+  audit record's ``code``; govern.lua returns the governance ones).
 - :class:`Drop`: why a due deadline was dropped without firing (the audit record's ``code``
   beside ``outcome: dropped``).
 

@@ -1,6 +1,7 @@
-"""Resolve candidates under governance: claim, then show / call webhook / set facts; audit all.
+"""Resolve candidates under governance (a firing request), then show / call webhook / set facts;
+audit all.
 
-Highest priority first. A claim is atomic in the store (claim.lua), so a rule fires once per
+Highest priority first. Governance is atomic in the store (govern.lua), so a rule fires once per
 eligibility even when several tabs and server processes see the same behaviour.
 """
 
@@ -14,16 +15,18 @@ from typing import Any
 
 import jinja2
 
+from . import fields
 from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
-from .experiments import HOLDOUT, bucket
+from .experiments import HOLDOUT, variant_for
 from .ids import new_id
 from .metrics import Metrics
+from .origin import Origin
 from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
 from .rules.model import Policy, Rule, duration_ms
-from .store.base import Action, Claim, Put, Store, Verdict
+from .store.base import Action, FiringRequest, Put, Store, Timer, Verdict
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -80,10 +83,9 @@ class Delivery:
         self._secret = webhook_secret
         self._metrics = metrics or Metrics()
 
-    async def resolve(
-        self, site: str, session: str, visitor: str, sid: str, candidates: list[Candidate]
-    ) -> Prompt | None:
-        """Fire what governance allows; return the prompt shown, if any."""
+    async def resolve(self, origin: Origin, candidates: list[Candidate]) -> Prompt | None:
+        """Fire what governance allows; return the prompt shown, if any (on ``origin.sid``)."""
+        site, session, visitor, sid = origin.site, origin.session, origin.visitor, origin.sid
         policy = self._engine().rules.policy
         shown: Prompt | None = None
         seen: set[str] = set()
@@ -96,9 +98,9 @@ class Delivery:
                 await self._blocked(site, session, visitor, cand, Hold.LOWER_PRIORITY, shown.rule)
                 continue
             prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
-            claim = self._claim(site, session, visitor, rule, policy, prompt_id)
-            claim = replace(claim, firing=cand.firing)
-            [verdict] = await self._store.apply([claim])
+            request = self._firing_request(site, session, visitor, rule, policy, prompt_id)
+            request = replace(request, firing=cand.firing)
+            [verdict] = await self._store.apply([request])
             if not verdict.granted:
                 await self._blocked(site, session, visitor, cand, Hold(verdict.code))
                 continue
@@ -106,12 +108,12 @@ class Delivery:
             shown = shown or prompt
         return shown
 
-    def _claim(
+    def _firing_request(
         self, site: str, session: str, visitor: str, rule: Rule, policy: Policy, prompt_id: str
-    ) -> Claim:
+    ) -> FiringRequest:
         limit = rule.limit
         dismiss = policy.dismissals
-        return Claim(
+        return FiringRequest(
             site=site,
             session=session,
             visitor=visitor,
@@ -159,7 +161,15 @@ class Delivery:
         queue = cand.rule.on_conflict == "queue" and code in CONFLICTS
         if queue:
             await self._store.apply(
-                [Put(site, session, visitor, f"queued:{cand.rule.id}", str(self._clock.now_ms()))]
+                [
+                    Put(
+                        site,
+                        session,
+                        visitor,
+                        fields.queued(cand.rule.id),
+                        str(self._clock.now_ms()),
+                    )
+                ]
             )
         outcome = Outcome.QUEUED if queue else Outcome.SUPPRESSED
         reason = self._reason(code, cand.rule, other)
@@ -181,7 +191,7 @@ class Delivery:
                 site,
                 session,
                 visitor,
-                f"x:{f.name}",
+                fields.fact(f.name),
                 json.dumps(f.value),
                 on_visitor=f.scope == "visitor",
             )
@@ -199,7 +209,7 @@ class Delivery:
         if rule.show is None:
             await self._record(site, session, visitor, cand, Outcome.FIRED, "")
             return None
-        variant = self._variant(visitor, rule)
+        variant = variant_for(visitor, rule)
         if variant == HOLDOUT:
             await self._store.apply(self._still_showing(site, session, visitor, verdict))
             await self._record(
@@ -256,14 +266,6 @@ class Delivery:
             "event": "{}",
         }
         await self._store.audit(site, record)
-
-    @staticmethod
-    def _variant(visitor: str, rule: Rule) -> str | None:
-        show = rule.show
-        if show is None or (not show.variants and not show.holdout):
-            return None
-        weights = [(v.id, v.weight) for v in show.variants]
-        return bucket(visitor, show.experiment or rule.id, weights, show.holdout)
 
     def _render(
         self, cand: Candidate, prompt_id: str, variant: str | None, replaces: str | None
@@ -342,19 +344,11 @@ class Delivery:
         }
         await self._store.audit(site, record)
 
-    async def record_drop(
-        self,
-        site: str,
-        session: str,
-        visitor: str,
-        rule: str,
-        code: Drop,
-        reason: str,
-        due_ms: int,
-        firing: str = "",
-    ) -> None:
+    async def record_drop(self, timer: Timer, code: Drop, reason: str, due_ms: int) -> None:
         """Audit a due deadline that did not fire (``outcome: dropped``) with its ``code``;
-        once per ``firing`` (the timer's token)."""
+        once per firing (the timer's token)."""
+        site, session, visitor, rule = timer.site, timer.session, timer.visitor, timer.rule
+        firing = timer.token
         now = self._clock.now_ms()
         self._metrics.firings.labels(rule, Outcome.DROPPED).inc()
         record = {

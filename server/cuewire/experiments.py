@@ -1,9 +1,18 @@
-"""Deterministic bucketing: the same visitor gets the same variant, in every process."""
+"""Deterministic bucketing: the same visitor gets the same variant, in every process.
+
+``variant_for`` is the one place a rule's ``show`` is turned into a variant: delivery picks
+with it, measurement counts suppressed candidates in the arm it names, and the studio labels
+each arm with the share ``arm_shares`` gives it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .rules.model import Rule, Show, Variant
 
 HOLDOUT = "holdout"
 
@@ -32,3 +41,23 @@ def bucket(
         if x < edge:
             return variant
     return weights[-1][0]
+
+
+def variant_for(visitor: str, rule: Rule) -> str | None:
+    """The variant ``visitor`` gets for ``rule``: a variant id, ``HOLDOUT``, or None when the
+    rule shows nothing or has neither variants nor a holdout."""
+    show = rule.show
+    if show is None or (not show.variants and not show.holdout):
+        return None
+    weights = [(v.id, v.weight) for v in show.variants]
+    return bucket(visitor, show.experiment or rule.id, weights, show.holdout)
+
+
+def arm_shares(show: Show) -> list[tuple[Variant | None, float]]:
+    """Each arm of ``show`` with the share of all visitors ``variant_for`` gives it (the
+    holdout's share is ``show.holdout``); one arm ``None`` when there are no variants."""
+    share = 1 - show.holdout
+    if not show.variants:
+        return [(None, share)]
+    total = sum(v.weight for v in show.variants)
+    return [(v, v.weight / total * share) for v in show.variants]

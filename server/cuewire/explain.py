@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from msgspec import UNSET
 
+from . import fields
 from .rules.engine import Engine
 from .store.base import Store, Timer
 
@@ -28,8 +29,8 @@ async def explain(
     view = engine.view(facts, visitor_facts, now_ms)
     out: list[RuleStatus] = []
     for rule in engine.rules.rules.values():
-        fired = int(facts.get(f"fired:{rule.id}", 0))
-        token = facts.get(f"t:{rule.id}")
+        fired = int(facts.get(fields.fired(rule.id), 0))
+        token = facts.get(fields.timer(rule.id))
         if token:
             timer = Timer(site, session, facts.get("visitor", ""), rule.id, token)
             due = await store.timer_due(timer)

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from . import fields
+
 PROMPT_CLOSED = (
     "prompt_click",
     "prompt_dismiss",
@@ -100,13 +102,16 @@ def new_names(
     if kind == "custom":
         name = event["name"]
         props = event.get("props") or {}
-        found: list[NewName] = [("s", EVENT_NAMES, f"c:{name}"), ("v", EVENT_NAMES, f"c:{name}")]
+        found: list[NewName] = [
+            ("s", EVENT_NAMES, fields.custom(name)),
+            ("v", EVENT_NAMES, fields.custom(name)),
+        ]
         for prop in (distinct or {}).get(name, ()):
             if props.get(prop) is not None:
-                found.append(("s", PROP_VALUES, f"d:{name}.{prop}:{props[prop]}"))
+                found.append(("s", PROP_VALUES, fields.distinct(name, prop, props[prop])))
         return found
     if kind == "identify":
-        return [("v", TRAITS, f"trait:{trait}") for trait in event.get("traits", {})]
+        return [("v", TRAITS, fields.trait(trait)) for trait in event.get("traits", {})]
     return []
 
 
@@ -125,7 +130,7 @@ def changes_for(
     count."""
     kind = event["type"]
     now = str(now_ms)
-    ch = FactChanges(incr=["events", f"n:{kind}"], set={"last": now, "last_type": kind})
+    ch = FactChanges(incr=["events", fields.count(kind)], set={"last": now, "last_type": kind})
     if is_activity(event):
         ch.set["active_at"] = now
     if kind == "page_view":
@@ -151,29 +156,29 @@ def changes_for(
     elif kind == "custom":
         name = event["name"]
         props = event.get("props") or {}
-        ch.incr.append(f"c:{name}")
-        ch.set[f"p:{name}"] = json.dumps(props)
-        ch.visitor_incr.append(f"c:{name}")
-        ch.visitor_set[f"at:{name}"] = now
+        ch.incr.append(fields.custom(name))
+        ch.set[fields.props(name)] = json.dumps(props)
+        ch.visitor_incr.append(fields.custom(name))
+        ch.visitor_set[fields.last_at(name)] = now
         for prop in (distinct or {}).get(name, ()):
             if props.get(prop) is not None:
-                ch.setnx[f"d:{name}.{prop}:{props[prop]}"] = now
+                ch.setnx[fields.distinct(name, prop, props[prop])] = now
     elif kind == "click":
         click_changes(event, clicks, ch)
     elif kind == "identify":
         ch.visitor_set["user_id"] = event["user_id"]
         ch.visitor_set["user_verified"] = "1" if event.get("verified") is True else "0"
         for trait, value in event.get("traits", {}).items():
-            ch.visitor_set[f"trait:{trait}"] = json.dumps(value)
+            ch.visitor_set[fields.trait(trait)] = json.dumps(value)
     if kind in PROMPT_CLOSED:
         ch.set["showing"] = ""
         if kind == "prompt_dismiss":
             ch.visitor_incr.append("dismissed")
             ch.visitor_set["last_dismiss"] = now
         elif kind == "prompt_snooze":
-            ch.visitor_set[f"snooze:{event['rule']}"] = now
+            ch.visitor_set[fields.snooze(event["rule"])] = now
         elif kind == "prompt_optout":
-            ch.visitor_set[f"optout:{event['rule']}"] = now
+            ch.visitor_set[fields.optout(event["rule"])] = now
     return ch
 
 
@@ -181,6 +186,6 @@ def click_changes(event: dict[str, Any], names: frozenset[str], ch: FactChanges)
     """Count a click on the session and the visitor under each name it goes by that rules
     test (``session.clicks.<name>``): its ``data-cw-track`` value and its selector. Only
     those names: the browser's text never adds fields of its choosing."""
-    for name in {event.get("track"), event.get("selector")} & names:
-        ch.incr.append(f"clk:{name}")
-        ch.visitor_incr.append(f"clk:{name}")
+    for name in names & {event.get("track"), event.get("selector")}:
+        ch.incr.append(fields.clicks(name))
+        ch.visitor_incr.append(fields.clicks(name))

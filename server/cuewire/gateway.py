@@ -28,8 +28,9 @@ from .errors import StoreError
 from .facts import EVENT_NAMES, PROP_VALUES, TRAITS, new_names
 from .locks import KeyedLocks
 from .metrics import Metrics
-from .pipeline import Origin, Pipeline
-from .protocol import Ack, Rejection, SessionInfo, error_reason, parse_auth
+from .origin import Origin
+from .pipeline import Pipeline
+from .protocol import Ack, Rejection, SessionStarted, error_reason, parse_auth
 from .ratelimit import Rate, RefusalLog
 from .settings import Settings
 from .sites import Sites
@@ -184,7 +185,7 @@ class Gateway:
             address=client_address(environ),
         )
         self._metrics.connections.inc()
-        info = SessionInfo(opened.session, parsed.visitor, opened.returning)
+        info = SessionStarted(opened.session, parsed.visitor, opened.returning)
         await self._sio.emit("session", msgspec.to_builtins(info), to=sid, ignore_queue=True)
         return True
 

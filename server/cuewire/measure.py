@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .codes import Outcome
-from .experiments import bucket
+from .experiments import HOLDOUT, variant_for
 from .goals import Goal, Goals
 from .rules.engine import Engine
 from .rules.index import matches
@@ -39,7 +39,6 @@ EXPOSED = (Outcome.FIRED, Outcome.HOLDOUT)
 # "queued" comes back as one of these; "replaced" is a later record of a fired prompt
 CANDIDATE = (Outcome.FIRED, Outcome.HOLDOUT, Outcome.SUPPRESSED)
 NO_VARIANT = ""
-HOLDOUT = "holdout"
 CSV_COLUMNS = (
     "rule",
     "variant",
@@ -275,11 +274,7 @@ def assigner(engine: Engine | None) -> Assign:
 
     def assign(visitor: str, rule_id: str) -> str | None:
         rule = rules.get(rule_id)
-        show = rule.show if rule else None
-        if rule is None or show is None or (not show.variants and not show.holdout):
-            return None
-        weights = [(v.id, v.weight) for v in show.variants]
-        return bucket(visitor, show.experiment or rule.id, weights, show.holdout)
+        return None if rule is None else variant_for(visitor, rule)
 
     return assign
 

@@ -6,26 +6,15 @@ Transport-free, so the gateway, the backend-events endpoint and tests share it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from .delivery import Delivery
 from .facts import changes_for
 from .identity import is_verified
+from .origin import Origin
 from .protocol import Prompt
 from .rules.engine import Engine
 from .store.base import Store
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Who sent a batch: site, visitor, session, tab, and the socket to answer on."""
-
-    site: str
-    visitor: str
-    session: str
-    tab: str
-    sid: str
 
 
 class Pipeline:
@@ -46,16 +35,7 @@ class Pipeline:
         events = [_unsigned(e) for e in events]
         rules = engine.rules
         changes = [changes_for(e, now_ms, rules.distinct, rules.clicks) for e in events]
-        ingested = await self._store.ingest(
-            origin.site,
-            origin.session,
-            origin.visitor,
-            origin.tab,
-            origin.sid,
-            events,
-            changes,
-            now_ms,
-        )
+        ingested = await self._store.ingest(origin, events, changes, now_ms)
         # new events, and resends of events whose actions were never applied (a failed commit)
         fresh = [e for e, todo in zip(events, ingested.todo, strict=True) if todo]
         if not fresh:
@@ -79,15 +59,11 @@ class Pipeline:
         # The actions, with the seqs marked done, in one atomic step: if it fails the client
         # resends and the batch is decided again; if another process did it first, stop here.
         seqs = [int(e["seq"]) for e in fresh]
-        if not await self._store.commit(
-            origin.site, origin.session, origin.tab, seqs, decision.actions
-        ):
+        if not await self._store.commit(origin, seqs, decision.actions):
             return None
         if not decision.candidates:
             return None
-        return await self._delivery.resolve(
-            origin.site, origin.session, origin.visitor, origin.sid, decision.candidates
-        )
+        return await self._delivery.resolve(origin, decision.candidates)
 
 
 def _unsigned(event: dict[str, Any]) -> dict[str, Any]:

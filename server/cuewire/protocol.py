@@ -173,7 +173,9 @@ class Ack(msgspec.Struct, frozen=True, omit_defaults=True):
     retry_ms: int | None = None
 
 
-class SessionInfo(msgspec.Struct, frozen=True):
+class SessionStarted(msgspec.Struct, frozen=True):
+    """The ``session`` push after a connect (docs/protocol.md, "Connecting")."""
+
     session: str
     visitor: str
     returning: bool

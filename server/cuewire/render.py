@@ -91,19 +91,19 @@ class TemplateMeta(msgspec.Struct, forbid_unknown_fields=True):
 
 # What templates see (delivery.py builds it from rules/facts_view.py). Samples are checked
 # against these shapes, and what a sample leaves out gets the values of an unknown visitor.
-class PromptInfo(msgspec.Struct, forbid_unknown_fields=True):
+class SamplePrompt(msgspec.Struct, forbid_unknown_fields=True):
     id: str = "p_sample"
     rule: str = "sample"
     variant: str | None = None
 
 
-class VisitorInfo(msgspec.Struct, forbid_unknown_fields=True):
+class SampleVisitor(msgspec.Struct, forbid_unknown_fields=True):
     returning: bool = False
     sessions: int = 1
     traits: dict[str, Any] = {}
 
 
-class SessionInfo(msgspec.Struct, forbid_unknown_fields=True):
+class SampleSession(msgspec.Struct, forbid_unknown_fields=True):
     url: str = "http://localhost/"
     path: str | None = None  # from url when left out
     pages: int = 1
@@ -111,10 +111,10 @@ class SessionInfo(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SampleContext(msgspec.Struct, forbid_unknown_fields=True):
-    prompt: PromptInfo = msgspec.field(default_factory=PromptInfo)
+    prompt: SamplePrompt = msgspec.field(default_factory=SamplePrompt)
     params: dict[str, Any] = {}
-    visitor: VisitorInfo = msgspec.field(default_factory=VisitorInfo)
-    session: SessionInfo = msgspec.field(default_factory=SessionInfo)
+    visitor: SampleVisitor = msgspec.field(default_factory=SampleVisitor)
+    session: SampleSession = msgspec.field(default_factory=SampleSession)
     event: dict[str, Any] = {}
 
 

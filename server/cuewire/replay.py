@@ -28,7 +28,8 @@ import msgspec
 from .codes import Outcome
 from .delivery import Delivery
 from .errors import ConfigError
-from .pipeline import Origin, Pipeline
+from .origin import Origin
+from .pipeline import Pipeline
 from .protocol import Prompt, error_reason
 from .runtime import Runtime
 from .settings import Settings

@@ -3,8 +3,8 @@
 Deadlines live in the store (a sorted set scored by due time), so they survive restarts. A
 claim moves a deadline under a lease (claim_timers.lua); the firing process acks it when done,
 and a deadline whose lease expires (its process crashed) is claimed again by any process. A
-firing is idempotent: the timer's token is checked at consume and cleared at ack, its claim is
-granted once per token and its audit record is written once per token. So with several
+firing is idempotent: the timer's token is checked at consume and cleared at ack, its firing
+request is granted once per token and its audit record is written once per token. So with several
 processes and crashes each deadline fires once, or is dropped with an audited reason.
 """
 
@@ -16,11 +16,13 @@ import logging
 import random
 from collections.abc import Callable
 
+from . import fields
 from .clock import Clock
 from .codes import Drop
 from .delivery import Delivery
 from .errors import StoreError
 from .ids import new_id
+from .origin import Origin
 from .rules.engine import Engine
 from .rules.model import duration_ms
 from .store.base import Facts, Put, Schedule, Store, Timer
@@ -158,24 +160,14 @@ class TimerLoop:
         else:
             sid = session_facts.get("sid")
             if sid or rule.show is None:  # a webhook or `set` needs no tab
-                await self._delivery.resolve(
-                    timer.site, timer.session, timer.visitor, sid or "", [outcome]
-                )
+                origin = Origin(timer.site, timer.visitor, timer.session, tab="", sid=sid or "")
+                await self._delivery.resolve(origin, [outcome])
                 await self._store.ack_timer(timer, clear_hold=True)
             else:
                 await self._hold(timer, due_ms, session_facts, now)
 
     async def _drop(self, timer: Timer, due_ms: int, code: Drop, reason: str) -> None:
-        await self._delivery.record_drop(
-            timer.site,
-            timer.session,
-            timer.visitor,
-            timer.rule,
-            code,
-            reason,
-            due_ms,
-            firing=timer.token,
-        )
+        await self._delivery.record_drop(timer, code, reason, due_ms)
         await self._store.ack_timer(timer, clear_hold=True)
 
     async def _hold(self, timer: Timer, due_ms: int, session_facts: Facts, now: int) -> None:
@@ -183,7 +175,7 @@ class TimerLoop:
 
         ``hold:<rule>`` is ``<since ms>:<token of the retry>``; it counts only for that retry,
         so a hold left behind (its retry was cancelled) never shortens a later one."""
-        field = f"hold:{timer.rule}"
+        field = fields.hold(timer.rule)
         held_since, _, retry_of = session_facts.get(field, "").partition(":")
         since = int(held_since) if retry_of == timer.token and held_since.isdigit() else now
         if now - since >= HOLD_FOR_A_TAB_MS:

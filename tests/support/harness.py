@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cuewire.delivery import Delivery
-from cuewire.pipeline import Origin, Pipeline
+from cuewire.origin import Origin
+from cuewire.pipeline import Pipeline
 from cuewire.protocol import Prompt
 from cuewire.runtime import Runtime
 from cuewire.settings import Settings

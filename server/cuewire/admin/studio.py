@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from ..experiments import arm_shares
 from ..render import DEFAULT_SAMPLE, TEMPLATE_SUFFIX, Catalog, PromptTemplate, error_line
 from ..rules.model import Rule
 from ..runtime import Runtime
@@ -105,17 +106,15 @@ def rule_previews(catalog: Catalog, rules: list[Rule]) -> list[Preview]:
         show = rule.show
         if show is None:
             continue
-        total = sum(v.weight for v in show.variants) or 1.0
-        share = 1 - show.holdout
         arms: list[tuple[str | None, str, dict[str, Any], str]] = [
             (
-                v.id,
-                v.template or show.template,
-                {**show.params, **v.params},
-                f"{v.weight / total * share:.0%} of visitors",
+                v.id if v else None,
+                (v.template if v else None) or show.template,
+                {**show.params, **(v.params if v else {})},
+                f"{share:.0%} of visitors",
             )
-            for v in show.variants
-        ] or [(None, show.template, dict(show.params), f"{share:.0%} of visitors")]
+            for v, share in arm_shares(show)
+        ]
         holdout = f"; holdout {show.holdout:.0%} (recorded, not shown)" if show.holdout else ""
         for variant, name, params, share_text in arms:
             template = catalog.get(name)

@@ -13,6 +13,7 @@ from typing import Any
 
 from msgspec import UNSET
 
+from .. import fields
 from ..facts import PROMPT_CLOSED, is_activity
 from ..ids import new_id
 from ..store.base import Action, Cancel, Facts, Put, Schedule, Timer
@@ -32,7 +33,7 @@ class Candidate:
     view: FactView
     cause: str  # the trigger kind, or "queue"
     since_ms: int  # when the triggering behaviour happened or the deadline fell due
-    firing: str = ""  # a deadline's token: its claim and audit record happen once
+    firing: str = ""  # a deadline's token: its governance grant and audit record happen once
 
 
 @dataclass
@@ -53,16 +54,16 @@ class _Batch:
         return Timer(self.site, self.session, self.visitor, rule.id, token)
 
     def pending(self, rule: Rule) -> str | None:
-        return self.facts.get(f"t:{rule.id}")
+        return self.facts.get(fields.timer(rule.id))
 
     def schedule(self, rule: Rule, due_ms: int) -> None:
         self.cancel(rule)
         token = new_id(nbytes=6)
-        self.facts[f"t:{rule.id}"] = token
+        self.facts[fields.timer(rule.id)] = token
         self.decision.actions.append(Schedule(self.timer(rule, token), due_ms))
 
     def cancel(self, rule: Rule) -> None:
-        token = self.facts.pop(f"t:{rule.id}", None)
+        token = self.facts.pop(fields.timer(rule.id), None)
         if token is not None:
             self.decision.actions.append(Cancel(self.timer(rule, token)))
 
@@ -128,14 +129,14 @@ class Engine:
             dwell = rule.trigger.dwell
             if dwell is UNSET or batch.pending(rule):
                 continue
-            if batch.facts.get(f"fired:{rule.id}"):
+            if batch.facts.get(fields.fired(rule.id)):
                 continue
             remaining = duration_ms(dwell.for_) - view.active_ms()
             batch.schedule(rule, now_ms + max(0, remaining))
 
     def _release_queued(self, batch: _Batch, view: FactView, now_ms: int) -> None:
-        for name in [k for k in batch.facts if k.startswith("queued:")]:
-            rule = self.rules.rules.get(name[len("queued:") :])
+        for name in [k for k in batch.facts if k.startswith(fields.QUEUED)]:
+            rule = self.rules.rules.get(name.removeprefix(fields.QUEUED))
             batch.put(name, None)
             if rule is not None and self.eligible(rule, view):
                 batch.decision.candidates.append(Candidate(rule, view, "queue", now_ms))
@@ -184,7 +185,7 @@ class Engine:
         seq = rule.trigger.sequence
         if seq is UNSET:
             return False
-        key = f"sq:{rule.id}"
+        key = fields.sequence(rule.id)
         done, _, started = batch.facts.get(key, "0:0").partition(":")
         step, start = int(done), int(started or 0)
         in_time = step > 0 and now_ms - start <= duration_ms(seq.within)
@@ -207,7 +208,7 @@ class Engine:
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 return False
             group = str(value)
-        key = f"w:{rule.id}:{group}"
+        key = fields.window(rule.id, group)
         since = now_ms - duration_ms(count.within)
         stamps = [ts for ts in json.loads(batch.facts.get(key, "[]")) if ts > since]
         stamps.append(now_ms)

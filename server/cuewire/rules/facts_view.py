@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .. import fields
 from ..facts import path_of
 from ..store.base import Facts
 from .conditions import MISSING, Scope
@@ -88,19 +89,19 @@ class FactView:
         head, _, tail = rest.partition(".")
         s = self.session
         if head == "count":
-            return _int(s.get(f"n:{tail}"))
+            return _int(s.get(fields.count(tail)))
         if head == "custom":
-            return _int(s.get(f"c:{tail}"))
+            return _int(s.get(fields.custom(tail)))
         if head == "last":
             name, _, prop = tail.partition(".")
             return walk(self._last().get(name), prop.split(".")) if prop else MISSING
         if head == "clicks":
-            return _int(s.get(f"clk:{tail}"))
+            return _int(s.get(fields.clicks(tail)))
         if head == "distinct":
-            prefix = f"d:{tail}:"
+            prefix = fields.distinct_prefix(tail)
             return sum(1 for k in s if k.startswith(prefix))
         if head == "facts":
-            return _decoded(s.get(f"x:{tail}"))
+            return _decoded(s.get(fields.fact(tail)))
         if head == "utm":
             values = parse_qs(urlsplit(s.get("landing", "")).query).get(f"utm_{tail}")
             return values[0] if values else MISSING
@@ -136,31 +137,39 @@ class FactView:
             prev = self.session.get("prev_seen")
             return (self.now_ms - int(prev)) / DAY_MS if prev else MISSING
         if head == "traits":
-            return _decoded(v.get(f"trait:{tail}"))
+            return _decoded(v.get(fields.trait(tail)))
         if head == "facts":
-            return _decoded(v.get(f"x:{tail}"))
+            return _decoded(v.get(fields.fact(tail)))
         if head == "custom":
-            return _int(v.get(f"c:{tail}"))
+            return _int(v.get(fields.custom(tail)))
         if head == "clicks":
-            return _int(v.get(f"clk:{tail}"))
+            return _int(v.get(fields.clicks(tail)))
         if head == "since":
-            return self._since(v.get(f"at:{tail}"))
+            return self._since(v.get(fields.last_at(tail)))
         if head == "shown":
-            return _int(v.get(f"shown:{tail}"))
+            return _int(v.get(fields.shown(tail)))
         if rest in ("user_id", "first_seen"):
             return v.get(rest, MISSING)
         return MISSING
 
     def _last(self) -> dict[str, Any]:
         """Props of the latest custom event of each name."""
-        return {k[2:]: json.loads(v) for k, v in self.session.items() if k.startswith("p:")}
+        return {
+            k.removeprefix(fields.PROPS): json.loads(v)
+            for k, v in self.session.items()
+            if k.startswith(fields.PROPS)
+        }
 
     def _since(self, start: str | None) -> Any:
         return (self.now_ms - int(start)) / 1000 if start else MISSING
 
     def template_context(self) -> dict[str, Any]:
         """What templates see of this view (all values untrusted, autoescaped on render)."""
-        traits = {k[6:]: json.loads(v) for k, v in self.visitor.items() if k.startswith("trait:")}
+        traits = {
+            k.removeprefix(fields.TRAIT): json.loads(v)
+            for k, v in self.visitor.items()
+            if k.startswith(fields.TRAIT)
+        }
         return {
             "visitor": {
                 "returning": self.get("visitor.returning"),

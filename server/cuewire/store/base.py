@@ -1,4 +1,4 @@
-"""The store interface: session and visitor state, timers, firing claims, audit.
+"""The store interface: session and visitor state, timers, governance of firings, audit.
 
 It knows nothing of rules or transport. Two backends share one implementation
 (:class:`cuewire.store.redis.RedisStore`): a real Redis, or the embedded in-process server.
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..facts import FactChanges, NewName
+from ..origin import Origin
 from ..ratelimit import Rate
 
 Facts = dict[str, str]
@@ -75,8 +76,8 @@ class Cancel:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """Ask governance whether ``rule`` may fire now; counted when granted (claim.lua)."""
+class FiringRequest:
+    """Ask governance whether ``rule`` may fire now; counted when granted (govern.lua)."""
 
     site: str
     session: str
@@ -94,13 +95,13 @@ class Claim:
     snooze_ms: int = 0
     dismiss_count: int = 0
     dismiss_pause_ms: int = 0
-    firing: str = ""  # a timer's token: the claim of one firing is granted again, not twice
+    firing: str = ""  # a timer's token: the request of one firing is granted again, not twice
     priority: int = 0  # a show of strictly higher priority replaces the prompt on screen
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Governance's answer to a :class:`Claim`.
+    """Governance's answer to a :class:`FiringRequest`.
 
     ``code`` is "" when the firing is granted, else why not (a ``codes.Hold`` value). A granted
     show may take the place of a lower-priority prompt on screen: ``replaces`` is that
@@ -128,7 +129,7 @@ class Put:
     on_visitor: bool = False
 
 
-Action = Schedule | Cancel | Claim | Put
+Action = Schedule | Cancel | FiringRequest | Put
 
 
 @dataclass(frozen=True)
@@ -155,25 +156,20 @@ class Store(Protocol):
 
     async def ingest(
         self,
-        site: str,
-        session: str,
-        visitor: str,
-        tab: str,
-        socket_id: str,
+        origin: Origin,
         events: list[dict[str, Any]],
         changes: list[FactChanges],
         now_ms: int,
     ) -> Ingested: ...
 
     async def apply(self, actions: list[Action]) -> list[Verdict]:
-        """Apply actions in one round trip; one :class:`Verdict` per Claim, in order."""
+        """Apply actions in one round trip; one :class:`Verdict` per FiringRequest, in order."""
         ...
 
-    async def commit(
-        self, site: str, session: str, tab: str, seqs: list[int], actions: list[Action]
-    ) -> bool:
-        """Apply a batch's actions (no Claims) and mark its seqs done, atomically. False, and
-        nothing applied, when a seq is no longer pending (another process committed it)."""
+    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
+        """Apply a batch's actions (no FiringRequests) and mark its seqs done, atomically.
+        False, and nothing applied, when a seq is no longer pending (another process
+        committed it)."""
         ...
 
     async def admit(

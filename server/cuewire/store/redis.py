@@ -12,18 +12,20 @@ from typing import Any, Self
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .. import fields
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
 from ..ids import new_id
 from ..keys import Keys
+from ..origin import Origin
 from ..ratelimit import Rate
 from ..settings import Settings
 from .base import (
     Action,
     Admission,
     Cancel,
-    Claim,
     Facts,
+    FiringRequest,
     Ingested,
     OpenedSession,
     Put,
@@ -42,24 +44,24 @@ def _lua(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
 
 
-# What the wrapper returns when it grants a firing again: the shape claim.lua returns for a
-# grant (keep the two in step when claim.lua's answer changes).
+# What the wrapper returns when it grants a firing again: the shape govern.lua returns for a
+# grant (keep the two in step when govern.lua's answer changes).
 REGRANT = "{'', '', ''}"
 
 
 def _governance_script() -> str:
-    """claim.lua, granted again (and counted once) for the firing it already granted: the
+    """govern.lua, granted again (and counted once) for the firing it already granted: the
     last ARGV is the firing (a timer's token, or "")."""
     return (
         "local function governance()\n"
-        + _lua("claim.lua")
+        + _lua("govern.lua")
         + "\nend\n"
         + "local function granted(v)\n"
         + "  if type(v) == 'table' then return v[1] == '' end\n"
         + "  return v == ''\n"
         + "end\n"
         + "local firing = ARGV[#ARGV]\n"
-        + "local marker = 'firing:' .. ARGV[1]\n"
+        + f"local marker = '{fields.FIRING}' .. ARGV[1]\n"
         + "if firing ~= '' and redis.call('HGET', KEYS[1], marker) == firing then\n"
         + f"  return {REGRANT}\n"
         + "end\n"
@@ -89,7 +91,7 @@ def _pairs(flat: list[Any]) -> Facts:
 
 
 def _verdict(raw: Any) -> Verdict:
-    """claim.lua's answer, ``[code, replaced prompt, replaced rule]``."""
+    """govern.lua's answer, ``[code, replaced prompt, replaced rule]``."""
     code, replaces, rule = (str(x) for x in raw)
     return Verdict(code, replaces, rule)
 
@@ -103,7 +105,7 @@ class RedisStore:
         self._k = Keys(settings.key_prefix)
         self._open = client.register_script(_lua("open_session.lua"))
         self._ingest = client.register_script(_lua("ingest.lua"))
-        self._claim = client.register_script(_lua("claim_timers.lua"))
+        self._claim_timers = client.register_script(_lua("claim_timers.lua"))
         self._consume = client.register_script(_lua("consume_timer.lua"))
         self._ack = client.register_script(_lua("ack_timer.lua"))
         self._commit = client.register_script(_lua("commit.lua"))
@@ -160,15 +162,13 @@ class RedisStore:
 
     async def ingest(
         self,
-        site: str,
-        session: str,
-        visitor: str,
-        tab: str,
-        socket_id: str,
+        origin: Origin,
         events: list[dict[str, Any]],
         changes: list[FactChanges],
         now_ms: int,
     ) -> Ingested:
+        site, session, visitor, tab = origin.site, origin.session, origin.visitor, origin.tab
+        socket_id = origin.sid
         args: list[Any] = [
             now_ms,
             self._s.session_ttl_s,
@@ -200,10 +200,8 @@ class RedisStore:
         todo = [int(f) != 0 for f in flags]
         return Ingested(fresh, todo, _pairs(sess), _pairs(vis))
 
-    async def commit(
-        self, site: str, session: str, tab: str, seqs: list[int], actions: list[Action]
-    ) -> bool:
-        keys = [self._k.pending(site, session, tab)]
+    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
+        keys = [self._k.pending(origin.site, origin.session, origin.tab)]
         slots: dict[str, int] = {}
 
         def slot(key: str) -> int:
@@ -217,11 +215,11 @@ class RedisStore:
             if isinstance(action, Schedule):
                 t = action.timer
                 session_key = slot(self._k.session(t.site, t.session))
-                ops.append(["hset", session_key, f"t:{t.rule}", t.token])
+                ops.append(["hset", session_key, fields.timer(t.rule), t.token])
                 ops.append(["zadd", slot(self._k.timers()), action.due_ms, t.member()])
             elif isinstance(action, Cancel):
                 t = action.timer
-                ops.append(["hdel", slot(self._k.session(t.site, t.session)), f"t:{t.rule}"])
+                ops.append(["hdel", slot(self._k.session(t.site, t.session)), fields.timer(t.rule)])
                 ops.append(["zrem", slot(self._k.timers()), t.member()])
             elif isinstance(action, Put):
                 key = (
@@ -234,7 +232,7 @@ class RedisStore:
                 else:
                     ops.append(["hset", slot(key), action.field, action.value])
             else:
-                raise TypeError("commit applies no Claim: resolve candidates after it")
+                raise TypeError("commit applies no FiringRequest: resolve candidates after it")
         batch = {"seqs": [str(seq) for seq in seqs], "ops": ops}
         async with _guard("apply rule actions"):
             done = await self._commit(keys=keys, args=[json.dumps(batch, separators=(",", ":"))])
@@ -279,20 +277,20 @@ class RedisStore:
     async def apply(self, actions: list[Action]) -> list[Verdict]:
         if not actions:
             return []
-        if len(actions) == 1 and isinstance(actions[0], Claim):  # one EVALSHA, no pipeline
+        if len(actions) == 1 and isinstance(actions[0], FiringRequest):  # one EVALSHA, no pipeline
             try:
-                return [_verdict(await self._claim_into(self._r, actions[0]))]
+                return [_verdict(await self._govern_into(self._r, actions[0]))]
             except RedisError as exc:
-                raise StoreError(f"cannot claim a firing: {exc}") from exc
+                raise StoreError(f"cannot ask governance about a firing: {exc}") from exc
         pipe = self._r.pipeline(transaction=False)
         for action in actions:
             if isinstance(action, Schedule):
                 t = action.timer
-                pipe.hset(self._k.session(t.site, t.session), f"t:{t.rule}", t.token)
+                pipe.hset(self._k.session(t.site, t.session), fields.timer(t.rule), t.token)
                 pipe.zadd(self._k.timers(), {t.member(): action.due_ms})
             elif isinstance(action, Cancel):
                 t = action.timer
-                pipe.hdel(self._k.session(t.site, t.session), f"t:{t.rule}")
+                pipe.hdel(self._k.session(t.site, t.session), fields.timer(t.rule))
                 pipe.zrem(self._k.timers(), t.member())
             elif isinstance(action, Put):
                 key = (
@@ -305,7 +303,7 @@ class RedisStore:
                 else:
                     pipe.hset(key, action.field, action.value)
             else:
-                await self._claim_into(pipe, action)
+                await self._govern_into(pipe, action)
         try:
             results = await pipe.execute()
         except RedisError as exc:
@@ -313,12 +311,12 @@ class RedisStore:
         verdicts: list[Verdict] = []
         pos = 0
         for action in actions:
-            if isinstance(action, Claim):
+            if isinstance(action, FiringRequest):
                 verdicts.append(_verdict(results[pos]))
             pos += 2 if isinstance(action, Schedule | Cancel) else 1
         return verdicts
 
-    async def _claim_into(self, client: Any, c: Claim) -> Any:
+    async def _govern_into(self, client: Any, c: FiringRequest) -> Any:
         return await self._governance(
             keys=[self._k.session(c.site, c.session), self._k.visitor(c.site, c.visitor)],
             args=[
@@ -336,7 +334,7 @@ class RedisStore:
                 c.dismiss_count,
                 c.dismiss_pause_ms,
                 c.priority,
-                c.firing,  # last: the wrapper of claim.lua reads ARGV[#ARGV]
+                c.firing,  # last: the wrapper of govern.lua reads ARGV[#ARGV]
             ],
             client=client,
         )
@@ -349,7 +347,7 @@ class RedisStore:
         keys = [self._k.timers(), self._k.leases(), self._k.claimed()]
         lease_ms = round(self._s.timer_lease_s * 1000)
         async with _guard("claim timers"):
-            members = await self._claim(keys=keys, args=[now_ms, limit, lease_ms])
+            members = await self._claim_timers(keys=keys, args=[now_ms, limit, lease_ms])
         claimed: list[tuple[Timer, int]] = []
         for i in range(1, len(members), 2):
             try:
@@ -370,16 +368,18 @@ class RedisStore:
             self._k.visitor(timer.site, timer.visitor),
         ]
         async with _guard("read a timer's facts"):
-            result = await self._consume(keys=keys, args=[f"t:{timer.rule}", timer.token])
+            result = await self._consume(keys=keys, args=[fields.timer(timer.rule), timer.token])
         if not result:
             return None
         return _pairs(result[0]), _pairs(result[1])
 
     async def ack_timer(self, timer: Timer, clear_hold: bool = False) -> None:
         keys = [self._k.leases(), self._k.claimed(), self._k.session(timer.site, timer.session)]
-        hold = f"hold:{timer.rule}" if clear_hold else ""
+        hold = fields.hold(timer.rule) if clear_hold else ""
         async with _guard("release a timer"):
-            await self._ack(keys=keys, args=[timer.member(), f"t:{timer.rule}", timer.token, hold])
+            await self._ack(
+                keys=keys, args=[timer.member(), fields.timer(timer.rule), timer.token, hold]
+            )
 
     async def timer_due(self, timer: Timer) -> int | None:
         async with _guard("read a timer"):

@@ -1,4 +1,5 @@
 -- Governance, atomically: may this rule fire now in this session? If so, count it.
+-- Hash fields (fired:, fired_at:, shown:, optout:, snooze:, dc:, wc:) as in cuewire/fields.py.
 -- KEYS: session hash, visitor hash
 -- ARGV: rule, now_ms, shows (0/1), prompt_id, per_session, per_day, per_week, cooldown_ms,
 --       max_prompts_per_session, one_at_a_time (0/1), snooze_ms, dismiss_count,
