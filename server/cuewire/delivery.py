@@ -28,7 +28,10 @@ from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[str, Prompt], Awaitable[None]]
+# emit(sid, prompt, confirm): push a prompt to a socket; with confirm, wait for the tab's ack
+# (at most PROMPT_ACK_TIMEOUT_S) and answer whether it came.
+Emit = Callable[[str, Prompt, bool], Awaitable[bool]]
+PROMPT_ACK_TIMEOUT_S = 3.0
 # The fixed texts of codes (the others are made with numbers in Delivery._reason).
 REASONS: dict[Hold, str] = {
     Hold.OPTED_OUT: "opted out",
@@ -37,6 +40,7 @@ REASONS: dict[Hold, str] = {
     Hold.SHOWING: "another prompt is showing",
     Hold.RENDER_FAILED: "render failed",
 }
+UNACKED = object()  # what _act returns for a prompt the tab did not ack
 MAX_AVOID = 8
 TRACKED_EVENTS = ("click", "hover", "element_visible")
 MAX_SELECTOR = 256
@@ -95,16 +99,38 @@ class Delivery:
             if shown is not None and rule.show is not None:
                 await self._blocked(site, session, visitor, cand, Hold.LOWER_PRIORITY, shown.rule)
                 continue
-            prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
-            claim = self._claim(site, session, visitor, rule, policy, prompt_id)
-            claim = replace(claim, firing=cand.firing)
-            [verdict] = await self._store.apply([claim])
-            if not verdict.granted:
-                await self._blocked(site, session, visitor, cand, Hold(verdict.code))
-                continue
-            prompt = await self._act(site, session, visitor, sid, cand, prompt_id, verdict)
-            shown = shown or prompt
+            prompt = await self._one(site, session, visitor, sid, cand, policy, confirm=False)
+            shown = shown or (prompt if isinstance(prompt, Prompt) else None)
         return shown
+
+    async def fire(self, site: str, session: str, visitor: str, sid: str, cand: Candidate) -> bool:
+        """Fire one due deadline's candidate (``cand.firing`` set): as :meth:`resolve`, but a
+        prompt is pushed with an ack. False when the tab did not ack it in time: nothing was
+        audited and the rule's side effects were not applied; the claim stays granted to this
+        firing, so the caller retries it with the same ``firing`` and it counts once."""
+        policy = self._engine().rules.policy
+        prompt = await self._one(site, session, visitor, sid, cand, policy, confirm=True)
+        return prompt is not UNACKED
+
+    async def _one(
+        self,
+        site: str,
+        session: str,
+        visitor: str,
+        sid: str,
+        cand: Candidate,
+        policy: Policy,
+        confirm: bool,
+    ) -> Prompt | object | None:
+        rule = cand.rule
+        prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
+        claim = self._claim(site, session, visitor, rule, policy, prompt_id)
+        claim = replace(claim, firing=cand.firing)
+        [verdict] = await self._store.apply([claim])
+        if not verdict.granted:
+            await self._blocked(site, session, visitor, cand, Hold(verdict.code))
+            return None
+        return await self._act(site, session, visitor, sid, cand, prompt_id, verdict, confirm)
 
     def _claim(
         self, site: str, session: str, visitor: str, rule: Rule, policy: Policy, prompt_id: str
@@ -174,8 +200,17 @@ class Delivery:
         cand: Candidate,
         prompt_id: str,
         verdict: Verdict,
-    ) -> Prompt | None:
+        confirm: bool = False,
+    ) -> Prompt | object | None:
+        """Show, call the webhook, set facts; audit. A prompt pushed with ``confirm`` that the
+        tab did not ack returns :data:`UNACKED` before any side effect or audit record."""
         rule = cand.rule
+        variant = self._variant(visitor, rule) if rule.show is not None else None
+        prompt = None
+        if rule.show is not None and variant != HOLDOUT:
+            prompt = self._render(cand, prompt_id, variant, verdict.replaces or None)
+            if prompt is not None and not await self._emit(sid, prompt, confirm):
+                return UNACKED
         puts = [
             Put(
                 site,
@@ -199,21 +234,18 @@ class Delivery:
         if rule.show is None:
             await self._record(site, session, visitor, cand, Outcome.FIRED, "")
             return None
-        variant = self._variant(visitor, rule)
         if variant == HOLDOUT:
             await self._store.apply(self._still_showing(site, session, visitor, verdict))
             await self._record(
                 site, session, visitor, cand, Outcome.HOLDOUT, "would have shown", variant=variant
             )
             return None
-        prompt = self._render(cand, prompt_id, variant, verdict.replaces or None)
         if prompt is None:
             await self._store.apply(self._still_showing(site, session, visitor, verdict))
             code = Hold.RENDER_FAILED
             reason = REASONS[code]
             await self._record(site, session, visitor, cand, Outcome.SUPPRESSED, reason, code=code)
             return None
-        await self._emit(sid, prompt)
         if verdict.replaces:
             await self._record_replaced(site, session, visitor, cand, verdict)
         await self._record(site, session, visitor, cand, Outcome.FIRED, "", prompt, variant)

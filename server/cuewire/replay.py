@@ -221,8 +221,9 @@ async def replay(
     first = recording.batches[0].at if recording.batches else 0
     clock = SimClock(first)
 
-    async def emit(sid: str, prompt: Prompt) -> None:
+    async def emit(sid: str, prompt: Prompt, confirm: bool) -> bool:
         result.prompts.append(prompt)
+        return True  # a replay has no tab to lose
 
     delivery = Delivery(store, runtime.engine, runtime.catalog, emit, clock)
     pipeline = Pipeline(store, runtime.engine, delivery)
