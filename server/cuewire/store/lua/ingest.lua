@@ -7,6 +7,8 @@
 --       visitor_set] as facts.py encodes its changes (lists of fields, maps of field -> value)
 -- Changes of new events are merged (counters summed, last set wins, first setnx wins) and
 -- written once per field; resent events (a seq already seen from this tab) change nothing.
+-- An unverified identify (user_verified "0") never downgrades a verified visitor: it keeps
+-- the verified user_id and user_verified (its traits are still set).
 -- A new seq is also marked pending until commit.lua applies the engine's actions for it; a
 -- resend of a pending seq changes no facts but is handed to the engine again.
 -- Returns {flags (1 new, 2 resent while pending, 0 resent and done), session hash (flat),
@@ -27,6 +29,8 @@ local function put(target, fields, first_wins)
   end
 end
 
+local verified = redis.call('HGET', vkey, 'user_verified') == '1'
+
 for e, ev in ipairs(batch) do
   local seq = ev[1]
   local is_new = redis.call('ZADD', qkey, 'NX', seq, seq)
@@ -37,7 +41,11 @@ for e, ev in ipairs(batch) do
   if is_new == 1 then
     redis.call('ZADD', pkey, seq, seq)
     add(incr, ev[3]); put(set, ev[4], false); put(setnx, ev[5], true)
-    add(vincr, ev[6]); put(vset, ev[7], false)
+    local vs = ev[7]
+    if type(vs) == 'table' and vs.user_verified == '0' and (verified or vset.user_verified == '1') then
+      vs.user_id = nil; vs.user_verified = nil
+    end
+    add(vincr, ev[6]); put(vset, vs, false)
     accepted[#accepted + 1] = ev[2]
   end
 end
