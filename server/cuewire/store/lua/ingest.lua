@@ -4,7 +4,8 @@
 -- ARGV: now_ms, session_ttl_s, visitor_ttl_s, keep_recent, socket_id, visitor_id,
 --       live stream max length (0: no live stream), session id,
 --       then one JSON array with, per event, [seq, event JSON, incr, set, setnx, visitor_incr,
---       visitor_set] as facts.py encodes its changes (lists of fields, maps of field -> value)
+--       visitor_set, clear_if] as facts.py encodes its changes (lists of fields, maps of
+--       field -> value; clear_if: session fields set to "" only while they hold the value)
 -- Changes of new events are merged (counters summed, last set wins, first setnx wins) and
 -- written once per field; resent events (a seq already seen from this tab) change nothing.
 -- An unverified identify (user_verified "0") never downgrades a verified visitor: it keeps
@@ -18,7 +19,7 @@ local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ton
 local live_max, session_id = tonumber(ARGV[7]), ARGV[8]
 local batch = cjson.decode(ARGV[9])
 local fresh, accepted = {}, {}
-local incr, set, setnx, vincr, vset = {}, {}, {}, {}, {}
+local incr, set, setnx, vincr, vset, clear_if = {}, {}, {}, {}, {}, {}
 
 local function add(counters, fields)
   for _, f in ipairs(fields) do counters[f] = (counters[f] or 0) + 1 end
@@ -46,6 +47,12 @@ for e, ev in ipairs(batch) do
       vs.user_id = nil; vs.user_verified = nil
     end
     add(vincr, ev[6]); put(vset, vs, false)
+    if type(ev[8]) == 'table' then
+      for f, v in pairs(ev[8]) do
+        clear_if[f] = clear_if[f] or {}
+        clear_if[f][v] = true
+      end
+    end
     accepted[#accepted + 1] = ev[2]
   end
 end
@@ -58,6 +65,10 @@ local flat = {}
 for f, v in pairs(set) do flat[#flat + 1] = f; flat[#flat + 1] = v end
 if ARGV[5] ~= '' then flat[#flat + 1] = 'sid'; flat[#flat + 1] = ARGV[5] end
 if #flat > 0 then redis.call('HSET', skey, unpack(flat)) end
+for f, values in pairs(clear_if) do
+  local current = redis.call('HGET', skey, f)
+  if current and values[current] then redis.call('HSET', skey, f, '') end
+end
 for f, n in pairs(vincr) do redis.call('HINCRBY', vkey, f, n) end
 flat = {'last_seen', now}
 for f, v in pairs(vset) do flat[#flat + 1] = f; flat[#flat + 1] = v end
