@@ -208,7 +208,18 @@ class Delivery:
         variant = self._variant(visitor, rule) if rule.show is not None else None
         prompt = None
         if rule.show is not None and variant != HOLDOUT:
-            prompt = self._render(cand, prompt_id, variant, verdict.replaces or None)
+            # templates see every trait and the props of every custom event, which a batch's
+            # facts (RuleSet.fields: only what rules read) may not hold: read them whole
+            full = self._engine().view(
+                await self._store.session_facts(site, session),
+                await self._store.visitor_facts(site, visitor),
+                cand.view.now_ms,
+                cand.view.event,
+            )
+            full.url = cand.view.url
+            prompt = self._render(
+                replace(cand, view=full), prompt_id, variant, verdict.replaces or None
+            )
             if prompt is not None and not await self._emit(sid, prompt, confirm):
                 return UNACKED
         puts = [

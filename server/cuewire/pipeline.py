@@ -55,6 +55,7 @@ class Pipeline:
             events,
             changes,
             now_ms,
+            rules.fields_json,
         )
         # new events, and resends of events whose actions were never applied (a failed commit)
         fresh = [e for e, todo in zip(events, ingested.todo, strict=True) if todo]

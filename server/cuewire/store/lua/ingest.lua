@@ -12,8 +12,11 @@
 -- the verified user_id and user_verified (its traits are still set).
 -- A new seq is also marked pending until commit.lua applies the engine's actions for it; a
 -- resend of a pending seq changes no facts but is handed to the engine again.
--- Returns {flags (1 new, 2 resent while pending, 0 resent and done), session hash (flat),
---          visitor hash (flat)}
+-- ARGV[10]: which fields to return, JSON {"s": [session fields], "sp": [session field
+--   prefixes], "v": [visitor fields], "vp": [visitor field prefixes]} (RuleSet.fields: what
+--   the engine reads), or "" for the whole hashes
+-- Returns {flags (1 new, 2 resent while pending, 0 resent and done), session facts (flat),
+--          visitor facts (flat)}
 local skey, ekey, qkey, vkey, pkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]
 local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local live_max, session_id = tonumber(ARGV[7]), ARGV[8]
@@ -86,4 +89,28 @@ redis.call('ZREMRANGEBYRANK', qkey, 0, -1025)
 redis.call('ZREMRANGEBYRANK', pkey, 0, -1025)
 for _, k in ipairs({skey, ekey, qkey, pkey}) do redis.call('EXPIRE', k, sttl + 300) end  -- + grace
 redis.call('EXPIRE', vkey, vttl)
-return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey)}
+local function read(key, fields, prefixes)
+  local out = {}
+  for i = 1, #fields, 1000 do  -- in slices: unpack has a limit
+    local slice = {unpack(fields, i, math.min(i + 999, #fields))}
+    local values = redis.call('HMGET', key, unpack(slice))
+    for j, f in ipairs(slice) do
+      if values[j] then out[#out + 1] = f; out[#out + 1] = values[j] end
+    end
+  end
+  for _, prefix in ipairs(prefixes) do
+    local pattern = string.gsub(prefix, '[%*%?%[%]\\]', '\\%0') .. '*'
+    local cursor = '0'
+    repeat
+      local page = redis.call('HSCAN', key, cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = page[1]
+      for j = 1, #page[2], 2 do out[#out + 1] = page[2][j]; out[#out + 1] = page[2][j + 1] end
+    until cursor == '0'
+  end
+  return out
+end
+if ARGV[10] == nil or ARGV[10] == '' then
+  return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey)}
+end
+local want = cjson.decode(ARGV[10])
+return {fresh, read(skey, want.s, want.sp), read(vkey, want.v, want.vp)}
