@@ -7,11 +7,15 @@ them. Each qualifying behaviour fires its rule once, and a pending deadline outl
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from cuewire.delivery import PROMPT_ACK_TIMEOUT_S
+from cuewire.keys import Keys
 from support.paths import FIXTURES
 from support.processes import ServerProcess, deadlines_settled_in, sites_file
 from support.servers import free_port
@@ -76,28 +80,88 @@ async def test_a_deadline_fires_once_for_three_tabs_on_two_processes(two_servers
         await asyncio.gather(*(t.sio.disconnect() for t in tabs))
 
 
-async def test_a_pending_deadline_survives_a_crash_and_restart(
-    clean_redis: str, tmp_path: Path
-) -> None:
-    port = free_port()
-    sites = sites_file(tmp_path / "sites.yaml", port)
+def rules_due_in(tmp_path: Path, within: str) -> Path:
     rules = tmp_path / "rules"
     rules.mkdir()
-    text = (FIXTURES / "rules" / "rules.yaml").read_text().replace("within: 1s", "within: 4s")
+    text = (
+        (FIXTURES / "rules" / "rules.yaml").read_text().replace("within: 1s", f"within: {within}")
+    )
     (rules / "rules.yaml").write_text(text)
+    return rules
+
+
+# the longest a prompt pushed to a dead socket takes to reach the tab that came back: the ack
+# timeout, a retry or two of the hold, and room for a loaded machine
+REDELIVERY_S = PROMPT_ACK_TIMEOUT_S + 6
+
+
+@pytest.mark.parametrize("restart", ["before the deadline", "after the deadline"])
+async def test_a_pending_deadline_survives_a_crash_and_restart(
+    clean_redis: str, tmp_path: Path, restart: str
+) -> None:
+    """Whether the restarted process comes back before the deadline or only after it (then
+    it pushes the prompt to the dead socket first), the prompt reaches the tab that came back."""
+    port = free_port()
+    sites = sites_file(tmp_path / "sites.yaml", port)
+    rules = rules_due_in(tmp_path, "4s")
     server = ServerProcess(clean_redis, rules, FIXTURES / "templates", sites, port).start()
     v = await Visitor(server.url).connect()
     assert v.info
     await v.send(v.event("page_view", PRODUCT))
+    sent = time.monotonic()
     server.kill()
     await v.sio.disconnect()
     restarted = ServerProcess(clean_redis, rules, FIXTURES / "templates", sites, port).start()
     try:
+        if restart == "after the deadline":  # it fires to the killed process's socket first
+            await asyncio.sleep(max(0.0, sent + 4.5 - time.monotonic()))
         back = await Visitor(restarted.url, session=v.info["session"]).connect()
         assert back.info and back.info["session"] == v.info["session"]
         await back.send(back.event("visibility", PRODUCT, state="visible", dwell_ms=500))
-        prompt = await back.wait_prompt(timeout=6)
+        prompt = await back.wait_prompt(timeout=4 + REDELIVERY_S)
         assert prompt["rule"] == "hesitate-product"
         await back.sio.disconnect()
     finally:
         restarted.stop()
+
+
+async def test_a_prompt_pushed_to_a_killed_process_reaches_the_tab_that_reconnects(
+    clean_redis: str, tmp_path: Path
+) -> None:
+    """The tab's socket is on process A; A is SIGKILLed before the deadline, so the session
+    still names A's socket. Process B fires the deadline to that dead socket, gets no ack,
+    holds the prompt and retries; the tab reconnects to B and gets it, counted and audited
+    once."""
+    ports = free_port(), free_port()
+    sites = sites_file(tmp_path / "sites.yaml", *ports)
+    rules = rules_due_in(tmp_path, "2s")
+    a, b = (
+        ServerProcess(clean_redis, rules, FIXTURES / "templates", sites, port).start()
+        for port in ports
+    )
+    try:
+        v = await Visitor(a.url).connect()
+        assert v.info
+        session = v.info["session"]
+        await v.send(v.event("page_view", PRODUCT))
+        a.kill()
+        await v.sio.disconnect()
+        client = redis.Redis.from_url(clean_redis, decode_responses=True)
+        keys = Keys("cw")
+        # B fires the deadline to A's dead socket and waits for an ack that never comes
+        await asyncio.sleep(2 + PROMPT_ACK_TIMEOUT_S / 2)
+        assert client.hget(keys.session("test-site", session), "sid"), "A's socket is named"
+        back = await Visitor(b.url, session=session).connect()
+        await back.send(back.event("visibility", PRODUCT, state="visible", dwell_ms=500))
+        prompt = await back.wait_prompt(timeout=REDELIVERY_S)
+        assert prompt["rule"] == "hesitate-product"
+        await asyncio.sleep(0.5)  # the ack and the audit record land
+        assert [p["id"] for p in back.prompts] == [prompt["id"]]
+        assert client.hget(keys.session("test-site", session), "fired:hesitate-product") == "1"
+        records = [f for _, f in client.xrange(keys.audit("test-site"))]
+        mine = [r for r in records if r["rule"] == "hesitate-product"]
+        assert [(r["outcome"], r["prompt"]) for r in mine] == [("fired", prompt["id"])]
+        await back.sio.disconnect()
+    finally:
+        a.stop()
+        b.stop()

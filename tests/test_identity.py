@@ -185,6 +185,24 @@ async def test_an_unsigned_identify_where_allowed_is_unverified_and_cannot_take_
         assert await deadline_pending(server, attacker)
 
 
+async def test_an_unsigned_identify_never_downgrades_a_verified_visitor(serve: ServerOf) -> None:
+    """A verified visitor stays verified, with its user id, after an unsigned identify: in a
+    later batch or in the same one."""
+    server = serve(identity_secret=SECRET, allow_unsigned_identify=True)
+    async with Visitor(server.url) as v:
+        ack = await v.send(identify(v, signature=sign(SECRET, USER)))
+        assert ack == {"accepted": 1, "rejected": []}
+        ack = await v.send(identify(v, "someone-else", traits={"plan": "free"}))
+        assert ack == {"accepted": 1, "rejected": []}
+        facts = await visitor_facts(server, "v_visitor01")
+        assert (facts["user_id"], facts["user_verified"]) == (USER, "1")
+        assert facts["trait:plan"] == '"free"'  # its traits are still taken
+    async with Visitor(server.url, visitor="v_visitor02") as w:
+        await w.send(identify(w, signature=sign(SECRET, USER)), identify(w, "someone-else"))
+        facts = await visitor_facts(server, "v_visitor02")
+        assert (facts["user_id"], facts["user_verified"]) == (USER, "1")
+
+
 async def test_a_wrong_signature_is_rejected_even_where_unsigned_is_allowed(
     serve: ServerOf,
 ) -> None:

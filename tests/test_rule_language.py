@@ -281,6 +281,39 @@ async def test_a_higher_priority_prompt_replaces_the_one_on_screen(make) -> None
     assert (await h.store.session_facts("test-site", v.origin.session))["showing"] == offer.id
 
 
+@pytest.mark.parametrize("close", ["prompt_dismiss", "prompt_expired"])
+async def test_a_late_close_of_a_replaced_prompt_keeps_the_slot_of_the_one_on_screen(  # type: ignore[no-untyped-def]
+    make, close: str
+) -> None:
+    h = make("""
+    rules:
+      - id: welcome
+        priority: 1
+        trigger: {event: {type: page_view}}
+        show: {template: note}
+      - id: offer
+        priority: 9
+        trigger: {event: {type: exit_intent}}
+        show: {template: note}
+      - id: later
+        priority: 1
+        trigger: {event: {type: scroll}}
+        show: {template: note}
+    """)
+    v = await h.visit()
+    await v.send("page_view", BOOTS)
+    await v.send("exit_intent", BOOTS)
+    welcome, offer = h.shown[0][1], h.shown[1][1]
+    assert offer.replaces == welcome.id
+    # the replaced prompt's close arrives after the replacement (sent before it was received)
+    await v.send(close, BOOTS, prompt=welcome.id, rule="welcome")
+    assert (await h.store.session_facts("test-site", v.origin.session))["showing"] == offer.id
+    await v.send("scroll", BOOTS, depth=25)
+    assert h.rules_shown == ["welcome", "offer"]  # the offer is still on screen: one at a time
+    await v.send(close, BOOTS, prompt=offer.id, rule="offer")
+    assert (await h.store.session_facts("test-site", v.origin.session))["showing"] == ""
+
+
 async def test_a_prompt_that_expires_frees_the_slot_without_counting_as_dismissed(make) -> None:  # type: ignore[no-untyped-def]
     h = make("""
     rules:

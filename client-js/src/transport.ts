@@ -274,8 +274,12 @@ export function createTransport(opts: TransportOptions): Transport {
       else if (!batchTimer) batchTimer = window.setTimeout(flush, BATCH_MS);
     },
     onPrompt(fn) {
-      const handler = (p: Prompt) => {
-        if (enabled && !stopped) fn(p);
+      // A prompt a deadline fired comes with an ack callback: the server holds the prompt
+      // and pushes it again until a tab acks it (docs/protocol.md, "prompt").
+      const handler = (p: Prompt, ack?: unknown) => {
+        if (!enabled || stopped) return;
+        fn(p);
+        if (typeof ack === "function") ack();
       };
       socket.on("prompt", handler);
       return () => socket.off("prompt", handler);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from .admin.qa import mount_qa
 from .admin.studio import studio_routes
 from .backend import BackendEvents
 from .clock import Clock, SystemClock
-from .delivery import Delivery
+from .delivery import PROMPT_ACK_TIMEOUT_S, Delivery
 from .gateway import Gateway
 from .keys import Keys
 from .metrics import Metrics
@@ -63,6 +64,16 @@ class Services:
     sio_manager: RedisManager | None
 
 
+def forget_callback(manager: Any, sid: str, callback: Any) -> None:
+    """Drop the ack callback of an emit that timed out. python-socketio keeps it in
+    ``manager.callbacks[sid]`` until the ack comes or a local socket disconnects, which for a
+    socket of a dead process is never. (The sid's ack-id counter stays, so a late ack can
+    never be taken for the ack of a later prompt.)"""
+    pending = manager.callbacks.get(sid) or {}
+    for key in [k for k, v in pending.items() if v is callback]:
+        del pending[key]
+
+
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     store = open_store(settings)
@@ -80,9 +91,27 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         transports=["websocket", "polling"],
     )
 
-    async def emit(sid: str, prompt: Prompt) -> None:
+    async def emit(sid: str, prompt: Prompt, confirm: bool) -> bool:
+        """Push ``prompt`` to the socket ``sid`` (through the Redis manager when another
+        process holds it). With ``confirm``, wait for the tab's ack: False when none came in
+        time (the socket is gone, e.g. its process was killed), so the caller can hold it."""
         local = sio.manager.is_connected(sid, "/")
-        await sio.emit("prompt", msgspec.to_builtins(prompt), to=sid, ignore_queue=local)
+        data = msgspec.to_builtins(prompt)
+        if not confirm:
+            await sio.emit("prompt", data, to=sid, ignore_queue=local)
+            return True
+        acked = asyncio.Event()
+
+        def ack(*_args: Any) -> None:
+            acked.set()
+
+        await sio.emit("prompt", data, to=sid, callback=ack, ignore_queue=local)
+        try:
+            await asyncio.wait_for(acked.wait(), PROMPT_ACK_TIMEOUT_S)
+            return True
+        except TimeoutError:
+            forget_callback(sio.manager, sid, ack)
+            return False
 
     supervisor = Supervisor()
     webhooks = Webhooks(new_webhook_client(), lambda job: supervisor.run_once("webhooks", job))

@@ -31,7 +31,10 @@ from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[str, Prompt], Awaitable[None]]
+# emit(sid, prompt, confirm): push a prompt to a socket; with confirm, wait for the tab's ack
+# (at most PROMPT_ACK_TIMEOUT_S) and answer whether it came.
+Emit = Callable[[str, Prompt, bool], Awaitable[bool]]
+PROMPT_ACK_TIMEOUT_S = 3.0
 # The fixed texts of codes (the others are made with numbers in Delivery._reason).
 REASONS: dict[Hold, str] = {
     Hold.OPTED_OUT: "opted out",
@@ -40,6 +43,7 @@ REASONS: dict[Hold, str] = {
     Hold.SHOWING: "another prompt is showing",
     Hold.RENDER_FAILED: "render failed",
 }
+UNACKED = object()  # what _act returns for a prompt the tab did not ack
 MAX_AVOID = 8
 TRACKED_EVENTS = ("click", "hover", "element_visible")
 MAX_SELECTOR = 256
@@ -85,7 +89,7 @@ class Delivery:
 
     async def resolve(self, origin: Origin, candidates: list[Candidate]) -> Prompt | None:
         """Fire what governance allows; return the prompt shown, if any (on ``origin.sid``)."""
-        site, session, visitor, sid = origin.site, origin.session, origin.visitor, origin.sid
+        site, session, visitor = origin.site, origin.session, origin.visitor
         policy = self._engine().rules.policy
         shown: Prompt | None = None
         seen: set[str] = set()
@@ -97,16 +101,32 @@ class Delivery:
             if shown is not None and rule.show is not None:
                 await self._blocked(site, session, visitor, cand, Hold.LOWER_PRIORITY, shown.rule)
                 continue
-            prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
-            request = self._firing_request(site, session, visitor, rule, policy, prompt_id)
-            request = replace(request, firing=cand.firing)
-            [verdict] = await self._store.apply([request])
-            if not verdict.granted:
-                await self._blocked(site, session, visitor, cand, Hold(verdict.code))
-                continue
-            prompt = await self._act(site, session, visitor, sid, cand, prompt_id, verdict)
-            shown = shown or prompt
+            prompt = await self._one(origin, cand, policy, confirm=False)
+            shown = shown or (prompt if isinstance(prompt, Prompt) else None)
         return shown
+
+    async def fire(self, origin: Origin, cand: Candidate) -> bool:
+        """Fire one due deadline's candidate (``cand.firing`` set): as :meth:`resolve`, but a
+        prompt is pushed with an ack. False when the tab did not ack it in time: nothing was
+        audited and the rule's side effects were not applied; the claim stays granted to this
+        firing, so the caller retries it with the same ``firing`` and it counts once."""
+        policy = self._engine().rules.policy
+        prompt = await self._one(origin, cand, policy, confirm=True)
+        return prompt is not UNACKED
+
+    async def _one(
+        self, origin: Origin, cand: Candidate, policy: Policy, confirm: bool
+    ) -> Prompt | object | None:
+        site, session, visitor, sid = origin.site, origin.session, origin.visitor, origin.sid
+        rule = cand.rule
+        prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
+        request = self._firing_request(site, session, visitor, rule, policy, prompt_id)
+        request = replace(request, firing=cand.firing)
+        [verdict] = await self._store.apply([request])
+        if not verdict.granted:
+            await self._blocked(site, session, visitor, cand, Hold(verdict.code))
+            return None
+        return await self._act(site, session, visitor, sid, cand, prompt_id, verdict, confirm)
 
     def _firing_request(
         self, site: str, session: str, visitor: str, rule: Rule, policy: Policy, prompt_id: str
@@ -184,8 +204,28 @@ class Delivery:
         cand: Candidate,
         prompt_id: str,
         verdict: Verdict,
-    ) -> Prompt | None:
+        confirm: bool = False,
+    ) -> Prompt | object | None:
+        """Show, call the webhook, set facts; audit. A prompt pushed with ``confirm`` that the
+        tab did not ack returns :data:`UNACKED` before any side effect or audit record."""
         rule = cand.rule
+        variant = variant_for(visitor, rule) if rule.show is not None else None
+        prompt = None
+        if rule.show is not None and variant != HOLDOUT:
+            # templates see every trait and the props of every custom event, which a batch's
+            # facts (RuleSet.fields: only what rules read) may not hold: read them whole
+            full = self._engine().view(
+                await self._store.session_facts(site, session),
+                await self._store.visitor_facts(site, visitor),
+                cand.view.now_ms,
+                cand.view.event,
+            )
+            full.url = cand.view.url
+            prompt = self._render(
+                replace(cand, view=full), prompt_id, variant, verdict.replaces or None
+            )
+            if prompt is not None and not await self._emit(sid, prompt, confirm):
+                return UNACKED
         puts = [
             Put(
                 site,
@@ -209,21 +249,18 @@ class Delivery:
         if rule.show is None:
             await self._record(site, session, visitor, cand, Outcome.FIRED, "")
             return None
-        variant = variant_for(visitor, rule)
         if variant == HOLDOUT:
             await self._store.apply(self._still_showing(site, session, visitor, verdict))
             await self._record(
                 site, session, visitor, cand, Outcome.HOLDOUT, "would have shown", variant=variant
             )
             return None
-        prompt = self._render(cand, prompt_id, variant, verdict.replaces or None)
         if prompt is None:
             await self._store.apply(self._still_showing(site, session, visitor, verdict))
             code = Hold.RENDER_FAILED
             reason = REASONS[code]
             await self._record(site, session, visitor, cand, Outcome.SUPPRESSED, reason, code=code)
             return None
-        await self._emit(sid, prompt)
         if verdict.replaces:
             await self._record_replaced(site, session, visitor, cand, verdict)
         await self._record(site, session, visitor, cand, Outcome.FIRED, "", prompt, variant)

@@ -68,6 +68,8 @@ class FactChanges:
     setnx: dict[str, str] = field(default_factory=dict)
     visitor_incr: list[str] = field(default_factory=list)
     visitor_set: dict[str, str] = field(default_factory=dict)
+    # session fields set to "" only while they still hold the given value
+    clear_if: dict[str, str] = field(default_factory=dict)
 
     def encoded(self, seq: int, event_json: str) -> list[Any]:
         """One event's entry of the ingest script's batch (see store/lua/ingest.lua)."""
@@ -79,6 +81,7 @@ class FactChanges:
             self.setnx,
             self.visitor_incr,
             self.visitor_set,
+            self.clear_if,
         ]
 
 
@@ -171,7 +174,9 @@ def changes_for(
         for trait, value in event.get("traits", {}).items():
             ch.visitor_set[fields.trait(trait)] = json.dumps(value)
     if kind in PROMPT_CLOSED:
-        ch.set["showing"] = ""
+        # frees the slot only if this prompt still holds it: a late close of a prompt that a
+        # higher-priority one replaced must not free the slot of the one on screen
+        ch.clear_if["showing"] = event["prompt"]
         if kind == "prompt_dismiss":
             ch.visitor_incr.append("dismissed")
             ch.visitor_set["last_dismiss"] = now

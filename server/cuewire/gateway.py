@@ -91,6 +91,7 @@ class Gateway:
         self._metrics = metrics
         self._clock = clock
         self._conns: dict[str, Connection] = {}
+        self._store_failures = 0  # store calls failed since the last success (0: reachable)
         self._locks = KeyedLocks()
         limits = settings.limits
         self._admission = Admission(
@@ -163,7 +164,7 @@ class Gateway:
                 busy.retry_ms,
             )
         except StoreError as exc:
-            log.error("connect refused: %s", exc)
+            self._store_down(exc)
             self._metrics.store_errors.labels("connect").inc()
             self._refuse(
                 Refuse.STORE_UNAVAILABLE, "store unavailable, retry later", jittered(STORE_RETRY_MS)
@@ -172,6 +173,7 @@ class Gateway:
             self._metrics.connects_waiting.dec()
         if opened is None:
             return False  # python-socketio forgets the socket
+        self._store_up()
         if not self._open(sid):
             # The socket closed while the store was opening its session: no disconnect
             # handler runs for it, so nothing may be left behind now.
@@ -201,7 +203,8 @@ class Gateway:
             async with self._releasing:
                 await self._store.release_socket(site, session, sid)
         except StoreError as exc:
-            log.warning("could not release socket %s: %s", sid, exc)
+            self._store_down(exc)
+            self._metrics.store_errors.labels("release").inc()
 
     async def events(self, sid: str, batch: Any = None) -> dict[str, Any]:
         conn = self._conns.get(sid)
@@ -225,6 +228,7 @@ class Gateway:
                         )
             except StoreError as exc:
                 return self._store_failed(conn, exc)
+            self._store_up()
             for _, event in valid:
                 self._metrics.events.labels(event["type"]).inc()
         return self._ack(len(valid), rejected, retry_ms)
@@ -272,9 +276,27 @@ class Gateway:
 
     def _store_failed(self, conn: Connection, exc: StoreError) -> dict[str, Any]:
         self._metrics.store_errors.labels("ingest").inc()
-        log.error("batch of session %s not stored: %s", conn.session, exc)
+        self._store_down(exc)
         failed = Rejection(-1, Reject.STORE_UNAVAILABLE, "store unavailable, resend later")
         return self._ack(0, [failed], jittered(STORE_RETRY_MS))
+
+    def _store_down(self, exc: StoreError) -> None:
+        """Log a store outage once, when it starts (STYLE.md 10c), not once per batch: during
+        one, every batch and connect fails; the metric counts them."""
+        self._store_failures += 1
+        if self._store_failures == 1:
+            log.error(
+                "store unreachable (%s): batches are answered store_unavailable and connects"
+                " refused until it is back",
+                exc,
+            )
+
+    def _store_up(self) -> None:
+        if self._store_failures:
+            log.warning(
+                "store reachable again (%d store calls failed meanwhile)", self._store_failures
+            )
+            self._store_failures = 0
 
     def _ack(
         self, accepted: int, rejected: list[Rejection], retry_ms: int | None = None

@@ -35,7 +35,7 @@ class Pipeline:
         events = [_unsigned(e) for e in events]
         rules = engine.rules
         changes = [changes_for(e, now_ms, rules.distinct, rules.clicks) for e in events]
-        ingested = await self._store.ingest(origin, events, changes, now_ms)
+        ingested = await self._store.ingest(origin, events, changes, now_ms, rules.fields_json)
         # new events, and resends of events whose actions were never applied (a failed commit)
         fresh = [e for e, todo in zip(events, ingested.todo, strict=True) if todo]
         if not fresh:

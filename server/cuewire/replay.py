@@ -28,6 +28,7 @@ import msgspec
 from .codes import Outcome
 from .delivery import Delivery
 from .errors import ConfigError
+from .facts import PROMPT_CLOSED
 from .origin import Origin
 from .pipeline import Pipeline
 from .protocol import Prompt, error_reason
@@ -221,8 +222,14 @@ async def replay(
     first = recording.batches[0].at if recording.batches else 0
     clock = SimClock(first)
 
-    async def emit(sid: str, prompt: Prompt) -> None:
+    # the id of the latest prompt of each (recorded session, rule) in this replay: a recorded
+    # close names the live run's prompt id, and a close frees the slot only for its own prompt
+    replayed: dict[tuple[str, str], str] = {}
+
+    async def emit(sid: str, prompt: Prompt, confirm: bool) -> bool:
         result.prompts.append(prompt)
+        replayed[(sid, prompt.rule)] = prompt.id
+        return True  # a replay has no tab to lose
 
     sessions: dict[tuple[str, str], str] = {}
     sites: set[str] = set()
@@ -247,7 +254,13 @@ async def replay(
             sites.add(batch.site)
             # one tab per batch: every recorded event was accepted once, none is a resend
             origin = Origin(batch.site, batch.visitor, sessions[key], f"r{index}", batch.session)
-            await pipeline.process(origin, batch.events, clock.now)
+            events = [
+                {**e, "prompt": replayed[(batch.session, e["rule"])]}
+                if e["type"] in PROMPT_CLOSED and (batch.session, e.get("rule")) in replayed
+                else e
+                for e in batch.events
+            ]
+            await pipeline.process(origin, events, clock.now)
             result.events += len(batch.events)
         if recording.batches:
             await advance(recording.batches[-1].at + session_ttl_s * 1000)

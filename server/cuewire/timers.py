@@ -15,11 +15,12 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import replace
 
 from . import fields
 from .clock import Clock
 from .codes import Drop
-from .delivery import Delivery
+from .delivery import PROMPT_ACK_TIMEOUT_S, Delivery
 from .errors import StoreError
 from .ids import new_id
 from .origin import Origin
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 CLAIM_BATCH = 256
 HOLD_FOR_A_TAB_MS = 30_000  # a due prompt waits this long for a tab to (re)connect
 RETRY_MS = 500
+FIRING_WAIT_S = 0.5  # the loop waits this long for a tick's firings, then goes on (see tick)
 MAX_BACKOFF_S = 2.0  # while the store is unreachable, retry at least this often
 
 
@@ -59,6 +61,8 @@ class TimerLoop:
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._store_errors = 0
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after its current tick.
@@ -74,6 +78,12 @@ class TimerLoop:
         self.stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout_s)
+        await self._settle(timeout_s)
+
+    async def _settle(self, timeout_s: float | None = None) -> None:
+        """Wait for the firings still in flight (those waiting for a tab's ack)."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout_s)
 
     async def run(self) -> None:
         backoff = self._poll_s
@@ -81,7 +91,7 @@ class TimerLoop:
             pause = self._poll_s
             self._idle.clear()
             try:
-                fired, next_due = await self.tick()
+                fired, next_due = await self.tick(wait=False)
                 self._set_healthy(True)
                 backoff = self._poll_s
                 if next_due is not None:  # sleep to the next deadline, polling at least this often
@@ -96,35 +106,44 @@ class TimerLoop:
             if fired < CLAIM_BATCH and pause > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), pause * random.uniform(0.9, 1.0))
+        await self._settle(FIRING_WAIT_S + PROMPT_ACK_TIMEOUT_S)
 
-    async def tick(self) -> tuple[int, int | None]:
+    async def tick(self, wait: bool = True) -> tuple[int, int | None]:
         """Claim and fire what is due now: how many timers were claimed, and the next deadline.
 
         Fired concurrently: one slow session does not hold up the others. One timer that
-        fails is logged and keeps its lease, so it is claimed again when the lease expires."""
+        fails is logged and keeps its lease, so it is claimed again when the lease expires.
+        With ``wait=False`` (the loop) a firing still waiting for a tab's ack after
+        ``FIRING_WAIT_S`` goes on in the background under its lease, so a dead tab does not
+        delay the deadlines of the next tick."""
         now = self._clock.now_ms()
         claimed, next_due = await self._store.claim_due(now, CLAIM_BATCH)
-        for _timer, due_ms in claimed:
+        tasks: list[asyncio.Task[None]] = []
+        for timer, due_ms in claimed:
             self._on_lateness(max(0, now - due_ms))
-        results = await asyncio.gather(
-            *(self._fire(timer, due_ms) for timer, due_ms in claimed), return_exceptions=True
-        )
-        store_errors = 0
-        for (timer, _), result in zip(claimed, results, strict=True):
-            if isinstance(result, StoreError):
-                store_errors += 1
-            elif isinstance(result, Exception):
-                log.error(
-                    "timer %s of session %s failed", timer.rule, timer.session, exc_info=result
-                )
-        if store_errors:  # one line, not one traceback per timer, during an outage
+            task = asyncio.create_task(self._fire_logged(timer, due_ms))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            tasks.append(task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=None if wait else FIRING_WAIT_S)
+        if self._store_errors:  # one line, not one traceback per timer, during an outage
             self._on_store_error()
             log.warning(
                 "%d timers not fired (store error); they are claimed again when their lease"
                 " expires",
-                store_errors,
+                self._store_errors,
             )
+            self._store_errors = 0
         return len(claimed), next_due
+
+    async def _fire_logged(self, timer: Timer, due_ms: int) -> None:
+        try:
+            await self._fire(timer, due_ms)
+        except StoreError:
+            self._store_errors += 1
+        except Exception:
+            log.exception("timer %s of session %s failed", timer.rule, timer.session)
 
     async def _fire(self, timer: Timer, due_ms: int) -> None:
         facts = await self._store.consume(timer)
@@ -136,16 +155,20 @@ class TimerLoop:
         engine = self._engine()
         rule = engine.rules.rules.get(timer.rule)
         if rule is None:
-            await self._drop(timer, due_ms, Drop.RULE_REMOVED, "the rule is no longer loaded")
+            await self._drop(
+                timer, due_ms, Drop.RULE_REMOVED, "the rule is no longer loaded", session_facts
+            )
             return
         if due_ms - int(session_facts.get("last") or due_ms) > self._session_ttl_ms:
             # the session had ended before the deadline; nobody is there to see it
-            await self._drop(timer, due_ms, Drop.SESSION_ENDED, "the session had ended")
+            await self._drop(
+                timer, due_ms, Drop.SESSION_ENDED, "the session had ended", session_facts
+            )
             return
         max_late = duration_ms(rule.max_late or engine.rules.policy.max_late)
         if now - due_ms > max_late:
             late = f"due {(now - due_ms) / 1000:.1f} s ago, over max_late {max_late / 1000:g} s"
-            await self._drop(timer, due_ms, Drop.TOO_LATE, late)
+            await self._drop(timer, due_ms, Drop.TOO_LATE, late, session_facts)
             return
         outcome = engine.on_timer(timer, session_facts, visitor_facts, due_ms, now)
         if isinstance(outcome, Schedule):  # activity pushed a lazy deadline back
@@ -154,36 +177,62 @@ class TimerLoop:
         elif outcome is None:
             if not engine.eligible(rule, engine.view(session_facts, visitor_facts, now)):
                 reason = engine.why_not(rule, engine.view(session_facts, visitor_facts, now))
-                await self._drop(timer, due_ms, Drop.NOT_ELIGIBLE, reason or "not eligible")
+                await self._drop(
+                    timer, due_ms, Drop.NOT_ELIGIBLE, reason or "not eligible", session_facts
+                )
             else:  # a dwell deadline of a hidden page: re-armed when the page is visible again
                 await self._store.ack_timer(timer)
         else:
+            # a retry of a prompt no tab acked keeps the firing its claim was granted to
+            claimed = _held(session_facts, timer)[1]
+            if claimed:
+                outcome = replace(outcome, firing=claimed)
             sid = session_facts.get("sid")
-            if sid or rule.show is None:  # a webhook or `set` needs no tab
-                origin = Origin(timer.site, timer.visitor, timer.session, tab="", sid=sid or "")
+            origin = Origin(timer.site, timer.visitor, timer.session, tab="", sid=sid or "")
+            if rule.show is None:  # a webhook or `set` needs no tab
                 await self._delivery.resolve(origin, [outcome])
                 await self._store.ack_timer(timer, clear_hold=True)
-            else:
-                await self._hold(timer, due_ms, session_facts, now)
+            elif sid and await self._delivery.fire(origin, outcome):
+                await self._store.ack_timer(timer, clear_hold=True)
+            else:  # no tab, or the tab behind `sid` did not ack (its process died)
+                await self._hold(timer, due_ms, session_facts, now, outcome.firing if sid else "")
 
-    async def _drop(self, timer: Timer, due_ms: int, code: Drop, reason: str) -> None:
-        await self._delivery.record_drop(timer, code, reason, due_ms)
+    async def _drop(
+        self, timer: Timer, due_ms: int, code: Drop, reason: str, facts: Facts | None = None
+    ) -> None:
+        """Audit a deadline that does not fire, once per firing. When it is the retry of a
+        prompt no tab acked, its claim was granted: the slot that prompt took is freed."""
+        claimed = _held(facts or {}, timer)[1]
+        if claimed and (facts or {}).get("showing") == f"p_{claimed}":
+            await self._store.apply(
+                [Put(timer.site, timer.session, timer.visitor, "showing", None)]
+            )
+        firing = replace(timer, token=claimed) if claimed else timer
+        await self._delivery.record_drop(firing, code, reason, due_ms)
         await self._store.ack_timer(timer, clear_hold=True)
 
-    async def _hold(self, timer: Timer, due_ms: int, session_facts: Facts, now: int) -> None:
-        """No tab is connected: try again shortly, for a while, in case one comes back.
+    async def _hold(
+        self, timer: Timer, due_ms: int, session_facts: Facts, now: int, claimed: str
+    ) -> None:
+        """No tab took the prompt (none connected, or the socket we pushed to did not ack):
+        try again shortly, for a while, in case one comes back.
 
-        ``hold:<rule>`` is ``<since ms>:<token of the retry>``; it counts only for that retry,
-        so a hold left behind (its retry was cancelled) never shortens a later one."""
+        ``hold:<rule>`` is ``<since ms>:<token of the retry>:<firing>``; it counts only for
+        that retry, so a hold left behind (its retry was cancelled) never shortens a later
+        one. ``firing`` is the token whose claim was granted to an unacked prompt ("" when
+        none was): the retry fires under it, so the claim is granted again, not counted
+        again, and the prompt keeps its id."""
         field = fields.hold(timer.rule)
-        held_since, _, retry_of = session_facts.get(field, "").partition(":")
-        since = int(held_since) if retry_of == timer.token and held_since.isdigit() else now
+        held_since, earlier = _held(session_facts, timer)
+        since = held_since if held_since is not None else now
+        claimed = claimed or earlier
         if now - since >= HOLD_FOR_A_TAB_MS:
-            reason = f"no tab connected within {HOLD_FOR_A_TAB_MS / 1000:g} s"
-            await self._drop(timer, due_ms, Drop.NO_TAB, reason)
+            reason = f"no tab took the prompt within {HOLD_FOR_A_TAB_MS / 1000:g} s"
+            await self._drop(timer, due_ms, Drop.NO_TAB, reason, session_facts)
             return
         retry = Timer(timer.site, timer.session, timer.visitor, timer.rule, new_id(nbytes=6))
-        put = Put(timer.site, timer.session, timer.visitor, field, f"{since}:{retry.token}")
+        value = f"{since}:{retry.token}:{claimed}"
+        put = Put(timer.site, timer.session, timer.visitor, field, value)
         await self._store.apply([put, Schedule(retry, now + RETRY_MS)])
         await self._store.ack_timer(timer)
 
@@ -194,3 +243,13 @@ class TimerLoop:
             else:
                 log.error("timer loop: store unreachable (%s); retrying with backoff", exc)
         self._healthy = healthy
+
+
+def _held(session_facts: Facts, timer: Timer) -> tuple[int | None, str]:
+    """The hold this timer is the retry of: since when (None when it is not a retry), and the
+    firing an unacked prompt was granted to ("" when none)."""
+    since, _, rest = session_facts.get(fields.hold(timer.rule), "").partition(":")
+    retry_of, _, claimed = rest.partition(":")
+    if retry_of != timer.token or not since.isdigit():
+        return None, ""
+    return int(since), claimed

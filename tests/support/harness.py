@@ -46,8 +46,9 @@ class Harness:
         self.pipeline = Pipeline(self.store, self.runtime.engine, self.delivery)
         self.timers = TimerLoop(self.store, self.runtime.engine, self.delivery, self.clock, 0.01)
 
-    async def _emit(self, sid: str, prompt: Prompt) -> None:
+    async def _emit(self, sid: str, prompt: Prompt, confirm: bool) -> bool:
         self.shown.append((sid, prompt))
+        return True
 
     async def visit(
         self, visitor: str = "v_harness01", session: str | None = None, site: str = "test-site"

@@ -4,7 +4,9 @@ reads). Also the event patterns rules match."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -118,6 +120,97 @@ def _click_names(cond: Condition | None, found: set[str]) -> None:
                 found.add(cond.fact[len(prefix) :])
 
 
+# The session and visitor fields every batch's engine run may read (facts_view.py, engine.py),
+# whatever the rules say.
+SESSION_FIELDS = (
+    *("started", "active_at", "page_started", "url", "landing", "referrer", "device", "tz"),
+    *("pages", "events", "prompts", "scroll", "dwell_ms", "visible", "visible_since"),
+    *("returning", "prev_seen", "last", "last_type"),
+)
+VISITOR_FIELDS = ("sessions", "user_id", "user_verified", "first_seen")
+
+
+@dataclass(frozen=True)
+class Fields:
+    """What ingest.lua returns of the session and visitor hashes: exact fields, and fields
+    by prefix (``d:<name>.<prop>:`` values, ``w:<rule>:`` windows, ``queued:``)."""
+
+    session: tuple[str, ...]
+    session_prefixes: tuple[str, ...]
+    visitor: tuple[str, ...]
+    visitor_prefixes: tuple[str, ...] = ()
+
+    def encoded(self) -> str:
+        """The JSON ingest.lua reads (computed once per rule set)."""
+        spec = {
+            "s": list(self.session),
+            "sp": list(self.session_prefixes),
+            "v": list(self.visitor),
+            "vp": list(self.visitor_prefixes),
+        }
+        return json.dumps(spec, separators=(",", ":"))
+
+
+def fact_fields(name: str, session: set[str], prefixes: set[str], visitor: set[str]) -> None:
+    """Add the hash fields fact ``name`` reads (facts_view.FactView) to the sets."""
+    scope, _, rest = name.partition(".")
+    head, _, tail = rest.partition(".")
+    if scope == "session":
+        if head == "last":
+            session.add(f"p:{tail.partition('.')[0]}")
+        elif head == "distinct":
+            prefixes.add(f"d:{tail}:")
+        else:
+            prefix = {"count": "n:", "custom": "c:", "clicks": "clk:", "facts": "x:"}.get(head)
+            if prefix and tail:
+                session.add(prefix + tail)
+    elif scope == "visitor":
+        prefix = {
+            "traits": "trait:",
+            "facts": "x:",
+            "custom": "c:",
+            "clicks": "clk:",
+            "since": "at:",
+            "shown": "shown:",
+        }.get(head)
+        if prefix and tail:
+            visitor.add(prefix + tail)
+
+
+def _facts_of(cond: Condition | None, found: set[str], segments: dict[str, Condition]) -> None:
+    if cond is None:
+        return
+    for sub in [*(cond.all or []), *(cond.any or [])] + (
+        [cond.not_] if cond.not_ is not UNSET else []
+    ):
+        _facts_of(sub, found, segments)
+    if isinstance(cond.fact, str):
+        found.add(cond.fact)
+
+
+def fields_of(rules: list[Rule], segments: dict[str, Condition], clicks: frozenset[str]) -> Fields:
+    """The fields the engine reads for ``rules``: fixed ones, each rule's state, and the
+    facts their conditions (and the segments) name."""
+    session, prefixes, visitor = set(SESSION_FIELDS), {"queued:"}, set(VISITOR_FIELDS)
+    names: set[str] = set()
+    for rule in rules:
+        session |= {f"t:{rule.id}", f"fired:{rule.id}", f"sq:{rule.id}", f"queued:{rule.id}"}
+        visitor.add(f"shown:{rule.id}")
+        if rule.trigger.count is not UNSET:
+            prefixes.add(f"w:{rule.id}:")
+        _facts_of(rule.when, names, segments)
+        if rule.trigger.facts is not UNSET:
+            _facts_of(rule.trigger.facts, names, segments)
+    for segment in segments.values():
+        _facts_of(segment, names, segments)
+    for name in names:
+        fact_fields(name, session, prefixes, visitor)
+    for click in clicks:
+        session.add(f"clk:{click}")
+        visitor.add(f"clk:{click}")
+    return Fields(tuple(sorted(session)), tuple(sorted(prefixes)), tuple(sorted(visitor)))
+
+
 class RuleSet:
     """Rules indexed by what they depend on: an event touches only the rules it can change."""
 
@@ -151,6 +244,8 @@ class RuleSet:
         for segment in self.segments.values():
             _click_names(segment, clicks)
         self.clicks = frozenset(clicks)
+        self.fields = fields_of(rules, self.segments, self.clicks)
+        self.fields_json = self.fields.encoded()
         for entries in self.by_type.values():
             entries.sort(key=self._order)
 

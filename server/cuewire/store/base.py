@@ -160,6 +160,7 @@ class Store(Protocol):
         events: list[dict[str, Any]],
         changes: list[FactChanges],
         now_ms: int,
+        fields: str = "",
     ) -> Ingested: ...
 
     async def apply(self, actions: list[Action]) -> list[Verdict]:

@@ -166,7 +166,10 @@ class RedisStore:
         events: list[dict[str, Any]],
         changes: list[FactChanges],
         now_ms: int,
+        fields: str = "",
     ) -> Ingested:
+        """Store a batch; return its flags and the facts after it: the fields ``fields``
+        names (``RuleSet.fields_json``: what the engine reads), or all of both hashes."""
         site, session, visitor, tab = origin.site, origin.session, origin.visitor, origin.tab
         socket_id = origin.sid
         args: list[Any] = [
@@ -184,6 +187,7 @@ class RedisStore:
             for event, change in zip(events, changes, strict=True)
         ]
         args.append(json.dumps(batch, separators=(",", ":")))
+        args.append(fields)
         keys = [
             self._k.session(site, session),
             self._k.recent(site, session),
