@@ -58,10 +58,8 @@ async def a_busy_visit(v: VisitorSession) -> None:
 async def returned(h: Harness, v: VisitorSession) -> tuple[dict[str, str], dict[str, str]]:
     """What ingest.lua returns for this session under the live rule set (an empty batch)."""
     o = v.origin
-    got = await h.store.ingest(
-        o.site, o.session, o.visitor, o.tab, "", [], [], h.clock.now_ms(),
-        h.runtime.engine().rules.fields_json,
-    )  # fmt: skip
+    fields = h.runtime.engine().rules.fields_json
+    got = await h.store.ingest(replace(o, sid=""), [], [], h.clock.now_ms(), fields)
     return dict(got.session), dict(got.visitor)
 
 
@@ -132,7 +130,7 @@ async def test_reply_size_with_50_custom_events_and_50_traits(
     for i in range(50):
         await v.send("custom", BOOTS, name=f"event_{i}", props={"a": i, "b": "y" * 20})
     o = v.origin
-    full = await h.store.ingest(o.site, o.session, o.visitor, o.tab, "", [], [], 0)
+    full = await h.store.ingest(replace(o, sid=""), [], [], 0)
     part_s, part_v = await returned(h, v)
 
     def size(facts: dict[str, str]) -> int:
