@@ -368,7 +368,12 @@ def test_generated_credentials_on_the_http_api_give_401_not_a_server_error(
         def check(key: str) -> None:
             header = ("Bearer " + key).encode("utf-8")
             response = client.post("/v1/events", json=body, headers={"Authorization": header})
-            assert response.status_code == 401, (key, response.status_code, response.text)
+            # A control character is not allowed in a header value (RFC 9110, 5.5): uvicorn's
+            # HTTP parser refuses such a request with 400 before the app sees it. Either way a
+            # client error, never a server error.
+            invalid = any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in header)
+            expected = {400, 401} if invalid else {401}
+            assert response.status_code in expected, (key, response.status_code, response.text)
 
         check()
     assert_no_crash(server)
