@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import socketio
 
+from .lifecycle import Closing
 
-class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+
+class RedisManager(socketio.AsyncRedisManager, Closing):  # type: ignore[misc]
     """``AsyncRedisManager`` whose listener and connections end with ``aclose``."""
 
     def __init__(self, url: str, channel: str) -> None:
@@ -29,17 +30,6 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         started = getattr(self, "thread", None)
         if isinstance(started, asyncio.Future):
             self._listener = started
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         listener, self._listener = self._listener, None

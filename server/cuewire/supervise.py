@@ -25,8 +25,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from .lifecycle import Closing
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Supervised:
             self._owner._forget(self)
 
 
-class Supervisor:
+class Supervisor(Closing):
     """Runs named tasks; see the module docstring. Use it with ``async with``."""
 
     def __init__(
@@ -123,17 +124,6 @@ class Supervisor:
         self._groups: dict[str, TaskState] = {}
         self._jobs: set[asyncio.Task[None]] = set()
         self._closed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def states(self) -> list[TaskState]:
         """Every supervised loop and one-shot group, by name."""

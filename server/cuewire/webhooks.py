@@ -15,10 +15,11 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from enum import StrEnum
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
+
+from .lifecycle import Closing
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class Webhooks:
+class Webhooks(Closing):
     """Sends in background tasks; ``aclose`` (or leaving ``async with``) waits briefly for
     those in flight. ``spawn`` runs each delivery (the app passes its supervisor's
     ``run_once``, so an unexpected failure is logged with its traceback and shown in
@@ -78,17 +79,6 @@ class Webhooks:
     @property
     def client(self) -> httpx.AsyncClient:
         return self._client
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def send(
         self, url: str, payload: dict[str, Any], headers: dict[str, str], secret: str | None

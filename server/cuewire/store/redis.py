@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any, Self
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -17,6 +17,7 @@ from ..errors import StoreError
 from ..facts import FactChanges, NewName
 from ..ids import new_id
 from ..keys import Keys
+from ..lifecycle import Closing
 from ..origin import Origin
 from ..ratelimit import Rate
 from ..settings import Settings
@@ -96,7 +97,7 @@ def _verdict(raw: Any) -> Verdict:
     return Verdict(code, replaces, rule)
 
 
-class RedisStore:
+class RedisStore(Closing):
     """Session state in a Redis-compatible server, one round trip per event batch."""
 
     def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
@@ -470,12 +471,6 @@ class RedisStore:
             else:
                 entries = await self._r.xrange(key, min=f"({after}", count=count) or []
         return [(str(i), _pairs_of(fields)) for i, fields in entries]
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._r.aclose()
