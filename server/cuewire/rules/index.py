@@ -12,6 +12,7 @@ from typing import Any
 
 from msgspec import UNSET
 
+from .. import fields
 from .conditions import Scope, evaluate
 from .facts_view import walk
 from .model import Condition, Match, Policy, Rule
@@ -157,21 +158,26 @@ def fact_fields(name: str, session: set[str], prefixes: set[str], visitor: set[s
     head, _, tail = rest.partition(".")
     if scope == "session":
         if head == "last":
-            session.add(f"p:{tail.partition('.')[0]}")
+            session.add(fields.props(tail.partition(".")[0]))
         elif head == "distinct":
-            prefixes.add(f"d:{tail}:")
+            prefixes.add(fields.distinct_prefix(tail))
         else:
-            prefix = {"count": "n:", "custom": "c:", "clicks": "clk:", "facts": "x:"}.get(head)
+            prefix = {
+                "count": fields.COUNT,
+                "custom": fields.CUSTOM,
+                "clicks": fields.CLICKS,
+                "facts": fields.FACT,
+            }.get(head)
             if prefix and tail:
                 session.add(prefix + tail)
     elif scope == "visitor":
         prefix = {
-            "traits": "trait:",
-            "facts": "x:",
-            "custom": "c:",
-            "clicks": "clk:",
-            "since": "at:",
-            "shown": "shown:",
+            "traits": fields.TRAIT,
+            "facts": fields.FACT,
+            "custom": fields.CUSTOM,
+            "clicks": fields.CLICKS,
+            "since": fields.LAST_AT,
+            "shown": fields.SHOWN,
         }.get(head)
         if prefix and tail:
             visitor.add(prefix + tail)
@@ -191,13 +197,18 @@ def _facts_of(cond: Condition | None, found: set[str], segments: dict[str, Condi
 def fields_of(rules: list[Rule], segments: dict[str, Condition], clicks: frozenset[str]) -> Fields:
     """The fields the engine reads for ``rules``: fixed ones, each rule's state, and the
     facts their conditions (and the segments) name."""
-    session, prefixes, visitor = set(SESSION_FIELDS), {"queued:"}, set(VISITOR_FIELDS)
+    session, prefixes, visitor = set(SESSION_FIELDS), {fields.QUEUED}, set(VISITOR_FIELDS)
     names: set[str] = set()
     for rule in rules:
-        session |= {f"t:{rule.id}", f"fired:{rule.id}", f"sq:{rule.id}", f"queued:{rule.id}"}
-        visitor.add(f"shown:{rule.id}")
+        session |= {
+            fields.timer(rule.id),
+            fields.fired(rule.id),
+            fields.sequence(rule.id),
+            fields.queued(rule.id),
+        }
+        visitor.add(fields.shown(rule.id))
         if rule.trigger.count is not UNSET:
-            prefixes.add(f"w:{rule.id}:")
+            prefixes.add(fields.window(rule.id, ""))
         _facts_of(rule.when, names, segments)
         if rule.trigger.facts is not UNSET:
             _facts_of(rule.trigger.facts, names, segments)
@@ -206,8 +217,8 @@ def fields_of(rules: list[Rule], segments: dict[str, Condition], clicks: frozens
     for name in names:
         fact_fields(name, session, prefixes, visitor)
     for click in clicks:
-        session.add(f"clk:{click}")
-        visitor.add(f"clk:{click}")
+        session.add(fields.clicks(click))
+        visitor.add(fields.clicks(click))
     return Fields(tuple(sorted(session)), tuple(sorted(prefixes)), tuple(sorted(visitor)))
 
 
