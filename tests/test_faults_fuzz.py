@@ -362,18 +362,19 @@ def test_generated_credentials_on_the_http_api_give_401_not_a_server_error(
 ) -> None:
     body = {"site": "test-site", "visitor": "v_fuzzhttp01", "events": [valid_event()]}
     with httpx.Client(base_url=server.url, timeout=10) as client:
+        # A header value holds no control characters and does not end in white space (RFC
+        # 9110, 5.5): the client itself refuses to send those, so they never reach the server.
+        sendable = st.characters(codec="utf-8", exclude_categories=["Cc"])
+        keys = st.text(sendable, min_size=1, max_size=20).filter(
+            lambda k: k == k.rstrip(" ") and k.strip() != API_KEY
+        )
 
         @settings(FUZZ, max_examples=200)
-        @given(key=st.text(min_size=1, max_size=20).filter(lambda k: k.strip() != API_KEY))
+        @given(key=keys)
         def check(key: str) -> None:
             header = ("Bearer " + key).encode("utf-8")
             response = client.post("/v1/events", json=body, headers={"Authorization": header})
-            # A control character is not allowed in a header value (RFC 9110, 5.5): uvicorn's
-            # HTTP parser refuses such a request with 400 before the app sees it. Either way a
-            # client error, never a server error.
-            invalid = any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in header)
-            expected = {400, 401} if invalid else {401}
-            assert response.status_code in expected, (key, response.status_code, response.text)
+            assert response.status_code == 401, (key, response.status_code, response.text)
 
         check()
     assert_no_crash(server)
