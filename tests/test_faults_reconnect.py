@@ -18,10 +18,8 @@ import redis
 import redis.asyncio as aioredis
 
 from cuewire.keys import Keys
-from support.faults import Tab, Tally, count, seen_seqs, stored_seqs
-from support.paths import FIXTURES
-from support.processes import ServerProcess, sites_file
-from support.servers import free_port
+from support.faults import Tab, Tally, count, seen_seqs, server_keeping_every_batch, stored_seqs
+from support.processes import ServerProcess
 
 RECONNECTS = int(os.environ.get("CUEWIRE_FAULT_RECONNECTS", "1000"))
 TABS = 50
@@ -31,13 +29,8 @@ TABS = 50
 def server(
     clean_redis: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[ServerProcess]:
-    monkeypatch.setenv("CUEWIRE_LIVE_STREAM_MAX", "1000000")  # keep every accepted batch
-    port = free_port()
-    sites = sites_file(tmp_path / "sites.yaml", port)
-    process = ServerProcess(clean_redis, FIXTURES / "rules", FIXTURES / "templates", sites, port)
-    process.start()
-    yield process
-    process.stop()
+    with server_keeping_every_batch(clean_redis, tmp_path, monkeypatch) as process:
+        yield process
 
 
 @pytest.mark.timeout(120)

@@ -20,10 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.faults import Tab, Tally, count, seen_seqs, stored_seqs
-from support.paths import FIXTURES
-from support.processes import ServerProcess, sites_file
-from support.servers import RedisServer, free_port
+from support.faults import Tab, Tally, count, seen_seqs, server_keeping_every_batch, stored_seqs
+from support.processes import ServerProcess
+from support.servers import RedisServer
 from support.waiting import eventually
 
 OUTAGE_S = float(os.environ.get("CUEWIRE_FAULT_OUTAGE_S", "5"))
@@ -35,13 +34,8 @@ SEND_EVERY_S = 1.0
 def server(
     own_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[ServerProcess]:
-    monkeypatch.setenv("CUEWIRE_LIVE_STREAM_MAX", "1000000")  # keep every accepted batch
-    port = free_port()
-    sites = sites_file(tmp_path / "sites.yaml", port)
-    process = ServerProcess(own_redis.url, FIXTURES / "rules", FIXTURES / "templates", sites, port)
-    process.start()
-    yield process
-    process.stop()
+    with server_keeping_every_batch(own_redis.url, tmp_path, monkeypatch) as process:
+        yield process
 
 
 class Health:

@@ -9,13 +9,38 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 import socketio
 
+from .paths import FIXTURES
+from .processes import ServerProcess, sites_file
+from .servers import free_port
+
 RETRYABLE = {"store_unavailable", "rate_limited"}
+
+
+@contextmanager
+def server_keeping_every_batch(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ServerProcess]:
+    """A real `cuewire serve` on ``redis_url`` whose live stream keeps every accepted batch,
+    so a fault test can count each acked event in the store."""
+    monkeypatch.setenv("CUEWIRE_LIVE_STREAM_MAX", "1000000")
+    port = free_port()
+    sites = sites_file(tmp_path / "sites.yaml", port)
+    process = ServerProcess(redis_url, FIXTURES / "rules", FIXTURES / "templates", sites, port)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def retryable(ack: dict[str, Any]) -> bool:
