@@ -5,16 +5,23 @@ Transport-free, so the gateway, the backend-events endpoint and tests share it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .delivery import Delivery
-from .facts import changes_for
+from .facts import changes_for, new_names
 from .identity import is_verified
 from .origin import Origin
 from .protocol import Prompt
 from .rules.engine import Engine
-from .store.base import Store
+from .store.base import Admitted, Gate, Ingested, Store
+
+
+@dataclass(frozen=True)
+class Processed:
+    admitted: Admitted  # which events the gate let in (the others were not stored)
+    prompt: Prompt | None  # the prompt the batch showed on its own tab, if any
 
 
 class Pipeline:
@@ -23,19 +30,30 @@ class Pipeline:
         self._engine = engine
         self._delivery = delivery
 
-    def distinct(self) -> Mapping[str, frozenset[str]]:
-        """Custom event props whose distinct values the live rules count."""
-        return self._engine().rules.distinct
-
     async def process(
-        self, origin: Origin, events: list[dict[str, Any]], now_ms: int
-    ) -> Prompt | None:
-        """Apply one batch of valid events; return the prompt it caused, if any."""
+        self,
+        origin: Origin,
+        events: list[dict[str, Any]],
+        now_ms: int,
+        gate: Gate | None = None,
+    ) -> Processed:
+        """Apply one batch of valid events, those ``gate`` admits (all without one); return
+        what it admitted and the prompt the batch caused, if any."""
         engine = self._engine()
         events = [_unsigned(e) for e in events]
         rules = engine.rules
         changes = [changes_for(e, now_ms, rules.distinct, rules.clicks) for e in events]
-        ingested = await self._store.ingest(origin, events, changes, now_ms, rules.fields_json)
+        names = [new_names(e, rules.distinct) for e in events] if gate else None
+        ingested = await self._store.ingest(
+            origin, events, changes, now_ms, rules.fields_json, gate, names
+        )
+        prompt = await self._decide(origin, events, ingested, now_ms)
+        return Processed(ingested.admitted, prompt)
+
+    async def _decide(
+        self, origin: Origin, events: list[dict[str, Any]], ingested: Ingested, now_ms: int
+    ) -> Prompt | None:
+        engine = self._engine()
         # new events, and resends of events whose actions were never applied (a failed commit)
         fresh = [e for e, todo in zip(events, ingested.todo, strict=True) if todo]
         if not fresh:

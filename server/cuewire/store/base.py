@@ -7,6 +7,7 @@ It knows nothing of rules or transport. Two backends share one implementation
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +27,27 @@ class OpenedSession:
 
 
 @dataclass(frozen=True)
+class Admitted:
+    """What a batch's :class:`Gate` let through: the first ``granted`` events had a token; of
+    those, ``capped[i]`` is "" or the kind of cap event ``i`` would pass."""
+
+    granted: int
+    retry_ms: int
+    capped: list[str]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The limits a batch passes in the store, in the call that stores it: rate limits per
+    visitor and per address (the GCRA of ingest.lua), and caps on distinct names per kind."""
+
+    address: str
+    visitor_rate: Rate
+    address_rate: Rate
+    caps: Mapping[str, int]
+
+
+@dataclass(frozen=True)
 class Ingested:
     """The outcome of one batch: which events were new, which the engine must decide (new
     ones, and resends of events whose actions were never applied), and the facts after it."""
@@ -34,6 +56,7 @@ class Ingested:
     todo: list[bool]  # handed to the engine: fresh, or stored but its actions not applied
     session: Facts
     visitor: Facts
+    admitted: Admitted  # what the gate let in; the events it kept out were not stored
 
 
 @dataclass(frozen=True)
@@ -132,16 +155,6 @@ class Put:
 Action = Schedule | Cancel | FiringRequest | Put
 
 
-@dataclass(frozen=True)
-class Admission:
-    """What :meth:`Store.admit` let through: the first ``granted`` events had a token; of
-    those, ``capped[i]`` is "" or the kind of cap event ``i`` would pass."""
-
-    granted: int
-    retry_ms: int
-    capped: list[str]
-
-
 class Store(Protocol):
     async def ping(self) -> bool: ...
 
@@ -161,6 +174,8 @@ class Store(Protocol):
         changes: list[FactChanges],
         now_ms: int,
         fields: str = "",
+        gate: Gate | None = None,
+        names: list[list[NewName]] | None = None,
     ) -> Ingested: ...
 
     async def apply(self, actions: list[Action]) -> list[Verdict]:
@@ -171,22 +186,6 @@ class Store(Protocol):
         """Apply a batch's actions (no FiringRequests) and mark its seqs done, atomically.
         False, and nothing applied, when a seq is no longer pending (another process
         committed it)."""
-        ...
-
-    async def admit(
-        self,
-        site: str,
-        session: str,
-        visitor: str,
-        address: str,
-        names: list[list[NewName]],
-        visitor_rate: Rate,
-        address_rate: Rate,
-        caps: dict[str, int],
-        now_ms: int,
-    ) -> Admission:
-        """Rate limits (per visitor, per address) and caps on distinct names, in one call,
-        before a batch is ingested; ``names`` holds the names each event would add."""
         ...
 
     async def visitor_facts(self, site: str, visitor: str) -> Facts: ...

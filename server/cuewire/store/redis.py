@@ -19,14 +19,14 @@ from ..ids import new_id
 from ..keys import Keys
 from ..lifecycle import Closing
 from ..origin import Origin
-from ..ratelimit import Rate
 from ..settings import Settings
 from .base import (
     Action,
-    Admission,
+    Admitted,
     Cancel,
     Facts,
     FiringRequest,
+    Gate,
     Ingested,
     OpenedSession,
     Put,
@@ -113,7 +113,6 @@ class RedisStore(Closing):
         self._audit_once = client.register_script(_lua("audit_once.lua"))
         self._governance = client.register_script(_governance_script())
         self._release = client.register_script(_lua("release_socket.lua"))
-        self._admit = client.register_script(_lua("admit.lua"))
 
     @property
     def keys(self) -> Keys:
@@ -168,9 +167,13 @@ class RedisStore(Closing):
         changes: list[FactChanges],
         now_ms: int,
         fields: str = "",
+        gate: Gate | None = None,
+        names: list[list[NewName]] | None = None,
     ) -> Ingested:
-        """Store a batch; return its flags and the facts after it: the fields ``fields``
-        names (``RuleSet.fields_json``: what the engine reads), or all of both hashes."""
+        """Admit a batch through ``gate`` (``names``: the names each event would add, for the
+        caps), store what it admits; return its flags and the facts after it: the fields
+        ``fields`` names (``RuleSet.fields_json``: what the engine reads), or all of both
+        hashes. One round trip."""
         site, session, visitor, tab = origin.site, origin.session, origin.visitor, origin.tab
         socket_id = origin.sid
         args: list[Any] = [
@@ -189,6 +192,8 @@ class RedisStore(Closing):
         ]
         args.append(json.dumps(batch, separators=(",", ":")))
         args.append(fields)
+        args.append(self._gate_arg(gate, names or [[] for _ in events]) if gate else "")
+        address = gate.address if gate else ""
         keys = [
             self._k.session(site, session),
             self._k.recent(site, session),
@@ -196,14 +201,32 @@ class RedisStore(Closing):
             self._k.visitor(site, visitor),
             self._k.live(site),
             self._k.pending(site, session, tab),
+            self._k.visitor_rate(site, visitor),
+            self._k.address_rate(address),
+            self._k.names(site, session),
+            self._k.visitor_names(site, visitor),
         ]
         try:
-            flags, sess, vis = await self._ingest(keys=keys, args=args)
+            flags, sess, vis, (granted, retry_ms, capped) = await self._ingest(keys=keys, args=args)
         except RedisError as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
         fresh = [int(f) == 1 for f in flags]
         todo = [int(f) != 0 for f in flags]
-        return Ingested(fresh, todo, _pairs(sess), _pairs(vis))
+        admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
+        return Ingested(fresh, todo, _pairs(sess), _pairs(vis), admitted)
+
+    @staticmethod
+    def _gate_arg(gate: Gate, names: list[list[NewName]]) -> str:
+        """ingest.lua's ARGV[11]: the gate's limits and the names of each event."""
+        spec = {
+            "vi": gate.visitor_rate.interval_ms(),
+            "vb": gate.visitor_rate.burst,
+            "ai": gate.address_rate.interval_ms(),
+            "ab": gate.address_rate.burst,
+            "caps": dict(gate.caps),
+            "names": names,
+        }
+        return json.dumps(spec, separators=(",", ":"))
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab)]
@@ -242,42 +265,6 @@ class RedisStore(Closing):
         async with _guard("apply rule actions"):
             done = await self._commit(keys=keys, args=[json.dumps(batch, separators=(",", ":"))])
         return bool(done)
-
-    async def admit(
-        self,
-        site: str,
-        session: str,
-        visitor: str,
-        address: str,
-        names: list[list[NewName]],
-        visitor_rate: Rate,
-        address_rate: Rate,
-        caps: dict[str, int],
-        now_ms: int,
-    ) -> Admission:
-        keys = [
-            self._k.visitor_rate(site, visitor),
-            self._k.address_rate(address),
-            self._k.names(site, session),
-            self._k.visitor_names(site, visitor),
-        ]
-        args: list[Any] = [
-            now_ms,
-            len(names),
-            visitor_rate.interval_ms(),
-            visitor_rate.burst,
-            address_rate.interval_ms(),
-            address_rate.burst,
-            self._s.session_ttl_s,
-            self._s.visitor_ttl_s,
-            json.dumps(caps),
-            json.dumps(names, separators=(",", ":")),
-        ]
-        try:
-            granted, retry_ms, capped = await self._admit(keys=keys, args=args)
-        except RedisError as exc:
-            raise StoreError(f"cannot admit events: {exc}") from exc
-        return Admission(int(granted), int(retry_ms), [str(c) for c in capped or []])
 
     async def apply(self, actions: list[Action]) -> list[Verdict]:
         if not actions:
