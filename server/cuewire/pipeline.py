@@ -15,7 +15,7 @@ from .identity import is_verified
 from .origin import Origin
 from .protocol import Prompt
 from .rules.engine import Engine
-from .store.base import Admitted, Gate, Ingested, Store
+from .store.base import Admitted, Commit, Gate, Ingested, Store
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,15 @@ class Pipeline:
         )
         if not decision.actions and not decision.candidates:
             return None  # nothing to apply; a resend is decided again, to the same effect
-        # The actions, with the seqs marked done, in one atomic step: if it fails the client
-        # resends and the batch is decided again; if another process did it first, stop here.
+        # The actions, with the seqs marked done, in one atomic step (with governance's
+        # grants when the batch fires): if it fails the client resends and the batch is
+        # decided again; if another process did it first, stop here.
         seqs = [int(e["seq"]) for e in fresh]
-        if not await self._store.commit(origin, seqs, decision.actions):
-            return None
-        if not decision.candidates:
-            return None
-        return await self._delivery.resolve(origin, decision.candidates)
+        if decision.candidates:
+            commit = Commit(origin, seqs, decision.actions)
+            return await self._delivery.resolve(origin, decision.candidates, commit)
+        await self._store.commit(origin, seqs, decision.actions)
+        return None
 
 
 def _unsigned(event: dict[str, Any]) -> dict[str, Any]:

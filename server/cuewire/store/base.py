@@ -120,6 +120,7 @@ class FiringRequest:
     dismiss_pause_ms: int = 0
     firing: str = ""  # a timer's token: the request of one firing is granted again, not twice
     priority: int = 0  # a show of strictly higher priority replaces the prompt on screen
+    whole_facts: bool = False  # granted, its show renders: return the whole hashes with it
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,26 @@ class Put:
 Action = Schedule | Cancel | FiringRequest | Put
 
 
+@dataclass(frozen=True)
+class Commit:
+    """A batch's actions (no FiringRequests) and the seqs they are for: applied once, with
+    the seqs marked done (commit.lua)."""
+
+    origin: Origin
+    seqs: list[int]
+    actions: list[Action]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Governance's verdicts on a batch's firing requests, in order; with the whole session
+    and visitor hashes when a granted show asked for them (``whole_facts``), else empty."""
+
+    verdicts: list[Verdict]
+    session: Facts
+    visitor: Facts
+
+
 class Store(Protocol):
     async def ping(self) -> bool: ...
 
@@ -178,8 +199,23 @@ class Store(Protocol):
         names: list[list[NewName]] | None = None,
     ) -> Ingested: ...
 
-    async def apply(self, actions: list[Action]) -> list[Verdict]:
-        """Apply actions in one round trip; one :class:`Verdict` per FiringRequest, in order."""
+    async def apply(self, actions: list[Action]) -> None:
+        """Apply actions (no FiringRequests: :meth:`resolve` asks governance) in one round
+        trip."""
+        ...
+
+    async def resolve(
+        self, requests: list[FiringRequest], commit: Commit | None = None
+    ) -> Resolved | None:
+        """Apply ``commit`` and ask governance about ``requests`` (all of one session,
+        highest priority first) atomically, in one round trip; a show after a granted show is
+        held ``lower_priority``. None, and nothing applied, when the commit's seqs are no
+        longer pending (another process committed them)."""
+        ...
+
+    async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
+        """Write ``puts`` and append the audit ``records`` (once per ``firing`` when a record
+        has one), in one round trip."""
         ...
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:

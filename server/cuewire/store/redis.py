@@ -24,12 +24,14 @@ from .base import (
     Action,
     Admitted,
     Cancel,
+    Commit,
     Facts,
     FiringRequest,
     Gate,
     Ingested,
     OpenedSession,
     Put,
+    Resolved,
     Schedule,
     Timer,
     Verdict,
@@ -45,32 +47,16 @@ def _lua(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
 
 
-# What the wrapper returns when it grants a firing again: the shape govern.lua returns for a
-# grant (keep the two in step when govern.lua's answer changes).
-REGRANT = "{'', '', ''}"
-
-
-def _governance_script() -> str:
-    """govern.lua, granted again (and counted once) for the firing it already granted: the
-    last ARGV is the firing (a timer's token, or "")."""
+def _resolve_script() -> str:
+    """resolve.lua, with commit.lua and govern.lua as the functions it calls."""
     return (
-        "local function governance()\n"
+        "local function commit(KEYS, ARGV)\n"
+        + _lua("commit.lua")
+        + "\nend\n"
+        + "local function governance(KEYS, ARGV)\n"
         + _lua("govern.lua")
         + "\nend\n"
-        + "local function granted(v)\n"
-        + "  if type(v) == 'table' then return v[1] == '' end\n"
-        + "  return v == ''\n"
-        + "end\n"
-        + "local firing = ARGV[#ARGV]\n"
-        + f"local marker = '{fields.FIRING}' .. ARGV[1]\n"
-        + "if firing ~= '' and redis.call('HGET', KEYS[1], marker) == firing then\n"
-        + f"  return {REGRANT}\n"
-        + "end\n"
-        + "local verdict = governance()\n"
-        + "if firing ~= '' and granted(verdict) then\n"
-        + "  redis.call('HSET', KEYS[1], marker, firing)\n"
-        + "end\n"
-        + "return verdict\n"
+        + _lua("resolve.lua")
     )
 
 
@@ -89,6 +75,27 @@ def _pairs_of(mapping: Any) -> Facts:
 
 def _pairs(flat: list[Any]) -> Facts:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _governance_args(c: FiringRequest) -> list[str]:
+    """govern.lua's ARGV for ``c``."""
+    values = [
+        c.rule,
+        c.now_ms,
+        int(c.shows),
+        c.prompt_id,
+        c.per_session,
+        c.per_day,
+        c.per_week,
+        c.cooldown_ms,
+        c.max_prompts,
+        int(c.one_at_a_time),
+        c.snooze_ms,
+        c.dismiss_count,
+        c.dismiss_pause_ms,
+        c.priority,
+    ]
+    return [str(v) for v in values]
 
 
 def _verdict(raw: Any) -> Verdict:
@@ -111,7 +118,7 @@ class RedisStore(Closing):
         self._ack = client.register_script(_lua("ack_timer.lua"))
         self._commit = client.register_script(_lua("commit.lua"))
         self._audit_once = client.register_script(_lua("audit_once.lua"))
-        self._governance = client.register_script(_governance_script())
+        self._resolve = client.register_script(_resolve_script())
         self._release = client.register_script(_lua("release_socket.lua"))
 
     @property
@@ -228,14 +235,17 @@ class RedisStore(Closing):
         }
         return json.dumps(spec, separators=(",", ":"))
 
-    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
-        keys = [self._k.pending(origin.site, origin.session, origin.tab)]
-        slots: dict[str, int] = {}
+    def _commit_args(
+        self, origin: Origin, seqs: list[int], actions: list[Action], keys: list[str]
+    ) -> str:
+        """commit.lua's ARGV[1] for ``actions``; the keys they write are added to ``keys``
+        (Lua's KEYS, 1-based), each once."""
+        slots = {key: i + 1 for i, key in enumerate(keys)}
 
         def slot(key: str) -> int:
             if key not in slots:
                 keys.append(key)
-                slots[key] = len(keys)  # Lua's KEYS are 1-based
+                slots[key] = len(keys)
             return slots[key]
 
         ops: list[list[Any]] = []
@@ -260,20 +270,63 @@ class RedisStore(Closing):
                 else:
                     ops.append(["hset", slot(key), action.field, action.value])
             else:
-                raise TypeError("commit applies no FiringRequest: resolve candidates after it")
+                raise TypeError("a commit applies no FiringRequest: resolve() asks governance")
         batch = {"seqs": [str(seq) for seq in seqs], "ops": ops}
+        return json.dumps(batch, separators=(",", ":"))
+
+    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
+        keys = [self._k.pending(origin.site, origin.session, origin.tab)]
+        arg = self._commit_args(origin, seqs, actions, keys)
         async with _guard("apply rule actions"):
-            done = await self._commit(keys=keys, args=[json.dumps(batch, separators=(",", ":"))])
+            done = await self._commit(keys=keys, args=[arg])
         return bool(done)
 
-    async def apply(self, actions: list[Action]) -> list[Verdict]:
+    async def resolve(
+        self, requests: list[FiringRequest], commit: Commit | None = None
+    ) -> Resolved | None:
+        if not requests:
+            raise ValueError("resolve() needs at least one firing request")
+        first = requests[0]
+        site, session, visitor = first.site, first.session, first.visitor
+        pending = (
+            self._k.pending(commit.origin.site, commit.origin.session, commit.origin.tab)
+            if commit
+            else self._k.session(site, session)  # unused without a commit
+        )
+        keys = [pending, self._k.session(site, session), self._k.visitor(site, visitor)]
+        arg = self._commit_args(commit.origin, commit.seqs, commit.actions, keys) if commit else ""
+        asks = [
+            {
+                "a": _governance_args(r),
+                "f": r.firing,
+                "m": fields.FIRING + r.rule,
+                "s": r.shows,
+                "w": r.whole_facts,
+            }
+            for r in requests
+        ]
+        async with _guard("ask governance about a firing"):
+            answer = await self._resolve(
+                keys=keys, args=[arg, json.dumps(asks, separators=(",", ":"))]
+            )
+        if not answer:
+            return None
+        _, verdicts, sess, vis = answer
+        return Resolved([_verdict(v) for v in verdicts], _pairs(sess), _pairs(vis))
+
+    async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
+        if not puts and not records:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        self._puts_into(pipe, puts)
+        for record in records:
+            await self._audit_into(pipe, site, record)
+        async with _guard("record a firing"):
+            await pipe.execute()
+
+    async def apply(self, actions: list[Action]) -> None:
         if not actions:
-            return []
-        if len(actions) == 1 and isinstance(actions[0], FiringRequest):  # one EVALSHA, no pipeline
-            try:
-                return [_verdict(await self._govern_into(self._r, actions[0]))]
-            except RedisError as exc:
-                raise StoreError(f"cannot ask governance about a firing: {exc}") from exc
+            return
         pipe = self._r.pipeline(transaction=False)
         for action in actions:
             if isinstance(action, Schedule):
@@ -285,51 +338,23 @@ class RedisStore(Closing):
                 pipe.hdel(self._k.session(t.site, t.session), fields.timer(t.rule))
                 pipe.zrem(self._k.timers(), t.member())
             elif isinstance(action, Put):
-                key = (
-                    self._k.visitor(action.site, action.visitor)
-                    if action.on_visitor
-                    else self._k.session(action.site, action.session)
-                )
-                if action.value is None:
-                    pipe.hdel(key, action.field)
-                else:
-                    pipe.hset(key, action.field, action.value)
+                self._puts_into(pipe, [action])
             else:
-                await self._govern_into(pipe, action)
-        try:
-            results = await pipe.execute()
-        except RedisError as exc:
-            raise StoreError(f"cannot apply rule actions: {exc}") from exc
-        verdicts: list[Verdict] = []
-        pos = 0
-        for action in actions:
-            if isinstance(action, FiringRequest):
-                verdicts.append(_verdict(results[pos]))
-            pos += 2 if isinstance(action, Schedule | Cancel) else 1
-        return verdicts
+                raise TypeError("apply() applies no FiringRequest: resolve() asks governance")
+        async with _guard("apply rule actions"):
+            await pipe.execute()
 
-    async def _govern_into(self, client: Any, c: FiringRequest) -> Any:
-        return await self._governance(
-            keys=[self._k.session(c.site, c.session), self._k.visitor(c.site, c.visitor)],
-            args=[
-                c.rule,
-                c.now_ms,
-                int(c.shows),
-                c.prompt_id,
-                c.per_session,
-                c.per_day,
-                c.per_week,
-                c.cooldown_ms,
-                c.max_prompts,
-                int(c.one_at_a_time),
-                c.snooze_ms,
-                c.dismiss_count,
-                c.dismiss_pause_ms,
-                c.priority,
-                c.firing,  # last: the wrapper of govern.lua reads ARGV[#ARGV]
-            ],
-            client=client,
-        )
+    def _puts_into(self, pipe: Any, puts: list[Put]) -> None:
+        for put in puts:
+            key = (
+                self._k.visitor(put.site, put.visitor)
+                if put.on_visitor
+                else self._k.session(put.site, put.session)
+            )
+            if put.value is None:
+                pipe.hdel(key, put.field)
+            else:
+                pipe.hset(key, put.field, put.value)
 
     async def claim_due(
         self, now_ms: int, limit: int
@@ -420,19 +445,20 @@ class RedisStore(Closing):
 
     async def audit(self, site: str, record: dict[str, str]) -> None:
         """Append ``record`` to the site's audit stream; once per ``firing`` when it has one."""
+        await self.record(site, [], [record])
+
+    async def _audit_into(self, pipe: Any, site: str, record: dict[str, str]) -> None:
         firing = record.get("firing", "")
-        async with _guard("write the audit"):
-            if not firing:
-                fields: dict[Any, Any] = dict(record)
-                await self._r.xadd(
-                    self._k.audit(site), fields, maxlen=AUDIT_MAXLEN, approximate=True
-                )
-                return
-            pairs = [item for pair in record.items() for item in pair]
-            await self._audit_once(
-                keys=[self._k.audit(site), self._k.audited(firing)],
-                args=[AUDIT_MAXLEN, AUDITED_TTL_S, *pairs],
-            )
+        if not firing:
+            entry: dict[Any, Any] = dict(record)
+            pipe.xadd(self._k.audit(site), entry, maxlen=AUDIT_MAXLEN, approximate=True)
+            return
+        pairs = [item for pair in record.items() for item in pair]
+        await self._audit_once(
+            keys=[self._k.audit(site), self._k.audited(firing)],
+            args=[AUDIT_MAXLEN, AUDITED_TTL_S, *pairs],
+            client=pipe,
+        )
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]:
         async with _guard("read the audit"):
