@@ -192,6 +192,7 @@ class Gateway:
         if conn is None:
             return
         self._metrics.connections.dec()
+        self._pipeline.forget(conn.site, conn.session)
         await self._release(conn.site, conn.session, sid)
 
     async def _release(self, site: str, session: str, sid: str) -> None:

@@ -57,6 +57,7 @@ class Ingested:
     session: Facts
     visitor: Facts
     admitted: Admitted  # what the gate let in; the events it kept out were not stored
+    applied: bool = False  # the caller's Decided actions were applied (no facts returned)
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,18 @@ class Commit:
 
 
 @dataclass(frozen=True)
+class Decided:
+    """A batch decided before the store call, from the caller's copy of the facts (the
+    fields the rules read, as they were before the batch): its actions are applied with the
+    batch when the copy is what the store holds (ingest.lua)."""
+
+    session: Facts
+    visitor: Facts
+    seqs: list[int]
+    actions: list[Action]
+
+
+@dataclass(frozen=True)
 class Resolved:
     """Governance's verdicts on a batch's firing requests, in order; with the whole session
     and visitor hashes when a granted show asked for them (``whole_facts``), else empty."""
@@ -197,6 +210,7 @@ class Store(Protocol):
         fields: str = "",
         gate: Gate | None = None,
         names: list[list[NewName]] | None = None,
+        decided: Decided | None = None,
     ) -> Ingested: ...
 
     async def apply(self, actions: list[Action]) -> None:

@@ -25,6 +25,7 @@ from .base import (
     Admitted,
     Cancel,
     Commit,
+    Decided,
     Facts,
     FiringRequest,
     Gate,
@@ -50,7 +51,8 @@ def _lua(name: str) -> str:
 def _resolve_script() -> str:
     """resolve.lua, with commit.lua and govern.lua as the functions it calls."""
     return (
-        "local function commit(KEYS, ARGV)\n"
+        _lua("ops.lua")
+        + "local function commit(KEYS, ARGV)\n"
         + _lua("commit.lua")
         + "\nend\n"
         + "local function governance(KEYS, ARGV)\n"
@@ -112,11 +114,11 @@ class RedisStore(Closing):
         self._s = settings
         self._k = Keys(settings.key_prefix)
         self._open = client.register_script(_lua("open_session.lua"))
-        self._ingest = client.register_script(_lua("ingest.lua"))
+        self._ingest = client.register_script(_lua("ops.lua") + _lua("ingest.lua"))
         self._claim_timers = client.register_script(_lua("claim_timers.lua"))
         self._consume = client.register_script(_lua("consume_timer.lua"))
         self._ack = client.register_script(_lua("ack_timer.lua"))
-        self._commit = client.register_script(_lua("commit.lua"))
+        self._commit = client.register_script(_lua("ops.lua") + _lua("commit.lua"))
         self._audit_once = client.register_script(_lua("audit_once.lua"))
         self._resolve = client.register_script(_resolve_script())
         self._release = client.register_script(_lua("release_socket.lua"))
@@ -176,11 +178,13 @@ class RedisStore(Closing):
         fields: str = "",
         gate: Gate | None = None,
         names: list[list[NewName]] | None = None,
+        decided: Decided | None = None,
     ) -> Ingested:
         """Admit a batch through ``gate`` (``names``: the names each event would add, for the
         caps), store what it admits; return its flags and the facts after it: the fields
         ``fields`` names (``RuleSet.fields_json``: what the engine reads), or all of both
-        hashes. One round trip."""
+        hashes. With ``decided``, its actions are applied with the batch when its facts are
+        what the store holds and every event is new (``Ingested.applied``). One round trip."""
         site, session, visitor, tab = origin.site, origin.session, origin.visitor, origin.tab
         socket_id = origin.sid
         args: list[Any] = [
@@ -213,14 +217,22 @@ class RedisStore(Closing):
             self._k.names(site, session),
             self._k.visitor_names(site, visitor),
         ]
+        if decided is None:
+            args += ["", ""]
+        else:
+            facts = {"s": decided.session, "v": decided.visitor}
+            args.append(json.dumps(facts, separators=(",", ":")))
+            args.append(self._commit_args(origin, decided.seqs, decided.actions, keys))
         try:
-            flags, sess, vis, (granted, retry_ms, capped) = await self._ingest(keys=keys, args=args)
+            flags, sess, vis, (granted, retry_ms, capped), applied = await self._ingest(
+                keys=keys, args=args
+            )
         except RedisError as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
         fresh = [int(f) == 1 for f in flags]
         todo = [int(f) != 0 for f in flags]
         admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
-        return Ingested(fresh, todo, _pairs(sess), _pairs(vis), admitted)
+        return Ingested(fresh, todo, _pairs(sess), _pairs(vis), admitted, bool(applied))
 
     @staticmethod
     def _gate_arg(gate: Gate, names: list[list[NewName]]) -> str:

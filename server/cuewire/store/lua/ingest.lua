@@ -13,6 +13,14 @@
 -- ARGV[11]: the gate, JSON {"vi": visitor interval ms (0: no limit), "vb": visitor burst,
 --   "ai"/"ab": the same per address, "caps": {kind: cap}, "names": per event
 --   [[scope ("s"/"v"), kind, name], ...]}, or "" to admit every event
+-- ARGV[12]: the facts the caller decided this batch from, JSON {"s": {field: value}, "v":
+--   {field: value}} (its copy of what ARGV[10] names, as they were before this batch), or ""
+-- ARGV[13]: the caller's actions for this batch, as commit.lua's ARGV[1] (their key indexes
+--   point into KEYS, past the ten above)
+-- When ARGV[12] is exactly what the store holds and every event of the batch is new and
+-- admitted, the caller's decision stands: the actions are applied with the batch and its seqs
+-- are done (not pending), and no facts are returned. Otherwise the batch is stored as
+-- without them and the facts after it are returned, for the caller to decide again.
 --
 -- Admission first. Rate: GCRA (a token bucket kept as one theoretical arrival time per key),
 -- so the budget survives reconnects; the first `granted` events get a token from both
@@ -29,7 +37,8 @@
 -- engine again.
 -- Returns {flags (1 new, 2 resent while pending, 0 resent and done or not admitted),
 --          session facts (flat), visitor facts (flat),
---          {granted, retry_ms, per event: "" or the kind of the cap it hit}}
+--          {granted, retry_ms, per event: "" or the kind of the cap it hit},
+--          1 when the caller's actions were applied (the facts are then empty), else 0}
 local skey, ekey, qkey, vkey, pkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]
 local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local live_max, session_id = tonumber(ARGV[7]), ARGV[8]
@@ -105,6 +114,51 @@ if ARGV[11] ~= nil and ARGV[11] ~= '' then
   if touched[KEYS[9]] then redis.call('EXPIRE', KEYS[9], sttl + 300) end
   if touched[KEYS[10]] then redis.call('EXPIRE', KEYS[10], vttl) end
 end
+local function read(key, fields, prefixes)
+  local out = {}
+  for i = 1, #fields, 1000 do  -- in slices: unpack has a limit
+    local slice = {unpack(fields, i, math.min(i + 999, #fields))}
+    local values = redis.call('HMGET', key, unpack(slice))
+    for j, f in ipairs(slice) do
+      if values[j] then out[#out + 1] = f; out[#out + 1] = values[j] end
+    end
+  end
+  for _, prefix in ipairs(prefixes) do
+    local pattern = string.gsub(prefix, '[%*%?%[%]\\]', '\\%0') .. '*'
+    local cursor = '0'
+    repeat
+      local page = redis.call('HSCAN', key, cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = page[1]
+      for j = 1, #page[2], 2 do out[#out + 1] = page[2][j]; out[#out + 1] = page[2][j + 1] end
+    until cursor == '0'
+  end
+  return out
+end
+local want = nil
+if ARGV[10] ~= nil and ARGV[10] ~= '' then want = cjson.decode(ARGV[10]) end
+
+-- whether `flat` (field, value, ...) holds exactly the fields and values of `expected`
+local function holds(flat, expected)
+  local seen, count = {}, 0
+  for j = 1, #flat, 2 do
+    local f = flat[j]
+    if not seen[f] then
+      if expected[f] ~= flat[j + 1] then return false end
+      seen[f] = true
+      count = count + 1
+    end
+  end
+  for _ in pairs(expected) do count = count - 1 end
+  return count == 0
+end
+
+local decided = false
+if want and ARGV[12] ~= nil and ARGV[12] ~= '' then
+  local expected = cjson.decode(ARGV[12])
+  decided = granted == n and holds(read(skey, want.s, want.sp), expected.s)
+    and holds(read(vkey, want.v, want.vp), expected.v)
+end
+
 local fresh, accepted = {}, {}
 local incr, set, setnx, vincr, vset, clear_if = {}, {}, {}, {}, {}, {}
 
@@ -127,6 +181,7 @@ for e, ev in ipairs(batch) do
     if is_new == 0 and redis.call('ZSCORE', pkey, seq) then is_new = 2 end
   end
   fresh[e] = is_new
+  if is_new ~= 1 then decided = false end
   if is_new == 1 then
     redis.call('ZADD', pkey, seq, seq)
     add(incr, ev[3]); put(set, ev[4], false); put(setnx, ev[5], true)
@@ -175,28 +230,13 @@ redis.call('ZREMRANGEBYRANK', pkey, 0, -1025)
 for _, k in ipairs({skey, ekey, qkey, pkey}) do redis.call('EXPIRE', k, sttl + 300) end  -- + grace
 redis.call('EXPIRE', vkey, vttl)
 local admission = {granted, retry, capped}
-local function read(key, fields, prefixes)
-  local out = {}
-  for i = 1, #fields, 1000 do  -- in slices: unpack has a limit
-    local slice = {unpack(fields, i, math.min(i + 999, #fields))}
-    local values = redis.call('HMGET', key, unpack(slice))
-    for j, f in ipairs(slice) do
-      if values[j] then out[#out + 1] = f; out[#out + 1] = values[j] end
-    end
-  end
-  for _, prefix in ipairs(prefixes) do
-    local pattern = string.gsub(prefix, '[%*%?%[%]\\]', '\\%0') .. '*'
-    local cursor = '0'
-    repeat
-      local page = redis.call('HSCAN', key, cursor, 'MATCH', pattern, 'COUNT', 1000)
-      cursor = page[1]
-      for j = 1, #page[2], 2 do out[#out + 1] = page[2][j]; out[#out + 1] = page[2][j + 1] end
-    until cursor == '0'
-  end
-  return out
+if decided then
+  local actions = cjson.decode(ARGV[13])
+  apply_ops(KEYS, actions.ops)
+  if #actions.seqs > 0 then redis.call('ZREM', pkey, unpack(actions.seqs)) end
+  return {fresh, {}, {}, admission, 1}
 end
-if ARGV[10] == nil or ARGV[10] == '' then
-  return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission}
+if not want then
+  return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 0}
 end
-local want = cjson.decode(ARGV[10])
-return {fresh, read(skey, want.s, want.sp), read(vkey, want.v, want.vp), admission}
+return {fresh, read(skey, want.s, want.sp), read(vkey, want.v, want.vp), admission, 0}
