@@ -67,9 +67,9 @@ def avoid(selectors: Sequence[str], event: Mapping[str, Any] | None) -> tuple[st
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     """One candidate on its way through governance: its prompt id and A/B variant are
-    chosen before the store is asked."""
+    chosen before the store is asked (``request``)."""
 
     cand: Candidate
     prompt_id: str
@@ -106,22 +106,32 @@ class Delivery:
         self._secret = webhook_secret
         self._metrics = metrics or Metrics()
 
+    def plan(self, origin: Origin, candidates: list[Candidate]) -> list[Plan]:
+        """The firing requests for ``candidates``, highest priority first, one per rule."""
+        policy = self._engine().rules.policy
+        seen: set[str] = set()
+        plans: list[Plan] = []
+        for cand in sorted(candidates, key=lambda c: -c.rule.priority):
+            if cand.rule.id not in seen:
+                seen.add(cand.rule.id)
+                plans.append(self._plan(origin, cand, policy))
+        return plans
+
     async def resolve(
         self, origin: Origin, candidates: list[Candidate], commit: Commit | None = None
     ) -> Prompt | None:
         """Fire what governance allows, highest priority first, after applying ``commit`` (a
         batch's actions) in the same atomic store call; return the prompt shown, if any (on
         ``origin.sid``). None, with nothing done, when another process committed the batch."""
-        policy = self._engine().rules.policy
-        seen: set[str] = set()
-        plans: list[_Plan] = []
-        for cand in sorted(candidates, key=lambda c: -c.rule.priority):
-            if cand.rule.id not in seen:
-                seen.add(cand.rule.id)
-                plans.append(self._plan(origin, cand, policy))
+        plans = self.plan(origin, candidates)
         resolved = await self._store.resolve([plan.request for plan in plans], commit)
         if resolved is None:
             return None
+        return await self.deliver(origin, plans, resolved)
+
+    async def deliver(self, origin: Origin, plans: list[Plan], resolved: Resolved) -> Prompt | None:
+        """Act on governance's verdicts on ``plans``: show, call webhooks, set facts, audit
+        (the facts and the audit records in one round trip); the prompt shown, if any."""
         out = _Writes()
         shown: Prompt | None = None
         first_show = ""  # the rule of the first granted show: the others are lower priority
@@ -154,7 +164,7 @@ class Delivery:
         await self._store.record(origin.site, out.puts, out.records)
         return True
 
-    def _plan(self, origin: Origin, cand: Candidate, policy: Policy) -> _Plan:
+    def _plan(self, origin: Origin, cand: Candidate, policy: Policy) -> Plan:
         rule = cand.rule
         prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
         variant = variant_for(origin.visitor, rule) if rule.show is not None else None
@@ -166,7 +176,7 @@ class Delivery:
         # whole hashes with a granted show that renders
         renders = rule.show is not None and variant != HOLDOUT
         request = replace(request, firing=cand.firing, whole_facts=renders)
-        return _Plan(cand, prompt_id, variant, request)
+        return Plan(cand, prompt_id, variant, request)
 
     def _firing_request(
         self, site: str, session: str, visitor: str, rule: Rule, policy: Policy, prompt_id: str
@@ -230,7 +240,7 @@ class Delivery:
     async def _act(
         self,
         origin: Origin,
-        plan: _Plan,
+        plan: Plan,
         verdict: Verdict,
         resolved: Resolved,
         out: _Writes,

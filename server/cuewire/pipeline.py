@@ -4,11 +4,12 @@ Transport-free, so the gateway, the backend-events endpoint and tests share it.
 
 One store round trip for most batches: when the process still knows a session's facts from
 its last batch (prediction.py), the engine decides the batch from them before the store call,
-and the store applies the batch with the decision's actions, after checking that those facts
-are what it holds. Otherwise (a first batch, a resend, another tab, process or deadline
-changed a fact, a batch that fires a prompt) the store returns the facts after the batch and
-the engine decides from them: a second round trip applies the actions, with governance's
-grants when the batch fires.
+and the store applies the batch with the decision's actions and answers its firing requests,
+after checking that those facts are what it holds. Otherwise (a first batch, a resend, another
+tab, process or deadline changed a fact) the store returns the facts after the batch and the
+engine decides from them: a second round trip applies the actions, with governance's grants
+when the batch fires. A batch that shows a prompt writes its audit record after the prompt
+went out (one more round trip, off the prompt's path).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .delivery import Delivery
+from .delivery import Delivery, Plan
 from .facts import FactChanges, changes_for, new_names
 from .identity import is_verified
 from .origin import Origin
@@ -39,6 +40,7 @@ class _Ahead:
 
     decided: Decided
     after: Known
+    plans: list[Plan]  # the firings it asks governance for
 
 
 class Pipeline:
@@ -93,9 +95,16 @@ class Pipeline:
             ahead.decided if ahead else None,
         )
         if ahead is not None and ingested.applied:
-            self._known.put(origin.site, origin.session, ahead.after)
             await self._link_users(origin, events)
-            return Processed(ingested.admitted, None)
+            if not ahead.plans:
+                self._known.put(origin.site, origin.session, ahead.after)
+                return Processed(ingested.admitted, None)
+            # governance wrote facts the process does not see: learn them on the next batch
+            self._known.forget(origin.site, origin.session)
+            if ingested.resolved is None:
+                raise RuntimeError("the store applied a batch without answering its requests")
+            prompt = await self._delivery.deliver(origin, ahead.plans, ingested.resolved)
+            return Processed(ingested.admitted, prompt)
         prompt = await self._decide(origin, events, ingested, engine, reads, now_ms)
         return Processed(ingested.admitted, prompt)
 
@@ -108,8 +117,8 @@ class Pipeline:
         reads: Reads,
         now_ms: int,
     ) -> _Ahead | None:
-        """The batch decided from the facts the process knows, if it knows them and the
-        batch fires nothing (a firing is decided with governance, after the store call)."""
+        """The batch decided from the facts the process knows, if it knows them; its firings
+        are asked of governance in the same store call."""
         known = self._known.get(origin.site, origin.session, reads)
         if known is None or not events:
             return None
@@ -120,12 +129,12 @@ class Pipeline:
         except ValueError:  # a counter that is not a number: let the store say
             return None
         decision = self._on_events(origin, events, session, visitor, engine, now_ms)
-        if decision.candidates:
-            return None
+        plans = self._delivery.plan(origin, decision.candidates) if decision.candidates else []
         after = after_actions(session, visitor, reads, decision.actions)
         seqs = [int(e["seq"]) for e in events]
-        decided = Decided(known.session, known.visitor, seqs, decision.actions)
-        return _Ahead(decided, Known(reads, *after))
+        requests = [plan.request for plan in plans]
+        decided = Decided(known.session, known.visitor, seqs, decision.actions, requests)
+        return _Ahead(decided, Known(reads, *after), plans)
 
     async def _decide(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..facts import FactChanges, NewName
@@ -58,6 +58,7 @@ class Ingested:
     visitor: Facts
     admitted: Admitted  # what the gate let in; the events it kept out were not stored
     applied: bool = False  # the caller's Decided actions were applied (no facts returned)
+    resolved: Resolved | None = None  # when applied: governance's answer to its requests
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ class Decided:
     visitor: Facts
     seqs: list[int]
     actions: list[Action]
+    requests: list[FiringRequest] = field(default_factory=list)  # asked of governance too
 
 
 @dataclass(frozen=True)

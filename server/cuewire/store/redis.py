@@ -48,17 +48,20 @@ def _lua(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
 
 
-def _resolve_script() -> str:
-    """resolve.lua, with commit.lua and govern.lua as the functions it calls."""
+def _function(name: str, script: str) -> str:
+    """A script as a Lua function of (KEYS, ARGV), for a composed script to call."""
+    return f"local function {name}(KEYS, ARGV)\n{_lua(script)}\nend\n"
+
+
+def _composed(script: str) -> str:
+    """``script`` with what it calls: apply_ops (ops.lua), commit (commit.lua), governance
+    (govern.lua) and govern_all (govern_all.lua)."""
     return (
         _lua("ops.lua")
-        + "local function commit(KEYS, ARGV)\n"
-        + _lua("commit.lua")
-        + "\nend\n"
-        + "local function governance(KEYS, ARGV)\n"
-        + _lua("govern.lua")
-        + "\nend\n"
-        + _lua("resolve.lua")
+        + _function("commit", "commit.lua")
+        + _function("governance", "govern.lua")
+        + _lua("govern_all.lua")
+        + _lua(script)
     )
 
 
@@ -100,6 +103,21 @@ def _governance_args(c: FiringRequest) -> list[str]:
     return [str(v) for v in values]
 
 
+def _asks(requests: list[FiringRequest]) -> str:
+    """govern_all.lua's ``asks`` for ``requests``."""
+    asks = [
+        {
+            "a": _governance_args(r),
+            "f": r.firing,
+            "m": fields.FIRING + r.rule,
+            "s": r.shows,
+            "w": r.whole_facts,
+        }
+        for r in requests
+    ]
+    return json.dumps(asks, separators=(",", ":"))
+
+
 def _verdict(raw: Any) -> Verdict:
     """govern.lua's answer, ``[code, replaced prompt, replaced rule]``."""
     code, replaces, rule = (str(x) for x in raw)
@@ -114,13 +132,13 @@ class RedisStore(Closing):
         self._s = settings
         self._k = Keys(settings.key_prefix)
         self._open = client.register_script(_lua("open_session.lua"))
-        self._ingest = client.register_script(_lua("ops.lua") + _lua("ingest.lua"))
+        self._ingest = client.register_script(_composed("ingest.lua"))
         self._claim_timers = client.register_script(_lua("claim_timers.lua"))
         self._consume = client.register_script(_lua("consume_timer.lua"))
         self._ack = client.register_script(_lua("ack_timer.lua"))
         self._commit = client.register_script(_lua("ops.lua") + _lua("commit.lua"))
         self._audit_once = client.register_script(_lua("audit_once.lua"))
-        self._resolve = client.register_script(_resolve_script())
+        self._resolve = client.register_script(_composed("resolve.lua"))
         self._release = client.register_script(_lua("release_socket.lua"))
 
     @property
@@ -218,13 +236,14 @@ class RedisStore(Closing):
             self._k.visitor_names(site, visitor),
         ]
         if decided is None:
-            args += ["", ""]
+            args += ["", "", ""]
         else:
             facts = {"s": decided.session, "v": decided.visitor}
             args.append(json.dumps(facts, separators=(",", ":")))
             args.append(self._commit_args(origin, decided.seqs, decided.actions, keys))
+            args.append(_asks(decided.requests) if decided.requests else "")
         try:
-            flags, sess, vis, (granted, retry_ms, capped), applied = await self._ingest(
+            flags, sess, vis, (granted, retry_ms, capped), applied, verdicts = await self._ingest(
                 keys=keys, args=args
             )
         except RedisError as exc:
@@ -232,7 +251,11 @@ class RedisStore(Closing):
         fresh = [int(f) == 1 for f in flags]
         todo = [int(f) != 0 for f in flags]
         admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
-        return Ingested(fresh, todo, _pairs(sess), _pairs(vis), admitted, bool(applied))
+        session_facts, visitor_facts = _pairs(sess), _pairs(vis)
+        if not applied:
+            return Ingested(fresh, todo, session_facts, visitor_facts, admitted)
+        resolved = Resolved([_verdict(v) for v in verdicts], session_facts, visitor_facts)
+        return Ingested(fresh, todo, {}, {}, admitted, True, resolved)
 
     @staticmethod
     def _gate_arg(gate: Gate, names: list[list[NewName]]) -> str:
@@ -307,20 +330,8 @@ class RedisStore(Closing):
         )
         keys = [pending, self._k.session(site, session), self._k.visitor(site, visitor)]
         arg = self._commit_args(commit.origin, commit.seqs, commit.actions, keys) if commit else ""
-        asks = [
-            {
-                "a": _governance_args(r),
-                "f": r.firing,
-                "m": fields.FIRING + r.rule,
-                "s": r.shows,
-                "w": r.whole_facts,
-            }
-            for r in requests
-        ]
         async with _guard("ask governance about a firing"):
-            answer = await self._resolve(
-                keys=keys, args=[arg, json.dumps(asks, separators=(",", ":"))]
-            )
+            answer = await self._resolve(keys=keys, args=[arg, _asks(requests)])
         if not answer:
             return None
         _, verdicts, sess, vis = answer

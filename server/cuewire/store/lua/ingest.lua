@@ -17,9 +17,11 @@
 --   {field: value}} (its copy of what ARGV[10] names, as they were before this batch), or ""
 -- ARGV[13]: the caller's actions for this batch, as commit.lua's ARGV[1] (their key indexes
 --   point into KEYS, past the ten above)
+-- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or ""
 -- When ARGV[12] is exactly what the store holds and every event of the batch is new and
 -- admitted, the caller's decision stands: the actions are applied with the batch and its seqs
--- are done (not pending), and no facts are returned. Otherwise the batch is stored as
+-- are done (not pending), governance answers its firing requests, and no facts are returned
+-- (but the whole hashes when a granted show asked for them). Otherwise the batch is stored as
 -- without them and the facts after it are returned, for the caller to decide again.
 --
 -- Admission first. Rate: GCRA (a token bucket kept as one theoretical arrival time per key),
@@ -38,7 +40,8 @@
 -- Returns {flags (1 new, 2 resent while pending, 0 resent and done or not admitted),
 --          session facts (flat), visitor facts (flat),
 --          {granted, retry_ms, per event: "" or the kind of the cap it hit},
---          1 when the caller's actions were applied (the facts are then empty), else 0}
+--          1 when the caller's actions were applied (the facts are then empty), else 0,
+--          governance's verdicts on the caller's requests (when applied)}
 local skey, ekey, qkey, vkey, pkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]
 local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local live_max, session_id = tonumber(ARGV[7]), ARGV[8]
@@ -234,9 +237,17 @@ if decided then
   local actions = cjson.decode(ARGV[13])
   apply_ops(KEYS, actions.ops)
   if #actions.seqs > 0 then redis.call('ZREM', pkey, unpack(actions.seqs)) end
-  return {fresh, {}, {}, admission, 1}
+  if ARGV[14] ~= nil and ARGV[14] ~= '' then
+    local verdicts, whole = govern_all(skey, vkey, cjson.decode(ARGV[14]))
+    if whole then
+      return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 1,
+              verdicts}
+    end
+    return {fresh, {}, {}, admission, 1, verdicts}
+  end
+  return {fresh, {}, {}, admission, 1, {}}
 end
 if not want then
-  return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 0}
+  return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 0, {}}
 end
-return {fresh, read(skey, want.s, want.sp), read(vkey, want.v, want.vp), admission, 0}
+return {fresh, read(skey, want.s, want.sp), read(vkey, want.v, want.vp), admission, 0, {}}
