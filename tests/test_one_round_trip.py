@@ -125,6 +125,21 @@ async def test_a_page_view_that_restarts_a_deadline_takes_one_round_trip(
     assert shop.h.rules_shown == ["hesitate-product"]
 
 
+async def test_a_session_opened_with_its_facts_takes_one_round_trip_from_its_first_batch(
+    store: RedisStore, settings: Settings
+) -> None:
+    """A connect returns the facts the rules read (the gateway hands them to the pipeline),
+    so even the first batch of a tab is decided ahead."""
+    shop = Shop(store, settings)
+    opened = await store.open_session("test-site", "v_new", None, 0, fields=shop.pipeline.fields())
+    assert opened.facts is not None
+    shop.pipeline.learn("test-site", opened.session, opened.facts)
+    origin = Origin("test-site", "v_new", opened.session, "tab1", "sid-1")
+    assert await shop.send(origin, shop.event("page_view")) == ["ingest"]
+    assert len(await timers(store)) == 1
+    assert shop.known_facts(origin) == await shop.stored(origin)
+
+
 async def test_a_fact_changed_elsewhere_sends_the_batch_back_to_be_decided_again(
     store: RedisStore, settings: Settings
 ) -> None:

@@ -149,7 +149,12 @@ class Gateway:
                 if self._open(sid):  # else it gave up waiting
                     now = self._clock.now_ms()
                     opened = await self._store.open_session(
-                        parsed.site, parsed.visitor, parsed.session, now, describe
+                        parsed.site,
+                        parsed.visitor,
+                        parsed.session,
+                        now,
+                        describe,
+                        self._pipeline.fields(),
                     )
         except Overloaded as busy:
             self._refuse(
@@ -183,6 +188,8 @@ class Gateway:
             gate=browser_gate(self._settings.limits, address),
         )
         self._metrics.connections.inc()
+        if opened.facts is not None:
+            self._pipeline.learn(parsed.site, opened.session, opened.facts)
         info = SessionStarted(opened.session, parsed.visitor, opened.returning)
         await self._sio.emit("session", msgspec.to_builtins(info), to=sid, ignore_queue=True)
         return True

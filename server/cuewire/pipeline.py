@@ -57,6 +57,16 @@ class Pipeline:
         self._known = known if known is not None else KnownFacts()
         self._reads: Reads | None = None
 
+    def fields(self) -> str:
+        """What the live rules read, as the store asks (``RuleSet.fields_json``)."""
+        return self._engine().rules.fields_json
+
+    def learn(self, site: str, session: str, facts: tuple[Facts, Facts]) -> None:
+        """Know a session's facts as the store returned them for :meth:`fields` (a connect),
+        so its first batch can be decided ahead too."""
+        reads = self._reads_of(self._engine())
+        self._known.put(site, session, Known(reads, *facts))
+
     def forget(self, site: str, session: str) -> None:
         """Drop what the process knows of a session's facts (its socket closed)."""
         self._known.forget(site, session)

@@ -24,6 +24,7 @@ class OpenedSession:
     resumed: bool
     returning: bool
     previous_visit_ms: int | None
+    facts: tuple[Facts, Facts] | None = None  # session and visitor: the fields asked for
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ class Store(Protocol):
         session: str | None,
         now_ms: int,
         describe: dict[str, str] | None = None,
+        fields: str = "",
     ) -> OpenedSession: ...
 
     async def ingest(

@@ -54,10 +54,11 @@ def _function(name: str, script: str) -> str:
 
 
 def _composed(script: str) -> str:
-    """``script`` with what it calls: apply_ops (ops.lua), commit (commit.lua), governance
-    (govern.lua) and govern_all (govern_all.lua)."""
+    """``script`` with what it calls: apply_ops (ops.lua), read (read.lua), commit
+    (commit.lua), governance (govern.lua) and govern_all (govern_all.lua)."""
     return (
         _lua("ops.lua")
+        + _lua("read.lua")
         + _function("commit", "commit.lua")
         + _function("governance", "govern.lua")
         + _lua("govern_all.lua")
@@ -131,7 +132,7 @@ class RedisStore(Closing):
         self._r = client
         self._s = settings
         self._k = Keys(settings.key_prefix)
-        self._open = client.register_script(_lua("open_session.lua"))
+        self._open = client.register_script(_lua("read.lua") + _lua("open_session.lua"))
         self._ingest = client.register_script(_composed("ingest.lua"))
         self._claim_timers = client.register_script(_lua("claim_timers.lua"))
         self._consume = client.register_script(_lua("consume_timer.lua"))
@@ -167,14 +168,18 @@ class RedisStore(Closing):
         session: str | None,
         now_ms: int,
         describe: dict[str, str] | None = None,
+        fields: str = "",
     ) -> OpenedSession:
+        """Resume ``session`` or start a new one; with ``fields`` (``RuleSet.fields_json``),
+        return those facts as the session starts, for the process to know them."""
         fresh_id = new_id("s_")
         held = self._k.session(site, session) if session else self._k.session(site, fresh_id)
         args: list[Any] = [now_ms, self._s.session_ttl_s, self._s.visitor_ttl_s, visitor, fresh_id]
+        args.append(fields)
         for pair in (describe or {}).items():
             args += pair
         try:
-            resumed, returning, prev = await self._open(
+            resumed, returning, prev, sess, vis = await self._open(
                 keys=[held, self._k.session(site, fresh_id), self._k.visitor(site, visitor)],
                 args=args,
             )
@@ -185,6 +190,7 @@ class RedisStore(Closing):
             resumed=bool(resumed),
             returning=bool(returning),
             previous_visit_ms=int(prev) if prev else None,
+            facts=(_pairs(sess), _pairs(vis)) if fields else None,
         )
 
     async def ingest(

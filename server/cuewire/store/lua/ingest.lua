@@ -117,26 +117,6 @@ if ARGV[11] ~= nil and ARGV[11] ~= '' then
   if touched[KEYS[9]] then redis.call('EXPIRE', KEYS[9], sttl + 300) end
   if touched[KEYS[10]] then redis.call('EXPIRE', KEYS[10], vttl) end
 end
-local function read(key, fields, prefixes)
-  local out = {}
-  for i = 1, #fields, 1000 do  -- in slices: unpack has a limit
-    local slice = {unpack(fields, i, math.min(i + 999, #fields))}
-    local values = redis.call('HMGET', key, unpack(slice))
-    for j, f in ipairs(slice) do
-      if values[j] then out[#out + 1] = f; out[#out + 1] = values[j] end
-    end
-  end
-  for _, prefix in ipairs(prefixes) do
-    local pattern = string.gsub(prefix, '[%*%?%[%]\\]', '\\%0') .. '*'
-    local cursor = '0'
-    repeat
-      local page = redis.call('HSCAN', key, cursor, 'MATCH', pattern, 'COUNT', 1000)
-      cursor = page[1]
-      for j = 1, #page[2], 2 do out[#out + 1] = page[2][j]; out[#out + 1] = page[2][j + 1] end
-    until cursor == '0'
-  end
-  return out
-end
 local want = nil
 if ARGV[10] ~= nil and ARGV[10] ~= '' then want = cjson.decode(ARGV[10]) end
 
