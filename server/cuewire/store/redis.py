@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -104,6 +105,15 @@ def _governance_args(c: FiringRequest) -> list[str]:
     return [str(v) for v in values]
 
 
+_encoder = msgspec.json.Encoder()
+
+
+def _json(value: Any) -> str:
+    """Compact JSON for script arguments (Lua's cjson reads it); msgspec is several times
+    faster than the json module on the hot path."""
+    return _encoder.encode(value).decode()
+
+
 def _asks(requests: list[FiringRequest]) -> str:
     """govern_all.lua's ``asks`` for ``requests``."""
     asks = [
@@ -116,7 +126,7 @@ def _asks(requests: list[FiringRequest]) -> str:
         }
         for r in requests
     ]
-    return json.dumps(asks, separators=(",", ":"))
+    return _json(asks)
 
 
 def _verdict(raw: Any) -> Verdict:
@@ -222,10 +232,10 @@ class RedisStore(Closing):
             session,
         ]
         batch = [
-            change.encoded(event["seq"], json.dumps(event, separators=(",", ":")))
+            change.encoded(event["seq"], _json(event))
             for event, change in zip(events, changes, strict=True)
         ]
-        args.append(json.dumps(batch, separators=(",", ":")))
+        args.append(_json(batch))
         args.append(fields)
         args.append(self._gate_arg(gate, names or [[] for _ in events]) if gate else "")
         address = gate.address if gate else ""
@@ -245,7 +255,7 @@ class RedisStore(Closing):
             args += ["", "", ""]
         else:
             facts = {"s": decided.session, "v": decided.visitor}
-            args.append(json.dumps(facts, separators=(",", ":")))
+            args.append(_json(facts))
             args.append(self._commit_args(origin, decided.seqs, decided.actions, keys))
             args.append(_asks(decided.requests) if decided.requests else "")
         try:
@@ -274,7 +284,7 @@ class RedisStore(Closing):
             "caps": dict(gate.caps),
             "names": names,
         }
-        return json.dumps(spec, separators=(",", ":"))
+        return _json(spec)
 
     def _commit_args(
         self, origin: Origin, seqs: list[int], actions: list[Action], keys: list[str]
@@ -313,7 +323,7 @@ class RedisStore(Closing):
             else:
                 raise TypeError("a commit applies no FiringRequest: resolve() asks governance")
         batch = {"seqs": [str(seq) for seq in seqs], "ops": ops}
-        return json.dumps(batch, separators=(",", ":"))
+        return _json(batch)
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab)]
