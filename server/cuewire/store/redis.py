@@ -256,7 +256,7 @@ class RedisStore(Closing):
         else:
             facts = {"s": decided.session, "v": decided.visitor}
             args.append(_json(facts))
-            args.append(self._commit_args(origin, decided.seqs, decided.actions, keys))
+            args.append(self._ops_arg(decided.seqs, decided.actions, keys))
             args.append(_asks(decided.requests) if decided.requests else "")
         try:
             flags, sess, vis, (granted, retry_ms, capped), applied, verdicts = await self._ingest(
@@ -286,9 +286,7 @@ class RedisStore(Closing):
         }
         return _json(spec)
 
-    def _commit_args(
-        self, origin: Origin, seqs: list[int], actions: list[Action], keys: list[str]
-    ) -> str:
+    def _ops_arg(self, seqs: list[int], actions: list[Action], keys: list[str]) -> str:
         """commit.lua's ARGV[1] for ``actions``; the keys they write are added to ``keys``
         (Lua's KEYS, 1-based), each once."""
         slots = {key: i + 1 for i, key in enumerate(keys)}
@@ -327,7 +325,7 @@ class RedisStore(Closing):
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab)]
-        arg = self._commit_args(origin, seqs, actions, keys)
+        arg = self._ops_arg(seqs, actions, keys)
         async with _guard("apply rule actions"):
             done = await self._commit(keys=keys, args=[arg])
         return bool(done)
@@ -345,7 +343,7 @@ class RedisStore(Closing):
             else self._k.session(site, session)  # unused without a commit
         )
         keys = [pending, self._k.session(site, session), self._k.visitor(site, visitor)]
-        arg = self._commit_args(commit.origin, commit.seqs, commit.actions, keys) if commit else ""
+        arg = self._ops_arg(commit.seqs, commit.actions, keys) if commit else ""
         async with _guard("ask governance about a firing"):
             answer = await self._resolve(keys=keys, args=[arg, _asks(requests)])
         if not answer:
@@ -357,7 +355,9 @@ class RedisStore(Closing):
         if not puts and not records:
             return
         pipe = self._r.pipeline(transaction=False)
-        self._puts_into(pipe, puts)
+        if puts:
+            keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
+            await self._commit(keys=keys, args=[self._ops_arg([], list(puts), keys)], client=pipe)
         for record in records:
             await self._audit_into(pipe, site, record)
         async with _guard("record a firing"):
@@ -366,34 +366,10 @@ class RedisStore(Closing):
     async def apply(self, actions: list[Action]) -> None:
         if not actions:
             return
-        pipe = self._r.pipeline(transaction=False)
-        for action in actions:
-            if isinstance(action, Schedule):
-                t = action.timer
-                pipe.hset(self._k.session(t.site, t.session), fields.timer(t.rule), t.token)
-                pipe.zadd(self._k.timers(), {t.member(): action.due_ms})
-            elif isinstance(action, Cancel):
-                t = action.timer
-                pipe.hdel(self._k.session(t.site, t.session), fields.timer(t.rule))
-                pipe.zrem(self._k.timers(), t.member())
-            elif isinstance(action, Put):
-                self._puts_into(pipe, [action])
-            else:
-                raise TypeError("apply() applies no FiringRequest: resolve() asks governance")
+        keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
+        arg = self._ops_arg([], actions, keys)
         async with _guard("apply rule actions"):
-            await pipe.execute()
-
-    def _puts_into(self, pipe: Any, puts: list[Put]) -> None:
-        for put in puts:
-            key = (
-                self._k.visitor(put.site, put.visitor)
-                if put.on_visitor
-                else self._k.session(put.site, put.session)
-            )
-            if put.value is None:
-                pipe.hdel(key, put.field)
-            else:
-                pipe.hset(key, put.field, put.value)
+            await self._commit(keys=keys, args=[arg])
 
     async def claim_due(
         self, now_ms: int, limit: int
