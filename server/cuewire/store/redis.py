@@ -6,10 +6,8 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -24,7 +22,6 @@ from ..settings import Settings
 from .base import (
     Action,
     Admitted,
-    Cancel,
     Commit,
     Decided,
     Facts,
@@ -34,37 +31,14 @@ from .base import (
     OpenedSession,
     Put,
     Resolved,
-    Schedule,
     Timer,
-    Verdict,
 )
+from .scripts import asks_arg, composed, lua, ops_arg, to_json, verdict
 
 log = logging.getLogger(__name__)
 
 AUDIT_MAXLEN = 100_000
 AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (audit_once.lua)
-
-
-def _lua(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
-
-
-def _function(name: str, script: str) -> str:
-    """A script as a Lua function of (KEYS, ARGV), for a composed script to call."""
-    return f"local function {name}(KEYS, ARGV)\n{_lua(script)}\nend\n"
-
-
-def _composed(script: str) -> str:
-    """``script`` with what it calls: apply_ops (ops.lua), read (read.lua), commit
-    (commit.lua), governance (govern.lua) and govern_all (govern_all.lua)."""
-    return (
-        _lua("ops.lua")
-        + _lua("read.lua")
-        + _function("commit", "commit.lua")
-        + _function("governance", "govern.lua")
-        + _lua("govern_all.lua")
-        + _lua(script)
-    )
 
 
 @asynccontextmanager
@@ -84,57 +58,6 @@ def _pairs(flat: list[Any]) -> Facts:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-def _governance_args(c: FiringRequest) -> list[str]:
-    """govern.lua's ARGV for ``c``."""
-    values = [
-        c.rule,
-        c.now_ms,
-        int(c.shows),
-        c.prompt_id,
-        c.per_session,
-        c.per_day,
-        c.per_week,
-        c.cooldown_ms,
-        c.max_prompts,
-        int(c.one_at_a_time),
-        c.snooze_ms,
-        c.dismiss_count,
-        c.dismiss_pause_ms,
-        c.priority,
-    ]
-    return [str(v) for v in values]
-
-
-_encoder = msgspec.json.Encoder()
-
-
-def _json(value: Any) -> str:
-    """Compact JSON for script arguments (Lua's cjson reads it); msgspec is several times
-    faster than the json module on the hot path."""
-    return _encoder.encode(value).decode()
-
-
-def _asks(requests: list[FiringRequest]) -> str:
-    """govern_all.lua's ``asks`` for ``requests``."""
-    asks = [
-        {
-            "a": _governance_args(r),
-            "f": r.firing,
-            "m": fields.FIRING + r.rule,
-            "s": r.shows,
-            "w": r.whole_facts,
-        }
-        for r in requests
-    ]
-    return _json(asks)
-
-
-def _verdict(raw: Any) -> Verdict:
-    """govern.lua's answer, ``[code, replaced prompt, replaced rule]``."""
-    code, replaces, rule = (str(x) for x in raw)
-    return Verdict(code, replaces, rule)
-
-
 class RedisStore(Closing):
     """Session state in a Redis-compatible server, one round trip per event batch."""
 
@@ -142,15 +65,15 @@ class RedisStore(Closing):
         self._r = client
         self._s = settings
         self._k = Keys(settings.key_prefix)
-        self._open = client.register_script(_lua("read.lua") + _lua("open_session.lua"))
-        self._ingest = client.register_script(_composed("ingest.lua"))
-        self._claim_timers = client.register_script(_lua("claim_timers.lua"))
-        self._consume = client.register_script(_lua("consume_timer.lua"))
-        self._ack = client.register_script(_lua("ack_timer.lua"))
-        self._commit = client.register_script(_lua("ops.lua") + _lua("commit.lua"))
-        self._audit_once = client.register_script(_lua("audit_once.lua"))
-        self._resolve = client.register_script(_composed("resolve.lua"))
-        self._release = client.register_script(_lua("release_socket.lua"))
+        self._open = client.register_script(lua("read.lua") + lua("open_session.lua"))
+        self._ingest = client.register_script(composed("ingest.lua"))
+        self._claim_timers = client.register_script(lua("claim_timers.lua"))
+        self._consume = client.register_script(lua("consume_timer.lua"))
+        self._ack = client.register_script(lua("ack_timer.lua"))
+        self._commit = client.register_script(lua("ops.lua") + lua("commit.lua"))
+        self._audit_once = client.register_script(lua("audit_once.lua"))
+        self._resolve = client.register_script(composed("resolve.lua"))
+        self._release = client.register_script(lua("release_socket.lua"))
 
     @property
     def keys(self) -> Keys:
@@ -232,10 +155,10 @@ class RedisStore(Closing):
             session,
         ]
         batch = [
-            change.encoded(event["seq"], _json(event))
+            change.encoded(event["seq"], to_json(event))
             for event, change in zip(events, changes, strict=True)
         ]
-        args.append(_json(batch))
+        args.append(to_json(batch))
         args.append(fields)
         args.append(self._gate_arg(gate, names or [[] for _ in events]) if gate else "")
         address = gate.address if gate else ""
@@ -255,9 +178,9 @@ class RedisStore(Closing):
             args += ["", "", ""]
         else:
             facts = {"s": decided.session, "v": decided.visitor}
-            args.append(_json(facts))
-            args.append(self._ops_arg(decided.seqs, decided.actions, keys))
-            args.append(_asks(decided.requests) if decided.requests else "")
+            args.append(to_json(facts))
+            args.append(ops_arg(self._k, decided.seqs, decided.actions, keys))
+            args.append(asks_arg(decided.requests) if decided.requests else "")
         try:
             flags, sess, vis, (granted, retry_ms, capped), applied, verdicts = await self._ingest(
                 keys=keys, args=args
@@ -270,7 +193,7 @@ class RedisStore(Closing):
         session_facts, visitor_facts = _pairs(sess), _pairs(vis)
         if not applied:
             return Ingested(fresh, todo, session_facts, visitor_facts, admitted)
-        resolved = Resolved([_verdict(v) for v in verdicts], session_facts, visitor_facts)
+        resolved = Resolved([verdict(v) for v in verdicts], session_facts, visitor_facts)
         return Ingested(fresh, todo, {}, {}, admitted, True, resolved)
 
     @staticmethod
@@ -284,48 +207,11 @@ class RedisStore(Closing):
             "caps": dict(gate.caps),
             "names": names,
         }
-        return _json(spec)
-
-    def _ops_arg(self, seqs: list[int], actions: list[Action], keys: list[str]) -> str:
-        """commit.lua's ARGV[1] for ``actions``; the keys they write are added to ``keys``
-        (Lua's KEYS, 1-based), each once."""
-        slots = {key: i + 1 for i, key in enumerate(keys)}
-
-        def slot(key: str) -> int:
-            if key not in slots:
-                keys.append(key)
-                slots[key] = len(keys)
-            return slots[key]
-
-        ops: list[list[Any]] = []
-        for action in actions:
-            if isinstance(action, Schedule):
-                t = action.timer
-                session_key = slot(self._k.session(t.site, t.session))
-                ops.append(["hset", session_key, fields.timer(t.rule), t.token])
-                ops.append(["zadd", slot(self._k.timers()), action.due_ms, t.member()])
-            elif isinstance(action, Cancel):
-                t = action.timer
-                ops.append(["hdel", slot(self._k.session(t.site, t.session)), fields.timer(t.rule)])
-                ops.append(["zrem", slot(self._k.timers()), t.member()])
-            elif isinstance(action, Put):
-                key = (
-                    self._k.visitor(action.site, action.visitor)
-                    if action.on_visitor
-                    else self._k.session(action.site, action.session)
-                )
-                if action.value is None:
-                    ops.append(["hdel", slot(key), action.field])
-                else:
-                    ops.append(["hset", slot(key), action.field, action.value])
-            else:
-                raise TypeError("a commit applies no FiringRequest: resolve() asks governance")
-        batch = {"seqs": [str(seq) for seq in seqs], "ops": ops}
-        return _json(batch)
+        return to_json(spec)
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab)]
-        arg = self._ops_arg(seqs, actions, keys)
+        arg = ops_arg(self._k, seqs, actions, keys)
         async with _guard("apply rule actions"):
             done = await self._commit(keys=keys, args=[arg])
         return bool(done)
@@ -343,13 +229,13 @@ class RedisStore(Closing):
             else self._k.session(site, session)  # unused without a commit
         )
         keys = [pending, self._k.session(site, session), self._k.visitor(site, visitor)]
-        arg = self._ops_arg(commit.seqs, commit.actions, keys) if commit else ""
+        arg = ops_arg(self._k, commit.seqs, commit.actions, keys) if commit else ""
         async with _guard("ask governance about a firing"):
-            answer = await self._resolve(keys=keys, args=[arg, _asks(requests)])
+            answer = await self._resolve(keys=keys, args=[arg, asks_arg(requests)])
         if not answer:
             return None
         _, verdicts, sess, vis = answer
-        return Resolved([_verdict(v) for v in verdicts], _pairs(sess), _pairs(vis))
+        return Resolved([verdict(v) for v in verdicts], _pairs(sess), _pairs(vis))
 
     async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
         if not puts and not records:
@@ -357,7 +243,9 @@ class RedisStore(Closing):
         pipe = self._r.pipeline(transaction=False)
         if puts:
             keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
-            await self._commit(keys=keys, args=[self._ops_arg([], list(puts), keys)], client=pipe)
+            await self._commit(
+                keys=keys, args=[ops_arg(self._k, [], list(puts), keys)], client=pipe
+            )
         for record in records:
             await self._audit_into(pipe, site, record)
         async with _guard("record a firing"):
@@ -367,7 +255,7 @@ class RedisStore(Closing):
         if not actions:
             return
         keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
-        arg = self._ops_arg([], actions, keys)
+        arg = ops_arg(self._k, [], actions, keys)
         async with _guard("apply rule actions"):
             await self._commit(keys=keys, args=[arg])
 

@@ -1,0 +1,128 @@
+"""The Lua scripts of the store, composed from their parts, and their arguments encoded.
+
+A script may call what another defines: ``apply_ops`` (ops.lua), ``read`` (read.lua),
+``commit`` (commit.lua as a function), ``governance`` (govern.lua as a function) and
+``govern_all`` (govern_all.lua); :func:`composed` prepends them.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import msgspec
+
+from .. import fields
+from ..keys import Keys
+from .base import Action, Cancel, FiringRequest, Put, Schedule, Verdict
+
+
+def lua(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def _function(name: str, script: str) -> str:
+    """A script as a Lua function of (KEYS, ARGV), for a composed script to call."""
+    return f"local function {name}(KEYS, ARGV)\n{lua(script)}\nend\n"
+
+
+def composed(script: str) -> str:
+    """``script`` with what it calls: apply_ops (ops.lua), read (read.lua), commit
+    (commit.lua), governance (govern.lua) and govern_all (govern_all.lua)."""
+    return (
+        lua("ops.lua")
+        + lua("read.lua")
+        + _function("commit", "commit.lua")
+        + _function("governance", "govern.lua")
+        + lua("govern_all.lua")
+        + lua(script)
+    )
+
+
+def governance_args(c: FiringRequest) -> list[str]:
+    """govern.lua's ARGV for ``c``."""
+    values = [
+        c.rule,
+        c.now_ms,
+        int(c.shows),
+        c.prompt_id,
+        c.per_session,
+        c.per_day,
+        c.per_week,
+        c.cooldown_ms,
+        c.max_prompts,
+        int(c.one_at_a_time),
+        c.snooze_ms,
+        c.dismiss_count,
+        c.dismiss_pause_ms,
+        c.priority,
+    ]
+    return [str(v) for v in values]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON for script arguments (Lua's cjson reads it); msgspec is several times
+    faster than the json module on the hot path."""
+    return _encoder.encode(value).decode()
+
+
+def asks_arg(requests: list[FiringRequest]) -> str:
+    """govern_all.lua's ``asks`` for ``requests``."""
+    asks = [
+        {
+            "a": governance_args(r),
+            "f": r.firing,
+            "m": fields.FIRING + r.rule,
+            "s": r.shows,
+            "w": r.whole_facts,
+        }
+        for r in requests
+    ]
+    return to_json(asks)
+
+
+def verdict(raw: Any) -> Verdict:
+    """govern.lua's answer, ``[code, replaced prompt, replaced rule]``."""
+    code, replaces, rule = (str(x) for x in raw)
+    return Verdict(code, replaces, rule)
+
+
+def ops_arg(k: Keys, seqs: list[int], actions: list[Action], keys: list[str]) -> str:
+    """commit.lua's ARGV[1] for ``actions``; the keys they write are added to ``keys``
+    (Lua's KEYS, 1-based), each once."""
+    slots = {key: i + 1 for i, key in enumerate(keys)}
+
+    def slot(key: str) -> int:
+        if key not in slots:
+            keys.append(key)
+            slots[key] = len(keys)
+        return slots[key]
+
+    ops: list[list[Any]] = []
+    for action in actions:
+        if isinstance(action, Schedule):
+            t = action.timer
+            session_key = slot(k.session(t.site, t.session))
+            ops.append(["hset", session_key, fields.timer(t.rule), t.token])
+            ops.append(["zadd", slot(k.timers()), action.due_ms, t.member()])
+        elif isinstance(action, Cancel):
+            t = action.timer
+            ops.append(["hdel", slot(k.session(t.site, t.session)), fields.timer(t.rule)])
+            ops.append(["zrem", slot(k.timers()), t.member()])
+        elif isinstance(action, Put):
+            key = (
+                k.visitor(action.site, action.visitor)
+                if action.on_visitor
+                else k.session(action.site, action.session)
+            )
+            if action.value is None:
+                ops.append(["hdel", slot(key), action.field])
+            else:
+                ops.append(["hset", slot(key), action.field, action.value])
+        else:
+            raise TypeError("a commit applies no FiringRequest: resolve() asks governance")
+    batch = {"seqs": [str(seq) for seq in seqs], "ops": ops}
+    return to_json(batch)
