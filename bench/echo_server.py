@@ -2,8 +2,10 @@
 
 Same stack as ``cuewire serve`` (ASGI python-socketio, msgpack, uvicorn on uvloop with the
 websockets-sansio implementation, one process) and the same work at the edge: every event of
-a batch is validated with the wire models of docs/protocol.md and the batch is acknowledged.
-No Redis, no rules, no state. ``python -m bench.echo_server --port P``.
+a batch is validated with the wire models of docs/protocol.md and the batch is acknowledged;
+an ``exit_intent`` is answered with a prompt of the size Cuewire's exit offer renders to (the
+``latency`` scenario measures both servers' event -> prompt the same way). No Redis, no
+rules, no state. ``python -m bench.echo_server --port P``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from starlette.routing import Route
 
 from cuewire.codes import Reject
 from cuewire.protocol import Ack, Rejection, event_reason, parse_event
+
+PROMPT_RULE = "exit-intent-product"  # the rule of bench/rules/seed.yaml the scenario waits for
+PROMPT_HTML = "<div class='offer'>" + "x" * 2000 + "</div>"  # about a rendered exit offer
 
 
 def build() -> socketio.ASGIApp:
@@ -50,10 +55,19 @@ def build() -> socketio.ASGIApp:
         rejected: list[Rejection] = []
         for index, raw in enumerate(batch):
             try:
-                parse_event(raw)
+                event = parse_event(raw)
                 accepted += 1
             except msgspec.ValidationError as exc:
                 rejected.append(Rejection(index, Reject.INVALID_EVENT, event_reason(raw, exc)))
+                continue
+            if event["type"] == "exit_intent":
+                prompt = {
+                    "id": f"p_{sid}",
+                    "rule": PROMPT_RULE,
+                    "kind": "modal",
+                    "html": PROMPT_HTML,
+                }
+                await sio.emit("prompt", prompt, to=sid)
         result: dict[str, Any] = msgspec.to_builtins(Ack(accepted, rejected))
         return result
 
