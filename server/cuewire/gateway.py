@@ -229,6 +229,7 @@ class Gateway:
             except StoreError as exc:
                 return self._store_failed(conn, exc)
             self._store_up()
+            self._metrics.batches.labels("ahead" if done.ahead else "after").inc()
             valid, retry_ms = sort_out(valid, rejected, done.admitted, conn.gate)
             for _, event in valid:
                 self._metrics.events.labels(event["type"]).inc()

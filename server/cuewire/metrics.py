@@ -34,6 +34,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.batches = Counter(
+            "cuewire_batches_total",
+            "Batches by how they were decided: ahead (one store round trip) or after the store"
+            " returned the facts (a second one)",
+            ["decided"],
+            registry=r,
+        )
         self.trigger_latency = Histogram(
             "cuewire_trigger_latency_seconds",
             "From the qualifying behaviour (or deadline) to the prompt leaving the server",

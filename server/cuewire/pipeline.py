@@ -32,6 +32,7 @@ from .store.base import Admitted, Commit, Decided, Facts, Gate, Ingested, Store
 class Processed:
     admitted: Admitted  # which events the gate let in (the others were not stored)
     prompt: Prompt | None  # the prompt the batch showed on its own tab, if any
+    ahead: bool = False  # decided before the store call: one round trip
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,13 @@ class Pipeline:
             await self._link_users(origin, events)
             if not ahead.plans:
                 self._known.put(origin.site, origin.session, ahead.after)
-                return Processed(ingested.admitted, None)
+                return Processed(ingested.admitted, None, ahead=True)
             # governance wrote facts the process does not see: learn them on the next batch
             self._known.forget(origin.site, origin.session)
             if ingested.resolved is None:
                 raise RuntimeError("the store applied a batch without answering its requests")
             prompt = await self._delivery.deliver(origin, ahead.plans, ingested.resolved)
-            return Processed(ingested.admitted, prompt)
+            return Processed(ingested.admitted, prompt, ahead=True)
         prompt = await self._decide(origin, events, ingested, engine, reads, now_ms)
         return Processed(ingested.admitted, prompt)
 
