@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from msgspec import UNSET
 
 from .. import fields
+from .alpha import AlphaIndex, Gate, any_of, best, gate_of
 from .conditions import Scope, evaluate
 from .facts_view import walk
 from .model import Condition, Match, Policy, Rule
@@ -259,6 +261,17 @@ class RuleSet:
         self.fields_json = self.fields.encoded()
         for entries in self.by_type.values():
             entries.sort(key=self._order)
+        self._alpha = {key: self._alpha_of(entries) for key, entries in self.by_type.items()}
+        self._timed: dict[str, dict[str, list[int]]] = {}  # key -> rule -> absence entries
+        for key, entries in self.by_type.items():
+            for position, (rule, role) in enumerate(entries):
+                if role in (Role.START, Role.STOP):
+                    self._timed.setdefault(key, {}).setdefault(rule.id, []).append(position)
+        self._every = AlphaIndex([(rule, self._every_gate(rule)) for rule in self.on_every_event])
+        self._page_order = {rule.id: i for i, rule in enumerate(self.on_page_view)}
+        self._page_dwell = [
+            (i, r) for i, r in enumerate(self.on_page_view) if r.trigger.dwell is not UNSET
+        ]
 
     def _index(self, rule: Rule) -> None:
         t = rule.trigger
@@ -297,6 +310,90 @@ class RuleSet:
             if named:
                 entries = sorted([*entries, *named], key=self._order)
         return entries
+
+    def _gate(self, rule: Rule, role: Role) -> Gate | None:
+        """What an entry's effect needs (alpha.py): the trigger's event pattern, and for a
+        rule that becomes a candidate at once, its ``when`` too. An absence entry needs a
+        pending deadline to cancel, or to start one (select() adds the pending ones)."""
+        t, segments = rule.trigger, self.segments
+
+        def where(match: Match) -> Gate | None:
+            if match.where is UNSET:
+                return None
+            return gate_of(match.where, segments, lambda name: f"event.{name}")
+
+        when = gate_of(rule.when, segments)
+        if role is Role.TRIGGER and t.event is not UNSET:
+            return best(where(t.event), when)
+        if role is Role.STOP:
+            return ()  # cancels a pending deadline: select() adds it when there is one
+        if role is Role.START and t.absence is not UNSET:
+            return best(where(t.absence.after), when)
+        if role is Role.STEP and t.sequence is not UNSET:
+            return any_of([where(step) for step in t.sequence.steps])
+        if role is Role.COUNT and t.count is not UNSET:
+            return where(t.count.of)
+        if role is Role.FACTS and t.facts is not UNSET:
+            return best(gate_of(t.facts, segments), when)
+        return None
+
+    def _every_gate(self, rule: Rule) -> Gate | None:
+        if rule.trigger.facts is UNSET:
+            return None  # inactivity: every activity moves its deadline
+        return best(gate_of(rule.trigger.facts, self.segments), gate_of(rule.when, self.segments))
+
+    def _alpha_of(self, entries: list[tuple[Rule, Role]]) -> AlphaIndex[tuple[Rule, Role]]:
+        return AlphaIndex([(entry, self._gate(*entry)) for entry in entries])
+
+    def _pick(
+        self, key: str, read: Callable[[str], Any], pending: Callable[[], Collection[str]]
+    ) -> tuple[AlphaIndex[tuple[Rule, Role]] | None, list[int]]:
+        alpha = self._alpha.get(key)
+        if alpha is None:
+            return None, []
+        found = alpha.select(read)
+        timed = self._timed.get(key)
+        if timed:
+            extra = [p for rule in pending() for p in timed.get(rule, ())]
+            if extra:
+                found = sorted({*found, *extra})
+        return alpha, found
+
+    def select(
+        self,
+        event: dict[str, Any],
+        read: Callable[[str], Any],
+        pending: Callable[[], Collection[str]],
+    ) -> list[tuple[Rule, Role]]:
+        """:meth:`entries_for` without the entries the event cannot concern: the alpha
+        index drops those whose constant tests fail (``read(fact)`` gives a fact's value
+        now), and keeps the absence entries of the rules with a deadline pending (``pending()``
+        names them; called only when the event reaches absence entries)."""
+        alpha, found = self._pick(event["type"], read, pending)
+        entries = [alpha.items[p] for p in found] if alpha is not None else []
+        if event["type"] == "custom":
+            named, more = self._pick(f"custom:{event['name']}", read, pending)
+            if named is not None and named.items:
+                # as entries_for: a stable sort of the type's entries, then the name's
+                ranked = [(self._order(e), 0, i, e) for i, e in enumerate(entries)]
+                ranked += [(self._order(named.items[p]), 1, p, named.items[p]) for p in more]
+                ranked.sort(key=lambda r: (r[0], r[1], r[2]))
+                entries = [r[3] for r in ranked]
+        return entries
+
+    def every_event(self, read: Callable[[str], Any]) -> list[Rule]:
+        """:attr:`on_every_event` without the facts rules whose constant tests fail."""
+        every = self._every
+        return [every.items[p] for p in every.select(read)]
+
+    def page_resets(self, pending: Collection[str]) -> list[Rule]:
+        """The :attr:`on_page_view` rules a new page changes: dwell rules (restarted) and
+        the page-scoped absence rules with a deadline pending (cancelled), in that order."""
+        extra = [(i, r) for r in pending if (i := self._page_order.get(r)) is not None]
+        if not extra:
+            return [rule for _, rule in self._page_dwell]
+        ranked = {i: self.on_page_view[i] for i, _ in [*self._page_dwell, *extra]}
+        return [ranked[i] for i in sorted(ranked)]
 
     @staticmethod
     def _order(entry: tuple[Rule, Role]) -> tuple[bool, int]:
