@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from msgspec import UNSET
@@ -15,12 +14,17 @@ from .model import Condition, bound_value
 MISSING: Any = object()
 
 
-@dataclass(frozen=True)
 class Scope:
-    """Where conditions read facts: ``get(name)``, and named segments to expand."""
+    """Where conditions read facts: ``get(name)``, and named segments to expand. (A plain
+    class with slots: the engine makes one per event.)"""
 
-    get: Callable[[str], Any]
-    segments: Mapping[str, Condition] = field(default_factory=dict)
+    __slots__ = ("get", "segments")
+
+    def __init__(
+        self, get: Callable[[str], Any], segments: Mapping[str, Condition] | None = None
+    ) -> None:
+        self.get = get
+        self.segments: Mapping[str, Condition] = {} if segments is None else segments
 
 
 def evaluate(cond: Condition, lookup: Scope) -> bool:

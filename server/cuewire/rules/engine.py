@@ -46,18 +46,20 @@ class Decision:
 class _Batch:
     """Working state while one batch of one session is decided."""
 
-    def __init__(self, site: str, session: str, visitor: str, facts: Facts) -> None:
+    __slots__ = ("_timers", "decision", "facts", "rules", "session", "site", "visitor")
+
+    def __init__(self, site: str, session: str, visitor: str, facts: Facts, rules: RuleSet) -> None:
         self.site, self.session, self.visitor = site, session, visitor
         self.facts = dict(facts)  # a private copy the batch updates as it goes
         self.decision = Decision()
+        self.rules = rules
         self._timers: set[str] | None = None
 
     @property
     def timers(self) -> set[str]:
-        """The rules with a deadline pending (read from the facts when first needed)."""
+        """The rules with a deadline pending (found in the facts when first needed)."""
         if self._timers is None:
-            cut = len(fields.TIMER)
-            self._timers = {k[cut:] for k in self.facts if k.startswith(fields.TIMER)}
+            self._timers = self.rules.pending(self.facts)
         return self._timers
 
     def timer(self, rule: Rule, token: str) -> Timer:
@@ -89,23 +91,6 @@ class _Batch:
         self.decision.actions.append(Put(self.site, self.session, self.visitor, name, value))
 
 
-class _Reader:
-    """A fact view's values, each read once per event (for the alpha index)."""
-
-    __slots__ = ("memo", "view")
-
-    def __init__(self, view: FactView) -> None:
-        self.view = view
-        self.memo: dict[str, Any] = {}
-
-    def read(self, name: str) -> Any:
-        try:
-            return self.memo[name]
-        except KeyError:
-            value = self.memo[name] = self.view.get(name)
-            return value
-
-
 class Engine:
     def __init__(self, rules: RuleSet) -> None:
         self.rules = rules
@@ -133,12 +118,16 @@ class Engine:
         now_ms: int,
     ) -> Decision:
         """Process the new events of one batch, in order, against the facts after it."""
-        batch = _Batch(site, session, visitor, session_facts)
+        batch: _Batch | None = None
         rules = self.rules
         for event in events:
-            view = self.view(batch.facts, visitor_facts, now_ms, event)
-            read = _Reader(view).read
             kind = event["type"]
+            if not rules.concerns(event):
+                continue  # no rule depends on this event: nothing to read or decide
+            if batch is None:
+                batch = _Batch(site, session, visitor, session_facts, rules)
+            view = FactView(batch.facts, visitor_facts, now_ms, event, rules.segments)
+            read = view.read
             if kind == "page_view":
                 self._page_changed(batch, view, now_ms)
             elif kind == "visibility" and event["state"] == "visible":
@@ -150,7 +139,7 @@ class Engine:
                     self._every_event(batch, rule, event, view, now_ms)
             for rule, role in self.entries(batch, event, read):
                 self._by_role(batch, rule, role, event, view, now_ms)
-        return batch.decision
+        return Decision() if batch is None else batch.decision
 
     def entries(
         self, batch: _Batch, event: dict[str, Any], read: Callable[[str], Any]

@@ -49,7 +49,20 @@ class FactView:
         self.now_ms = now_ms
         self.event = event
         self.url: str = event["url"] if event else session.get("url", "")
-        self.scope = Scope(self.get, segments or {})
+        self.scope = Scope(self.get, segments)
+        self._path: tuple[str, str] | None = None
+        self._memo: dict[str, Any] | None = None
+
+    def read(self, name: str) -> Any:
+        """:meth:`get`, remembered: for the alpha index, which reads a fact once per event
+        (no fact a rule can test changes while the engine handles one event)."""
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        elif name in memo:
+            return memo[name]
+        value = memo[name] = self.get(name)
+        return value
 
     def get(self, name: str) -> Any:
         scope, _, rest = name.partition(".")
@@ -66,7 +79,9 @@ class FactView:
         if rest == "url":
             return url
         if rest == "path":
-            return path_of(url)
+            if self._path is None or self._path[0] != url:  # delivery may set url later
+                self._path = (url, path_of(url))
+            return self._path[1]
         if rest.startswith("query."):
             values = parse_qs(urlsplit(url).query).get(rest[6:])
             return values[0] if values else MISSING

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from msgspec import UNSET
 
 from .. import fields
+from ..facts import PROMPT_CLOSED
 from .alpha import AlphaIndex, Gate, any_of, best, gate_of
 from .conditions import Scope, evaluate
 from .facts_view import walk
@@ -268,6 +269,11 @@ class RuleSet:
                 if role in (Role.START, Role.STOP):
                     self._timed.setdefault(key, {}).setdefault(rule.id, []).append(position)
         self._every = AlphaIndex([(rule, self._every_gate(rule)) for rule in self.on_every_event])
+        self._timer_fields = {
+            fields.timer(rule.id): rule.id
+            for rule in rules
+            if rule.trigger.kind in ("absence", "inactivity", "dwell")
+        }
         self._page_order = {rule.id: i for i, rule in enumerate(self.on_page_view)}
         self._page_dwell = [
             (i, r) for i, r in enumerate(self.on_page_view) if r.trigger.dwell is not UNSET
@@ -385,6 +391,27 @@ class RuleSet:
         """:attr:`on_every_event` without the facts rules whose constant tests fail."""
         every = self._every
         return [every.items[p] for p in every.select(read)]
+
+    def concerns(self, event: dict[str, Any]) -> bool:
+        """Whether the engine has anything to do for ``event``: some rule depends on every
+        event or on its type (or custom name); a new page resets page-scoped rules, a page
+        visible again resumes dwell rules, a closed prompt releases queued rules."""
+        kind = event["type"]
+        return bool(
+            self.on_every_event
+            or kind in self.by_type
+            or (kind == "custom" and f"custom:{event['name']}" in self.by_type)
+            or (kind == "page_view" and self.on_page_view)
+            or (kind == "visibility" and self.dwell)
+            or kind in PROMPT_CLOSED
+        )
+
+    def pending(self, facts: Mapping[str, str]) -> set[str]:
+        """The rules with a deadline pending in session ``facts`` (their timer field set)."""
+        if len(self._timer_fields) <= len(facts):
+            return {rule for name, rule in self._timer_fields.items() if name in facts}
+        cut = len(fields.TIMER)
+        return {k[cut:] for k in facts if k.startswith(fields.TIMER)}
 
     def page_resets(self, pending: Collection[str]) -> list[Rule]:
         """The :attr:`on_page_view` rules a new page changes: dwell rules (restarted) and
