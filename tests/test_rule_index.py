@@ -30,7 +30,11 @@ SEGMENTS = {
 
 
 class Unindexed(RuleSet):
-    """The rule set as the engine used it before the alpha index: every rule of the type."""
+    """The rule set as the engine used it before the alpha index: every event handled, every
+    rule of its type tried."""
+
+    def concerns(self, event: dict[str, Any]) -> bool:
+        return True
 
     def select(
         self,
@@ -147,7 +151,7 @@ def rule_sets(draw: st.DrawFn) -> list[Rule]:
 
 @st.composite
 def events(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(st.sampled_from([*TYPES, "visibility"]))
+    kind = draw(st.sampled_from([*TYPES, "visibility", "prompt_dismiss"]))
     url = SHOP + draw(st.sampled_from(PATHS))
     event: dict[str, Any] = {"type": kind, "url": url}
     if kind == "page_view":
@@ -163,6 +167,8 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
         event.update(depth=draw(st.sampled_from([25, 50, 75, 90])))
     elif kind == "visibility":
         event.update(state=draw(st.sampled_from(["visible", "hidden"])), dwell_ms=900)
+    elif kind == "prompt_dismiss":
+        event.update(prompt="p1", rule="r0")
     return event
 
 

@@ -50,15 +50,15 @@ class FactView:
         self.event = event
         self.url: str = event["url"] if event else session.get("url", "")
         self.scope = Scope(self.get, segments)
-        self._path: tuple[str, str] | None = None
-        self._memo: dict[str, Any] | None = None
+        self.path_memo: tuple[str, str] | None = None
+        self.memo: dict[str, Any] | None = None
 
     def read(self, name: str) -> Any:
         """:meth:`get`, remembered: for the alpha index, which reads a fact once per event
         (no fact a rule can test changes while the engine handles one event)."""
-        memo = self._memo
+        memo = self.memo
         if memo is None:
-            memo = self._memo = {}
+            memo = self.memo = {}
         elif name in memo:
             return memo[name]
         value = memo[name] = self.get(name)
@@ -79,9 +79,9 @@ class FactView:
         if rest == "url":
             return url
         if rest == "path":
-            if self._path is None or self._path[0] != url:  # delivery may set url later
-                self._path = (url, path_of(url))
-            return self._path[1]
+            if self.path_memo is None or self.path_memo[0] != url:  # delivery may set url later
+                self.path_memo = (url, path_of(url))
+            return self.path_memo[1]
         if rest.startswith("query."):
             values = parse_qs(urlsplit(url).query).get(rest[6:])
             return values[0] if values else MISSING

@@ -275,9 +275,10 @@ class RuleSet:
             if rule.trigger.kind in ("absence", "inactivity", "dwell")
         }
         self._page_order = {rule.id: i for i, rule in enumerate(self.on_page_view)}
-        self._page_dwell = [
-            (i, r) for i, r in enumerate(self.on_page_view) if r.trigger.dwell is not UNSET
+        self._dwell_positions = [
+            i for i, r in enumerate(self.on_page_view) if r.trigger.dwell is not UNSET
         ]
+        self._dwell_on_page = [self.on_page_view[i] for i in self._dwell_positions]
 
     def _index(self, rule: Rule) -> None:
         t = rule.trigger
@@ -416,11 +417,11 @@ class RuleSet:
     def page_resets(self, pending: Collection[str]) -> list[Rule]:
         """The :attr:`on_page_view` rules a new page changes: dwell rules (restarted) and
         the page-scoped absence rules with a deadline pending (cancelled), in that order."""
-        extra = [(i, r) for r in pending if (i := self._page_order.get(r)) is not None]
+        extra = [i for r in pending if (i := self._page_order.get(r)) is not None]
         if not extra:
-            return [rule for _, rule in self._page_dwell]
-        ranked = {i: self.on_page_view[i] for i, _ in [*self._page_dwell, *extra]}
-        return [ranked[i] for i in sorted(ranked)]
+            return self._dwell_on_page
+        ranked = sorted({*self._dwell_positions, *extra})
+        return [self.on_page_view[i] for i in ranked]
 
     @staticmethod
     def _order(entry: tuple[Rule, Role]) -> tuple[bool, int]:
