@@ -308,3 +308,14 @@ def test_an_event_reaches_only_the_rules_whose_constant_tests_it_can_pass() -> N
     values = {"event.selector": "#b", "page.path": "/boots/9"}
     picked = rules.select(click, values.__getitem__, lambda: ())
     assert sorted(r.id for r, _ in picked) == ["any", "boots", "buy"]
+
+
+def test_page_path_is_the_path_of_the_events_url_whatever_the_session_stored() -> None:
+    from cuewire.rules.facts_view import FactView
+
+    after_ingest = {"url": f"{SHOP}/cart?x=1", "path": "/cart"}
+    same_page = {"type": "click", "url": f"{SHOP}/cart?x=1", "selector": "#a"}
+    earlier_page = {"type": "click", "url": f"{SHOP}/product/1-boots", "selector": "#a"}
+    assert FactView(after_ingest, {}, 0, same_page).get("page.path") == "/cart"
+    assert FactView(after_ingest, {}, 0, earlier_page).get("page.path") == "/product/1-boots"
+    assert FactView({"url": f"{SHOP}/a/b"}, {}, 0).get("page.path") == "/a/b"

@@ -80,7 +80,9 @@ class FactView:
             return url
         if rest == "path":
             if self.path_memo is None or self.path_memo[0] != url:  # delivery may set url later
-                self.path_memo = (url, path_of(url))
+                # ingest stores the path beside the url of the latest page: reuse it
+                same = self.session.get("url") == url and self.session.get("path")
+                self.path_memo = (url, same or path_of(url))
             return self.path_memo[1]
         if rest.startswith("query."):
             values = parse_qs(urlsplit(url).query).get(rest[6:])

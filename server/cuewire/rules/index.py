@@ -127,7 +127,8 @@ def _click_names(cond: Condition | None, found: set[str]) -> None:
 # The session and visitor fields every batch's engine run may read (facts_view.py, engine.py),
 # whatever the rules say.
 SESSION_FIELDS = (
-    *("started", "active_at", "page_started", "url", "landing", "referrer", "device", "tz"),
+    *("started", "active_at", "page_started", "url", "path", "landing", "referrer", "device"),
+    "tz",
     *("pages", "events", "prompts", "scroll", "dwell_ms", "visible", "visible_since"),
     *("returning", "prev_seen", "last", "last_type"),
 )
