@@ -51,6 +51,12 @@ class Unindexed(RuleSet):
         return self.on_page_view
 
 
+class AlwaysIndexed(RuleSet):
+    """Every type consults the alpha index, however few its rules."""
+
+    few = 0
+
+
 # -- generated rules ----------------------------------------------------------------------
 
 globs = st.sampled_from(["/product/*", "/product/1*", "/category/*/x", "/cart", "*", "/[lc]*"])
@@ -223,7 +229,8 @@ def test_the_index_never_changes_a_decision(
     rules: list[Rule], batches: list[list[dict[str, Any]]]
 ) -> None:
     segments = {name: msgspec.convert(c, Condition) for name, c in SEGMENTS.items()}
-    indexed = Engine(RuleSet(rules, segments))
+    indexed = Engine(AlwaysIndexed(rules, segments))
+    as_run = Engine(RuleSet(rules, segments))
     every_rule = Engine(Unindexed(rules, segments))
     session: dict[str, str] = {"started": "0"}
     visitor: dict[str, str] = {"sessions": "1"}
@@ -233,10 +240,11 @@ def test_the_index_never_changes_a_decision(
         for event in batch:
             _ingest(session, visitor, event, now)
         args = ("site", "s1", "v1", batch, session, visitor, now)
-        want = every_rule.on_events(*args)
-        got = indexed.on_events(*args)
-        assert _shown(got) == _shown(want)
-        _apply(session, visitor, want)
+        reference = every_rule.on_events(*args)
+        want = _shown(reference)
+        assert _shown(indexed.on_events(*args)) == want
+        assert _shown(as_run.on_events(*args)) == want
+        _apply(session, visitor, reference)
 
 
 # -- what the index reads from conditions -----------------------------------------------
@@ -292,11 +300,13 @@ def test_an_event_reaches_only_the_rules_whose_constant_tests_it_can_pass() -> N
             raw["when"] = when
         return msgspec.convert(raw, Rule)
 
+    def button(i: int) -> Rule:
+        where = {"fact": "selector", "equals": f"#buy-{i}"}
+        return rule(f"buy-{i}", {"event": {"type": "click", "where": where}})
+
     rules = RuleSet(
         [
-            rule(
-                "buy", {"event": {"type": "click", "where": {"fact": "selector", "equals": "#b"}}}
-            ),
+            *(button(i) for i in range(5)),
             rule("any", {"event": {"type": "click"}}),
             rule("boots", {"event": {"type": "click"}}, {"fact": "page.path", "glob": "/boots/*"}),
         ]
@@ -305,9 +315,18 @@ def test_an_event_reaches_only_the_rules_whose_constant_tests_it_can_pass() -> N
     values = {"event.selector": "#a", "page.path": "/hats/1"}
     picked = rules.select(click, values.__getitem__, lambda: ())
     assert [r.id for r, _ in picked] == ["any"]
-    values = {"event.selector": "#b", "page.path": "/boots/9"}
+    values = {"event.selector": "#buy-3", "page.path": "/boots/9"}
     picked = rules.select(click, values.__getitem__, lambda: ())
-    assert sorted(r.id for r, _ in picked) == ["any", "boots", "buy"]
+    assert sorted(r.id for r, _ in picked) == ["any", "boots", "buy-3"]
+
+
+def test_a_type_with_few_rules_is_tried_whole() -> None:
+    where = {"fact": "selector", "equals": "#buy"}
+    trigger = {"event": {"type": "click", "where": where}}
+    rule = msgspec.convert({"id": "buy", "trigger": trigger, "set": [{"name": "x"}]}, Rule)
+    click = {"type": "click", "url": f"{SHOP}/", "selector": "#a"}
+    picked = RuleSet([rule]).select(click, {"event.selector": "#a"}.__getitem__, lambda: ())
+    assert [r.id for r, _ in picked] == ["buy"]
 
 
 def test_page_path_is_the_path_of_the_events_url_whatever_the_session_stored() -> None:

@@ -149,7 +149,7 @@ class AlphaIndex(Generic[T]):
                 continue
             for atom in gate:
                 self.facts.setdefault(atom.fact, _FactIndex()).add(atom, position)
-        self.gated = bool(self.facts)
+        self.gated = len(self.always) < len(self.items)  # some entry is not always selected
 
     def select(self, read: Callable[[str], Any]) -> list[int]:
         """Positions of the entries to evaluate: the ungated, and those a looked-up value

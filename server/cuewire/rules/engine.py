@@ -37,7 +37,7 @@ class Candidate:
     firing: str = ""  # a deadline's token: its governance grant and audit record happen once
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     actions: list[Action] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)

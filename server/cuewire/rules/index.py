@@ -21,6 +21,7 @@ from .facts_view import walk
 from .model import Condition, Match, Policy, Rule
 
 DEFAULT_POLICY = Policy()
+FEW = 4  # entries of one event type the engine tries without consulting the alpha index
 
 
 class Role(Enum):
@@ -229,6 +230,8 @@ def fields_of(rules: list[Rule], segments: dict[str, Condition], clicks: frozens
 class RuleSet:
     """Rules indexed by what they depend on: an event touches only the rules it can change."""
 
+    few = FEW  # a type with this many entries or fewer is tried without the alpha index
+
     def __init__(
         self,
         rules: list[Rule],
@@ -266,10 +269,18 @@ class RuleSet:
         self._alpha = {key: self._alpha_of(entries) for key, entries in self.by_type.items()}
         self._timed: dict[str, dict[str, list[int]]] = {}  # key -> rule -> absence entries
         for key, entries in self.by_type.items():
+            if not self._alpha[key].gated:
+                continue  # every entry is tried anyway
             for position, (rule, role) in enumerate(entries):
                 if role in (Role.START, Role.STOP):
                     self._timed.setdefault(key, {}).setdefault(rule.id, []).append(position)
         self._every = AlphaIndex([(rule, self._every_gate(rule)) for rule in self.on_every_event])
+        self._busy = frozenset(
+            {*self.by_type, *PROMPT_CLOSED}
+            | ({"page_view"} if self.on_page_view else set())
+            | ({"visibility"} if self.dwell else set())
+        )
+        self._every_busy = bool(self.on_every_event)
         self._timer_fields = {
             fields.timer(rule.id): rule.id
             for rule in rules
@@ -351,6 +362,8 @@ class RuleSet:
         return best(gate_of(rule.trigger.facts, self.segments), gate_of(rule.when, self.segments))
 
     def _alpha_of(self, entries: list[tuple[Rule, Role]]) -> AlphaIndex[tuple[Rule, Role]]:
+        if len(entries) <= self.few:  # trying them costs less than looking them up
+            return AlphaIndex([(entry, None) for entry in entries])
         return AlphaIndex([(entry, self._gate(*entry)) for entry in entries])
 
     def _pick(
@@ -399,13 +412,10 @@ class RuleSet:
         event or on its type (or custom name); a new page resets page-scoped rules, a page
         visible again resumes dwell rules, a closed prompt releases queued rules."""
         kind = event["type"]
-        return bool(
-            self.on_every_event
-            or kind in self.by_type
+        return (
+            kind in self._busy
             or (kind == "custom" and f"custom:{event['name']}" in self.by_type)
-            or (kind == "page_view" and self.on_page_view)
-            or (kind == "visibility" and self.dwell)
-            or kind in PROMPT_CLOSED
+            or self._every_busy
         )
 
     def pending(self, facts: Mapping[str, str]) -> set[str]:
