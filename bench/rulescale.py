@@ -150,7 +150,7 @@ class Facts:
         self.visitor: dict[str, str] = {"sessions": "1"}
 
     def ingest(self, event: dict[str, Any], now: int, rules: RuleSet) -> None:
-        ch = changes_for(event, now, rules.distinct)
+        ch = changes_for(event, now, rules.distinct, rules.clicks)  # as pipeline.py
         s, v = self.session, self.visitor
         for k in ch.incr:
             s[k] = str(int(s.get(k, "0")) + 1)
