@@ -390,7 +390,17 @@ class RuleSet:
         index drops those whose constant tests fail (``read(fact)`` gives a fact's value
         now), and keeps the absence entries of the rules with a deadline pending (``pending()``
         names them; called only when the event reaches absence entries)."""
-        alpha, found = self._pick(event["type"], read, pending)
+        kind = event["type"]
+        alpha = self._alpha.get(kind)
+        if kind == "custom":
+            named = self._alpha.get(f"custom:{event['name']}")
+            if (alpha is None or not alpha.gated) and (named is None or not named.gated):
+                return self.entries_for(event)  # few entries: all of them
+        elif alpha is None:
+            return []
+        elif not alpha.gated:
+            return alpha.items
+        alpha, found = self._pick(kind, read, pending)
         entries = [alpha.items[p] for p in found] if alpha is not None else []
         if event["type"] == "custom":
             named, more = self._pick(f"custom:{event['name']}", read, pending)
