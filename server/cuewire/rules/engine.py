@@ -120,10 +120,11 @@ class Engine:
         """Process the new events of one batch, in order, against the facts after it."""
         batch: _Batch | None = None
         rules = self.rules
+        concerns = rules.concerns
         for event in events:
-            kind = event["type"]
-            if not rules.concerns(event):
+            if not concerns(event):
                 continue  # no rule depends on this event: nothing to read or decide
+            kind = event["type"]
             if batch is None:
                 batch = _Batch(site, session, visitor, session_facts, rules)
             view = FactView(batch.facts, visitor_facts, now_ms, event, rules.segments)
