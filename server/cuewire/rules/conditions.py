@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from msgspec import UNSET
@@ -15,12 +15,17 @@ from .model import Condition, bound_value
 MISSING: Any = object()
 
 
-@dataclass(frozen=True)
 class Scope:
-    """Where conditions read facts: ``get(name)``, and named segments to expand."""
+    """Where conditions read facts: ``get(name)``, and named segments to expand. (A plain
+    class with slots: the engine makes one per event.)"""
 
-    get: Callable[[str], Any]
-    segments: Mapping[str, Condition] = field(default_factory=dict)
+    __slots__ = ("get", "segments")
+
+    def __init__(
+        self, get: Callable[[str], Any], segments: Mapping[str, Condition] | None = None
+    ) -> None:
+        self.get = get
+        self.segments: Mapping[str, Condition] = {} if segments is None else segments
 
 
 def evaluate(cond: Condition, lookup: Scope) -> bool:
@@ -77,6 +82,12 @@ def describe(cond: Condition) -> str:
     return str(cond.fact)
 
 
+@functools.lru_cache(maxsize=4096)
+def _glob(pattern: str) -> Callable[[str], re.Match[str] | None]:
+    """What ``fnmatch.fnmatchcase(name, pattern)`` tests, compiled once per pattern."""
+    return re.compile(fnmatch.translate(pattern)).match
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or value is None or value is MISSING:
         return None
@@ -115,7 +126,7 @@ def _holds(cond: Condition, actual: Any) -> bool:
             return any(_same(item, cond.contains) for item in actual)
         return str(cond.contains) in str(actual)
     if cond.glob is not UNSET:
-        return fnmatch.fnmatchcase(str(actual), cond.glob)
+        return _glob(cond.glob)(str(actual)) is not None
     if cond.regex is not UNSET:
         return re.search(cond.regex, str(actual)) is not None
     number = _number(actual)

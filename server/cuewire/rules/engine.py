@@ -8,6 +8,7 @@ delivery resolves candidates under governance.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ class Candidate:
     firing: str = ""  # a deadline's token: its governance grant and audit record happen once
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     actions: list[Action] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
@@ -45,10 +46,21 @@ class Decision:
 class _Batch:
     """Working state while one batch of one session is decided."""
 
-    def __init__(self, site: str, session: str, visitor: str, facts: Facts) -> None:
+    __slots__ = ("_timers", "decision", "facts", "rules", "session", "site", "visitor")
+
+    def __init__(self, site: str, session: str, visitor: str, facts: Facts, rules: RuleSet) -> None:
         self.site, self.session, self.visitor = site, session, visitor
         self.facts = dict(facts)  # a private copy the batch updates as it goes
         self.decision = Decision()
+        self.rules = rules
+        self._timers: set[str] | None = None
+
+    @property
+    def timers(self) -> set[str]:
+        """The rules with a deadline pending (found in the facts when first needed)."""
+        if self._timers is None:
+            self._timers = self.rules.pending(self.facts)
+        return self._timers
 
     def timer(self, rule: Rule, token: str) -> Timer:
         return Timer(self.site, self.session, self.visitor, rule.id, token)
@@ -60,11 +72,15 @@ class _Batch:
         self.cancel(rule)
         token = new_id(nbytes=6)
         self.facts[fields.timer(rule.id)] = token
+        if self._timers is not None:
+            self._timers.add(rule.id)
         self.decision.actions.append(Schedule(self.timer(rule, token), due_ms))
 
     def cancel(self, rule: Rule) -> None:
         token = self.facts.pop(fields.timer(rule.id), None)
         if token is not None:
+            if self._timers is not None:
+                self._timers.discard(rule.id)
             self.decision.actions.append(Cancel(self.timer(rule, token)))
 
     def put(self, name: str, value: str | None) -> None:
@@ -102,23 +118,40 @@ class Engine:
         now_ms: int,
     ) -> Decision:
         """Process the new events of one batch, in order, against the facts after it."""
-        batch = _Batch(site, session, visitor, session_facts)
+        batch: _Batch | None = None
+        rules = self.rules
+        concerns = rules.concerns
         for event in events:
-            view = self.view(batch.facts, visitor_facts, now_ms, event)
-            if event["type"] == "page_view":
+            if not concerns(event):
+                continue  # no rule depends on this event: nothing to read or decide
+            kind = event["type"]
+            if batch is None:
+                batch = _Batch(site, session, visitor, session_facts, rules)
+            view = FactView(batch.facts, visitor_facts, now_ms, event, rules.segments)
+            read = view.read
+            if kind == "page_view":
                 self._page_changed(batch, view, now_ms)
-            elif event["type"] == "visibility" and event["state"] == "visible":
+            elif kind == "visibility" and event["state"] == "visible":
                 self._visible_again(batch, view, now_ms)
-            if event["type"] in PROMPT_CLOSED:
+            if kind in PROMPT_CLOSED:
                 self._release_queued(batch, view, now_ms)
-            for rule in self.rules.on_every_event:
-                self._every_event(batch, rule, event, view, now_ms)
-            for rule, role in self.rules.entries_for(event):
+            if rules.on_every_event:
+                for rule in rules.every_event(read):
+                    self._every_event(batch, rule, event, view, now_ms)
+            for rule, role in self.entries(batch, event, read):
                 self._by_role(batch, rule, role, event, view, now_ms)
-        return batch.decision
+        return Decision() if batch is None else batch.decision
+
+    def entries(
+        self, batch: _Batch, event: dict[str, Any], read: Callable[[str], Any]
+    ) -> list[tuple[Rule, Role]]:
+        """The entries of the rules ``event`` can concern (index.py, alpha.py)."""
+        return self.rules.select(event, read, lambda: batch.timers)
 
     def _page_changed(self, batch: _Batch, view: FactView, now_ms: int) -> None:
-        for rule in self.rules.on_page_view:
+        if not self.rules.on_page_view:
+            return
+        for rule in self.rules.page_resets(batch.timers):
             batch.cancel(rule)
             dwell = rule.trigger.dwell
             if dwell is not UNSET:

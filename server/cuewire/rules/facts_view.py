@@ -49,7 +49,20 @@ class FactView:
         self.now_ms = now_ms
         self.event = event
         self.url: str = event["url"] if event else session.get("url", "")
-        self.scope = Scope(self.get, segments or {})
+        self.scope = Scope(self.get, segments)
+        self.path_memo: tuple[str, str] | None = None
+        self.memo: dict[str, Any] | None = None
+
+    def read(self, name: str) -> Any:
+        """:meth:`get`, remembered: for the alpha index, which reads a fact once per event
+        (no fact a rule can test changes while the engine handles one event)."""
+        memo = self.memo
+        if memo is None:
+            memo = self.memo = {}
+        elif name in memo:
+            return memo[name]
+        value = memo[name] = self.get(name)
+        return value
 
     def get(self, name: str) -> Any:
         scope, _, rest = name.partition(".")
@@ -66,7 +79,11 @@ class FactView:
         if rest == "url":
             return url
         if rest == "path":
-            return path_of(url)
+            if self.path_memo is None or self.path_memo[0] != url:  # delivery may set url later
+                # ingest stores the path beside the url of the latest page: reuse it
+                same = self.session.get("url") == url and self.session.get("path")
+                self.path_memo = (url, same or path_of(url))
+            return self.path_memo[1]
         if rest.startswith("query."):
             values = parse_qs(urlsplit(url).query).get(rest[6:])
             return values[0] if values else MISSING

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -13,11 +14,14 @@ from typing import Any
 from msgspec import UNSET
 
 from .. import fields
+from ..facts import PROMPT_CLOSED
+from .alpha import AlphaIndex, Gate, any_of, best, gate_of
 from .conditions import Scope, evaluate
 from .facts_view import walk
 from .model import Condition, Match, Policy, Rule
 
 DEFAULT_POLICY = Policy()
+FEW = 4  # entries of one event type the engine tries without consulting the alpha index
 
 
 class Role(Enum):
@@ -124,7 +128,8 @@ def _click_names(cond: Condition | None, found: set[str]) -> None:
 # The session and visitor fields every batch's engine run may read (facts_view.py, engine.py),
 # whatever the rules say.
 SESSION_FIELDS = (
-    *("started", "active_at", "page_started", "url", "landing", "referrer", "device", "tz"),
+    *("started", "active_at", "page_started", "url", "path", "landing", "referrer", "device"),
+    "tz",
     *("pages", "events", "prompts", "scroll", "dwell_ms", "visible", "visible_since"),
     *("returning", "prev_seen", "last", "last_type"),
 )
@@ -225,6 +230,8 @@ def fields_of(rules: list[Rule], segments: dict[str, Condition], clicks: frozens
 class RuleSet:
     """Rules indexed by what they depend on: an event touches only the rules it can change."""
 
+    few = FEW  # a type with this many entries or fewer is tried without the alpha index
+
     def __init__(
         self,
         rules: list[Rule],
@@ -259,6 +266,31 @@ class RuleSet:
         self.fields_json = self.fields.encoded()
         for entries in self.by_type.values():
             entries.sort(key=self._order)
+        self._alpha = {key: self._alpha_of(entries) for key, entries in self.by_type.items()}
+        self._timed: dict[str, dict[str, list[int]]] = {}  # key -> rule -> absence entries
+        for key, entries in self.by_type.items():
+            if not self._alpha[key].gated:
+                continue  # every entry is tried anyway
+            for position, (rule, role) in enumerate(entries):
+                if role in (Role.START, Role.STOP):
+                    self._timed.setdefault(key, {}).setdefault(rule.id, []).append(position)
+        self._every = AlphaIndex([(rule, self._every_gate(rule)) for rule in self.on_every_event])
+        self._busy = frozenset(
+            {*self.by_type, *PROMPT_CLOSED}
+            | ({"page_view"} if self.on_page_view else set())
+            | ({"visibility"} if self.dwell else set())
+        )
+        self._every_busy = bool(self.on_every_event)
+        self._timer_fields = {
+            fields.timer(rule.id): rule.id
+            for rule in rules
+            if rule.trigger.kind in ("absence", "inactivity", "dwell")
+        }
+        self._page_order = {rule.id: i for i, rule in enumerate(self.on_page_view)}
+        self._dwell_positions = [
+            i for i, r in enumerate(self.on_page_view) if r.trigger.dwell is not UNSET
+        ]
+        self._dwell_on_page = [self.on_page_view[i] for i in self._dwell_positions]
 
     def _index(self, rule: Rule) -> None:
         t = rule.trigger
@@ -297,6 +329,120 @@ class RuleSet:
             if named:
                 entries = sorted([*entries, *named], key=self._order)
         return entries
+
+    def _gate(self, rule: Rule, role: Role) -> Gate | None:
+        """What an entry's effect needs (alpha.py): the trigger's event pattern, and for a
+        rule that becomes a candidate at once, its ``when`` too. An absence entry needs a
+        pending deadline to cancel, or to start one (select() adds the pending ones)."""
+        t, segments = rule.trigger, self.segments
+
+        def where(match: Match) -> Gate | None:
+            if match.where is UNSET:
+                return None
+            return gate_of(match.where, segments, lambda name: f"event.{name}")
+
+        when = gate_of(rule.when, segments)
+        if role is Role.TRIGGER and t.event is not UNSET:
+            return best(where(t.event), when)
+        if role is Role.STOP:
+            return ()  # cancels a pending deadline: select() adds it when there is one
+        if role is Role.START and t.absence is not UNSET:
+            return best(where(t.absence.after), when)
+        if role is Role.STEP and t.sequence is not UNSET:
+            return any_of([where(step) for step in t.sequence.steps])
+        if role is Role.COUNT and t.count is not UNSET:
+            return where(t.count.of)
+        if role is Role.FACTS and t.facts is not UNSET:
+            return best(gate_of(t.facts, segments), when)
+        return None
+
+    def _every_gate(self, rule: Rule) -> Gate | None:
+        if rule.trigger.facts is UNSET:
+            return None  # inactivity: every activity moves its deadline
+        return best(gate_of(rule.trigger.facts, self.segments), gate_of(rule.when, self.segments))
+
+    def _alpha_of(self, entries: list[tuple[Rule, Role]]) -> AlphaIndex[tuple[Rule, Role]]:
+        if len(entries) <= self.few:  # trying them costs less than looking them up
+            return AlphaIndex([(entry, None) for entry in entries])
+        return AlphaIndex([(entry, self._gate(*entry)) for entry in entries])
+
+    def _pick(
+        self, key: str, read: Callable[[str], Any], pending: Callable[[], Collection[str]]
+    ) -> tuple[AlphaIndex[tuple[Rule, Role]] | None, list[int]]:
+        alpha = self._alpha.get(key)
+        if alpha is None:
+            return None, []
+        found = alpha.select(read)
+        timed = self._timed.get(key)
+        if timed:
+            extra = [p for rule in pending() for p in timed.get(rule, ())]
+            if extra:
+                found = sorted({*found, *extra})
+        return alpha, found
+
+    def select(
+        self,
+        event: dict[str, Any],
+        read: Callable[[str], Any],
+        pending: Callable[[], Collection[str]],
+    ) -> list[tuple[Rule, Role]]:
+        """:meth:`entries_for` without the entries the event cannot concern: the alpha
+        index drops those whose constant tests fail (``read(fact)`` gives a fact's value
+        now), and keeps the absence entries of the rules with a deadline pending (``pending()``
+        names them; called only when the event reaches absence entries)."""
+        kind = event["type"]
+        alpha = self._alpha.get(kind)
+        if kind == "custom":
+            named = self._alpha.get(f"custom:{event['name']}")
+            if (alpha is None or not alpha.gated) and (named is None or not named.gated):
+                return self.entries_for(event)  # few entries: all of them
+        elif alpha is None:
+            return []
+        elif not alpha.gated:
+            return alpha.items
+        alpha, found = self._pick(kind, read, pending)
+        entries = [alpha.items[p] for p in found] if alpha is not None else []
+        if event["type"] == "custom":
+            named, more = self._pick(f"custom:{event['name']}", read, pending)
+            if named is not None and named.items:
+                # as entries_for: a stable sort of the type's entries, then the name's
+                ranked = [(self._order(e), 0, i, e) for i, e in enumerate(entries)]
+                ranked += [(self._order(named.items[p]), 1, p, named.items[p]) for p in more]
+                ranked.sort(key=lambda r: (r[0], r[1], r[2]))
+                entries = [r[3] for r in ranked]
+        return entries
+
+    def every_event(self, read: Callable[[str], Any]) -> list[Rule]:
+        """:attr:`on_every_event` without the facts rules whose constant tests fail."""
+        every = self._every
+        return [every.items[p] for p in every.select(read)]
+
+    def concerns(self, event: dict[str, Any]) -> bool:
+        """Whether the engine has anything to do for ``event``: some rule depends on every
+        event or on its type (or custom name); a new page resets page-scoped rules, a page
+        visible again resumes dwell rules, a closed prompt releases queued rules."""
+        kind = event["type"]
+        return (
+            kind in self._busy
+            or (kind == "custom" and f"custom:{event['name']}" in self.by_type)
+            or self._every_busy
+        )
+
+    def pending(self, facts: Mapping[str, str]) -> set[str]:
+        """The rules with a deadline pending in session ``facts`` (their timer field set)."""
+        if len(self._timer_fields) <= len(facts):
+            return {rule for name, rule in self._timer_fields.items() if name in facts}
+        cut = len(fields.TIMER)
+        return {k[cut:] for k in facts if k.startswith(fields.TIMER)}
+
+    def page_resets(self, pending: Collection[str]) -> list[Rule]:
+        """The :attr:`on_page_view` rules a new page changes: dwell rules (restarted) and
+        the page-scoped absence rules with a deadline pending (cancelled), in that order."""
+        extra = [i for r in pending if (i := self._page_order.get(r)) is not None]
+        if not extra:
+            return self._dwell_on_page
+        ranked = sorted({*self._dwell_positions, *extra})
+        return [self.on_page_view[i] for i in ranked]
 
     @staticmethod
     def _order(entry: tuple[Rule, Role]) -> tuple[bool, int]:

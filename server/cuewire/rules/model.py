@@ -26,6 +26,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 OPERATORS = ("equals", "in_", "contains", "glob", "regex", "gt", "gte", "lt", "lte", "exists")
 
 
+@functools.lru_cache(maxsize=1024)
 def duration_ms(value: str | float) -> int:
     """``"30s"`` -> 30000, ``"24h"`` -> 86400000; a bare number is seconds."""
     if isinstance(value, str):
