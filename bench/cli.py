@@ -80,8 +80,8 @@ def _rules_table(plan: Any) -> Any:
         f"cost {last['rules']:,} rules / {first['rules']:,} rules",
         growth,
         "x",
-        "flat (<= 1.5x)",
-        at_most(1.5),
+        "flat (<= 3x)",
+        at_most(3),
     )
     table.add(
         f"timers armed per 1,000 events ({first['rules']} / {last['rules']:,} rules)",
