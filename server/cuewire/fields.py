@@ -2,8 +2,8 @@
 hashes themselves). A field is a prefix and a name: ``fields.timer("r")`` is ``"t:r"``.
 
 The Lua scripts spell the fields they touch themselves (govern.lua: ``fired:``, ``fired_at:``,
-``shown:``, ``optout:``, ``snooze:``, ``dc:``, ``wc:``; the governance wrapper in
-store/redis.py gets ``firing:`` from here): keep them in step with this module.
+``shown:``, ``optout:``, ``snooze:``, ``dc:``, ``wc:``; govern_all.lua gets ``firing:`` from
+here, in each request): keep them in step with this module.
 """
 
 from __future__ import annotations

@@ -200,20 +200,15 @@ def _facts_of(cond: Condition | None, found: set[str], segments: dict[str, Condi
 
 
 def fields_of(rules: list[Rule], segments: dict[str, Condition], clicks: frozenset[str]) -> Fields:
-    """The fields the engine reads for ``rules``: fixed ones, each rule's state, and the
-    facts their conditions (and the segments) name."""
-    session, prefixes, visitor = set(SESSION_FIELDS), {fields.QUEUED}, set(VISITOR_FIELDS)
+    """The fields the engine reads for ``rules``: fixed ones, the rules' state (by prefix, so
+    the list, and what a store call costs, does not grow with the rules), and the facts their
+    conditions (and the segments) name."""
+    session, visitor = set(SESSION_FIELDS), set(VISITOR_FIELDS)
+    prefixes = {fields.TIMER, fields.FIRED, fields.SEQUENCE, fields.QUEUED}
+    if any(rule.trigger.count is not UNSET for rule in rules):
+        prefixes.add(fields.WINDOW)
     names: set[str] = set()
     for rule in rules:
-        session |= {
-            fields.timer(rule.id),
-            fields.fired(rule.id),
-            fields.sequence(rule.id),
-            fields.queued(rule.id),
-        }
-        visitor.add(fields.shown(rule.id))
-        if rule.trigger.count is not UNSET:
-            prefixes.add(fields.window(rule.id, ""))
         _facts_of(rule.when, names, segments)
         if rule.trigger.facts is not UNSET:
             _facts_of(rule.trigger.facts, names, segments)
@@ -224,7 +219,12 @@ def fields_of(rules: list[Rule], segments: dict[str, Condition], clicks: frozens
     for click in clicks:
         session.add(fields.clicks(click))
         visitor.add(fields.clicks(click))
-    return Fields(tuple(sorted(session)), tuple(sorted(prefixes)), tuple(sorted(visitor)))
+    return Fields(
+        tuple(sorted(session)),
+        tuple(sorted(prefixes)),
+        tuple(sorted(visitor)),
+        (fields.SHOWN,),
+    )
 
 
 class RuleSet:
