@@ -34,11 +34,13 @@ Visitor facts:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlsplit
+
+import msgspec
 
 from . import fields
 
@@ -59,7 +61,7 @@ def is_activity(event: dict[str, Any]) -> bool:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class FactChanges:
     """Hash changes of one event: increments, sets, set-if-absent; on session and visitor."""
 
@@ -118,8 +120,17 @@ def new_names(
     return []
 
 
+@lru_cache(maxsize=4096)
 def path_of(url: str) -> str:
     return urlsplit(url).path or "/"
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _json(value: Any) -> str:
+    """A value as the hashes keep it: compact JSON (the facts' readers parse it)."""
+    return _encoder.encode(value).decode()
 
 
 def changes_for(
@@ -160,7 +171,7 @@ def changes_for(
         name = event["name"]
         props = event.get("props") or {}
         ch.incr.append(fields.custom(name))
-        ch.set[fields.props(name)] = json.dumps(props)
+        ch.set[fields.props(name)] = _json(props)
         ch.visitor_incr.append(fields.custom(name))
         ch.visitor_set[fields.last_at(name)] = now
         for prop in (distinct or {}).get(name, ()):
@@ -172,7 +183,7 @@ def changes_for(
         ch.visitor_set["user_id"] = event["user_id"]
         ch.visitor_set["user_verified"] = "1" if event.get("verified") is True else "0"
         for trait, value in event.get("traits", {}).items():
-            ch.visitor_set[fields.trait(trait)] = json.dumps(value)
+            ch.visitor_set[fields.trait(trait)] = _json(value)
     if kind in PROMPT_CLOSED:
         # frees the slot only if this prompt still holds it: a late close of a prompt that a
         # higher-priority one replaced must not free the slot of the one on screen
