@@ -33,12 +33,12 @@ from .base import (
     Resolved,
     Timer,
 )
-from .scripts import asks_arg, composed, lua, ops_arg, to_json, verdict
+from .scripts import asks_arg, composed, lua, ops_arg, ops_of, slot_in, to_json, verdict
 
 log = logging.getLogger(__name__)
 
 AUDIT_MAXLEN = 100_000
-AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (audit_once.lua)
+AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (record.lua)
 
 
 @asynccontextmanager
@@ -71,7 +71,7 @@ class RedisStore(Closing):
         self._consume = client.register_script(lua("consume_timer.lua"))
         self._ack = client.register_script(lua("ack_timer.lua"))
         self._commit = client.register_script(lua("ops.lua") + lua("commit.lua"))
-        self._audit_once = client.register_script(lua("audit_once.lua"))
+        self._record = client.register_script(lua("ops.lua") + lua("record.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
         self._release = client.register_script(lua("release_socket.lua"))
 
@@ -240,16 +240,19 @@ class RedisStore(Closing):
     async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
         if not puts and not records:
             return
-        pipe = self._r.pipeline(transaction=False)
-        if puts:
-            keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
-            await self._commit(
-                keys=keys, args=[ops_arg(self._k, [], list(puts), keys)], client=pipe
-            )
-        for record in records:
-            await self._audit_into(pipe, site, record)
+        keys = [self._k.audit(site)]
+        ops = ops_of(self._k, list(puts), keys)
+        slot = slot_in(keys)
+        entries = [
+            {
+                "m": slot(self._k.audited(r["firing"])) if r.get("firing") else 0,
+                "f": [item for pair in r.items() for item in pair],
+            }
+            for r in records
+        ]
+        arg = to_json({"ops": ops, "records": entries})
         async with _guard("record a firing"):
-            await pipe.execute()
+            await self._record(keys=keys, args=[arg, AUDIT_MAXLEN, AUDITED_TTL_S])
 
     async def apply(self, actions: list[Action]) -> None:
         if not actions:
@@ -349,19 +352,6 @@ class RedisStore(Closing):
     async def audit(self, site: str, record: dict[str, str]) -> None:
         """Append ``record`` to the site's audit stream; once per ``firing`` when it has one."""
         await self.record(site, [], [record])
-
-    async def _audit_into(self, pipe: Any, site: str, record: dict[str, str]) -> None:
-        firing = record.get("firing", "")
-        if not firing:
-            entry: dict[Any, Any] = dict(record)
-            pipe.xadd(self._k.audit(site), entry, maxlen=AUDIT_MAXLEN, approximate=True)
-            return
-        pairs = [item for pair in record.items() for item in pair]
-        await self._audit_once(
-            keys=[self._k.audit(site), self._k.audited(firing)],
-            args=[AUDIT_MAXLEN, AUDITED_TTL_S, *pairs],
-            client=pipe,
-        )
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]:
         async with _guard("read the audit"):

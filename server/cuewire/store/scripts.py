@@ -7,6 +7,7 @@ A script may call what another defines: ``apply_ops`` (ops.lua), ``read`` (read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -90,9 +91,9 @@ def verdict(raw: Any) -> Verdict:
     return Verdict(code, replaces, rule)
 
 
-def ops_arg(k: Keys, seqs: list[int], actions: list[Action], keys: list[str]) -> str:
-    """commit.lua's ARGV[1] for ``actions``; the keys they write are added to ``keys``
-    (Lua's KEYS, 1-based), each once."""
+def slot_in(keys: list[str]) -> Callable[[str], int]:
+    """A function that gives a key's index in ``keys`` (Lua's KEYS, 1-based), adding it
+    once when it is not there yet."""
     slots = {key: i + 1 for i, key in enumerate(keys)}
 
     def slot(key: str) -> int:
@@ -100,6 +101,18 @@ def ops_arg(k: Keys, seqs: list[int], actions: list[Action], keys: list[str]) ->
             keys.append(key)
             slots[key] = len(keys)
         return slots[key]
+
+    return slot
+
+
+def ops_arg(k: Keys, seqs: list[int], actions: list[Action], keys: list[str]) -> str:
+    """commit.lua's ARGV[1] for ``actions``; the keys they write are added to ``keys``."""
+    return to_json({"seqs": [str(seq) for seq in seqs], "ops": ops_of(k, actions, keys)})
+
+
+def ops_of(k: Keys, actions: list[Action], keys: list[str]) -> list[list[Any]]:
+    """ops.lua's ops for ``actions``; the keys they write are added to ``keys``."""
+    slot = slot_in(keys)
 
     ops: list[list[Any]] = []
     for action in actions:
@@ -124,5 +137,4 @@ def ops_arg(k: Keys, seqs: list[int], actions: list[Action], keys: list[str]) ->
                 ops.append(["hset", slot(key), action.field, action.value])
         else:
             raise TypeError("a commit applies no FiringRequest: resolve() asks governance")
-    batch = {"seqs": [str(seq) for seq in seqs], "ops": ops}
-    return to_json(batch)
+    return ops
