@@ -1,8 +1,9 @@
 """The transport floor: a bare python-socketio server with Cuewire's transport settings.
 
 Same stack as ``cuewire serve`` (ASGI python-socketio, msgpack, uvicorn on uvloop with the
-websockets-sansio implementation, one process) and the same work at the edge: every event of
-a batch is validated with the wire models of docs/protocol.md and the batch is acknowledged.
+websockets-sansio implementation, one process) and the same work at the edge: every batch goes
+through Cuewire's own ``validate_batch`` (the wire models of docs/protocol.md and the size
+limits, default limits) and is acknowledged.
 No Redis, no rules, no state. ``python -m bench.echo_server --port P``.
 """
 
@@ -20,8 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from cuewire.codes import Reject
-from cuewire.protocol import Ack, Rejection, event_reason, parse_event
+from cuewire.protocol import Ack
+from cuewire.settings import Limits
+from cuewire.validation import validate_batch
 
 
 def build() -> socketio.ASGIApp:
@@ -33,6 +35,7 @@ def build() -> socketio.ASGIApp:
         transports=["websocket", "polling"],
     )
     count = 0
+    limits = Limits()
 
     @sio.on("connect")
     async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
@@ -43,18 +46,8 @@ def build() -> socketio.ASGIApp:
 
     @sio.on("events")
     async def events(sid: str, batch: Any = None) -> dict[str, Any]:
-        if not isinstance(batch, list):
-            bad = Rejection(-1, Reject.INVALID_BATCH, "not a list")
-            return {"accepted": 0, "rejected": [msgspec.to_builtins(bad)]}
-        accepted = 0
-        rejected: list[Rejection] = []
-        for index, raw in enumerate(batch):
-            try:
-                parse_event(raw)
-                accepted += 1
-            except msgspec.ValidationError as exc:
-                rejected.append(Rejection(index, Reject.INVALID_EVENT, event_reason(raw, exc)))
-        result: dict[str, Any] = msgspec.to_builtins(Ack(accepted, rejected))
+        valid, rejected = validate_batch(batch, limits)
+        result: dict[str, Any] = msgspec.to_builtins(Ack(len(valid), rejected))
         return result
 
     async def healthz(request: Request) -> JSONResponse:
