@@ -179,6 +179,34 @@ async def test_distinct_traits_are_capped_per_visitor(settings: Settings) -> Non
         assert "trait:tz" not in visitor and visitor["trait:seats"] == "4"
 
 
+async def test_the_backend_api_has_the_caps_and_no_rate_limit(settings: Settings) -> None:
+    """Server-to-server batches (authenticated by the API key) are capped like a browser's,
+    but not rate limited per visitor: an order import may send many events at once."""
+
+    def sites(origin: str) -> Sites:
+        return Sites({"test-site": Site(origins=[origin], api_key="backend-key")})
+
+    tight = limited(settings, max_event_names=3, events_per_second=0.5, event_burst=2)
+    with LiveServer(tight, sites) as live:
+        names = ["a", "b", "a", "c", "a", "d", "b"]
+        events = [
+            {"type": "custom", "name": n, "ts": 1, "seq": i + 1, "url": "backend:"}
+            for i, n in enumerate(names)
+        ]
+        body = {"site": "test-site", "visitor": "v_visitor01", "events": events}
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(
+                live.url + "/v1/events", json=body, headers={"Authorization": "Bearer backend-key"}
+            )
+        assert answer.status_code == 200
+        reply = answer.json()
+        assert reply["accepted"] == 6
+        assert [(r["index"], r["code"]) for r in reply["rejected"]] == [(5, "limit_exceeded")]
+        facts = await live.call(live.services.store.session_facts("test-site", reply["session"]))
+        assert (facts["c:a"], facts["c:b"], facts["c:c"]) == ("3", "2", "1")
+        assert "c:d" not in facts
+
+
 # --- rate limits held in the store --------------------------------------------------------
 
 

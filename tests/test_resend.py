@@ -15,7 +15,7 @@ from cuewire.facts import changes_for
 from cuewire.origin import Origin
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
-from cuewire.store.base import Action, Put, Timer
+from cuewire.store.base import Action, Commit, FiringRequest, Put, Resolved, Timer
 from support.harness import Harness
 from support.servers import free_port
 
@@ -34,6 +34,23 @@ class CommitFailsOnce(RedisStore):
             self.failures -= 1
             raise StoreError("injected: the store failed while applying rule actions")
         return await super().commit(origin, seqs, actions)
+
+
+class ResolveFailsOnce(RedisStore):
+    """The real store, with a fault injected: the first call that applies a batch's actions
+    together with governance's grants fails."""
+
+    def __init__(self, store: RedisStore) -> None:
+        super().__init__(store.client, store.settings)
+        self.failures = 1
+
+    async def resolve(
+        self, requests: list[FiringRequest], commit: Commit | None = None
+    ) -> Resolved | None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("injected: the store failed while granting a firing")
+        return await super().resolve(requests, commit)
 
 
 def page_view(h: Harness, seq: int) -> dict[str, Any]:
@@ -66,6 +83,27 @@ async def test_a_batch_resent_after_its_actions_failed_schedules_its_deadline_on
     assert h.rules_shown == ["hesitate-product"]
     fired = [r for r in await h.audit() if r["outcome"] == "fired"]
     assert len(fired) == 1
+
+
+async def test_a_firing_batch_whose_grant_failed_fires_once_when_it_is_resent(
+    store: RedisStore, settings: Settings
+) -> None:
+    """The batch's actions and governance's grant are one atomic store call: when it fails,
+    neither happened, and the resend decides and fires the batch again, once."""
+    h = Harness(ResolveFailsOnce(store), settings)
+    v = await h.visit()
+    exit_intent = {"type": "exit_intent", "ts": h.clock.now, "seq": 1, "url": PRODUCT}
+    batch = [page_view(h, 0), exit_intent]
+    with pytest.raises(StoreError):
+        await h.pipeline.process(v.origin, batch, h.clock.now_ms())
+    assert h.rules_shown == [] and await pending_timers(store) == 0
+
+    await h.pipeline.process(v.origin, batch, h.clock.now_ms())  # the client resends it
+    await h.pipeline.process(v.origin, batch, h.clock.now_ms())  # and once more: a no-op
+    assert h.rules_shown == ["exit-product"]
+    assert await pending_timers(store) == 1  # the page view's deadline, scheduled once
+    fired = [r["rule"] for r in await h.audit() if r["outcome"] == "fired"]
+    assert fired == ["exit-product"]
 
 
 async def test_a_resend_racing_its_original_applies_the_actions_once(

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 
 from .clock import Clock
 from .errors import StoreError
+from .gate import backend_gate, sort_out
 from .identity import trusted
 from .origin import Origin
 from .pipeline import Pipeline
@@ -88,7 +89,11 @@ class BackendEvents:
             sid = (await self._store.session_facts(batch.site, opened.session)).get("sid", "")
             if valid:
                 origin = Origin(batch.site, visitor, opened.session, BACKEND_TAB, sid)
-                await self._pipeline.process(origin, [event for _, event in valid], now)
+                gate = backend_gate(self._settings.limits)
+                done = await self._pipeline.process(
+                    origin, [event for _, event in valid], now, gate
+                )
+                valid, _ = sort_out(valid, rejected, done.admitted, gate)
         except StoreError:
             return _error(503, "store unavailable, resend later")
         return JSONResponse(

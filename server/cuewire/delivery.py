@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jinja2
@@ -26,7 +26,7 @@ from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
 from .rules.model import Policy, Rule, duration_ms
-from .store.base import Action, FiringRequest, Put, Store, Timer, Verdict
+from .store.base import Commit, FiringRequest, Put, Resolved, Store, Timer, Verdict
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,25 @@ def avoid(selectors: Sequence[str], event: Mapping[str, Any] | None) -> tuple[st
     return tuple(kept[:MAX_AVOID])
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One candidate on its way through governance: its prompt id and A/B variant are
+    chosen before the store is asked (``request``)."""
+
+    cand: Candidate
+    prompt_id: str
+    variant: str | None
+    request: FiringRequest
+
+
+@dataclass
+class _Writes:
+    """What one resolve writes after governance: facts and audit records, in one round trip."""
+
+    puts: list[Put] = field(default_factory=list)
+    records: list[dict[str, str]] = field(default_factory=list)
+
+
 class Delivery:
     def __init__(
         self,
@@ -87,22 +106,44 @@ class Delivery:
         self._secret = webhook_secret
         self._metrics = metrics or Metrics()
 
-    async def resolve(self, origin: Origin, candidates: list[Candidate]) -> Prompt | None:
-        """Fire what governance allows; return the prompt shown, if any (on ``origin.sid``)."""
-        site, session, visitor = origin.site, origin.session, origin.visitor
+    def plan(self, origin: Origin, candidates: list[Candidate]) -> list[Plan]:
+        """The firing requests for ``candidates``, highest priority first, one per rule."""
         policy = self._engine().rules.policy
-        shown: Prompt | None = None
         seen: set[str] = set()
+        plans: list[Plan] = []
         for cand in sorted(candidates, key=lambda c: -c.rule.priority):
-            rule = cand.rule
-            if rule.id in seen:
+            if cand.rule.id not in seen:
+                seen.add(cand.rule.id)
+                plans.append(self._plan(origin, cand, policy))
+        return plans
+
+    async def resolve(
+        self, origin: Origin, candidates: list[Candidate], commit: Commit | None = None
+    ) -> Prompt | None:
+        """Fire what governance allows, highest priority first, after applying ``commit`` (a
+        batch's actions) in the same atomic store call; return the prompt shown, if any (on
+        ``origin.sid``). None, with nothing done, when another process committed the batch."""
+        plans = self.plan(origin, candidates)
+        resolved = await self._store.resolve([plan.request for plan in plans], commit)
+        if resolved is None:
+            return None
+        return await self.deliver(origin, plans, resolved)
+
+    async def deliver(self, origin: Origin, plans: list[Plan], resolved: Resolved) -> Prompt | None:
+        """Act on governance's verdicts on ``plans``: show, call webhooks, set facts, audit
+        (the facts and the audit records in one round trip); the prompt shown, if any."""
+        out = _Writes()
+        shown: Prompt | None = None
+        first_show = ""  # the rule of the first granted show: the others are lower priority
+        for plan, verdict in zip(plans, resolved.verdicts, strict=True):
+            if not verdict.granted:
+                self._blocked(origin, plan.cand, Hold(verdict.code), out, first_show)
                 continue
-            seen.add(rule.id)
-            if shown is not None and rule.show is not None:
-                await self._blocked(site, session, visitor, cand, Hold.LOWER_PRIORITY, shown.rule)
-                continue
-            prompt = await self._one(origin, cand, policy, confirm=False)
+            if plan.cand.rule.show is not None:
+                first_show = first_show or plan.cand.rule.id
+            prompt = await self._act(origin, plan, verdict, resolved, out, confirm=False)
             shown = shown or (prompt if isinstance(prompt, Prompt) else None)
+        await self._store.record(origin.site, out.puts, out.records)
         return shown
 
     async def fire(self, origin: Origin, cand: Candidate) -> bool:
@@ -110,23 +151,32 @@ class Delivery:
         prompt is pushed with an ack. False when the tab did not ack it in time: nothing was
         audited and the rule's side effects were not applied; the claim stays granted to this
         firing, so the caller retries it with the same ``firing`` and it counts once."""
-        policy = self._engine().rules.policy
-        prompt = await self._one(origin, cand, policy, confirm=True)
-        return prompt is not UNACKED
+        plan = self._plan(origin, cand, self._engine().rules.policy)
+        resolved = await self._store.resolve([plan.request])
+        if resolved is None:  # only a commit can be refused, and there is none
+            raise AssertionError("resolve() without a commit returned no verdict")
+        [verdict] = resolved.verdicts
+        out = _Writes()
+        if not verdict.granted:
+            self._blocked(origin, cand, Hold(verdict.code), out)
+        elif await self._act(origin, plan, verdict, resolved, out, confirm=True) is UNACKED:
+            return False
+        await self._store.record(origin.site, out.puts, out.records)
+        return True
 
-    async def _one(
-        self, origin: Origin, cand: Candidate, policy: Policy, confirm: bool
-    ) -> Prompt | object | None:
-        site, session, visitor, sid = origin.site, origin.session, origin.visitor, origin.sid
+    def _plan(self, origin: Origin, cand: Candidate, policy: Policy) -> Plan:
         rule = cand.rule
         prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
-        request = self._firing_request(site, session, visitor, rule, policy, prompt_id)
-        request = replace(request, firing=cand.firing)
-        [verdict] = await self._store.apply([request])
-        if not verdict.granted:
-            await self._blocked(site, session, visitor, cand, Hold(verdict.code))
-            return None
-        return await self._act(site, session, visitor, sid, cand, prompt_id, verdict, confirm)
+        variant = variant_for(origin.visitor, rule) if rule.show is not None else None
+        request = self._firing_request(
+            origin.site, origin.session, origin.visitor, rule, policy, prompt_id
+        )
+        # templates see every trait and the props of every custom event, which a batch's
+        # facts (RuleSet.fields: only what rules read) may not hold: governance returns the
+        # whole hashes with a granted show that renders
+        renders = rule.show is not None and variant != HOLDOUT
+        request = replace(request, firing=cand.firing, whole_facts=renders)
+        return Plan(cand, prompt_id, variant, request)
 
     def _firing_request(
         self, site: str, session: str, visitor: str, rule: Rule, policy: Policy, prompt_id: str
@@ -174,71 +224,48 @@ class Delivery:
             return f"replaced by {other} (higher priority)"
         return REASONS[code]
 
-    async def _blocked(
-        self, site: str, session: str, visitor: str, cand: Candidate, code: Hold, other: str = ""
+    def _blocked(
+        self, origin: Origin, cand: Candidate, code: Hold, out: _Writes, other: str = ""
     ) -> None:
         """A candidate governance stopped: queue it when the rule says so, else drop it."""
         queue = cand.rule.on_conflict == "queue" and code in CONFLICTS
         if queue:
-            await self._store.apply(
-                [
-                    Put(
-                        site,
-                        session,
-                        visitor,
-                        fields.queued(cand.rule.id),
-                        str(self._clock.now_ms()),
-                    )
-                ]
-            )
+            now = str(self._clock.now_ms())
+            site, session, visitor = origin.site, origin.session, origin.visitor
+            out.puts.append(Put(site, session, visitor, fields.queued(cand.rule.id), now))
         outcome = Outcome.QUEUED if queue else Outcome.SUPPRESSED
         reason = self._reason(code, cand.rule, other)
-        await self._record(site, session, visitor, cand, outcome, reason, code=code)
+        self._record(origin, cand, outcome, reason, out, code=code)
 
     async def _act(
         self,
-        site: str,
-        session: str,
-        visitor: str,
-        sid: str,
-        cand: Candidate,
-        prompt_id: str,
+        origin: Origin,
+        plan: Plan,
         verdict: Verdict,
+        resolved: Resolved,
+        out: _Writes,
         confirm: bool = False,
     ) -> Prompt | object | None:
-        """Show, call the webhook, set facts; audit. A prompt pushed with ``confirm`` that the
-        tab did not ack returns :data:`UNACKED` before any side effect or audit record."""
+        """Show, call the webhook, set facts; audit (into ``out``). A prompt pushed with
+        ``confirm`` that the tab did not ack returns :data:`UNACKED` before any of it."""
+        site, session, visitor = origin.site, origin.session, origin.visitor
+        cand, variant = plan.cand, plan.variant
         rule = cand.rule
-        variant = variant_for(visitor, rule) if rule.show is not None else None
         prompt = None
-        if rule.show is not None and variant != HOLDOUT:
-            # templates see every trait and the props of every custom event, which a batch's
-            # facts (RuleSet.fields: only what rules read) may not hold: read them whole
+        if plan.request.whole_facts:
             full = self._engine().view(
-                await self._store.session_facts(site, session),
-                await self._store.visitor_facts(site, visitor),
-                cand.view.now_ms,
-                cand.view.event,
+                resolved.session, resolved.visitor, cand.view.now_ms, cand.view.event
             )
             full.url = cand.view.url
             prompt = self._render(
-                replace(cand, view=full), prompt_id, variant, verdict.replaces or None
+                replace(cand, view=full), plan.prompt_id, variant, verdict.replaces or None
             )
-            if prompt is not None and not await self._emit(sid, prompt, confirm):
+            if prompt is not None and not await self._emit(origin.sid, prompt, confirm):
                 return UNACKED
-        puts = [
-            Put(
-                site,
-                session,
-                visitor,
-                fields.fact(f.name),
-                json.dumps(f.value),
-                on_visitor=f.scope == "visitor",
-            )
-            for f in rule.set
-        ]
-        if puts:
-            await self._store.apply(list(puts))
+        for f in rule.set:
+            value = json.dumps(f.value)
+            on_visitor = f.scope == "visitor"
+            out.puts.append(Put(site, session, visitor, fields.fact(f.name), value, on_visitor))
         if rule.webhook is not None and self._webhooks is not None:
             self._webhooks.send(
                 rule.webhook.url,
@@ -247,28 +274,24 @@ class Delivery:
                 self._secret(site),
             )
         if rule.show is None:
-            await self._record(site, session, visitor, cand, Outcome.FIRED, "")
+            self._record(origin, cand, Outcome.FIRED, "", out)
             return None
         if variant == HOLDOUT:
-            await self._store.apply(self._still_showing(site, session, visitor, verdict))
-            await self._record(
-                site, session, visitor, cand, Outcome.HOLDOUT, "would have shown", variant=variant
-            )
+            out.puts += self._still_showing(site, session, visitor, verdict)
+            reason = "would have shown"
+            self._record(origin, cand, Outcome.HOLDOUT, reason, out, variant=variant)
             return None
         if prompt is None:
-            await self._store.apply(self._still_showing(site, session, visitor, verdict))
+            out.puts += self._still_showing(site, session, visitor, verdict)
             code = Hold.RENDER_FAILED
-            reason = REASONS[code]
-            await self._record(site, session, visitor, cand, Outcome.SUPPRESSED, reason, code=code)
+            self._record(origin, cand, Outcome.SUPPRESSED, REASONS[code], out, code=code)
             return None
         if verdict.replaces:
-            await self._record_replaced(site, session, visitor, cand, verdict)
-        await self._record(site, session, visitor, cand, Outcome.FIRED, "", prompt, variant)
+            self._record_replaced(origin, cand, verdict, out)
+        self._record(origin, cand, Outcome.FIRED, "", out, prompt, variant)
         return prompt
 
-    def _still_showing(
-        self, site: str, session: str, visitor: str, verdict: Verdict
-    ) -> list[Action]:
+    def _still_showing(self, site: str, session: str, visitor: str, verdict: Verdict) -> list[Put]:
         """A granted show that shows nothing: what is on screen is what was there before."""
         if not verdict.replaces:
             return [Put(site, session, visitor, "showing", "")]
@@ -279,11 +302,10 @@ class Delivery:
             Put(site, session, visitor, "showing_priority", str(old.priority if old else 0)),
         ]
 
-    async def _record_replaced(
-        self, site: str, session: str, visitor: str, by: Candidate, verdict: Verdict
+    def _record_replaced(
+        self, origin: Origin, by: Candidate, verdict: Verdict, out: _Writes
     ) -> None:
         """Audit the prompt a higher-priority one took the place of (the snippet closes it)."""
-        now = self._clock.now_ms()
         self._metrics.firings.labels(verdict.replaces_rule, Outcome.REPLACED).inc()
         code = Hold.HIGHER_PRIORITY
         record = {
@@ -291,18 +313,18 @@ class Delivery:
             "code": code,
             "reason": self._reason(code, by.rule, by.rule.id),
             "rule": verdict.replaces_rule,
-            "session": session,
-            "visitor": visitor,
+            "session": origin.session,
+            "visitor": origin.visitor,
             "cause": by.cause,
             "prompt": verdict.replaces,
             "template": "",
             "variant": "",
             "url": by.view.url,
             "latency_ms": "0",
-            "at": str(now),
+            "at": str(self._clock.now_ms()),
             "event": "{}",
         }
-        await self._store.audit(site, record)
+        out.records.append(record)
 
     def _render(
         self, cand: Candidate, prompt_id: str, variant: str | None, replaces: str | None
@@ -346,14 +368,13 @@ class Delivery:
             "event": cand.view.event,
         }
 
-    async def _record(
+    def _record(
         self,
-        site: str,
-        session: str,
-        visitor: str,
+        origin: Origin,
         cand: Candidate,
         outcome: Outcome,
         reason: str,
+        out: _Writes,
         prompt: Prompt | None = None,
         variant: str | None = None,
         code: Hold | None = None,
@@ -367,8 +388,8 @@ class Delivery:
             "code": code or "",
             "reason": reason,
             "rule": cand.rule.id,
-            "session": session,
-            "visitor": visitor,
+            "session": origin.session,
+            "visitor": origin.visitor,
             "cause": cand.cause,
             "prompt": prompt.id if prompt else "",
             "template": prompt.template if prompt else "",
@@ -379,7 +400,7 @@ class Delivery:
             "event": json.dumps(cand.view.event or {}, separators=(",", ":")),
             "firing": cand.firing,
         }
-        await self._store.audit(site, record)
+        out.records.append(record)
 
     async def record_drop(self, timer: Timer, code: Drop, reason: str, due_ms: int) -> None:
         """Audit a due deadline that did not fire (``outcome: dropped``) with its ``code``;

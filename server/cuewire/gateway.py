@@ -25,16 +25,16 @@ from .clock import Clock
 from .codes import Refuse, Reject
 from .device import device_class
 from .errors import StoreError
-from .facts import EVENT_NAMES, PROP_VALUES, TRAITS, new_names
+from .gate import browser_gate, sort_out
 from .locks import KeyedLocks
 from .metrics import Metrics
 from .origin import Origin
 from .pipeline import Pipeline
 from .protocol import Ack, Rejection, SessionStarted, error_reason, parse_auth
-from .ratelimit import Rate, RefusalLog
+from .ratelimit import RefusalLog
 from .settings import Settings
 from .sites import Sites
-from .store.base import OpenedSession, Store
+from .store.base import Gate, OpenedSession, Store
 from .validation import validate_batch
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class Connection:
     session: str
     tab: str
     address: str
+    gate: Gate  # the limits of its batches (gate.py)
 
     def origin(self, sid: str) -> Origin:
         return Origin(self.site, self.visitor, self.session, self.tab, sid)
@@ -100,13 +101,6 @@ class Gateway:
         self._refusals = RefusalLog(clock)
         self._releasing = asyncio.Semaphore(RELEASE_CONCURRENCY)
         self._batching = asyncio.Semaphore(BATCH_CONCURRENCY)
-        self._visitor_rate = Rate(limits.events_per_second, limits.event_burst)
-        self._address_rate = Rate(limits.address_events_per_second, limits.address_event_burst)
-        self._caps = {
-            TRAITS: limits.max_traits,
-            EVENT_NAMES: limits.max_event_names,
-            PROP_VALUES: limits.max_prop_values,
-        }
         sio.on("connect", self.connect)
         sio.on("events", self.events)
         sio.on("disconnect", self.disconnect)
@@ -155,7 +149,12 @@ class Gateway:
                 if self._open(sid):  # else it gave up waiting
                     now = self._clock.now_ms()
                     opened = await self._store.open_session(
-                        parsed.site, parsed.visitor, parsed.session, now, describe
+                        parsed.site,
+                        parsed.visitor,
+                        parsed.session,
+                        now,
+                        describe,
+                        self._pipeline.fields(),
                     )
         except Overloaded as busy:
             self._refuse(
@@ -179,14 +178,18 @@ class Gateway:
             # handler runs for it, so nothing may be left behind now.
             await self._release(parsed.site, opened.session, sid)
             return False
+        address = client_address(environ)
         self._conns[sid] = Connection(
             site=parsed.site,
             visitor=parsed.visitor,
             session=opened.session,
             tab=parsed.tab or sid,
-            address=client_address(environ),
+            address=address,
+            gate=browser_gate(self._settings.limits, address),
         )
         self._metrics.connections.inc()
+        if opened.facts is not None:
+            self._pipeline.learn(parsed.site, opened.session, opened.facts)
         info = SessionStarted(opened.session, parsed.visitor, opened.returning)
         await self._sio.emit("session", msgspec.to_builtins(info), to=sid, ignore_queue=True)
         return True
@@ -196,6 +199,7 @@ class Gateway:
         if conn is None:
             return
         self._metrics.connections.dec()
+        self._pipeline.forget(conn.site, conn.session)
         await self._release(conn.site, conn.session, sid)
 
     async def _release(self, site: str, session: str, sid: str) -> None:
@@ -211,68 +215,24 @@ class Gateway:
         if conn is None:
             return self._ack(0, [Rejection(-1, Reject.NOT_CONNECTED, "not connected")])
         valid, rejected = validate_batch(batch, self._settings.limits, self._sites.get(conn.site))
-        now = self._clock.now_ms()
         retry_ms: int | None = None
-        if valid:
-            try:
-                async with self._batching:
-                    valid, retry_ms = await self._admit(conn, valid, rejected, now)
-            except StoreError as exc:
-                return self._store_failed(conn, exc)
         if valid:
             try:
                 async with self._locks.hold(conn.session), self._batching:
                     with self._metrics.batch_seconds.time():
-                        await self._pipeline.process(
-                            conn.origin(sid), [event for _, event in valid], now
+                        done = await self._pipeline.process(
+                            conn.origin(sid),
+                            [event for _, event in valid],
+                            self._clock.now_ms(),
+                            conn.gate,
                         )
             except StoreError as exc:
                 return self._store_failed(conn, exc)
             self._store_up()
+            valid, retry_ms = sort_out(valid, rejected, done.admitted, conn.gate)
             for _, event in valid:
                 self._metrics.events.labels(event["type"]).inc()
         return self._ack(len(valid), rejected, retry_ms)
-
-    async def _admit(
-        self,
-        conn: Connection,
-        valid: list[tuple[int, dict[str, Any]]],
-        rejected: list[Rejection],
-        now: int,
-    ) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:
-        """Rate limits and caps (one store call); rejects into ``rejected``, returns the
-        events admitted and the ``retry_ms`` of the rate-limited ones."""
-        distinct = self._pipeline.distinct()
-        admission = await self._store.admit(
-            conn.site,
-            conn.session,
-            conn.visitor,
-            conn.address,
-            [new_names(event, distinct) for _, event in valid],
-            self._visitor_rate,
-            self._address_rate,
-            self._caps,
-            now,
-        )
-        kept = []
-        for position, (index, event) in enumerate(valid):
-            if position >= admission.granted:
-                reason = (
-                    f"rate limit: at most {self._visitor_rate.per_second:g} events/s per "
-                    f"visitor (bursts of {self._visitor_rate.burst}); resend later"
-                )
-                rejected.append(Rejection(index, Reject.RATE_LIMITED, reason))
-            elif cap := admission.capped[position]:
-                reason = (
-                    f"{event['type']}: limit exceeded: at most {self._caps.get(cap, 0)} "
-                    f"distinct {cap.replace('_', ' ')} (see docs/protocol.md, Limits)"
-                )
-                rejected.append(Rejection(index, Reject.LIMIT_EXCEEDED, reason))
-            else:
-                kept.append((index, event))
-        rejected.sort(key=lambda r: r.index)
-        retry = admission.retry_ms if admission.granted < len(valid) else None
-        return kept, retry
 
     def _store_failed(self, conn: Connection, exc: StoreError) -> dict[str, Any]:
         self._metrics.store_errors.labels("ingest").inc()

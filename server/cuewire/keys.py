@@ -41,7 +41,7 @@ class Keys:
 
     def names(self, site: str, session: str) -> str:
         """Hash of the distinct names a session added (custom events, prop values) and their
-        count per kind: the caps of Settings.limits (store/lua/admit.lua)."""
+        count per kind: the caps of Settings.limits (store/lua/ingest.lua)."""
         return f"{self.prefix}:n:{{{site}:{session}}}"
 
     def visitor_names(self, site: str, visitor: str) -> str:

@@ -1,4 +1,4 @@
-"""Rate limits: of events (held in the store, see store/lua/admit.lua) and of log lines."""
+"""Rate limits: of events (held in the store, see store/lua/ingest.lua) and of log lines."""
 
 from __future__ import annotations
 

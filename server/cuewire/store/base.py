@@ -7,7 +7,8 @@ It knows nothing of rules or transport. Two backends share one implementation
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..facts import FactChanges, NewName
@@ -23,6 +24,28 @@ class OpenedSession:
     resumed: bool
     returning: bool
     previous_visit_ms: int | None
+    facts: tuple[Facts, Facts] | None = None  # session and visitor: the fields asked for
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What a batch's :class:`Gate` let through: the first ``granted`` events had a token; of
+    those, ``capped[i]`` is "" or the kind of cap event ``i`` would pass."""
+
+    granted: int
+    retry_ms: int
+    capped: list[str]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The limits a batch passes in the store, in the call that stores it: rate limits per
+    visitor and per address (the GCRA of ingest.lua), and caps on distinct names per kind."""
+
+    address: str
+    visitor_rate: Rate
+    address_rate: Rate
+    caps: Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -34,6 +57,9 @@ class Ingested:
     todo: list[bool]  # handed to the engine: fresh, or stored but its actions not applied
     session: Facts
     visitor: Facts
+    admitted: Admitted  # what the gate let in; the events it kept out were not stored
+    applied: bool = False  # the caller's Decided actions were applied (no facts returned)
+    resolved: Resolved | None = None  # when applied: governance's answer to its requests
 
 
 @dataclass(frozen=True)
@@ -97,6 +123,7 @@ class FiringRequest:
     dismiss_pause_ms: int = 0
     firing: str = ""  # a timer's token: the request of one firing is granted again, not twice
     priority: int = 0  # a show of strictly higher priority replaces the prompt on screen
+    whole_facts: bool = False  # granted, its show renders: return the whole hashes with it
 
 
 @dataclass(frozen=True)
@@ -133,13 +160,36 @@ Action = Schedule | Cancel | FiringRequest | Put
 
 
 @dataclass(frozen=True)
-class Admission:
-    """What :meth:`Store.admit` let through: the first ``granted`` events had a token; of
-    those, ``capped[i]`` is "" or the kind of cap event ``i`` would pass."""
+class Commit:
+    """A batch's actions (no FiringRequests) and the seqs they are for: applied once, with
+    the seqs marked done (commit.lua)."""
 
-    granted: int
-    retry_ms: int
-    capped: list[str]
+    origin: Origin
+    seqs: list[int]
+    actions: list[Action]
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A batch decided before the store call, from the caller's copy of the facts (the
+    fields the rules read, as they were before the batch): its actions are applied with the
+    batch when the copy is what the store holds (ingest.lua)."""
+
+    session: Facts
+    visitor: Facts
+    seqs: list[int]
+    actions: list[Action]
+    requests: list[FiringRequest] = field(default_factory=list)  # asked of governance too
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Governance's verdicts on a batch's firing requests, in order; with the whole session
+    and visitor hashes when a granted show asked for them (``whole_facts``), else empty."""
+
+    verdicts: list[Verdict]
+    session: Facts
+    visitor: Facts
 
 
 class Store(Protocol):
@@ -152,6 +202,7 @@ class Store(Protocol):
         session: str | None,
         now_ms: int,
         describe: dict[str, str] | None = None,
+        fields: str = "",
     ) -> OpenedSession: ...
 
     async def ingest(
@@ -161,32 +212,34 @@ class Store(Protocol):
         changes: list[FactChanges],
         now_ms: int,
         fields: str = "",
+        gate: Gate | None = None,
+        names: list[list[NewName]] | None = None,
+        decided: Decided | None = None,
     ) -> Ingested: ...
 
-    async def apply(self, actions: list[Action]) -> list[Verdict]:
-        """Apply actions in one round trip; one :class:`Verdict` per FiringRequest, in order."""
+    async def apply(self, actions: list[Action]) -> None:
+        """Apply actions (no FiringRequests: :meth:`resolve` asks governance) in one round
+        trip."""
+        ...
+
+    async def resolve(
+        self, requests: list[FiringRequest], commit: Commit | None = None
+    ) -> Resolved | None:
+        """Apply ``commit`` and ask governance about ``requests`` (all of one session,
+        highest priority first) atomically, in one round trip; a show after a granted show is
+        held ``lower_priority``. None, and nothing applied, when the commit's seqs are no
+        longer pending (another process committed them)."""
+        ...
+
+    async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
+        """Write ``puts`` and append the audit ``records`` (once per ``firing`` when a record
+        has one), in one round trip."""
         ...
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         """Apply a batch's actions (no FiringRequests) and mark its seqs done, atomically.
         False, and nothing applied, when a seq is no longer pending (another process
         committed it)."""
-        ...
-
-    async def admit(
-        self,
-        site: str,
-        session: str,
-        visitor: str,
-        address: str,
-        names: list[list[NewName]],
-        visitor_rate: Rate,
-        address_rate: Rate,
-        caps: dict[str, int],
-        now_ms: int,
-    ) -> Admission:
-        """Rate limits (per visitor, per address) and caps on distinct names, in one call,
-        before a batch is ingested; ``names`` holds the names each event would add."""
         ...
 
     async def visitor_facts(self, site: str, visitor: str) -> Facts: ...

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -19,17 +20,20 @@ from ..ids import new_id
 from ..keys import Keys
 from ..lifecycle import Closing
 from ..origin import Origin
-from ..ratelimit import Rate
 from ..settings import Settings
 from .base import (
     Action,
-    Admission,
+    Admitted,
     Cancel,
+    Commit,
+    Decided,
     Facts,
     FiringRequest,
+    Gate,
     Ingested,
     OpenedSession,
     Put,
+    Resolved,
     Schedule,
     Timer,
     Verdict,
@@ -45,32 +49,21 @@ def _lua(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
 
 
-# What the wrapper returns when it grants a firing again: the shape govern.lua returns for a
-# grant (keep the two in step when govern.lua's answer changes).
-REGRANT = "{'', '', ''}"
+def _function(name: str, script: str) -> str:
+    """A script as a Lua function of (KEYS, ARGV), for a composed script to call."""
+    return f"local function {name}(KEYS, ARGV)\n{_lua(script)}\nend\n"
 
 
-def _governance_script() -> str:
-    """govern.lua, granted again (and counted once) for the firing it already granted: the
-    last ARGV is the firing (a timer's token, or "")."""
+def _composed(script: str) -> str:
+    """``script`` with what it calls: apply_ops (ops.lua), read (read.lua), commit
+    (commit.lua), governance (govern.lua) and govern_all (govern_all.lua)."""
     return (
-        "local function governance()\n"
-        + _lua("govern.lua")
-        + "\nend\n"
-        + "local function granted(v)\n"
-        + "  if type(v) == 'table' then return v[1] == '' end\n"
-        + "  return v == ''\n"
-        + "end\n"
-        + "local firing = ARGV[#ARGV]\n"
-        + f"local marker = '{fields.FIRING}' .. ARGV[1]\n"
-        + "if firing ~= '' and redis.call('HGET', KEYS[1], marker) == firing then\n"
-        + f"  return {REGRANT}\n"
-        + "end\n"
-        + "local verdict = governance()\n"
-        + "if firing ~= '' and granted(verdict) then\n"
-        + "  redis.call('HSET', KEYS[1], marker, firing)\n"
-        + "end\n"
-        + "return verdict\n"
+        _lua("ops.lua")
+        + _lua("read.lua")
+        + _function("commit", "commit.lua")
+        + _function("governance", "govern.lua")
+        + _lua("govern_all.lua")
+        + _lua(script)
     )
 
 
@@ -91,6 +84,51 @@ def _pairs(flat: list[Any]) -> Facts:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
+def _governance_args(c: FiringRequest) -> list[str]:
+    """govern.lua's ARGV for ``c``."""
+    values = [
+        c.rule,
+        c.now_ms,
+        int(c.shows),
+        c.prompt_id,
+        c.per_session,
+        c.per_day,
+        c.per_week,
+        c.cooldown_ms,
+        c.max_prompts,
+        int(c.one_at_a_time),
+        c.snooze_ms,
+        c.dismiss_count,
+        c.dismiss_pause_ms,
+        c.priority,
+    ]
+    return [str(v) for v in values]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _json(value: Any) -> str:
+    """Compact JSON for script arguments (Lua's cjson reads it); msgspec is several times
+    faster than the json module on the hot path."""
+    return _encoder.encode(value).decode()
+
+
+def _asks(requests: list[FiringRequest]) -> str:
+    """govern_all.lua's ``asks`` for ``requests``."""
+    asks = [
+        {
+            "a": _governance_args(r),
+            "f": r.firing,
+            "m": fields.FIRING + r.rule,
+            "s": r.shows,
+            "w": r.whole_facts,
+        }
+        for r in requests
+    ]
+    return _json(asks)
+
+
 def _verdict(raw: Any) -> Verdict:
     """govern.lua's answer, ``[code, replaced prompt, replaced rule]``."""
     code, replaces, rule = (str(x) for x in raw)
@@ -104,16 +142,15 @@ class RedisStore(Closing):
         self._r = client
         self._s = settings
         self._k = Keys(settings.key_prefix)
-        self._open = client.register_script(_lua("open_session.lua"))
-        self._ingest = client.register_script(_lua("ingest.lua"))
+        self._open = client.register_script(_lua("read.lua") + _lua("open_session.lua"))
+        self._ingest = client.register_script(_composed("ingest.lua"))
         self._claim_timers = client.register_script(_lua("claim_timers.lua"))
         self._consume = client.register_script(_lua("consume_timer.lua"))
         self._ack = client.register_script(_lua("ack_timer.lua"))
-        self._commit = client.register_script(_lua("commit.lua"))
+        self._commit = client.register_script(_lua("ops.lua") + _lua("commit.lua"))
         self._audit_once = client.register_script(_lua("audit_once.lua"))
-        self._governance = client.register_script(_governance_script())
+        self._resolve = client.register_script(_composed("resolve.lua"))
         self._release = client.register_script(_lua("release_socket.lua"))
-        self._admit = client.register_script(_lua("admit.lua"))
 
     @property
     def keys(self) -> Keys:
@@ -141,14 +178,18 @@ class RedisStore(Closing):
         session: str | None,
         now_ms: int,
         describe: dict[str, str] | None = None,
+        fields: str = "",
     ) -> OpenedSession:
+        """Resume ``session`` or start a new one; with ``fields`` (``RuleSet.fields_json``),
+        return those facts as the session starts, for the process to know them."""
         fresh_id = new_id("s_")
         held = self._k.session(site, session) if session else self._k.session(site, fresh_id)
         args: list[Any] = [now_ms, self._s.session_ttl_s, self._s.visitor_ttl_s, visitor, fresh_id]
+        args.append(fields)
         for pair in (describe or {}).items():
             args += pair
         try:
-            resumed, returning, prev = await self._open(
+            resumed, returning, prev, sess, vis = await self._open(
                 keys=[held, self._k.session(site, fresh_id), self._k.visitor(site, visitor)],
                 args=args,
             )
@@ -159,6 +200,7 @@ class RedisStore(Closing):
             resumed=bool(resumed),
             returning=bool(returning),
             previous_visit_ms=int(prev) if prev else None,
+            facts=(_pairs(sess), _pairs(vis)) if fields else None,
         )
 
     async def ingest(
@@ -168,9 +210,15 @@ class RedisStore(Closing):
         changes: list[FactChanges],
         now_ms: int,
         fields: str = "",
+        gate: Gate | None = None,
+        names: list[list[NewName]] | None = None,
+        decided: Decided | None = None,
     ) -> Ingested:
-        """Store a batch; return its flags and the facts after it: the fields ``fields``
-        names (``RuleSet.fields_json``: what the engine reads), or all of both hashes."""
+        """Admit a batch through ``gate`` (``names``: the names each event would add, for the
+        caps), store what it admits; return its flags and the facts after it: the fields
+        ``fields`` names (``RuleSet.fields_json``: what the engine reads), or all of both
+        hashes. With ``decided``, its actions are applied with the batch when its facts are
+        what the store holds and every event is new (``Ingested.applied``). One round trip."""
         site, session, visitor, tab = origin.site, origin.session, origin.visitor, origin.tab
         socket_id = origin.sid
         args: list[Any] = [
@@ -184,11 +232,13 @@ class RedisStore(Closing):
             session,
         ]
         batch = [
-            change.encoded(event["seq"], json.dumps(event, separators=(",", ":")))
+            change.encoded(event["seq"], _json(event))
             for event, change in zip(events, changes, strict=True)
         ]
-        args.append(json.dumps(batch, separators=(",", ":")))
+        args.append(_json(batch))
         args.append(fields)
+        args.append(self._gate_arg(gate, names or [[] for _ in events]) if gate else "")
+        address = gate.address if gate else ""
         keys = [
             self._k.session(site, session),
             self._k.recent(site, session),
@@ -196,23 +246,55 @@ class RedisStore(Closing):
             self._k.visitor(site, visitor),
             self._k.live(site),
             self._k.pending(site, session, tab),
+            self._k.visitor_rate(site, visitor),
+            self._k.address_rate(address),
+            self._k.names(site, session),
+            self._k.visitor_names(site, visitor),
         ]
+        if decided is None:
+            args += ["", "", ""]
+        else:
+            facts = {"s": decided.session, "v": decided.visitor}
+            args.append(_json(facts))
+            args.append(self._ops_arg(decided.seqs, decided.actions, keys))
+            args.append(_asks(decided.requests) if decided.requests else "")
         try:
-            flags, sess, vis = await self._ingest(keys=keys, args=args)
+            flags, sess, vis, (granted, retry_ms, capped), applied, verdicts = await self._ingest(
+                keys=keys, args=args
+            )
         except RedisError as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
         fresh = [int(f) == 1 for f in flags]
         todo = [int(f) != 0 for f in flags]
-        return Ingested(fresh, todo, _pairs(sess), _pairs(vis))
+        admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
+        session_facts, visitor_facts = _pairs(sess), _pairs(vis)
+        if not applied:
+            return Ingested(fresh, todo, session_facts, visitor_facts, admitted)
+        resolved = Resolved([_verdict(v) for v in verdicts], session_facts, visitor_facts)
+        return Ingested(fresh, todo, {}, {}, admitted, True, resolved)
 
-    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
-        keys = [self._k.pending(origin.site, origin.session, origin.tab)]
-        slots: dict[str, int] = {}
+    @staticmethod
+    def _gate_arg(gate: Gate, names: list[list[NewName]]) -> str:
+        """ingest.lua's ARGV[11]: the gate's limits and the names of each event."""
+        spec = {
+            "vi": gate.visitor_rate.interval_ms(),
+            "vb": gate.visitor_rate.burst,
+            "ai": gate.address_rate.interval_ms(),
+            "ab": gate.address_rate.burst,
+            "caps": dict(gate.caps),
+            "names": names,
+        }
+        return _json(spec)
+
+    def _ops_arg(self, seqs: list[int], actions: list[Action], keys: list[str]) -> str:
+        """commit.lua's ARGV[1] for ``actions``; the keys they write are added to ``keys``
+        (Lua's KEYS, 1-based), each once."""
+        slots = {key: i + 1 for i, key in enumerate(keys)}
 
         def slot(key: str) -> int:
             if key not in slots:
                 keys.append(key)
-                slots[key] = len(keys)  # Lua's KEYS are 1-based
+                slots[key] = len(keys)
             return slots[key]
 
         ops: list[list[Any]] = []
@@ -237,112 +319,57 @@ class RedisStore(Closing):
                 else:
                     ops.append(["hset", slot(key), action.field, action.value])
             else:
-                raise TypeError("commit applies no FiringRequest: resolve candidates after it")
+                raise TypeError("a commit applies no FiringRequest: resolve() asks governance")
         batch = {"seqs": [str(seq) for seq in seqs], "ops": ops}
+        return _json(batch)
+
+    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
+        keys = [self._k.pending(origin.site, origin.session, origin.tab)]
+        arg = self._ops_arg(seqs, actions, keys)
         async with _guard("apply rule actions"):
-            done = await self._commit(keys=keys, args=[json.dumps(batch, separators=(",", ":"))])
+            done = await self._commit(keys=keys, args=[arg])
         return bool(done)
 
-    async def admit(
-        self,
-        site: str,
-        session: str,
-        visitor: str,
-        address: str,
-        names: list[list[NewName]],
-        visitor_rate: Rate,
-        address_rate: Rate,
-        caps: dict[str, int],
-        now_ms: int,
-    ) -> Admission:
-        keys = [
-            self._k.visitor_rate(site, visitor),
-            self._k.address_rate(address),
-            self._k.names(site, session),
-            self._k.visitor_names(site, visitor),
-        ]
-        args: list[Any] = [
-            now_ms,
-            len(names),
-            visitor_rate.interval_ms(),
-            visitor_rate.burst,
-            address_rate.interval_ms(),
-            address_rate.burst,
-            self._s.session_ttl_s,
-            self._s.visitor_ttl_s,
-            json.dumps(caps),
-            json.dumps(names, separators=(",", ":")),
-        ]
-        try:
-            granted, retry_ms, capped = await self._admit(keys=keys, args=args)
-        except RedisError as exc:
-            raise StoreError(f"cannot admit events: {exc}") from exc
-        return Admission(int(granted), int(retry_ms), [str(c) for c in capped or []])
-
-    async def apply(self, actions: list[Action]) -> list[Verdict]:
-        if not actions:
-            return []
-        if len(actions) == 1 and isinstance(actions[0], FiringRequest):  # one EVALSHA, no pipeline
-            try:
-                return [_verdict(await self._govern_into(self._r, actions[0]))]
-            except RedisError as exc:
-                raise StoreError(f"cannot ask governance about a firing: {exc}") from exc
-        pipe = self._r.pipeline(transaction=False)
-        for action in actions:
-            if isinstance(action, Schedule):
-                t = action.timer
-                pipe.hset(self._k.session(t.site, t.session), fields.timer(t.rule), t.token)
-                pipe.zadd(self._k.timers(), {t.member(): action.due_ms})
-            elif isinstance(action, Cancel):
-                t = action.timer
-                pipe.hdel(self._k.session(t.site, t.session), fields.timer(t.rule))
-                pipe.zrem(self._k.timers(), t.member())
-            elif isinstance(action, Put):
-                key = (
-                    self._k.visitor(action.site, action.visitor)
-                    if action.on_visitor
-                    else self._k.session(action.site, action.session)
-                )
-                if action.value is None:
-                    pipe.hdel(key, action.field)
-                else:
-                    pipe.hset(key, action.field, action.value)
-            else:
-                await self._govern_into(pipe, action)
-        try:
-            results = await pipe.execute()
-        except RedisError as exc:
-            raise StoreError(f"cannot apply rule actions: {exc}") from exc
-        verdicts: list[Verdict] = []
-        pos = 0
-        for action in actions:
-            if isinstance(action, FiringRequest):
-                verdicts.append(_verdict(results[pos]))
-            pos += 2 if isinstance(action, Schedule | Cancel) else 1
-        return verdicts
-
-    async def _govern_into(self, client: Any, c: FiringRequest) -> Any:
-        return await self._governance(
-            keys=[self._k.session(c.site, c.session), self._k.visitor(c.site, c.visitor)],
-            args=[
-                c.rule,
-                c.now_ms,
-                int(c.shows),
-                c.prompt_id,
-                c.per_session,
-                c.per_day,
-                c.per_week,
-                c.cooldown_ms,
-                c.max_prompts,
-                int(c.one_at_a_time),
-                c.snooze_ms,
-                c.dismiss_count,
-                c.dismiss_pause_ms,
-                c.priority,
-                c.firing,  # last: the wrapper of govern.lua reads ARGV[#ARGV]
-            ],
-            client=client,
+    async def resolve(
+        self, requests: list[FiringRequest], commit: Commit | None = None
+    ) -> Resolved | None:
+        if not requests:
+            raise ValueError("resolve() needs at least one firing request")
+        first = requests[0]
+        site, session, visitor = first.site, first.session, first.visitor
+        pending = (
+            self._k.pending(commit.origin.site, commit.origin.session, commit.origin.tab)
+            if commit
+            else self._k.session(site, session)  # unused without a commit
         )
+        keys = [pending, self._k.session(site, session), self._k.visitor(site, visitor)]
+        arg = self._ops_arg(commit.seqs, commit.actions, keys) if commit else ""
+        async with _guard("ask governance about a firing"):
+            answer = await self._resolve(keys=keys, args=[arg, _asks(requests)])
+        if not answer:
+            return None
+        _, verdicts, sess, vis = answer
+        return Resolved([_verdict(v) for v in verdicts], _pairs(sess), _pairs(vis))
+
+    async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
+        if not puts and not records:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        if puts:
+            keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
+            await self._commit(keys=keys, args=[self._ops_arg([], list(puts), keys)], client=pipe)
+        for record in records:
+            await self._audit_into(pipe, site, record)
+        async with _guard("record a firing"):
+            await pipe.execute()
+
+    async def apply(self, actions: list[Action]) -> None:
+        if not actions:
+            return
+        keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
+        arg = self._ops_arg([], actions, keys)
+        async with _guard("apply rule actions"):
+            await self._commit(keys=keys, args=[arg])
 
     async def claim_due(
         self, now_ms: int, limit: int
@@ -433,19 +460,20 @@ class RedisStore(Closing):
 
     async def audit(self, site: str, record: dict[str, str]) -> None:
         """Append ``record`` to the site's audit stream; once per ``firing`` when it has one."""
+        await self.record(site, [], [record])
+
+    async def _audit_into(self, pipe: Any, site: str, record: dict[str, str]) -> None:
         firing = record.get("firing", "")
-        async with _guard("write the audit"):
-            if not firing:
-                fields: dict[Any, Any] = dict(record)
-                await self._r.xadd(
-                    self._k.audit(site), fields, maxlen=AUDIT_MAXLEN, approximate=True
-                )
-                return
-            pairs = [item for pair in record.items() for item in pair]
-            await self._audit_once(
-                keys=[self._k.audit(site), self._k.audited(firing)],
-                args=[AUDIT_MAXLEN, AUDITED_TTL_S, *pairs],
-            )
+        if not firing:
+            entry: dict[Any, Any] = dict(record)
+            pipe.xadd(self._k.audit(site), entry, maxlen=AUDIT_MAXLEN, approximate=True)
+            return
+        pairs = [item for pair in record.items() for item in pair]
+        await self._audit_once(
+            keys=[self._k.audit(site), self._k.audited(firing)],
+            args=[AUDIT_MAXLEN, AUDITED_TTL_S, *pairs],
+            client=pipe,
+        )
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]:
         async with _guard("read the audit"):

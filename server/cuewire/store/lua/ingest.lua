@@ -1,26 +1,147 @@
--- Apply one batch of events to a session in one round trip.
+-- Admit and apply one batch of events to a session in one round trip.
 -- KEYS: session hash, recent-events list, seen-seq zset, visitor hash, live stream,
---       pending-seq zset (stored, rule actions not yet applied: see commit.lua)
+--       pending-seq zset (stored, rule actions not yet applied: see commit.lua),
+--       visitor rate key, address rate key, session names hash, visitor names hash
 -- ARGV: now_ms, session_ttl_s, visitor_ttl_s, keep_recent, socket_id, visitor_id,
 --       live stream max length (0: no live stream), session id,
 --       then one JSON array with, per event, [seq, event JSON, incr, set, setnx, visitor_incr,
 --       visitor_set, clear_if] as facts.py encodes its changes (lists of fields, maps of
 --       field -> value; clear_if: session fields set to "" only while they hold the value)
--- Changes of new events are merged (counters summed, last set wins, first setnx wins) and
--- written once per field; resent events (a seq already seen from this tab) change nothing.
--- An unverified identify (user_verified "0") never downgrades a verified visitor: it keeps
--- the verified user_id and user_verified (its traits are still set).
--- A new seq is also marked pending until commit.lua applies the engine's actions for it; a
--- resend of a pending seq changes no facts but is handed to the engine again.
 -- ARGV[10]: which fields to return, JSON {"s": [session fields], "sp": [session field
 --   prefixes], "v": [visitor fields], "vp": [visitor field prefixes]} (RuleSet.fields: what
 --   the engine reads), or "" for the whole hashes
--- Returns {flags (1 new, 2 resent while pending, 0 resent and done), session facts (flat),
---          visitor facts (flat)}
+-- ARGV[11]: the gate, JSON {"vi": visitor interval ms (0: no limit), "vb": visitor burst,
+--   "ai"/"ab": the same per address, "caps": {kind: cap}, "names": per event
+--   [[scope ("s"/"v"), kind, name], ...]}, or "" to admit every event
+-- ARGV[12]: the facts the caller decided this batch from, JSON {"s": {field: value}, "v":
+--   {field: value}} (its copy of what ARGV[10] names, as they were before this batch), or ""
+-- ARGV[13]: the caller's actions for this batch, as commit.lua's ARGV[1] (their key indexes
+--   point into KEYS, past the ten above)
+-- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or ""
+-- When ARGV[12] is exactly what the store holds and every event of the batch is new and
+-- admitted, the caller's decision stands: the actions are applied with the batch and its seqs
+-- are done (not pending), governance answers its firing requests, and no facts are returned
+-- (but the whole hashes when a granted show asked for them). Otherwise the batch is stored as
+-- without them and the facts after it are returned, for the caller to decide again.
+--
+-- Admission first. Rate: GCRA (a token bucket kept as one theoretical arrival time per key),
+-- so the budget survives reconnects; the first `granted` events get a token from both
+-- buckets. Caps: each names hash holds the names seen (field = name) and a count per kind
+-- ("#kind"); an event whose new names would pass a kind's cap is refused and adds nothing
+-- (cap 0: none). Events not admitted are not stored: the client may resend them.
+--
+-- Then the admitted events: changes of new events are merged (counters summed, last set
+-- wins, first setnx wins) and written once per field; resent events (a seq already seen
+-- from this tab) change nothing. An unverified identify (user_verified "0") never
+-- downgrades a verified visitor: it keeps the verified user_id and user_verified (its
+-- traits are still set). A new seq is also marked pending until commit.lua applies the
+-- engine's actions for it; a resend of a pending seq changes no facts but is handed to the
+-- engine again.
+-- Returns {flags (1 new, 2 resent while pending, 0 resent and done or not admitted),
+--          session facts (flat), visitor facts (flat),
+--          {granted, retry_ms, per event: "" or the kind of the cap it hit},
+--          1 when the caller's actions were applied (the facts are then empty), else 0,
+--          governance's verdicts on the caller's requests (when applied)}
 local skey, ekey, qkey, vkey, pkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]
 local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local live_max, session_id = tonumber(ARGV[7]), ARGV[8]
 local batch = cjson.decode(ARGV[9])
+local n = #batch
+local granted, retry, capped = n, 0, {}
+for e = 1, n do capped[e] = '' end
+if ARGV[11] ~= nil and ARGV[11] ~= '' then
+  local gate = cjson.decode(ARGV[11])
+  local anow = tonumber(now)
+
+  local function available(key, interval, burst)
+    if interval <= 0 then return n, 0 end
+    local tat = tonumber(redis.call('GET', key)) or anow
+    if tat < anow then tat = anow end
+    local avail = math.floor((anow + interval * burst - tat) / interval)
+    if avail < 0 then avail = 0 end
+    return avail, tat
+  end
+  local function take(key, interval, tat, k)
+    if interval <= 0 then return 0 end
+    local new_tat = tat + k * interval
+    if k > 0 then
+      redis.call('SET', key, string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - anow) + 1000)
+    end
+    return new_tat
+  end
+  -- when the next token comes back to a bucket
+  local function wait(interval, burst, tat)
+    if interval <= 0 then return 0 end
+    return math.max(0, math.ceil(tat + interval - interval * burst - anow))
+  end
+
+  local v_avail, v_tat = available(KEYS[7], gate.vi, gate.vb)
+  local a_avail, a_tat = available(KEYS[8], gate.ai, gate.ab)
+  granted = math.min(n, v_avail, a_avail)
+  v_tat = take(KEYS[7], gate.vi, v_tat, granted)
+  a_tat = take(KEYS[8], gate.ai, a_tat, granted)
+  if granted < n then
+    retry = math.max(wait(gate.vi, gate.vb, v_tat), wait(gate.ai, gate.ab, a_tat))
+  end
+
+  local owners = {s = KEYS[9], v = KEYS[10]}
+  local touched = {}
+  for e = 1, granted do
+    local hit = ''
+    local adds, pending_of = {}, {}
+    for _, c in ipairs(gate.names[e] or {}) do
+      local key, kind, name = owners[c[1]], c[2], c[3]
+      if redis.call('HEXISTS', key, name) == 0 then
+        local counter = '#' .. kind
+        local pending = pending_of[key .. '\0' .. counter] or 0
+        local count = (tonumber(redis.call('HGET', key, counter)) or 0) + pending
+        local cap = tonumber(gate.caps[kind]) or 0
+        if cap > 0 and count >= cap then
+          hit = kind
+          break
+        end
+        pending_of[key .. '\0' .. counter] = pending + 1
+        adds[#adds + 1] = {key, counter, name}
+      end
+    end
+    if hit == '' then
+      for _, a in ipairs(adds) do
+        if redis.call('HSETNX', a[1], a[3], '1') == 1 then
+          redis.call('HINCRBY', a[1], a[2], 1)
+        end
+        touched[a[1]] = true
+      end
+    end
+    capped[e] = hit
+  end
+  if touched[KEYS[9]] then redis.call('EXPIRE', KEYS[9], sttl + 300) end
+  if touched[KEYS[10]] then redis.call('EXPIRE', KEYS[10], vttl) end
+end
+local want = nil
+if ARGV[10] ~= nil and ARGV[10] ~= '' then want = cjson.decode(ARGV[10]) end
+
+-- whether `flat` (field, value, ...) holds exactly the fields and values of `expected`
+local function holds(flat, expected)
+  local seen, count = {}, 0
+  for j = 1, #flat, 2 do
+    local f = flat[j]
+    if not seen[f] then
+      if expected[f] ~= flat[j + 1] then return false end
+      seen[f] = true
+      count = count + 1
+    end
+  end
+  for _ in pairs(expected) do count = count - 1 end
+  return count == 0
+end
+
+local decided = false
+if want and ARGV[12] ~= nil and ARGV[12] ~= '' then
+  local expected = cjson.decode(ARGV[12])
+  decided = granted == n and holds(read(skey, want.s, want.sp), expected.s)
+    and holds(read(vkey, want.v, want.vp), expected.v)
+end
+
 local fresh, accepted = {}, {}
 local incr, set, setnx, vincr, vset, clear_if = {}, {}, {}, {}, {}, {}
 
@@ -37,11 +158,13 @@ local verified = redis.call('HGET', vkey, 'user_verified') == '1'
 
 for e, ev in ipairs(batch) do
   local seq = ev[1]
-  local is_new = redis.call('ZADD', qkey, 'NX', seq, seq)
-  fresh[e] = is_new
-  if is_new == 0 and redis.call('ZSCORE', pkey, seq) then
-    fresh[e] = 2
+  local is_new = 0
+  if e <= granted and capped[e] == '' then
+    is_new = redis.call('ZADD', qkey, 'NX', seq, seq)
+    if is_new == 0 and redis.call('ZSCORE', pkey, seq) then is_new = 2 end
   end
+  fresh[e] = is_new
+  if is_new ~= 1 then decided = false end
   if is_new == 1 then
     redis.call('ZADD', pkey, seq, seq)
     add(incr, ev[3]); put(set, ev[4], false); put(setnx, ev[5], true)
@@ -89,28 +212,22 @@ redis.call('ZREMRANGEBYRANK', qkey, 0, -1025)
 redis.call('ZREMRANGEBYRANK', pkey, 0, -1025)
 for _, k in ipairs({skey, ekey, qkey, pkey}) do redis.call('EXPIRE', k, sttl + 300) end  -- + grace
 redis.call('EXPIRE', vkey, vttl)
-local function read(key, fields, prefixes)
-  local out = {}
-  for i = 1, #fields, 1000 do  -- in slices: unpack has a limit
-    local slice = {unpack(fields, i, math.min(i + 999, #fields))}
-    local values = redis.call('HMGET', key, unpack(slice))
-    for j, f in ipairs(slice) do
-      if values[j] then out[#out + 1] = f; out[#out + 1] = values[j] end
+local admission = {granted, retry, capped}
+if decided then
+  local actions = cjson.decode(ARGV[13])
+  apply_ops(KEYS, actions.ops)
+  if #actions.seqs > 0 then redis.call('ZREM', pkey, unpack(actions.seqs)) end
+  if ARGV[14] ~= nil and ARGV[14] ~= '' then
+    local verdicts, whole = govern_all(skey, vkey, cjson.decode(ARGV[14]))
+    if whole then
+      return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 1,
+              verdicts}
     end
+    return {fresh, {}, {}, admission, 1, verdicts}
   end
-  for _, prefix in ipairs(prefixes) do
-    local pattern = string.gsub(prefix, '[%*%?%[%]\\]', '\\%0') .. '*'
-    local cursor = '0'
-    repeat
-      local page = redis.call('HSCAN', key, cursor, 'MATCH', pattern, 'COUNT', 1000)
-      cursor = page[1]
-      for j = 1, #page[2], 2 do out[#out + 1] = page[2][j]; out[#out + 1] = page[2][j + 1] end
-    until cursor == '0'
-  end
-  return out
+  return {fresh, {}, {}, admission, 1, {}}
 end
-if ARGV[10] == nil or ARGV[10] == '' then
-  return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey)}
+if not want then
+  return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 0, {}}
 end
-local want = cjson.decode(ARGV[10])
-return {fresh, read(skey, want.s, want.sp), read(vkey, want.v, want.vp)}
+return {fresh, read(skey, want.s, want.sp), read(vkey, want.v, want.vp), admission, 0, {}}
