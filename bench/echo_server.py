@@ -1,11 +1,12 @@
 """The transport floor: a bare python-socketio server with Cuewire's transport settings.
 
 Same stack as ``cuewire serve`` (ASGI python-socketio, msgpack, uvicorn on uvloop with the
-websockets-sansio implementation, one process) and the same work at the edge: every event of
-a batch is validated with the wire models of docs/protocol.md and the batch is acknowledged;
-an ``exit_intent`` is answered with a prompt of the size Cuewire's exit offer renders to (the
-``latency`` scenario measures both servers' event -> prompt the same way). No Redis, no
-rules, no state. ``python -m bench.echo_server --port P``.
+websockets-sansio implementation, one process) and the same work at the edge: every batch goes
+through Cuewire's own ``validate_batch`` (the wire models of docs/protocol.md and the size
+limits, default limits) and is acknowledged; an ``exit_intent`` is answered with a prompt of
+the size Cuewire's exit offer renders to (the ``latency`` scenario measures both servers'
+event -> prompt the same way). No Redis, no rules, no state.
+``python -m bench.echo_server --port P``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from cuewire.codes import Reject
-from cuewire.protocol import Ack, Rejection, event_reason, parse_event
+from cuewire.protocol import Ack
+from cuewire.settings import Limits
+from cuewire.validation import validate_batch
 
 PROMPT_RULE = "exit-intent-product"  # the rule of bench/rules/seed.yaml the scenario waits for
 PROMPT_HTML = "<div class='offer'>" + "x" * 2000 + "</div>"  # about a rendered exit offer
@@ -38,6 +40,7 @@ def build() -> socketio.ASGIApp:
         transports=["websocket", "polling"],
     )
     count = 0
+    limits = Limits()
 
     @sio.on("connect")
     async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
@@ -48,27 +51,12 @@ def build() -> socketio.ASGIApp:
 
     @sio.on("events")
     async def events(sid: str, batch: Any = None) -> dict[str, Any]:
-        if not isinstance(batch, list):
-            bad = Rejection(-1, Reject.INVALID_BATCH, "not a list")
-            return {"accepted": 0, "rejected": [msgspec.to_builtins(bad)]}
-        accepted = 0
-        rejected: list[Rejection] = []
-        for index, raw in enumerate(batch):
-            try:
-                event = parse_event(raw)
-                accepted += 1
-            except msgspec.ValidationError as exc:
-                rejected.append(Rejection(index, Reject.INVALID_EVENT, event_reason(raw, exc)))
-                continue
+        valid, rejected = validate_batch(batch, limits)
+        for _, event in valid:
             if event["type"] == "exit_intent":
-                prompt = {
-                    "id": f"p_{sid}",
-                    "rule": PROMPT_RULE,
-                    "kind": "modal",
-                    "html": PROMPT_HTML,
-                }
+                prompt = {"id": f"p_{sid}", "rule": PROMPT_RULE, "html": PROMPT_HTML}
                 await sio.emit("prompt", prompt, to=sid)
-        result: dict[str, Any] = msgspec.to_builtins(Ack(accepted, rejected))
+        result: dict[str, Any] = msgspec.to_builtins(Ack(len(valid), rejected))
         return result
 
     async def healthz(request: Request) -> JSONResponse:

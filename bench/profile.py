@@ -66,6 +66,7 @@ HOT_PATH = (
     "AsyncServer._handle_event_internal",
     "Gateway.events",
     "Gateway._validate",
+    "validate_batch",
     "parse_event",
     "Pipeline.process",
     "changes_for",

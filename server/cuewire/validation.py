@@ -13,7 +13,7 @@ import msgspec
 from .codes import Reject
 from .errors import IdentityUnverified
 from .identity import verify
-from .protocol import Rejection, event_reason, parse_event
+from .protocol import Rejection, event_map, event_reason, parse_struct
 from .settings import Limits
 from .sites import Site
 
@@ -42,18 +42,20 @@ def validate_batch(
     rejected: list[Rejection] = []
     for index, raw in enumerate(batch):
         try:
-            event = parse_event(raw)
+            typed = parse_struct(raw)
         except msgspec.ValidationError as exc:
             rejected.append(Rejection(index, Reject.INVALID_EVENT, event_reason(raw, exc)))
             continue
-        size = len(_json.encode(event))
+        # the struct encodes to the very bytes of its map (same keys, order and values)
+        size = len(_json.encode(typed))
         if size > limits.max_event_bytes:
             reason = (
-                f"{event['type']}: event too large: {size} bytes encoded, "
+                f"{raw['type']}: event too large: {size} bytes encoded, "
                 f"at most {limits.max_event_bytes}"
             )
             rejected.append(Rejection(index, Reject.EVENT_TOO_LARGE, reason))
             continue
+        event = event_map(typed)
         if site is not None and event["type"] == "identify":
             try:
                 event = verify(site, event)

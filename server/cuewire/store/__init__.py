@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from ..errors import ConfigError
 from ..settings import Settings
 from .base import Store
+from .connection import watched_pool
 from .redis import RedisStore
 
 MEMORY_URL = "memory://"
@@ -27,8 +28,9 @@ def open_store(settings: Settings) -> RedisStore:
             server=fakeredis.FakeServer(), decode_responses=True
         )
     elif scheme in {"redis", "rediss", "unix"}:
-        # Wait for a free connection instead of failing when many batches are in flight.
-        pool = aioredis.BlockingConnectionPool.from_url(
+        # Wait for a free connection instead of failing when many batches are in flight;
+        # calls bounded by socket_timeout without a timer per call (connection.py).
+        pool = watched_pool(
             url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_S
         )
         client = aioredis.Redis(connection_pool=pool)

@@ -1,0 +1,123 @@
+"""The client-side cost of one Redis call: EVALSHA of a trivial script, as Cuewire makes it.
+
+Each configuration of the redis.asyncio client makes ``--calls`` EVALSHA calls of one small
+script against our own redis-server, from ``--concurrency`` tasks at once (a server has many
+batches in flight). The configurations take turns, ``--rounds`` times, in one process, so a
+busy machine slows them alike; the figure is this process's CPU time per call (the client's
+work: pool, timeouts, packing, parsing; Redis runs in its own process), median over rounds,
+and its ratio to ``bare``.
+
+- ``open_store``: the client ``cuewire.store.open_store`` builds, as ``cuewire serve`` runs it.
+- ``stock``: redis-py's defaults with a blocking pool, as open_store did before issue #10:
+  BlockingConnectionPool(max_connections=64, timeout=5), socket_timeout 5 s.
+- ``bare``: a plain ConnectionPool with no socket timeout: no timeout wrapper at all, and so
+  no bound on a call to a Redis that stopped answering. The floor, not a configuration to run.
+
+``python -m bench.redis_call [--calls 20000] [--concurrency 1,32] [--rounds 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from cuewire.settings import Settings
+from cuewire.store import open_store
+
+from .procs import Redis
+
+SCRIPT = "return {KEYS[1], ARGV[1], #ARGV}"
+
+Config = Callable[[str], aioredis.Redis]
+
+
+def _open_store(url: str) -> aioredis.Redis:
+    return open_store(Settings(redis_url=url)).client
+
+
+def _stock(url: str) -> aioredis.Redis:
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, decode_responses=True, max_connections=64, timeout=5.0, socket_timeout=5.0
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def _bare(url: str) -> aioredis.Redis:
+    pool = aioredis.ConnectionPool.from_url(url, decode_responses=True, socket_timeout=None)
+    return aioredis.Redis(connection_pool=pool)
+
+
+CONFIGS: dict[str, Config] = {"open_store": _open_store, "stock": _stock, "bare": _bare}
+
+
+async def _calls(client: aioredis.Redis, calls: int, concurrency: int) -> float:
+    """CPU seconds of this process per call, ``calls`` calls from ``concurrency`` tasks."""
+    script = client.register_script(SCRIPT)
+    await script(keys=["k"], args=["warm"])  # loads the script, opens a connection
+
+    async def worker(n: int) -> None:
+        for i in range(n):
+            await script(keys=["k"], args=[i, "x"])
+
+    share = calls // concurrency
+    started = time.process_time()
+    await asyncio.gather(*(worker(share) for _ in range(concurrency)))
+    return (time.process_time() - started) / (share * concurrency)
+
+
+async def measure(url: str, calls: int, concurrency: int, rounds: int) -> dict[str, list[float]]:
+    clients = {name: make(url) for name, make in CONFIGS.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in clients}
+    try:
+        for client in clients.values():  # warm up every pool to its width
+            await _calls(client, concurrency * 20, concurrency)
+        for _ in range(rounds):
+            for name, client in clients.items():
+                seconds[name].append(await _calls(client, calls, concurrency))
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--concurrency", default="1,32", help="comma-separated task counts")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    runner = asyncio.Runner(loop_factory=_uvloop() if loop == "uvloop" else None)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        server = Redis(Path(tmp))
+        stack.callback(server.stop)
+        stack.enter_context(runner)
+        print(f"redis-server {server.version()}, {loop}, {args.calls} EVALSHA calls a round")
+        print(f"{'config':<12}{'tasks':>6}{'us CPU/call':>14}{'x bare':>9}{'x stock':>9}")
+        for concurrency in (int(c) for c in args.concurrency.split(",")):
+            seconds = runner.run(measure(server.url, args.calls, concurrency, args.rounds))
+            median = {name: statistics.median(s) for name, s in seconds.items()}
+            for name, s in median.items():
+                print(
+                    f"{name:<12}{concurrency:>6}{s * 1e6:>14.1f}"
+                    f"{s / median['bare']:>9.2f}{s / median['stock']:>9.2f}"
+                )
+
+
+def _uvloop() -> Callable[[], asyncio.AbstractEventLoop]:
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Redis calls bounded in time without a timer per call (store/connection.py).
+
+A Redis that stops answering (here: a real redis-server stopped with SIGSTOP, as a hung host
+or a lost network looks to a client) fails the store's calls with ``StoreError`` once
+``socket_timeout`` has passed, whether the connection was open already or is opened to the
+frozen server; the store works again as soon as Redis answers. Calls that are answered, and
+connections that sit idle past the timeout, are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import redis.asyncio
+import redis.exceptions
+
+from cuewire.errors import StoreError
+from cuewire.settings import Settings
+from cuewire.store import RedisStore, open_store
+from cuewire.store.connection import watched_pool
+from support.servers import RedisServer
+
+CALL_TIMEOUT_S = 0.5
+# Far above CALL_TIMEOUT_S: only a call that is not bounded at all runs into it.
+NEVER_S = 30
+
+
+def store_on(url: str) -> RedisStore:
+    return open_store(Settings(redis_url=f"{url}?socket_timeout={CALL_TIMEOUT_S}"))
+
+
+@contextmanager
+def frozen(server: RedisServer) -> Iterator[None]:
+    """The redis-server stopped (SIGSTOP): its sockets stay open and nothing answers."""
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+
+
+async def fails_with_a_timeout(store: RedisStore) -> None:
+    with pytest.raises(StoreError) as caught:
+        await asyncio.wait_for(store.visitor_facts("site", "v_visitor01"), NEVER_S)
+    assert isinstance(caught.value.__cause__, redis.exceptions.TimeoutError)
+
+
+async def test_a_call_to_a_redis_that_stops_answering_fails_with_store_error(
+    own_redis: RedisServer,
+) -> None:
+    async with store_on(own_redis.url) as store:
+        assert await store.visitor_facts("site", "v_visitor01") == {}
+        with frozen(own_redis):
+            await fails_with_a_timeout(store)
+            await fails_with_a_timeout(store)  # and the next call too
+        assert await store.visitor_facts("site", "v_visitor01") == {}
+
+
+async def test_connecting_to_a_redis_that_does_not_answer_fails_with_store_error(
+    own_redis: RedisServer,
+) -> None:
+    async with store_on(own_redis.url) as store:
+        with frozen(own_redis):
+            await fails_with_a_timeout(store)  # the first call opens the connection
+        assert await store.visitor_facts("site", "v_visitor01") == {}
+
+
+async def test_concurrent_calls_all_fail_and_all_recover(own_redis: RedisServer) -> None:
+    async with store_on(own_redis.url) as store:
+        await asyncio.gather(*(store.visitor_facts("site", f"v_{i:08d}") for i in range(8)))
+        with frozen(own_redis):
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(store.visitor_facts("site", f"v_{i:08d}") for i in range(8)),
+                    return_exceptions=True,
+                ),
+                NEVER_S,
+            )
+        assert all(isinstance(r, StoreError) for r in results)
+        assert (
+            await asyncio.gather(*(store.visitor_facts("site", f"v_{i:08d}") for i in range(8)))
+            == [{}] * 8
+        )
+
+
+async def test_an_idle_connection_outlives_the_call_timeout(clean_redis: str) -> None:
+    async with store_on(clean_redis) as store:
+        first = await store.client.client_id()
+        await asyncio.sleep(3 * CALL_TIMEOUT_S)
+        assert await store.client.client_id() == first  # the same connection, not cut
+
+
+async def test_a_busy_connection_keeps_answering_past_the_call_timeout(clean_redis: str) -> None:
+    async with store_on(clean_redis) as store:
+        first = await store.client.client_id()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 3 * CALL_TIMEOUT_S
+        calls = 0
+        while loop.time() < until:
+            await store.client.incr("calls")
+            calls += 1
+        assert int(await store.client.get("calls") or 0) == calls
+        assert await store.client.client_id() == first
+
+
+# ---------------------------------------------------------------- the pool
+
+
+async def test_more_calls_than_connections_wait_their_turn(clean_redis: str) -> None:
+    client = redis.asyncio.Redis(
+        connection_pool=watched_pool(clean_redis, max_connections=2, timeout=NEVER_S)
+    )
+    async with client:
+
+        async def call() -> int:
+            await client.incr("calls")
+            return int(await client.client_id())
+
+        # a waiter left without a notify would wait NEVER_S: the outer bound catches it
+        seen = await asyncio.wait_for(asyncio.gather(*(call() for _ in range(40))), NEVER_S / 2)
+        assert int(await client.get("calls") or 0) == 40
+        assert len(set(seen)) == 2  # every call on one of the pool's two connections
+
+
+async def test_a_call_waits_for_a_connection_no_longer_than_the_pool_timeout(
+    clean_redis: str,
+) -> None:
+    pool = watched_pool(clean_redis, max_connections=2, timeout=CALL_TIMEOUT_S)
+    client = redis.asyncio.Redis(connection_pool=pool)
+    async with client:
+        held = [await pool.get_connection(), await pool.get_connection()]
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await asyncio.wait_for(client.ping(), NEVER_S)
+        await pool.release(held.pop())
+        assert await client.ping()
+        await pool.release(held.pop())
