@@ -139,6 +139,9 @@ class Redis:
         _stop(self.proc)
 
 
+BENCH_LIMITS = {"CUEWIRE_LIMITS_ADDRESS_EVENTS_PER_SECOND": "0"}
+
+
 class Server:
     """A server process (Cuewire or the echo server), waited for until /healthz answers."""
 
@@ -150,7 +153,9 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         self.gc_file = gc_file
-        env = {**os.environ, "PYTHONPATH": TREE.pythonpath}
+        # every load generator session comes from 127.0.0.1: the per-address rate limit (an
+        # attacker's one address) would cap the whole run; the per-visitor limit stays on
+        env = {**os.environ, "PYTHONPATH": TREE.pythonpath, **BENCH_LIMITS}
         if gc_file is not None:  # bench/gcprobe/sitecustomize.py times every collection
             env["PYTHONPATH"] = os.pathsep.join([str(BENCH / "gcprobe"), env["PYTHONPATH"]])
             env["CW_BENCH_GC_FILE"] = str(gc_file)
