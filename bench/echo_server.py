@@ -1,7 +1,9 @@
 """The transport floor: a bare python-socketio server with Cuewire's transport settings.
 
 Same stack as ``cuewire serve`` (ASGI python-socketio, msgpack, uvicorn on uvloop with the
-websockets-sansio implementation, one process) and the same work at the edge: every event of
+websockets-sansio implementation and the websocket options of ``cuewire.transport``: no
+permessage-deflate, no second heartbeat, the same frame limit; one process) and the same
+work at the edge: every event of
 a batch is validated with the wire models of docs/protocol.md and the batch is acknowledged.
 No Redis, no rules, no state. ``python -m bench.echo_server --port P``.
 """
@@ -22,6 +24,10 @@ from starlette.routing import Route
 
 from cuewire.codes import Reject
 from cuewire.protocol import Ack, Rejection, event_reason, parse_event
+from cuewire.settings import Limits
+from cuewire.transport import uvicorn_ws_options
+
+MAX_PAYLOAD = Limits().max_payload_bytes
 
 
 def build() -> socketio.ASGIApp:
@@ -29,7 +35,7 @@ def build() -> socketio.ASGIApp:
         async_mode="asgi",
         serializer="msgpack",
         cors_allowed_origins="*",
-        max_http_buffer_size=64 * 1024,
+        max_http_buffer_size=MAX_PAYLOAD,
         transports=["websocket", "polling"],
     )
     count = 0
@@ -70,7 +76,8 @@ def main() -> None:
     parser.add_argument("--ws", default="websockets-sansio", help="uvicorn's websocket protocol")
     args = parser.parse_args()
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    uvicorn.run(build(), host="127.0.0.1", port=args.port, loop=loop, ws=args.ws, lifespan="on")
+    options = {**uvicorn_ws_options(MAX_PAYLOAD), "ws": args.ws}
+    uvicorn.run(build(), host="127.0.0.1", port=args.port, loop=loop, lifespan="on", **options)
 
 
 if __name__ == "__main__":
