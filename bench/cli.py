@@ -21,6 +21,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SCENARIOS = ("memory", "ingest", "latency", "timers", "redis_cost", "profile", "rules", "storm")
+SCENARIOS += ("audience",)
 
 
 # module (or, for py-spy, program) -> the distribution of the `bench` extra that provides it
@@ -152,6 +153,7 @@ def _summary(tables: list[Any]) -> str:
 
 
 async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: float = 0) -> int:
+    from .audience import audience
     from .context import Bench
     from .profile import profile
     from .report import machine_info
@@ -176,6 +178,7 @@ async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: fl
         "profile": lambda: profile(bench, results / f"{stamp}-{plan.name}-profile.txt"),
         "rules": lambda: asyncio.to_thread(_rules_table, plan),
         "storm": lambda: storm_table(bench),
+        "audience": lambda: audience(bench),
     }
     tables = []
     failed = 0

@@ -1,12 +1,13 @@
 """The transport floor: a bare python-socketio server with Cuewire's transport settings.
 
 Same stack as ``cuewire serve`` (ASGI python-socketio, msgpack, uvicorn on uvloop with the
-websockets-sansio implementation, one process) and the same work at the edge: every batch goes
-through Cuewire's own ``validate_batch`` (the wire models of docs/protocol.md and the size
-limits, default limits) and is acknowledged; an ``exit_intent`` is answered with a prompt of
-the size Cuewire's exit offer renders to (the ``latency`` scenario measures both servers'
-event -> prompt the same way). No Redis, no rules, no state.
-``python -m bench.echo_server --port P``.
+websockets-sansio implementation and the websocket options of ``cuewire.transport``: no
+permessage-deflate, no second heartbeat, the same frame limit; one process) and the same
+work at the edge: every batch goes through Cuewire's own ``validate_batch`` (the wire models
+of docs/protocol.md and the size limits, default limits) and is acknowledged; an
+``exit_intent`` is answered with a prompt of the size Cuewire's exit offer renders to (the
+``latency`` scenario measures both servers' event -> prompt the same way). No Redis, no
+rules, no state. ``python -m bench.echo_server --port P``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from starlette.routing import Route
 
 from cuewire.protocol import Ack
 from cuewire.settings import Limits
+from cuewire.transport import uvicorn_ws_options
 from cuewire.validation import validate_batch
 
+MAX_PAYLOAD = Limits().max_payload_bytes
 PROMPT_RULE = "exit-intent-product"  # the rule of bench/rules/seed.yaml the scenario waits for
 PROMPT_HTML = "<div class='offer'>" + "x" * 2000 + "</div>"  # about a rendered exit offer
 
@@ -36,7 +39,7 @@ def build() -> socketio.ASGIApp:
         async_mode="asgi",
         serializer="msgpack",
         cors_allowed_origins="*",
-        max_http_buffer_size=64 * 1024,
+        max_http_buffer_size=MAX_PAYLOAD,
         transports=["websocket", "polling"],
     )
     count = 0
@@ -72,7 +75,8 @@ def main() -> None:
     parser.add_argument("--ws", default="websockets-sansio", help="uvicorn's websocket protocol")
     args = parser.parse_args()
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    uvicorn.run(build(), host="127.0.0.1", port=args.port, loop=loop, ws=args.ws, lifespan="on")
+    options = {**uvicorn_ws_options(MAX_PAYLOAD), "ws": args.ws}
+    uvicorn.run(build(), host="127.0.0.1", port=args.port, loop=loop, lifespan="on", **options)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@
 //   {"t": "measure_start"} / {"t": "measure_end"}   the measured window (the orchestrator
 //                                reads CPU times of every process at these two lines)
 //   {"t": "result", ...}         the figures of the run; the process then exits
-// Modes: ingest, latency, idle, timers, batches. Commands on stdin: "close" (idle mode).
+// Modes: ingest, latency, idle, timers, batches, audience. Commands on stdin: "close" (idle
+// mode), "go" (audience mode: start sending).
 
 import { createRequire } from "node:module";
-import { performance } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import readline from "node:readline";
 
 const require = createRequire(import.meta.url);
@@ -23,6 +24,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, m
 const out = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
 const round = (x) => Math.round(x * 1000) / 1000;
 const RUN = Math.random().toString(36).slice(2, 8);
+const DISCONNECTS = {}; // reason -> sessions the server or the transport dropped
+const DISCONNECT_S = {}; // second since start -> sessions dropped then
+let closing = false;
 
 // The ordinary traffic of a visitor on a product page; no event here fires a prompt.
 const PLAIN = [
@@ -88,6 +92,12 @@ class Session {
         resolve(this);
       });
       socket.on("prompt", (prompt) => this.prompts.push({ at: now(), rule: prompt.rule }));
+      socket.on("disconnect", (reason) => {
+        if (closing) return;
+        DISCONNECTS[reason] = (DISCONNECTS[reason] || 0) + 1;
+        const second = Math.floor(now() / 1000);
+        DISCONNECT_S[second] = (DISCONNECT_S[second] || 0) + 1;
+      });
       socket.on("connect_error", (err) => reject(new Error(`connect_error: ${err.message}`)));
     });
   }
@@ -133,6 +143,7 @@ async function connectAll(n, rate, concurrency = 64) {
 }
 
 function closeAll(sessions) {
+  closing = true;
   for (const s of sessions) s.socket.close();
 }
 
@@ -318,16 +329,90 @@ async function batches(sessions) {
   return { batches: sent, accepted, bad };
 }
 
-async function idle(sessions) {
+// Resolve when stdin brings the line `word`.
+async function command(word) {
   const rl = readline.createInterface({ input: process.stdin });
   for await (const line of rl) {
-    if (line.trim() === "close") break;
+    if (line.trim() === word) break;
   }
+  rl.close();
+}
+
+// Many sessions that mostly read, open loop: once the orchestrator says "go" (it reads the
+// server's RSS with every session connected and idle first), each session sends one event
+// every 1/rate s at its own random phase, whether or not the last one was acked. Latency
+// counts from the tick's due time, so a stalled generator shows as late sends (send_lag_ms)
+// instead of hiding them; the generator's own event-loop delay is reported beside it. A
+// `fire_share` of the sessions sends the exit intent at one random tick of the window: one
+// event -> prompt sample each, when the server runs that rule.
+async function audience(sessions) {
+  await command("go");
+  const period = 1000 / cfg.rate;
+  const ticks = Math.ceil(((cfg.warmup_s + cfg.window_s) * 1000) / period);
+  const firstMeasured = Math.ceil((cfg.warmup_s * 1000) / period);
+  const ackMs = [];
+  const sendLag = [];
+  const samples = [];
+  const counts = { sent: 0, rejected: 0, timeouts: 0, firing: 0 };
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  const start = now() + 50;
+  let measuring = false;
+  const measure = (async () => {
+    await sleep(start + firstMeasured * period - now());
+    measuring = true;
+    loopDelay.enable();
+    out({ t: "measure_start" });
+  })();
+  const run = async (s) => {
+    const phase = Math.random() * period;
+    const fires = Math.random() < cfg.fire_share;
+    const fireAt = firstMeasured + Math.floor(Math.random() * (ticks - firstMeasured));
+    let firedAt = -1;
+    const acks = [];
+    for (let k = 0; k < ticks; k++) {
+      const due = start + phase + k * period;
+      await sleep(due - now());
+      const fire = fires && k === fireAt;
+      const ev = fire ? s.event({ type: "exit_intent" }) : s.plain();
+      const counted = measuring;
+      if (counted) sendLag.push(round(now() - due));
+      if (fire) {
+        firedAt = due;
+        counts.firing++;
+      }
+      counts.sent++;
+      acks.push(
+        s.send([ev], cfg.ack_timeout_s * 1000).then(([ack]) => {
+          if (!ack) counts.timeouts++;
+          else counts.rejected += ack.rejected.length;
+          if (counted && ack) ackMs.push(round(now() - due));
+        }),
+      );
+    }
+    await Promise.all(acks);
+    if (firedAt < 0 || !cfg.rule) return;
+    const deadline = now() + cfg.drain_s * 1000;
+    while (!s.prompts.some((p) => p.rule === cfg.rule) && now() < deadline) await sleep(20);
+    const got = s.prompts.find((p) => p.rule === cfg.rule);
+    if (got) samples.push(round(got.at - firedAt));
+  };
+  await Promise.all([measure, ...sessions.map(run)]);
+  loopDelay.disable();
+  out({ t: "measure_end" });
+  const missing = cfg.rule ? counts.firing - samples.length : 0;
+  // the histogram holds each 10 ms tick's full wait: keep only the delay beyond it
+  const late = (ns) => round(Math.max(0, ns / 1e6 - 10));
+  const eld = { p50: late(loopDelay.percentile(50)), p99: late(loopDelay.percentile(99)), max: late(loopDelay.max) };
+  return { ack_ms: ackMs, send_lag_ms: sendLag, prompt_ms: samples, missing, loop_delay_ms: eld, ...counts };
+}
+
+async function idle(sessions) {
+  await command("close");
   const alive = sessions.filter((s) => s.socket.connected).length;
   return { alive };
 }
 
-const MODES = { ingest, latency, timers, batches, idle };
+const MODES = { ingest, latency, timers, batches, idle, audience };
 
 async function main() {
   const sessions = await connectAll(cfg.sessions, cfg.connect_rate || 1000);
@@ -340,6 +425,8 @@ async function main() {
     sessions: sessions.length,
     cpu_s: round((usage.userCPUTime + usage.systemCPUTime) / 1e6),
     max_rss_kb: usage.maxRSS,
+    disconnects: DISCONNECTS,
+    disconnects_by_second: DISCONNECT_S,
     ...result,
   });
   // exit only once the (possibly large) line is flushed to the pipe

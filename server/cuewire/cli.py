@@ -121,6 +121,7 @@ def _run(settings: Settings, sites: Sites, log_level: str) -> None:
     import uvicorn
 
     from .app import create_app
+    from .transport import uvicorn_ws_options
 
     app = create_app(settings, sites)
     # Long-lived objects (rules, templates, modules) leave the collector's sight, and young
@@ -135,11 +136,9 @@ def _run(settings: Settings, sites: Sites, log_level: str) -> None:
         port=settings.port,
         log_level=log_level,
         loop=loop,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,  # events are small; deflate doubles memory per socket
-        ws_max_size=settings.limits.max_payload_bytes,  # refuse larger frames before decoding
         lifespan="on",
         timeout_graceful_shutdown=5,
+        **uvicorn_ws_options(settings.limits.max_payload_bytes),
     )
 
 
