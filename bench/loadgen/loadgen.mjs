@@ -91,7 +91,11 @@ class Session {
         this.session = info.session;
         resolve(this);
       });
-      socket.on("prompt", (prompt) => this.prompts.push({ at: now(), rule: prompt.rule }));
+      // the snippet acks every prompt (a deadline's prompt waits for it: docs/protocol.md)
+      socket.on("prompt", (prompt, ack) => {
+        this.prompts.push({ at: now(), rule: prompt.rule });
+        if (typeof ack === "function") ack();
+      });
       socket.on("disconnect", (reason) => {
         if (closing) return;
         DISCONNECTS[reason] = (DISCONNECTS[reason] || 0) + 1;
