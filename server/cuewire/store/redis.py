@@ -33,6 +33,7 @@ from .base import (
     Resolved,
     Timer,
 )
+from .coalesce import Coalescer
 from .scripts import asks_arg, composed, lua, ops_arg, ops_of, slot_in, to_json, verdict
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class RedisStore(Closing):
         self._record = client.register_script(lua("ops.lua") + lua("record.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
         self._release = client.register_script(lua("release_socket.lua"))
+        self._calls = Coalescer(client)  # the hot path's calls: one pipeline per loop turn
 
     @property
     def keys(self) -> Keys:
@@ -182,9 +184,14 @@ class RedisStore(Closing):
             args.append(ops_arg(self._k, decided.seqs, decided.actions, keys))
             args.append(asks_arg(decided.requests) if decided.requests else "")
         try:
-            flags, sess, vis, (granted, retry_ms, capped), applied, verdicts = await self._ingest(
-                keys=keys, args=args
-            )
+            (
+                flags,
+                sess,
+                vis,
+                (granted, retry_ms, capped),
+                applied,
+                verdicts,
+            ) = await self._calls.call(self._ingest, keys, args)
         except RedisError as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
         fresh = [int(f) == 1 for f in flags]
@@ -213,7 +220,7 @@ class RedisStore(Closing):
         keys = [self._k.pending(origin.site, origin.session, origin.tab)]
         arg = ops_arg(self._k, seqs, actions, keys)
         async with _guard("apply rule actions"):
-            done = await self._commit(keys=keys, args=[arg])
+            done = await self._calls.call(self._commit, keys, [arg])
         return bool(done)
 
     async def resolve(
@@ -231,7 +238,7 @@ class RedisStore(Closing):
         keys = [pending, self._k.session(site, session), self._k.visitor(site, visitor)]
         arg = ops_arg(self._k, commit.seqs, commit.actions, keys) if commit else ""
         async with _guard("ask governance about a firing"):
-            answer = await self._resolve(keys=keys, args=[arg, asks_arg(requests)])
+            answer = await self._calls.call(self._resolve, keys, [arg, asks_arg(requests)])
         if not answer:
             return None
         _, verdicts, sess, vis = answer
@@ -252,7 +259,7 @@ class RedisStore(Closing):
         ]
         arg = to_json({"ops": ops, "records": entries})
         async with _guard("record a firing"):
-            await self._record(keys=keys, args=[arg, AUDIT_MAXLEN, AUDITED_TTL_S])
+            await self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
 
     async def apply(self, actions: list[Action]) -> None:
         if not actions:
@@ -260,7 +267,7 @@ class RedisStore(Closing):
         keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
         arg = ops_arg(self._k, [], actions, keys)
         async with _guard("apply rule actions"):
-            await self._commit(keys=keys, args=[arg])
+            await self._calls.call(self._commit, keys, [arg])
 
     async def claim_due(
         self, now_ms: int, limit: int

@@ -1,0 +1,98 @@
+"""Script calls made in one turn of the event loop go to Redis together, in one pipeline.
+
+Under load many sessions' batches call a script in the same loop iteration. Sent one by one,
+each call pays redis-py's connection checkout, a socket write and its own wake-up for the
+reply; sent together, the calls of one iteration share one connection, one write and one read
+loop, and Redis answers them in order. Each call still gets its own answer or its own error:
+one script that fails does not fail the others. A lone call goes as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+
+@dataclass
+class _Call:
+    script: AsyncScript
+    keys: Sequence[Any]
+    args: Sequence[Any]
+    answer: asyncio.Future[Any]
+
+
+class Coalescer:
+    """Runs script calls, those of one loop iteration in one pipeline."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._waiting: list[_Call] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def call(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """The script's answer; its error (a RedisError) raised here."""
+        loop = asyncio.get_running_loop()
+        if not self._waiting:
+            loop.call_soon(self._flush)
+        answer: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append(_Call(script, keys, args, answer))
+        return await answer
+
+    def _flush(self) -> None:
+        calls, self._waiting = self._waiting, []
+        calls = [c for c in calls if not c.answer.done()]  # a caller cancelled meanwhile
+        if not calls:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(calls))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, calls: list[_Call]) -> None:
+        if len(calls) == 1:
+            [one] = calls
+            await self._settle(one, self._alone(one))
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for c in calls:  # EVALSHA itself: a Script on a pipeline would add SCRIPT EXISTS first
+            pipe.execute_command("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:  # the server stops: so do the calls
+            for c in calls:
+                c.answer.cancel()
+            raise
+        except Exception as exc:  # the connection failed: every call of it did
+            for c in calls:
+                _fail(c, exc)
+            return
+        for c, result in zip(calls, results, strict=True):
+            if isinstance(result, NoScriptError):  # a restarted or flushed server
+                await self._settle(c, self._alone(c))
+            elif isinstance(result, Exception):
+                _fail(c, result)
+            elif not c.answer.done():
+                c.answer.set_result(result)
+
+    async def _alone(self, c: _Call) -> Any:
+        return await c.script(keys=c.keys, args=c.args)
+
+    @staticmethod
+    async def _settle(c: _Call, work: Any) -> None:
+        try:
+            result = await work
+        except Exception as exc:
+            _fail(c, exc)
+            return
+        if not c.answer.done():
+            c.answer.set_result(result)
+
+
+def _fail(c: _Call, exc: BaseException) -> None:
+    if not c.answer.done():
+        c.answer.set_exception(exc)
