@@ -95,6 +95,8 @@ class Pipeline:
         changes = [changes_for(e, now_ms, rules.distinct, rules.clicks) for e in events]
         names = [new_names(e, rules.distinct) for e in events] if gate else None
         ahead = self._ahead(origin, events, changes, engine, reads, now_ms)
+        # before the facts: whoever sees the identify's traits finds the user linked too
+        await self._link_users(origin, events)
         ingested = await self._store.ingest(
             origin,
             events,
@@ -106,7 +108,6 @@ class Pipeline:
             ahead.decided if ahead else None,
         )
         if ahead is not None and ingested.applied:
-            await self._link_users(origin, events)
             if not ahead.plans:
                 self._known.put(origin.site, origin.session, ahead.after)
                 return Processed(ingested.admitted, None, ahead=True)
@@ -165,7 +166,6 @@ class Pipeline:
         if not fresh:
             self._known.put(site, session, known)
             return None
-        await self._link_users(origin, fresh)
         decision = self._on_events(
             origin, fresh, ingested.session, ingested.visitor, engine, now_ms
         )
