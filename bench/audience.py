@@ -71,16 +71,7 @@ async def measure(bench: Bench, server: Server, size: Size, tag: str) -> dict[st
     """Warm ``server`` up with 50 connections, read its RSS, connect ``size.sessions``, read
     its RSS again once they are idle, then let them send; the figures of both phases."""
     meter = CpuMeter({"server": server.pid})
-
-    async def close_when_connected(line: dict[str, Any], proc: Any) -> None:
-        if line["t"] == "connected":
-            proc.stdin.write(b"close\n")
-            await proc.stdin.drain()
-
-    warm = bench.config(server, "idle", sessions=50, connect_rate=500, tag=f"{tag}w")
-    await run_loadgen(warm, meter, close_when_connected, bench.log("loadgen"))
-    await asyncio.sleep(1)
-    before = server.rss()
+    before = await bench.warm_rss(server, meter, tag)
     seen: dict[str, float] = {}
     gc_marks: dict[str, tuple[float, dict[str, Any]]] = {}
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 
-from .procs import BENCH, SITE, CpuMeter, Redis, Server
+from .procs import BENCH, SITE, CpuMeter, Redis, Server, run_loadgen
 
 ORIGIN = "http://shop.bench.test"
 RULES = BENCH / "rules"
@@ -137,6 +137,20 @@ class Bench:
     def config(self, server: Server, mode: str, **extra: Any) -> dict[str, Any]:
         """A load generator config for ``server``."""
         return {"mode": mode, "url": server.url, "origin": ORIGIN, "site": SITE, **extra}
+
+    async def warm_rss(self, server: Any, meter: CpuMeter, tag: str) -> int:
+        """Connect and close 50 sessions to ``server`` (its first allocations), then its RSS:
+        the baseline of a per-connection memory figure."""
+
+        async def close_when_connected(line: dict[str, Any], proc: Any) -> None:
+            if line["t"] == "connected":
+                proc.stdin.write(b"close\n")
+                await proc.stdin.drain()
+
+        warm = self.config(server, "idle", sessions=50, connect_rate=500, tag=f"{tag}w")
+        await run_loadgen(warm, meter, close_when_connected, self.log("loadgen"))
+        await asyncio.sleep(1)
+        return int(server.rss())
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"

@@ -53,16 +53,7 @@ async def _idle_rss(
     """RSS of ``server`` before and with ``n`` idle connections, after a small warm-up.
     ``deflate``: the clients offer permessage-deflate, as browsers do."""
     meter = CpuMeter({"server": server.pid})
-
-    async def close_when_connected(line: dict[str, Any], proc: Any) -> None:
-        if line["t"] == "connected":
-            proc.stdin.write(b"close\n")
-            await proc.stdin.drain()
-
-    warm = bench.config(server, "idle", sessions=50, connect_rate=500, tag=f"{tag}w")
-    await run_loadgen(warm, meter, close_when_connected, bench.log("loadgen"))
-    await asyncio.sleep(1)
-    before = server.rss()
+    before = await bench.warm_rss(server, meter, tag)
     seen: dict[str, float] = {}
 
     async def measure(line: dict[str, Any], proc: Any) -> None:
