@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from cuewire.protocol import Ack
 from cuewire.settings import Limits
-from cuewire.transport import uvicorn_ws_options
+from cuewire.transport import socketio_options, uvicorn_ws_options
 from cuewire.validation import validate_batch
 
 MAX_PAYLOAD = Limits().max_payload_bytes
@@ -41,6 +41,7 @@ def build() -> socketio.ASGIApp:
         cors_allowed_origins="*",
         max_http_buffer_size=MAX_PAYLOAD,
         transports=["websocket", "polling"],
+        **socketio_options(),
     )
     count = 0
     limits = Limits()

@@ -10,8 +10,9 @@ import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
-from cuewire.settings import Limits
+from cuewire.settings import Limits, Settings
 from cuewire.transport import uvicorn_ws_options
+from support.servers import LiveServer, site_for
 
 
 async def _noop_app(scope: object, receive: object, send: object) -> None:
@@ -48,3 +49,10 @@ def test_sockets_carry_no_compression_state() -> None:
 def test_frames_are_bounded_by_the_payload_limit() -> None:
     protocol = _protocol(**uvicorn_ws_options(4096))
     assert protocol.conn.max_message_size == 4096
+
+
+def test_a_connections_events_are_handled_in_turn_without_a_task_each(settings: Settings) -> None:
+    """python-socketio runs each event in the task that reads its socket (socketio_options):
+    no task per event, and a tab's batches are handled one after the other."""
+    with LiveServer(settings, site_for) as live:
+        assert live.services.sio.async_handlers is False

@@ -39,6 +39,7 @@ from .snippet import Snippet
 from .store import RedisStore, open_store
 from .supervise import Supervisor
 from .timers import TimerLoop
+from .transport import socketio_options
 from .webhooks import Webhooks
 from .webhooks import new_client as new_webhook_client
 
@@ -89,6 +90,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         cors_credentials=False,  # never let another origin's page send its cookies or auth
         max_http_buffer_size=settings.limits.max_payload_bytes,
         transports=["websocket", "polling"],
+        **socketio_options(),
     )
 
     async def emit(sid: str, prompt: Prompt, confirm: bool) -> bool:
