@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from . import fields as names
 from .facts import FactChanges
-from .rules.index import Fields
+from .rules.reads import Fields
 from .store.base import Action, Cancel, Facts, Put, Schedule
 
 KNOWN_SESSIONS = 10_000  # sessions whose facts a process keeps (least recently used go)

@@ -1,0 +1,114 @@
+"""Which fields of the session and visitor hashes the engine reads for a rule set: what a
+store call returns (and what a process keeps per session, prediction.py), so neither grows
+with the hashes nor, for the rules' own state (read by prefix), with the rules."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from msgspec import UNSET
+
+from .. import fields
+from .model import Condition, Rule
+
+# The session and visitor fields every batch's engine run may read (facts_view.py, engine.py),
+# whatever the rules say.
+SESSION_FIELDS = (
+    *("started", "active_at", "page_started", "url", "path", "landing", "referrer", "device"),
+    "tz",
+    *("pages", "events", "prompts", "scroll", "dwell_ms", "visible", "visible_since"),
+    *("returning", "prev_seen", "last", "last_type"),
+)
+VISITOR_FIELDS = ("sessions", "user_id", "user_verified", "first_seen")
+
+
+@dataclass(frozen=True)
+class Fields:
+    """What ingest.lua returns of the session and visitor hashes: exact fields, and fields
+    by prefix (``d:<name>.<prop>:`` values, ``w:<rule>:`` windows, ``queued:``)."""
+
+    session: tuple[str, ...]
+    session_prefixes: tuple[str, ...]
+    visitor: tuple[str, ...]
+    visitor_prefixes: tuple[str, ...] = ()
+
+    def encoded(self) -> str:
+        """The JSON ingest.lua reads (computed once per rule set)."""
+        spec = {
+            "s": list(self.session),
+            "sp": list(self.session_prefixes),
+            "v": list(self.visitor),
+            "vp": list(self.visitor_prefixes),
+        }
+        return json.dumps(spec, separators=(",", ":"))
+
+
+def fact_fields(name: str, session: set[str], prefixes: set[str], visitor: set[str]) -> None:
+    """Add the hash fields fact ``name`` reads (facts_view.FactView) to the sets."""
+    scope, _, rest = name.partition(".")
+    head, _, tail = rest.partition(".")
+    if scope == "session":
+        if head == "last":
+            session.add(fields.props(tail.partition(".")[0]))
+        elif head == "distinct":
+            prefixes.add(fields.distinct_prefix(tail))
+        else:
+            prefix = {
+                "count": fields.COUNT,
+                "custom": fields.CUSTOM,
+                "clicks": fields.CLICKS,
+                "facts": fields.FACT,
+            }.get(head)
+            if prefix and tail:
+                session.add(prefix + tail)
+    elif scope == "visitor":
+        prefix = {
+            "traits": fields.TRAIT,
+            "facts": fields.FACT,
+            "custom": fields.CUSTOM,
+            "clicks": fields.CLICKS,
+            "since": fields.LAST_AT,
+            "shown": fields.SHOWN,
+        }.get(head)
+        if prefix and tail:
+            visitor.add(prefix + tail)
+
+
+def _facts_of(cond: Condition | None, found: set[str], segments: dict[str, Condition]) -> None:
+    if cond is None:
+        return
+    for sub in [*(cond.all or []), *(cond.any or [])] + (
+        [cond.not_] if cond.not_ is not UNSET else []
+    ):
+        _facts_of(sub, found, segments)
+    if isinstance(cond.fact, str):
+        found.add(cond.fact)
+
+
+def fields_of(rules: list[Rule], segments: dict[str, Condition], clicks: frozenset[str]) -> Fields:
+    """The fields the engine reads for ``rules``: fixed ones, the rules' state (by prefix, so
+    the list, and what a store call costs, does not grow with the rules), and the facts their
+    conditions (and the segments) name."""
+    session, visitor = set(SESSION_FIELDS), set(VISITOR_FIELDS)
+    prefixes = {fields.TIMER, fields.FIRED, fields.SEQUENCE, fields.QUEUED}
+    if any(rule.trigger.count is not UNSET for rule in rules):
+        prefixes.add(fields.WINDOW)
+    names: set[str] = set()
+    for rule in rules:
+        _facts_of(rule.when, names, segments)
+        if rule.trigger.facts is not UNSET:
+            _facts_of(rule.trigger.facts, names, segments)
+    for segment in segments.values():
+        _facts_of(segment, names, segments)
+    for name in names:
+        fact_fields(name, session, prefixes, visitor)
+    for click in clicks:
+        session.add(fields.clicks(click))
+        visitor.add(fields.clicks(click))
+    return Fields(
+        tuple(sorted(session)),
+        tuple(sorted(prefixes)),
+        tuple(sorted(visitor)),
+        (fields.SHOWN,),
+    )
