@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from . import fields
+from .audit import AuditRecord
 from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
 from .experiments import HOLDOUT, variant_for
@@ -308,23 +309,19 @@ class Delivery:
         """Audit the prompt a higher-priority one took the place of (the snippet closes it)."""
         self._metrics.firings.labels(verdict.replaces_rule, Outcome.REPLACED).inc()
         code = Hold.HIGHER_PRIORITY
-        record = {
-            "outcome": Outcome.REPLACED,
-            "code": code,
-            "reason": self._reason(code, by.rule, by.rule.id),
-            "rule": verdict.replaces_rule,
-            "session": origin.session,
-            "visitor": origin.visitor,
-            "cause": by.cause,
-            "prompt": verdict.replaces,
-            "template": "",
-            "variant": "",
-            "url": by.view.url,
-            "latency_ms": "0",
-            "at": str(self._clock.now_ms()),
-            "event": "{}",
-        }
-        out.records.append(record)
+        record = AuditRecord(
+            Outcome.REPLACED,
+            verdict.replaces_rule,
+            origin.session,
+            origin.visitor,
+            by.cause,
+            self._clock.now_ms(),
+            code=code,
+            reason=self._reason(code, by.rule, by.rule.id),
+            prompt=verdict.replaces,
+            url=by.view.url,
+        )
+        out.records.append(record.fields())
 
     def _render(
         self, cand: Candidate, prompt_id: str, variant: str | None, replaces: str | None
@@ -383,47 +380,40 @@ class Delivery:
         self._metrics.firings.labels(cand.rule.id, outcome).inc()
         if outcome is Outcome.FIRED:
             self._metrics.trigger_latency.labels(cand.cause).observe((now - cand.since_ms) / 1000)
-        record = {
-            "outcome": outcome,
-            "code": code or "",
-            "reason": reason,
-            "rule": cand.rule.id,
-            "session": origin.session,
-            "visitor": origin.visitor,
-            "cause": cand.cause,
-            "prompt": prompt.id if prompt else "",
-            "template": prompt.template if prompt else "",
-            "variant": variant or "",
-            "url": cand.view.url,
-            "latency_ms": str(max(0, now - cand.since_ms)),
-            "at": str(now),
-            "event": json.dumps(cand.view.event or {}, separators=(",", ":")),
-            "firing": cand.firing,
-        }
-        out.records.append(record)
+        record = AuditRecord(
+            outcome,
+            cand.rule.id,
+            origin.session,
+            origin.visitor,
+            cand.cause,
+            now,
+            code=code or "",
+            reason=reason,
+            prompt=prompt.id if prompt else "",
+            template=prompt.template if prompt else "",
+            variant=variant or "",
+            url=cand.view.url,
+            latency_ms=now - cand.since_ms,
+            event=json.dumps(cand.view.event or {}, separators=(",", ":")),
+            firing=cand.firing,
+        )
+        out.records.append(record.fields())
 
     async def record_drop(self, timer: Timer, code: Drop, reason: str, due_ms: int) -> None:
         """Audit a due deadline that did not fire (``outcome: dropped``) with its ``code``;
         once per firing (the timer's token)."""
-        site, session, visitor, rule = timer.site, timer.session, timer.visitor, timer.rule
-        firing = timer.token
         now = self._clock.now_ms()
-        self._metrics.firings.labels(rule, Outcome.DROPPED).inc()
-        record = {
-            "outcome": Outcome.DROPPED,
-            "code": str(code),
-            "reason": reason,
-            "rule": rule,
-            "session": session,
-            "visitor": visitor,
-            "cause": "timer",
-            "prompt": "",
-            "template": "",
-            "variant": "",
-            "url": "",
-            "latency_ms": str(max(0, now - due_ms)),
-            "at": str(now),
-            "event": "{}",
-            "firing": firing,
-        }
-        await self._store.audit(site, record)
+        self._metrics.firings.labels(timer.rule, Outcome.DROPPED).inc()
+        record = AuditRecord(
+            Outcome.DROPPED,
+            timer.rule,
+            timer.session,
+            timer.visitor,
+            "timer",
+            now,
+            code=str(code),
+            reason=reason,
+            latency_ms=now - due_ms,
+            firing=timer.token,
+        )
+        await self._store.audit(timer.site, record.fields())
