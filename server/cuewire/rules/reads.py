@@ -23,6 +23,24 @@ SESSION_FIELDS = (
 VISITOR_FIELDS = ("sessions", "user_id", "user_verified", "first_seen")
 
 
+# The hash field prefix of ``session.<head>.<name>`` and ``visitor.<head>.<name>`` facts
+# (facts_view.FactView reads them there).
+SESSION_FACT_FIELDS = {
+    "count": fields.COUNT,
+    "custom": fields.CUSTOM,
+    "clicks": fields.CLICKS,
+    "facts": fields.FACT,
+}
+VISITOR_FACT_FIELDS = {
+    "traits": fields.TRAIT,
+    "facts": fields.FACT,
+    "custom": fields.CUSTOM,
+    "clicks": fields.CLICKS,
+    "since": fields.LAST_AT,
+    "shown": fields.SHOWN,
+}
+
+
 @dataclass(frozen=True)
 class Fields:
     """What ingest.lua returns of the session and visitor hashes: exact fields, and fields
@@ -54,23 +72,11 @@ def fact_fields(name: str, session: set[str], prefixes: set[str], visitor: set[s
         elif head == "distinct":
             prefixes.add(fields.distinct_prefix(tail))
         else:
-            prefix = {
-                "count": fields.COUNT,
-                "custom": fields.CUSTOM,
-                "clicks": fields.CLICKS,
-                "facts": fields.FACT,
-            }.get(head)
+            prefix = SESSION_FACT_FIELDS.get(head)
             if prefix and tail:
                 session.add(prefix + tail)
     elif scope == "visitor":
-        prefix = {
-            "traits": fields.TRAIT,
-            "facts": fields.FACT,
-            "custom": fields.CUSTOM,
-            "clicks": fields.CLICKS,
-            "since": fields.LAST_AT,
-            "shown": fields.SHOWN,
-        }.get(head)
+        prefix = VISITOR_FACT_FIELDS.get(head)
         if prefix and tail:
             visitor.add(prefix + tail)
 

@@ -22,6 +22,8 @@ read ``timeout`` (pub/sub) gets redis-py's handling unchanged. Connecting keeps 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -91,16 +93,22 @@ class _Watched:
 
     # ---------------------------------------------------------------- redis-py's I/O
 
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+    @contextmanager
+    def _watched(self, what: str) -> Iterator[None]:
+        """One call under the watch: an error after the watch cut the socket is a timeout."""
         self._arm()
         try:
-            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+            yield
         except Exception as exc:
-            if self._expired:  # the watch cut the socket under this write
-                raise self._timed_out("writing to") from exc
+            if self._expired:
+                raise self._timed_out(what) from exc
             raise
         finally:
             self._disarm()
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        with self._watched("writing to"):
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
 
     async def read_response(
         self,
@@ -117,20 +125,13 @@ class _Watched:
                 disconnect_on_error=disconnect_on_error,
                 push_request=push_request,
             )
-        self._arm()
-        try:
+        with self._watched("reading from"):
             return await super().read_response(  # type: ignore[misc]
                 disable_decoding,
                 None,
                 disconnect_on_error=disconnect_on_error,
                 push_request=push_request,
             )
-        except Exception as exc:
-            if self._expired:  # the watch cut the socket under this read
-                raise self._timed_out("reading from") from exc
-            raise
-        finally:
-            self._disarm()
 
     async def disconnect(self, *args: Any, **kwargs: Any) -> None:
         if self._watch is not None and not self._busy:
