@@ -20,10 +20,11 @@ import msgspec
 import yaml
 
 from cuewire.facts import changes_for
+from cuewire.prediction import Reads, after_actions, after_batch
 from cuewire.rules.engine import Engine
 from cuewire.rules.index import RuleSet
 from cuewire.rules.model import Rule
-from cuewire.store.base import Cancel, Put, Schedule
+from cuewire.store.base import Schedule
 
 from .context import RULES
 
@@ -143,36 +144,24 @@ def event_stream(n: int, sessions: int = 200, seed: int = 7) -> list[tuple[int, 
 
 
 class Facts:
-    """Session and visitor facts in process, changed as the ingest script changes them."""
+    """One session's facts as the server process keeps them (prediction.py): the fields the
+    rules read, changed by a batch and by its actions as pipeline.py changes them when it
+    decides a batch before the store call."""
 
-    def __init__(self, index: int) -> None:
-        self.session: dict[str, str] = {"visitor": f"v_{index}", "started": str(T0)}
+    def __init__(self, index: int, reads: Reads) -> None:
+        self.reads = reads
+        self.visitor_id = f"v_{index}"
+        self.session: dict[str, str] = {"visitor": self.visitor_id, "started": str(T0)}
         self.visitor: dict[str, str] = {"sessions": "1"}
 
     def ingest(self, event: dict[str, Any], now: int, rules: RuleSet) -> None:
         ch = changes_for(event, now, rules.distinct, rules.clicks)  # as pipeline.py
-        s, v = self.session, self.visitor
-        for k in ch.incr:
-            s[k] = str(int(s.get(k, "0")) + 1)
-        s.update(ch.set)
-        for k, val in ch.setnx.items():
-            s.setdefault(k, val)
-        for k in ch.visitor_incr:
-            v[k] = str(int(v.get(k, "0")) + 1)
-        v.update(ch.visitor_set)
+        self.session, self.visitor = after_batch(
+            self.session, self.visitor, self.reads, [ch], now, "", self.visitor_id
+        )
 
     def apply(self, actions: list[Any]) -> None:
-        for a in actions:
-            if isinstance(a, Schedule):
-                self.session[f"t:{a.timer.rule}"] = a.timer.token
-            elif isinstance(a, Cancel):
-                self.session.pop(f"t:{a.timer.rule}", None)
-            elif isinstance(a, Put):
-                target = self.visitor if a.on_visitor else self.session
-                if a.value is None:
-                    target.pop(a.field, None)
-                else:
-                    target[a.field] = a.value
+        self.session, self.visitor = after_actions(self.session, self.visitor, self.reads, actions)
 
 
 def run_cuewire(
@@ -181,6 +170,7 @@ def run_cuewire(
     """Feed ``stream`` (or its prefix that fits ``budget_s``) one event per batch."""
     ruleset = RuleSet(rules)
     engine = Engine(ruleset)
+    reads = Reads(ruleset.fields)
     facts: dict[int, Facts] = {}
     engine_ns = facts_ns = 0
     candidates = 0
@@ -195,7 +185,7 @@ def run_cuewire(
             break
         n += 1
         now = T0 + i * 10
-        f = facts.get(s) or facts.setdefault(s, Facts(s))
+        f = facts.get(s) or facts.setdefault(s, Facts(s, reads))
         t0 = clock()
         f.ingest(event, now, ruleset)
         t1 = clock()

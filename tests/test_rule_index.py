@@ -11,11 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cuewire.facts import changes_for
+from cuewire.prediction import Reads, after_actions, after_batch
 from cuewire.rules.alpha import Atom, gate_of, literal_prefix
 from cuewire.rules.engine import Decision, Engine
 from cuewire.rules.index import Role, RuleSet
 from cuewire.rules.model import Condition, Rule
-from cuewire.store.base import Cancel, Put, Schedule
+from cuewire.store.base import Cancel, Schedule
 
 SHOP = "https://shop.test"
 PATHS = ["/product/1-boots", "/product/12-hat", "/category/1/x", "/landing/2/y", "/cart", "/"]
@@ -194,32 +195,6 @@ def _shown(decision: Decision) -> tuple[list[Any], list[Any]]:
     return actions, candidates
 
 
-def _apply(session: dict[str, str], visitor: dict[str, str], decision: Decision) -> None:
-    for a in decision.actions:
-        if isinstance(a, Schedule):
-            session[f"t:{a.timer.rule}"] = a.timer.token
-        elif isinstance(a, Cancel):
-            session.pop(f"t:{a.timer.rule}", None)
-        elif isinstance(a, Put):
-            target = visitor if a.on_visitor else session
-            if a.value is None:
-                target.pop(a.field, None)
-            else:
-                target[a.field] = a.value
-
-
-def _ingest(session: dict[str, str], visitor: dict[str, str], event: dict[str, Any], now: int):  # type: ignore[no-untyped-def]
-    ch = changes_for(event, now)
-    for k in ch.incr:
-        session[k] = str(int(session.get(k, "0")) + 1)
-    session.update(ch.set)
-    for k, value in ch.setnx.items():
-        session.setdefault(k, value)
-    for k in ch.visitor_incr:
-        visitor[k] = str(int(visitor.get(k, "0")) + 1)
-    visitor.update(ch.visitor_set)
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rules=rule_sets(),
@@ -232,19 +207,21 @@ def test_the_index_never_changes_a_decision(
     indexed = Engine(AlwaysIndexed(rules, segments))
     as_run = Engine(RuleSet(rules, segments))
     every_rule = Engine(Unindexed(rules, segments))
+    # the facts as the pipeline keeps and changes them (prediction.py), the fields rules read
+    reads = Reads(as_run.rules.fields)
     session: dict[str, str] = {"started": "0"}
     visitor: dict[str, str] = {"sessions": "1"}
     now = 1_000_000
     for batch in batches:
         now += 7_000
-        for event in batch:
-            _ingest(session, visitor, event, now)
+        changes = [changes_for(event, now) for event in batch]
+        session, visitor = after_batch(session, visitor, reads, changes, now, "", "v1")
         args = ("site", "s1", "v1", batch, session, visitor, now)
         reference = every_rule.on_events(*args)
         want = _shown(reference)
         assert _shown(indexed.on_events(*args)) == want
         assert _shown(as_run.on_events(*args)) == want
-        _apply(session, visitor, reference)
+        session, visitor = after_actions(session, visitor, reads, reference.actions)
 
 
 # -- what the index reads from conditions -----------------------------------------------

@@ -12,7 +12,7 @@ on the fields rules read (``RuleSet.fields``): keep the two in step.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -52,15 +52,16 @@ def after_batch(
 ) -> tuple[Facts, Facts]:
     """The facts ``reads`` names after ``changes`` (every event new), from those before.
     ValueError when a counter holds something that is not a number (the store would fail)."""
-    incr: Counter[str] = Counter()
+    incr: dict[str, int] = {}
     sets: dict[str, str] = {}
     first: dict[str, str] = {}
-    visitor_incr: Counter[str] = Counter()
-    visitor_sets: dict[str, str] = {}
+    visitor_incr: dict[str, int] = {}
+    visitor_sets: dict[str, str] = {"last_seen": str(now_ms)}
     clear_if: dict[str, set[str]] = {}
     verified = visitor.get("user_verified") == "1"
     for ch in changes:
-        incr.update(ch.incr)
+        for field in ch.incr:
+            incr[field] = incr.get(field, 0) + 1
         sets.update(ch.set)
         for field, value in ch.setnx.items():
             first.setdefault(field, value)
@@ -69,34 +70,36 @@ def after_batch(
             verified or visitor_sets.get("user_verified") == "1"
         ):
             vs = {k: v for k, v in vs.items() if k not in ("user_id", "user_verified")}
-        visitor_incr.update(ch.visitor_incr)
+        for field in ch.visitor_incr:
+            visitor_incr[field] = visitor_incr.get(field, 0) + 1
         visitor_sets.update(vs)
         for field, value in ch.clear_if.items():
             clear_if.setdefault(field, set()).add(value)
+    if sid:
+        sets["sid"] = sid
 
     s, v = dict(session), dict(visitor)
+    wanted, wanted_visitor = reads.session, reads.visitor
     # in ingest.lua's order: set-if-absent of the session's owner and start, counters,
     # set-if-absent, sets (and the socket), conditional clears; then the visitor's
-    _set_if_absent(s, reads.session, "visitor", visitor_id)
-    _set_if_absent(s, reads.session, "started", str(now_ms))
+    _set_if_absent(s, wanted, "visitor", visitor_id)
+    _set_if_absent(s, wanted, "started", str(now_ms))
     for field, n in incr.items():
-        if reads.session(field):
+        if wanted(field):
             s[field] = str(int(s.get(field, "0")) + n)
     for field, value in first.items():
-        _set_if_absent(s, reads.session, field, value)
-    if sid:
-        sets = {**sets, "sid": sid}
+        _set_if_absent(s, wanted, field, value)
     for field, value in sets.items():
-        if reads.session(field):
+        if wanted(field):
             s[field] = value
     for field, values in clear_if.items():
-        if reads.session(field) and s.get(field) in values:
+        if wanted(field) and s.get(field) in values:
             s[field] = ""
     for field, n in visitor_incr.items():
-        if reads.visitor(field):
+        if wanted_visitor(field):
             v[field] = str(int(v.get(field, "0")) + n)
-    for field, value in {"last_seen": str(now_ms), **visitor_sets}.items():
-        if reads.visitor(field):
+    for field, value in visitor_sets.items():
+        if wanted_visitor(field):
             v[field] = value
     return s, v
 
