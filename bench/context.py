@@ -44,7 +44,7 @@ class Plan:
 
 QUICK = Plan(
     name="quick",
-    ingest_sessions=600,
+    ingest_sessions=1200,
     ingest_in_flight=64,
     ingest_batch=5,
     ingest_warmup_s=1,
@@ -67,7 +67,7 @@ QUICK = Plan(
 
 FULL = Plan(
     name="full",
-    ingest_sessions=1000,
+    ingest_sessions=1500,
     ingest_in_flight=64,
     ingest_batch=5,
     ingest_warmup_s=3,

@@ -167,14 +167,19 @@ async def ingest(bench: Bench) -> Table:
         )
     cw, floor = _ingest_figures(cw_run), _ingest_figures(echo_run)
     ratio = cw["events_per_s"] / max(floor["events_per_s"], 1)
+    # What one core carries: the inverse of the CPU a batch costs. When both servers saturate
+    # it equals the events/s ratio; when the echo does not (the offered load caps it), the
+    # events/s ratio flatters Cuewire, and this one does not.
+    capacity = floor["server_cpu_us_per_batch"] / max(cw["server_cpu_us_per_batch"], 1)
     table.add("Cuewire, accepted events/s", cw["events_per_s"], "ev/s")
     table.add("echo server, accepted events/s", floor["events_per_s"], "ev/s")
-    table.add("ratio Cuewire / echo", ratio, "x", ">= 0.70", at_least(0.7))
-    table.add("batches/s (Cuewire / echo)", f"{cw['batches_per_s']:,} / {floor['batches_per_s']:,}")
+    table.add("ratio Cuewire / echo, events/s", ratio, "x")
     table.add(
         "server CPU per batch (Cuewire / echo)",
         f"{cw['server_cpu_us_per_batch']} / {floor['server_cpu_us_per_batch']} us",
     )
+    table.add("ratio Cuewire / echo, capacity per core", capacity, "x", ">= 0.70", at_least(0.7))
+    table.add("batches/s (Cuewire / echo)", f"{cw['batches_per_s']:,} / {floor['batches_per_s']:,}")
     for name, fig in (("Cuewire", cw), ("echo", floor)):
         ack = fig["ack_ms"]
         table.add(f"ack p50 / p99 ({name})", f"{ms(ack['p50'])} / {ms(ack['p99'])} ms")
