@@ -31,6 +31,7 @@ from .keys import Keys
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .protocol import Prompt
+from .rooms import LocalManager
 from .runtime import Runtime
 from .settings import Settings
 from .sio_manager import RedisManager
@@ -85,7 +86,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     sio = socketio.AsyncServer(
         async_mode="asgi",
         serializer="msgpack",
-        client_manager=manager,
+        client_manager=manager or LocalManager(),
         cors_allowed_origins="*",  # each site key has its own allow-list, checked on connect
         cors_credentials=False,  # never let another origin's page send its cookies or auth
         max_http_buffer_size=settings.limits.max_payload_bytes,

@@ -15,10 +15,12 @@ from typing import Any
 import socketio
 
 from .lifecycle import Closing
+from .rooms import IndexedRooms
 
 
-class RedisManager(socketio.AsyncRedisManager, Closing):  # type: ignore[misc]
-    """``AsyncRedisManager`` whose listener and connections end with ``aclose``."""
+class RedisManager(IndexedRooms, socketio.AsyncRedisManager, Closing):  # type: ignore[misc]
+    """``AsyncRedisManager`` whose listener and connections end with ``aclose``, with the
+    reverse room index of rooms.py."""
 
     def __init__(self, url: str, channel: str) -> None:
         super().__init__(url, channel=channel)
