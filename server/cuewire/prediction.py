@@ -24,6 +24,11 @@ from .store.base import Action, Cancel, Facts, Put, Schedule
 KNOWN_SESSIONS = 10_000  # sessions whose facts a process keeps (least recently used go)
 
 
+# Answers a Reads keeps per hash: field names are few (rules and the event types name them),
+# but custom event names come from browsers, so the memo stops growing here (it is a cache).
+READS_MEMO = 4096
+
+
 class Reads:
     """Which hash fields the rules read: exact names and prefixes, per hash."""
 
@@ -33,12 +38,24 @@ class Reads:
         self._session_prefixes = tuple(wanted.session_prefixes)
         self._visitor = frozenset(wanted.visitor)
         self._visitor_prefixes = tuple(wanted.visitor_prefixes)
+        self._session_memo: dict[str, bool] = {}
+        self._visitor_memo: dict[str, bool] = {}
 
     def session(self, field: str) -> bool:
-        return field in self._session or field.startswith(self._session_prefixes)
+        read = self._session_memo.get(field)
+        if read is None:
+            read = field in self._session or field.startswith(self._session_prefixes)
+            if len(self._session_memo) < READS_MEMO:
+                self._session_memo[field] = read
+        return read
 
     def visitor(self, field: str) -> bool:
-        return field in self._visitor or field.startswith(self._visitor_prefixes)
+        read = self._visitor_memo.get(field)
+        if read is None:
+            read = field in self._visitor or field.startswith(self._visitor_prefixes)
+            if len(self._visitor_memo) < READS_MEMO:
+                self._visitor_memo[field] = read
+        return read
 
 
 def after_batch(
@@ -52,56 +69,68 @@ def after_batch(
 ) -> tuple[Facts, Facts]:
     """The facts ``reads`` names after ``changes`` (every event new), from those before.
     ValueError when a counter holds something that is not a number (the store would fail)."""
-    incr: dict[str, int] = {}
-    sets: dict[str, str] = {}
-    first: dict[str, str] = {}
-    visitor_incr: dict[str, int] = {}
-    visitor_sets: dict[str, str] = {"last_seen": str(now_ms)}
-    clear_if: dict[str, set[str]] = {}
     verified = visitor.get("user_verified") == "1"
-    for ch in changes:
-        for field in ch.incr:
-            incr[field] = incr.get(field, 0) + 1
-        sets.update(ch.set)
-        for field, value in ch.setnx.items():
-            first.setdefault(field, value)
-        vs = ch.visitor_set
-        if vs.get("user_verified") == "0" and (
-            verified or visitor_sets.get("user_verified") == "1"
-        ):
-            vs = {k: v for k, v in vs.items() if k not in ("user_id", "user_verified")}
-        for field in ch.visitor_incr:
-            visitor_incr[field] = visitor_incr.get(field, 0) + 1
-        visitor_sets.update(vs)
-        for field, value in ch.clear_if.items():
-            clear_if.setdefault(field, set()).add(value)
-    if sid:
-        sets["sid"] = sid
-
+    merged = changes[0] if len(changes) == 1 else _merge(changes, verified)
     s, v = dict(session), dict(visitor)
     wanted, wanted_visitor = reads.session, reads.visitor
     # in ingest.lua's order: set-if-absent of the session's owner and start, counters,
     # set-if-absent, sets (and the socket), conditional clears; then the visitor's
     _set_if_absent(s, wanted, "visitor", visitor_id)
     _set_if_absent(s, wanted, "started", str(now_ms))
-    for field, n in incr.items():
+    for field in merged.incr:  # a field named twice counts twice
         if wanted(field):
-            s[field] = str(int(s.get(field, "0")) + n)
-    for field, value in first.items():
+            s[field] = str(int(s.get(field, "0")) + 1)
+    for field, value in merged.setnx.items():
         _set_if_absent(s, wanted, field, value)
-    for field, value in sets.items():
+    for field, value in merged.set.items():
         if wanted(field):
             s[field] = value
-    for field, values in clear_if.items():
-        if wanted(field) and s.get(field) in values:
-            s[field] = ""
-    for field, n in visitor_incr.items():
+    if sid and wanted("sid"):
+        s["sid"] = sid
+    cleared = [
+        field
+        for ch in changes
+        for field, value in ch.clear_if.items()
+        if wanted(field) and s.get(field) == value
+    ]
+    for field in cleared:
+        s[field] = ""
+    for field in merged.visitor_incr:
         if wanted_visitor(field):
-            v[field] = str(int(v.get(field, "0")) + n)
-    for field, value in visitor_sets.items():
+            v[field] = str(int(v.get(field, "0")) + 1)
+    if wanted_visitor("last_seen"):
+        v["last_seen"] = str(now_ms)
+    visitor_set = merged.visitor_set
+    if len(changes) == 1 and verified and visitor_set.get("user_verified") == "0":
+        visitor_set = _unverified_kept_out(visitor_set)
+    for field, value in visitor_set.items():
         if wanted_visitor(field):
             v[field] = value
     return s, v
+
+
+def _merge(changes: Sequence[FactChanges], verified: bool) -> FactChanges:
+    """The changes of several events as one, in ingest.lua's merge: counters added, the last
+    set wins, the first set-if-absent wins; an unverified identify never downgrades a visitor
+    verified before it or earlier in the batch. (Conditional clears are read from each.)"""
+    merged = FactChanges()
+    for ch in changes:
+        merged.incr += ch.incr
+        merged.set.update(ch.set)
+        for field, value in ch.setnx.items():
+            merged.setnx.setdefault(field, value)
+        vs = ch.visitor_set
+        if vs.get("user_verified") == "0" and (
+            verified or merged.visitor_set.get("user_verified") == "1"
+        ):
+            vs = _unverified_kept_out(vs)
+        merged.visitor_incr += ch.visitor_incr
+        merged.visitor_set.update(vs)
+    return merged
+
+
+def _unverified_kept_out(visitor_set: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in visitor_set.items() if k not in ("user_id", "user_verified")}
 
 
 def _set_if_absent(facts: Facts, wanted: Callable[[str], bool], field: str, value: str) -> None:
