@@ -15,10 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from playwright.async_api import ConsoleMessage, Page, WebSocket, WebSocketRoute
+from playwright.async_api import ConsoleMessage, Page, WebSocket, WebSocketRoute, expect
 
 from cuewire.sites import Site, Sites
-from support.browser import BROWSER_TEST, Serve, count, facts, facts_when, recent_events, session_id
+from support.browser import (
+    BROWSER_TEST,
+    Serve,
+    count,
+    facts,
+    facts_when,
+    prompt_host,
+    recent_events,
+    session_id,
+)
+from support.proxy import UpgradeBlockingProxy
+from support.servers import site_for
 from support.waiting import eventually
 
 pytest_plugins = ["support.browser"]
@@ -422,3 +433,24 @@ async def test_an_overloaded_refusal_is_retried_after_its_retry_ms(
     assert figures["refused"] == "overloaded"
     assert len(opened) == 2, "one refusal, one retry"
     assert opened[1] - opened[0] >= retry_ms / 1000, "not before the server's retry_ms"
+
+
+async def test_where_a_proxy_blocks_websockets_the_snippet_falls_back_to_long_polling(
+    page: Page, serve: Serve
+) -> None:
+    async with UpgradeBlockingProxy() as proxy:
+        # The pages come through the proxy, so the site allows the proxy's origin; they are
+        # the server's own, so the polling handshake (a same-origin GET) carries no Origin.
+        # The fixture shop's product page arms the 1 s hesitation rule.
+        server = serve(sites=lambda _own_origin: site_for(proxy.url))
+        proxy.forward_to(server.url)
+        polls: list[str] = []
+        page.on("request", lambda r: polls.append(r.url) if "transport=polling" in r.url else None)
+        await page.goto(proxy.url + "/product/boots.html")
+        session = await session_id(page)
+        # A prompt the server pushes (the timer-fired hesitation prompt, acked by the tab).
+        await expect(prompt_host(page, kind="modal")).to_have_count(1)
+        await page.evaluate("cuewire.track('over_polling', {n: 1})")
+        await facts_when(server, session, lambda f: count(f, "c:over_polling") == 1)
+        assert proxy.refused >= 1, "the snippet never tried a websocket"
+        assert polls, "no long-polling request went out"

@@ -123,7 +123,10 @@ export function createTransport(opts: TransportOptions): Transport {
 
   const socket = io(opts.origin, {
     path: "/socket.io",
-    transports: ["websocket"],
+    // WebSocket first; where a proxy or firewall blocks it, HTTP long-polling (several
+    // server processes then need sticky routing: docs/deploy.md).
+    transports: ["websocket", "polling"],
+    tryAllTransports: true,
     parser: msgpackParser,
     autoConnect: false,
     reconnectionDelayMax: 30000,

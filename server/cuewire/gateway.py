@@ -50,6 +50,7 @@ RELEASE_CONCURRENCY = 8
 # a connection. Fewer starved a saturated process: at 24, 64 batches in flight left it at 78%
 # CPU with acks waiting here (bench ingest, 16.3k ev/s; 19.4k at 64, 94% CPU).
 BATCH_CONCURRENCY = POOL_SIZE
+WEB_SCHEMES = {"ws": "http", "wss": "https"}  # a websocket request's page is on the web one
 
 
 @dataclass
@@ -70,6 +71,22 @@ def client_address(environ: dict[str, Any]) -> str:
     engine.io's own REMOTE_ADDR is a constant)."""
     client = (environ.get("asgi.scope") or {}).get("client")
     return str(client[0]) if client else "unknown"
+
+
+def page_origin(environ: dict[str, Any]) -> str | None:
+    """The origin of the page that connects: its ``Origin`` header, or where a browser leaves
+    that out (a same-origin GET, such as the long-polling handshake of a page this server's own
+    address serves; a cross-origin request always carries it) the address the request went to.
+    A client that is not a browser can claim any origin either way: the allow-list keeps other
+    sites' pages out, not scripts."""
+    origin = environ.get("HTTP_ORIGIN")
+    if origin:
+        return str(origin)
+    host = environ.get("HTTP_HOST")
+    if not host:
+        return None
+    scheme = (environ.get("asgi.scope") or {}).get("scheme", "http")
+    return f"{WEB_SCHEMES.get(scheme, scheme)}://{host}"
 
 
 def jittered(base_ms: int) -> int:
@@ -132,7 +149,7 @@ class Gateway:
         except msgspec.ValidationError as exc:
             self._refuse(Refuse.INVALID_AUTH, f"invalid auth: {error_reason(exc)}")
         site = self._sites.get(parsed.site)
-        origin = environ.get("HTTP_ORIGIN")
+        origin = page_origin(environ)
         if site is None:
             self._refusals.note(Refuse.UNKNOWN_SITE, parsed.site, origin)
             self._refuse(Refuse.UNKNOWN_SITE, "unknown site key")
