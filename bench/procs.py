@@ -123,11 +123,16 @@ class Redis:
         self.client.flushall()
 
     def stats(self) -> dict[str, float]:
-        """Counters for the Redis-cost scenario: reads (~ round trips), commands by name."""
+        """Counters for the Redis-cost scenario: reads (~ round trips), commands by name, bytes
+        in and out, Redis's own CPU (us) and memory."""
         info = self.client.info("stats")
+        cpu = self.client.info("cpu")
         out: dict[str, float] = {
             "reads": float(info["total_reads_processed"]),
             "commands": float(info["total_commands_processed"]),
+            "bytes_in": float(info["total_net_input_bytes"]),
+            "bytes_out": float(info["total_net_output_bytes"]),
+            "cpu_us": 1e6 * (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])),
         }
         for name, value in self.client.info("commandstats").items():
             out[name.removeprefix("cmdstat_")] = float(value["calls"])

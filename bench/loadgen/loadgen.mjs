@@ -316,6 +316,9 @@ async function batches(sessions) {
   let accepted = 0;
   let bad = 0;
   out({ t: "measure_start" });
+  // The orchestrator reads Redis's counters when it gets the line: give it time to, or a short
+  // run (30 prompt batches) is over before the window opens.
+  await sleep(300);
   await Promise.all(
     sessions.map(async (s) => {
       for (let i = 0; i < cfg.per_session; i++) {
