@@ -19,7 +19,8 @@ under the same token (timers.py) until the tab reconnects to a live process.
 
 A process refreshes its inbox's expiry while it runs and deletes the inbox when it stops; a
 message to a process whose inbox is gone is refused at once (inbox_send.lua) and counts as not
-delivered. Each inbox is capped (MAXLEN) and trimmed up to what its reader has handled.
+delivered. Each inbox is capped (MAXLEN) and trimmed up to what its reader has handled (in
+rounds, and whenever it goes idle).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ TTL_S = 30  # an inbox outlives its process by at most this long
 REFRESH_S = TTL_S / 3
 BLOCK_MS = 2_000  # one XREAD waits at most this long (the expiry is refreshed in between)
 READ_COUNT = 256
+# Handled messages are trimmed (XTRIM MINID) once this many pile up, or when the inbox is idle.
+TRIM_EVERY = 64
 # The holder answers this much before the sender stops waiting, so the answer arrives in time.
 ANSWER_MARGIN_S = 0.5
 ERROR_PAUSE_S = 1.0  # the reader's pause after a Redis error before it reads again
@@ -156,6 +159,7 @@ class Inbox(Closing):
         self._stopping.clear()
         loop = asyncio.get_running_loop()
         refreshed = loop.time()
+        untrimmed = 0  # messages handled and still in the stream
         while not self._stopping.is_set():
             try:
                 if self._last is None:
@@ -175,8 +179,11 @@ class Inbox(Closing):
                 for entry_id, fields in entries:
                     self._last = entry_id
                     self._handle(fields)
-                with contextlib.suppress(RedisError):  # else the next batch trims it
+                untrimmed += len(entries)
+            if untrimmed >= TRIM_EVERY or (untrimmed and not read):
+                with contextlib.suppress(RedisError):  # else a later round trims it
                     await self._client.xtrim(self._key, minid=self._last, approximate=False)
+                    untrimmed = 0
 
     async def _pause(self) -> None:
         with contextlib.suppress(TimeoutError):
