@@ -147,6 +147,35 @@ async def test_a_prompt_for_a_killed_holder_reaches_the_tab_on_another_process_o
         await back.sio.disconnect()
 
 
+async def test_a_backend_event_on_one_process_pushes_its_prompt_to_the_tab_on_another(
+    three: tuple[Proc, Proc, Proc], clean_redis: str
+) -> None:
+    """A prompt without an ack: the site's backend posts exit_intent to A for the visitor
+    whose tab is on B; the prompt goes to B's inbox only, and no answer comes back."""
+    a, b, c = three
+    tab = await Visitor(b.url).connect()
+    try:
+        await tab.send(tab.event("page_view", PRODUCT))
+        async with httpx.AsyncClient(base_url=a.url) as http:
+            posted = await http.post(
+                "/v1/events",
+                json={
+                    "site": "test-site",
+                    "visitor": "v_visitor01",
+                    "events": [{"type": "exit_intent", "ts": 1, "seq": 0, "url": PRODUCT}],
+                },
+                headers={"Authorization": "Bearer k-test"},
+            )
+        assert posted.status_code == 200 and posted.json()["accepted"] == 1, posted.text
+        prompt = await tab.wait_prompt(timeout=5)
+        assert prompt["rule"] == "exit-product"
+        assert await b.counted("cuewire_inbox_received_total", "prompt") >= 1
+        assert await b.counted("cuewire_inbox_sent_total", "answer") == 0
+        assert await c.counted("cuewire_inbox_received_total", "prompt") == 0
+    finally:
+        await tab.sio.disconnect()
+
+
 async def test_a_process_that_stops_deletes_its_inbox_and_senders_learn_it_at_once(
     three: tuple[Proc, Proc, Proc], clean_redis: str
 ) -> None:

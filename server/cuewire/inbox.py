@@ -138,9 +138,9 @@ class Inbox(Closing):
         flat = [part for pair in message.items() for part in pair]
         try:
             added = await self._send_script(keys=[self._keys.inbox(process)], args=[MAXLEN, *flat])
-        except RedisError as exc:
+        except RedisError:
+            # not logged: the store's own calls log an outage once; the metric counts these
             self._metrics.store_errors.labels("inbox").inc()
-            log.warning("cannot send to the inbox of process %s: %s", process, exc)
             return False
         if added is None:
             self._metrics.inbox_unreachable.inc()
@@ -160,6 +160,7 @@ class Inbox(Closing):
         loop = asyncio.get_running_loop()
         refreshed = loop.time()
         untrimmed = 0  # messages handled and still in the stream
+        failing = False  # Redis errors since the last good read
         while not self._stopping.is_set():
             try:
                 if self._last is None:
@@ -172,9 +173,14 @@ class Inbox(Closing):
                 read = cast(Read, reply)
             except RedisError as exc:
                 self._metrics.store_errors.labels("inbox").inc()
-                log.warning("cannot read inbox %s (%s); retrying", self._key, exc)
+                if not failing:  # once per outage (STYLE.md 10c); the metric counts them
+                    log.error("cannot read inbox %s (%s); retrying", self._key, exc)
+                failing = True
                 await self._pause()
                 continue
+            if failing:
+                log.warning("inbox %s readable again", self._key)
+                failing = False
             for _stream, entries in read or []:
                 for entry_id, fields in entries:
                     self._last = entry_id
