@@ -20,7 +20,7 @@ from cuewire.delivery import PROMPT_ACK_TIMEOUT_S
 from cuewire.inbox import TTL_S
 from cuewire.keys import Keys
 from cuewire.settings import Settings
-from cuewire.sockets import parse_address
+from cuewire.sockets import parse_address, socket_address
 from support.paths import FIXTURES
 from support.processes import ServerProcess, deadlines_settled_in, sites_file
 from support.servers import LiveServer, free_port, site_for
@@ -230,3 +230,8 @@ async def test_the_inbox_reader_is_supervised_reported_and_its_inbox_deleted_on_
         await eventually(lambda: client.exists(inbox), what="the inbox")
         assert 0 < client.ttl(inbox) <= TTL_S
     assert not client.exists(inbox)
+
+
+def test_a_socket_address_names_its_process_and_an_old_bare_sid_names_none() -> None:
+    assert parse_address(socket_address("w1", "Ab-c_9")) == ("w1", "Ab-c_9")
+    assert parse_address("Ab-c_9") == ("", "Ab-c_9")  # recorded by a version without inboxes
