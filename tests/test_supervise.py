@@ -14,13 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-import socketio
 
 from cuewire.errors import RuleError, TemplateError
 from cuewire.render import Catalog
 from cuewire.rules.loader import load_rules
 from cuewire.settings import Settings
-from cuewire.sio_manager import RedisManager
 from cuewire.supervise import Fault, Supervisor
 from support.paths import FIXTURES
 from support.servers import LiveServer, site_for
@@ -204,20 +202,6 @@ async def test_a_background_task_that_raises_is_restarted_and_shown_in_healthz(
 
 
 # ---------------------------------------------------------------- lifecycles
-
-
-async def test_the_socketio_redis_manager_ends_its_listener_on_close(clean_redis: str) -> None:
-    """python-socketio starts the manager's pub/sub listener on the first connection and
-    offers no way to stop it; ours ends it (and its connections) when the app closes."""
-    manager = RedisManager(clean_redis, "cwtest:socketio")
-    socketio.AsyncServer(async_mode="asgi", client_manager=manager)
-    manager.initialize()  # what the server does on its first connection
-    listener = manager._listener
-    assert listener is not None and not listener.done()
-    async with manager:
-        await asyncio.sleep(0.05)  # let it subscribe
-    assert listener.done()
-    await manager.aclose()  # closing twice is harmless
 
 
 # ---------------------------------------------------------------- every YAML error is a SourceError

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import socketio
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -25,18 +23,18 @@ from .admin.qa import mount_qa
 from .admin.studio import studio_routes
 from .backend import BackendEvents
 from .clock import Clock, SystemClock
-from .delivery import PROMPT_ACK_TIMEOUT_S, Delivery
+from .delivery import Delivery, Emit
 from .gateway import Gateway
+from .inbox import Inbox, inbox_client
 from .keys import Keys
 from .metrics import Metrics
 from .pipeline import Pipeline
-from .protocol import Prompt
 from .rooms import LocalManager
 from .runtime import Runtime
 from .settings import Settings
-from .sio_manager import RedisManager
 from .sites import Sites
 from .snippet import Snippet
+from .sockets import LocalSockets, new_process_id
 from .store import RedisStore, open_store
 from .supervise import Supervisor
 from .timers import TimerLoop
@@ -63,30 +61,20 @@ class Services:
     pipeline: Pipeline
     clock: Clock
     supervisor: Supervisor
-    sio_manager: RedisManager | None
-
-
-def forget_callback(manager: Any, sid: str, callback: Any) -> None:
-    """Drop the ack callback of an emit that timed out. python-socketio keeps it in
-    ``manager.callbacks[sid]`` until the ack comes or a local socket disconnects, which for a
-    socket of a dead process is never. (The sid's ack-id counter stays, so a late ack can
-    never be taken for the ack of a later prompt.)"""
-    pending = manager.callbacks.get(sid) or {}
-    for key in [k for k, v in pending.items() if v is callback]:
-        del pending[key]
+    sockets: LocalSockets  # this process's sockets, and its id
+    inbox: Inbox | None  # with Redis: targeted delivery to the other processes
 
 
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     store = open_store(settings)
     runtime = Runtime(settings.rules_dir, settings.templates_dir)
-    manager = None
-    if settings.redis_url:
-        manager = RedisManager(settings.redis_url, Keys(settings.key_prefix).socketio_channel())
+    # no client manager on Redis: a prompt for another process's socket goes to that
+    # process's inbox (inbox.py), not to every process
     sio = socketio.AsyncServer(
         async_mode="asgi",
         serializer="msgpack",
-        client_manager=manager or LocalManager(),
+        client_manager=LocalManager(),
         cors_allowed_origins="*",  # each site key has its own allow-list, checked on connect
         cors_credentials=False,  # never let another origin's page send its cookies or auth
         max_http_buffer_size=settings.limits.max_payload_bytes,
@@ -94,31 +82,21 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         **socketio_options(),
     )
 
-    async def emit(sid: str, prompt: Prompt, confirm: bool) -> bool:
-        """Push ``prompt`` to the socket ``sid`` (through the Redis manager when another
-        process holds it). With ``confirm``, wait for the tab's ack: False when none came in
-        time (the socket is gone, e.g. its process was killed), so the caller can hold it."""
-        local = sio.manager.is_connected(sid, "/")
-        data = msgspec.to_builtins(prompt)
-        if not confirm:
-            await sio.emit("prompt", data, to=sid, ignore_queue=local)
-            return True
-        acked = asyncio.Event()
-
-        def ack(*_args: Any) -> None:
-            acked.set()
-
-        await sio.emit("prompt", data, to=sid, callback=ack, ignore_queue=local)
-        try:
-            await asyncio.wait_for(acked.wait(), PROMPT_ACK_TIMEOUT_S)
-            return True
-        except TimeoutError:
-            forget_callback(sio.manager, sid, ack)
-            return False
-
     supervisor = Supervisor()
     webhooks = Webhooks(new_webhook_client(), lambda job: supervisor.run_once("webhooks", job))
     metrics = Metrics()
+    local = LocalSockets(sio, new_process_id())
+    inbox = None
+    emit: Emit = local.emit  # the embedded store: one process, every socket is local
+    if settings.redis_url:
+        inbox = Inbox(
+            inbox_client(settings.redis_url),
+            Keys(settings.key_prefix),
+            local,
+            metrics,
+            lambda job: supervisor.run_once("inbox-deliveries", job),
+        )
+        emit = inbox.emit
     delivery = Delivery(
         store,
         runtime.engine,
@@ -130,7 +108,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         metrics,
     )
     pipeline = Pipeline(store, runtime.engine, delivery)
-    gateway = Gateway(sio, settings, sites, store, pipeline, clock, metrics)
+    gateway = Gateway(sio, settings, sites, store, pipeline, clock, metrics, local.address)
     timers = TimerLoop(
         store,
         runtime.engine,
@@ -154,7 +132,8 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         pipeline,
         clock,
         supervisor,
-        manager,
+        local,
+        inbox,
     )
 
 
@@ -163,9 +142,10 @@ async def serving(services: Services) -> AsyncIterator[Services]:
     """Open everything long-lived in order and close it in reverse, whatever happens.
 
     Closing order: the reload watcher and the timer loop stop first (a tick in flight
-    finishes, within the supervisor's grace period), then Socket.IO and its Redis manager,
-    then webhooks (deliveries in flight get a moment) and their HTTP client, the supervisor
-    (QA feeds and what is left), and the store last."""
+    finishes, within the supervisor's grace period), then Socket.IO, then the inbox's reader
+    and the inbox (deleted: other processes stop sending to it), then webhooks (deliveries in
+    flight get a moment) and their HTTP client, the supervisor (QA feeds and what is left),
+    and the store last."""
     settings = services.settings
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(services.store)
@@ -176,8 +156,10 @@ async def serving(services: Services) -> AsyncIterator[Services]:
         supervisor = await stack.enter_async_context(services.supervisor)
         await stack.enter_async_context(services.webhooks.client)
         await stack.enter_async_context(services.webhooks)
-        if services.sio_manager is not None:
-            await stack.enter_async_context(services.sio_manager)
+        inbox = services.inbox
+        if inbox is not None:
+            await stack.enter_async_context(inbox)
+            await stack.enter_async_context(supervisor.running("inbox", inbox.run))
         stack.push_async_callback(services.sio.shutdown)
         await stack.enter_async_context(
             supervisor.running("timers", services.timers.run, stop=services.timers.stop)
@@ -206,6 +188,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         body = {
             "ok": store_ok and runtime.last_error is None and all(t.running for t in tasks),
             "version": __version__,
+            "process": services.sockets.process,
             "store": {
                 "reachable": store_ok,
                 "backend": "redis" if settings.redis_url else "embedded",

@@ -32,8 +32,10 @@ from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
-# emit(sid, prompt, confirm): push a prompt to a socket; with confirm, wait for the tab's ack
-# (at most PROMPT_ACK_TIMEOUT_S) and answer whether it came.
+# emit(address, prompt, confirm): push a prompt to the socket at a socket address (an
+# Origin's ``sid``: ``<sid>@<process>``, sockets.py), on this process or through the holder's
+# inbox (inbox.py); with confirm, wait for the tab's ack (at most PROMPT_ACK_TIMEOUT_S) and
+# answer whether it came. False also when the holder is gone: the caller holds the prompt.
 Emit = Callable[[str, Prompt, bool], Awaitable[bool]]
 PROMPT_ACK_TIMEOUT_S = 3.0
 # The fixed texts of codes (the others are made with numbers in Delivery._reason).

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -104,8 +105,12 @@ class Gateway:
         pipeline: Pipeline,
         clock: Clock,
         metrics: Metrics,
+        address: Callable[[str], str] = lambda sid: sid,
     ) -> None:
+        """``address`` turns a local sid into the socket address the store records for the
+        session (sockets.py: it names this process, so prompts reach it from any process)."""
         self._sio = sio
+        self._address = address
         self._settings = settings
         self._sites = sites
         self._store = store
@@ -160,7 +165,8 @@ class Gateway:
             parsed.dnt or environ.get("HTTP_DNT") == "1" or environ.get("HTTP_SEC_GPC") == "1"
         ):
             self._refuse(Refuse.DO_NOT_TRACK, "do-not-track")
-        describe = {"device": device_class(environ.get("HTTP_USER_AGENT")), "sid": sid}
+        describe = {"device": device_class(environ.get("HTTP_USER_AGENT"))}
+        describe["sid"] = self._address(sid)
         if parsed.tz is not None:
             describe["tz"] = str(parsed.tz)
         opened: OpenedSession | None = None
@@ -197,7 +203,7 @@ class Gateway:
         if not self._open(sid):
             # The socket closed while the store was opening its session: no disconnect
             # handler runs for it, so nothing may be left behind now.
-            await self._release(parsed.site, opened.session, sid)
+            await self._release(parsed.site, opened.session, self._address(sid))
             return False
         address = client_address(environ)
         self._conns[sid] = Connection(
@@ -221,7 +227,7 @@ class Gateway:
             return
         self._metrics.connections.dec()
         self._pipeline.forget(conn.site, conn.session)
-        await self._release(conn.site, conn.session, sid)
+        await self._release(conn.site, conn.session, self._address(sid))
 
     async def _release(self, site: str, session: str, sid: str) -> None:
         try:
@@ -242,7 +248,7 @@ class Gateway:
                 async with self._locks.hold(conn.session), self._batching:
                     with self._metrics.batch_seconds.time():
                         done = await self._pipeline.process(
-                            conn.origin(sid),
+                            conn.origin(self._address(sid)),
                             [event for _, event in valid],
                             self._clock.now_ms(),
                             conn.gate,

@@ -81,5 +81,7 @@ class Keys:
         """Stream of accepted batches (session, visitor, events JSON) for the QA view."""
         return f"{self.prefix}:live:{site}"
 
-    def socketio_channel(self) -> str:
-        return f"{self.prefix}:socketio"
+    def inbox(self, process: str) -> str:
+        """Stream of the messages for one server process (inbox.py): prompts for its sockets,
+        answers to its prompts. Its own hash tag: each call touches this one key."""
+        return f"{self.prefix}:inbox:{{{process}}}"

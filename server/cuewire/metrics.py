@@ -61,5 +61,23 @@ class Metrics:
             "cuewire_store_errors_total", "Failed store operations", ["where"], registry=r
         )
 
+        self.inbox_sent = Counter(
+            "cuewire_inbox_sent_total",
+            "Messages sent to the inbox of another process (inbox.py), by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.inbox_received = Counter(
+            "cuewire_inbox_received_total",
+            "Messages received in this process's inbox (inbox.py), by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.inbox_unreachable = Counter(
+            "cuewire_inbox_unreachable_total",
+            "Messages not sent: the process holding the socket is gone (its inbox expired)",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

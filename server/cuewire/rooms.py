@@ -67,4 +67,5 @@ class IndexedRooms:
 
 
 class LocalManager(IndexedRooms, socketio.AsyncManager):  # type: ignore[misc]
-    """The manager of a single process (the embedded store): python-socketio's own, indexed."""
+    """Each process's manager: python-socketio's own, indexed. It knows the process's own
+    sockets only; a prompt for another process's socket goes through its inbox (inbox.py)."""
