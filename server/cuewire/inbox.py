@@ -44,6 +44,7 @@ from .metrics import Metrics
 from .protocol import Prompt
 from .sockets import LocalSockets, parse_address
 from .store.scripts import lua
+from .store.sentinel import is_sentinel_url, sentinel_client
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,16 @@ CONNECT_TIMEOUT_S = 5.0
 
 def inbox_client(url: str) -> aioredis.Redis:
     """The inbox's own Redis client: its reader blocks in XREAD, so its calls may take up to
-    BLOCK_MS longer than the store's (store/connection.py bounds those)."""
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=BLOCK_MS / 1000 + CONNECT_TIMEOUT_S,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-    )
+    BLOCK_MS longer than the store's (store/connection.py bounds those). On the same Redis as
+    the store: one, or the primary that the Sentinels of a ``redis+sentinel://`` URL name."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": BLOCK_MS / 1000 + CONNECT_TIMEOUT_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+    }
+    if is_sentinel_url(url):
+        return sentinel_client(url, **options)
+    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
     return client
 
 

@@ -71,9 +71,17 @@ class Tally:
 class Tab:
     """One tab of one visitor: connects (keeping its session over reconnects), sends batches
     of ``size`` events one at a time, and resends a batch with the same seqs until an ack
-    accepts it, as the snippet does."""
+    accepts it, as the snippet does. With ``prompts``, it keeps each prompt pushed to it there
+    and acks it, as the snippet does."""
 
-    def __init__(self, url: str, visitor: str, tally: Tally, size: int = 3) -> None:
+    def __init__(
+        self,
+        url: str,
+        visitor: str,
+        tally: Tally,
+        size: int = 3,
+        prompts: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.url = url
         self.visitor = visitor
         self.tally = tally
@@ -82,12 +90,15 @@ class Tab:
         self.seq = 0
         self.sio: socketio.AsyncClient | None = None
         self._session = asyncio.Event()
+        self.prompts = prompts
 
     async def connect(self, attempts: int = 200) -> None:
         for _ in range(attempts):
             sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
             self._session = asyncio.Event()
             sio.on("session", self._on_session)
+            if self.prompts is not None:
+                sio.on("prompt", self._on_prompt)
             auth = {"site": "test-site", "visitor": self.visitor, "tab": "tab1"}
             if self.session:
                 auth["session"] = self.session
@@ -112,6 +123,11 @@ class Tab:
         self.session = data["session"]
         self.tally.acked.setdefault(data["session"], set())
         self._session.set()
+
+    async def _on_prompt(self, data: dict[str, Any]) -> bool:
+        assert self.prompts is not None
+        self.prompts.append(data)
+        return True  # the ack
 
     def next_batch(self) -> list[dict[str, Any]]:
         batch = []

@@ -1,4 +1,5 @@
-"""Pick the store backend by URL: ``redis://`` / ``rediss://`` / ``unix://`` or ``memory://``."""
+"""Pick the store backend by URL: ``redis://`` / ``rediss://`` / ``unix://``,
+``redis+sentinel://`` (the primary that Sentinels name, sentinel.py) or ``memory://``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..settings import Settings
 from .base import Store
 from .connection import watched_pool
 from .redis import RedisStore
+from .sentinel import watched_sentinel_pool
 
 MEMORY_URL = "memory://"
 POOL_SIZE = 64
@@ -34,10 +36,17 @@ def open_store(settings: Settings) -> RedisStore:
             url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_S
         )
         client = aioredis.Redis(connection_pool=pool)
+    elif scheme == "redis+sentinel":
+        # the same pool on whichever node the Sentinels name primary; closed with the client
+        sentinel_pool = watched_sentinel_pool(
+            url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_S
+        )
+        client = aioredis.Redis.from_pool(sentinel_pool)
     else:
         raise ConfigError(
-            f"unsupported store URL {url!r}: use redis://HOST:PORT/DB, rediss://, unix:// "
-            "or memory:// (the embedded store)"
+            f"unsupported store URL {url!r}: use redis://HOST:PORT/DB, rediss://, unix://, "
+            "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB] or memory:// "
+            "(the embedded store)"
         )
     return RedisStore(client, settings)
 

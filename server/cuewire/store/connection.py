@@ -28,6 +28,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.sentinel import SentinelManagedConnection
 from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -150,6 +151,11 @@ class WatchedSSLConnection(_Watched, SSLConnection):
 
 class WatchedUnixConnection(_Watched, UnixDomainSocketConnection):
     """A unix socket connection (``unix://``) with the deadline watch."""
+
+
+class WatchedSentinelConnection(_Watched, SentinelManagedConnection):  # type: ignore[misc]
+    """A connection to the primary that Sentinels name (``redis+sentinel://``, sentinel.py),
+    with the deadline watch."""
 
 
 WATCHED: dict[type[AbstractConnection], type[AbstractConnection]] = {

@@ -1,0 +1,151 @@
+"""A Redis Sentinel deployment of the test's own: a primary, a replica (``--replicaof``) and three
+Sentinels (``redis-server --sentinel`` with a config file each), all on free ports in one folder.
+
+The Sentinels declare the primary down after ``down_after_ms`` without an answer and may start
+the next failover of it ``failover_timeout_ms`` later: small figures, so a killed primary is
+replaced within seconds. ``url`` is the ``redis+sentinel://`` URL the server takes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import redis
+
+from .servers import free_port
+from .waiting import eventually_blocking
+
+SERVICE = "cw"
+
+
+class Node:
+    """One redis-server process (a data node or a Sentinel) on a free port."""
+
+    def __init__(self, workdir: Path, name: str, args: list[str]) -> None:
+        self.port = free_port()
+        self.workdir = workdir / name
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Node:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        binary = shutil.which("redis-server") or "redis-server"
+        proc = self.proc = subprocess.Popen(
+            [binary, *self.args, "--port", str(self.port), "--bind", "127.0.0.1"],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = self.client()
+        try:
+            eventually_blocking(
+                client.ping,
+                timeout=15,
+                what=f"redis-server {self.args[0]} answering PING",
+                ignoring=(redis.exceptions.BusyLoadingError, redis.ConnectionError),
+                give_up=lambda: proc.poll() is not None,
+            )
+        finally:
+            client.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """Stop at once (SIGKILL), as a crashed host would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+
+
+def _data_args(*extra: str) -> list[str]:
+    # in memory only; a full sync streams at once (no 5 s wait for more replicas to join)
+    return ["--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0", *extra]
+
+
+class SentinelDeployment:
+    """The primary, the replica and three Sentinels monitoring ``SERVICE`` with quorum 2."""
+
+    def __init__(
+        self, workdir: Path, down_after_ms: int = 500, failover_timeout_ms: int = 3000
+    ) -> None:
+        self.workdir = workdir
+        self.primary = Node(workdir, "primary", _data_args())
+        self.replica = Node(
+            workdir, "replica", _data_args("--replicaof", "127.0.0.1", str(self.primary.port))
+        )
+        self.sentinels: list[Node] = []
+        for i in range(3):
+            config = workdir / f"sentinel{i}" / "sentinel.conf"  # Sentinel rewrites it
+            sentinel = Node(workdir, f"sentinel{i}", [str(config), "--sentinel"])
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text(
+                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}\n"
+                f"sentinel failover-timeout {SERVICE} {failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {SERVICE} 1\n"
+            )
+            self.sentinels.append(sentinel)
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        self.url = f"redis+sentinel://{hosts}/{SERVICE}/0"
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.primary, self.replica, *self.sentinels]
+
+    def start(self) -> SentinelDeployment:
+        """Start every process; return once the replica is in sync and every Sentinel sees
+        the replica and the two other Sentinels (a failover needs a majority of them)."""
+        self.primary.start()
+        self.replica.start()
+        client = self.replica.client()
+        try:
+            eventually_blocking(
+                lambda: client.info("replication").get("master_link_status"),
+                lambda status: status == "up",
+                timeout=15,
+                what="the replica in sync with the primary",
+            )
+        finally:
+            client.close()
+        for sentinel in self.sentinels:
+            sentinel.start()
+        for sentinel in self.sentinels:
+            client = sentinel.client()
+            try:
+                eventually_blocking(
+                    lambda client=client: client.sentinel_master(SERVICE),  # type: ignore[misc]
+                    lambda state: state["num-slaves"] == 1 and state["num-other-sentinels"] == 2,
+                    timeout=20,
+                    interval=0.1,
+                    what=f"sentinel on {sentinel.port} seeing the replica and 2 sentinels",
+                )
+            finally:
+                client.close()
+        return self
+
+    def primary_port(self, sentinel: int = 0) -> int:
+        """The primary's port as Sentinel ``sentinel`` names it now."""
+        client = self.sentinels[sentinel].client()
+        try:
+            _, port = client.sentinel_get_master_addr_by_name(SERVICE)
+            return int(port)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()

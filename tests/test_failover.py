@@ -1,0 +1,266 @@
+"""The Redis primary dies under load and Sentinel promotes its replica: what the failover costs.
+
+All real: a primary, a replica (``--replicaof``) and three Sentinels (support/sentinel.py), and a
+`cuewire serve` process on the ``redis+sentinel://`` URL. Tabs keep sending acked batches and
+resend what the server answers ``store_unavailable``, as the snippet does; a few more arm a
+deadline a second before the primary is killed (SIGKILL). The Sentinels promote the replica
+and the server finds the new primary by itself.
+
+Measured and printed (``-s``): events acked before the kill, between the kill and the
+promotion, and after it; the outage as the tabs saw it (from the kill to the first batch acked
+again); acked events missing from the new primary (Redis replicates asynchronously: what the
+primary acked but had not yet sent to its replica is gone with it) and events stored twice.
+
+Asserted: the server process lives through it and its tasks run; nothing is stored twice (the
+seq de-duplication is replicated with the events it covers); writes resume within a bound; an
+acked event is missing only if it was acked in the last moment before the kill (the replication
+lag, LAG_S; never one acked on the new primary); each deadline armed before the kill that the
+replica had fires exactly once after the failover (one prompt, one audit record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from support.faults import Tab, Tally, count, stored_seqs
+from support.paths import FIXTURES
+from support.processes import ServerProcess, sites_file
+from support.sentinel import SentinelDeployment
+from support.servers import free_port
+from support.waiting import eventually
+
+pytestmark = pytest.mark.timeout(120)
+
+TABS = 30  # tabs sending batches of 3 events
+SEND_EVERY_S = 0.1  # each, so ~300 batches/s in all
+DEADLINE_TABS = 10  # tabs that arm one deadline each before the kill
+WITHIN = "3s"  # the deadline falls due about 2 s after the kill: during or after the failover
+LOAD_BEFORE_S = 3.0
+LOAD_AFTER_S = 3.0
+# Writes resume within this long after the kill: Sentinel's 0.5 s down-after, the vote, the
+# promotion (about 2 s here), and the server's next connect; the bound is for a loaded machine.
+RESUME_BOUND_S = 10.0
+# An acked event may be lost only if it was acked at most this long before the kill (replication
+# to a replica on the same host trails the primary by well under this).
+LAG_S = 0.5
+
+RULES = f"""
+rules:
+  - id: remind
+    trigger:
+      absence:
+        after: {{type: custom, name: start}}
+        missing: {{type: custom, name: stop}}
+        within: {WITHIN}
+    show: {{template: note, params: {{headline: "Still there?"}}}}
+"""
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[SentinelDeployment]:
+    started = SentinelDeployment(tmp_path / "redis")
+    try:
+        yield started.start()
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def server(deployment: SentinelDeployment, tmp_path: Path) -> Iterator[ServerProcess]:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rules.yaml").write_text(RULES)
+    port = free_port()
+    process = ServerProcess(
+        deployment.url,
+        rules,
+        FIXTURES / "templates",
+        sites_file(tmp_path / "sites.yaml", port),
+        port,
+        env={"CUEWIRE_LIVE_STREAM_MAX": "1000000"},  # keep every batch, to count events
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@dataclass
+class Acks:
+    """When each acked event was acked (monotonic seconds), by (session, seq)."""
+
+    at: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    def between(self, start: float, end: float) -> int:
+        return sum(1 for t in self.at.values() if start <= t < end)
+
+    def first_after(self, start: float) -> float | None:
+        return min((t for t in self.at.values() if t >= start), default=None)
+
+
+async def keep_sending(tab: Tab, acks: Acks, until: asyncio.Event) -> None:
+    await asyncio.sleep(random.uniform(0, SEND_EVERY_S))
+    while not until.is_set():
+        batch = tab.next_batch()
+        await tab.deliver(batch)
+        now = time.monotonic()
+        assert tab.session is not None
+        for event in batch:
+            acks.at[(tab.session, event["seq"])] = now
+        await asyncio.sleep(SEND_EVERY_S * random.uniform(0.8, 1.2))
+
+
+async def arm(tab: Tab) -> None:
+    """One `start` event: the rule arms a deadline WITHIN after it."""
+    batch = tab.next_batch()
+    batch[0]["name"] = "start"
+    await tab.deliver(batch)
+
+
+async def health_of(url: str, seen: list[tuple[float, int]]) -> None:
+    async with httpx.AsyncClient(timeout=3) as client:
+        while True:
+            try:
+                status = (await client.get(url + "/healthz")).status_code
+            except httpx.HTTPError:
+                status = 0  # no answer at all: the process is down or stuck
+            seen.append((time.monotonic(), status))
+            await asyncio.sleep(0.05)
+
+
+async def promoted(deployment: SentinelDeployment, old: int) -> float:
+    """The moment (monotonic) the Sentinels name a new primary."""
+    await eventually(
+        lambda: asyncio.to_thread(deployment.primary_port),
+        lambda port: port != old,
+        timeout=RESUME_BOUND_S,
+        interval=0.02,
+        what="the Sentinels promoting the replica",
+        ignoring=(redis.RedisError,),
+    )
+    return time.monotonic()
+
+
+def audited_fired(client: redis.Redis, sessions: set[str]) -> dict[str, int]:
+    fired = {session: 0 for session in sessions}
+    for _, record in client.xrange("cw:audit:test-site"):
+        fire = record["rule"] == "remind" and record["outcome"] == "fired"
+        if fire and record["session"] in fired:
+            fired[record["session"]] += 1
+    return fired
+
+
+async def test_primary_killed_under_load_replica_promoted_nothing_crashes_losses_measured(
+    deployment: SentinelDeployment, server: ServerProcess
+) -> None:
+    tally, acks = Tally(), Acks()
+    tabs = [Tab(server.url, f"v_failover{i:03d}", tally) for i in range(TABS)]
+    prompts: list[list[dict[str, object]]] = [[] for _ in range(DEADLINE_TABS)]
+    armers = [
+        Tab(server.url, f"v_deadline{i:03d}", Tally(), size=1, prompts=prompts[i])
+        for i in range(DEADLINE_TABS)
+    ]
+    await asyncio.gather(*(tab.connect() for tab in [*tabs, *armers]))
+    health: list[tuple[float, int]] = []
+    probe = asyncio.create_task(health_of(server.url, health))
+    stop = asyncio.Event()
+    senders = [asyncio.create_task(keep_sending(tab, acks, stop)) for tab in tabs]
+    old_primary = deployment.primary.port
+    try:
+        await asyncio.sleep(LOAD_BEFORE_S - 1)
+        await asyncio.gather(*(arm(tab) for tab in armers))
+        armed_at = time.monotonic()
+        await asyncio.sleep(1)
+        killed_at = time.monotonic()
+        deployment.primary.kill()
+        promoted_at = await promoted(deployment, old_primary)
+        resumed_at = await eventually(
+            lambda: acks.first_after(killed_at + 0.05),
+            lambda at: at is not None,
+            timeout=RESUME_BOUND_S,
+            what="a batch acked after the failover",
+        )
+        await asyncio.sleep(LOAD_AFTER_S)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*senders), 30)
+        await eventually(
+            lambda: all(prompts),
+            timeout=15,
+            what="every armed deadline's prompt",
+        )
+        await asyncio.sleep(0.5)  # a second push of a prompt would come by now
+    finally:
+        probe.cancel()
+        for task in senders:
+            task.cancel()
+        await asyncio.gather(probe, *senders, return_exceptions=True)
+        await asyncio.gather(*(tab.close() for tab in [*tabs, *armers]), return_exceptions=True)
+
+    # no crash: the server process lives, answers, and its supervised tasks run
+    assert server.proc is not None and server.proc.poll() is None, "the server process died"
+    assert deployment.replica.alive() and all(s.alive() for s in deployment.sentinels)
+    async with httpx.AsyncClient(timeout=5) as client:
+        answer = await client.get(server.url + "/healthz")
+    assert answer.status_code == 200, answer.text
+    tasks = answer.json()["tasks"]
+    assert all(task["running"] for task in tasks.values()), tasks
+    assert 0 not in {status for _, status in health}, "/healthz went unanswered"
+    unhealthy = [at for at, status in health if status != 200 and at >= killed_at]
+    healthy_again = next(
+        (at for at, status in health if status == 200 and at > max(unhealthy, default=0)), None
+    )
+
+    assert deployment.primary_port() == deployment.replica.port
+    new_primary = deployment.replica.client()
+    try:
+        stored = stored_seqs(new_primary)
+        fired = audited_fired(new_primary, {tab.session for tab in armers if tab.session})
+    finally:
+        new_primary.close()
+    result = count(tally, stored)
+    lost_at = sorted(
+        at
+        for (session, seq), at in acks.at.items()
+        if seq not in stored.get(session, {})  # acked, not on the new primary
+    )
+    assert len(lost_at) == result.lost
+    assert result.twice == 0, f"{result.twice} events were stored twice"
+    assert resumed_at - killed_at < RESUME_BOUND_S
+    assert all(killed_at - LAG_S <= at <= promoted_at for at in lost_at), (
+        "acked events lost that asynchronous replication does not explain: acked "
+        f"{[round(at - killed_at, 3) for at in lost_at]} s after the kill"
+    )
+
+    # deadlines armed before the kill: each fires once (if the replica had it: else lost)
+    distinct = [len({p["id"] for p in got}) for got in prompts]
+    assert all(n == 1 for n in distinct), distinct
+    assert all(n == 1 for n in fired.values()), fired
+
+    before = acks.between(0, killed_at)
+    during = acks.between(killed_at, promoted_at)
+    after = acks.between(promoted_at, float("inf"))
+    print(
+        f"\n[failover] {TABS} tabs x 1 batch of 3 events / {SEND_EVERY_S:g} s; primary "
+        f"killed, replica promoted by Sentinel {promoted_at - killed_at:.2f} s later; "
+        f"writes acked again {(resumed_at - killed_at) * 1000:.0f} ms after the kill; "
+        f"/healthz 200 again "
+        f"{(healthy_again - killed_at) if healthy_again else float('nan'):.2f} s after it "
+        f"({len(unhealthy)} non-200 answers); acked events {result.acked}: {before} before "
+        f"the kill, {during} between kill and promotion, {after} after; lost "
+        f"{result.lost} (acked {[round((at - killed_at) * 1000) for at in lost_at]} ms "
+        f"from the kill), stored twice {result.twice}; store_unavailable answers "
+        f"{tally.retry_answers}, resends {tally.resends}, timeouts {tally.timeouts}; "
+        f"deadlines armed {killed_at - armed_at:.1f} s before the kill: "
+        f"{sum(fired.values())}/{DEADLINE_TABS} fired once after it, 0 twice; task restarts "
+        f"{ {name: task['restarts'] for name, task in tasks.items()} }; server alive"
+    )
