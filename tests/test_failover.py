@@ -31,6 +31,11 @@ import httpx
 import pytest
 import redis
 
+from cuewire.errors import ConfigError, StoreError
+from cuewire.settings import Settings
+from cuewire.store import open_store
+from cuewire.store.connection import WatchedSentinelConnection
+from cuewire.store.sentinel import QuickSentinelPool, parse_sentinel_url
 from support.faults import Tab, Tally, count, stored_seqs
 from support.paths import FIXTURES
 from support.processes import ServerProcess, sites_file
@@ -63,6 +68,49 @@ rules:
         within: {WITHIN}
     show: {{template: note, params: {{headline: "Still there?"}}}}
 """
+
+
+def test_a_sentinel_url_names_the_sentinels_the_service_and_the_data_nodes_options() -> None:
+    parsed = parse_sentinel_url(
+        "redis+sentinel://:s%40cret@h1:26380,h2,[::1]:26381/my%20primary/2"
+        "?socket_timeout=1.5&sentinel_password=sp"
+    )
+    assert parsed.sentinels == [("h1", 26380), ("h2", 26379), ("::1", 26381)]
+    assert parsed.service == "my primary"
+    assert parsed.options == {"db": 2, "password": "s@cret", "socket_timeout": 1.5}
+    assert parsed.sentinel_options["password"] == "sp"
+    assert parse_sentinel_url("redis+sentinel://h1/cw?db=3").options == {"db": 3}
+    assert parse_sentinel_url("redis+sentinel://h1/cw").options == {}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://h1:26379",  # no service
+        "redis+sentinel:///cw",  # no Sentinel
+        "redis+sentinel://h1:port/cw",
+        "redis+sentinel://h1/cw/0/extra",
+        "redis+sentinel://h1/cw?socket_timeout=soon",
+        "redis://h1/0",
+    ],
+)
+def test_a_broken_sentinel_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_sentinel_url(url)
+
+
+async def test_with_no_sentinel_answering_store_calls_fail_with_store_error() -> None:
+    url = f"redis+sentinel://127.0.0.1:{free_port()},127.0.0.1:{free_port()}/cw"
+    async with open_store(Settings(redis_url=url)) as store:
+        pool = store.client.connection_pool
+        assert isinstance(pool, QuickSentinelPool)  # blocking, and each call watched
+        assert pool.connection_class is WatchedSentinelConnection
+        started = time.monotonic()
+        assert await store.ping() is False
+        with pytest.raises(StoreError):
+            await store.next_due_ms()
+        # a dead Sentinel is skipped, not retried: redis-py's default retries took ~8 s here
+        assert time.monotonic() - started < 5
 
 
 @pytest.fixture
