@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,6 +132,67 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Senti
         yield started.start()
     finally:
         started.stop()
+
+
+async def test_a_frozen_primary_fails_calls_at_their_deadline_and_gets_no_write_after_it_wakes(
+    deployment: SentinelDeployment,
+) -> None:
+    """SIGSTOP, not SIGKILL: the primary's sockets stay open and nothing answers on them. The
+    calls in flight end at their deadline (``socket_timeout``, the connection's watch) with
+    StoreError; once the replica is promoted the store writes there; the old primary, woken
+    before the Sentinels demote it, gets none of the writes made after it froze."""
+    calls_s = 1.0
+    url = f"{deployment.url}?socket_timeout={calls_s:g}"
+    acked: list[str] = []
+    failed: list[float] = []  # how long each failed call took
+    async with open_store(Settings(redis_url=url)) as store:
+
+        async def writer(i: int, until: asyncio.Event) -> None:
+            n = 0
+            while not until.is_set():
+                started = time.monotonic()
+                try:
+                    opened = await store.open_session("test-site", f"v{i}_{n}", None, 0)
+                    acked.append(store.keys.session("test-site", opened.session))
+                except StoreError:  # nothing else may come out of the store
+                    failed.append(time.monotonic() - started)
+                n += 1
+                await asyncio.sleep(0.02)
+
+        stop = asyncio.Event()
+        writers = [asyncio.create_task(writer(i, stop)) for i in range(10)]
+        await asyncio.sleep(0.5)
+        assert deployment.primary.proc is not None
+        deployment.primary.proc.send_signal(signal.SIGSTOP)
+        frozen = len(acked)  # acked before the freeze: a few in flight may land after this
+        old = deployment.primary.port
+        await promoted(deployment, old)
+        after_promotion = len(acked)
+        await asyncio.sleep(0.5)
+        deployment.primary.proc.send_signal(signal.SIGCONT)
+        await asyncio.sleep(1.5)  # the old primary is awake and still a primary meanwhile
+        stop.set()
+        await asyncio.gather(*writers)
+
+    assert len(acked) > after_promotion > 0, "no write after the promotion"
+    assert failed, "no call failed while the primary was frozen"
+    assert max(failed) < calls_s + 2, f"a call outlived its deadline: {max(failed):.2f} s"
+    new_primary, old_primary = deployment.replica.client(), deployment.primary.client()
+    try:
+        assert old_primary.info("replication")["role"] == "master"  # not demoted yet
+        lost = [key for key in acked if not new_primary.exists(key)]
+        later = acked[frozen + 10 :]  # surely written after the freeze
+        on_old = [key for key in later if old_primary.exists(key)]
+    finally:
+        new_primary.close()
+        old_primary.close()
+    assert lost == [], f"{len(lost)} acked sessions missing on the new primary"
+    assert on_old == [], f"{len(on_old)} writes went to the old primary after it woke"
+    print(
+        f"\n[failover] frozen primary: {len(failed)} calls failed (StoreError), the longest "
+        f"after {max(failed):.2f} s (socket_timeout {calls_s:g} s); {len(acked)} writes acked, "
+        f"{len(acked) - after_promotion} after the promotion, 0 lost, 0 on the old primary"
+    )
 
 
 @pytest.fixture
@@ -326,7 +388,9 @@ async def test_primary_killed_under_load_replica_promoted_nothing_crashes_losses
         f"({len(unhealthy)} non-200 answers); acked events {result.acked}: {before} before "
         f"the kill, {during} between kill and promotion, {after} after; lost "
         f"{result.lost} (acked from {lost_ms[0] if lost_ms else '-'} to "
-        f"{lost_ms[-1] if lost_ms else '-'} ms from the kill), stored twice {result.twice}; "
+        f"{lost_ms[-1] if lost_ms else '-'} ms from the kill; "
+        f"{acks.between(killed_at - lag_s, killed_at)} acked in the lag before it), "
+        f"stored twice {result.twice}; "
         f"store_unavailable answers "
         f"{tally.retry_answers}, resends {tally.resends}, timeouts {tally.timeouts}; "
         f"deadlines armed {killed_at - armed_at:.1f} s before the kill: "
