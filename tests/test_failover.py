@@ -122,9 +122,9 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Senti
     """``request.param``: how far the replica trails the primary (ms; 0: a direct link)."""
     lag_ms = int(getattr(request, "param", 0))
     # With a delaying link the replica replicates from the link's port, not the primary's:
-    # Sentinel "fixes" that (+fix-slave-config) once failover-timeout has passed, so it is set
-    # past the test's life there.
-    timeout_ms = 10_000 if lag_ms else 3_000
+    # Sentinel "fixes" that (+fix-slave-config) once failover-timeout has passed since it saw
+    # the replica, so it is set past the kill there (a failed vote would then wait 2 x 30 s).
+    timeout_ms = 30_000 if lag_ms else 3_000
     started = SentinelDeployment(
         tmp_path / "redis", failover_timeout_ms=timeout_ms, replica_lag_ms=lag_ms
     )
