@@ -12,6 +12,7 @@ from ..settings import Settings
 from .base import Store
 from .connection import watched_pool
 from .redis import RedisStore
+from .sentinel import SCHEME as SENTINEL_SCHEME
 from .sentinel import watched_sentinel_pool
 
 MEMORY_URL = "memory://"
@@ -36,7 +37,7 @@ def open_store(settings: Settings) -> RedisStore:
             url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_S
         )
         client = aioredis.Redis(connection_pool=pool)
-    elif scheme == "redis+sentinel":
+    elif scheme == SENTINEL_SCHEME:
         # the same pool on whichever node the Sentinels name primary; closed with the client
         sentinel_pool = watched_sentinel_pool(
             url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_S

@@ -153,6 +153,8 @@ class WatchedUnixConnection(_Watched, UnixDomainSocketConnection):
     """A unix socket connection (``unix://``) with the deadline watch."""
 
 
+# ignore: redis-py annotates SentinelManagedConnection.read_response's disconnect_on_error
+# as a float, the other connections' as a bool
 class WatchedSentinelConnection(_Watched, SentinelManagedConnection):  # type: ignore[misc]
     """A connection to the primary that Sentinels name (``redis+sentinel://``, sentinel.py),
     with the deadline watch."""

@@ -25,7 +25,7 @@ when it must, and connections that bound their calls with the deadline watch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis.asyncio as aioredis
@@ -126,7 +126,10 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     return SentinelURL(sentinels, path[0], options, sentinel_options)
 
 
-def _pool(url: str, pool_class: type[SentinelPool], kwargs: dict[str, Any]) -> SentinelPool:
+P = TypeVar("P", bound=SentinelPool)
+
+
+def _pool(url: str, pool_class: type[P], kwargs: dict[str, Any]) -> P:
     parsed = parse_sentinel_url(url)
     manager = Sentinel(parsed.sentinels, sentinel_kwargs=parsed.sentinel_options)  # type: ignore[no-untyped-call]
     # the URL's options win, as in redis-py's from_url
@@ -137,9 +140,7 @@ def watched_sentinel_pool(url: str, **kwargs: Any) -> QuickSentinelPool:
     """The store's pool on the primary that the Sentinels of ``url`` name: blocking (``timeout``
     and ``max_connections`` as for :func:`connection.watched_pool`), each call bounded by the
     deadline watch."""
-    pool = _pool(url, QuickSentinelPool, {**kwargs, "connection_class": WatchedSentinelConnection})
-    assert isinstance(pool, QuickSentinelPool)
-    return pool
+    return _pool(url, QuickSentinelPool, {**kwargs, "connection_class": WatchedSentinelConnection})
 
 
 def sentinel_client(url: str, **kwargs: Any) -> aioredis.Redis:
