@@ -91,6 +91,7 @@ class Tab:
         self.sio: socketio.AsyncClient | None = None
         self._session = asyncio.Event()
         self.prompts = prompts
+        self.prompted_at: list[float] = []  # when each prompt came (monotonic)
 
     async def connect(self, attempts: int = 200) -> None:
         for _ in range(attempts):
@@ -127,6 +128,7 @@ class Tab:
     async def _on_prompt(self, data: dict[str, Any]) -> bool:
         assert self.prompts is not None
         self.prompts.append(data)
+        self.prompted_at.append(time.monotonic())
         return True  # the ack
 
     def next_batch(self) -> list[dict[str, Any]]:
