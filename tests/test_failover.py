@@ -38,6 +38,7 @@ import pytest
 import redis
 
 from cuewire.errors import ConfigError, StoreError
+from cuewire.inbox import inbox_client
 from cuewire.settings import Settings
 from cuewire.store import open_store
 from cuewire.store.connection import WatchedSentinelConnection
@@ -147,7 +148,9 @@ async def test_a_frozen_primary_fails_calls_at_their_deadline_and_gets_no_write_
     StoreError; once the replica is promoted the store writes there; the old primary, woken
     before the Sentinels demote it, gets none of the writes made after it froze."""
     calls_s = 1.0
-    url = f"{deployment.url}?socket_timeout={calls_s:g}"
+    # a dead Sentinel first: it is skipped (store/sentinel.py), the next two answer
+    dead = f"127.0.0.1:{free_port()},"
+    url = deployment.url.replace("://", "://" + dead, 1) + f"?socket_timeout={calls_s:g}"
     acked: list[str] = []
     failed: list[float] = []  # how long each failed call took
     async with open_store(Settings(redis_url=url)) as store:
@@ -198,6 +201,33 @@ async def test_a_frozen_primary_fails_calls_at_their_deadline_and_gets_no_write_
         f"after {max(failed):.2f} s (socket_timeout {calls_s:g} s); {len(acked)} writes acked, "
         f"{len(acked) - after_promotion} after the promotion, 0 lost, 0 on the old primary"
     )
+
+
+async def test_the_inbox_client_follows_the_sentinels_and_keeps_its_read_bound(
+    deployment: SentinelDeployment, redis_url: str
+) -> None:
+    """The inbox's reader blocks in XREAD for BLOCK_MS: a shorter ``socket_timeout`` in the URL
+    (which also bounds the store's calls) must not cut it, on one Redis or through Sentinel."""
+    stream = f"failover-test:{free_port()}"
+    for url in (f"{deployment.url}?socket_timeout=0.5", f"{redis_url}?socket_timeout=0.5"):
+        client = inbox_client(url)
+        try:
+            assert await client.xread({stream: "0-0"}, 1, 1000) in ([], {})  # nothing, no timeout
+            await client.xadd(stream, {"k": "v"})
+            assert await client.xread({stream: "0-0"}, 1, 1000)
+        finally:
+            await client.aclose()
+    on_primary = deployment.primary.client()
+    try:
+        assert on_primary.xlen(stream) == 1  # the Sentinels' primary: the first client wrote there
+    finally:
+        on_primary.close()
+    plain = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert plain.xlen(stream) == 1
+        plain.delete(stream)
+    finally:
+        plain.close()
 
 
 @pytest.fixture

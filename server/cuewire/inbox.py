@@ -65,14 +65,18 @@ def inbox_client(url: str) -> aioredis.Redis:
     """The inbox's own Redis client: its reader blocks in XREAD, so its calls may take up to
     BLOCK_MS longer than the store's (store/connection.py bounds those). On the same Redis as
     the store: one, or the primary that the Sentinels of a ``redis+sentinel://`` URL name."""
-    options: dict[str, Any] = {
-        "decode_responses": True,
+    bounds = {
         "socket_timeout": BLOCK_MS / 1000 + CONNECT_TIMEOUT_S,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
     }
+    client: aioredis.Redis
     if is_sentinel_url(url):
-        return sentinel_client(url, **options)
-    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
+        client = sentinel_client(url, decode_responses=True)
+    else:
+        client = aioredis.Redis.from_url(url, decode_responses=True)
+    # these bounds win over the URL's (a URL's options win over from_url's arguments): a
+    # socket_timeout shorter than BLOCK_MS would cut every idle XREAD
+    client.connection_pool.connection_kwargs.update(bounds)
     return client
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -27,11 +28,20 @@ from .waiting import eventually_blocking
 SERVICE = "cw"
 
 
-class Node:
-    """One redis-server process (a data node or a Sentinel) on a free port."""
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (held together while they are picked)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
-    def __init__(self, workdir: Path, name: str, args: list[str]) -> None:
-        self.port = free_port()
+
+class Node:
+    """One redis-server process (a data node or a Sentinel) on ``port``."""
+
+    def __init__(self, workdir: Path, name: str, args: list[str], port: int) -> None:
+        self.port = port
         self.workdir = workdir / name
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
@@ -46,11 +56,12 @@ class Node:
             stderr=subprocess.DEVNULL,
         )
         client = self.client()
-        try:
+        try:  # this process answering, not another one that had the port
             eventually_blocking(
-                client.ping,
+                lambda: int(client.info("server")["process_id"]),
+                lambda pid: pid == proc.pid,
                 timeout=15,
-                what=f"redis-server {self.args[0]} answering PING",
+                what=f"redis-server {self.args[0]} answering on {self.port}",
                 ignoring=(redis.exceptions.BusyLoadingError, redis.ConnectionError),
                 give_up=lambda: proc.poll() is not None,
             )
@@ -169,19 +180,19 @@ class SentinelDeployment:
         replica_lag_ms: int = 0,
     ) -> None:
         self.workdir = workdir
-        self.primary = Node(workdir, "primary", _data_args())
+        ports = free_ports(5)
+        self.primary = Node(workdir, "primary", _data_args(), ports[0])
         self.link: DelayLink | None = None
         upstream = self.primary.port
         if replica_lag_ms:
             self.link = DelayLink(self.primary.port, replica_lag_ms / 1000)
             upstream = self.link.port
-        self.replica = Node(
-            workdir, "replica", _data_args("--replicaof", "127.0.0.1", str(upstream))
-        )
+        replica_args = _data_args("--replicaof", "127.0.0.1", str(upstream))
+        self.replica = Node(workdir, "replica", replica_args, ports[1])
         self.sentinels: list[Node] = []
         for i in range(3):
             config = workdir / f"sentinel{i}" / "sentinel.conf"  # Sentinel rewrites it
-            sentinel = Node(workdir, f"sentinel{i}", [str(config), "--sentinel"])
+            sentinel = Node(workdir, f"sentinel{i}", [str(config), "--sentinel"], ports[2 + i])
             config.parent.mkdir(parents=True, exist_ok=True)
             config.write_text(
                 f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
