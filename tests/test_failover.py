@@ -39,6 +39,7 @@ import redis
 
 from cuewire.errors import ConfigError, StoreError
 from cuewire.inbox import inbox_client
+from cuewire.keys import Keys
 from cuewire.settings import Settings
 from cuewire.store import open_store
 from cuewire.store.connection import WatchedSentinelConnection
@@ -309,7 +310,7 @@ async def promoted(deployment: SentinelDeployment, old: int) -> float:
 
 def audited_fired(client: redis.Redis, sessions: set[str]) -> dict[str, int]:
     fired = {session: 0 for session in sessions}
-    for _, record in client.xrange("cw:audit:test-site"):
+    for _, record in client.xrange(Keys("cw").audit("test-site")):
         fire = record["rule"] == "remind" and record["outcome"] == "fired"
         if fire and record["session"] in fired:
             fired[record["session"]] += 1
