@@ -110,6 +110,13 @@ def test_a_broken_sentinel_url_is_a_config_error(url: str) -> None:
         parse_sentinel_url(url)
 
 
+def test_a_broken_sentinel_url_is_shown_without_its_passwords() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_sentinel_url("redis+sentinel://u:secret1@h1:x/cw?sentinel_password=secret2")
+    assert "secret" not in str(refused.value)
+    assert "u:***@h1:x" in str(refused.value)
+
+
 async def test_with_no_sentinel_answering_store_calls_fail_with_store_error() -> None:
     url = f"redis+sentinel://127.0.0.1:{free_port()},127.0.0.1:{free_port()}/cw"
     async with open_store(Settings(redis_url=url)) as store:

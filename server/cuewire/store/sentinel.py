@@ -65,6 +65,18 @@ def is_sentinel_url(url: str) -> bool:
     return urlsplit(url).scheme == SCHEME
 
 
+def _shown(url: str) -> str:
+    """``url`` for an error message: without its password (nor the Sentinels')."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}:***@{hosts}" if at else hosts
+    query = "&".join(
+        f"{name}=***" if name == "sentinel_password" else f"{name}={value}"
+        for name, value in parse_qsl(parts.query)
+    )
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
 def _address(part: str, url: str) -> tuple[str, int]:
     host, port = part, ""
     if part.startswith("["):  # [IPv6]:PORT
@@ -73,11 +85,11 @@ def _address(part: str, url: str) -> tuple[str, int]:
     elif ":" in part:
         host, _, port = part.rpartition(":")
     if not host:
-        raise ConfigError(f"a Sentinel without a host in {url!r}")
+        raise ConfigError(f"a Sentinel without a host in {_shown(url)!r}")
     try:
         return host, int(port) if port else DEFAULT_PORT
     except ValueError:
-        raise ConfigError(f"not a port: {port!r} in {url!r}") from None
+        raise ConfigError(f"not a port: {port!r} in {_shown(url)!r}") from None
 
 
 @dataclass(frozen=True)
@@ -94,14 +106,14 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     """Read a ``redis+sentinel://`` URL; ConfigError when it is not one."""
     parts = urlsplit(url)
     if parts.scheme != SCHEME:
-        raise ConfigError(f"not a {SCHEME}:// URL: {url!r}")
+        raise ConfigError(f"not a {SCHEME}:// URL: {_shown(url)!r}")
     userinfo, _, hosts = parts.netloc.rpartition("@")
     sentinels = [_address(part, url) for part in hosts.split(",") if part]
     path = [unquote(p) for p in parts.path.split("/") if p]
     if not sentinels or not 1 <= len(path) <= 2:
         raise ConfigError(
             f"a Sentinel URL names its Sentinels and the service: {SCHEME}://HOST:PORT"
-            f"[,HOST:PORT...]/SERVICE[/DB], not {url!r}"
+            f"[,HOST:PORT...]/SERVICE[/DB], not {_shown(url)!r}"
         )
     query = parse_qsl(parts.query)
     own = {name: value for name, value in query if name in _SENTINEL_OPTIONS}
@@ -112,7 +124,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     try:
         options: dict[str, Any] = dict(parse_url(f"redis://{at}sentinel{db}?{rest}"))
     except ValueError as exc:
-        raise ConfigError(f"invalid option in {url!r}: {exc}") from None
+        raise ConfigError(f"invalid option in {_shown(url)!r}: {exc}") from None
     options.pop("host", None)
     sentinel_options: dict[str, Any] = {
         "socket_timeout": SENTINEL_TIMEOUT_S,
