@@ -4,7 +4,7 @@ Two layouts, one per kind of store (docs/architecture.md, "Key layout"):
 
 - One Redis (and the embedded store): the keys of one session share the ``{site:session}``
   hash tag; visitor keys, streams and the deadline set have none (a script may touch any key).
-- Redis Cluster (``cluster=True``): a script may touch keys of one hash slot only, so every
+- Redis Cluster (:class:`ClusterKeys`): a script may touch keys of one hash slot only, so every
   key a batch's script touches carries the visitor's tag ``{site:visitor}``: the session's
   hashes, lists and sets, the visitor's hash, names and rate key. The deadline set is sharded
   into :data:`TIMER_SHARDS` slots (``{prefix:N}``), each with its own leases and claimed hash;
@@ -17,58 +17,44 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import ClassVar
 
 TIMER_SHARDS = 16  # deadline-set shards on a cluster: each its own slot, all claimed from
 
 
 @dataclass(frozen=True)
 class Keys:
-    prefix: str = "cw"
-    cluster: bool = False
+    """The keys on one Redis (and the embedded store)."""
 
-    @property
-    def timer_shards(self) -> int:
-        """How many shards the deadline set has: one on one Redis."""
-        return TIMER_SHARDS if self.cluster else 1
+    prefix: str = "cw"
+    cluster: ClassVar[bool] = False
+    timer_shards: ClassVar[int] = 1  # how many shards the deadline set has
 
     def timer_shard(self, site: str, visitor: str) -> int:
         """The deadline shard of a visitor's sessions."""
-        if not self.cluster:
-            return 0
-        return zlib.crc32(f"{site}:{visitor}".encode()) % TIMER_SHARDS
-
-    def _of_session(self, site: str, session: str, visitor: str) -> str:
-        """The part after ``prefix:kind:`` of a session's keys."""
-        if not self.cluster:
-            return f"{{{site}:{session}}}"
-        if not visitor:
-            raise ValueError("on a cluster a session's keys carry its visitor's tag")
-        return f"{{{site}:{visitor}}}:{session}"
-
-    def _of_visitor(self, site: str, visitor: str) -> str:
-        return f"{{{site}:{visitor}}}" if self.cluster else f"{site}:{visitor}"
+        return 0
 
     def session(self, site: str, session: str, visitor: str = "") -> str:
         """Hash of session facts (see facts.py). ``visitor``: needed on a cluster."""
-        return f"{self.prefix}:s:{self._of_session(site, session, visitor)}"
+        return f"{self.prefix}:s:{{{site}:{session}}}"
 
     def recent(self, site: str, session: str, visitor: str = "") -> str:
         """List of the session's most recent events, newest first (JSON)."""
-        return f"{self.prefix}:e:{self._of_session(site, session, visitor)}"
+        return f"{self.prefix}:e:{{{site}:{session}}}"
 
     def seen(self, site: str, session: str, tab: str, visitor: str = "") -> str:
         """Sorted set of the ``seq`` numbers received from one tab (resend de-duplication)."""
-        return f"{self.prefix}:q:{self._of_session(site, session, visitor)}:{tab}"
+        return f"{self.prefix}:q:{{{site}:{session}}}:{tab}"
 
     def pending(self, site: str, session: str, tab: str, visitor: str = "") -> str:
         """Sorted set of the ``seq`` numbers of one tab whose facts are stored but whose rule
         actions are not applied yet: a resend of one of them is decided again."""
-        return f"{self.prefix}:p:{self._of_session(site, session, visitor)}:{tab}"
+        return f"{self.prefix}:p:{{{site}:{session}}}:{tab}"
 
     def names(self, site: str, session: str, visitor: str = "") -> str:
         """Hash of the distinct names a session added (custom events, prop values) and their
         count per kind: the caps of Settings.limits (store/lua/ingest.lua)."""
-        return f"{self.prefix}:n:{self._of_session(site, session, visitor)}"
+        return f"{self.prefix}:n:{{{site}:{session}}}"
 
     def session_visitor(self, site: str, session: str) -> str:
         """On a cluster: the visitor of a session, for reads that know only the session id
@@ -77,7 +63,7 @@ class Keys:
 
     def visitor(self, site: str, visitor: str) -> str:
         """Hash of visitor facts: first and last seen, session count, user id, traits."""
-        return f"{self.prefix}:v:{self._of_visitor(site, visitor)}"
+        return f"{self.prefix}:v:{site}:{visitor}"
 
     def user(self, site: str, user_id: str) -> str:
         """The visitor id last identified as ``user_id`` with a valid signature (for backend
@@ -87,22 +73,19 @@ class Keys:
 
     def visitor_names(self, site: str, visitor: str) -> str:
         """Hash of the distinct names a visitor added (traits, custom events), counted."""
-        return f"{self.prefix}:vn:{self._of_visitor(site, visitor)}"
+        return f"{self.prefix}:vn:{site}:{visitor}"
 
     def visitor_rate(self, site: str, visitor: str) -> str:
         """The visitor's event rate limit (GCRA: the theoretical arrival time, ms)."""
-        return f"{self.prefix}:rv:{self._of_visitor(site, visitor)}"
+        return f"{self.prefix}:rv:{site}:{visitor}"
 
     def address_rate(self, address: str) -> str:
         """The event rate limit of one client address (GCRA)."""
         return f"{self.prefix}:ra:{address}"
 
-    def _shard(self, shard: int) -> str:
-        return f"{{{self.prefix}:{shard}}}" if self.cluster else ""
-
     def timers(self, shard: int = 0) -> str:
         """Sorted set of pending timers scored by due time in epoch ms (one shard of it)."""
-        return f"{self.prefix}:timers" + (f":{self._shard(shard)}" if self.cluster else "")
+        return f"{self.prefix}:timers"
 
     def leases(self, shard: int = 0) -> str:
         """Sorted set of claimed timers being fired, scored by lease expiry in epoch ms: a
@@ -116,17 +99,73 @@ class Keys:
     def audited(self, firing: str, site: str = "") -> str:
         """Marker of a firing (a timer token) already written to the audit stream; on a
         cluster it shares the tag of ``site``'s audit stream."""
-        if self.cluster:
-            return f"{self.prefix}:fa:{{a:{site}}}:{firing}"
         return f"{self.prefix}:fa:{firing}"
 
     def audit(self, site: str) -> str:
         """Stream of firings and suppressed firings."""
-        return f"{self.prefix}:audit:" + (f"{{a:{site}}}" if self.cluster else site)
+        return f"{self.prefix}:audit:{site}"
 
     def live(self, site: str) -> str:
         """Stream of accepted batches (session, visitor, events JSON) for the QA view."""
-        return f"{self.prefix}:live:" + (f"{{l:{site}}}" if self.cluster else site)
+        return f"{self.prefix}:live:{site}"
 
     def socketio_channel(self) -> str:
         return f"{self.prefix}:socketio"
+
+
+@dataclass(frozen=True)
+class ClusterKeys(Keys):
+    """The keys on a Redis Cluster: what one script touches shares one hash slot."""
+
+    cluster: ClassVar[bool] = True
+    timer_shards: ClassVar[int] = TIMER_SHARDS
+
+    def timer_shard(self, site: str, visitor: str) -> int:
+        return zlib.crc32(f"{site}:{visitor}".encode()) % TIMER_SHARDS
+
+    def _of(self, site: str, session: str, visitor: str) -> str:
+        """The part after ``prefix:kind:`` of a session's keys: its visitor's tag first."""
+        if not visitor:
+            raise ValueError("on a cluster a session's keys carry its visitor's tag")
+        return f"{{{site}:{visitor}}}:{session}"
+
+    def session(self, site: str, session: str, visitor: str = "") -> str:
+        return f"{self.prefix}:s:{self._of(site, session, visitor)}"
+
+    def recent(self, site: str, session: str, visitor: str = "") -> str:
+        return f"{self.prefix}:e:{self._of(site, session, visitor)}"
+
+    def seen(self, site: str, session: str, tab: str, visitor: str = "") -> str:
+        return f"{self.prefix}:q:{self._of(site, session, visitor)}:{tab}"
+
+    def pending(self, site: str, session: str, tab: str, visitor: str = "") -> str:
+        return f"{self.prefix}:p:{self._of(site, session, visitor)}:{tab}"
+
+    def names(self, site: str, session: str, visitor: str = "") -> str:
+        return f"{self.prefix}:n:{self._of(site, session, visitor)}"
+
+    def visitor(self, site: str, visitor: str) -> str:
+        return f"{self.prefix}:v:{{{site}:{visitor}}}"
+
+    def visitor_names(self, site: str, visitor: str) -> str:
+        return f"{self.prefix}:vn:{{{site}:{visitor}}}"
+
+    def visitor_rate(self, site: str, visitor: str) -> str:
+        return f"{self.prefix}:rv:{{{site}:{visitor}}}"
+
+    def timers(self, shard: int = 0) -> str:
+        return f"{self.prefix}:timers:{{{self.prefix}:{shard}}}"
+
+    def audited(self, firing: str, site: str = "") -> str:
+        return f"{self.prefix}:fa:{{a:{site}}}:{firing}"
+
+    def audit(self, site: str) -> str:
+        return f"{self.prefix}:audit:{{a:{site}}}"
+
+    def live(self, site: str) -> str:
+        return f"{self.prefix}:live:{{l:{site}}}"
+
+
+def keys_for(prefix: str, cluster: bool) -> Keys:
+    """The key layout for one Redis or for a cluster."""
+    return ClusterKeys(prefix) if cluster else Keys(prefix)

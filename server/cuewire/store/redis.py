@@ -28,7 +28,7 @@ from .. import fields
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
 from ..ids import new_id
-from ..keys import Keys
+from ..keys import Keys, keys_for
 from ..lifecycle import Closing
 from ..origin import Origin
 from ..settings import Settings
@@ -103,7 +103,7 @@ class RedisStore(Closing):
 
     def _use(self, client: Client) -> None:
         self._r = client
-        self._k = Keys(self._s.key_prefix, cluster=isinstance(client, RedisCluster))
+        self._k = keys_for(self._s.key_prefix, isinstance(client, RedisCluster))
         self._open = client.register_script(lua("read.lua") + lua("open_session.lua"))
         self._ingest = client.register_script(composed("ingest.lua"))
         self._claim_timers = client.register_script(lua("claim_timers.lua"))
@@ -333,6 +333,8 @@ class RedisStore(Closing):
         of its actions (``timer_ops``) beside it: new deadlines in the same loop turn, and
         the removal of cancelled ones, once ``applied(answer)`` says they were (else of the
         ones it added), after it."""
+        if not timer_ops:  # one Redis (the script changes the deadline set), or none changed
+            return await self._calls.call(script, keys, args)
         adds = [op for op in timer_ops if op.due_ms is not None]
         if not adds:
             answer = await self._calls.call(script, keys, args)
