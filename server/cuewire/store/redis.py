@@ -520,7 +520,9 @@ class RedisStore(Closing):
                 keys = [lease, claimed, session]
                 await self._ack(keys=keys, args=[member, field, timer.token, hold])
                 return
-            # the session first: a lease released alone would leave the token behind
+            # Two slots, one loop turn. Either part may land alone: a lease left behind is
+            # claimed again when it expires and then found stale (token cleared); a token left
+            # behind belongs to a deadline no shard holds any more: it never fires.
             await _all(
                 [
                     self._calls.call(self._ack, [session] * 3, ["", field, timer.token, hold]),
