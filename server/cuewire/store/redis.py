@@ -22,7 +22,7 @@ from typing import Any, Self
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .. import fields
 from ..errors import StoreError
@@ -64,6 +64,10 @@ from .scripts import (
 
 log = logging.getLogger(__name__)
 
+# What redis-py raises when the store fails; the cluster client's own errors (a slot no node
+# covers during a failover) are not RedisErrors.
+FAILURES = (RedisError, RedisClusterException)
+
 AUDIT_MAXLEN = 100_000
 AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (record.lua)
 SESSION_VISITOR_TTL_S = 24 * 3600  # on a cluster, how long a session id finds its visitor
@@ -74,7 +78,7 @@ async def _guard(what: str) -> AsyncIterator[None]:
     """Turn a Redis failure into StoreError: no RedisError leaves the store."""
     try:
         yield
-    except RedisError as exc:
+    except FAILURES as exc:
         raise StoreError(f"cannot {what}: {exc}") from exc
 
 
@@ -120,14 +124,14 @@ class RedisStore(Closing):
         if self._url is not None and not self._k.cluster:
             try:
                 cluster = isinstance(self._r, aioredis.Redis) and await is_cluster(self._r)
-            except (RedisError, OSError) as exc:
+            except (*FAILURES, OSError) as exc:
                 log.warning("cannot ask %s whether it is a cluster (%s): one Redis", self._url, exc)
                 cluster = False
             if cluster:
                 single, client = self._r, cluster_client(self._url)
                 try:  # the cluster's map of slots, before calls made together need it
                     await client.initialize()
-                except (RedisError, OSError) as exc:
+                except (*FAILURES, OSError) as exc:
                     raise StoreError(f"cannot reach the cluster at {self._url}: {exc}") from exc
                 self._use(client)
                 await single.aclose()
@@ -149,7 +153,7 @@ class RedisStore(Closing):
     async def ping(self) -> bool:
         try:
             return bool(await self._r.ping())
-        except (RedisError, OSError):
+        except (*FAILURES, OSError):
             return False
 
     async def open_session(
@@ -179,7 +183,7 @@ class RedisStore(Closing):
                 await self._r.set(
                     k.session_visitor(site, fresh_id), visitor, ex=SESSION_VISITOR_TTL_S
                 )
-        except RedisError as exc:
+        except FAILURES as exc:
             raise StoreError(f"cannot open a session: {exc}") from exc
         return OpenedSession(
             session=session if resumed and session else fresh_id,
@@ -231,7 +235,8 @@ class RedisStore(Closing):
         address = gate.address if gate else ""
         asked: tuple[int, int] | None = None
         if gate and k.cluster and gate.address_rate.interval_ms() > 0:
-            asked = await self._ask_address(gate, len(events), now_ms)
+            async with _guard("admit events"):
+                asked = await self._ask_address(gate, len(events), now_ms)
         args.append(self._gate_arg(gate, names or [[] for _ in events], asked) if gate else "")
         keys = [
             session_key,
@@ -262,7 +267,7 @@ class RedisStore(Closing):
                 applied,
                 verdicts,
             ) = await self._call(self._ingest, keys, args, timer_ops, lambda r: bool(r[4]))
-        except RedisError as exc:
+        except FAILURES as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
         fresh = [int(f) == 1 for f in flags]
         if k.cluster and self._s.live_stream_max > 0 and any(fresh):
@@ -363,7 +368,7 @@ class RedisStore(Closing):
         async def run() -> None:
             try:
                 await work
-            except (RedisError, OSError) as exc:
+            except (*FAILURES, OSError) as exc:
                 log.warning("a deferred store write failed: %s", exc)
 
         task = asyncio.get_running_loop().create_task(run())
@@ -547,7 +552,7 @@ class RedisStore(Closing):
             owner = await self._visitor_of(site, session, visitor)
             if owner is not None:
                 await self._release(keys=[self._k.session(site, session, owner)], args=[sid])
-        except RedisError as exc:
+        except FAILURES as exc:
             raise StoreError(f"cannot release a socket: {exc}") from exc
 
     async def _visitor_of(self, site: str, session: str, visitor: str | None) -> str | None:
