@@ -451,9 +451,10 @@ class RedisStore(Closing):
         """On a cluster: ``actions`` as one commit.lua call per visitor slot, together."""
         by_slot: dict[tuple[str, str], list[Action]] = {}
         for action in actions:
-            t = action.timer if isinstance(action, Schedule | Cancel) else action
-            if isinstance(t, Timer | Put):
-                by_slot.setdefault((t.site, t.visitor), []).append(action)
+            owner = action.timer if isinstance(action, Schedule | Cancel) else action
+            if not isinstance(owner, Timer | Put):
+                raise TypeError("a commit applies no FiringRequest: resolve() asks governance")
+            by_slot.setdefault((owner.site, owner.visitor), []).append(action)
         calls = []
         for (site, visitor), group in by_slot.items():
             keys = [self._k.visitor(site, visitor)]  # the pending-seq key: unused without seqs
