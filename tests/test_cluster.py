@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from cuewire.gate import browser_gate
-from cuewire.keys import TIMER_SHARDS
+from cuewire.keys import TIMER_SHARDS, ClusterKeys, Keys
 from cuewire.settings import Limits, Settings
 from cuewire.store import RedisStore
 from support.harness import Harness
@@ -44,6 +45,29 @@ def script_calls(cluster: RedisClusterServer) -> dict[int, int]:
 
 def delta(before: dict[int, int], after: dict[int, int]) -> dict[int, int]:
     return {port: n - before[port] for port, n in after.items() if n != before[port]}
+
+
+def test_one_redis_keeps_its_key_names_and_a_cluster_needs_the_visitor() -> None:
+    """A deployment on one Redis finds its sessions, visitors and deadlines after an upgrade."""
+    k = Keys("cw")
+    assert (k.session("s", "x"), k.visitor("s", "v"), k.seen("s", "x", "t")) == (
+        "cw:s:{s:x}",
+        "cw:v:s:v",
+        "cw:q:{s:x}:t",
+    )
+    assert (k.timers(), k.leases(), k.claimed(), k.timer_shards) == (
+        "cw:timers",
+        "cw:timers:lease",
+        "cw:timers:claimed",
+        1,
+    )
+    assert (k.audit("s"), k.audited("f", "s"), k.live("s")) == (
+        "cw:audit:s",
+        "cw:fa:f",
+        "cw:live:s",
+    )
+    with pytest.raises(ValueError):
+        ClusterKeys("cw").session("s", "x")  # a key in the wrong slot is never made
 
 
 async def test_a_session_and_its_visitor_share_a_slot_and_the_streams_have_their_own(
