@@ -25,7 +25,7 @@ from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery, Emit
 from .gateway import Gateway
-from .inbox import Inbox, inbox_client
+from .inbox import Inbox, InboxClient
 from .keys import Keys
 from .metrics import Metrics
 from .pipeline import Pipeline
@@ -90,7 +90,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     emit: Emit = local.emit  # the embedded store: one process, every socket is local
     if settings.redis_url:
         inbox = Inbox(
-            inbox_client(settings.redis_url),
+            InboxClient(settings.redis_url),
             Keys(settings.key_prefix),
             local,
             metrics,

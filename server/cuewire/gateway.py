@@ -203,7 +203,7 @@ class Gateway:
         if not self._open(sid):
             # The socket closed while the store was opening its session: no disconnect
             # handler runs for it, so nothing may be left behind now.
-            await self._release(parsed.site, opened.session, self._address(sid))
+            await self._release(parsed.site, opened.session, self._address(sid), parsed.visitor)
             return False
         address = client_address(environ)
         self._conns[sid] = Connection(
@@ -227,12 +227,12 @@ class Gateway:
             return
         self._metrics.connections.dec()
         self._pipeline.forget(conn.site, conn.session)
-        await self._release(conn.site, conn.session, self._address(sid))
+        await self._release(conn.site, conn.session, self._address(sid), conn.visitor)
 
-    async def _release(self, site: str, session: str, sid: str) -> None:
+    async def _release(self, site: str, session: str, sid: str, visitor: str) -> None:
         try:
             async with self._releasing:
-                await self._store.release_socket(site, session, sid)
+                await self._store.release_socket(site, session, sid, visitor)
         except StoreError as exc:
             self._store_down(exc)
             self._metrics.store_errors.labels("release").inc()

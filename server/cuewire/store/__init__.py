@@ -1,4 +1,5 @@
-"""Pick the store backend by URL: ``redis://`` / ``rediss://`` / ``unix://`` or ``memory://``."""
+"""Pick the store backend by URL: ``redis://`` / ``rediss://`` / ``unix://`` (one Redis, or a
+Redis Cluster through any of its nodes) or ``memory://``."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def open_store(settings: Settings) -> RedisStore:
             url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_S
         )
         client = aioredis.Redis(connection_pool=pool)
+        return RedisStore(client, settings, url)  # a cluster node: found when it opens
     else:
         raise ConfigError(
             f"unsupported store URL {url!r}: use redis://HOST:PORT/DB, rediss://, unix:// "
