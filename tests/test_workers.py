@@ -25,7 +25,7 @@ from cuewire.codes import Misconfig
 from cuewire.errors import ConfigError
 from cuewire.keys import Keys
 from cuewire.settings import Limits, Settings
-from cuewire.workers import STOP_BOUND_S, default_workers, settings_env, worker_count
+from cuewire.workers import RETRY_S, STOP_BOUND_S, default_workers, settings_env, worker_count
 from support.paths import FIXTURES
 from support.processes import ServerProcess, deadlines_settled_in, sites_file
 from support.servers import free_port
@@ -84,6 +84,10 @@ def running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def children(pid: int) -> set[int]:
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
 def parent_of(pid: int) -> int:
@@ -201,6 +205,38 @@ async def test_sighup_replaces_the_workers_one_at_a_time(pool: ServerProcess) ->
     await eventually(replaced, timeout=40, interval=0.05, what="both workers replaced")
     after = await workers(pool.url, 2)
     assert not set(after) & set(before) and answered > 0
+    assert pool.proc.poll() is None
+
+
+async def test_a_worker_that_cannot_load_the_rules_is_retried_while_the_other_serves(
+    pool: ServerProcess, tmp_path: Path
+) -> None:
+    """A rules file saved broken, then a worker dies: its replacement cannot start. The server
+    does not stop (the other worker keeps serving with the rules it loaded) and the replacement
+    comes up once the file is fixed."""
+    assert pool.proc is not None
+    rules = tmp_path / "rules" / "rules.yaml"
+    good = rules.read_text()
+    found = await workers(pool.url, 2)
+    victim, survivor = found
+    known = children(pool.proc.pid)  # the workers and multiprocessing's resource tracker
+    rules.write_text("rules: [\n")
+    os.kill(victim, signal.SIGKILL)
+    replacement = await eventually(
+        lambda: children(pool.proc.pid) - known, what="a replacement worker", interval=0.05
+    )
+    # it cannot load the rules: it ends on its own after RETRY_S; meanwhile the other serves
+    answers = [await healthz(pool.url) for _ in range(30)]
+    assert {a.pid for a in answers} == {survivor}
+    await eventually(
+        lambda: not any(running(pid) for pid in replacement),
+        timeout=RETRY_S + 10,
+        what="the replacement giving up",
+    )
+    assert pool.proc.poll() is None  # the server did not stop
+    rules.write_text(good)
+    back = await workers(pool.url, 2, timeout=20)
+    assert survivor in back and victim not in back
     assert pool.proc.poll() is None
 
 

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from starlette.types import ASGIApp
 from uvicorn import Config
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
@@ -50,7 +51,8 @@ log = logging.getLogger(__name__)
 POOL_ENV = "CUEWIRE_WORKER_POOL"  # JSON {"parent": pid, "slots": folder}, set by the parent
 STOP_BOUND_S = 15.0  # SIGTERM to the parent: every worker is gone within this (then killed)
 GRACEFUL_S = 5  # uvicorn's wait for open connections and requests of a stopping worker
-HEALTHCHECK_S = 20.0  # a worker must start (and answer the parent's ping) within this
+RETRY_S = 3.0  # a worker that cannot build its app exits after this; the parent starts another
+HEALTHCHECK_S = 10  # a worker must start (and answer the parent's ping) within this
 CLEAN_EXITS = frozenset({0, -signal.SIGTERM, -signal.SIGINT})  # see WorkerPool.exit_code
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
@@ -158,25 +160,37 @@ def die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def worker_app() -> object:
-    """The app factory uvicorn calls in each worker (``cuewire.workers:worker_app``)."""
+def worker_app() -> ASGIApp:
+    """The app factory uvicorn calls in each worker (``cuewire.workers:worker_app``).
+
+    A worker that cannot build its app (the parent checked the files before it started any
+    worker, so one changed since: a rules file saved broken, then a worker died) waits
+    ``RETRY_S`` and exits; the parent starts another, while the other workers keep serving
+    with the rules they loaded. So one crash while a file is broken costs one worker, not the
+    server, and does not spin: the worker comes back once the file is fixed."""
     from .app import create_app
     from .sites import Sites
 
-    pool = Pool.from_env(os.environ.get(POOL_ENV))
-    die_with_parent(pool.parent)
     # uvicorn configured its own loggers from --log-level before calling this factory
     level = logging.getLogger("uvicorn.error").getEffectiveLevel()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        pool = Pool.from_env(os.environ.get(POOL_ENV))
+        die_with_parent(pool.parent)
         settings = replace(Settings.from_env(), worker=take_index(pool.slots))
         if settings.sites_file is None:
             raise ConfigError("no sites file: CUEWIRE_SITES_FILE is unset")
         app = create_app(settings, Sites.load(settings.sites_file))
-    except CuewireError as exc:  # the parent checked these; a file changed since
-        log.error("worker cannot start: %s", exc)
-        sys.exit(STARTUP_FAILURE)  # the parent stops instead of restarting it in a loop
-    log.info("worker %d (pid %d) serving", settings.worker, os.getpid())
+    except CuewireError as exc:
+        log.error("worker cannot start (retrying in %gs): %s", RETRY_S, exc)
+        time.sleep(RETRY_S)
+        # At once, not through the interpreter's shutdown: uvicorn's parent pings each worker
+        # every 0.5 s over a pipe whose other end it also holds, so a worker that dies while
+        # a ping is unanswered is not seen dead until the ping times out (HEALTHCHECK_S).
+        # sys.exit's teardown left the ping unanswered for that long in 1 of 3 runs.
+        logging.shutdown()
+        os._exit(1)
+    log.info("worker %d (pid %d) starting", settings.worker, os.getpid())
     tune_gc()
     return app
 
@@ -238,7 +252,7 @@ def serve_workers(settings: Settings, count: int, log_level: str) -> int:
             loop=event_loop(),
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_S,
-            timeout_worker_healthcheck=int(HEALTHCHECK_S),
+            timeout_worker_healthcheck=HEALTHCHECK_S,
             **uvicorn_ws_options(settings.limits.max_payload_bytes),
         )
         sock = config.bind_socket()
