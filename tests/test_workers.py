@@ -240,6 +240,27 @@ async def test_a_worker_that_cannot_load_the_rules_is_retried_while_the_other_se
     assert pool.proc.poll() is None
 
 
+async def test_a_rolling_restart_onto_broken_rules_keeps_the_old_workers(
+    pool: ServerProcess, tmp_path: Path
+) -> None:
+    assert pool.proc is not None
+    before = await workers(pool.url, 2)  # both started: the rules break only now
+    (tmp_path / "rules" / "rules.yaml").write_text("rules: [\n")
+    known = children(pool.proc.pid)
+    pool.proc.send_signal(signal.SIGHUP)
+    replacement = await eventually(
+        lambda: children(pool.proc.pid) - known, what="a replacement worker", interval=0.05
+    )
+    await eventually(
+        lambda: not any(running(pid) for pid in replacement),
+        timeout=RETRY_S + 10,
+        what="the replacement failing",
+    )
+    # the restart was given up: the same two workers serve, no other was started
+    assert set(await workers(pool.url, 2)) == set(before)
+    assert children(pool.proc.pid) == known
+
+
 async def test_workers_stop_when_their_supervisor_is_killed(pool: ServerProcess) -> None:
     """No worker outlives a SIGKILLed parent holding the port (they get SIGTERM from the
     kernel and stop gracefully)."""
