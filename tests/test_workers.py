@@ -189,6 +189,27 @@ async def test_sigterm_stops_every_worker_gracefully_within_the_bound(
     await asyncio.wait_for(disconnected.wait(), 5)  # the tab's socket was closed, not left open
 
 
+async def test_a_batch_in_flight_when_sigterm_comes_is_finished(pool: ServerProcess) -> None:
+    """Redis is paused, so the batch the worker has read waits on its store call when the
+    worker gets SIGTERM (what the parent sends each worker on its own SIGTERM): the worker
+    closes the socket but finishes the batch, whole, before it exits."""
+    await workers(pool.url, 2)
+    v = await Visitor(pool.url).connect()
+    assert v.info
+    holder = next(w for w in (await workers(pool.url, 2)).values() if w.connections == 1)
+    client = redis.Redis.from_url(pool.redis_url, decode_responses=True)
+    client.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    events = [v.event("page_view", f"http://shop.test/p/{i}") for i in range(100)]
+    await v.sio.emit("events", events)
+    await asyncio.sleep(0.4)  # the worker has read it and waits on the store
+    os.kill(holder.pid, signal.SIGTERM)
+    await eventually(lambda: not running(holder.pid), timeout=STOP_BOUND_S, what="it exiting")
+    stored = client.hget(Keys("cw").session("test-site", v.info["session"]), "events")
+    client.close()
+    assert stored == "100"
+    await v.sio.disconnect()
+
+
 async def test_sighup_replaces_the_workers_one_at_a_time(pool: ServerProcess) -> None:
     """A rolling restart: every worker is replaced, and /healthz answers all along."""
     assert pool.proc is not None
