@@ -61,7 +61,9 @@ def default_workers(settings: Settings) -> int:
     """One worker per core the process may run on with Redis; one on the embedded store."""
     if not settings.redis_url:
         return 1
-    return max(1, len(os.sched_getaffinity(0)))
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def worker_count(requested: int | None, settings: Settings) -> int:
@@ -119,7 +121,7 @@ def event_loop() -> str:
 
 
 @dataclass(frozen=True)
-class Pool:
+class PoolEnv:
     """What the parent tells its workers beside the settings (``CUEWIRE_WORKER_POOL``)."""
 
     parent: int  # the parent's pid: a worker whose parent is gone stops
@@ -129,7 +131,7 @@ class Pool:
         return json.dumps({"parent": self.parent, "slots": str(self.slots)})
 
     @classmethod
-    def from_env(cls, raw: str | None) -> Pool:
+    def from_env(cls, raw: str | None) -> PoolEnv:
         if raw is None:
             raise ConfigError(f"{POOL_ENV} is unset: workers are started by `cuewire serve`")
         data = json.loads(raw)
@@ -175,7 +177,7 @@ def worker_app() -> ASGIApp:
     level = logging.getLogger("uvicorn.error").getEffectiveLevel()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        pool = Pool.from_env(os.environ.get(POOL_ENV))
+        pool = PoolEnv.from_env(os.environ.get(POOL_ENV))
         die_with_parent(pool.parent)
         settings = replace(Settings.from_env(), worker=take_index(pool.slots))
         if settings.sites_file is None:
@@ -241,7 +243,7 @@ def serve_workers(settings: Settings, count: int, log_level: str) -> int:
         settings = replace(settings, secret=secrets.token_urlsafe(32))
     with tempfile.TemporaryDirectory(prefix="cuewire-workers-") as slots:
         os.environ.update(settings_env(settings))  # this process exists to run the pool
-        os.environ[POOL_ENV] = Pool(os.getpid(), Path(slots)).to_env()
+        os.environ[POOL_ENV] = PoolEnv(os.getpid(), Path(slots)).to_env()
         config = Config(
             "cuewire.workers:worker_app",
             factory=True,
