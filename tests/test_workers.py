@@ -171,8 +171,9 @@ async def test_a_killed_worker_is_replaced_and_its_deadline_fires_once(
     assert len(set(after) - set(before)) == 1
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_sigterm_stops_every_worker_gracefully_within_the_bound(
-    pool: ServerProcess,
+    pool: ServerProcess, sig: signal.Signals
 ) -> None:
     assert pool.proc is not None
     found = await workers(pool.url, 2)
@@ -180,7 +181,7 @@ async def test_sigterm_stops_every_worker_gracefully_within_the_bound(
     disconnected = asyncio.Event()
     tab.sio.on("disconnect", disconnected.set)
     start = time.monotonic()
-    pool.proc.send_signal(signal.SIGTERM)
+    pool.proc.send_signal(sig)
     code = await asyncio.to_thread(pool.proc.wait, STOP_BOUND_S + 5)
     took = time.monotonic() - start
     assert code == 0  # every worker ended with 0: none had to be killed at the bound
