@@ -196,7 +196,7 @@ class Server:
         port = free_port()
         argv = [sys.executable, "-m", "cuewire.cli", "serve", "--sites", str(sites)]
         argv += ["--rules", str(rules), "--templates", str(TREE.root / "templates")]
-        argv += ["--redis-url", redis_url, "--port", str(port)]
+        argv += ["--redis-url", redis_url, "--port", str(port), "--workers", "1"]
         gc_file = workdir / "gc.json" if gc_probe else None
         return cls("cuewire", argv, port, workdir / "cuewire.log", gc_file)
 

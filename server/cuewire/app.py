@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -196,6 +197,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
             "rules": {"loaded": len(runtime.engine().rules), "error": runtime.last_error},
             "templates": {"loaded": len(runtime.catalog())},
             "connections": services.gateway.connections,
+            "worker": {"pid": os.getpid(), "index": settings.worker},
             "tasks": {t.name: t.as_json() for t in tasks},
         }
         return JSONResponse(body, status_code=200 if store_ok else 503)

@@ -24,6 +24,7 @@ class ServerProcess:
         sites: Path,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        workers: int = 1,
     ) -> None:
         self.extra_env = env or {}
         self.redis_url = redis_url
@@ -46,6 +47,8 @@ class ServerProcess:
             str(sites),
             "--log-level",
             "warning",
+            "--workers",  # with Redis the default is one per core; a test says how many
+            str(workers),
         ]
         self.proc: subprocess.Popen[bytes] | None = None
 
