@@ -79,5 +79,11 @@ class Metrics:
             registry=r,
         )
 
+        self.polling_forwarded = Counter(
+            "cuewire_polling_forwarded_total",
+            "Long-polling requests passed on to the worker that holds their session (polling.py)",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

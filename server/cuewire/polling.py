@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,7 +29,8 @@ from urllib.parse import parse_qs
 import httpx
 import socketio
 import uvicorn
-from starlette.types import ASGIApp, Receive, Scope, Send
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ PREFIX = "/socket.io"
 # A long-poll GET is held by its worker up to engine.io's ping interval (25 s) plus its
 # timeout (20 s): the forwarded one may wait as long.
 FORWARD_TIMEOUT_S = 60.0
+PEER_BACKLOG = 1024
 # Hop-by-hop headers (RFC 9110, 7.6.1) are not forwarded in either direction.
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
@@ -61,11 +63,14 @@ class PeerRouting:
     """One worker's part: its session ids, its unix socket, and the passing on of other
     workers' polling requests to theirs."""
 
-    def __init__(self, worker: int, peers: Path) -> None:
+    def __init__(self, worker: int, peers: Path, forwarded: Counter) -> None:
         self.tag = tag(worker)
         self.peers = peers
         self.socket_path = peers / f"{self.tag}sock"
+        self._forwarded = forwarded
         self._clients: dict[str, httpx.AsyncClient] = {}
+        self._server: _Quiet | None = None
+        self._serving: asyncio.Task[None] | None = None
 
     def issue_ids(self, sio: socketio.AsyncServer) -> None:
         """Make engine.io's session ids begin with this worker's tag."""
@@ -73,7 +78,16 @@ class PeerRouting:
         sio.eio.generate_id = lambda: self.tag + plain()
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
+        """``app`` with other workers' polling requests passed on. Its own socket listens
+        from the first request on (before this worker can have issued a session id), and
+        closes when the app's lifespan ends."""
+
         async def routed(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "lifespan":
+                await app(scope, self._closing_with(receive), send)
+                return
+            if self._serving is None:
+                self._start(app)
             if scope["type"] == "http" and scope["path"].startswith(PREFIX):
                 owner = owner_of(scope.get("query_string", b""))
                 if owner is not None and owner != self.tag:
@@ -83,22 +97,33 @@ class PeerRouting:
 
         return routed
 
-    @contextlib.asynccontextmanager
-    async def serving(self, app: ASGIApp) -> AsyncIterator[None]:
-        """Serve ``app`` on this worker's unix socket while the worker runs."""
+    def _start(self, app: ASGIApp) -> None:
+        """Listen on this worker's socket: bound here, so requests wait in its backlog from
+        now on, whenever uvicorn gets round to accepting them."""
         self.socket_path.unlink(missing_ok=True)  # left by the worker this one replaces
-        config = uvicorn.Config(app, uds=str(self.socket_path), lifespan="off", log_level="warning")
-        server = _Quiet(config)
-        task = asyncio.create_task(server.serve(), name="peer-socket")
-        try:
-            yield
-        finally:
-            server.should_exit = True
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listening.bind(str(self.socket_path))
+        listening.listen(PEER_BACKLOG)
+        server = self._server = _Quiet(uvicorn.Config(app, lifespan="off", log_level="warning"))
+        self._serving = asyncio.create_task(server.serve([listening]), name="peer-socket")
+
+    def _closing_with(self, receive: Receive) -> Receive:
+        async def receiving() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self._stop()
+            return message
+
+        return receiving
+
+    async def _stop(self) -> None:
+        if self._server is not None and self._serving is not None:
+            self._server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-            for client in self._clients.values():
-                await client.aclose()
-            self.socket_path.unlink(missing_ok=True)
+                await self._serving
+        for client in self._clients.values():
+            await client.aclose()
+        self.socket_path.unlink(missing_ok=True)
 
     async def _forward(self, owner: str, scope: Scope, receive: Receive, send: Send) -> None:
         body = b""
@@ -117,6 +142,7 @@ class PeerRouting:
             log.debug("polling request for worker %s not passed on: %s", owner, exc)
             await _respond(send, 400, b'"Invalid session"', [(b"content-type", b"text/plain")])
             return
+        self._forwarded.inc()
         passed = [
             (k.encode("latin-1"), v.encode("latin-1"))
             for k, v in answer.headers.multi_items()

@@ -14,7 +14,9 @@ the worker) reads the settings from the ``CUEWIRE_*`` environment the parent wro
 worker index (an ``flock`` on ``<slots>/<index>.lock``, released by the kernel when the worker
 dies, so a replacement takes the index of the worker it replaces). Deadlines are in Redis, so
 a killed worker's deadlines are fired by the others or by its replacement; that is why more
-than one worker needs Redis: the embedded store lives inside one process.
+than one worker needs Redis: the embedded store lives inside one process. A long-polling
+client's requests may reach any worker: each is passed on to the worker holding its session
+(polling.py).
 """
 
 from __future__ import annotations
@@ -170,7 +172,8 @@ def worker_app() -> ASGIApp:
     ``RETRY_S`` and exits; the parent starts another, while the other workers keep serving
     with the rules they loaded. So one crash while a file is broken costs one worker, not the
     server, and does not spin: the worker comes back once the file is fixed."""
-    from .app import create_app
+    from .app import create_app, services_of
+    from .polling import PeerRouting
     from .sites import Sites
 
     # uvicorn configured its own loggers from --log-level before calling this factory
@@ -183,6 +186,10 @@ def worker_app() -> ASGIApp:
         if settings.sites_file is None:
             raise ConfigError("no sites file: CUEWIRE_SITES_FILE is unset")
         app = create_app(settings, Sites.load(settings.sites_file))
+        services = services_of(app)
+        routing = PeerRouting(settings.worker, pool.slots, services.metrics.polling_forwarded)
+        routing.issue_ids(services.sio)
+        app = routing.wrap(app)
     except CuewireError as exc:
         log.error("worker cannot start (retrying in %gs): %s", RETRY_S, exc)
         time.sleep(RETRY_S)
