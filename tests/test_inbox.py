@@ -74,6 +74,15 @@ def three(clean_redis: str, tmp_path: Path) -> Iterator[tuple[Proc, Proc, Proc]]
         proc.stop()
 
 
+async def tab_waiting_on(proc: Proc) -> tuple[Visitor, str, str]:
+    """A tab on ``proc`` whose page_view armed the hesitation deadline: the tab, its session
+    and ``proc``'s inbox."""
+    tab = await Visitor(proc.url).connect()
+    assert tab.info
+    await tab.send(tab.event("page_view", PRODUCT))
+    return tab, tab.info["session"], KEYS.inbox(await proc.process_id())
+
+
 def audited(client: redis.Redis, rule: str) -> list[tuple[str, str]]:
     records = [f for _, f in client.xrange(KEYS.audit("test-site"))]
     return [(r["outcome"], r["prompt"]) for r in records if r["rule"] == rule]
@@ -122,11 +131,7 @@ async def test_a_prompt_for_a_killed_holder_reaches_the_tab_on_another_process_o
     firing; the tab reconnects to C, which takes it from C's inbox. Counted and audited once."""
     a, b, c = three
     client = redis.Redis.from_url(clean_redis, decode_responses=True)
-    tab = await Visitor(b.url).connect()
-    assert tab.info
-    session = tab.info["session"]
-    b_inbox = KEYS.inbox(await b.process_id())
-    await tab.send(tab.event("page_view", PRODUCT))
+    tab, session, b_inbox = await tab_waiting_on(b)
     b.kill()
     await tab.sio.disconnect()
     # A sends the prompt to the dead process's inbox, where nobody reads it
@@ -183,11 +188,7 @@ async def test_a_process_that_stops_deletes_its_inbox_and_senders_learn_it_at_on
     so A's send is refused at once (no wait for an ack) and the prompt is held for the tab."""
     a, b, c = three
     client = redis.Redis.from_url(clean_redis, decode_responses=True)
-    tab = await Visitor(b.url).connect()
-    assert tab.info
-    session = tab.info["session"]
-    b_inbox = KEYS.inbox(await b.process_id())
-    await tab.send(tab.event("page_view", PRODUCT))
+    _tab, session, b_inbox = await tab_waiting_on(b)
     stale = client.hget(KEYS.session("test-site", session), "sid")
     b.stop()
     assert not client.exists(b_inbox)

@@ -34,27 +34,31 @@ class Keys:
         """The deadline shard of a visitor's sessions."""
         return 0
 
+    def _of(self, site: str, session: str, visitor: str) -> str:
+        """The part after ``prefix:kind:`` of a session's keys: the session's tag."""
+        return f"{{{site}:{session}}}"
+
     def session(self, site: str, session: str, visitor: str = "") -> str:
         """Hash of session facts (see facts.py). ``visitor``: needed on a cluster."""
-        return f"{self.prefix}:s:{{{site}:{session}}}"
+        return f"{self.prefix}:s:{self._of(site, session, visitor)}"
 
     def recent(self, site: str, session: str, visitor: str = "") -> str:
         """List of the session's most recent events, newest first (JSON)."""
-        return f"{self.prefix}:e:{{{site}:{session}}}"
+        return f"{self.prefix}:e:{self._of(site, session, visitor)}"
 
     def seen(self, site: str, session: str, tab: str, visitor: str = "") -> str:
         """Sorted set of the ``seq`` numbers received from one tab (resend de-duplication)."""
-        return f"{self.prefix}:q:{{{site}:{session}}}:{tab}"
+        return f"{self.prefix}:q:{self._of(site, session, visitor)}:{tab}"
 
     def pending(self, site: str, session: str, tab: str, visitor: str = "") -> str:
         """Sorted set of the ``seq`` numbers of one tab whose facts are stored but whose rule
         actions are not applied yet: a resend of one of them is decided again."""
-        return f"{self.prefix}:p:{{{site}:{session}}}:{tab}"
+        return f"{self.prefix}:p:{self._of(site, session, visitor)}:{tab}"
 
     def names(self, site: str, session: str, visitor: str = "") -> str:
         """Hash of the distinct names a session added (custom events, prop values) and their
         count per kind: the caps of Settings.limits (store/lua/ingest.lua)."""
-        return f"{self.prefix}:n:{{{site}:{session}}}"
+        return f"{self.prefix}:n:{self._of(site, session, visitor)}"
 
     def session_visitor(self, site: str, session: str) -> str:
         """On a cluster: the visitor of a session, for reads that know only the session id
@@ -130,21 +134,6 @@ class ClusterKeys(Keys):
         if not visitor:
             raise ValueError("on a cluster a session's keys carry its visitor's tag")
         return f"{{{site}:{visitor}}}:{session}"
-
-    def session(self, site: str, session: str, visitor: str = "") -> str:
-        return f"{self.prefix}:s:{self._of(site, session, visitor)}"
-
-    def recent(self, site: str, session: str, visitor: str = "") -> str:
-        return f"{self.prefix}:e:{self._of(site, session, visitor)}"
-
-    def seen(self, site: str, session: str, tab: str, visitor: str = "") -> str:
-        return f"{self.prefix}:q:{self._of(site, session, visitor)}:{tab}"
-
-    def pending(self, site: str, session: str, tab: str, visitor: str = "") -> str:
-        return f"{self.prefix}:p:{self._of(site, session, visitor)}:{tab}"
-
-    def names(self, site: str, session: str, visitor: str = "") -> str:
-        return f"{self.prefix}:n:{self._of(site, session, visitor)}"
 
     def visitor(self, site: str, visitor: str) -> str:
         return f"{self.prefix}:v:{{{site}:{visitor}}}"
