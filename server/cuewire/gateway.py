@@ -256,10 +256,8 @@ class Gateway:
             except StoreError as exc:
                 return self._store_failed(conn, exc)
             self._store_up()
-            self._metrics.batches.labels("ahead" if done.ahead else "after").inc()
             valid, retry_ms = sort_out(valid, rejected, done.admitted, conn.gate)
-            for _, event in valid:
-                self._metrics.events.labels(event["type"]).inc()
+            self._metrics.batch_accepted(done.ahead, (event["type"] for _, event in valid))
         return self._ack(len(valid), rejected, retry_ms)
 
     def _store_failed(self, conn: Connection, exc: StoreError) -> dict[str, Any]:
