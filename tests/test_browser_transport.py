@@ -506,7 +506,9 @@ async def forwarded(url: str) -> float:
     seen: dict[int, float] = {}
     for _ in range(40):
         async with httpx.AsyncClient() as http:  # one connection: one worker answers both
-            pid = (await http.get(url + "/healthz")).json()["worker"]["pid"]
+            health = (await http.get(url + "/healthz")).json()
+            assert health["tasks"]["peer-socket"]["running"], "each worker's socket is supervised"
+            pid = health["worker"]["pid"]
             text = (await http.get(url + "/metrics", auth=("admin", "pw"))).text
         found = re.search(r"^cuewire_polling_forwarded_total (\S+)$", text, re.M)
         seen[pid] = float(found.group(1)) if found else 0.0

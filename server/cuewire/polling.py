@@ -18,7 +18,6 @@ or cookie instead (docs/deploy.md).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
@@ -31,6 +30,8 @@ import socketio
 import uvicorn
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +61,21 @@ def owner_of(query_string: bytes) -> str | None:
 
 
 class PeerRouting:
-    """One worker's part: its session ids, its unix socket, and the passing on of other
-    workers' polling requests to theirs."""
+    """One worker's part: its session ids, its unix socket (served by the supervised task
+    ``peer-socket``, in /healthz) and the passing on of other workers' polling requests."""
 
-    def __init__(self, worker: int, peers: Path, forwarded: Counter) -> None:
+    def __init__(
+        self, worker: int, peers: Path, forwarded: Counter, supervisor: Supervisor
+    ) -> None:
         self.tag = tag(worker)
         self.peers = peers
         self.socket_path = peers / f"{self.tag}sock"
         self._forwarded = forwarded
+        self._supervisor = supervisor
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._server: _Quiet | None = None
-        self._serving: asyncio.Task[None] | None = None
+        self._bound: socket.socket | None = None
+        self._started = False
 
     def issue_ids(self, sio: socketio.AsyncServer) -> None:
         """Make engine.io's session ids begin with this worker's tag."""
@@ -79,14 +84,13 @@ class PeerRouting:
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         """``app`` with other workers' polling requests passed on. Its own socket listens
-        from the first request on (before this worker can have issued a session id), and
-        closes when the app's lifespan ends."""
+        from the first request on (before this worker can have issued a session id)."""
 
         async def routed(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "lifespan":
                 await app(scope, self._closing_with(receive), send)
                 return
-            if self._serving is None:
+            if not self._started:
                 self._start(app)
             if scope["type"] == "http" and scope["path"].startswith(PREFIX):
                 owner = owner_of(scope.get("query_string", b""))
@@ -98,32 +102,44 @@ class PeerRouting:
         return routed
 
     def _start(self, app: ASGIApp) -> None:
-        """Listen on this worker's socket: bound here, so requests wait in its backlog from
-        now on, whenever uvicorn gets round to accepting them."""
+        """Bind the socket now, so requests wait in its backlog from now on whenever uvicorn
+        gets round to accepting them, and serve it under the supervisor."""
+        self._started = True
+        self._bound = self._bind()
+        self._supervisor.spawn("peer-socket", lambda: self._serve(app), stop=self._stop_serving)
+
+    def _bind(self) -> socket.socket:
         self.socket_path.unlink(missing_ok=True)  # left by the worker this one replaces
         listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listening.bind(str(self.socket_path))
         listening.listen(PEER_BACKLOG)
-        server = self._server = _Quiet(uvicorn.Config(app, lifespan="off", log_level="warning"))
-        self._serving = asyncio.create_task(server.serve([listening]), name="peer-socket")
+        return listening
+
+    async def _serve(self, app: ASGIApp) -> None:
+        listening, self._bound = self._bound or self._bind(), None  # bound again on a restart
+        config = uvicorn.Config(
+            app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1
+        )
+        server = self._server = _Quiet(config)
+        try:
+            await server.serve([listening])
+        finally:
+            listening.close()
+            self.socket_path.unlink(missing_ok=True)
+
+    def _stop_serving(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
 
     def _closing_with(self, receive: Receive) -> Receive:
         async def receiving() -> Message:
             message = await receive()
             if message["type"] == "lifespan.shutdown":
-                await self._stop()
+                for client in self._clients.values():
+                    await client.aclose()
             return message
 
         return receiving
-
-    async def _stop(self) -> None:
-        if self._server is not None and self._serving is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._serving
-        for client in self._clients.values():
-            await client.aclose()
-        self.socket_path.unlink(missing_ok=True)
 
     async def _forward(self, owner: str, scope: Scope, receive: Receive, send: Send) -> None:
         body = b""

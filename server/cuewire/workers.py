@@ -187,7 +187,8 @@ def worker_app() -> ASGIApp:
             raise ConfigError("no sites file: CUEWIRE_SITES_FILE is unset")
         app = create_app(settings, Sites.load(settings.sites_file))
         services = services_of(app)
-        routing = PeerRouting(settings.worker, pool.slots, services.metrics.polling_forwarded)
+        forwarded = services.metrics.polling_forwarded
+        routing = PeerRouting(settings.worker, pool.slots, forwarded, services.supervisor)
         routing.issue_ids(services.sio)
         app = routing.wrap(app)
     except CuewireError as exc:
