@@ -20,7 +20,17 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-SCENARIOS = ("memory", "ingest", "latency", "timers", "redis_cost", "profile", "rules", "storm")
+SCENARIOS = (
+    "memory",
+    "ingest",
+    "latency",
+    "timers",
+    "redis_cost",
+    "profile",
+    "rules",
+    "storm",
+    "scale",
+)
 SCENARIOS += ("audience",)
 
 
@@ -157,6 +167,7 @@ async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: fl
     from .context import Bench
     from .profile import profile
     from .report import machine_info
+    from .scale import scale
     from .scenarios import ingest, latency, memory, redis_cost, timers
     from .storm import storm_table
 
@@ -179,6 +190,7 @@ async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: fl
         "rules": lambda: asyncio.to_thread(_rules_table, plan),
         "storm": lambda: storm_table(bench),
         "audience": lambda: audience(bench),
+        "scale": lambda: scale(bench),
     }
     tables = []
     failed = 0

@@ -144,6 +144,73 @@ class Redis:
         _stop(self.proc)
 
 
+class RedisCluster:
+    """A Redis Cluster of our own: ``nodes`` primaries on free ports, no replicas, no
+    persistence. ``url`` names its first node (Cuewire finds the rest)."""
+
+    def __init__(self, workdir: Path, nodes: int = 3) -> None:
+        binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if binary is None or cli is None:
+            raise BenchError("redis-server and redis-cli are needed (apt-get install redis-server)")
+        self.ports = [_cluster_port() for _ in range(nodes)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for port in self.ports:
+            folder = workdir / f"cluster-{port}"
+            folder.mkdir(parents=True, exist_ok=True)
+            argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+            argv += ["--appendonly", "no", "--dir", str(folder), "--cluster-enabled", "yes"]
+            argv += ["--cluster-config-file", "nodes.conf", "--maxclients", "20000"]
+            self.procs.append(
+                subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        self.clients = [redis.Redis(port=p, decode_responses=True) for p in self.ports]
+        for client, proc in zip(self.clients, self.procs, strict=True):
+            _wait(lambda c=client: bool(c.ping()), 10, "a cluster node", proc)
+        create = [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]
+        subprocess.run(
+            [*create, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for client, proc in zip(self.clients, self.procs, strict=True):
+            _wait(
+                lambda c=client: c.cluster("info").get("cluster_state") == "ok",
+                20,
+                "the cluster",
+                proc,
+            )
+        self.url = f"redis://127.0.0.1:{self.ports[0]}"
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def flush(self) -> None:
+        for client in self.clients:
+            client.flushall()
+
+    def stop(self) -> None:
+        for client in self.clients:
+            client.close()
+        for proc in self.procs:
+            _stop(proc)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 BENCH_LIMITS = {"CUEWIRE_LIMITS_ADDRESS_EVENTS_PER_SECOND": "0"}
 
 
@@ -191,12 +258,18 @@ class Server:
 
     @classmethod
     def cuewire(
-        cls, workdir: Path, sites: Path, rules: Path, redis_url: str, gc_probe: bool = False
+        cls,
+        workdir: Path,
+        sites: Path,
+        rules: Path,
+        redis_url: str,
+        gc_probe: bool = False,
+        workers: int = 1,
     ) -> Server:
         port = free_port()
         argv = [sys.executable, "-m", "cuewire.cli", "serve", "--sites", str(sites)]
         argv += ["--rules", str(rules), "--templates", str(TREE.root / "templates")]
-        argv += ["--redis-url", redis_url, "--port", str(port)]
+        argv += ["--redis-url", redis_url, "--port", str(port), "--workers", str(workers)]
         gc_file = workdir / "gc.json" if gc_probe else None
         return cls("cuewire", argv, port, workdir / "cuewire.log", gc_file)
 
@@ -225,8 +298,13 @@ class CpuMeter:
         procs: dict[str, float] = {}
         for name, pid in self.pids.items():
             try:
-                t = psutil.Process(pid).cpu_times()
+                proc = psutil.Process(pid)
+                t = proc.cpu_times()
                 procs[name] = t.user + t.system + t.children_user + t.children_system
+                for child in proc.children(recursive=True):  # the workers of --workers N
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        c = child.cpu_times()
+                        procs[name] += c.user + c.system
             except psutil.NoSuchProcess:
                 continue
         m = psutil.cpu_times()

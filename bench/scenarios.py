@@ -433,6 +433,7 @@ async def timers(bench: Bench) -> Table:
 # -- Redis cost -----------------------------------------------------------------------------
 
 COMPOSITIONS = {
+    "single": "1 plain event (an audience that mostly reads)",
     "plain": "5 plain events (no rule involved)",
     "page_view": "page_view + 4 plain (restarts the hesitation timer)",
     "prompt": "1 exit_intent that fires a prompt",

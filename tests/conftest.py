@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import redis
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from support.paths import FIXTURES
-from support.servers import LiveServer, RedisServer, site_for
+from support.servers import BACKENDS, LiveServer, RedisClusterServer, RedisServer, site_for
 
 _prefixes = itertools.count()
 
@@ -57,11 +58,51 @@ def clean_redis(redis_url: str) -> str:
     return redis_url
 
 
-@pytest.fixture(params=["redis", "embedded"])
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """A Redis Cluster of our own (3 primaries on free ports), started once, when a test
+    first asks for it."""
+    for binary in ("redis-server", "redis-cli"):
+        if shutil.which(binary) is None:
+            pytest.fail(f"{binary} is not installed: run ./scripts/test (it installs it)")
+    workdir = tempfile.mkdtemp(prefix="cw-cluster-")
+    cluster = RedisClusterServer(Path(workdir))
+    try:
+        cluster.start()
+    except (AssertionError, subprocess.SubprocessError) as exc:
+        cluster.stop()
+        pytest.fail(f"the Redis Cluster did not start: {exc}")
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def clean_cluster(redis_cluster: RedisClusterServer) -> str:
+    """The URL of our own cluster (its first node), every node flushed."""
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``backend_url``: a real Redis and the embedded store; a module that sets
+    ``BACKENDS = WITH_CLUSTER`` (support/servers.py) runs on a Redis Cluster too."""
+    chosen = any(
+        "backend_url" in str(mark.args[0])
+        for mark in metafunc.definition.iter_markers("parametrize")
+    )  # a test that names its own backends
+    if "backend_url" in metafunc.fixturenames and not chosen:
+        backends = getattr(metafunc.module, "BACKENDS", BACKENDS)
+        metafunc.parametrize("backend_url", backends, indirect=True)
+
+
+@pytest.fixture
 def backend_url(request: pytest.FixtureRequest) -> str | None:
-    """Both store backends: a real Redis and the embedded in-process store."""
+    """The store backend: a real Redis, the embedded in-process store or a Redis Cluster."""
     if request.param == "redis":
         return str(request.getfixturevalue("clean_redis"))
+    if request.param == "cluster":
+        return str(request.getfixturevalue("clean_cluster"))
     return None
 
 

@@ -14,12 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgpack
+import redis
 from playwright.async_api import ConsoleMessage, Page, WebSocket, WebSocketRoute, expect
 
+from cuewire.keys import Keys
 from cuewire.sites import Site, Sites
 from support.browser import (
     BROWSER_TEST,
+    PAGES,
     Serve,
     count,
     facts,
@@ -28,6 +32,8 @@ from support.browser import (
     recent_events,
     session_id,
 )
+from support.paths import FIXTURES
+from support.processes import ServerProcess, sites_file
 from support.proxy import UpgradeBlockingProxy
 from support.servers import site_for
 from support.waiting import eventually
@@ -454,3 +460,56 @@ async def test_where_a_proxy_blocks_websockets_the_snippet_falls_back_to_long_po
         await facts_when(server, session, lambda f: count(f, "c:over_polling") == 1)
         assert proxy.refused >= 1, "the snippet never tried a websocket"
         assert polls, "no long-polling request went out"
+
+
+async def test_long_polling_works_across_the_workers_of_one_port(
+    page: Page, backend_url: str | None, tmp_path: Path
+) -> None:
+    """`cuewire serve --workers 2` behind a proxy that blocks WebSocket and opens a connection
+    per request, so the kernel hands the polling requests of one session to either worker:
+    each one that reaches the other worker is passed on to the one holding the session."""
+    assert backend_url is not None  # a real Redis: several workers share it
+    clean_redis = backend_url
+    async with UpgradeBlockingProxy() as proxy:
+        port = int(proxy.url.rsplit(":", 1)[1])
+        server = ServerProcess(
+            clean_redis,
+            FIXTURES / "rules",
+            FIXTURES / "templates",
+            sites_file(tmp_path / "sites.yaml", port),
+            env={"CUEWIRE_DEMO_SITE_DIR": str(PAGES), "CUEWIRE_ADMIN_PASSWORD": "pw"},
+            workers=2,
+        ).start()
+        try:
+            proxy.forward_to(server.url)
+            await page.goto(proxy.url + "/product/boots.html")
+            await loaded(page)
+            for i in range(20):
+                await page.evaluate("(i) => cuewire.track('across', {i})", i)
+                await asyncio.sleep(0.05)
+            # the timer-fired hesitation prompt, pushed over polling and acked
+            await expect(prompt_host(page, kind="modal")).to_have_count(1)
+            await eventually(lambda: stats(page), lambda s: s["unacked"] == 0, timeout=20)
+            client = redis.Redis.from_url(clean_redis, decode_responses=True)
+            session = await session_id(page)
+            stored = client.hgetall(Keys("cw").session("test-site", session))
+            assert count(stored, "c:across") == 20
+            assert await forwarded(server.url) > 0, "no request ever reached the other worker"
+            assert await page.evaluate("window.cuewire.stats().reconnects") == 0
+        finally:
+            server.stop()
+
+
+async def forwarded(url: str) -> float:
+    """Polling requests passed on between workers, summed over both (each /metrics answer is
+    one worker's: ask until both have answered)."""
+    seen: dict[int, float] = {}
+    for _ in range(40):
+        async with httpx.AsyncClient() as http:  # one connection: one worker answers both
+            health = (await http.get(url + "/healthz")).json()
+            assert health["tasks"]["peer-socket"]["running"], "each worker's socket is supervised"
+            pid = health["worker"]["pid"]
+            text = (await http.get(url + "/metrics", auth=("admin", "pw"))).text
+        found = re.search(r"^cuewire_polling_forwarded_total (\S+)$", text, re.M)
+        seen[pid] = float(found.group(1)) if found else 0.0
+    return sum(seen.values())

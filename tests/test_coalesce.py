@@ -12,7 +12,9 @@ from redis.exceptions import RedisError, ResponseError
 
 from cuewire.store import RedisStore
 from cuewire.store.coalesce import Coalescer
-from support.servers import free_port
+from support.servers import WITH_CLUSTER, free_port
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 ECHO = """
 if ARGV[1] == 'bad' then return redis.error_reply('bad call') end

@@ -25,8 +25,10 @@ from cuewire.store import RedisStore, open_store
 from cuewire.store.base import Schedule, Timer
 from support.paths import FIXTURES
 from support.processes import ServerProcess, sites_file
-from support.servers import RedisServer, free_port
+from support.servers import WITH_CLUSTER, RedisServer, free_port
 from support.waiting import eventually_blocking
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 # Heavy: real processes. About 20-30 s each on an idle 2-core machine; the bound is for a
 # loaded one.

@@ -1,7 +1,8 @@
 """Exactly once, across tabs and processes, and durable across a crash.
 
-Two real `cuewire serve` processes share one real Redis; one visitor has three tabs open on
-them. Each qualifying behaviour fires its rule once, and a pending deadline outlives a crash.
+Two real `cuewire serve` processes share one real Redis, or a real Redis Cluster; one visitor
+has three tabs open on them. Each qualifying behaviour fires its rule once, and a pending
+deadline outlives a crash.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from cuewire.delivery import PROMPT_ACK_TIMEOUT_S
-from cuewire.keys import Keys
+from cuewire.settings import Settings
+from cuewire.store import open_store
 from support.paths import FIXTURES
 from support.processes import ServerProcess, deadlines_settled_in, sites_file
 from support.servers import free_port
@@ -25,12 +26,20 @@ from support.waiting import eventually
 PRODUCT = "http://shop.test/product/boots"
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """The store the processes share: one Redis, or a Redis Cluster (through its first node)."""
+    return str(
+        request.getfixturevalue("clean_redis" if request.param == "redis" else "clean_cluster")
+    )
+
+
 @pytest.fixture
-def two_servers(clean_redis: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def two_servers(shared_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     ports = free_port(), free_port()
     sites = sites_file(tmp_path / "sites.yaml", *ports)
     servers = tuple(
-        ServerProcess(clean_redis, FIXTURES / "rules", FIXTURES / "templates", sites, port)
+        ServerProcess(shared_url, FIXTURES / "rules", FIXTURES / "templates", sites, port)
         for port in ports
     )
     for server in servers:
@@ -97,21 +106,21 @@ REDELIVERY_S = PROMPT_ACK_TIMEOUT_S + 6
 
 @pytest.mark.parametrize("restart", ["before the deadline", "after the deadline"])
 async def test_a_pending_deadline_survives_a_crash_and_restart(
-    clean_redis: str, tmp_path: Path, restart: str
+    shared_url: str, tmp_path: Path, restart: str
 ) -> None:
     """Whether the restarted process comes back before the deadline or only after it (then
     it pushes the prompt to the dead socket first), the prompt reaches the tab that came back."""
     port = free_port()
     sites = sites_file(tmp_path / "sites.yaml", port)
     rules = rules_due_in(tmp_path, "4s")
-    server = ServerProcess(clean_redis, rules, FIXTURES / "templates", sites, port).start()
+    server = ServerProcess(shared_url, rules, FIXTURES / "templates", sites, port).start()
     v = await Visitor(server.url).connect()
     assert v.info
     await v.send(v.event("page_view", PRODUCT))
     sent = time.monotonic()
     server.kill()
     await v.sio.disconnect()
-    restarted = ServerProcess(clean_redis, rules, FIXTURES / "templates", sites, port).start()
+    restarted = ServerProcess(shared_url, rules, FIXTURES / "templates", sites, port).start()
     try:
         if restart == "after the deadline":  # it fires to the killed process's socket first
             await asyncio.sleep(max(0.0, sent + 4.5 - time.monotonic()))
@@ -126,7 +135,7 @@ async def test_a_pending_deadline_survives_a_crash_and_restart(
 
 
 async def test_a_prompt_pushed_to_a_killed_process_reaches_the_tab_that_reconnects(
-    clean_redis: str, tmp_path: Path
+    shared_url: str, tmp_path: Path
 ) -> None:
     """The tab's socket is on process A; A is SIGKILLed before the deadline, so the session
     still names A's socket. Process B fires the deadline to that dead socket, gets no ack,
@@ -136,9 +145,10 @@ async def test_a_prompt_pushed_to_a_killed_process_reaches_the_tab_that_reconnec
     sites = sites_file(tmp_path / "sites.yaml", *ports)
     rules = rules_due_in(tmp_path, "2s")
     a, b = (
-        ServerProcess(clean_redis, rules, FIXTURES / "templates", sites, port).start()
+        ServerProcess(shared_url, rules, FIXTURES / "templates", sites, port).start()
         for port in ports
     )
+    store = await open_store(Settings(redis_url=shared_url)).__aenter__()  # what they share
     try:
         v = await Visitor(a.url).connect()
         assert v.info
@@ -146,22 +156,22 @@ async def test_a_prompt_pushed_to_a_killed_process_reaches_the_tab_that_reconnec
         await v.send(v.event("page_view", PRODUCT))
         a.kill()
         await v.sio.disconnect()
-        client = redis.Redis.from_url(clean_redis, decode_responses=True)
-        keys = Keys("cw")
         # B fires the deadline to A's dead socket and waits for an ack that never comes
         await asyncio.sleep(2 + PROMPT_ACK_TIMEOUT_S / 2)
-        assert client.hget(keys.session("test-site", session), "sid"), "A's socket is named"
+        assert (await store.session_facts("test-site", session)).get("sid"), "A's socket is named"
         back = await Visitor(b.url, session=session).connect()
         await back.send(back.event("visibility", PRODUCT, state="visible", dwell_ms=500))
         prompt = await back.wait_prompt(timeout=REDELIVERY_S)
         assert prompt["rule"] == "hesitate-product"
         await asyncio.sleep(0.5)  # the ack and the audit record land
         assert [p["id"] for p in back.prompts] == [prompt["id"]]
-        assert client.hget(keys.session("test-site", session), "fired:hesitate-product") == "1"
-        records = [f for _, f in client.xrange(keys.audit("test-site"))]
+        facts = await store.session_facts("test-site", session)
+        assert facts.get("fired:hesitate-product") == "1"
+        records = await store.read_audit("test-site", 100)
         mine = [r for r in records if r["rule"] == "hesitate-product"]
         assert [(r["outcome"], r["prompt"]) for r in mine] == [("fired", prompt["id"])]
         await back.sio.disconnect()
     finally:
+        await store.aclose()
         a.stop()
         b.stop()

@@ -14,8 +14,10 @@ from cuewire.identity import sign
 from cuewire.settings import Settings
 from cuewire.sites import Site, Sites
 from support.harness import write
-from support.servers import LiveServer, deadlines_settled
+from support.servers import WITH_CLUSTER, LiveServer, deadlines_settled
 from support.visitor import Visitor
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 CART = """
 rules:

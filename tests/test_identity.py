@@ -23,8 +23,10 @@ from cuewire.identity import sign
 from cuewire.settings import Settings
 from cuewire.sites import Site, Sites
 from support.harness import write
-from support.servers import LiveServer
+from support.servers import WITH_CLUSTER, LiveServer
 from support.visitor import Visitor
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 SECRET = "identity-secret-of-the-test-site"
 USER = "user-42"

@@ -74,6 +74,15 @@ def three(clean_redis: str, tmp_path: Path) -> Iterator[tuple[Proc, Proc, Proc]]
         proc.stop()
 
 
+async def tab_waiting_on(proc: Proc) -> tuple[Visitor, str, str]:
+    """A tab on ``proc`` whose page_view armed the hesitation deadline: the tab, its session
+    and ``proc``'s inbox."""
+    tab = await Visitor(proc.url).connect()
+    assert tab.info
+    await tab.send(tab.event("page_view", PRODUCT))
+    return tab, tab.info["session"], KEYS.inbox(await proc.process_id())
+
+
 def audited(client: redis.Redis, rule: str) -> list[tuple[str, str]]:
     records = [f for _, f in client.xrange(KEYS.audit("test-site"))]
     return [(r["outcome"], r["prompt"]) for r in records if r["rule"] == rule]
@@ -122,11 +131,7 @@ async def test_a_prompt_for_a_killed_holder_reaches_the_tab_on_another_process_o
     firing; the tab reconnects to C, which takes it from C's inbox. Counted and audited once."""
     a, b, c = three
     client = redis.Redis.from_url(clean_redis, decode_responses=True)
-    tab = await Visitor(b.url).connect()
-    assert tab.info
-    session = tab.info["session"]
-    b_inbox = KEYS.inbox(await b.process_id())
-    await tab.send(tab.event("page_view", PRODUCT))
+    tab, session, b_inbox = await tab_waiting_on(b)
     b.kill()
     await tab.sio.disconnect()
     # A sends the prompt to the dead process's inbox, where nobody reads it
@@ -183,11 +188,7 @@ async def test_a_process_that_stops_deletes_its_inbox_and_senders_learn_it_at_on
     so A's send is refused at once (no wait for an ack) and the prompt is held for the tab."""
     a, b, c = three
     client = redis.Redis.from_url(clean_redis, decode_responses=True)
-    tab = await Visitor(b.url).connect()
-    assert tab.info
-    session = tab.info["session"]
-    b_inbox = KEYS.inbox(await b.process_id())
-    await tab.send(tab.event("page_view", PRODUCT))
+    _tab, session, b_inbox = await tab_waiting_on(b)
     stale = client.hget(KEYS.session("test-site", session), "sid")
     b.stop()
     assert not client.exists(b_inbox)
@@ -235,3 +236,38 @@ async def test_the_inbox_reader_is_supervised_reported_and_its_inbox_deleted_on_
 def test_a_socket_address_names_its_process_and_an_old_bare_sid_names_none() -> None:
     assert parse_address(socket_address("w1", "Ab-c_9")) == ("w1", "Ab-c_9")
     assert parse_address("Ab-c_9") == ("", "Ab-c_9")  # recorded by a version without inboxes
+
+
+async def test_on_a_redis_cluster_a_prompt_reaches_the_tab_on_another_process(
+    clean_cluster: str, tmp_path: Path
+) -> None:
+    """The inboxes on a Redis Cluster: each inbox is one key of its own slot, on whichever
+    node holds it; the reader and the senders find it through the cluster client."""
+    ports = free_port(), free_port()
+    sites = sites_file(tmp_path / "sites.yaml", *ports)
+    a, b = (
+        Proc(
+            clean_cluster,
+            FIXTURES / "rules",
+            FIXTURES / "templates",
+            sites,
+            port,
+            env={"CUEWIRE_ADMIN_PASSWORD": PASSWORD, "CUEWIRE_TIMER_POLL_S": poll},
+        )
+        for port, poll in zip(ports, ("0.02", "60"), strict=True)
+    )
+    b.start()  # B ticks once before A schedules anything: every deadline is fired by A
+    a.start()
+    tab = await Visitor(b.url).connect()
+    try:
+        await tab.send(tab.event("page_view", PRODUCT))
+        prompt = await tab.wait_prompt(timeout=5)
+        assert prompt["rule"] == RULE
+        await deadlines_settled_in(clean_cluster)  # acked: fired, not held for a retry
+        sent, received = "cuewire_inbox_sent_total", "cuewire_inbox_received_total"
+        assert (await a.counted(sent, "prompt"), await a.counted(received, "answer")) == (1, 1)
+        assert (await b.counted(received, "prompt"), await b.counted(sent, "answer")) == (1, 1)
+    finally:
+        await tab.sio.disconnect()
+        a.stop()
+        b.stop()

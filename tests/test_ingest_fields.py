@@ -20,6 +20,9 @@ from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from cuewire.store.base import Action, Cancel, Put, Schedule
 from support.harness import Harness, VisitorSession
+from support.servers import WITH_CLUSTER
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 ROOT = Path(__file__).parent.parent
 SHOP = "http://shop.test"

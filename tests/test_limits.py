@@ -22,8 +22,10 @@ from cuewire.settings import Limits, Settings
 from cuewire.sites import Site, Sites
 from support.harness import FakeClock
 from support.lightclient import LightTab, Refused
-from support.servers import LiveServer, site_for
+from support.servers import WITH_CLUSTER, LiveServer, site_for
 from support.visitor import Visitor
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 PAGE = "http://shop.test/product/boots"
 

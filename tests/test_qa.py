@@ -29,9 +29,11 @@ from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from support.harness import Harness, VisitorSession
 from support.paths import FIXTURES, ROOT
-from support.servers import LiveServer, RedisServer, site_for
+from support.servers import WITH_CLUSTER, LiveServer, RedisServer, site_for
 from support.visitor import Visitor
 from support.waiting import eventually
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 PASSWORD = "qa-secret-1"
 BASIC = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()

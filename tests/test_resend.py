@@ -17,7 +17,9 @@ from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from cuewire.store.base import Action, Commit, FiringRequest, Put, Resolved, Timer
 from support.harness import Harness
-from support.servers import free_port
+from support.servers import WITH_CLUSTER, free_port
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 PRODUCT = "http://shop.test/product/boots"
 
@@ -58,7 +60,10 @@ def page_view(h: Harness, seq: int) -> dict[str, Any]:
 
 
 async def pending_timers(store: RedisStore) -> int:
-    return int(await store.client.zcard(store.keys.timers()))
+    """Pending deadlines, in every shard of the deadline set (one on one Redis)."""
+    await store.deferred()  # a cluster removes a replaced deadline after the batch
+    k = store.keys
+    return sum([int(await store.client.zcard(k.timers(n))) for n in range(k.timer_shards)])
 
 
 async def test_a_batch_resent_after_its_actions_failed_schedules_its_deadline_once(
@@ -70,12 +75,12 @@ async def test_a_batch_resent_after_its_actions_failed_schedules_its_deadline_on
     batch = [page_view(h, 0)]
     with pytest.raises(StoreError):  # the gateway answers store_unavailable: resend later
         await h.pipeline.process(v.origin, batch, h.clock.now_ms())
-    assert await pending_timers(store) == 0
+    assert await pending_timers(faulty) == 0
 
     await h.pipeline.process(v.origin, batch, h.clock.now_ms())  # the client resends it
-    assert await pending_timers(store) == 1
+    assert await pending_timers(faulty) == 1
     await h.pipeline.process(v.origin, batch, h.clock.now_ms())  # and once more: a no-op
-    assert await pending_timers(store) == 1
+    assert await pending_timers(faulty) == 1
 
     facts = await store.session_facts("test-site", v.origin.session)
     assert (facts["events"], facts["pages"]) == ("1", "1")  # facts counted once
@@ -90,18 +95,19 @@ async def test_a_firing_batch_whose_grant_failed_fires_once_when_it_is_resent(
 ) -> None:
     """The batch's actions and governance's grant are one atomic store call: when it fails,
     neither happened, and the resend decides and fires the batch again, once."""
-    h = Harness(ResolveFailsOnce(store), settings)
+    faulty = ResolveFailsOnce(store)
+    h = Harness(faulty, settings)
     v = await h.visit()
     exit_intent = {"type": "exit_intent", "ts": h.clock.now, "seq": 1, "url": PRODUCT}
     batch = [page_view(h, 0), exit_intent]
     with pytest.raises(StoreError):
         await h.pipeline.process(v.origin, batch, h.clock.now_ms())
-    assert h.rules_shown == [] and await pending_timers(store) == 0
+    assert h.rules_shown == [] and await pending_timers(faulty) == 0
 
     await h.pipeline.process(v.origin, batch, h.clock.now_ms())  # the client resends it
     await h.pipeline.process(v.origin, batch, h.clock.now_ms())  # and once more: a no-op
     assert h.rules_shown == ["exit-product"]
-    assert await pending_timers(store) == 1  # the page view's deadline, scheduled once
+    assert await pending_timers(faulty) == 1  # the page view's deadline, scheduled once
     fired = [r["rule"] for r in await h.audit() if r["outcome"] == "fired"]
     assert fired == ["exit-product"]
 

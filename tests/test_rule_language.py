@@ -15,6 +15,9 @@ from cuewire.rules.model import Condition
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from support.harness import Harness, VisitorSession, write
+from support.servers import WITH_CLUSTER
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 SHOP = "http://shop.test"
 BOOTS = f"{SHOP}/product/boots"

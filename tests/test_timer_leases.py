@@ -15,6 +15,9 @@ from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from cuewire.store.base import Timer
 from support.harness import Harness, write
+from support.servers import WITH_CLUSTER
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 PRODUCT = "http://shop.test/product/boots"
 RULE = "hesitate-product"

@@ -10,6 +10,9 @@ import pytest
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from support.harness import Harness, VisitorSession
+from support.servers import WITH_CLUSTER
+
+BACKENDS = WITH_CLUSTER
 
 PRODUCT = "http://shop.test/product/boots"
 

@@ -25,9 +25,11 @@ from cuewire.sites import Site, Sites
 from cuewire.webhooks import SIGNATURE_HEADER, Sent, Webhooks
 from support.harness import write
 from support.receiver import Receiver
-from support.servers import LiveServer, free_port
+from support.servers import WITH_CLUSTER, LiveServer, free_port
 from support.visitor import Visitor
 from support.waiting import eventually
+
+BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 SECRET = "webhook-secret-of-the-test-site"
 PAYLOAD = {"site": "test-site", "rule": "exit-hook", "cause": "exit_intent", "at": 1}

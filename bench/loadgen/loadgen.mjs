@@ -307,6 +307,7 @@ async function timers(sessions) {
 // A fixed number of batches of one composition per session, one at a time (Redis cost).
 async function batches(sessions) {
   const make = {
+    single: (s) => [s.plain()],
     plain: (s) => Array.from({ length: 5 }, () => s.plain()),
     page_view: (s) => [s.event(PAGE_VIEW(s)), ...Array.from({ length: 4 }, () => s.plain())],
     prompt: (s) => [s.event({ type: "exit_intent" })],

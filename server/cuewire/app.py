@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery, Emit
 from .gateway import Gateway
-from .inbox import Inbox, inbox_client
+from .inbox import Inbox, InboxClient
 from .keys import Keys
 from .metrics import Metrics
 from .pipeline import Pipeline
@@ -90,7 +91,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     emit: Emit = local.emit  # the embedded store: one process, every socket is local
     if settings.redis_url:
         inbox = Inbox(
-            inbox_client(settings.redis_url),
+            InboxClient(settings.redis_url),
             Keys(settings.key_prefix),
             local,
             metrics,
@@ -196,6 +197,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
             "rules": {"loaded": len(runtime.engine().rules), "error": runtime.last_error},
             "templates": {"loaded": len(runtime.catalog())},
             "connections": services.gateway.connections,
+            "worker": {"pid": os.getpid(), "index": settings.worker},
             "tasks": {t.name: t.as_json() for t in tasks},
         }
         return JSONResponse(body, status_code=200 if store_ok else 503)

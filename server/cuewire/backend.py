@@ -86,7 +86,8 @@ class BackendEvents:
         try:
             current = (await self._store.visitor_facts(batch.site, visitor)).get("session")
             opened = await self._store.open_session(batch.site, visitor, current, now)
-            sid = (await self._store.session_facts(batch.site, opened.session)).get("sid", "")
+            facts = await self._store.session_facts(batch.site, opened.session, visitor)
+            sid = facts.get("sid", "")
             if valid:
                 origin = Origin(batch.site, visitor, opened.session, BACKEND_TAB, sid)
                 gate = backend_gate(self._settings.limits)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import gc
 import json
 import logging
 import secrets
@@ -43,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     _server(serve, Settings().port)
     serve.add_argument(
         "--sites", type=Path, help="sites file: site keys and allowed origins (CUEWIRE_SITES_FILE)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        help="server processes sharing the port (default: one per core with Redis, "
+        "1 on the embedded store; see docs/deploy.md)",
     )
     demo = sub.add_parser("demo", help="run the demo shop with the example rules")
     _server(demo, Settings().port)
@@ -82,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw}: give at least 1")
+    return value
+
+
 def _store(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site", default="demo", help="the site key (default demo)")
     parser.add_argument(
@@ -118,34 +130,25 @@ def _folders(settings: Settings) -> str:
 
 
 def _run(settings: Settings, sites: Sites, log_level: str) -> None:
+    """One server in this process."""
     import uvicorn
 
     from .app import create_app
     from .transport import uvicorn_ws_options
+    from .workers import event_loop, tune_gc
 
     app = create_app(settings, sites)
-    # Long-lived objects (rules, templates, modules) leave the collector's sight, and young
-    # collections run less often: the default thresholds cost ~17% CPU under load (bench/).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    loop = "uvloop" if _has("uvloop") else "asyncio"
+    tune_gc()
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=log_level,
-        loop=loop,
+        loop=event_loop(),
         lifespan="on",
         timeout_graceful_shutdown=5,
         **uvicorn_ws_options(settings.limits.max_payload_bytes),
     )
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -154,8 +157,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(
             "no sites file: pass --sites FILE or set CUEWIRE_SITES_FILE (see docs/deploy.md)"
         )
+    from .workers import serve_workers, worker_count
+
+    sites = Sites.load(settings.sites_file)
+    workers = worker_count(args.workers, settings)
     print(f"Cuewire: {_folders(settings)}, sites from {settings.sites_file}", flush=True)
-    _run(settings, Sites.load(settings.sites_file), args.log_level)
+    if workers > 1:
+        print(f"Cuewire: {workers} workers on port {settings.port}", flush=True)
+        return serve_workers(settings, workers, args.log_level)
+    _run(settings, sites, args.log_level)
     return 0
 
 
@@ -384,7 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CuewireError as exc:
-        print(f"cuewire: {exc}", file=sys.stderr)
+        code = getattr(exc, "code", None)
+        print(f"cuewire: {f'[{code}] ' if code else ''}{exc}", file=sys.stderr)
         return 2
 
 

@@ -7,6 +7,7 @@
   audit record's ``code``; govern.lua returns the governance ones).
 - :class:`Drop`: why a due deadline was dropped without firing (the audit record's ``code``
   beside ``outcome: dropped``).
+- :class:`Misconfig`: why the server refuses to start as configured (``ConfigError.code``).
 
 Add members; never rename or remove one.
 """
@@ -92,3 +93,9 @@ class Hold(StrEnum):
 
 # Codes that mean "another prompt is in the way": a rule with ``on_conflict: queue`` waits.
 CONFLICTS = frozenset({Hold.SHOWING, Hold.LOWER_PRIORITY})
+
+
+class Misconfig(StrEnum):
+    """Why the server refuses to start as configured (``ConfigError.code``, printed by the CLI)."""
+
+    WORKERS_NEED_REDIS = "workers_need_redis"  # --workers N > 1 on the in-process embedded store

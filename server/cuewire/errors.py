@@ -17,13 +17,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .codes import Misconfig
+
 
 class CuewireError(Exception):
     """Root of every error Cuewire raises on purpose."""
 
 
 class ConfigError(CuewireError):
-    """The configuration cannot work; the message names the setting to fix."""
+    """The configuration cannot work; the message names the setting to fix. ``code`` (when
+    set) is the stable reason code should branch on."""
+
+    def __init__(self, message: str, code: Misconfig | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,7 @@ class Gateway:
         if not self._open(sid):
             # The socket closed while the store was opening its session: no disconnect
             # handler runs for it, so nothing may be left behind now.
-            await self._release(parsed.site, opened.session, self._address(sid))
+            await self._release(parsed.site, opened.session, self._address(sid), parsed.visitor)
             return False
         address = client_address(environ)
         self._conns[sid] = Connection(
@@ -227,12 +227,12 @@ class Gateway:
             return
         self._metrics.connections.dec()
         self._pipeline.forget(conn.site, conn.session)
-        await self._release(conn.site, conn.session, self._address(sid))
+        await self._release(conn.site, conn.session, self._address(sid), conn.visitor)
 
-    async def _release(self, site: str, session: str, sid: str) -> None:
+    async def _release(self, site: str, session: str, sid: str, visitor: str) -> None:
         try:
             async with self._releasing:
-                await self._store.release_socket(site, session, sid)
+                await self._store.release_socket(site, session, sid, visitor)
         except StoreError as exc:
             self._store_down(exc)
             self._metrics.store_errors.labels("release").inc()
@@ -256,10 +256,8 @@ class Gateway:
             except StoreError as exc:
                 return self._store_failed(conn, exc)
             self._store_up()
-            self._metrics.batches.labels("ahead" if done.ahead else "after").inc()
             valid, retry_ms = sort_out(valid, rejected, done.admitted, conn.gate)
-            for _, event in valid:
-                self._metrics.events.labels(event["type"]).inc()
+            self._metrics.batch_accepted(done.ahead, (event["type"] for _, event in valid))
         return self._ack(len(valid), rejected, retry_ms)
 
     def _store_failed(self, conn: Connection, exc: StoreError) -> dict[str, Any]:

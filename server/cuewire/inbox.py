@@ -29,11 +29,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from .delivery import PROMPT_ACK_TIMEOUT_S
@@ -43,6 +46,7 @@ from .lifecycle import Closing
 from .metrics import Metrics
 from .protocol import Prompt
 from .sockets import LocalSockets, parse_address
+from .store.cluster import is_cluster
 from .store.scripts import lua
 from .store.sentinel import is_sentinel_url, sentinel_client
 
@@ -61,23 +65,67 @@ ERROR_PAUSE_S = 1.0  # the reader's pause after a Redis error before it reads ag
 CONNECT_TIMEOUT_S = 5.0
 
 
-def inbox_client(url: str) -> aioredis.Redis:
-    """The inbox's own Redis client: its reader blocks in XREAD, so its calls may take up to
-    BLOCK_MS longer than the store's (store/connection.py bounds those). On the same Redis as
-    the store: one, or the primary that the Sentinels of a ``redis+sentinel://`` URL name."""
-    bounds = {
-        "socket_timeout": BLOCK_MS / 1000 + CONNECT_TIMEOUT_S,
-        "socket_connect_timeout": CONNECT_TIMEOUT_S,
-    }
-    client: aioredis.Redis
-    if is_sentinel_url(url):
-        client = sentinel_client(url, decode_responses=True)
-    else:
-        client = aioredis.Redis.from_url(url, decode_responses=True)
-    # these bounds win over the URL's (a URL's options win over from_url's arguments): a
-    # socket_timeout shorter than BLOCK_MS would cut every idle XREAD
-    client.connection_pool.connection_kwargs.update(bounds)
-    return client
+@dataclass(frozen=True)
+class Connected:
+    redis: aioredis.Redis | RedisCluster
+    send: AsyncScript  # inbox_send.lua
+    open: AsyncScript  # inbox_open.lua
+
+
+class InboxClient:
+    """The inbox's own Redis client, chosen when first used: a cluster client when ``url``
+    names a node of a Redis Cluster (as the store does, store/cluster.py), the primary that
+    the Sentinels name for a ``redis+sentinel://`` URL (store/sentinel.py), else one Redis's.
+    Its reader blocks in XREAD, so its calls may take up to BLOCK_MS longer than the store's
+    (store/connection.py bounds those)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._connected: Connected | None = None
+        self._choosing = asyncio.Lock()
+
+    async def get(self) -> Connected:
+        """The client and its scripts (RedisError while Redis cannot be reached to tell which
+        kind of client it needs)."""
+        if self._connected is None:
+            async with self._choosing:
+                if self._connected is None:
+                    client = await self._choose()
+                    send = client.register_script(lua("inbox_send.lua"))
+                    self._connected = Connected(
+                        client, send, client.register_script(lua("inbox_open.lua"))
+                    )
+        return self._connected
+
+    async def _choose(self) -> aioredis.Redis | RedisCluster:
+        read_s = BLOCK_MS / 1000 + CONNECT_TIMEOUT_S
+        bounds = {"socket_timeout": read_s, "socket_connect_timeout": CONNECT_TIMEOUT_S}
+        if is_sentinel_url(self._url):  # the primary the Sentinels name: never a cluster
+            named = sentinel_client(self._url, decode_responses=True)
+            named.connection_pool.connection_kwargs.update(bounds)  # as below
+            return named
+        plain = aioredis.Redis.from_url(self._url, decode_responses=True)
+        # these bounds win over the URL's (a URL's options win over from_url's arguments): a
+        # socket_timeout shorter than BLOCK_MS would cut every idle XREAD
+        plain.connection_pool.connection_kwargs.update(bounds)
+        try:
+            clustered = await is_cluster(plain)
+        except RedisError:
+            await plain.aclose()
+            raise
+        if not clustered:
+            return plain
+        await plain.aclose()
+        return RedisCluster.from_url(
+            self._url,
+            decode_responses=True,
+            socket_timeout=read_s,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+        )
+
+    async def aclose(self) -> None:
+        if self._connected is not None:
+            await self._connected.redis.aclose()
 
 
 class Kind(StrEnum):
@@ -99,7 +147,7 @@ class Inbox(Closing):
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: InboxClient,
         keys: Keys,
         local: LocalSockets,
         metrics: Metrics,
@@ -112,7 +160,6 @@ class Inbox(Closing):
         self._local = local
         self._metrics = metrics
         self._spawn = spawn
-        self._send_script = client.register_script(lua("inbox_send.lua"))
         self._waiting: dict[str, asyncio.Future[bool]] = {}
         self._stopping = asyncio.Event()
         self._last: str | None = None  # the id of the last message handled
@@ -145,7 +192,8 @@ class Inbox(Closing):
         stopped or died long enough ago) or Redis cannot be reached."""
         flat = [part for pair in message.items() for part in pair]
         try:
-            added = await self._send_script(keys=[self._keys.inbox(process)], args=[MAXLEN, *flat])
+            connected = await self._client.get()
+            added = await connected.send(keys=[self._keys.inbox(process)], args=[MAXLEN, *flat])
         except RedisError:
             # not logged: the store's own calls log an outage once; the metric counts these
             self._metrics.store_errors.labels("inbox").inc()
@@ -177,7 +225,8 @@ class Inbox(Closing):
                 elif loop.time() - refreshed >= REFRESH_S:
                     await self._refresh()
                     refreshed = loop.time()
-                reply = await self._client.xread({self._key: self._last}, READ_COUNT, BLOCK_MS)
+                client = (await self._client.get()).redis
+                reply = await client.xread({self._key: self._last}, READ_COUNT, BLOCK_MS)
                 read = cast(Read, reply)
             except RedisError as exc:
                 self._metrics.store_errors.labels("inbox").inc()
@@ -196,7 +245,7 @@ class Inbox(Closing):
                 untrimmed += len(entries)
             if untrimmed >= TRIM_EVERY or (untrimmed and not read):
                 with contextlib.suppress(RedisError):  # else a later round trims it
-                    await self._client.xtrim(self._key, minid=self._last, approximate=False)
+                    await client.xtrim(self._key, minid=self._last, approximate=False)
                     untrimmed = 0
 
     async def _pause(self) -> None:
@@ -205,14 +254,13 @@ class Inbox(Closing):
 
     async def _open(self) -> str:
         """Create the inbox: the id of its START mark, to read after."""
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.xadd(self._key, {"k": Kind.START}, maxlen=MAXLEN, approximate=True)
-            pipe.expire(self._key, TTL_S)
-            started, _ = await pipe.execute()
+        connected = await self._client.get()
+        started = await connected.open(keys=[self._key], args=[MAXLEN, TTL_S, Kind.START])
         return str(started)
 
     async def _refresh(self) -> None:
-        if not await self._client.expire(self._key, TTL_S):  # gone (Redis restarted, flushed)
+        client = (await self._client.get()).redis
+        if not await client.expire(self._key, TTL_S):  # gone (Redis restarted, flushed)
             await self._open()
 
     def _handle(self, fields: dict[str, str]) -> None:
@@ -249,6 +297,6 @@ class Inbox(Closing):
             if not waiting.done():
                 waiting.set_result(False)
         with contextlib.suppress(RedisError):
-            await self._client.delete(self._key)
+            await (await self._client.get()).redis.delete(self._key)
         with contextlib.suppress(RedisError):
             await self._client.aclose()

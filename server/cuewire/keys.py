@@ -1,33 +1,69 @@
 """Every Redis key and channel name Cuewire uses, in one place.
 
-Keys of one session share the ``{site:session}`` hash tag so a Lua script may touch them all.
+Two layouts, one per kind of store (docs/architecture.md, "Key layout"):
+
+- One Redis (and the embedded store): the keys of one session share the ``{site:session}``
+  hash tag; visitor keys, streams and the deadline set have none (a script may touch any key).
+- Redis Cluster (:class:`ClusterKeys`): a script may touch keys of one hash slot only, so every
+  key a batch's script touches carries the visitor's tag ``{site:visitor}``: the session's
+  hashes, lists and sets, the visitor's hash, names and rate key. The deadline set is sharded
+  into :data:`TIMER_SHARDS` slots (``{prefix:N}``), each with its own leases and claimed hash;
+  a deadline goes to the shard of its visitor. Each site's audit stream shares a tag with its
+  firings' markers; the live stream has its own. Keys only ever read or written alone (the
+  user link, the per-address rate key) need no tag.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from typing import ClassVar
+
+TIMER_SHARDS = 16  # deadline-set shards on a cluster: each its own slot, all claimed from
 
 
 @dataclass(frozen=True)
 class Keys:
+    """The keys on one Redis (and the embedded store)."""
+
     prefix: str = "cw"
+    cluster: ClassVar[bool] = False
+    timer_shards: ClassVar[int] = 1  # how many shards the deadline set has
 
-    def session(self, site: str, session: str) -> str:
-        """Hash of session facts (see facts.py)."""
-        return f"{self.prefix}:s:{{{site}:{session}}}"
+    def timer_shard(self, site: str, visitor: str) -> int:
+        """The deadline shard of a visitor's sessions."""
+        return 0
 
-    def recent(self, site: str, session: str) -> str:
+    def _of(self, site: str, session: str, visitor: str) -> str:
+        """The part after ``prefix:kind:`` of a session's keys: the session's tag."""
+        return f"{{{site}:{session}}}"
+
+    def session(self, site: str, session: str, visitor: str = "") -> str:
+        """Hash of session facts (see facts.py). ``visitor``: needed on a cluster."""
+        return f"{self.prefix}:s:{self._of(site, session, visitor)}"
+
+    def recent(self, site: str, session: str, visitor: str = "") -> str:
         """List of the session's most recent events, newest first (JSON)."""
-        return f"{self.prefix}:e:{{{site}:{session}}}"
+        return f"{self.prefix}:e:{self._of(site, session, visitor)}"
 
-    def seen(self, site: str, session: str, tab: str) -> str:
+    def seen(self, site: str, session: str, tab: str, visitor: str = "") -> str:
         """Sorted set of the ``seq`` numbers received from one tab (resend de-duplication)."""
-        return f"{self.prefix}:q:{{{site}:{session}}}:{tab}"
+        return f"{self.prefix}:q:{self._of(site, session, visitor)}:{tab}"
 
-    def pending(self, site: str, session: str, tab: str) -> str:
+    def pending(self, site: str, session: str, tab: str, visitor: str = "") -> str:
         """Sorted set of the ``seq`` numbers of one tab whose facts are stored but whose rule
         actions are not applied yet: a resend of one of them is decided again."""
-        return f"{self.prefix}:p:{{{site}:{session}}}:{tab}"
+        return f"{self.prefix}:p:{self._of(site, session, visitor)}:{tab}"
+
+    def names(self, site: str, session: str, visitor: str = "") -> str:
+        """Hash of the distinct names a session added (custom events, prop values) and their
+        count per kind: the caps of Settings.limits (store/lua/ingest.lua)."""
+        return f"{self.prefix}:n:{self._of(site, session, visitor)}"
+
+    def session_visitor(self, site: str, session: str) -> str:
+        """On a cluster: the visitor of a session, for reads that know only the session id
+        (QA view, explain); written when the session starts."""
+        return f"{self.prefix}:sv:{site}:{session}"
 
     def visitor(self, site: str, visitor: str) -> str:
         """Hash of visitor facts: first and last seen, session count, user id, traits."""
@@ -38,11 +74,6 @@ class Keys:
         events). Verified links only; the ``u:`` keys of earlier versions, which any browser
         could set, are never read and expire."""
         return f"{self.prefix}:uv:{site}:{user_id}"
-
-    def names(self, site: str, session: str) -> str:
-        """Hash of the distinct names a session added (custom events, prop values) and their
-        count per kind: the caps of Settings.limits (store/lua/ingest.lua)."""
-        return f"{self.prefix}:n:{{{site}:{session}}}"
 
     def visitor_names(self, site: str, visitor: str) -> str:
         """Hash of the distinct names a visitor added (traits, custom events), counted."""
@@ -56,21 +87,22 @@ class Keys:
         """The event rate limit of one client address (GCRA)."""
         return f"{self.prefix}:ra:{address}"
 
-    def timers(self) -> str:
-        """Sorted set of pending timers scored by due time in epoch ms."""
+    def timers(self, shard: int = 0) -> str:
+        """Sorted set of pending timers scored by due time in epoch ms (one shard of it)."""
         return f"{self.prefix}:timers"
 
-    def leases(self) -> str:
+    def leases(self, shard: int = 0) -> str:
         """Sorted set of claimed timers being fired, scored by lease expiry in epoch ms: a
         member whose lease expired (its process died) is claimed again by any process."""
-        return f"{self.prefix}:timers:lease"
+        return f"{self.timers(shard)}:lease"
 
-    def claimed(self) -> str:
+    def claimed(self, shard: int = 0) -> str:
         """Hash of claimed timers (member -> due ms), removed when the firing is acked."""
-        return f"{self.prefix}:timers:claimed"
+        return f"{self.timers(shard)}:claimed"
 
-    def audited(self, firing: str) -> str:
-        """Marker of a firing (a timer token) already written to the audit stream."""
+    def audited(self, firing: str, site: str = "") -> str:
+        """Marker of a firing (a timer token) already written to the audit stream; on a
+        cluster it shares the tag of ``site``'s audit stream."""
         return f"{self.prefix}:fa:{firing}"
 
     def audit(self, site: str) -> str:
@@ -85,3 +117,46 @@ class Keys:
         """Stream of the messages for one server process (inbox.py): prompts for its sockets,
         answers to its prompts. Its own hash tag: each call touches this one key."""
         return f"{self.prefix}:inbox:{{{process}}}"
+
+
+@dataclass(frozen=True)
+class ClusterKeys(Keys):
+    """The keys on a Redis Cluster: what one script touches shares one hash slot."""
+
+    cluster: ClassVar[bool] = True
+    timer_shards: ClassVar[int] = TIMER_SHARDS
+
+    def timer_shard(self, site: str, visitor: str) -> int:
+        return zlib.crc32(f"{site}:{visitor}".encode()) % TIMER_SHARDS
+
+    def _of(self, site: str, session: str, visitor: str) -> str:
+        """The part after ``prefix:kind:`` of a session's keys: its visitor's tag first."""
+        if not visitor:
+            raise ValueError("on a cluster a session's keys carry its visitor's tag")
+        return f"{{{site}:{visitor}}}:{session}"
+
+    def visitor(self, site: str, visitor: str) -> str:
+        return f"{self.prefix}:v:{{{site}:{visitor}}}"
+
+    def visitor_names(self, site: str, visitor: str) -> str:
+        return f"{self.prefix}:vn:{{{site}:{visitor}}}"
+
+    def visitor_rate(self, site: str, visitor: str) -> str:
+        return f"{self.prefix}:rv:{{{site}:{visitor}}}"
+
+    def timers(self, shard: int = 0) -> str:
+        return f"{self.prefix}:timers:{{{self.prefix}:{shard}}}"
+
+    def audited(self, firing: str, site: str = "") -> str:
+        return f"{self.prefix}:fa:{{a:{site}}}:{firing}"
+
+    def audit(self, site: str) -> str:
+        return f"{self.prefix}:audit:{{a:{site}}}"
+
+    def live(self, site: str) -> str:
+        return f"{self.prefix}:live:{{l:{site}}}"
+
+
+def keys_for(prefix: str, cluster: bool) -> Keys:
+    """The key layout for one Redis or for a cluster."""
+    return ClusterKeys(prefix) if cluster else Keys(prefix)

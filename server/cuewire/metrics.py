@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5)
@@ -78,6 +81,28 @@ class Metrics:
             "Messages not sent: the process holding the socket is gone (its inbox expired)",
             registry=r,
         )
+
+        self.polling_forwarded = Counter(
+            "cuewire_polling_forwarded_total",
+            "Long-polling requests passed on to the worker that holds their session (polling.py)",
+            registry=r,
+        )
+
+        # the labelled children of the counters counted on every batch, looked up once
+        # (labels() takes a lock and builds a key: 1.0 us against 0.3 us for inc() alone)
+        self._events_of: dict[str, Any] = {}
+        self._decided = {
+            ahead: self.batches.labels("ahead" if ahead else "after") for ahead in (True, False)
+        }
+
+    def batch_accepted(self, decided_ahead: bool, event_types: Iterable[str]) -> None:
+        """Count a stored batch (how it was decided) and its accepted events by type."""
+        self._decided[decided_ahead].inc()
+        for kind in event_types:
+            child = self._events_of.get(kind)
+            if child is None:  # event types are the protocol's few
+                child = self._events_of[kind] = self.events.labels(kind)
+            child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

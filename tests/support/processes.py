@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
-from cuewire.keys import Keys
+from cuewire.settings import Settings
+from cuewire.store import open_store
 
 from .servers import free_port, wait_healthy
 from .waiting import eventually
@@ -25,6 +24,7 @@ class ServerProcess:
         sites: Path,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        workers: int = 1,
     ) -> None:
         self.extra_env = env or {}
         self.redis_url = redis_url
@@ -47,6 +47,8 @@ class ServerProcess:
             str(sites),
             "--log-level",
             "warning",
+            "--workers",  # with Redis the default is one per core; a test says how many
+            str(workers),
         ]
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -72,18 +74,16 @@ class ServerProcess:
 
 
 async def deadlines_settled_in(redis_url: str, prefix: str = "cw", timeout: float = 10.0) -> None:
-    """``servers.deadlines_settled`` for server processes: wait until the Redis they share
-    holds no pending or claimed deadline (each fired, dropped or cancelled, and acked)."""
-    keys = Keys(prefix)
-    client = aioredis.Redis.from_url(redis_url)
-
-    async def pending() -> int:
-        return int(await client.zcard(keys.timers())) + int(await client.zcard(keys.leases()))
-
-    try:
-        await eventually(pending, lambda n: n == 0, timeout=timeout, what="every deadline settled")
-    finally:
-        await client.aclose()
+    """``servers.deadlines_settled`` for server processes: wait until the Redis (or the
+    cluster) they share holds no pending or claimed deadline (each fired, dropped or
+    cancelled, and acked)."""
+    async with open_store(Settings(redis_url=redis_url, key_prefix=prefix)) as store:
+        await eventually(
+            store.next_due_ms,
+            lambda due: due is None,
+            timeout=timeout,
+            what="every deadline settled",
+        )
 
 
 def sites_file(path: Path, *ports: int) -> Path:

@@ -28,6 +28,9 @@ from .waiting import eventually, eventually_blocking
 
 T = TypeVar("T")
 
+BACKENDS = ("redis", "embedded")  # the store backends every store test runs on
+WITH_CLUSTER = (*BACKENDS, "cluster")  # a module's BACKENDS to run on a Redis Cluster too
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -52,6 +55,21 @@ def wait_healthy(url: str, seconds: float, alive: Callable[[], bool]) -> None:
     )
 
 
+def free_cluster_port() -> int:
+    """A free port P whose cluster bus port, P + 10000, is free and valid too."""
+    while True:
+        with socket.socket() as s, socket.socket() as bus:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port + 10000 > 65535:
+                continue
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+            return port
+
+
 class RedisServer:
     """A redis-server of the test's own on a free port, in ``workdir``.
 
@@ -59,16 +77,19 @@ class RedisServer:
     disk), so a stop and a start on the same port and folder come back with the data: that is
     how the fault tests make an outage. ``kill`` stops at once, as a crash would."""
 
-    def __init__(self, workdir: Path, *, durable: bool = True) -> None:
-        self.port = free_port()
+    def __init__(self, workdir: Path, *, durable: bool = True, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.workdir = workdir
         self.durable = durable
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> RedisServer:
+    def start(self, cluster: bool = False) -> RedisServer:
+        """Start; with ``cluster``, as a cluster node (``nodes.conf`` in the folder)."""
         binary = shutil.which("redis-server") or "redis-server"
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         if self.durable:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
@@ -103,6 +124,62 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, decode_responses=True)
+
+
+class RedisClusterServer:
+    """A Redis Cluster of the test's own: ``primaries`` redis-servers with
+    ``--cluster-enabled yes`` on free ports, each in its own folder under ``workdir``, joined
+    by ``redis-cli --cluster create`` (no replicas). ``url`` names its first node."""
+
+    def __init__(self, workdir: Path, primaries: int = 3) -> None:
+        self.nodes = [
+            RedisServer(workdir / f"node{i}", durable=False, port=free_cluster_port())
+            for i in range(primaries)
+        ]
+        self.url = self.nodes[0].url
+
+    def start(self) -> RedisClusterServer:
+        for node in self.nodes:
+            node.workdir.mkdir(parents=True, exist_ok=True)
+            node.start(cluster=True)
+        cli = shutil.which("redis-cli") or "redis-cli"
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=30,
+        )
+        for node in self.nodes:
+            client = node.client()
+
+            def state(client: redis.Redis = client) -> str:
+                return str(client.cluster("info")["cluster_state"])
+
+            try:
+                eventually_blocking(
+                    state,
+                    lambda state: state == "ok",
+                    timeout=15,
+                    what=f"cluster_state:ok on node {node.port}",
+                )
+            finally:
+                client.close()
+        return self
+
+    def flush(self) -> None:
+        """Empty every node of this cluster (and none other)."""
+        for node in self.nodes:
+            client = node.client()
+            try:
+                client.flushall()
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 class LiveServer:

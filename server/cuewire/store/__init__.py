@@ -1,5 +1,6 @@
-"""Pick the store backend by URL: ``redis://`` / ``rediss://`` / ``unix://``,
-``redis+sentinel://`` (the primary that Sentinels name, sentinel.py) or ``memory://``."""
+"""Pick the store backend by URL: ``redis://`` / ``rediss://`` / ``unix://`` (one Redis, or a
+Redis Cluster through any of its nodes), ``redis+sentinel://`` (the primary that Sentinels
+name, sentinel.py) or ``memory://``."""
 
 from __future__ import annotations
 
@@ -37,8 +38,10 @@ def open_store(settings: Settings) -> RedisStore:
             url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_S
         )
         client = aioredis.Redis(connection_pool=pool)
+        return RedisStore(client, settings, url)  # a cluster node: found when it opens
     elif scheme == SENTINEL_SCHEME:
-        # the same pool on whichever node the Sentinels name primary; closed with the client
+        # the same pool on whichever node the Sentinels name primary (never a cluster);
+        # closed with the client
         sentinel_pool = watched_sentinel_pool(
             url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_S
         )

@@ -5,6 +5,10 @@ each call pays redis-py's connection checkout, a socket write and its own wake-u
 reply; sent together, the calls of one iteration share one connection, one write and one read
 loop, and Redis answers them in order. Each call still gets its own answer or its own error:
 one script that fails does not fail the others. A lone call goes as it is.
+
+On a Redis Cluster the client's pipeline sends the calls of one turn grouped per node, each
+group in one write, the nodes concurrently (redis-py's ClusterPipeline routes EVALSHA by its
+first key); plain commands (:meth:`Coalescer.command`) go with them.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 
 @dataclass
 class _Call:
-    script: AsyncScript
+    script: AsyncScript | None  # None: a plain command, ``args``
     keys: Sequence[Any]
     args: Sequence[Any]
     answer: asyncio.Future[Any]
@@ -30,13 +35,22 @@ class _Call:
 class Coalescer:
     """Runs script calls, those of one loop iteration in one pipeline."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self._client = client
         self._waiting: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
 
     async def call(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """The script's answer; its error (a RedisError) raised here."""
+        return await self._queue(script, keys, args)
+
+    async def command(self, *args: Any) -> Any:
+        """A plain command's raw answer (no response callback); its error raised here."""
+        return await self._queue(None, (), args)
+
+    async def _queue(
+        self, script: AsyncScript | None, keys: Sequence[Any], args: Sequence[Any]
+    ) -> Any:
         loop = asyncio.get_running_loop()
         if not self._waiting:
             loop.call_soon(self._flush)
@@ -60,7 +74,10 @@ class Coalescer:
             return
         pipe = self._client.pipeline(transaction=False)
         for c in calls:  # EVALSHA itself: a Script on a pipeline would add SCRIPT EXISTS first
-            pipe.execute_command("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
+            if c.script is None:
+                pipe.execute_command(*c.args)
+            else:
+                pipe.execute_command("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
         try:
             results = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:  # the server stops: so do the calls
@@ -80,6 +97,8 @@ class Coalescer:
                 c.answer.set_result(result)
 
     async def _alone(self, c: _Call) -> Any:
+        if c.script is None:
+            return await self._client.execute_command(*c.args)
         return await c.script(keys=c.keys, args=c.args)
 
     @staticmethod

@@ -1,27 +1,41 @@
-"""The store on Redis (``redis://``) or on the embedded in-process server (``memory://``)."""
+"""The store on Redis (``redis://``), Redis Cluster (the same URL, to any node: detected when
+the store opens) or the embedded in-process server (``memory://``).
+
+On a cluster every script touches the keys of one slot (keys.py): a batch's ingest is still
+one script call, in its visitor's slot. What cannot share that slot goes beside it: a new
+deadline's entry in its shard is added in the same loop turn (a second node, concurrently),
+the per-address rate limit is asked first (one more round trip, when that limit is on), and
+the live stream and the removal of cancelled deadlines are written after the batch, without
+waiting for them. A deadline entry whose session never took its token (the script did not
+apply the batch) fires stale and is dropped, as a cancelled one is.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Self
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisClusterException, RedisError
 
 from .. import fields
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
 from ..ids import new_id
-from ..keys import Keys
+from ..keys import Keys, keys_for
 from ..lifecycle import Closing
 from ..origin import Origin
 from ..settings import Settings
 from .base import (
     Action,
     Admitted,
+    Cancel,
     Commit,
     Decided,
     Facts,
@@ -31,15 +45,32 @@ from .base import (
     OpenedSession,
     Put,
     Resolved,
+    Schedule,
     Timer,
 )
+from .cluster import cluster_client, is_cluster
 from .coalesce import Coalescer
-from .scripts import asks_arg, composed, lua, ops_arg, ops_of, slot_in, to_json, verdict
+from .scripts import (
+    TimerOp,
+    asks_arg,
+    composed,
+    lua,
+    ops_arg,
+    ops_of,
+    slot_in,
+    to_json,
+    verdict,
+)
 
 log = logging.getLogger(__name__)
 
+# What redis-py raises when the store fails; the cluster client's own errors (a slot no node
+# covers during a failover) are not RedisErrors.
+FAILURES = (RedisError, RedisClusterException)
+
 AUDIT_MAXLEN = 100_000
 AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (record.lua)
+SESSION_VISITOR_TTL_S = 24 * 3600  # on a cluster, how long a session id finds its visitor
 
 
 @asynccontextmanager
@@ -47,7 +78,7 @@ async def _guard(what: str) -> AsyncIterator[None]:
     """Turn a Redis failure into StoreError: no RedisError leaves the store."""
     try:
         yield
-    except RedisError as exc:
+    except FAILURES as exc:
         raise StoreError(f"cannot {what}: {exc}") from exc
 
 
@@ -59,13 +90,24 @@ def _pairs(flat: list[Any]) -> Facts:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-class RedisStore(Closing):
-    """Session state in a Redis-compatible server, one round trip per event batch."""
+Client = aioredis.Redis | RedisCluster
 
-    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
-        self._r = client
+
+class RedisStore(Closing):
+    """Session state in a Redis-compatible server, one round trip per event batch.
+
+    With ``url`` (a ``redis://`` URL the client was made from), entering the store asks the
+    server whether it is a cluster node and, when it is, goes on with a cluster client."""
+
+    def __init__(self, client: Client, settings: Settings, url: str | None = None) -> None:
         self._s = settings
-        self._k = Keys(settings.key_prefix)
+        self._url = url
+        self._background: set[asyncio.Task[Any]] = set()
+        self._use(client)
+
+    def _use(self, client: Client) -> None:
+        self._r = client
+        self._k = keys_for(self._s.key_prefix, isinstance(client, RedisCluster))
         self._open = client.register_script(lua("read.lua") + lua("open_session.lua"))
         self._ingest = client.register_script(composed("ingest.lua"))
         self._claim_timers = client.register_script(lua("claim_timers.lua"))
@@ -75,15 +117,33 @@ class RedisStore(Closing):
         self._record = client.register_script(lua("ops.lua") + lua("record.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
         self._release = client.register_script(lua("release_socket.lua"))
+        self._address = client.register_script(lua("address_rate.lua"))
         self._calls = Coalescer(client)  # the hot path's calls: one pipeline per loop turn
+
+    async def __aenter__(self) -> Self:
+        if self._url is not None and not self._k.cluster:
+            try:
+                cluster = isinstance(self._r, aioredis.Redis) and await is_cluster(self._r)
+            except (*FAILURES, OSError) as exc:
+                log.warning("cannot ask %s whether it is a cluster (%s): one Redis", self._url, exc)
+                cluster = False
+            if cluster:
+                single, client = self._r, cluster_client(self._url)
+                try:  # the cluster's map of slots, before calls made together need it
+                    await client.initialize()
+                except (*FAILURES, OSError) as exc:
+                    raise StoreError(f"cannot reach the cluster at {self._url}: {exc}") from exc
+                self._use(client)
+                await single.aclose()
+        return self
 
     @property
     def keys(self) -> Keys:
         return self._k
 
     @property
-    def client(self) -> aioredis.Redis:
-        """The Redis client (or the embedded server's) this store runs on."""
+    def client(self) -> Client:
+        """The Redis client (a cluster's, or the embedded server's) this store runs on."""
         return self._r
 
     @property
@@ -93,7 +153,7 @@ class RedisStore(Closing):
     async def ping(self) -> bool:
         try:
             return bool(await self._r.ping())
-        except (RedisError, OSError):
+        except (*FAILURES, OSError):
             return False
 
     async def open_session(
@@ -107,18 +167,23 @@ class RedisStore(Closing):
     ) -> OpenedSession:
         """Resume ``session`` or start a new one; with ``fields`` (``RuleSet.fields_json``),
         return those facts as the session starts, for the process to know them."""
+        k = self._k
         fresh_id = new_id("s_")
-        held = self._k.session(site, session) if session else self._k.session(site, fresh_id)
+        held = k.session(site, session or fresh_id, visitor)
         args: list[Any] = [now_ms, self._s.session_ttl_s, self._s.visitor_ttl_s, visitor, fresh_id]
         args.append(fields)
         for pair in (describe or {}).items():
             args += pair
         try:
             resumed, returning, prev, sess, vis = await self._open(
-                keys=[held, self._k.session(site, fresh_id), self._k.visitor(site, visitor)],
+                keys=[held, k.session(site, fresh_id, visitor), k.visitor(site, visitor)],
                 args=args,
             )
-        except RedisError as exc:
+            if k.cluster and not (resumed and session):  # for reads by session id alone
+                await self._r.set(
+                    k.session_visitor(site, fresh_id), visitor, ex=SESSION_VISITOR_TTL_S
+                )
+        except FAILURES as exc:
             raise StoreError(f"cannot open a session: {exc}") from exc
         return OpenedSession(
             session=session if resumed and session else fresh_id,
@@ -143,9 +208,14 @@ class RedisStore(Closing):
         caps), store what it admits; return its flags and the facts after it: the fields
         ``fields`` names (``RuleSet.fields_json``: what the engine reads), or all of both
         hashes. With ``decided``, its actions are applied with the batch when its facts are
-        what the store holds and every event is new (``Ingested.applied``). One round trip."""
+        what the store holds and every event is new (``Ingested.applied``). One round trip
+        (on a cluster, see the module's doc)."""
+        k = self._k
         site, session, visitor, tab = origin.site, origin.session, origin.visitor, origin.tab
         socket_id = origin.sid
+        encoded = [to_json(event) for event in events]
+        session_key = k.session(site, session, visitor)
+        live_max = 0 if k.cluster else self._s.live_stream_max  # a cluster writes it after
         args: list[Any] = [
             now_ms,
             self._s.session_ttl_s,
@@ -153,35 +223,40 @@ class RedisStore(Closing):
             self._s.recent_events,
             socket_id,
             visitor,
-            self._s.live_stream_max,
+            live_max,
             session,
         ]
         batch = [
-            change.encoded(event["seq"], to_json(event))
-            for event, change in zip(events, changes, strict=True)
+            change.encoded(event["seq"], text)
+            for event, change, text in zip(events, changes, encoded, strict=True)
         ]
         args.append(to_json(batch))
         args.append(fields)
-        args.append(self._gate_arg(gate, names or [[] for _ in events]) if gate else "")
         address = gate.address if gate else ""
+        asked: tuple[int, int] | None = None
+        if gate and k.cluster and gate.address_rate.interval_ms() > 0:
+            async with _guard("admit events"):
+                asked = await self._ask_address(gate, len(events), now_ms)
+        args.append(self._gate_arg(gate, names or [[] for _ in events], asked) if gate else "")
         keys = [
-            self._k.session(site, session),
-            self._k.recent(site, session),
-            self._k.seen(site, session, tab),
-            self._k.visitor(site, visitor),
-            self._k.live(site),
-            self._k.pending(site, session, tab),
-            self._k.visitor_rate(site, visitor),
-            self._k.address_rate(address),
-            self._k.names(site, session),
-            self._k.visitor_names(site, visitor),
+            session_key,
+            k.recent(site, session, visitor),
+            k.seen(site, session, tab, visitor),
+            k.visitor(site, visitor),
+            session_key if k.cluster else k.live(site),  # (not in the slot: a placeholder)
+            k.pending(site, session, tab, visitor),
+            k.visitor_rate(site, visitor),
+            session_key if k.cluster else k.address_rate(address),
+            k.names(site, session, visitor),
+            k.visitor_names(site, visitor),
         ]
+        timer_ops: list[TimerOp] = []
         if decided is None:
             args += ["", "", ""]
         else:
             facts = {"s": decided.session, "v": decided.visitor}
             args.append(to_json(facts))
-            args.append(ops_arg(self._k, decided.seqs, decided.actions, keys))
+            args.append(ops_arg(k, decided.seqs, decided.actions, keys, timer_ops))
             args.append(asks_arg(decided.requests) if decided.requests else "")
         try:
             (
@@ -191,10 +266,13 @@ class RedisStore(Closing):
                 (granted, retry_ms, capped),
                 applied,
                 verdicts,
-            ) = await self._calls.call(self._ingest, keys, args)
-        except RedisError as exc:
+            ) = await self._call(self._ingest, keys, args, timer_ops, lambda r: bool(r[4]))
+        except FAILURES as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
         fresh = [int(f) == 1 for f in flags]
+        if k.cluster and self._s.live_stream_max > 0 and any(fresh):
+            accepted = [text for text, new in zip(encoded, fresh, strict=True) if new]
+            self._later(self._live(origin, now_ms, accepted))
         todo = [int(f) != 0 for f in flags]
         admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
         session_facts, visitor_facts = _pairs(sess), _pairs(vis)
@@ -203,10 +281,40 @@ class RedisStore(Closing):
         resolved = Resolved([verdict(v) for v in verdicts], session_facts, visitor_facts)
         return Ingested(fresh, todo, {}, {}, admitted, True, resolved)
 
+    async def _ask_address(self, gate: Gate, events: int, now_ms: int) -> tuple[int, int]:
+        """On a cluster: the per-address limit's answer for a batch, before the batch."""
+        rate = gate.address_rate
+        keys = [self._k.address_rate(gate.address)]
+        args = [now_ms, events, rate.interval_ms(), rate.burst]
+        granted, retry_ms = await self._calls.call(self._address, keys, args)
+        return int(granted), int(retry_ms)
+
+    def _live(self, origin: Origin, now_ms: int, accepted: list[str]) -> Awaitable[Any]:
+        """On a cluster: the live stream's entry for a batch's accepted events."""
+        return self._calls.command(
+            "XADD",
+            self._k.live(origin.site),
+            "MAXLEN",
+            "~",
+            self._s.live_stream_max,
+            "*",
+            "at",
+            now_ms,
+            "session",
+            origin.session,
+            "visitor",
+            origin.visitor,
+            "events",
+            "[" + ",".join(accepted) + "]",
+        )
+
     @staticmethod
-    def _gate_arg(gate: Gate, names: list[list[NewName]]) -> str:
-        """ingest.lua's ARGV[11]: the gate's limits and the names of each event."""
-        spec = {
+    def _gate_arg(
+        gate: Gate, names: list[list[NewName]], asked: tuple[int, int] | None = None
+    ) -> str:
+        """ingest.lua's ARGV[11]: the gate's limits and the names of each event; with
+        ``asked``, the per-address limit's answer instead of the limit (a cluster)."""
+        spec: dict[str, Any] = {
             "vi": gate.visitor_rate.interval_ms(),
             "vb": gate.visitor_rate.burst,
             "ai": gate.address_rate.interval_ms(),
@@ -214,13 +322,65 @@ class RedisStore(Closing):
             "caps": dict(gate.caps),
             "names": names,
         }
+        if asked is not None:
+            spec["ai"], spec["ag"], spec["ar"] = 0, asked[0], asked[1]
         return to_json(spec)
 
+    async def _call(
+        self,
+        script: AsyncScript,
+        keys: list[str],
+        args: list[Any],
+        timer_ops: list[TimerOp],
+        applied: Callable[[Any], bool],
+    ) -> Any:
+        """A script call through the coalescer; on a cluster with the deadline-shard changes
+        of its actions (``timer_ops``) beside it: new deadlines in the same loop turn, and
+        the removal of cancelled ones, once ``applied(answer)`` says they were (else of the
+        ones it added), after it."""
+        if not timer_ops:  # one Redis (the script changes the deadline set), or none changed
+            return await self._calls.call(script, keys, args)
+        adds = [op for op in timer_ops if op.due_ms is not None]
+        if not adds:
+            answer = await self._calls.call(script, keys, args)
+        else:
+            sent = [self._calls.command("ZADD", op.key, op.due_ms, op.member) for op in adds]
+            answer, *added = await asyncio.gather(
+                self._calls.call(script, keys, args), *sent, return_exceptions=True
+            )
+            if isinstance(answer, BaseException):
+                raise answer
+            for op, result in zip(adds, added, strict=True):
+                if isinstance(result, BaseException):  # once more, alone: its token is set
+                    await self._r.zadd(op.key, {op.member: op.due_ms or 0})
+        # Left behind, a removed deadline, or one added for actions the script did not apply,
+        # would fire stale and be dropped: removed after the batch, without waiting.
+        done = applied(answer)
+        for op in timer_ops:
+            removal = op.due_ms is None
+            if removal == done:
+                self._later(self._calls.command("ZREM", op.key, op.member))
+        return answer
+
+    def _later(self, work: Awaitable[Any]) -> None:
+        """Run ``work`` without waiting for it (its failure is logged)."""
+
+        async def run() -> None:
+            try:
+                await work
+            except (*FAILURES, OSError) as exc:
+                log.warning("a deferred store write failed: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
-        keys = [self._k.pending(origin.site, origin.session, origin.tab)]
-        arg = ops_arg(self._k, seqs, actions, keys)
+        keys = [self._k.pending(origin.site, origin.session, origin.tab, origin.visitor)]
+        timer_ops: list[TimerOp] = []
+        arg = ops_arg(self._k, seqs, actions, keys, timer_ops)
         async with _guard("apply rule actions"):
-            done = await self._calls.call(self._commit, keys, [arg])
+            done = await self._call(self._commit, keys, [arg], timer_ops, bool)
         return bool(done)
 
     async def resolve(
@@ -228,17 +388,22 @@ class RedisStore(Closing):
     ) -> Resolved | None:
         if not requests:
             raise ValueError("resolve() needs at least one firing request")
+        k = self._k
         first = requests[0]
         site, session, visitor = first.site, first.session, first.visitor
+        session_key = k.session(site, session, visitor)
         pending = (
-            self._k.pending(commit.origin.site, commit.origin.session, commit.origin.tab)
+            k.pending(commit.origin.site, commit.origin.session, commit.origin.tab, visitor)
             if commit
-            else self._k.session(site, session)  # unused without a commit
+            else session_key  # unused without a commit
         )
-        keys = [pending, self._k.session(site, session), self._k.visitor(site, visitor)]
-        arg = ops_arg(self._k, commit.seqs, commit.actions, keys) if commit else ""
+        keys = [pending, session_key, k.visitor(site, visitor)]
+        timer_ops: list[TimerOp] = []
+        arg = ops_arg(k, commit.seqs, commit.actions, keys, timer_ops) if commit else ""
         async with _guard("ask governance about a firing"):
-            answer = await self._calls.call(self._resolve, keys, [arg, asks_arg(requests)])
+            answer = await self._call(
+                self._resolve, keys, [arg, asks_arg(requests)], timer_ops, bool
+            )
         if not answer:
             return None
         _, verdicts, sess, vis = answer
@@ -247,54 +412,100 @@ class RedisStore(Closing):
     async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
         if not puts and not records:
             return
-        keys = [self._k.audit(site)]
-        ops = ops_of(self._k, list(puts), keys)
+        k = self._k
+        keys = [k.audit(site)]
+        ops = [] if k.cluster else ops_of(k, list(puts), keys)  # a cluster applies them apart
         slot = slot_in(keys)
         entries = [
             {
-                "m": slot(self._k.audited(r["firing"])) if r.get("firing") else 0,
+                "m": slot(k.audited(r["firing"], site)) if r.get("firing") else 0,
                 "f": [item for pair in r.items() for item in pair],
             }
             for r in records
         ]
         arg = to_json({"ops": ops, "records": entries})
         async with _guard("record a firing"):
-            await self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
+            if not k.cluster:
+                await self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
+                return
+            work = [self._apply_apart(list(puts))]
+            if records:
+                work.append(
+                    self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
+                )
+            await _all(work)
 
     async def apply(self, actions: list[Action]) -> None:
         if not actions:
+            return
+        if self._k.cluster:
+            async with _guard("apply rule actions"):
+                await self._apply_apart(actions)
             return
         keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
         arg = ops_arg(self._k, [], actions, keys)
         async with _guard("apply rule actions"):
             await self._calls.call(self._commit, keys, [arg])
 
+    async def _apply_apart(self, actions: Iterable[Action]) -> None:
+        """On a cluster: ``actions`` as one commit.lua call per visitor slot, together."""
+        by_slot: dict[tuple[str, str], list[Action]] = {}
+        for action in actions:
+            owner = action.timer if isinstance(action, Schedule | Cancel) else action
+            if not isinstance(owner, Timer | Put):
+                raise TypeError("a commit applies no FiringRequest: resolve() asks governance")
+            by_slot.setdefault((owner.site, owner.visitor), []).append(action)
+        calls = []
+        for (site, visitor), group in by_slot.items():
+            keys = [self._k.visitor(site, visitor)]  # the pending-seq key: unused without seqs
+            timer_ops: list[TimerOp] = []
+            arg = ops_arg(self._k, [], group, keys, timer_ops)
+            calls.append(self._call(self._commit, keys, [arg], timer_ops, bool))
+        await _all(calls)
+
     async def claim_due(
         self, now_ms: int, limit: int
     ) -> tuple[list[tuple[Timer, int]], int | None]:
         """Claim due timers, and timers whose lease expired, with a lease of
-        ``settings.timer_lease_s``. A member that is not a timer is logged and removed."""
-        keys = [self._k.timers(), self._k.leases(), self._k.claimed()]
+        ``settings.timer_lease_s``. A member that is not a timer is logged and removed.
+        On a cluster every shard is asked (up to ``limit`` each), in one turn."""
+        k = self._k
         lease_ms = round(self._s.timer_lease_s * 1000)
+        args = [now_ms, limit, lease_ms]
+        shards = range(k.timer_shards)
         async with _guard("claim timers"):
-            members = await self._claim_timers(keys=keys, args=[now_ms, limit, lease_ms])
+            if not k.cluster:
+                answers = [await self._claim_timers(keys=self._shard_keys(0), args=args)]
+            else:
+                answers = await _all(
+                    self._calls.call(self._claim_timers, self._shard_keys(n), args) for n in shards
+                )
         claimed: list[tuple[Timer, int]] = []
-        for i in range(1, len(members), 2):
-            try:
-                timer = Timer.from_member(members[i])
-                due = int(float(members[i + 1]))
-            except ValueError:
-                log.error("removing a timer that cannot be decoded: %r", members[i][:200])
-                async with _guard("remove a bad timer"):
-                    await self._r.zrem(self._k.leases(), members[i])
-                    await self._r.hdel(self._k.claimed(), members[i])
-                continue
-            claimed.append((timer, due))
-        return claimed, int(float(members[0])) if members[0] else None
+        next_due: int | None = None
+        for shard, members in zip(shards, answers, strict=True):
+            if members[0]:
+                due = int(float(members[0]))
+                next_due = due if next_due is None else min(next_due, due)
+            for i in range(1, len(members), 2):
+                try:
+                    timer = Timer.from_member(members[i])
+                    due = int(float(members[i + 1]))
+                except ValueError:
+                    log.error("removing a timer that cannot be decoded: %r", members[i][:200])
+                    async with _guard("remove a bad timer"):
+                        await self._r.zrem(k.leases(shard), members[i])
+                        await self._r.hdel(k.claimed(shard), members[i])
+                    continue
+                claimed.append((timer, due))
+        return claimed, next_due
+
+    def _shard_keys(self, shard: int) -> list[str]:
+        """claim_timers.lua's keys for one deadline shard."""
+        return [self._k.timers(shard), self._k.leases(shard), self._k.claimed(shard)]
 
     async def consume(self, timer: Timer) -> tuple[Facts, Facts] | None:
         keys = [
-            self._k.session(timer.site, timer.session),
+            self._k.session(timer.site, timer.session, timer.visitor),
             self._k.visitor(timer.site, timer.visitor),
         ]
         async with _guard("read a timer's facts"):
@@ -304,27 +515,55 @@ class RedisStore(Closing):
         return _pairs(result[0]), _pairs(result[1])
 
     async def ack_timer(self, timer: Timer, clear_hold: bool = False) -> None:
-        keys = [self._k.leases(), self._k.claimed(), self._k.session(timer.site, timer.session)]
+        k = self._k
+        shard = k.timer_shard(timer.site, timer.visitor)
+        lease, claimed = k.leases(shard), k.claimed(shard)
+        session = k.session(timer.site, timer.session, timer.visitor)
+        member, field = timer.member(), fields.timer(timer.rule)
         hold = fields.hold(timer.rule) if clear_hold else ""
         async with _guard("release a timer"):
-            await self._ack(
-                keys=keys, args=[timer.member(), fields.timer(timer.rule), timer.token, hold]
+            if not k.cluster:
+                keys = [lease, claimed, session]
+                await self._ack(keys=keys, args=[member, field, timer.token, hold])
+                return
+            # Two slots, one loop turn. Either part may land alone: a lease left behind is
+            # claimed again when it expires and then found stale (token cleared); a token left
+            # behind belongs to a deadline no shard holds any more: it never fires.
+            await _all(
+                [
+                    self._calls.call(self._ack, [session] * 3, ["", field, timer.token, hold]),
+                    self._calls.call(self._ack, [lease, claimed, lease], [member, "", "", ""]),
+                ]
             )
 
     async def timer_due(self, timer: Timer) -> int | None:
+        shard = self._k.timer_shard(timer.site, timer.visitor)
         async with _guard("read a timer"):
-            score = await self._r.zscore(self._k.timers(), timer.member())
+            score = await self._r.zscore(self._k.timers(shard), timer.member())
         return int(score) if score is not None else None
 
     async def visitor_facts(self, site: str, visitor: str) -> Facts:
         async with _guard("read visitor facts"):
             return _pairs_of(await self._r.hgetall(self._k.visitor(site, visitor)))
 
-    async def release_socket(self, site: str, session: str, sid: str) -> None:
+    async def release_socket(
+        self, site: str, session: str, sid: str, visitor: str | None = None
+    ) -> None:
         try:
-            await self._release(keys=[self._k.session(site, session)], args=[sid])
-        except RedisError as exc:
+            owner = await self._visitor_of(site, session, visitor)
+            if owner is not None:
+                await self._release(keys=[self._k.session(site, session, owner)], args=[sid])
+        except FAILURES as exc:
             raise StoreError(f"cannot release a socket: {exc}") from exc
+
+    async def _visitor_of(self, site: str, session: str, visitor: str | None) -> str | None:
+        """The visitor whose tag a session's keys carry: ``visitor`` when given; on a cluster
+        without it, the visitor the session started with (None when unknown); on one Redis
+        none is needed ("")."""
+        if visitor or not self._k.cluster:
+            return visitor or ""
+        found = await self._r.get(self._k.session_visitor(site, session))
+        return str(found) if found else None
 
     async def link_user(self, site: str, user_id: str, visitor: str) -> None:
         """Link ``user_id`` to ``visitor``: call it for verified identifies only (identity.py)."""
@@ -339,21 +578,31 @@ class RedisStore(Closing):
 
     async def next_due_ms(self) -> int | None:
         """The earliest deadline, or lease expiry of a claimed timer, in epoch ms."""
+        k = self._k
+        sets = [key for n in range(k.timer_shards) for key in (k.timers(n), k.leases(n))]
         async with _guard("read the next deadline"):
-            firsts = [
-                await self._r.zrange(key, 0, 0, withscores=True)
-                for key in (self._k.timers(), self._k.leases())
-            ]
+            if not k.cluster:
+                firsts = [await self._r.zrange(key, 0, 0, withscores=True) for key in sets]
+            else:
+                firsts = await _all(self._r.zrange(key, 0, 0, withscores=True) for key in sets)
         scores = [int(first[0][1]) for first in firsts if first]
         return min(scores) if scores else None
 
-    async def session_facts(self, site: str, session: str) -> Facts:
+    async def session_facts(self, site: str, session: str, visitor: str | None = None) -> Facts:
         async with _guard("read session facts"):
-            return _pairs_of(await self._r.hgetall(self._k.session(site, session)))
+            owner = await self._visitor_of(site, session, visitor)
+            if owner is None:
+                return {}
+            return _pairs_of(await self._r.hgetall(self._k.session(site, session, owner)))
 
-    async def recent_events(self, site: str, session: str, count: int) -> list[dict[str, Any]]:
+    async def recent_events(
+        self, site: str, session: str, count: int, visitor: str | None = None
+    ) -> list[dict[str, Any]]:
         async with _guard("read recent events"):
-            raw = await self._r.lrange(self._k.recent(site, session), 0, count - 1)
+            owner = await self._visitor_of(site, session, visitor)
+            if owner is None:
+                return []
+            raw = await self._r.lrange(self._k.recent(site, session, owner), 0, count - 1)
         return [json.loads(item) for item in raw]
 
     async def audit(self, site: str, record: dict[str, str]) -> None:
@@ -385,5 +634,22 @@ class RedisStore(Closing):
                 entries = await self._r.xrange(key, min=f"({after}", count=count) or []
         return [(str(i), _pairs_of(fields)) for i, fields in entries]
 
+    async def deferred(self) -> None:
+        """Wait for the writes made without waiting (on a cluster: live stream entries,
+        removals of cancelled deadlines)."""
+        while self._background:
+            await asyncio.wait(set(self._background))
+
     async def aclose(self) -> None:
+        await self.deferred()
         await self._r.aclose()
+
+
+async def _all(calls: Iterable[Awaitable[Any]]) -> list[Any]:
+    """The answers of ``calls``, made together (on a cluster: one pipeline per loop turn,
+    grouped per node); the first failure is raised once every call is done."""
+    answers = await asyncio.gather(*calls, return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    return answers

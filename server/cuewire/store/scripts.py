@@ -8,6 +8,7 @@ A script may call what another defines: ``apply_ops`` (ops.lua), ``read`` (read.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -15,7 +16,7 @@ import msgspec
 
 from .. import fields
 from ..keys import Keys
-from .base import Action, Cancel, FiringRequest, Put, Schedule, Verdict
+from .base import Action, Cancel, FiringRequest, Put, Schedule, Timer, Verdict
 
 
 def lua(name: str) -> str:
@@ -105,31 +106,65 @@ def slot_in(keys: list[str]) -> Callable[[str], int]:
     return slot
 
 
-def ops_arg(k: Keys, seqs: list[int], actions: list[Action], keys: list[str]) -> str:
-    """commit.lua's ARGV[1] for ``actions``; the keys they write are added to ``keys``."""
-    return to_json({"seqs": [str(seq) for seq in seqs], "ops": ops_of(k, actions, keys)})
+@dataclass(frozen=True)
+class TimerOp:
+    """A change to a deadline shard that a cluster makes outside the script of the session
+    (another slot): add ``member`` due at ``due_ms``, or remove it (``due_ms`` None)."""
+
+    key: str
+    member: str
+    due_ms: int | None = None
 
 
-def ops_of(k: Keys, actions: list[Action], keys: list[str]) -> list[list[Any]]:
-    """ops.lua's ops for ``actions``; the keys they write are added to ``keys``."""
+def ops_arg(
+    k: Keys,
+    seqs: list[int],
+    actions: list[Action],
+    keys: list[str],
+    timer_ops: list[TimerOp] | None = None,
+) -> str:
+    """commit.lua's ARGV[1] for ``actions``; the keys they write are added to ``keys``. On a
+    cluster the deadline-set changes go to ``timer_ops`` instead (see :func:`ops_of`)."""
+    ops = ops_of(k, actions, keys, timer_ops)
+    return to_json({"seqs": [str(seq) for seq in seqs], "ops": ops})
+
+
+def ops_of(
+    k: Keys, actions: list[Action], keys: list[str], timer_ops: list[TimerOp] | None = None
+) -> list[list[Any]]:
+    """ops.lua's ops for ``actions``; the keys they write are added to ``keys``. On a cluster
+    (``k.cluster``) the deadline shards are in other slots than the session: their changes
+    are appended to ``timer_ops``, for the store to send beside the script."""
     slot = slot_in(keys)
+    if k.cluster and timer_ops is None:
+        raise ValueError("on a cluster, deadline changes need a list to go to")
+
+    def timer_op(t: Timer, due_ms: int | None) -> None:
+        shard = k.timer_shard(t.site, t.visitor)
+        if timer_ops is not None and k.cluster:
+            timer_ops.append(TimerOp(k.timers(shard), t.member(), due_ms))
+        elif due_ms is None:
+            ops.append(["zrem", slot(k.timers(shard)), t.member()])
+        else:
+            ops.append(["zadd", slot(k.timers(shard)), due_ms, t.member()])
 
     ops: list[list[Any]] = []
     for action in actions:
         if isinstance(action, Schedule):
             t = action.timer
-            session_key = slot(k.session(t.site, t.session))
+            session_key = slot(k.session(t.site, t.session, t.visitor))
             ops.append(["hset", session_key, fields.timer(t.rule), t.token])
-            ops.append(["zadd", slot(k.timers()), action.due_ms, t.member()])
+            timer_op(t, action.due_ms)
         elif isinstance(action, Cancel):
             t = action.timer
-            ops.append(["hdel", slot(k.session(t.site, t.session)), fields.timer(t.rule)])
-            ops.append(["zrem", slot(k.timers()), t.member()])
+            key = k.session(t.site, t.session, t.visitor)
+            ops.append(["hdel", slot(key), fields.timer(t.rule)])
+            timer_op(t, None)
         elif isinstance(action, Put):
             key = (
                 k.visitor(action.site, action.visitor)
                 if action.on_visitor
-                else k.session(action.site, action.session)
+                else k.session(action.site, action.session, action.visitor)
             )
             if action.value is None:
                 ops.append(["hdel", slot(key), action.field])

@@ -2,6 +2,9 @@
 -- KEYS: session hash, recent-events list, seen-seq zset, visitor hash, live stream,
 --       pending-seq zset (stored, rule actions not yet applied: see commit.lua),
 --       visitor rate key, address rate key, session names hash, visitor names hash
+--       (on a cluster the live stream and the address key are in other slots: store/redis.py
+--       passes the session hash in their place, live stream max length 0, and writes the
+--       live stream itself)
 -- ARGV: now_ms, session_ttl_s, visitor_ttl_s, keep_recent, socket_id, visitor_id,
 --       live stream max length (0: no live stream), session id,
 --       then one JSON array with, per event, [seq, event JSON, incr, set, setnx, visitor_incr,
@@ -12,7 +15,9 @@
 --   the engine reads), or "" for the whole hashes
 -- ARGV[11]: the gate, JSON {"vi": visitor interval ms (0: no limit), "vb": visitor burst,
 --   "ai"/"ab": the same per address, "caps": {kind: cap}, "names": per event
---   [[scope ("s"/"v"), kind, name], ...]}, or "" to admit every event
+--   [[scope ("s"/"v"), kind, name], ...]}, or "" to admit every event. On a cluster the
+--   address key is in another slot: its limit was asked first (address_rate.lua), "ai" is 0
+--   and "ag"/"ar" are its answer (events granted, retry ms)
 -- ARGV[12]: the facts the caller decided this batch from, JSON {"s": {field: value}, "v":
 --   {field: value}} (its copy of what ARGV[10] names, as they were before this batch), or ""
 -- ARGV[13]: the caller's actions for this batch, as commit.lua's ARGV[1] (their key indexes
@@ -78,10 +83,11 @@ if ARGV[11] ~= nil and ARGV[11] ~= '' then
   local v_avail, v_tat = available(KEYS[7], gate.vi, gate.vb)
   local a_avail, a_tat = available(KEYS[8], gate.ai, gate.ab)
   granted = math.min(n, v_avail, a_avail)
+  if gate.ag then granted = math.min(granted, gate.ag) end  -- the address, asked first
   v_tat = take(KEYS[7], gate.vi, v_tat, granted)
   a_tat = take(KEYS[8], gate.ai, a_tat, granted)
   if granted < n then
-    retry = math.max(wait(gate.vi, gate.vb, v_tat), wait(gate.ai, gate.ab, a_tat))
+    retry = math.max(wait(gate.vi, gate.vb, v_tat), wait(gate.ai, gate.ab, a_tat), gate.ar or 0)
   end
 
   local owners = {s = KEYS[9], v = KEYS[10]}

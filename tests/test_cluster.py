@@ -1,0 +1,163 @@
+"""What is particular to a Redis Cluster (keys.py, store/redis.py): the slots the keys land in,
+the sharded deadline set, and the calls a batch costs. Run on the test's own 3-primary
+cluster (conftest.py ``redis_cluster``); the store tests run on it too (``WITH_CLUSTER``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from cuewire.gate import browser_gate
+from cuewire.keys import TIMER_SHARDS, ClusterKeys, Keys
+from cuewire.settings import Limits, Settings
+from cuewire.store import RedisStore
+from support.harness import Harness
+from support.servers import RedisClusterServer
+
+BACKENDS = ("cluster",)
+PRODUCT = "http://shop.test/product/boots"
+
+
+def cluster_of(store: RedisStore) -> RedisCluster:
+    client = store.client
+    assert isinstance(client, RedisCluster), "the store found the cluster behind its URL"
+    return client
+
+
+def node_of(store: RedisStore, key: str) -> str:
+    return str(cluster_of(store).get_node_from_key(key).name)
+
+
+def script_calls(cluster: RedisClusterServer) -> dict[int, int]:
+    """EVALSHA calls so far, per node port (a script's own commands are not among them)."""
+    calls: dict[int, int] = {}
+    for node in cluster.nodes:
+        client = node.client()
+        try:
+            stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        finally:
+            client.close()
+        calls[node.port] = int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
+    return calls
+
+
+def delta(before: dict[int, int], after: dict[int, int]) -> dict[int, int]:
+    return {port: n - before[port] for port, n in after.items() if n != before[port]}
+
+
+def test_one_redis_keeps_its_key_names_and_a_cluster_needs_the_visitor() -> None:
+    """A deployment on one Redis finds its sessions, visitors and deadlines after an upgrade."""
+    k = Keys("cw")
+    assert (k.session("s", "x"), k.visitor("s", "v"), k.seen("s", "x", "t")) == (
+        "cw:s:{s:x}",
+        "cw:v:s:v",
+        "cw:q:{s:x}:t",
+    )
+    assert (k.timers(), k.leases(), k.claimed(), k.timer_shards) == (
+        "cw:timers",
+        "cw:timers:lease",
+        "cw:timers:claimed",
+        1,
+    )
+    assert (k.audit("s"), k.audited("f", "s"), k.live("s")) == (
+        "cw:audit:s",
+        "cw:fa:f",
+        "cw:live:s",
+    )
+    with pytest.raises(ValueError):
+        ClusterKeys("cw").session("s", "x")  # a key in the wrong slot is never made
+
+
+async def test_a_session_and_its_visitor_share_a_slot_and_the_streams_have_their_own(
+    store: RedisStore,
+) -> None:
+    k, client = store.keys, cluster_of(store)
+    slot = client.keyslot(k.visitor("s", "v1"))
+    session_keys = [
+        k.session("s", "s1", "v1"),
+        k.recent("s", "s1", "v1"),
+        k.seen("s", "s1", "tab", "v1"),
+        k.pending("s", "s1", "tab", "v1"),
+        k.names("s", "s1", "v1"),
+        k.visitor_names("s", "v1"),
+        k.visitor_rate("s", "v1"),
+    ]
+    assert {client.keyslot(key) for key in session_keys} == {slot}
+    assert client.keyslot(k.visitor("s", "v2")) != slot  # visitors spread over the slots
+    assert client.keyslot(k.audited("token1", "s")) == client.keyslot(k.audit("s"))
+    assert client.keyslot(k.live("s")) != client.keyslot(k.audit("s"))
+    shard = k.timer_shard("s", "v1")
+    triple = {client.keyslot(key) for key in (k.timers(shard), k.leases(shard), k.claimed(shard))}
+    assert len(triple) == 1
+
+
+async def test_deadlines_of_many_visitors_spread_over_every_shard_and_node_and_all_fire(
+    store: RedisStore, settings: Settings
+) -> None:
+    h = Harness(store, settings)
+    visitors = [f"v_many{i:03d}" for i in range(64)]
+    for visitor in visitors:
+        v = await h.visit(visitor)
+        await v.send("page_view", PRODUCT)
+    k, client = store.keys, cluster_of(store)
+    sizes = {n: int(await client.zcard(k.timers(n))) for n in range(TIMER_SHARDS)}
+    assert sum(sizes.values()) == len(visitors)
+    assert max(sizes.values()) <= len(visitors) // 4, f"no hot shard: {sizes}"
+    used = [n for n, size in sizes.items() if size]
+    assert len(used) >= TIMER_SHARDS - 2, f"most shards take deadlines: {sizes}"
+    assert len({node_of(store, k.timers(n)) for n in used}) == 3, "shards on every node"
+
+    await h.pass_time(1)  # one tick claims from every shard
+    assert sorted(sid for sid, _ in h.shown) == sorted(f"sid-{v}" for v in visitors)
+    assert await store.next_due_ms() is None
+
+
+async def test_a_batch_decided_ahead_is_one_script_call_after_the_address_limit(
+    store: RedisStore, settings: Settings, redis_cluster: RedisClusterServer
+) -> None:
+    """One Redis: one script call per batch decided ahead (test_one_round_trip.py). A cluster:
+    the per-address limit first (its key has its own slot), then the batch's script in the
+    visitor's slot; the new deadline's ZADD goes beside it, in the same loop turn."""
+    h = Harness(store, settings)
+    v = await h.visit()
+    gate = browser_gate(settings.limits, "203.0.113.7")
+
+    async def page_view(url: str) -> dict[int, int]:
+        event = {"type": "page_view", "ts": h.clock.now, "seq": h.seq, "url": url}
+        h.seq += 1
+        before = script_calls(redis_cluster)
+        await h.pipeline.process(v.origin, [event], h.clock.now_ms(), gate)
+        await store.deferred()
+        return delta(before, script_calls(redis_cluster))
+
+    await page_view(PRODUCT)  # the first batch: the process learns the session's facts
+    k = store.keys
+    calls = await page_view("http://shop.test/product/hat")  # decided ahead
+    address_node = node_of(store, k.address_rate("203.0.113.7"))
+    visitor_node = node_of(store, k.visitor("test-site", v.origin.visitor))
+    expected: dict[str, int] = {address_node: 1}
+    expected[visitor_node] = expected.get(visitor_node, 0) + 1
+    ports = {node.port: f"127.0.0.1:{node.port}" for node in redis_cluster.nodes}
+    assert {ports[port]: n for port, n in calls.items()} == expected
+    assert (
+        len(
+            await store.client.zrange(k.timers(k.timer_shard("test-site", v.origin.visitor)), 0, -1)
+        )
+        == 1
+    )
+
+
+async def test_without_an_address_limit_a_batch_is_one_script_call(
+    store: RedisStore, settings: Settings, redis_cluster: RedisClusterServer
+) -> None:
+    settings = replace(settings, limits=Limits(address_events_per_second=0))
+    h = Harness(store, settings)
+    v = await h.visit()
+    gate = browser_gate(settings.limits, "203.0.113.8")
+    for seq, url in enumerate([PRODUCT, "http://shop.test/product/hat"]):
+        event = {"type": "page_view", "ts": h.clock.now, "seq": seq, "url": url}
+        before = script_calls(redis_cluster)
+        await h.pipeline.process(v.origin, [event], h.clock.now_ms(), gate)
+    assert sum(delta(before, script_calls(redis_cluster)).values()) == 1
