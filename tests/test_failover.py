@@ -38,7 +38,7 @@ import pytest
 import redis
 
 from cuewire.errors import ConfigError, StoreError
-from cuewire.inbox import inbox_client
+from cuewire.inbox import InboxClient
 from cuewire.keys import Keys
 from cuewire.settings import Settings
 from cuewire.store import open_store
@@ -218,13 +218,14 @@ async def test_the_inbox_client_follows_the_sentinels_and_keeps_its_read_bound(
     (which also bounds the store's calls) must not cut it, on one Redis or through Sentinel."""
     stream = f"failover-test:{free_port()}"
     for url in (f"{deployment.url}?socket_timeout=0.5", f"{redis_url}?socket_timeout=0.5"):
-        client = inbox_client(url)
+        inbox = InboxClient(url)
         try:
+            client = (await inbox.get()).redis
             assert await client.xread({stream: "0-0"}, 1, 1000) in ([], {})  # nothing, no timeout
             await client.xadd(stream, {"k": "v"})
             assert await client.xread({stream: "0-0"}, 1, 1000)
         finally:
-            await client.aclose()
+            await inbox.aclose()
     on_primary = deployment.primary.client()
     try:
         assert on_primary.xlen(stream) == 1  # the Sentinels' primary: the first client wrote there
