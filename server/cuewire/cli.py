@@ -30,7 +30,9 @@ def _server(parser: argparse.ArgumentParser, port: int) -> None:
     parser.add_argument("--host", help="address to listen on (CUEWIRE_HOST)")
     parser.add_argument("--port", type=int, help=f"port (CUEWIRE_PORT, default {port})")
     parser.add_argument(
-        "--redis-url", help="redis://HOST:PORT/DB; none: embedded store (CUEWIRE_REDIS_URL)"
+        "--redis-url",
+        help="redis://HOST:PORT/DB (one Redis or any node of a cluster), rediss://, unix://,"
+        " redis+sentinel://SENTINEL[,SENTINEL]/SERVICE; none: embedded store (CUEWIRE_REDIS_URL)",
     )
     parser.add_argument("--log-level", default="info")
 
