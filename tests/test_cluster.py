@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from cuewire.gate import browser_gate
+from cuewire.inbox import InboxClient
 from cuewire.keys import TIMER_SHARDS, ClusterKeys, Keys
 from cuewire.settings import Limits, Settings
 from cuewire.store import RedisStore
@@ -161,3 +162,17 @@ async def test_without_an_address_limit_a_batch_is_one_script_call(
         before = script_calls(redis_cluster)
         await h.pipeline.process(v.origin, [event], h.clock.now_ms(), gate)
     assert sum(delta(before, script_calls(redis_cluster)).values()) == 1
+
+
+async def test_the_inbox_client_on_a_cluster_keeps_its_read_bound(clean_cluster: str) -> None:
+    """The inbox's reader blocks in XREAD for BLOCK_MS: a shorter ``socket_timeout`` in the
+    cluster's URL (which bounds the store's calls) must not cut it on the cluster client."""
+    inbox = InboxClient(f"{clean_cluster}?socket_timeout=0.5")
+    try:
+        client = (await inbox.get()).redis
+        assert isinstance(client, RedisCluster)
+        assert await client.xread({"inbox-test": "0-0"}, 1, 1000) in ([], {})  # no timeout
+        await client.xadd("inbox-test", {"k": "v"})
+        assert await client.xread({"inbox-test": "0-0"}, 1, 1000)
+    finally:
+        await inbox.aclose()

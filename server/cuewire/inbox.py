@@ -32,6 +32,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 import redis.asyncio as aioredis
@@ -70,6 +71,13 @@ class Connected:
     redis: aioredis.Redis | RedisCluster
     send: AsyncScript  # inbox_send.lua
     open: AsyncScript  # inbox_open.lua
+
+
+def _without(url: str, *options: str) -> str:
+    """``url`` without the query options ``options``."""
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in options]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 class InboxClient:
@@ -116,12 +124,9 @@ class InboxClient:
         if not clustered:
             return plain
         await plain.aclose()
-        return RedisCluster.from_url(
-            self._url,
-            decode_responses=True,
-            socket_timeout=read_s,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-        )
+        # RedisCluster takes the URL's options over its arguments, and builds each node's
+        # connections from them: the URL goes without the two bounds set here
+        return RedisCluster.from_url(_without(self._url, *bounds), decode_responses=True, **bounds)
 
     async def aclose(self) -> None:
         if self._connected is not None:
