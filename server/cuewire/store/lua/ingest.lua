@@ -7,7 +7,7 @@
 --       live stream itself)
 -- ARGV: now_ms, session_ttl_s, visitor_ttl_s, keep_recent, socket_id, visitor_id,
 --       live stream max length (0: no live stream), session id,
---       then one JSON array with, per event, [seq, event JSON, incr, set, setnx, visitor_incr,
+--       then one JSON array with, per event, [seq, "", incr, set, setnx, visitor_incr,
 --       visitor_set, clear_if] as facts.py encodes its changes (lists of fields, maps of
 --       field -> value; clear_if: session fields set to "" only while they hold the value)
 -- ARGV[10]: which fields to return, JSON {"s": [session fields], "sp": [session field
@@ -23,6 +23,8 @@
 -- ARGV[13]: the caller's actions for this batch, as commit.lua's ARGV[1] (their key indexes
 --   point into KEYS, past the ten above)
 -- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or ""
+-- ARGV[15...]: the events' JSON, one per event, in the batch's order (passed apart, not
+--   escaped into ARGV[9]: less to send and to decode)
 -- When ARGV[12] is exactly what the store holds and every event of the batch is new and
 -- admitted, the caller's decision stands: the actions are applied with the batch and its seqs
 -- are done (not pending), governance answers its firing requests, and no facts are returned
@@ -126,26 +128,11 @@ end
 local want = nil
 if ARGV[10] ~= nil and ARGV[10] ~= '' then want = cjson.decode(ARGV[10]) end
 
--- whether `flat` (field, value, ...) holds exactly the fields and values of `expected`
-local function holds(flat, expected)
-  local seen, count = {}, 0
-  for j = 1, #flat, 2 do
-    local f = flat[j]
-    if not seen[f] then
-      if expected[f] ~= flat[j + 1] then return false end
-      seen[f] = true
-      count = count + 1
-    end
-  end
-  for _ in pairs(expected) do count = count - 1 end
-  return count == 0
-end
-
 local decided = false
 if want and ARGV[12] ~= nil and ARGV[12] ~= '' then
   local expected = cjson.decode(ARGV[12])
-  decided = granted == n and holds(read(skey, want.s, want.sp), expected.s)
-    and holds(read(vkey, want.v, want.vp), expected.v)
+  decided = granted == n and holds(skey, want.s, want.sp, expected.s)
+    and holds(vkey, want.v, want.vp, expected.v)
 end
 
 local fresh, accepted = {}, {}
@@ -220,7 +207,7 @@ for e, ev in ipairs(batch) do
         clear_if[f][v] = true
       end
     end
-    accepted[#accepted + 1] = ev[2]
+    accepted[#accepted + 1] = ARGV[14 + e]
   end
 end
 -- Seen, and pending until commit.lua applies the engine's actions for them; when this call
