@@ -9,8 +9,11 @@ from typing import Any
 
 from cuewire.facts import FactChanges
 from cuewire.origin import Origin
+from cuewire.pipeline import Pipeline
+from cuewire.prediction import KnownFacts
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
+from support.harness import Harness
 from support.servers import WITH_CLUSTER
 
 BACKENDS = WITH_CLUSTER
@@ -87,3 +90,33 @@ async def test_every_key_a_batch_writes_keeps_its_time_to_live(
     await store.client.delete(k.recent(SITE, opened.session, VISITOR))
     await ingest(store, tab2, 2)
     assert k.recent(SITE, opened.session, VISITOR) in await check_ttls(store, settings, tab1)
+
+
+async def test_a_seq_left_pending_keeps_its_mark_while_batches_are_decided_ahead(
+    store: RedisStore, settings: Settings
+) -> None:
+    """Batches decided ahead add nothing to the pending set, but a seq an earlier batch left
+    pending (its process died before the commit) keeps its mark as long as the session: the
+    pending set is refreshed with the other keys."""
+    h = Harness(store, settings)
+    known = KnownFacts()
+    pipeline = Pipeline(store, h.runtime.engine, h.delivery, known)
+    opened = await store.open_session(SITE, VISITOR, None, T0, fields=pipeline.fields())
+    assert opened.facts is not None
+    pipeline.learn(SITE, opened.session, opened.facts)
+    origin = Origin(SITE, VISITOR, opened.session, "tab1", "sid-1")
+    k = store.keys
+    seen = k.seen(SITE, opened.session, "tab1", VISITOR)
+    pending = k.pending(SITE, opened.session, "tab1", VISITOR)
+
+    await ingest(store, origin, 1)  # stored, its actions never applied: pending
+    batch = [{**event(2), "ts": h.clock.now}]
+    await pipeline.process(origin, batch, h.clock.now_ms())  # decided again: learns the facts
+    # the last refresh long ago (the TTLs as they would be a few minutes later)
+    stale_ms = (settings.session_ttl_s + GRACE_S - 5) * 1000
+    await store.client.pexpire(seen, stale_ms)
+    await store.client.pexpire(pending, stale_ms)
+    await pipeline.process(origin, [{**event(3), "ts": h.clock.now}], h.clock.now_ms())
+    assert await store.client.zscore(pending, "1") is not None
+    assert await store.client.zscore(pending, "3") is None  # decided ahead: never pending
+    assert await store.client.ttl(pending) > settings.session_ttl_s + GRACE_S

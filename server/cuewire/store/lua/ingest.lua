@@ -268,12 +268,12 @@ end
 local REFRESH_S = 60
 local sfull, vfull = sttl + 300 + REFRESH_S, vttl + REFRESH_S  -- open_session.lua: the same
 if redis.call('PTTL', qkey) <= (sfull - REFRESH_S) * 1000 or not held[1] or not vheld[2] then
-  for _, k in ipairs({skey, ekey, qkey}) do redis.call('EXPIRE', k, sfull) end
+  for _, k in ipairs({skey, ekey, qkey, pkey}) do redis.call('EXPIRE', k, sfull) end
   redis.call('EXPIRE', vkey, vfull)
-elseif recent > 0 and recent == #accepted then
-  redis.call('EXPIRE', ekey, sfull)  -- a new recent-events list
+else
+  if recent > 0 and recent == #accepted then redis.call('EXPIRE', ekey, sfull) end  -- new
+  if #new_seqs > 0 and not decided then redis.call('EXPIRE', pkey, sfull) end
 end
-if #new_seqs > 0 and not decided then redis.call('EXPIRE', pkey, sfull) end
 local admission = {granted, retry, capped}
 if decided then
   local actions = cjson.decode(ARGV[13])
