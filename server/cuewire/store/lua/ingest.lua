@@ -42,8 +42,9 @@
 -- from this tab) change nothing. An unverified identify (user_verified "0") never
 -- downgrades a verified visitor: it keeps the verified user_id and user_verified (its
 -- traits are still set). A new seq is also marked pending until commit.lua applies the
--- engine's actions for it; a resend of a pending seq changes no facts but is handed to the
--- engine again.
+-- engine's actions for it (unless this call applies them: decided ahead); a resend of a
+-- pending seq changes no facts but is handed to the engine again. The keys' TTLs are
+-- refreshed once a minute at most (see "Time to live" below).
 -- Returns {flags (1 new, 2 resent while pending, 0 resent and done or not admitted),
 --          session facts (flat), visitor facts (flat),
 --          {granted, retry_ms, per event: "" or the kind of the cap it hit},
