@@ -226,9 +226,9 @@ class RedisStore(Closing):
             live_max,
             session,
         ]
+        # the events' JSON go apart, after the fourteen (ARGV[15...]): not escaped into the batch
         batch = [
-            change.encoded(event["seq"], text)
-            for event, change, text in zip(events, changes, encoded, strict=True)
+            change.encoded(event["seq"], "") for event, change in zip(events, changes, strict=True)
         ]
         args.append(to_json(batch))
         args.append(fields)
@@ -258,6 +258,7 @@ class RedisStore(Closing):
             args.append(to_json(facts))
             args.append(ops_arg(k, decided.seqs, decided.actions, keys, timer_ops))
             args.append(asks_arg(decided.requests) if decided.requests else "")
+        args += encoded
         try:
             (
                 flags,

@@ -7,7 +7,7 @@
 --       live stream itself)
 -- ARGV: now_ms, session_ttl_s, visitor_ttl_s, keep_recent, socket_id, visitor_id,
 --       live stream max length (0: no live stream), session id,
---       then one JSON array with, per event, [seq, event JSON, incr, set, setnx, visitor_incr,
+--       then one JSON array with, per event, [seq, "", incr, set, setnx, visitor_incr,
 --       visitor_set, clear_if] as facts.py encodes its changes (lists of fields, maps of
 --       field -> value; clear_if: session fields set to "" only while they hold the value)
 -- ARGV[10]: which fields to return, JSON {"s": [session fields], "sp": [session field
@@ -23,6 +23,8 @@
 -- ARGV[13]: the caller's actions for this batch, as commit.lua's ARGV[1] (their key indexes
 --   point into KEYS, past the ten above)
 -- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or ""
+-- ARGV[15...]: the events' JSON, one per event, in the batch's order (passed apart, not
+--   escaped into ARGV[9]: less to send and to decode)
 -- When ARGV[12] is exactly what the store holds and every event of the batch is new and
 -- admitted, the caller's decision stands: the actions are applied with the batch and its seqs
 -- are done (not pending), governance answers its firing requests, and no facts are returned
@@ -40,8 +42,9 @@
 -- from this tab) change nothing. An unverified identify (user_verified "0") never
 -- downgrades a verified visitor: it keeps the verified user_id and user_verified (its
 -- traits are still set). A new seq is also marked pending until commit.lua applies the
--- engine's actions for it; a resend of a pending seq changes no facts but is handed to the
--- engine again.
+-- engine's actions for it (unless this call applies them: decided ahead); a resend of a
+-- pending seq changes no facts but is handed to the engine again. The keys' TTLs are
+-- refreshed once a minute at most (see "Time to live" below).
 -- Returns {flags (1 new, 2 resent while pending, 0 resent and done or not admitted),
 --          session facts (flat), visitor facts (flat),
 --          {granted, retry_ms, per event: "" or the kind of the cap it hit},
@@ -126,26 +129,11 @@ end
 local want = nil
 if ARGV[10] ~= nil and ARGV[10] ~= '' then want = cjson.decode(ARGV[10]) end
 
--- whether `flat` (field, value, ...) holds exactly the fields and values of `expected`
-local function holds(flat, expected)
-  local seen, count = {}, 0
-  for j = 1, #flat, 2 do
-    local f = flat[j]
-    if not seen[f] then
-      if expected[f] ~= flat[j + 1] then return false end
-      seen[f] = true
-      count = count + 1
-    end
-  end
-  for _ in pairs(expected) do count = count - 1 end
-  return count == 0
-end
-
 local decided = false
 if want and ARGV[12] ~= nil and ARGV[12] ~= '' then
   local expected = cjson.decode(ARGV[12])
-  decided = granted == n and holds(read(skey, want.s, want.sp), expected.s)
-    and holds(read(vkey, want.v, want.vp), expected.v)
+  decided = granted == n and holds(skey, want.s, want.sp, expected.s)
+    and holds(vkey, want.v, want.vp, expected.v)
 end
 
 local fresh, accepted = {}, {}
@@ -160,19 +148,54 @@ local function put(target, fields, first_wins)
   end
 end
 
-local verified = redis.call('HGET', vkey, 'user_verified') == '1'
+-- the visitor hash's verified flag, and last_seen (always set: none means a new hash)
+local vheld = redis.call('HMGET', vkey, 'user_verified', 'last_seen')
+local verified = vheld[1] == '1'
 
+-- redis.call(cmd, key, pre..., values...) in slices (unpack has a limit); the replies, joined
+local function sliced(cmd, key, pre, values)
+  local out = {}
+  for i = 1, #values, 1000 do
+    local args = {cmd, key}
+    for _, a in ipairs(pre) do args[#args + 1] = a end
+    for j = i, math.min(i + 999, #values) do args[#args + 1] = values[j] end
+    local reply = redis.call(unpack(args))
+    if type(reply) == 'table' then
+      for j = 1, #args - 2 - #pre do out[#out + 1] = reply[j] end
+    else
+      out[#out + 1] = reply
+    end
+  end
+  return out
+end
+
+-- Which admitted seqs this tab sent before: one ZMSCORE for the batch. A seq repeated within
+-- the batch counts as sent before (and pending: its first copy is).
+local asked = {}
+for e = 1, granted do
+  if capped[e] == '' then asked[#asked + 1] = batch[e][1] end
+end
+local known = {}
+if #asked > 0 then known = sliced('ZMSCORE', qkey, {}, asked) end
+local new_seqs, in_batch, j = {}, {}, 0
 for e, ev in ipairs(batch) do
   local seq = ev[1]
   local is_new = 0
   if e <= granted and capped[e] == '' then
-    is_new = redis.call('ZADD', qkey, 'NX', seq, seq)
-    if is_new == 0 and redis.call('ZSCORE', pkey, seq) then is_new = 2 end
+    j = j + 1
+    if in_batch[seq] then
+      is_new = 2
+    elseif known[j] then
+      if redis.call('ZSCORE', pkey, seq) then is_new = 2 end
+    else
+      is_new = 1
+      in_batch[seq] = true
+      new_seqs[#new_seqs + 1] = seq
+    end
   end
   fresh[e] = is_new
   if is_new ~= 1 then decided = false end
   if is_new == 1 then
-    redis.call('ZADD', pkey, seq, seq)
     add(incr, ev[3]); put(set, ev[4], false); put(setnx, ev[5], true)
     local vs = ev[7]
     if type(vs) == 'table' and vs.user_verified == '0' and (verified or vset.user_verified == '1') then
@@ -185,44 +208,82 @@ for e, ev in ipairs(batch) do
         clear_if[f][v] = true
       end
     end
-    accepted[#accepted + 1] = ev[2]
+    accepted[#accepted + 1] = ARGV[14 + e]
+  end
+end
+-- Seen, and pending until commit.lua applies the engine's actions for them; when this call
+-- applies the caller's actions (decided), the new seqs are done at once: never pending.
+local pairs_of = {}
+for _, seq in ipairs(new_seqs) do pairs_of[#pairs_of + 1] = seq; pairs_of[#pairs_of + 1] = seq end
+if #new_seqs > 0 then
+  sliced('ZADD', qkey, {}, pairs_of)
+  redis.call('ZREMRANGEBYRANK', qkey, 0, -1025)
+  if not decided then
+    sliced('ZADD', pkey, {}, pairs_of)
+    redis.call('ZREMRANGEBYRANK', pkey, 0, -1025)
   end
 end
 
-redis.call('HSETNX', skey, 'visitor', ARGV[6])
-redis.call('HSETNX', skey, 'started', now)
 for f, n in pairs(incr) do redis.call('HINCRBY', skey, f, n) end
-for f, v in pairs(setnx) do redis.call('HSETNX', skey, f, v) end
+-- set-if-absent: the visitor and start first, then the events' (the first wins), read at once
+local first = {{'visitor', ARGV[6]}, {'started', now}}
+local listed = {visitor = true, started = true}
+for f, v in pairs(setnx) do
+  if not listed[f] then first[#first + 1] = {f, v}; listed[f] = true end
+end
+local names_of = {}
+for i, fv in ipairs(first) do names_of[i] = fv[1] end
+local held = sliced('HMGET', skey, {}, names_of)
+local values = {}
+for i, fv in ipairs(first) do
+  if not held[i] then values[fv[1]] = fv[2] end
+end
+for f, v in pairs(set) do values[f] = v end
+if ARGV[5] ~= '' then values.sid = ARGV[5] end
 local flat = {}
-for f, v in pairs(set) do flat[#flat + 1] = f; flat[#flat + 1] = v end
-if ARGV[5] ~= '' then flat[#flat + 1] = 'sid'; flat[#flat + 1] = ARGV[5] end
-if #flat > 0 then redis.call('HSET', skey, unpack(flat)) end
-for f, values in pairs(clear_if) do
+for f, v in pairs(values) do flat[#flat + 1] = f; flat[#flat + 1] = v end
+if #flat > 0 then sliced('HSET', skey, {}, flat) end
+for f, vals in pairs(clear_if) do
   local current = redis.call('HGET', skey, f)
-  if current and values[current] then redis.call('HSET', skey, f, '') end
+  if current and vals[current] then redis.call('HSET', skey, f, '') end
 end
 for f, n in pairs(vincr) do redis.call('HINCRBY', vkey, f, n) end
 flat = {'last_seen', now}
 for f, v in pairs(vset) do flat[#flat + 1] = f; flat[#flat + 1] = v end
-redis.call('HSET', vkey, unpack(flat))
+sliced('HSET', vkey, {}, flat)
 
+local recent = 0
 if #accepted > 0 then
-  redis.call('LPUSH', ekey, unpack(accepted))
-  redis.call('LTRIM', ekey, 0, keep - 1)
+  recent = sliced('LPUSH', ekey, {}, accepted)
+  recent = recent[#recent]
+  if recent > keep then redis.call('LTRIM', ekey, 0, keep - 1) end
   if live_max > 0 then
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', live_max, '*', 'at', now, 'session', session_id,
                'visitor', ARGV[6], 'events', '[' .. table.concat(accepted, ',') .. ']')
   end
 end
-redis.call('ZREMRANGEBYRANK', qkey, 0, -1025)
-redis.call('ZREMRANGEBYRANK', pkey, 0, -1025)
-for _, k in ipairs({skey, ekey, qkey, pkey}) do redis.call('EXPIRE', k, sttl + 300) end  -- + grace
-redis.call('EXPIRE', vkey, vttl)
+-- Time to live: the session's keys outlive its last event by the grace period, the visitor's
+-- by visitor_ttl, each plus REFRESH_S, so that a refresh done in the last REFRESH_S seconds
+-- need not be done again: the seen set's (set with the others, refreshed or made by no other
+-- script) tells when the last one was. A key this batch made has none yet: refreshed now.
+local REFRESH_S = 60
+local sfull, vfull = sttl + 300 + REFRESH_S, vttl + REFRESH_S  -- open_session.lua: the same
+if redis.call('PTTL', qkey) <= (sfull - REFRESH_S) * 1000 or not held[1] or not vheld[2] then
+  for _, k in ipairs({skey, ekey, qkey, pkey}) do redis.call('EXPIRE', k, sfull) end
+  redis.call('EXPIRE', vkey, vfull)
+else
+  if recent > 0 and recent == #accepted then redis.call('EXPIRE', ekey, sfull) end  -- new
+  if #new_seqs > 0 and not decided then redis.call('EXPIRE', pkey, sfull) end
+end
 local admission = {granted, retry, capped}
 if decided then
   local actions = cjson.decode(ARGV[13])
   apply_ops(KEYS, actions.ops)
-  if #actions.seqs > 0 then redis.call('ZREM', pkey, unpack(actions.seqs)) end
+  local left = {}  -- seqs of earlier batches still pending (this batch's never were)
+  for _, seq in ipairs(actions.seqs) do
+    if not in_batch[tonumber(seq)] then left[#left + 1] = seq end
+  end
+  if #left > 0 then redis.call('ZREM', pkey, unpack(left)) end
   if ARGV[14] ~= nil and ARGV[14] ~= '' then
     local verdicts, whole = govern_all(skey, vkey, cjson.decode(ARGV[14]))
     if whole then

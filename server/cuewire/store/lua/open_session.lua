@@ -10,11 +10,13 @@
 local now, sttl, vttl, visitor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 -- keys outlive the session by a grace period, so a deadline that falls due at the very end of
 -- a session still finds its facts; the session itself ends after session_ttl without events
-local GRACE_S = 300
+-- (its `last` field says when). Plus REFRESH_S, as ingest.lua sets them: the time to live of
+-- a key is never shortened here
+local GRACE_S, REFRESH_S = 300, 60
 local function describe(key)
   for i = 7, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
-  redis.call('EXPIRE', key, sttl + GRACE_S)
-  redis.call('EXPIRE', KEYS[3], vttl)
+  redis.call('EXPIRE', key, sttl + GRACE_S + REFRESH_S)
+  redis.call('EXPIRE', KEYS[3], vttl + REFRESH_S)
 end
 local function facts(key)
   if ARGV[6] == '' then return {{}, {}} end
