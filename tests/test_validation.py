@@ -119,6 +119,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "field": st.none() | text,
     "spa": st.booleans(),
     "depth": st.integers(min_value=0, max_value=100),
+    "count": st.integers(min_value=3, max_value=1000),
     # an int where a float is expected comes back as a float
     "ratio": st.none() | st.floats(min_value=0, max_value=1) | st.sampled_from([0, 1]),
     "state": st.sampled_from(["hidden", "visible"]),
@@ -248,6 +249,14 @@ def test_a_whole_number_ratio_comes_back_as_a_float() -> None:
             "scroll.depth: Expected `int` <= 100",
         ),
         (
+            {"type": "rage_click", "selector": "b", "count": 2, "ts": 1, "seq": 1, "url": URL},
+            "rage_click.count: Expected `int` >= 3",
+        ),
+        (
+            {"type": "hesitation", "selector": "b", "ts": 1, "seq": 1, "url": URL},
+            "hesitation: Object missing required field `ms`",
+        ),
+        (
             {"type": "x - at `$.event.depth`", "ts": 1},
             "type: Invalid value 'x - at `$.event.depth`'",
         ),
@@ -282,6 +291,9 @@ REQUIRED: dict[str, dict[str, Any]] = {
         "visibility": {"state": "hidden", "dwell_ms": 1},
         "element_visible": {"element": "a"},
         "hover": {"element": "a", "ms": 1},
+        "hesitation": {"selector": "button", "ms": 1500},
+        "rage_click": {"selector": "button", "count": 3},
+        "dead_click": {"selector": "button"},
         "idle": {"ms": 1},
         "form": {"action": "focus", "form": "f"},
         "custom": {"name": "n"},

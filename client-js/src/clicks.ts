@@ -1,6 +1,6 @@
 /** Clicks: a short CSS selector of what was clicked, its visible text (80 characters at most)
  * and the `data-cw-track` value of the nearest tracked ancestor. Never the value of a field. */
-import type { Collector, Send } from "./types";
+import type { Collector, Fields, Send } from "./types";
 import { clip, elementOf, listen, trackOf } from "./dom";
 
 const INTERACTIVE =
@@ -42,13 +42,19 @@ function textOf(el: Element): string | undefined {
   return clip(text, 80) || el.getAttribute("aria-label")?.slice(0, 80) || undefined;
 }
 
+/** What a click reports of its target: its selector, visible text and tracked ancestor (also
+ * used by rage and dead clicks, which send no more than this). Null inside our own prompts,
+ * whose clicks are reported as prompt_* events. */
+export function clickFields(target: Element | null): Fields | null {
+  if (!target || target.closest("[data-cuewire-prompt]")) return null;
+  const el = target.closest(INTERACTIVE) || target;
+  return { selector: selectorOf(el), text: textOf(el), track: trackOf(target) };
+}
+
 export function startClicks(send: Send): Collector {
   const stop = listen<MouseEvent>(document, "click", (e) => {
-    const target = elementOf(e.target);
-    // Clicks inside our own prompts are reported as prompt_* events.
-    if (!target || target.closest("[data-cuewire-prompt]")) return;
-    const el = target.closest(INTERACTIVE) || target;
-    send("click", { selector: selectorOf(el), text: textOf(el), track: trackOf(target) });
+    const fields = clickFields(elementOf(e.target));
+    if (fields) send("click", fields);
   });
   return { stop };
 }

@@ -25,6 +25,9 @@ import { startScroll } from "./scroll";
 import { startVisibility } from "./visibility";
 import { startElements } from "./elements";
 import { startHover } from "./hover";
+import { startHesitation, thresholds } from "./hesitation";
+import { startRage } from "./rage";
+import { startDeadClicks } from "./deadclicks";
 import { startIdle } from "./idle";
 import { startExitIntent } from "./exitintent";
 import { startForms } from "./forms";
@@ -110,6 +113,9 @@ function main(): void {
     startVisibility(send),
     startElements(send),
     startHover(send),
+    startHesitation(send, thresholds(script.getAttribute("data-hesitation"))),
+    startRage(send),
+    startDeadClicks(send),
     startIdle(send),
     startExitIntent(send),
     startForms(send),

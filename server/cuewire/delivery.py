@@ -48,19 +48,21 @@ REASONS: dict[Hold, str] = {
 }
 UNACKED = object()  # what _act returns for a prompt the tab did not ack
 MAX_AVOID = 8
-TRACKED_EVENTS = ("click", "hover", "element_visible")
+CLICK_EVENTS = ("click", "rage_click", "dead_click")  # selector, and a tracked ancestor's track
+TRACKED_EVENTS = (*CLICK_EVENTS, "hover", "element_visible", "hesitation")
 MAX_SELECTOR = 256
 
 
 def avoid(selectors: Sequence[str], event: Mapping[str, Any] | None) -> tuple[str, ...]:
     """What the prompt must not cover: the rule's ``show.avoid``, and the element of the event
-    that made it fire (a click's selector; a hover's or element_visible's tracked element)."""
+    that made it fire (the selector of a click, rage or dead click or hesitation; the tracked
+    element of a hover, element_visible or hesitation, or a click's tracked ancestor)."""
     out = list(selectors)
     event = event or {}
     kind = event.get("type")
-    if kind == "click" and isinstance(event.get("selector"), str):
+    if kind in (*CLICK_EVENTS, "hesitation") and isinstance(event.get("selector"), str):
         out.append(event["selector"])
-    tracked = event.get("track") if kind == "click" else event.get("element")
+    tracked = event.get("track") if kind in CLICK_EVENTS else event.get("element")
     # a tracked element, as a CSS attribute selector (its string cannot hold a raw newline)
     if kind in TRACKED_EVENTS and isinstance(tracked, str) and tracked.isprintable():
         value = tracked.replace("\\", "\\\\").replace('"', '\\"')

@@ -73,6 +73,32 @@ class Hover(Event, tag="hover"):
     ms: Millis
 
 
+class Hesitation(Event, tag="hesitation"):
+    """The pointer (or a finger held) is still on a tracked element or a call to action after
+    ``ms``, one of the snippet's dwell thresholds: sent while the visitor hesitates."""
+
+    selector: Str
+    ms: Millis
+    element: Str | None = None  # the data-cw-track value of it or its nearest tracked ancestor
+
+
+class RageClick(Event, tag="rage_click"):
+    """``count`` (3 or more) fast clicks in one small spot; the fields of the first click."""
+
+    selector: Str
+    count: Annotated[int, Meta(ge=3, le=1000)]
+    text: Str | None = None
+    track: Str | None = None
+
+
+class DeadClick(Event, tag="dead_click"):
+    """A click on something that looks clickable that changed nothing within a second."""
+
+    selector: Str
+    text: Str | None = None
+    track: Str | None = None
+
+
 class Idle(Event, tag="idle"):
     ms: Millis
 
@@ -140,6 +166,9 @@ AnyEvent = (
     | Visibility
     | ElementVisible
     | Hover
+    | Hesitation
+    | RageClick
+    | DeadClick
     | Idle
     | Active
     | ExitIntent
