@@ -1,0 +1,172 @@
+"""Signals in the moment, in Chromium with the real snippet and a real pointer: a pointer held
+on a tracked element gives `hesitation` events while it stays (and a rule on them shows a
+prompt before it leaves; the `hover` of the whole rest follows when it leaves), three fast
+clicks give one `rage_click`, a click that changes nothing gives a `dead_click` and one whose
+handler changes the page none, and after `consent(false)` none of them is sent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from support.browser import BROWSER_TEST, Serve, prompt_host, recent_events, session_id
+from support.harness import write
+from support.paths import ROOT
+from support.servers import LiveServer
+from support.waiting import eventually
+
+pytest_plugins = ["support.browser"]
+pytestmark = BROWSER_TEST
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Signals</title>
+<script src="/cw.js" data-site="test-site" data-hesitation="600,1500" async></script>
+<style>
+  body { font: 16px/1.5 sans-serif; margin: 0; }
+  #price { position: absolute; left: 40px; top: 40px; width: 240px; height: 80px; }
+  #nothing, #adds { position: absolute; top: 200px; width: 160px; height: 40px; }
+  #nothing { left: 40px; } #adds { left: 240px; }
+  #rage { position: absolute; left: 440px; top: 200px; width: 160px; height: 40px; }
+  #out { position: absolute; top: 300px; left: 40px; }
+</style></head>
+<body>
+<div id="price" data-cw-track="price">49 EUR</div>
+<button id="nothing" type="button">Does nothing</button>
+<button id="adds" type="button">Add</button>
+<button id="rage" type="button" data-cw-track="rage">Apply</button>
+<p id="out"></p>
+<script>
+  document.getElementById("adds").addEventListener("click", () => {
+    document.getElementById("out").textContent = "added";
+  });
+</script>
+</body></html>
+"""
+
+RULES = """rules:
+  - id: price-doubt
+    trigger:
+      event:
+        type: hesitation
+        where: {all: [{fact: element, equals: price}, {fact: ms, gte: 1500}]}
+    show: {template: toast, params: {message: "Price match guaranteed"}}
+policy: {max_prompts_per_session: 0, dismissals: null}
+"""
+
+
+@pytest.fixture
+def shop(serve: Serve, tmp_path: Path) -> LiveServer:
+    pages = write(tmp_path / "pages" / "signals.html", PAGE).parent
+    rules = write(tmp_path / "rules" / "signals.yaml", RULES).parent
+    return serve(pages=pages, rules_dir=rules, templates_dir=ROOT / "templates")
+
+
+async def open_page(page: Page, server: LiveServer) -> str:
+    await page.goto(server.url + "/signals.html")
+    return await session_id(page)
+
+
+async def center(page: Page, selector: str) -> tuple[float, float]:
+    box = await page.locator(selector).bounding_box()
+    assert box is not None
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == kind]
+
+
+async def stored(server: LiveServer, sid: str, kind: str, n: int = 1) -> list[dict[str, Any]]:
+    """The stored events of a type, once there are at least n of them."""
+    found = await eventually(
+        lambda: recent_events(server, sid),
+        lambda events: len(of(events, kind)) >= n,
+        what=f"{n} {kind} event(s) stored",
+    )
+    return of(found, kind)
+
+
+async def test_a_pointer_held_on_a_tracked_element_hesitates_and_a_rule_answers_while_it_stays(
+    page: Page, shop: LiveServer
+) -> None:
+    sid = await open_page(page, shop)
+    await page.mouse.move(*await center(page, "#price"), steps=4)
+
+    first, second = await stored(shop, sid, "hesitation", 2)
+    assert [first["ms"], second["ms"]] == [600, 1500]
+    assert first["element"] == second["element"] == "price"
+    assert first["selector"] == "#price"
+    # the rule on the 1.5 s threshold shows its prompt while the pointer is still there
+    await expect(prompt_host(page)).to_have_count(1)
+    await expect(prompt_host(page)).to_contain_text("Price match guaranteed")
+    events = await recent_events(shop, sid)
+    assert of(events, "hover") == []  # nothing told the server the pointer left
+
+    await page.mouse.move(5, 400)
+    (hover,) = await stored(shop, sid, "hover")
+    assert hover["element"] == "price" and hover["ms"] >= 1500
+    assert len(of(await recent_events(shop, sid), "hesitation")) == 2  # one per threshold
+
+
+async def test_three_fast_clicks_in_one_spot_are_one_rage_click(
+    page: Page, shop: LiveServer
+) -> None:
+    sid = await open_page(page, shop)
+    x, y = await center(page, "#rage")
+    for dx in (0, 4, -3, 2):
+        await page.mouse.click(x + dx, y + dx)
+    (rage,) = await stored(shop, sid, "rage_click")
+    assert rage["count"] == 4
+    assert rage["selector"] == "#rage" and rage["track"] == "rage"
+    assert rage["text"] == "Apply"
+    # two clicks apart are not rage; the burst above was reported once
+    await page.mouse.click(x, y)
+    await asyncio.sleep(1.0)
+    await page.mouse.click(x, y)
+    await asyncio.sleep(1.0)
+    page_clicks = of(await recent_events(shop, sid), "click")
+    assert len(page_clicks) == 6
+    assert len(of(await recent_events(shop, sid), "rage_click")) == 1
+
+
+async def test_a_click_that_changes_nothing_is_dead_and_one_that_changes_the_page_is_not(
+    page: Page, shop: LiveServer
+) -> None:
+    sid = await open_page(page, shop)
+    await page.mouse.click(*await center(page, "#adds"))
+    await expect(page.locator("#out")).to_have_text("added")
+    await asyncio.sleep(1.3)  # past the dead-click second of the click on #adds
+    await page.mouse.click(*await center(page, "#nothing"))
+
+    (dead,) = await stored(shop, sid, "dead_click")
+    assert dead["selector"] == "#nothing"
+    assert dead["text"] == "Does nothing"
+    clicks = of(await recent_events(shop, sid), "click")
+    assert [c["selector"] for c in clicks] == ["#adds", "#nothing"]
+    # the dead click came after both clicks: the one on #adds had its second and gave none
+    assert dead["seq"] > clicks[-1]["seq"]
+
+
+async def test_after_consent_false_no_signal_is_sent(page: Page, shop: LiveServer) -> None:
+    sid = await open_page(page, shop)
+    await page.evaluate("cuewire.consent(false)")
+    await page.mouse.move(*await center(page, "#price"), steps=4)
+    await asyncio.sleep(1.8)  # both hesitation thresholds pass
+    x, y = await center(page, "#rage")
+    for _ in range(3):
+        await page.mouse.click(x, y)
+    await page.mouse.click(*await center(page, "#nothing"))
+    await asyncio.sleep(1.3)  # the rage burst ended and the dead-click second passed
+    await page.evaluate("cuewire.consent(true); cuewire.track('back')")
+
+    events = await eventually(
+        lambda: recent_events(shop, sid),
+        lambda found: any(e["type"] == "custom" and e["name"] == "back" for e in found),
+        what="the custom event sent after consent came back",
+    )
+    kinds = {e["type"] for e in events}
+    assert not kinds & {"hesitation", "rage_click", "dead_click", "click", "hover"}, kinds
