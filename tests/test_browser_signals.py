@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from support.browser import BROWSER_TEST, Serve, prompt_host, recent_events, session_id
+from support.browser import (
+    BROWSER_TEST,
+    Serve,
+    count,
+    facts,
+    prompt_host,
+    recent_events,
+    session_id,
+)
 from support.harness import write
 from support.paths import ROOT
 from support.servers import LiveServer
@@ -110,6 +118,7 @@ async def test_a_pointer_held_on_a_tracked_element_hesitates_and_a_rule_answers_
     (hover,) = await stored(shop, sid, "hover")
     assert hover["element"] == "price" and hover["ms"] >= 1500
     assert len(of(await recent_events(shop, sid), "hesitation")) == 2  # one per threshold
+    assert count(await facts(shop, sid), "n:hesitation") == 2  # session.count.hesitation
 
 
 async def test_three_fast_clicks_in_one_spot_are_one_rage_click(
@@ -131,6 +140,7 @@ async def test_three_fast_clicks_in_one_spot_are_one_rage_click(
     page_clicks = of(await recent_events(shop, sid), "click")
     assert len(page_clicks) == 6
     assert len(of(await recent_events(shop, sid), "rage_click")) == 1
+    assert count(await facts(shop, sid), "n:rage_click") == 1
 
 
 async def test_a_click_that_changes_nothing_is_dead_and_one_that_changes_the_page_is_not(
