@@ -15,6 +15,7 @@ from playwright.async_api import Page, expect
 
 from support.browser import (
     BROWSER_TEST,
+    NewContext,
     Serve,
     count,
     facts,
@@ -47,6 +48,9 @@ PAGE = """<!doctype html>
 <button id="adds" type="button">Add</button>
 <button id="rage" type="button" data-cw-track="rage">Apply</button>
 <p id="out"></p>
+<div id="card" style="position: absolute; left: 40px; top: 400px; width: 160px; height: 40px;
+  cursor: pointer">Card</div>
+<p id="plain" style="position: absolute; left: 240px; top: 400px; width: 160px;">Plain text</p>
 <script>
   document.getElementById("adds").addEventListener("click", () => {
     document.getElementById("out").textContent = "added";
@@ -61,7 +65,7 @@ RULES = """rules:
       event:
         type: hesitation
         where: {all: [{fact: element, equals: price}, {fact: ms, gte: 1500}]}
-    show: {template: toast, params: {message: "Price match guaranteed"}}
+    show: {template: toast, params: {message: "Price match guaranteed", position: top-left}}
 policy: {max_prompts_per_session: 0, dismissals: null}
 """
 
@@ -84,6 +88,15 @@ async def center(page: Page, selector: str) -> tuple[float, float]:
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
+def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
 def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [e for e in events if e["type"] == kind]
 
@@ -99,8 +112,10 @@ async def stored(server: LiveServer, sid: str, kind: str, n: int = 1) -> list[di
 
 
 async def test_a_pointer_held_on_a_tracked_element_hesitates_and_a_rule_answers_while_it_stays(
-    page: Page, shop: LiveServer
+    new_context: NewContext, shop: LiveServer
 ) -> None:
+    context = await new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    page = await context.new_page()
     sid = await open_page(page, shop)
     await page.mouse.move(*await center(page, "#price"), steps=4)
 
@@ -111,6 +126,12 @@ async def test_a_pointer_held_on_a_tracked_element_hesitates_and_a_rule_answers_
     # the rule on the 1.5 s threshold shows its prompt while the pointer is still there
     await expect(prompt_host(page)).to_have_count(1)
     await expect(prompt_host(page)).to_contain_text("Price match guaranteed")
+    # its corner (top-left) holds the price: the prompt moves off the element of the event
+    toast = prompt_host(page, kind="toast").get_by_role("status")
+    await page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    box, price = await toast.bounding_box(), await page.locator("#price").bounding_box()
+    assert box is not None and price is not None
+    assert not overlaps(box, price), f"the toast {box} covers the price {price}"
     events = await recent_events(shop, sid)
     assert of(events, "hover") == []  # nothing told the server the pointer left
 
@@ -119,6 +140,35 @@ async def test_a_pointer_held_on_a_tracked_element_hesitates_and_a_rule_answers_
     assert hover["element"] == "price" and hover["ms"] >= 1500
     assert len(of(await recent_events(shop, sid), "hesitation")) == 2  # one per threshold
     assert count(await facts(shop, sid), "n:hesitation") == 2  # session.count.hesitation
+
+
+async def test_a_finger_held_on_a_call_to_action_hesitates_and_a_tap_does_not(
+    new_context: NewContext, shop: LiveServer
+) -> None:
+    context = await new_context(
+        has_touch=True, is_mobile=True, viewport={"width": 800, "height": 600}
+    )
+    page = await context.new_page()
+    sid = await open_page(page, shop)
+    cdp = await context.new_cdp_session(page)
+
+    async def touch(kind: str, x: float = 0, y: float = 0) -> None:
+        points = [] if kind == "touchEnd" else [{"x": x, "y": y}]
+        await cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    x, y = await center(page, "#nothing")
+    await touch("touchStart", x, y)
+    await asyncio.sleep(0.2)
+    await touch("touchEnd")  # a tap: over before the first threshold
+    await page.evaluate("cuewire.track('tapped')")
+    await touch("touchStart", x, y)
+    first, second = await stored(shop, sid, "hesitation", 2)  # while the finger is down
+    await touch("touchEnd")
+    assert [first["ms"], second["ms"]] == [600, 1500]
+    assert first["selector"] == "#nothing" and first.get("element") is None
+    events = await recent_events(shop, sid)
+    tapped = next(e for e in events if e["type"] == "custom" and e["name"] == "tapped")
+    assert first["seq"] > tapped["seq"]  # the tap gave none
 
 
 async def test_three_fast_clicks_in_one_spot_are_one_rage_click(
@@ -159,6 +209,17 @@ async def test_a_click_that_changes_nothing_is_dead_and_one_that_changes_the_pag
     assert [c["selector"] for c in clicks] == ["#adds", "#nothing"]
     # the dead click came after both clicks: the one on #adds had its second and gave none
     assert dead["seq"] > clicks[-1]["seq"]
+
+    # a pointer cursor looks clickable; plain text does not
+    await page.mouse.click(*await center(page, "#plain"))
+    await asyncio.sleep(1.3)
+    await page.mouse.click(*await center(page, "#card"))
+    _, card = await stored(shop, sid, "dead_click", 2)
+    assert card["selector"] == "#card"
+    assert [d["selector"] for d in of(await recent_events(shop, sid), "dead_click")] == [
+        "#nothing",
+        "#card",
+    ]
 
 
 async def test_after_consent_false_no_signal_is_sent(page: Page, shop: LiveServer) -> None:
