@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
+from cuewire.sites import Site, Sites
 from support.browser import (
     BROWSER_TEST,
     NewContext,
@@ -241,3 +242,27 @@ async def test_after_consent_false_no_signal_is_sent(page: Page, shop: LiveServe
     )
     kinds = {e["type"] for e in events}
     assert not kinds & {"hesitation", "rage_click", "dead_click", "click", "hover"}, kinds
+
+
+async def test_the_demo_shop_answers_a_pointer_resting_on_the_price(
+    new_context: NewContext, serve: Serve
+) -> None:
+    shop = serve(
+        pages=ROOT / "demo-site",
+        rules_dir=ROOT / "rules" / "demo",
+        templates_dir=ROOT / "templates",
+        sites=lambda origin: Sites({"demo": Site(origins=[origin])}),
+    )
+    context = await new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    page = await context.new_page()
+    await page.goto(shop.url + "/product/storm-shell.html")
+    sid = await session_id(page)
+    price = page.locator('[data-cw-track="price"]')
+    await expect(price).not_to_be_empty()
+    await price.hover()
+
+    toast = prompt_host(page, kind="toast").get_by_role("status")
+    await expect(toast).to_contain_text("Price match promise")
+    events = await recent_events(shop, sid, site="demo")
+    assert [e["ms"] for e in of(events, "hesitation")] == [1500, 4000]
+    assert of(events, "hover") == []  # the pointer has not left the price
