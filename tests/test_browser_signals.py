@@ -194,6 +194,18 @@ async def test_three_fast_clicks_in_one_spot_are_one_rage_click(
     assert count(await facts(shop, sid), "n:rage_click") == 1
 
 
+async def test_a_rage_burst_cut_short_by_leaving_the_page_is_still_reported(
+    page: Page, shop: LiveServer
+) -> None:
+    sid = await open_page(page, shop)
+    x, y = await center(page, "#rage")
+    for _ in range(3):
+        await page.mouse.click(x, y)
+    await page.goto(shop.url + "/signals.html?next")  # well within the burst's 700 ms
+    (rage,) = await stored(shop, sid, "rage_click")
+    assert rage["count"] == 3 and rage["url"].endswith("/signals.html")
+
+
 async def test_a_click_that_changes_nothing_is_dead_and_one_that_changes_the_page_is_not(
     page: Page, shop: LiveServer
 ) -> None:

@@ -29,6 +29,7 @@ function leaves(el: Element): boolean {
 }
 
 const PROMPT = "[data-cuewire-prompt]";
+const WATCH = { childList: true, subtree: true, attributes: true, characterData: true };
 const ours = (node: Node): boolean => !!elementOf(node)?.closest(PROMPT);
 const toArray = (nodes: NodeList): Node[] => Array.prototype.slice.call(nodes);
 
@@ -42,6 +43,7 @@ export function startDeadClicks(send: Send): Collector {
   function cancel(): void {
     clearTimeout(timer);
     watched = fields = null;
+    mo.disconnect();
   }
 
   const mo = new MutationObserver((records) => {
@@ -52,15 +54,7 @@ export function startDeadClicks(send: Send): Collector {
       if (!ours(r.target) && !(nodes.length && nodes.every(ours))) return cancel();
     }
   });
-  mo.observe(document.documentElement, {
-    childList: true,
-    subtree: true,
-    attributes: true,
-    characterData: true,
-  });
-
   const removers: Remover[] = [
-    () => mo.disconnect(),
     listen<MouseEvent>(document, "click", (e) => {
       const target = elementOf(e.target);
       const el = target && clickable(target);
@@ -74,9 +68,12 @@ export function startDeadClicks(send: Send): Collector {
       url = location.href;
       // Taken before the click's own handlers run (this listener is in the capture phase).
       focus = document.activeElement;
+      // Observed only while a click is watched; mutations made by the click's own handlers,
+      // which run after this capture listener, are reported.
+      mo.observe(document.documentElement, WATCH);
       timer = setTimeout(() => {
-        const dead = fields && location.href === url && document.activeElement === focus;
-        if (dead && fields) send("dead_click", fields);
+        if (fields && location.href === url && document.activeElement === focus)
+          send("dead_click", fields);
         cancel();
       }, DEAD_MS);
     }),

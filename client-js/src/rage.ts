@@ -62,6 +62,9 @@ export function startRage(send: Send): Collector {
       clearTimeout(timer);
       timer = setTimeout(() => flush(), RAGE_WINDOW_MS);
     }),
+    // A burst cut short by leaving the page is still reported (queued before the tab's state
+    // is saved: index.ts registers its pagehide listener after the collectors').
+    listen(window, "pagehide", () => flush()),
   ];
   return {
     stop() {
