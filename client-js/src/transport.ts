@@ -18,7 +18,8 @@ import { type TabState, forgetTab, putTab } from "./tab";
 import { type Ack, backoff, jitter, readRefusal, settleAck } from "./acks";
 import { MAX_BATCH_BYTES, MAX_EVENT_BYTES } from "./wire";
 
-const DISCRETE = /^(page_view|click|exit_intent|custom|identify|form|prompt_.*)$/;
+const DISCRETE =
+  /^(page_view|click|exit_intent|hesitation|rage_click|dead_click|custom|identify|form|prompt_.*)$/;
 const BATCH_MS = 250;
 const ACK_TIMEOUT_MS = 5000;
 const RETRY_MS = 1000; // resend of retryable events when the ack names no retry_ms

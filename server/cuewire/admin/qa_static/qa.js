@@ -59,6 +59,9 @@ function summary(e) {
     case "visibility": return `${e.state} (${Math.round((e.dwell_ms || 0) / 1000)} s active)`;
     case "idle": return `${Math.round((e.ms || 0) / 1000)} s without input`;
     case "hover": return `${e.element} ${e.ms} ms`;
+    case "hesitation": return `${e.element || e.selector} still after ${e.ms} ms`;
+    case "rage_click": return `${e.text || e.selector} x${e.count}`;
+    case "dead_click": return e.text || e.selector || "";
     case "element_visible": return e.element;
     case "form": return `${e.action} ${e.form}${e.field ? `.${e.field}` : ""}`;
     case "identify": return e.user_id;
