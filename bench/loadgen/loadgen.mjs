@@ -334,6 +334,9 @@ async function batches(sessions) {
   );
   await sleep(300); // let the prompt-side writes that follow the ack land
   out({ t: "measure_end" });
+  // ... and let the orchestrator read the counters before the sockets close: each close
+  // releases its socket record (one more script call), which is not the batches' cost
+  await sleep(300);
   return { batches: sent, accepted, bad };
 }
 
