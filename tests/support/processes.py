@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +11,11 @@ from cuewire.settings import Settings
 from cuewire.store import open_store
 
 from .servers import free_port, wait_healthy
+from .subprocesses import Stoppable
 from .waiting import eventually
 
 
-class ServerProcess:
+class ServerProcess(Stoppable):
     def __init__(
         self,
         redis_url: str,
@@ -57,20 +57,6 @@ class ServerProcess:
         proc = self.proc = subprocess.Popen(self.args, env=env)
         wait_healthy(self.url, 20, lambda: proc.poll() is None)
         return self
-
-    def kill(self) -> None:
-        """Stop at once, as a crash would: no graceful shutdown."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 async def deadlines_settled_in(redis_url: str, prefix: str = "cw", timeout: float = 10.0) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import redis
 
 from .servers import free_port
+from .subprocesses import Stoppable
 from .waiting import eventually_blocking
 
 SERVICE = "cw"
@@ -37,7 +38,7 @@ def free_ports(n: int) -> list[int]:
         return [int(s.getsockname()[1]) for s in sockets]
 
 
-class Node:
+class Node(Stoppable):
     """One redis-server process (a data node or a Sentinel) on ``port``."""
 
     def __init__(self, workdir: Path, name: str, args: list[str], port: int) -> None:
@@ -71,20 +72,6 @@ class Node:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """Stop at once (SIGKILL), as a crashed host would."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)

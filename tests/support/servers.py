@@ -24,6 +24,7 @@ from cuewire.app import create_app, services_of
 from cuewire.settings import Settings
 from cuewire.sites import Site, Sites
 
+from .subprocesses import Stoppable
 from .waiting import eventually, eventually_blocking
 
 T = TypeVar("T")
@@ -70,7 +71,7 @@ def free_cluster_port() -> int:
             return port
 
 
-class RedisServer:
+class RedisServer(Stoppable):
     """A redis-server of the test's own on a free port, in ``workdir``.
 
     ``durable`` turns the append-only file on (``appendfsync always``: an acked write is on
@@ -110,17 +111,6 @@ class RedisServer:
         finally:
             client.close()
         return self
-
-    def kill(self) -> None:
-        """Stop at once (SIGKILL), as a crash or a lost network would."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, decode_responses=True)
