@@ -30,6 +30,7 @@ import { startRage } from "./rage";
 import { startDeadClicks } from "./deadclicks";
 import { startIdle } from "./idle";
 import { startExitIntent } from "./exitintent";
+import { startAttention } from "./attention";
 import { startForms } from "./forms";
 
 export interface Cuewire {
@@ -117,6 +118,7 @@ function main(): void {
     startRage(send),
     startDeadClicks(send),
     startIdle(send),
+    startAttention(send),
     startExitIntent(send),
     startForms(send),
   );

@@ -9,8 +9,10 @@ Session facts:
 - ``url``, ``path``, ``page_started``: the current page and when it began (server ms)
 - ``scroll``, ``dwell_ms``, ``visible``, ``visible_since``: the current page's deepest scroll
   milestone, the active dwell the client reported, and its visibility
+- ``active_ms``: the current page's attentive time (visible and input within the last 15 s)
+  as the client's last ``attention`` event reported it
 - ``last``, ``last_type``: the last event; ``active_at``: the last activity (not idle, not a
-  hidden tab, not a prompt shown)
+  hidden tab, not a prompt shown; an ``attention`` beat, sent while the visitor reads, is)
 - ``landing``, ``referrer``: the first page of the session and its referrer
 - ``p:<custom name>``: the props of the latest custom event of that name (JSON)
 - ``d:<name>.<prop>:<value>``: a distinct value seen (only for props that rules count)
@@ -155,6 +157,7 @@ def changes_for(
             page_started=now,
             scroll="0",
             dwell_ms="0",
+            active_ms="0",
             visible="1",
             visible_since=now,
             showing="",
@@ -162,6 +165,8 @@ def changes_for(
         ch.setnx.update(landing=event["url"], referrer=event.get("referrer") or "")
     elif kind == "scroll":
         ch.set["scroll"] = str(event["depth"])
+    elif kind == "attention":
+        ch.set["active_ms"] = str(event["active_ms"])
     elif kind == "visibility":
         visible = event["state"] == "visible"
         ch.set.update(dwell_ms=str(event["dwell_ms"]), visible="1" if visible else "0")

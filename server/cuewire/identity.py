@@ -39,7 +39,9 @@ def verify(site: Site, event: dict[str, Any]) -> dict[str, Any]:
     checked = {k: v for k, v in event.items() if k != "signature"}
     secret = site.identity_secret
     if signature and secret:
-        if not hmac.compare_digest(str(signature).lower(), sign(secret, event["user_id"])):
+        # bytes: compare_digest refuses str with non-ASCII characters (a browser may send any)
+        given = str(signature).lower().encode()
+        if not hmac.compare_digest(given, sign(secret, event["user_id"]).encode()):
             raise IdentityUnverified(
                 "identify: the signature does not match the user id (sign the user id with "
                 "HMAC-SHA256 and the site's identity_secret, as lowercase hex)"

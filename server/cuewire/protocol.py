@@ -107,8 +107,17 @@ class Active(Event, tag="active"):
     pass
 
 
+class Attention(Event, tag="attention"):
+    """Every 5 s while the visitor does something (and when the tab is hidden): ``active_ms``
+    is the page's attentive time so far; ``reading`` when only scrolling or pointer movement."""
+
+    active_ms: Millis
+    reading: bool = False
+
+
 class ExitIntent(Event, tag="exit_intent"):
-    pass
+    # None from snippets before 0.x and server-side posts
+    cause: Literal["mouse_leave", "scroll_up", "back", "hidden"] | None = None
 
 
 class Form(Event, tag="form"):
@@ -171,6 +180,7 @@ AnyEvent = (
     | DeadClick
     | Idle
     | Active
+    | Attention
     | ExitIntent
     | Form
     | Custom

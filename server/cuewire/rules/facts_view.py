@@ -93,6 +93,8 @@ class FactView:
             return self.active_ms() / 1000
         if rest == "scroll":
             return _int(self.session.get("scroll"))
+        if rest == "attention_seconds":  # as the snippet last reported it (attention events)
+            return _int(self.session.get("active_ms")) / 1000
         return MISSING
 
     def active_ms(self) -> int:

@@ -62,6 +62,7 @@ def fact_sources(name: str) -> set[str] | None:
         ("page", "path"): {"page_view"},
         ("page", "query"): {"page_view"},
         ("page", "scroll"): {"scroll", "page_view"},
+        ("page", "attention_seconds"): {"attention", "page_view"},
         ("session", "count"): {tail},
         ("session", "custom"): {custom},
         ("session", "last"): {custom},
