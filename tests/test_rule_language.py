@@ -174,6 +174,32 @@ async def test_facts_trigger_fires_when_the_condition_becomes_true(make) -> None
     assert h.rules_shown == ["deep-reader"]
 
 
+async def test_attention_beats_keep_a_reader_active_and_count_attentive_time(make) -> None:  # type: ignore[no-untyped-def]
+    h = make("""
+    rules:
+      - id: still-there
+        trigger: {inactivity: {for: 10s}}
+        show: {template: note}
+      - id: engaged
+        trigger: {facts: {fact: page.attention_seconds, gte: 30s}}
+        show: {template: note}
+    policy: {one_prompt_at_a_time: false}
+    """)
+    v = await h.visit()
+    await v.send("page_view", f"{SHOP}/blog/a")
+    for beat in range(1, 6):  # 25 s of reading: a beat every 5 s, no other event
+        await h.pass_time(5)
+        await v.send("attention", f"{SHOP}/blog/a", active_ms=5000 * beat, reading=True)
+    assert h.rules_shown == []  # 25 s without a click, but reading
+    await v.send("page_view", f"{SHOP}/blog/b", spa=True)  # a new page starts at 0
+    await v.send("attention", f"{SHOP}/blog/b", active_ms=5000)
+    assert h.rules_shown == []
+    await v.send("attention", f"{SHOP}/blog/b", active_ms=30_000)
+    assert h.rules_shown == ["engaged"]
+    await h.pass_time(11)  # stopped: no beat
+    assert h.rules_shown == ["engaged", "still-there"]
+
+
 async def test_cooldown_and_daily_cap_across_sessions(make) -> None:  # type: ignore[no-untyped-def]
     h = make("""
     rules:

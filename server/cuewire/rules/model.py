@@ -38,7 +38,10 @@ def duration_ms(value: str | float) -> int:
 def time_unit_s(fact: str) -> float | None:
     """Seconds per unit of a time fact (``visitor.days_since_last_visit``: 86400); None for
     a fact that is not a time."""
-    if fact in ("page.seconds", "page.active_seconds", "session.seconds", "session.idle_seconds"):
+    if fact in (
+        *("page.seconds", "page.active_seconds", "page.attention_seconds"),
+        *("session.seconds", "session.idle_seconds"),
+    ):
         return 1.0
     if fact.startswith("visitor.since."):
         return 1.0
@@ -103,7 +106,7 @@ class Condition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
             if isinstance(bound, str) and time_unit_s(str(self.fact)) is None:
                 raise ValueError(
                     f"`{name}: {bound}` is a duration, which compares only with a time fact "
-                    "(page.seconds, page.active_seconds, session.seconds, "
+                    "(page.seconds, page.active_seconds, page.attention_seconds, session.seconds, "
                     "session.idle_seconds, visitor.since.<name>, "
                     "visitor.days_since_last_visit, event.ms); write a number here"
                 )
