@@ -1,5 +1,6 @@
 """Real attention and mobile exit intent, in Chromium with the real snippet and real input:
-a visitor who keeps moving the pointer (reading, no clicks) sends `attention` beats whose
+a visitor who keeps moving the pointer or scrolls slowly (reading, no clicks) sends `attention`
+beats whose
 `active_ms` grows and an `inactivity` rule leaves them alone, and once they stop the rule
 answers; on a touch device a fast scroll back up gives `exit_intent {cause: scroll_up}` (and a
 rule on that cause answers, a slow scroll gives none), back-navigation gives `cause: back`;
@@ -109,11 +110,16 @@ async def test_a_reader_keeps_active_time_growing_and_no_inactivity_prompt_until
 ) -> None:
     sid = await open_page(page, site)
     await page.mouse.move(100, 100)
-    for i in range(13):  # 13 s of reading: the pointer drifts, no click, no scroll
-        await page.mouse.move(100 + 20 * (i % 2), 120 + 10 * i, steps=3)
+    for i in range(13):  # 13 s of reading: the pointer drifts or the page scrolls a little
+        if i % 2:
+            await page.mouse.wheel(0, 30)  # slowly: no scroll milestone (25 %) is crossed
+        else:
+            await page.mouse.move(100 + 20 * (i % 4), 120 + 10 * i, steps=3)
         await asyncio.sleep(1)
     beats = await stored(site, sid, "attention", 2)
     assert all(b.get("reading") is True for b in beats)
+    events = await recent_events(site, sid)
+    assert not {e["type"] for e in events} - {"page_view", "attention"}  # beats only
     growing = [b["active_ms"] for b in beats]
     assert growing == sorted(growing) and growing[-1] > growing[0] >= 3000, growing
     await expect(prompt_host(page)).to_have_count(0)  # 13 s > 8 s, but they were reading

@@ -58,6 +58,8 @@ function summary(e) {
     case "custom": return `${e.name} ${e.props && Object.keys(e.props).length ? JSON.stringify(e.props) : ""}`;
     case "visibility": return `${e.state} (${Math.round((e.dwell_ms || 0) / 1000)} s active)`;
     case "idle": return `${Math.round((e.ms || 0) / 1000)} s without input`;
+    case "attention": return `${Math.round((e.active_ms || 0) / 1000)} s attentive${e.reading ? " (reading)" : ""}`;
+    case "exit_intent": return e.cause || "";
     case "hover": return `${e.element} ${e.ms} ms`;
     case "hesitation": return `${e.element || e.selector} still after ${e.ms} ms`;
     case "rage_click": return `${e.text || e.selector} x${e.count}`;
