@@ -1,8 +1,7 @@
 """Real attention and mobile exit intent, in Chromium with the real snippet and real input:
 a visitor who keeps moving the pointer or scrolls slowly (reading, no clicks) sends `attention`
-beats whose
-`active_ms` grows and an `inactivity` rule leaves them alone, and once they stop the rule
-answers; on a touch device a fast scroll back up gives `exit_intent {cause: scroll_up}` (and a
+beats whose `active_ms` grows and an `inactivity` rule leaves them alone, and once they stop
+the rule answers; on a touch device a fast scroll back up gives `exit_intent {cause: scroll_up}` (and a
 rule on that cause answers, a slow scroll gives none), back-navigation gives `cause: back`;
 on a desktop the pointer leaving through the top still gives `cause: mouse_leave`; after
 `consent(false)` none of them is sent."""
