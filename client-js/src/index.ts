@@ -30,7 +30,8 @@ import { startRage } from "./rage";
 import { startDeadClicks } from "./deadclicks";
 import { startIdle } from "./idle";
 import { startExitIntent } from "./exitintent";
-import { startForms } from "./forms";
+import { formDelay, startForms } from "./forms";
+import { startCopy } from "./copy";
 
 export interface Cuewire {
   /** `custom {name, props}`. */
@@ -118,7 +119,8 @@ function main(): void {
     startDeadClicks(send),
     startIdle(send),
     startExitIntent(send),
-    startForms(send),
+    startForms(send, formDelay(script.getAttribute("data-form-hesitation"))),
+    startCopy(send),
   );
 
   // Registered after the collectors, so that their last events for the same DOM event (form
