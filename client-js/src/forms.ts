@@ -168,7 +168,9 @@ export function startForms(send: Send, delay = FORM_HESITATION_MS): Collector {
       send("form", { action: "submit", form: state.name, field_ms: timing(state.ms) });
     }),
     listen(document, "visibilitychange", () => {
+      // Hidden time is no focus time: the running field's time restarts when the page is back.
       if (document.visibilityState === "hidden") abandoned();
+      else since = Date.now();
     }),
     listen(window, "pagehide", () => leave()),
   ];
