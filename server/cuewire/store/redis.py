@@ -7,20 +7,21 @@ deadline's entry in its shard is added in the same loop turn (a second node, con
 the per-address rate limit is asked first (one more round trip, when that limit is on), and
 the live stream and the removal of cancelled deadlines are written after the batch, without
 waiting for them. A deadline entry whose session never took its token (the script did not
-apply the batch) fires stale and is dropped, as a cancelled one is.
+apply the batch) fires stale and is dropped, as a cancelled one is (those writes: beside.py).
+
+The deadline calls are in deadlines.py and the stream reads in streams.py; the store delegates
+to them, so callers see one store (base.Store).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any, Self
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.commands.core import AsyncScript
 
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
@@ -45,6 +46,7 @@ from .base import (
     Schedule,
     Timer,
 )
+from .beside import Beside
 from .cluster import cluster_client, is_cluster
 from .coalesce import Coalescer
 from .deadlines import Deadlines
@@ -52,6 +54,7 @@ from .scripts import (
     TimerOp,
     asks_arg,
     composed,
+    gate_arg,
     lua,
     ops_arg,
     ops_of,
@@ -78,7 +81,6 @@ class RedisStore(Closing):
     def __init__(self, client: Client, settings: Settings, url: str | None = None) -> None:
         self._s = settings
         self._url = url
-        self._background: set[asyncio.Task[Any]] = set()
         self._use(client)
 
     def _use(self, client: Client) -> None:
@@ -94,6 +96,7 @@ class RedisStore(Closing):
         self._calls = Coalescer(client)  # the hot path's calls: one pipeline per loop turn
         self._deadlines = Deadlines(client, self._k, self._s, self._calls)
         self._streams = Streams(client, self._k)
+        self._beside = Beside(client, self._calls)
 
     async def __aenter__(self) -> Self:
         if self._url is not None and not self._k.cluster:
@@ -212,7 +215,7 @@ class RedisStore(Closing):
         if gate and k.cluster and gate.address_rate.interval_ms() > 0:
             async with guard("admit events"):
                 asked = await self._ask_address(gate, len(events), now_ms)
-        args.append(self._gate_arg(gate, names or [[] for _ in events], asked) if gate else "")
+        args.append(gate_arg(gate, names or [[] for _ in events], asked) if gate else "")
         keys = [
             session_key,
             k.recent(site, session, visitor),
@@ -242,13 +245,13 @@ class RedisStore(Closing):
                 (granted, retry_ms, capped),
                 applied,
                 verdicts,
-            ) = await self._call(self._ingest, keys, args, timer_ops, lambda r: bool(r[4]))
+            ) = await self._beside.call(self._ingest, keys, args, timer_ops, lambda r: bool(r[4]))
         except FAILURES as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
         fresh = [int(f) == 1 for f in flags]
         if k.cluster and self._s.live_stream_max > 0 and any(fresh):
             accepted = [text for text, new in zip(encoded, fresh, strict=True) if new]
-            self._later(self._live(origin, now_ms, accepted))
+            self._beside.later(self._live(origin, now_ms, accepted))
         todo = [int(f) != 0 for f in flags]
         admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
         session_facts, visitor_facts = pairs(sess), pairs(vis)
@@ -284,79 +287,12 @@ class RedisStore(Closing):
             "[" + ",".join(accepted) + "]",
         )
 
-    @staticmethod
-    def _gate_arg(
-        gate: Gate, names: list[list[NewName]], asked: tuple[int, int] | None = None
-    ) -> str:
-        """ingest.lua's ARGV[11]: the gate's limits and the names of each event; with
-        ``asked``, the per-address limit's answer instead of the limit (a cluster)."""
-        spec: dict[str, Any] = {
-            "vi": gate.visitor_rate.interval_ms(),
-            "vb": gate.visitor_rate.burst,
-            "ai": gate.address_rate.interval_ms(),
-            "ab": gate.address_rate.burst,
-            "caps": dict(gate.caps),
-            "names": names,
-        }
-        if asked is not None:
-            spec["ai"], spec["ag"], spec["ar"] = 0, asked[0], asked[1]
-        return to_json(spec)
-
-    async def _call(
-        self,
-        script: AsyncScript,
-        keys: list[str],
-        args: list[Any],
-        timer_ops: list[TimerOp],
-        applied: Callable[[Any], bool],
-    ) -> Any:
-        """A script call through the coalescer; on a cluster with the deadline-shard changes
-        of its actions (``timer_ops``) beside it: new deadlines in the same loop turn, and
-        the removal of cancelled ones, once ``applied(answer)`` says they were (else of the
-        ones it added), after it."""
-        if not timer_ops:  # one Redis (the script changes the deadline set), or none changed
-            return await self._calls.call(script, keys, args)
-        adds = [op for op in timer_ops if op.due_ms is not None]
-        if not adds:
-            answer = await self._calls.call(script, keys, args)
-        else:
-            sent = [self._calls.command("ZADD", op.key, op.due_ms, op.member) for op in adds]
-            answer, *added = await asyncio.gather(
-                self._calls.call(script, keys, args), *sent, return_exceptions=True
-            )
-            if isinstance(answer, BaseException):
-                raise answer
-            for op, result in zip(adds, added, strict=True):
-                if isinstance(result, BaseException):  # once more, alone: its token is set
-                    await self._r.zadd(op.key, {op.member: op.due_ms or 0})
-        # Left behind, a removed deadline, or one added for actions the script did not apply,
-        # would fire stale and be dropped: removed after the batch, without waiting.
-        done = applied(answer)
-        for op in timer_ops:
-            removal = op.due_ms is None
-            if removal == done:
-                self._later(self._calls.command("ZREM", op.key, op.member))
-        return answer
-
-    def _later(self, work: Awaitable[Any]) -> None:
-        """Run ``work`` without waiting for it (its failure is logged)."""
-
-        async def run() -> None:
-            try:
-                await work
-            except (*FAILURES, OSError) as exc:
-                log.warning("a deferred store write failed: %s", exc)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab, origin.visitor)]
         timer_ops: list[TimerOp] = []
         arg = ops_arg(self._k, seqs, actions, keys, timer_ops)
         async with guard("apply rule actions"):
-            done = await self._call(self._commit, keys, [arg], timer_ops, bool)
+            done = await self._beside.call(self._commit, keys, [arg], timer_ops, bool)
         return bool(done)
 
     async def resolve(
@@ -377,7 +313,7 @@ class RedisStore(Closing):
         timer_ops: list[TimerOp] = []
         arg = ops_arg(k, commit.seqs, commit.actions, keys, timer_ops) if commit else ""
         async with guard("ask governance about a firing"):
-            answer = await self._call(
+            answer = await self._beside.call(
                 self._resolve, keys, [arg, asks_arg(requests)], timer_ops, bool
             )
         if not answer:
@@ -436,7 +372,7 @@ class RedisStore(Closing):
             keys = [self._k.visitor(site, visitor)]  # the pending-seq key: unused without seqs
             timer_ops: list[TimerOp] = []
             arg = ops_arg(self._k, [], group, keys, timer_ops)
-            calls.append(self._call(self._commit, keys, [arg], timer_ops, bool))
+            calls.append(self._beside.call(self._commit, keys, [arg], timer_ops, bool))
         await together(calls)
 
     async def visitor_facts(self, site: str, visitor: str) -> Facts:
@@ -535,8 +471,7 @@ class RedisStore(Closing):
     async def deferred(self) -> None:
         """Wait for the writes made without waiting (on a cluster: live stream entries,
         removals of cancelled deadlines)."""
-        while self._background:
-            await asyncio.wait(set(self._background))
+        await self._beside.deferred()
 
     async def aclose(self) -> None:
         await self.deferred()
