@@ -123,6 +123,9 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "spa": st.booleans(),
     "depth": st.integers(min_value=0, max_value=100),
     "count": st.integers(min_value=3, max_value=1000),
+    "fields_touched": st.integers(min_value=1, max_value=10000),
+    "chars": st.integers(min_value=1, max_value=2**63 - 1),
+    "field_ms": st.dictionaries(st.text(chars, max_size=130), millis, max_size=52),
     # an int where a float is expected comes back as a float
     "ratio": st.none() | st.floats(min_value=0, max_value=1) | st.sampled_from([0, 1]),
     "state": st.sampled_from(["hidden", "visible"]),
@@ -135,7 +138,10 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "rule": st.text(chars, max_size=130),
     "action": st.none() | text,
 }
-FORM_ACTION = st.sampled_from(["focus", "abandon", "submit"])
+ACTIONS = {
+    "form": st.sampled_from(["focus", "abandon", "submit"]),
+    "copy": st.sampled_from(["copy", "select"]),
+}
 anything = st.recursive(
     scalar | st.binary(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(short, inner, max_size=3),
@@ -151,7 +157,7 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
     for field in msgspec.inspect.type_info(EVENT_CLASSES[kind]).fields:  # type: ignore[attr-defined]
         if not field.required and draw(st.booleans()):
             continue
-        values = FORM_ACTION if (kind, field.name) == ("form", "action") else VALID[field.name]
+        values = ACTIONS.get(kind, VALID["action"]) if field.name == "action" else VALID[field.name]
         event[field.name] = draw(values)
     if kind == "identify" and isinstance(event.get("user_id"), str) and draw(st.booleans()):
         event["signature"] = sign(SECRET, event["user_id"])
@@ -260,6 +266,27 @@ def test_a_whole_number_ratio_comes_back_as_a_float() -> None:
             "hesitation: Object missing required field `ms`",
         ),
         (
+            {
+                "type": "form_abandon",
+                "form": "f",
+                "fields_touched": 0,
+                "ts": 1,
+                "seq": 1,
+                "url": URL,
+            },
+            "form_abandon.fields_touched: Expected `int` >= 1",
+        ),
+        (
+            {"type": "form", "action": "submit", "form": "f", "field_ms": {"email": -1}}
+            | {"ts": 1, "seq": 1, "url": URL},
+            "form.field_ms[...]: Expected `int` >= 0",
+        ),
+        (
+            {"type": "copy", "element": "price", "chars": 3, "action": "paste"}
+            | {"ts": 1, "seq": 1, "url": URL},
+            "copy.action: Invalid enum value 'paste'",
+        ),
+        (
             {"type": "x - at `$.event.depth`", "ts": 1},
             "type: Invalid value 'x - at `$.event.depth`'",
         ),
@@ -300,6 +327,10 @@ REQUIRED: dict[str, dict[str, Any]] = {
         "idle": {"ms": 1},
         "attention": {"active_ms": 1},
         "form": {"action": "focus", "form": "f"},
+        "form_hesitation": {"form": "f", "field": "email", "ms": 5000},
+        "field_retyped": {"form": "f", "field": "email"},
+        "form_abandon": {"form": "f", "fields_touched": 1},
+        "copy": {"element": "coupon", "chars": 8},
         "custom": {"name": "n"},
         "identify": {"user_id": "u"},
     }.get(kind, {})

@@ -31,7 +31,8 @@ import { startDeadClicks } from "./deadclicks";
 import { startIdle } from "./idle";
 import { startExitIntent } from "./exitintent";
 import { startAttention } from "./attention";
-import { startForms } from "./forms";
+import { formDelay, startForms } from "./forms";
+import { startCopy } from "./copy";
 
 export interface Cuewire {
   /** `custom {name, props}`. */
@@ -120,7 +121,8 @@ function main(): void {
     startIdle(send),
     startAttention(send),
     startExitIntent(send),
-    startForms(send),
+    startForms(send, formDelay(script.getAttribute("data-form-hesitation"))),
+    startCopy(send),
   );
 
   // Registered after the collectors, so that their last events for the same DOM event (form

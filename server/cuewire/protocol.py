@@ -21,6 +21,10 @@ Id = Annotated[str, Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$
 Scalar = str | int | float | bool | None
 Props = Annotated[dict[Annotated[str, Meta(max_length=128)], Scalar], Meta(max_length=MAX_MAP_KEYS)]
 Millis = Annotated[int, Meta(ge=0)]
+# field name -> milliseconds it had the focus (forms: never a value)
+FieldMs = Annotated[
+    dict[Annotated[str, Meta(max_length=128)], Millis], Meta(max_length=MAX_MAP_KEYS)
+]
 
 
 class Auth(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
@@ -124,6 +128,38 @@ class Form(Event, tag="form"):
     action: Literal["focus", "abandon", "submit"]
     form: Str
     field: Str | None = None
+    field_ms: FieldMs = {}  # with ``submit``: how long each field had the focus
+
+
+class FormHesitation(Event, tag="form_hesitation"):
+    """A focused field got no input for ``ms`` (the snippet's form hesitation delay)."""
+
+    form: Str
+    field: Str
+    ms: Millis
+
+
+class FieldRetyped(Event, tag="field_retyped"):
+    """A field was emptied and typed into again."""
+
+    form: Str
+    field: Str
+
+
+class FormAbandon(Event, tag="form_abandon"):
+    """The page was left or hidden after input into a form that was not submitted."""
+
+    form: Str
+    fields_touched: Annotated[int, Meta(ge=1, le=10000)]
+    field_ms: FieldMs = {}
+
+
+class Copy(Event, tag="copy"):
+    """Text inside a tracked element was copied or selected: its length, never the text."""
+
+    element: Str
+    chars: Annotated[int, Meta(ge=1)]
+    action: Literal["copy", "select"] = "copy"
 
 
 class Custom(Event, tag="custom"):
@@ -183,6 +219,10 @@ AnyEvent = (
     | Attention
     | ExitIntent
     | Form
+    | FormHesitation
+    | FieldRetyped
+    | FormAbandon
+    | Copy
     | Custom
     | Identify
     | PromptShown

@@ -7,24 +7,22 @@ deadline's entry in its shard is added in the same loop turn (a second node, con
 the per-address rate limit is asked first (one more round trip, when that limit is on), and
 the live stream and the removal of cancelled deadlines are written after the batch, without
 waiting for them. A deadline entry whose session never took its token (the script did not
-apply the batch) fires stale and is dropped, as a cancelled one is.
+apply the batch) fires stale and is dropped, as a cancelled one is (those writes: beside.py).
+
+The deadline calls are in deadlines.py and the stream reads in streams.py; the store delegates
+to them, so callers see one store (base.Store).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Iterable
 from typing import Any, Self
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisClusterException, RedisError
 
-from .. import fields
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
 from ..ids import new_id
@@ -48,12 +46,15 @@ from .base import (
     Schedule,
     Timer,
 )
+from .beside import Beside
 from .cluster import cluster_client, is_cluster
 from .coalesce import Coalescer
+from .deadlines import Deadlines
 from .scripts import (
     TimerOp,
     asks_arg,
     composed,
+    gate_arg,
     lua,
     ops_arg,
     ops_of,
@@ -61,36 +62,14 @@ from .scripts import (
     to_json,
     verdict,
 )
+from .shared import FAILURES, Client, guard, pairs, pairs_of, together
+from .streams import Streams
 
 log = logging.getLogger(__name__)
-
-# What redis-py raises when the store fails; the cluster client's own errors (a slot no node
-# covers during a failover) are not RedisErrors.
-FAILURES = (RedisError, RedisClusterException)
 
 AUDIT_MAXLEN = 100_000
 AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (record.lua)
 SESSION_VISITOR_TTL_S = 24 * 3600  # on a cluster, how long a session id finds its visitor
-
-
-@asynccontextmanager
-async def _guard(what: str) -> AsyncIterator[None]:
-    """Turn a Redis failure into StoreError: no RedisError leaves the store."""
-    try:
-        yield
-    except FAILURES as exc:
-        raise StoreError(f"cannot {what}: {exc}") from exc
-
-
-def _pairs_of(mapping: Any) -> Facts:
-    return {str(k): str(v) for k, v in (mapping or {}).items()}
-
-
-def _pairs(flat: list[Any]) -> Facts:
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
-
-
-Client = aioredis.Redis | RedisCluster
 
 
 class RedisStore(Closing):
@@ -102,7 +81,6 @@ class RedisStore(Closing):
     def __init__(self, client: Client, settings: Settings, url: str | None = None) -> None:
         self._s = settings
         self._url = url
-        self._background: set[asyncio.Task[Any]] = set()
         self._use(client)
 
     def _use(self, client: Client) -> None:
@@ -110,15 +88,15 @@ class RedisStore(Closing):
         self._k = keys_for(self._s.key_prefix, isinstance(client, RedisCluster))
         self._open = client.register_script(lua("read.lua") + lua("open_session.lua"))
         self._ingest = client.register_script(composed("ingest.lua"))
-        self._claim_timers = client.register_script(lua("claim_timers.lua"))
-        self._consume = client.register_script(lua("consume_timer.lua"))
-        self._ack = client.register_script(lua("ack_timer.lua"))
         self._commit = client.register_script(lua("ops.lua") + lua("commit.lua"))
         self._record = client.register_script(lua("ops.lua") + lua("record.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
         self._release = client.register_script(lua("release_socket.lua"))
         self._address = client.register_script(lua("address_rate.lua"))
         self._calls = Coalescer(client)  # the hot path's calls: one pipeline per loop turn
+        self._deadlines = Deadlines(client, self._k, self._s, self._calls)
+        self._streams = Streams(client, self._k)
+        self._beside = Beside(client, self._calls)
 
     async def __aenter__(self) -> Self:
         if self._url is not None and not self._k.cluster:
@@ -190,7 +168,7 @@ class RedisStore(Closing):
             resumed=bool(resumed),
             returning=bool(returning),
             previous_visit_ms=int(prev) if prev else None,
-            facts=(_pairs(sess), _pairs(vis)) if fields else None,
+            facts=(pairs(sess), pairs(vis)) if fields else None,
         )
 
     async def ingest(
@@ -235,9 +213,9 @@ class RedisStore(Closing):
         address = gate.address if gate else ""
         asked: tuple[int, int] | None = None
         if gate and k.cluster and gate.address_rate.interval_ms() > 0:
-            async with _guard("admit events"):
+            async with guard("admit events"):
                 asked = await self._ask_address(gate, len(events), now_ms)
-        args.append(self._gate_arg(gate, names or [[] for _ in events], asked) if gate else "")
+        args.append(gate_arg(gate, names or [[] for _ in events], asked) if gate else "")
         keys = [
             session_key,
             k.recent(site, session, visitor),
@@ -267,16 +245,16 @@ class RedisStore(Closing):
                 (granted, retry_ms, capped),
                 applied,
                 verdicts,
-            ) = await self._call(self._ingest, keys, args, timer_ops, lambda r: bool(r[4]))
+            ) = await self._beside.call(self._ingest, keys, args, timer_ops, lambda r: bool(r[4]))
         except FAILURES as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
         fresh = [int(f) == 1 for f in flags]
         if k.cluster and self._s.live_stream_max > 0 and any(fresh):
             accepted = [text for text, new in zip(encoded, fresh, strict=True) if new]
-            self._later(self._live(origin, now_ms, accepted))
+            self._beside.later(self._live(origin, now_ms, accepted))
         todo = [int(f) != 0 for f in flags]
         admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
-        session_facts, visitor_facts = _pairs(sess), _pairs(vis)
+        session_facts, visitor_facts = pairs(sess), pairs(vis)
         if not applied:
             return Ingested(fresh, todo, session_facts, visitor_facts, admitted)
         resolved = Resolved([verdict(v) for v in verdicts], session_facts, visitor_facts)
@@ -309,79 +287,12 @@ class RedisStore(Closing):
             "[" + ",".join(accepted) + "]",
         )
 
-    @staticmethod
-    def _gate_arg(
-        gate: Gate, names: list[list[NewName]], asked: tuple[int, int] | None = None
-    ) -> str:
-        """ingest.lua's ARGV[11]: the gate's limits and the names of each event; with
-        ``asked``, the per-address limit's answer instead of the limit (a cluster)."""
-        spec: dict[str, Any] = {
-            "vi": gate.visitor_rate.interval_ms(),
-            "vb": gate.visitor_rate.burst,
-            "ai": gate.address_rate.interval_ms(),
-            "ab": gate.address_rate.burst,
-            "caps": dict(gate.caps),
-            "names": names,
-        }
-        if asked is not None:
-            spec["ai"], spec["ag"], spec["ar"] = 0, asked[0], asked[1]
-        return to_json(spec)
-
-    async def _call(
-        self,
-        script: AsyncScript,
-        keys: list[str],
-        args: list[Any],
-        timer_ops: list[TimerOp],
-        applied: Callable[[Any], bool],
-    ) -> Any:
-        """A script call through the coalescer; on a cluster with the deadline-shard changes
-        of its actions (``timer_ops``) beside it: new deadlines in the same loop turn, and
-        the removal of cancelled ones, once ``applied(answer)`` says they were (else of the
-        ones it added), after it."""
-        if not timer_ops:  # one Redis (the script changes the deadline set), or none changed
-            return await self._calls.call(script, keys, args)
-        adds = [op for op in timer_ops if op.due_ms is not None]
-        if not adds:
-            answer = await self._calls.call(script, keys, args)
-        else:
-            sent = [self._calls.command("ZADD", op.key, op.due_ms, op.member) for op in adds]
-            answer, *added = await asyncio.gather(
-                self._calls.call(script, keys, args), *sent, return_exceptions=True
-            )
-            if isinstance(answer, BaseException):
-                raise answer
-            for op, result in zip(adds, added, strict=True):
-                if isinstance(result, BaseException):  # once more, alone: its token is set
-                    await self._r.zadd(op.key, {op.member: op.due_ms or 0})
-        # Left behind, a removed deadline, or one added for actions the script did not apply,
-        # would fire stale and be dropped: removed after the batch, without waiting.
-        done = applied(answer)
-        for op in timer_ops:
-            removal = op.due_ms is None
-            if removal == done:
-                self._later(self._calls.command("ZREM", op.key, op.member))
-        return answer
-
-    def _later(self, work: Awaitable[Any]) -> None:
-        """Run ``work`` without waiting for it (its failure is logged)."""
-
-        async def run() -> None:
-            try:
-                await work
-            except (*FAILURES, OSError) as exc:
-                log.warning("a deferred store write failed: %s", exc)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab, origin.visitor)]
         timer_ops: list[TimerOp] = []
         arg = ops_arg(self._k, seqs, actions, keys, timer_ops)
-        async with _guard("apply rule actions"):
-            done = await self._call(self._commit, keys, [arg], timer_ops, bool)
+        async with guard("apply rule actions"):
+            done = await self._beside.call(self._commit, keys, [arg], timer_ops, bool)
         return bool(done)
 
     async def resolve(
@@ -401,14 +312,14 @@ class RedisStore(Closing):
         keys = [pending, session_key, k.visitor(site, visitor)]
         timer_ops: list[TimerOp] = []
         arg = ops_arg(k, commit.seqs, commit.actions, keys, timer_ops) if commit else ""
-        async with _guard("ask governance about a firing"):
-            answer = await self._call(
+        async with guard("ask governance about a firing"):
+            answer = await self._beside.call(
                 self._resolve, keys, [arg, asks_arg(requests)], timer_ops, bool
             )
         if not answer:
             return None
         _, verdicts, sess, vis = answer
-        return Resolved([verdict(v) for v in verdicts], _pairs(sess), _pairs(vis))
+        return Resolved([verdict(v) for v in verdicts], pairs(sess), pairs(vis))
 
     async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
         if not puts and not records:
@@ -425,7 +336,7 @@ class RedisStore(Closing):
             for r in records
         ]
         arg = to_json({"ops": ops, "records": entries})
-        async with _guard("record a firing"):
+        async with guard("record a firing"):
             if not k.cluster:
                 await self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
                 return
@@ -434,18 +345,18 @@ class RedisStore(Closing):
                 work.append(
                     self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
                 )
-            await _all(work)
+            await together(work)
 
     async def apply(self, actions: list[Action]) -> None:
         if not actions:
             return
         if self._k.cluster:
-            async with _guard("apply rule actions"):
+            async with guard("apply rule actions"):
                 await self._apply_apart(actions)
             return
         keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
         arg = ops_arg(self._k, [], actions, keys)
-        async with _guard("apply rule actions"):
+        async with guard("apply rule actions"):
             await self._calls.call(self._commit, keys, [arg])
 
     async def _apply_apart(self, actions: Iterable[Action]) -> None:
@@ -461,91 +372,12 @@ class RedisStore(Closing):
             keys = [self._k.visitor(site, visitor)]  # the pending-seq key: unused without seqs
             timer_ops: list[TimerOp] = []
             arg = ops_arg(self._k, [], group, keys, timer_ops)
-            calls.append(self._call(self._commit, keys, [arg], timer_ops, bool))
-        await _all(calls)
-
-    async def claim_due(
-        self, now_ms: int, limit: int
-    ) -> tuple[list[tuple[Timer, int]], int | None]:
-        """Claim due timers, and timers whose lease expired, with a lease of
-        ``settings.timer_lease_s``. A member that is not a timer is logged and removed.
-        On a cluster every shard is asked (up to ``limit`` each), in one turn."""
-        k = self._k
-        lease_ms = round(self._s.timer_lease_s * 1000)
-        args = [now_ms, limit, lease_ms]
-        shards = range(k.timer_shards)
-        async with _guard("claim timers"):
-            if not k.cluster:
-                answers = [await self._claim_timers(keys=self._shard_keys(0), args=args)]
-            else:
-                answers = await _all(
-                    self._calls.call(self._claim_timers, self._shard_keys(n), args) for n in shards
-                )
-        claimed: list[tuple[Timer, int]] = []
-        next_due: int | None = None
-        for shard, members in zip(shards, answers, strict=True):
-            if members[0]:
-                due = int(float(members[0]))
-                next_due = due if next_due is None else min(next_due, due)
-            for i in range(1, len(members), 2):
-                try:
-                    timer = Timer.from_member(members[i])
-                    due = int(float(members[i + 1]))
-                except ValueError:
-                    log.error("removing a timer that cannot be decoded: %r", members[i][:200])
-                    async with _guard("remove a bad timer"):
-                        await self._r.zrem(k.leases(shard), members[i])
-                        await self._r.hdel(k.claimed(shard), members[i])
-                    continue
-                claimed.append((timer, due))
-        return claimed, next_due
-
-    def _shard_keys(self, shard: int) -> list[str]:
-        """claim_timers.lua's keys for one deadline shard."""
-        return [self._k.timers(shard), self._k.leases(shard), self._k.claimed(shard)]
-
-    async def consume(self, timer: Timer) -> tuple[Facts, Facts] | None:
-        keys = [
-            self._k.session(timer.site, timer.session, timer.visitor),
-            self._k.visitor(timer.site, timer.visitor),
-        ]
-        async with _guard("read a timer's facts"):
-            result = await self._consume(keys=keys, args=[fields.timer(timer.rule), timer.token])
-        if not result:
-            return None
-        return _pairs(result[0]), _pairs(result[1])
-
-    async def ack_timer(self, timer: Timer, clear_hold: bool = False) -> None:
-        k = self._k
-        shard = k.timer_shard(timer.site, timer.visitor)
-        lease, claimed = k.leases(shard), k.claimed(shard)
-        session = k.session(timer.site, timer.session, timer.visitor)
-        member, field = timer.member(), fields.timer(timer.rule)
-        hold = fields.hold(timer.rule) if clear_hold else ""
-        async with _guard("release a timer"):
-            if not k.cluster:
-                keys = [lease, claimed, session]
-                await self._ack(keys=keys, args=[member, field, timer.token, hold])
-                return
-            # Two slots, one loop turn. Either part may land alone: a lease left behind is
-            # claimed again when it expires and then found stale (token cleared); a token left
-            # behind belongs to a deadline no shard holds any more: it never fires.
-            await _all(
-                [
-                    self._calls.call(self._ack, [session] * 3, ["", field, timer.token, hold]),
-                    self._calls.call(self._ack, [lease, claimed, lease], [member, "", "", ""]),
-                ]
-            )
-
-    async def timer_due(self, timer: Timer) -> int | None:
-        shard = self._k.timer_shard(timer.site, timer.visitor)
-        async with _guard("read a timer"):
-            score = await self._r.zscore(self._k.timers(shard), timer.member())
-        return int(score) if score is not None else None
+            calls.append(self._beside.call(self._commit, keys, [arg], timer_ops, bool))
+        await together(calls)
 
     async def visitor_facts(self, site: str, visitor: str) -> Facts:
-        async with _guard("read visitor facts"):
-            return _pairs_of(await self._r.hgetall(self._k.visitor(site, visitor)))
+        async with guard("read visitor facts"):
+            return pairs_of(await self._r.hgetall(self._k.visitor(site, visitor)))
 
     async def release_socket(
         self, site: str, session: str, sid: str, visitor: str | None = None
@@ -568,89 +400,79 @@ class RedisStore(Closing):
 
     async def link_user(self, site: str, user_id: str, visitor: str) -> None:
         """Link ``user_id`` to ``visitor``: call it for verified identifies only (identity.py)."""
-        async with _guard("link a user id"):
+        async with guard("link a user id"):
             await self._r.set(self._k.user(site, user_id), visitor, ex=self._s.visitor_ttl_s)
 
     async def visitor_of_user(self, site: str, user_id: str) -> str | None:
         """The visitor ``user_id`` was last verified on, or None."""
-        async with _guard("look up a user id"):
+        async with guard("look up a user id"):
             found = await self._r.get(self._k.user(site, user_id))
         return str(found) if found is not None else None
 
-    async def next_due_ms(self) -> int | None:
-        """The earliest deadline, or lease expiry of a claimed timer, in epoch ms."""
-        k = self._k
-        sets = [key for n in range(k.timer_shards) for key in (k.timers(n), k.leases(n))]
-        async with _guard("read the next deadline"):
-            if not k.cluster:
-                firsts = [await self._r.zrange(key, 0, 0, withscores=True) for key in sets]
-            else:
-                firsts = await _all(self._r.zrange(key, 0, 0, withscores=True) for key in sets)
-        scores = [int(first[0][1]) for first in firsts if first]
-        return min(scores) if scores else None
-
     async def session_facts(self, site: str, session: str, visitor: str | None = None) -> Facts:
-        async with _guard("read session facts"):
+        async with guard("read session facts"):
             owner = await self._visitor_of(site, session, visitor)
             if owner is None:
                 return {}
-            return _pairs_of(await self._r.hgetall(self._k.session(site, session, owner)))
+            return pairs_of(await self._r.hgetall(self._k.session(site, session, owner)))
 
     async def recent_events(
         self, site: str, session: str, count: int, visitor: str | None = None
     ) -> list[dict[str, Any]]:
-        async with _guard("read recent events"):
+        async with guard("read recent events"):
             owner = await self._visitor_of(site, session, visitor)
             if owner is None:
                 return []
             raw = await self._r.lrange(self._k.recent(site, session, owner), 0, count - 1)
         return [json.loads(item) for item in raw]
 
+    # ---------------------------------------------------------------- deadlines (deadlines.py)
+
+    async def claim_due(
+        self, now_ms: int, limit: int
+    ) -> tuple[list[tuple[Timer, int]], int | None]:
+        """Claim due timers, and timers whose lease expired, with a lease of
+        ``settings.timer_lease_s`` (:meth:`Deadlines.claim_due`)."""
+        return await self._deadlines.claim_due(now_ms, limit)
+
+    async def consume(self, timer: Timer) -> tuple[Facts, Facts] | None:
+        return await self._deadlines.consume(timer)
+
+    async def ack_timer(self, timer: Timer, clear_hold: bool = False) -> None:
+        await self._deadlines.ack_timer(timer, clear_hold)
+
+    async def timer_due(self, timer: Timer) -> int | None:
+        return await self._deadlines.timer_due(timer)
+
+    async def next_due_ms(self) -> int | None:
+        """The earliest deadline, or lease expiry of a claimed timer, in epoch ms."""
+        return await self._deadlines.next_due_ms()
+
+    # ---------------------------------------------------------------- streams (streams.py)
+
     async def audit(self, site: str, record: dict[str, str]) -> None:
         """Append ``record`` to the site's audit stream; once per ``firing`` when it has one."""
         await self.record(site, [], [record])
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]:
-        async with _guard("read the audit"):
-            entries = await self._r.xrevrange(self._k.audit(site), count=count) or []
-        return [
-            {"id": str(entry_id), **_pairs_of(fields)} for entry_id, fields in reversed(entries)
-        ]
+        return await self._streams.read_audit(site, count)
 
     async def read_live(self, site: str, count: int) -> list[dict[str, str]]:
         """The latest accepted batches, oldest first: id, session, visitor, events (JSON)."""
-        async with _guard("read the live stream"):
-            entries = await self._r.xrevrange(self._k.live(site), count=count) or []
-        return [{"id": str(i), **_pairs_of(fields)} for i, fields in reversed(entries)]
+        return await self._streams.read_live(site, count)
 
     async def stream_after(
         self, key: str, after: str | None, count: int
     ) -> list[tuple[str, dict[str, str]]]:
         """Entries of a stream (audit, live) after the id ``after``, oldest first; without
-        ``after``, the latest ``count``. For tailing: pass the last id seen."""
-        async with _guard("read a stream"):
-            if after is None:
-                entries = list(reversed(await self._r.xrevrange(key, count=count) or []))
-            else:
-                entries = await self._r.xrange(key, min=f"({after}", count=count) or []
-        return [(str(i), _pairs_of(fields)) for i, fields in entries]
+        ``after``, the latest ``count`` (:meth:`Streams.stream_after`)."""
+        return await self._streams.stream_after(key, after, count)
 
     async def deferred(self) -> None:
         """Wait for the writes made without waiting (on a cluster: live stream entries,
         removals of cancelled deadlines)."""
-        while self._background:
-            await asyncio.wait(set(self._background))
+        await self._beside.deferred()
 
     async def aclose(self) -> None:
         await self.deferred()
         await self._r.aclose()
-
-
-async def _all(calls: Iterable[Awaitable[Any]]) -> list[Any]:
-    """The answers of ``calls``, made together (on a cluster: one pipeline per loop turn,
-    grouped per node); the first failure is raised once every call is done."""
-    answers = await asyncio.gather(*calls, return_exceptions=True)
-    for answer in answers:
-        if isinstance(answer, BaseException):
-            raise answer
-    return answers

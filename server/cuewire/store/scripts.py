@@ -15,8 +15,9 @@ from typing import Any
 import msgspec
 
 from .. import fields
+from ..facts import NewName
 from ..keys import Keys
-from .base import Action, Cancel, FiringRequest, Put, Schedule, Timer, Verdict
+from .base import Action, Cancel, FiringRequest, Gate, Put, Schedule, Timer, Verdict
 
 
 def lua(name: str) -> str:
@@ -84,6 +85,22 @@ def asks_arg(requests: list[FiringRequest]) -> str:
         for r in requests
     ]
     return to_json(asks)
+
+
+def gate_arg(gate: Gate, names: list[list[NewName]], asked: tuple[int, int] | None = None) -> str:
+    """ingest.lua's ARGV[11]: the gate's limits and the names of each event; with
+    ``asked``, the per-address limit's answer instead of the limit (a cluster)."""
+    spec: dict[str, Any] = {
+        "vi": gate.visitor_rate.interval_ms(),
+        "vb": gate.visitor_rate.burst,
+        "ai": gate.address_rate.interval_ms(),
+        "ab": gate.address_rate.burst,
+        "caps": dict(gate.caps),
+        "names": names,
+    }
+    if asked is not None:
+        spec["ai"], spec["ag"], spec["ar"] = 0, asked[0], asked[1]
+    return to_json(spec)
 
 
 def verdict(raw: Any) -> Verdict:
