@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
@@ -21,9 +20,11 @@ from support.browser import (
     NewContext,
     Serve,
     facts,
+    of,
     prompt_host,
     recent_events,
     session_id,
+    stored,
 )
 from support.harness import write
 from support.paths import ROOT
@@ -58,19 +59,6 @@ def site(serve: Serve, tmp_path: Path) -> LiveServer:
     pages = write(tmp_path / "pages" / "article.html", PAGE).parent
     rules = write(tmp_path / "rules" / "attention.yaml", RULES).parent
     return serve(pages=pages, rules_dir=rules, templates_dir=ROOT / "templates")
-
-
-def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [e for e in events if e["type"] == kind]
-
-
-async def stored(server: LiveServer, sid: str, kind: str, n: int = 1) -> list[dict[str, Any]]:
-    found = await eventually(
-        lambda: recent_events(server, sid),
-        lambda events: len(of(events, kind)) >= n,
-        what=f"{n} {kind} event(s) stored",
-    )
-    return of(found, kind)
 
 
 async def open_page(page: Page, server: LiveServer) -> str:

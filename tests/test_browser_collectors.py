@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.async_api import Page
 
-from support.browser import BROWSER_TEST, NewContext, Serve, count, facts, recent_events, session_id
+from support.browser import (
+    BROWSER_TEST,
+    NewContext,
+    Serve,
+    count,
+    facts,
+    of,
+    recent_events,
+    session_id,
+    stored,
+)
 from support.harness import write
 from support.servers import LiveServer
-from support.waiting import eventually
 
 pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
@@ -40,19 +48,6 @@ PAGE = """<!doctype html>
 @pytest.fixture
 def shop(serve: Serve, tmp_path: Path) -> LiveServer:
     return serve(pages=write(tmp_path / "pages" / "collectors.html", PAGE).parent)
-
-
-def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [e for e in events if e["type"] == kind]
-
-
-async def stored(server: LiveServer, sid: str, kind: str, n: int = 1) -> list[dict[str, Any]]:
-    found = await eventually(
-        lambda: recent_events(server, sid),
-        lambda events: len(of(events, kind)) >= n,
-        what=f"{n} {kind} event(s) stored",
-    )
-    return of(found, kind)
 
 
 async def open_page(page: Page, server: LiveServer) -> str:

@@ -21,9 +21,11 @@ from support.browser import (
     Serve,
     count,
     facts,
+    of,
     prompt_host,
     recent_events,
     session_id,
+    stored,
 )
 from support.harness import write
 from support.paths import ROOT
@@ -69,19 +71,6 @@ def shop(serve: Serve, tmp_path: Path) -> LiveServer:
     write(pages / "done.html", "<!doctype html><title>Done</title><p>Thanks</p>")
     rules = write(tmp_path / "rules" / "forms.yaml", RULES).parent
     return serve(pages=pages, rules_dir=rules, templates_dir=ROOT / "templates")
-
-
-def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [e for e in events if e["type"] == kind]
-
-
-async def stored(server: LiveServer, sid: str, kind: str, n: int = 1) -> list[dict[str, Any]]:
-    found = await eventually(
-        lambda: recent_events(server, sid),
-        lambda events: len(of(events, kind)) >= n,
-        what=f"{n} {kind} event(s) stored",
-    )
-    return of(found, kind)
 
 
 async def open_page(page: Page, server: LiveServer) -> str:

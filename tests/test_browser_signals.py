@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.async_api import Page, expect
@@ -20,9 +19,11 @@ from support.browser import (
     Serve,
     count,
     facts,
+    of,
     prompt_host,
     recent_events,
     session_id,
+    stored,
 )
 from support.harness import write
 from support.paths import ROOT
@@ -96,20 +97,6 @@ def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
         and a["y"] < b["y"] + b["height"]
         and b["y"] < a["y"] + a["height"]
     )
-
-
-def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [e for e in events if e["type"] == kind]
-
-
-async def stored(server: LiveServer, sid: str, kind: str, n: int = 1) -> list[dict[str, Any]]:
-    """The stored events of a type, once there are at least n of them."""
-    found = await eventually(
-        lambda: recent_events(server, sid),
-        lambda events: len(of(events, kind)) >= n,
-        what=f"{n} {kind} event(s) stored",
-    )
-    return of(found, kind)
 
 
 async def test_a_pointer_held_on_a_tracked_element_hesitates_and_a_rule_answers_while_it_stays(

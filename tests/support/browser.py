@@ -169,3 +169,18 @@ async def recent_events(
 def count(stored: dict[str, str], key: str) -> int:
     """A counter of the session facts (``n:<event type>``, ``c:<custom name>``), 0 if absent."""
     return int(stored.get(key, "0"))
+
+
+def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The events of one type."""
+    return [e for e in events if e["type"] == kind]
+
+
+async def stored(server: LiveServer, sid: str, kind: str, n: int = 1) -> list[dict[str, Any]]:
+    """The stored events of a type in a session, once there are at least ``n`` of them."""
+    found = await eventually(
+        lambda: recent_events(server, sid),
+        lambda events: len(of(events, kind)) >= n,
+        what=f"{n} {kind} event(s) stored",
+    )
+    return of(found, kind)
