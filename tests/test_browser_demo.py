@@ -22,6 +22,7 @@ from cuewire.sites import Site, Sites
 from support.browser import BROWSER_TEST, NewContext, Serve, prompt_host
 from support.harness import write
 from support.paths import ROOT
+from support.servers import LiveServer
 from support.waiting import eventually
 
 pytest_plugins = ["support.browser"]
@@ -101,3 +102,47 @@ async def test_hesitating_on_a_product_opens_the_chat_prompt(
     lateness_ms = int(fired["latency_ms"])
     record_property("hesitation_timer_lateness_ms", lateness_ms)
     print(f"hesitation timer lateness ({fired['cause']}): {lateness_ms} ms; screenshot {path}")
+
+
+def demo_shop(serve: Serve) -> LiveServer:
+    """The demo shop as `cuewire demo` serves it: its pages, rules/demo/ and templates/."""
+    return serve(
+        pages=ROOT / "demo-site",
+        rules_dir=DEMO_RULES,
+        templates_dir=ROOT / "templates",
+        sites=lambda origin: Sites({"demo": Site(origins=[origin])}),
+    )
+
+
+async def fired_rules(server: LiveServer) -> list[str]:
+    audit = await server.call(server.services.store.read_audit("demo", 50))
+    return [r["rule"] for r in audit if r["outcome"] == "fired"]
+
+
+async def test_clicking_the_product_photo_again_and_again_offers_help(
+    serve: Serve, new_context: NewContext
+) -> None:
+    """docs/qa.md: click the product photo three times or more, quickly -> "Something not working?"."""
+    server = demo_shop(serve)
+    context = await new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    page = await context.new_page()
+    await page.goto(server.url + "/product/trail-runner.html")
+    await expect(page.get_by_role("heading", name="Trail Runner", level=1)).to_be_visible()
+
+    photo = page.locator('[data-cw-track="product-image"]')
+    box = await photo.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    for _ in range(4):  # four separate clicks at one spot, 100 ms apart: one burst
+        await page.mouse.click(x, y)
+        await page.wait_for_timeout(100)
+
+    chat = prompt_host(page, kind="chat").get_by_role("dialog")
+    await expect(chat).to_be_visible()
+    await expect(chat).to_have_accessible_name("Something not working?")
+    await expect(chat.get_by_role("button", name="Chat with us")).to_be_visible()
+    # Sent when the burst ends, long before the 8 s hesitation rule could have fired instead.
+    await eventually(
+        lambda: fired_rules(server), lambda r: "photo-rage" in r, what="the firing of photo-rage"
+    )
+    assert "hesitation-product" not in await fired_rules(server)
