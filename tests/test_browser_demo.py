@@ -146,3 +146,36 @@ async def test_clicking_the_product_photo_again_and_again_offers_help(
         lambda: fired_rules(server), lambda r: "photo-rage" in r, what="the firing of photo-rage"
     )
     assert "hesitation-product" not in await fired_rules(server)
+
+
+async def test_pausing_in_a_checkout_field_offers_help(
+    serve: Serve, new_context: NewContext
+) -> None:
+    """docs/qa.md: add a product, open Checkout, click into Email, type nothing for 5 s ->
+    "Stuck on a field?"."""
+    server = demo_shop(serve)
+    context = await new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    page = await context.new_page()
+    await page.goto(server.url + "/product/trail-runner.html")
+    await page.get_by_role("button", name="Add to cart").click()
+    await page.goto(server.url + "/checkout.html")
+    await expect(page.get_by_role("heading", name="Shipping details")).to_be_visible()
+
+    chat = prompt_host(page, kind="chat").get_by_role("dialog")
+    await page.get_by_label("Email").click()
+    await page.wait_for_timeout(3000)  # the snippet waits 5 s: nothing yet
+    await expect(chat).to_have_count(0)
+    await expect(chat).to_be_visible()
+    await expect(chat).to_have_accessible_name("Stuck on a field?")
+    await expect(chat.get_by_role("button", name="Chat with us")).to_be_visible()
+    # The chat never covers the button that finishes the order.
+    await page.wait_for_timeout(100)  # one frame for placement after the mount
+    card = await chat.bounding_box()
+    button = await page.get_by_role("button", name="Place order").bounding_box()
+    assert card is not None and button is not None
+    assert not intersects(card, button), f"the chat {card} covers Place order {button}"
+    await eventually(
+        lambda: fired_rules(server),
+        lambda r: "checkout-stuck" in r,
+        what="the firing of checkout-stuck",
+    )
