@@ -1,8 +1,10 @@
 """A walk through the demo shop (demo-site/) with the shipped rules and templates.
 
-The hesitation rule waits several seconds; the test shortens it through rule configuration
+The hesitation rule waits several seconds; its test shortens it through rule configuration
 only (a copy of rules/demo/ whose ``hesitation-product`` has ``within: 2s``), so the code path
-is the one a real shop runs.
+is the one a real shop runs. The tests of the signals in the moment (a rage click, a pause in
+a form field) run rules/demo/ as shipped and do what docs/qa.md tells QA to do, with a real
+pointer.
 
 Set CUEWIRE_SCREENSHOTS=1 to refresh docs/img/demo-hesitation.png; otherwise the screenshot
 goes to the test's tmp_path and the tree stays clean.
