@@ -23,8 +23,8 @@ from support.browser import (
     of,
     prompt_host,
     recent_events,
-    session_id,
     stored,
+    visit,
 )
 from support.harness import write
 from support.paths import ROOT
@@ -61,11 +61,6 @@ def site(serve: Serve, tmp_path: Path) -> LiveServer:
     return serve(pages=pages, rules_dir=rules, templates_dir=ROOT / "templates")
 
 
-async def open_page(page: Page, server: LiveServer) -> str:
-    await page.goto(server.url + "/article.html")
-    return await session_id(page)
-
-
 async def touch_page(new_context: NewContext) -> tuple[BrowserContext, Page]:
     context = await new_context(
         has_touch=True, is_mobile=True, viewport={"width": 400, "height": 700}
@@ -95,7 +90,7 @@ async def swipe(context: BrowserContext, page: Page, y0: int, y1: int, seconds: 
 async def test_a_reader_keeps_active_time_growing_and_no_inactivity_prompt_until_they_stop(
     page: Page, site: LiveServer
 ) -> None:
-    sid = await open_page(page, site)
+    sid = await visit(page, site, "/article.html")
     await page.mouse.move(100, 100)
     for i in range(13):  # 13 s of reading: the pointer drifts or the page scrolls a little
         if i % 2:
@@ -126,7 +121,7 @@ async def test_a_fast_scroll_back_up_on_a_phone_is_exit_intent_and_a_rule_answer
     new_context: NewContext, site: LiveServer
 ) -> None:
     context, page = await touch_page(new_context)
-    sid = await open_page(page, site)
+    sid = await visit(page, site, "/article.html")
     await swipe(context, page, 650, 50, 0.3)  # reading down
     await swipe(context, page, 650, 50, 0.3)
     down = await page.evaluate("scrollY")
@@ -148,7 +143,7 @@ async def test_back_navigation_after_a_touch_is_exit_intent_back(
     new_context: NewContext, site: LiveServer
 ) -> None:
     _, page = await touch_page(new_context)
-    sid = await open_page(page, site)
+    sid = await visit(page, site, "/article.html")
     await page.evaluate("history.pushState({}, '', '?step=2')")  # the site's own route
     await page.touchscreen.tap(200, 100)
     await page.evaluate("history.back()")
@@ -159,7 +154,7 @@ async def test_back_navigation_after_a_touch_is_exit_intent_back(
 async def test_the_pointer_leaving_through_the_top_is_still_mouse_leave(
     page: Page, site: LiveServer
 ) -> None:
-    sid = await open_page(page, site)
+    sid = await visit(page, site, "/article.html")
     await page.mouse.move(400, 300)
     await page.mouse.move(400, 40, steps=5)
     await page.mouse.move(400, -20, steps=3)
@@ -172,7 +167,7 @@ async def test_after_consent_false_no_attention_or_exit_intent_is_sent(
     new_context: NewContext, site: LiveServer
 ) -> None:
     context, page = await touch_page(new_context)
-    sid = await open_page(page, site)
+    sid = await visit(page, site, "/article.html")
     await page.evaluate("cuewire.consent(false)")
     await swipe(context, page, 650, 50, 0.3)
     await swipe(context, page, 100, 650, 0.05)

@@ -11,18 +11,18 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page
 
 from support.browser import (
     BROWSER_TEST,
     NewContext,
     Serve,
+    center,
     count,
     facts,
     of,
     recent_events,
-    session_id,
     stored,
+    visit,
 )
 from support.harness import write
 from support.servers import LiveServer
@@ -50,23 +50,12 @@ def shop(serve: Serve, tmp_path: Path) -> LiveServer:
     return serve(pages=write(tmp_path / "pages" / "collectors.html", PAGE).parent)
 
 
-async def open_page(page: Page, server: LiveServer) -> str:
-    await page.goto(server.url + "/collectors.html")
-    return await session_id(page)
-
-
-async def center(page: Page, selector: str) -> tuple[float, float]:
-    box = await page.locator(selector).bounding_box()
-    assert box is not None
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-
-
 async def test_a_rest_on_a_tracked_element_is_a_hover_of_its_duration(
     new_context: NewContext, shop: LiveServer
 ) -> None:
     context = await new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/collectors.html")
     await page.mouse.move(*await center(page, "#price"), steps=4)
     await asyncio.sleep(0.4)
     await page.mouse.move(900, 500)  # a short rest: under a second, no hover
@@ -95,7 +84,7 @@ async def test_a_tracked_element_scrolled_into_view_is_visible_once(
 ) -> None:
     context = await new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/collectors.html")
     (price,) = await stored(shop, sid, "element_visible")  # in view at load
     assert price["element"] == "price" and price["ratio"] == 1.0
     await asyncio.sleep(0.3)
@@ -119,7 +108,7 @@ async def test_thirty_seconds_without_input_are_idle_and_the_next_input_is_activ
     context = await new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
     await page.clock.install()
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/collectors.html")
     await page.mouse.move(300, 300)
     await page.clock.run_for(20_000)
     await page.mouse.move(320, 320)  # input: the quiet time starts again
@@ -142,7 +131,7 @@ async def test_a_page_left_reports_it_hidden_with_its_own_visible_time(
     # back-forward cache off: leaving the page is the real way to hide it here.
     context = await new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/collectors.html")
     await page.mouse.move(300, 300)
     await asyncio.sleep(1.0)
     await page.goto(shop.url + "/collectors.html?next")

@@ -24,8 +24,8 @@ from support.browser import (
     of,
     prompt_host,
     recent_events,
-    session_id,
     stored,
+    visit,
 )
 from support.harness import write
 from support.paths import ROOT
@@ -73,11 +73,6 @@ def shop(serve: Serve, tmp_path: Path) -> LiveServer:
     return serve(pages=pages, rules_dir=rules, templates_dir=ROOT / "templates")
 
 
-async def open_page(page: Page, server: LiveServer) -> str:
-    await page.goto(server.url + "/checkout.html")
-    return await session_id(page)
-
-
 def field(page: Page, name: str) -> Any:
     return page.locator(f'#checkout [name="{name}"]')
 
@@ -91,7 +86,7 @@ def no_values(events: list[dict[str, Any]]) -> None:
 async def test_a_field_left_without_input_hesitates_and_a_rule_answers_in_the_field(
     page: Page, shop: LiveServer
 ) -> None:
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/checkout.html")
     await field(page, "email").click()
     await page.keyboard.type(EMAIL)  # at once: no hesitation on the e-mail
     await page.keyboard.press("Tab")  # to the name: it waits 700 ms without input
@@ -111,7 +106,7 @@ async def test_a_field_left_without_input_hesitates_and_a_rule_answers_in_the_fi
 
 
 async def test_a_field_emptied_and_typed_again_is_retyped(page: Page, shop: LiveServer) -> None:
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/checkout.html")
     await field(page, "email").click()
     await page.keyboard.type("ann@exmaple")
     await page.keyboard.press("Backspace")  # correcting part of it is no retype
@@ -136,7 +131,7 @@ async def test_a_field_emptied_and_typed_again_is_retyped(page: Page, shop: Live
 async def test_leaving_a_form_after_input_abandons_it_with_the_focus_times(
     page: Page, shop: LiveServer
 ) -> None:
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/checkout.html")
     await field(page, "email").click()
     await page.keyboard.type(EMAIL)
     await asyncio.sleep(0.3)
@@ -159,7 +154,7 @@ async def test_leaving_a_form_after_input_abandons_it_with_the_focus_times(
 async def test_a_submitted_form_sends_its_focus_times_and_is_not_abandoned(
     page: Page, shop: LiveServer
 ) -> None:
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/checkout.html")
     await field(page, "email").click()
     await page.keyboard.type(EMAIL)
     await asyncio.sleep(0.2)
@@ -181,7 +176,7 @@ async def test_copying_or_selecting_tracked_text_sends_its_length(
     page: Page, shop: LiveServer
 ) -> None:
     await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/checkout.html")
     await page.locator("#plain").dblclick()  # untracked: nothing
     await asyncio.sleep(0.8)
     await page.locator("#coupon").dblclick()  # selects the word
@@ -200,7 +195,7 @@ async def test_copying_or_selecting_tracked_text_sends_its_length(
 async def test_after_consent_false_no_form_or_copy_signal_is_sent(
     page: Page, shop: LiveServer
 ) -> None:
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/checkout.html")
     await page.evaluate("cuewire.consent(false)")
     await field(page, "email").click()
     await page.keyboard.type("a")

@@ -17,9 +17,11 @@ from support.browser import (
     NewContext,
     Serve,
     facts,
+    overlaps,
     prompt_host,
     recent_events,
     session_id,
+    visit,
 )
 from support.harness import write
 from support.paths import ROOT
@@ -107,15 +109,10 @@ async def track(page: Page, *names: str) -> None:
     await page.evaluate("names => names.forEach(n => cuewire.track(n))", list(names))
 
 
-async def open_page(page: Page, server: LiveServer) -> str:
-    await page.goto(server.url + "/guide.html")
-    return await session_id(page)
-
-
 async def test_an_unattended_toast_closes_by_itself_and_frees_the_slot(
     page: Page, kit: LiveServer
 ) -> None:
-    session = await open_page(page, kit)
+    session = await visit(page, kit, "/guide.html")
     await track(page, "quick")
     host = prompt_host(page, kind="toast")
     await expect(host).to_have_count(1)
@@ -145,7 +142,7 @@ async def test_an_unattended_toast_closes_by_itself_and_frees_the_slot(
 async def test_a_higher_priority_prompt_takes_the_place_of_a_lower_one(
     page: Page, kit: LiveServer
 ) -> None:
-    session = await open_page(page, kit)
+    session = await visit(page, kit, "/guide.html")
     await track(page, "low")
     low = prompt_host(page, kind="toast")
     await expect(low).to_have_count(1)
@@ -166,12 +163,6 @@ async def test_a_higher_priority_prompt_takes_the_place_of_a_lower_one(
     assert (await facts(kit, session))["showing"] == high_id
     closes = [e for e in await recent_events(kit, session) if e.get("prompt") == low_id]
     assert [e["type"] for e in closes] == ["prompt_shown"], "replaced silently, no dismissal"
-
-
-def intersects(a: dict[str, float], b: dict[str, float]) -> bool:
-    return min(a["x"] + a["width"], b["x"] + b["width"]) > max(a["x"], b["x"]) and min(
-        a["y"] + a["height"], b["y"] + b["height"]
-    ) > max(a["y"], b["y"])
 
 
 async def test_a_prompt_moves_off_what_the_site_marks_data_cw_avoid_also_after_scrolling(
@@ -197,7 +188,7 @@ async def test_a_prompt_moves_off_what_the_site_marks_data_cw_avoid_also_after_s
         for element in (launcher, promo):
             other = await element.bounding_box()
             assert other is not None
-            assert not intersects(box, other), f"the toast {box} covers {other}"
+            assert not overlaps(box, other), f"the toast {box} covers {other}"
         return box
 
     first = await clear_of()
@@ -219,7 +210,7 @@ async def test_a_long_unbroken_string_stays_inside_the_viewport(
     width, height = viewport
     context = await new_context(viewport={"width": width, "height": height})
     page = await context.new_page()
-    await open_page(page, kit)
+    await visit(page, kit, "/guide.html")
     await page.evaluate(
         """([name, long]) => {
             cuewire.identify("u_long", {name: long});
@@ -247,7 +238,7 @@ async def test_a_long_unbroken_string_stays_inside_the_viewport(
 async def test_escape_gives_focus_back_to_where_it_was(
     page: Page, kit: LiveServer, name: str
 ) -> None:
-    await open_page(page, kit)
+    await visit(page, kit, "/guide.html")
     await page.locator("#newsletter").focus()
     await track(page, "show_" + name)
     host = prompt_host(page, kind=KINDS[name])

@@ -17,13 +17,16 @@ from support.browser import (
     BROWSER_TEST,
     NewContext,
     Serve,
+    center,
     count,
     facts,
     of,
+    overlaps,
     prompt_host,
     recent_events,
     session_id,
     stored,
+    visit,
 )
 from support.harness import write
 from support.paths import ROOT
@@ -79,32 +82,12 @@ def shop(serve: Serve, tmp_path: Path) -> LiveServer:
     return serve(pages=pages, rules_dir=rules, templates_dir=ROOT / "templates")
 
 
-async def open_page(page: Page, server: LiveServer) -> str:
-    await page.goto(server.url + "/signals.html")
-    return await session_id(page)
-
-
-async def center(page: Page, selector: str) -> tuple[float, float]:
-    box = await page.locator(selector).bounding_box()
-    assert box is not None
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-
-
-def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
-    return (
-        a["x"] < b["x"] + b["width"]
-        and b["x"] < a["x"] + a["width"]
-        and a["y"] < b["y"] + b["height"]
-        and b["y"] < a["y"] + a["height"]
-    )
-
-
 async def test_a_pointer_held_on_a_tracked_element_hesitates_and_a_rule_answers_while_it_stays(
     new_context: NewContext, shop: LiveServer
 ) -> None:
     context = await new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
     page = await context.new_page()
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/signals.html")
     await page.mouse.move(*await center(page, "#price"), steps=4)
 
     first, second = await stored(shop, sid, "hesitation", 2)
@@ -137,7 +120,7 @@ async def test_a_finger_held_on_a_call_to_action_hesitates_and_a_tap_does_not(
         has_touch=True, is_mobile=True, viewport={"width": 800, "height": 600}
     )
     page = await context.new_page()
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/signals.html")
     cdp = await context.new_cdp_session(page)
 
     async def touch(kind: str, x: float = 0, y: float = 0) -> None:
@@ -162,7 +145,7 @@ async def test_a_finger_held_on_a_call_to_action_hesitates_and_a_tap_does_not(
 async def test_three_fast_clicks_in_one_spot_are_one_rage_click(
     page: Page, shop: LiveServer
 ) -> None:
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/signals.html")
     x, y = await center(page, "#rage")
     for dx in (0, 4, -3, 2):
         await page.mouse.click(x + dx, y + dx)
@@ -187,7 +170,7 @@ async def test_three_fast_clicks_in_one_spot_are_one_rage_click(
 async def test_a_rage_burst_cut_short_by_leaving_the_page_is_still_reported(
     page: Page, shop: LiveServer
 ) -> None:
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/signals.html")
     x, y = await center(page, "#rage")
     for _ in range(3):
         await page.mouse.click(x, y)
@@ -199,7 +182,7 @@ async def test_a_rage_burst_cut_short_by_leaving_the_page_is_still_reported(
 async def test_a_click_that_changes_nothing_is_dead_and_one_that_changes_the_page_is_not(
     page: Page, shop: LiveServer
 ) -> None:
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/signals.html")
     await page.mouse.click(*await center(page, "#adds"))
     await expect(page.locator("#out")).to_have_text("added")
     await asyncio.sleep(1.3)  # past the dead-click second of the click on #adds
@@ -226,7 +209,7 @@ async def test_a_click_that_changes_nothing_is_dead_and_one_that_changes_the_pag
 
 
 async def test_after_consent_false_no_signal_is_sent(page: Page, shop: LiveServer) -> None:
-    sid = await open_page(page, shop)
+    sid = await visit(page, shop, "/signals.html")
     await page.evaluate("cuewire.consent(false)")
     await page.mouse.move(*await center(page, "#price"), steps=4)
     await asyncio.sleep(1.8)  # both hesitation thresholds pass

@@ -184,3 +184,26 @@ async def stored(server: LiveServer, sid: str, kind: str, n: int = 1) -> list[di
         what=f"{n} {kind} event(s) stored",
     )
     return of(found, kind)
+
+
+async def visit(page: Page, server: LiveServer, path: str) -> str:
+    """Open ``path`` of ``server`` in ``page``: the session id the snippet got."""
+    await page.goto(server.url + path)
+    return await session_id(page)
+
+
+async def center(page: Page, selector: str) -> tuple[float, float]:
+    """Where the pointer goes to rest on the element ``selector``."""
+    box = await page.locator(selector).bounding_box()
+    assert box is not None
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two bounding boxes (Playwright's x, y, width, height) share any area."""
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
