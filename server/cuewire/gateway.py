@@ -62,9 +62,10 @@ class Connection:
     tab: str
     address: str
     gate: Gate  # the limits of its batches (gate.py)
+    socket: str  # the socket's address (sockets.py): what the store records for the session
 
-    def origin(self, sid: str) -> Origin:
-        return Origin(self.site, self.visitor, self.session, self.tab, sid)
+    def origin(self) -> Origin:
+        return Origin(self.site, self.visitor, self.session, self.tab, self.socket)
 
 
 def client_address(environ: dict[str, Any]) -> str:
@@ -165,8 +166,8 @@ class Gateway:
             parsed.dnt or environ.get("HTTP_DNT") == "1" or environ.get("HTTP_SEC_GPC") == "1"
         ):
             self._refuse(Refuse.DO_NOT_TRACK, "do-not-track")
-        describe = {"device": device_class(environ.get("HTTP_USER_AGENT"))}
-        describe["sid"] = self._address(sid)
+        socket = self._address(sid)
+        describe = {"device": device_class(environ.get("HTTP_USER_AGENT")), "sid": socket}
         if parsed.tz is not None:
             describe["tz"] = str(parsed.tz)
         opened: OpenedSession | None = None
@@ -203,7 +204,7 @@ class Gateway:
         if not self._open(sid):
             # The socket closed while the store was opening its session: no disconnect
             # handler runs for it, so nothing may be left behind now.
-            await self._release(parsed.site, opened.session, self._address(sid), parsed.visitor)
+            await self._release(parsed.site, opened.session, socket, parsed.visitor)
             return False
         address = client_address(environ)
         self._conns[sid] = Connection(
@@ -213,6 +214,7 @@ class Gateway:
             tab=parsed.tab or sid,
             address=address,
             gate=browser_gate(self._settings.limits, address),
+            socket=socket,
         )
         self._metrics.connections.inc()
         if opened.facts is not None:
@@ -227,7 +229,7 @@ class Gateway:
             return
         self._metrics.connections.dec()
         self._pipeline.forget(conn.site, conn.session)
-        await self._release(conn.site, conn.session, self._address(sid), conn.visitor)
+        await self._release(conn.site, conn.session, conn.socket, conn.visitor)
 
     async def _release(self, site: str, session: str, sid: str, visitor: str) -> None:
         try:
@@ -248,7 +250,7 @@ class Gateway:
                 async with self._locks.hold(conn.session), self._batching:
                     with self._metrics.batch_seconds.time():
                         done = await self._pipeline.process(
-                            conn.origin(self._address(sid)),
+                            conn.origin(),
                             [event for _, event in valid],
                             self._clock.now_ms(),
                             conn.gate,
