@@ -167,7 +167,7 @@ async def test_without_an_address_limit_a_batch_is_one_script_call(
 async def test_the_inbox_client_on_a_cluster_keeps_its_read_bound(clean_cluster: str) -> None:
     """The inbox's reader blocks in XREAD for BLOCK_MS: a shorter ``socket_timeout`` in the
     cluster's URL (which bounds the store's calls) must not cut it on the cluster client."""
-    inbox = InboxClient(f"{clean_cluster}?socket_timeout=0.5")
+    inbox = InboxClient(f"{clean_cluster}?socket_timeout=0.5", lambda: True)
     try:
         client = (await inbox.get()).redis
         assert isinstance(client, RedisCluster)

@@ -218,7 +218,7 @@ async def test_the_inbox_client_follows_the_sentinels_and_keeps_its_read_bound(
     (which also bounds the store's calls) must not cut it, on one Redis or through Sentinel."""
     stream = f"failover-test:{free_port()}"
     for url in (f"{deployment.url}?socket_timeout=0.5", f"{redis_url}?socket_timeout=0.5"):
-        inbox = InboxClient(url)
+        inbox = InboxClient(url, lambda: False)  # Sentinel, or one Redis
         try:
             client = (await inbox.get()).redis
             assert await client.xread({stream: "0-0"}, 1, 1000) in ([], {})  # nothing, no timeout

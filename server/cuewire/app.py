@@ -91,7 +91,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     emit: Emit = local.emit  # the embedded store: one process, every socket is local
     if settings.redis_url:
         inbox = Inbox(
-            InboxClient(settings.redis_url),
+            InboxClient(settings.redis_url, lambda: store.keys.cluster),
             Keys(settings.key_prefix),
             local,
             metrics,

@@ -47,7 +47,6 @@ from .lifecycle import Closing
 from .metrics import Metrics
 from .protocol import Prompt
 from .sockets import LocalSockets, parse_address
-from .store.cluster import is_cluster
 from .store.scripts import lua
 from .store.sentinel import is_sentinel_url, sentinel_client
 
@@ -81,52 +80,43 @@ def _without(url: str, *options: str) -> str:
 
 
 class InboxClient:
-    """The inbox's own Redis client, chosen when first used: a cluster client when ``url``
-    names a node of a Redis Cluster (as the store does, store/cluster.py), the primary that
-    the Sentinels name for a ``redis+sentinel://`` URL (store/sentinel.py), else one Redis's.
-    Its reader blocks in XREAD, so its calls may take up to BLOCK_MS longer than the store's
-    (store/connection.py bounds those)."""
+    """The inbox's own Redis client, made when first used (the store is open by then): a
+    cluster client when the store found a Redis Cluster behind ``url`` (``clustered``: the
+    store answers, it asked when it opened), the primary that the Sentinels name for a
+    ``redis+sentinel://`` URL (store/sentinel.py), else one Redis's. Its reader blocks in
+    XREAD, so its calls may take up to BLOCK_MS longer than the store's (store/connection.py
+    bounds those)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clustered: Callable[[], bool]) -> None:
         self._url = url
+        self._clustered = clustered
         self._connected: Connected | None = None
-        self._choosing = asyncio.Lock()
 
     async def get(self) -> Connected:
-        """The client and its scripts (RedisError while Redis cannot be reached to tell which
-        kind of client it needs)."""
-        if self._connected is None:
-            async with self._choosing:
-                if self._connected is None:
-                    client = await self._choose()
-                    send = client.register_script(lua("inbox_send.lua"))
-                    self._connected = Connected(
-                        client, send, client.register_script(lua("inbox_open.lua"))
-                    )
+        """The client and its scripts."""
+        if self._connected is None:  # no await in between: made once
+            client = self._choose()
+            send, open_ = (client.register_script(lua(f"inbox_{s}.lua")) for s in ("send", "open"))
+            self._connected = Connected(client, send, open_)
         return self._connected
 
-    async def _choose(self) -> aioredis.Redis | RedisCluster:
+    def _choose(self) -> aioredis.Redis | RedisCluster:
         read_s = BLOCK_MS / 1000 + CONNECT_TIMEOUT_S
         bounds = {"socket_timeout": read_s, "socket_connect_timeout": CONNECT_TIMEOUT_S}
         if is_sentinel_url(self._url):  # the primary the Sentinels name: never a cluster
             named = sentinel_client(self._url, decode_responses=True)
             named.connection_pool.connection_kwargs.update(bounds)  # as below
             return named
+        if self._clustered():
+            # RedisCluster takes the URL's options over its arguments, and builds each node's
+            # connections from them: the URL goes without the two bounds set here
+            url = _without(self._url, *bounds)
+            return RedisCluster.from_url(url, decode_responses=True, **bounds)
         plain = aioredis.Redis.from_url(self._url, decode_responses=True)
         # these bounds win over the URL's (a URL's options win over from_url's arguments): a
         # socket_timeout shorter than BLOCK_MS would cut every idle XREAD
         plain.connection_pool.connection_kwargs.update(bounds)
-        try:
-            clustered = await is_cluster(plain)
-        except RedisError:
-            await plain.aclose()
-            raise
-        if not clustered:
-            return plain
-        await plain.aclose()
-        # RedisCluster takes the URL's options over its arguments, and builds each node's
-        # connections from them: the URL goes without the two bounds set here
-        return RedisCluster.from_url(_without(self._url, *bounds), decode_responses=True, **bounds)
+        return plain
 
     async def aclose(self) -> None:
         if self._connected is not None:
