@@ -32,21 +32,13 @@ from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 
 from .procs import Redis
+from .validation_call import MIX
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = "bench"
-# the load generator's plain events (bench/loadgen/loadgen.mjs, PLAIN)
-PLAIN: list[dict[str, Any]] = [
-    {"type": "scroll", "depth": 25},
-    {"type": "element_visible", "element": "reviews", "ratio": 0.5},
-    {"type": "hover", "element": "price", "ms": 450},
-    {"type": "scroll", "depth": 50},
-    {"type": "click", "selector": "#size-m", "text": "M", "track": "size"},
-    {"type": "custom", "name": "product_view", "props": {"product_id": "p1", "price": 49.5}},
-    {"type": "scroll", "depth": 75},
-    {"type": "visibility", "state": "visible", "dwell_ms": 1200},
-]
-PAGE_VIEW = {"type": "page_view", "referrer": "https://search.example/", "title": "Product"}
+# the load generator's events (bench/loadgen/loadgen.mjs), as validation_call.py has them
+PLAIN: list[dict[str, Any]] = [e for e in MIX if e["type"] not in ("page_view", "idle")]
+PAGE_VIEW = next(e for e in MIX if e["type"] == "page_view")
 KINDS = ("single", "plain", "page_view")
 
 
