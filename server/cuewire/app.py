@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline
 from .rooms import LocalManager
 from .runtime import Runtime
+from .segment_api import SegmentApi
 from .settings import Settings
 from .sites import Sites
 from .snippet import Snippet
@@ -215,6 +216,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         *mount_qa(services, sites, admin),
         *studio_routes(services.runtime, admin),
         Route("/v1/events", backend.endpoint, methods=["POST"]),
+        *SegmentApi(settings, sites, services.store, services.pipeline, services.clock).routes(),
     ]
     if settings.demo_site_dir is not None:
         routes.append(Mount("/", StaticFiles(directory=settings.demo_site_dir, html=True)))

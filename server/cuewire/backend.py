@@ -22,11 +22,11 @@ from .gate import backend_gate, sort_out
 from .identity import trusted
 from .origin import Origin
 from .pipeline import Pipeline
-from .protocol import Id, error_reason
-from .settings import Settings
+from .protocol import Id, Rejection, error_reason
+from .settings import Limits, Settings
 from .sites import Sites
 from .store.base import Store
-from .validation import validate_batch
+from .validation import Indexed, validate_batch
 
 BACKEND_TAB = "backend"
 
@@ -84,26 +84,53 @@ class BackendEvents:
         # the backend holds the API key: its identify events are verified (identity.py)
         valid = [(i, trusted(e) if e["type"] == "identify" else e) for i, e in valid]
         try:
-            current = (await self._store.visitor_facts(batch.site, visitor)).get("session")
-            opened = await self._store.open_session(batch.site, visitor, current, now)
-            facts = await self._store.session_facts(batch.site, opened.session, visitor)
-            sid = facts.get("sid", "")
-            if valid:
-                origin = Origin(batch.site, visitor, opened.session, BACKEND_TAB, sid)
-                gate = backend_gate(self._settings.limits)
-                done = await self._pipeline.process(
-                    origin, [event for _, event in valid], now, gate
-                )
-                valid, _ = sort_out(valid, rejected, done.admitted, gate)
+            valid, session = await ingest_for(
+                self._store,
+                self._pipeline,
+                self._settings.limits,
+                batch.site,
+                visitor,
+                BACKEND_TAB,
+                valid,
+                rejected,
+                now,
+            )
         except StoreError:
             return _error(503, "store unavailable, resend later")
         return JSONResponse(
             {
                 "accepted": len(valid),
                 "rejected": [msgspec.to_builtins(r) for r in rejected],
-                "session": opened.session,
+                "session": session,
             }
         )
+
+
+async def ingest_for(
+    store: Store,
+    pipeline: Pipeline,
+    limits: Limits,
+    site: str,
+    visitor: str,
+    tab: str,
+    valid: Indexed,
+    rejected: list[Rejection],
+    now_ms: int,
+    describe: dict[str, str] | None = None,
+) -> tuple[Indexed, str]:
+    """Valid events a server sends for ``visitor`` as ``tab``, through the pipeline into the
+    visitor's live session (a new one if it expired): the events the gate admitted (a
+    rejection into ``rejected`` for each other) and the session. ``describe``: fields the
+    session records (open_session)."""
+    current = (await store.visitor_facts(site, visitor)).get("session")
+    opened = await store.open_session(site, visitor, current, now_ms, describe)
+    facts = await store.session_facts(site, opened.session, visitor)
+    if valid:
+        origin = Origin(site, visitor, opened.session, tab, facts.get("sid", ""))
+        gate = backend_gate(limits)
+        done = await pipeline.process(origin, [event for _, event in valid], now_ms, gate)
+        valid, _ = sort_out(valid, rejected, done.admitted, gate)
+    return valid, opened.session
 
 
 NO_VISITOR = "unknown visitor: send `visitor` (the browser's visitor id) or `user_id`"

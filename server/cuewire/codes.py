@@ -7,6 +7,7 @@
   audit record's ``code``; govern.lua returns the governance ones).
 - :class:`Drop`: why a due deadline was dropped without firing (the audit record's ``code``
   beside ``outcome: dropped``).
+- :class:`Skip`: why a Segment-format message was accepted but not applied (segment_api.py).
 - :class:`Misconfig`: why the server refuses to start as configured (``ConfigError.code``).
 
 Add members; never rename or remove one.
@@ -29,6 +30,8 @@ class Reject(StrEnum):
     RATE_LIMITED = "rate_limited"  # retryable: resend this event later
     STORE_UNAVAILABLE = "store_unavailable"  # retryable, index -1: resend the batch later
     NOT_CONNECTED = "not_connected"  # index -1: reconnect
+    UNKNOWN_VISITOR = "unknown_visitor"  # no visitor id, and no visitor verified as the user
+    UNAUTHORIZED = "unauthorized"  # index -1: no or a wrong key (HTTP 401); nothing stored
 
     @property
     def retryable(self) -> bool:
@@ -93,6 +96,14 @@ class Hold(StrEnum):
 
 # Codes that mean "another prompt is in the way": a rule with ``on_conflict: queue`` waits.
 CONFLICTS = frozenset({Hold.SHOWING, Hold.LOWER_PRIORITY})
+
+
+class Skip(StrEnum):
+    """Why a message of the Segment-compatible API was accepted (``success``) but changed
+    nothing: answered in ``skipped`` with its index, so a sender never retries it."""
+
+    DUPLICATE = "duplicate"  # its messageId was applied before, within the dedupe window
+    NOT_MAPPED = "not_mapped"  # screen, group, alias: no Cuewire event stands for it
 
 
 class Misconfig(StrEnum):

@@ -7,12 +7,15 @@ sites:
     honor_dnt: true
     identity_secret: "long random string"   # signs user ids (docs/protocol.md, identify)
     allow_unsigned_identify: false          # the default when a secret is set
+    api_key: "long random string"           # POST /v1/events (backend.py)
+    write_key: "long random string"         # the Segment-compatible API (segment_api.py)
 ```
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +36,9 @@ class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     origins: Annotated[list[str], Meta(min_length=1)]
     honor_dnt: bool = False
     api_key: str | None = None  # for events from the site's backend (POST /v1/events)
+    # identifies the site to the Segment-compatible API (POST /v1/track, ...): a secret of
+    # the server that sends, like api_key; unique across sites
+    write_key: Annotated[str, Meta(min_length=16)] | None = None
     webhook_secret: str | None = None  # signs outbound webhooks (X-Cuewire-Signature)
     identity_secret: Annotated[str, Meta(min_length=16)] | None = None  # signs user ids
     allow_unsigned_identify: bool | None = None  # None: only when there is no identity_secret
@@ -63,9 +69,26 @@ class Sites:
 
     def __init__(self, sites: dict[str, Site]) -> None:
         self._sites = dict(sites)
+        # by the key's digest: a dict lookup by the key itself would take longer the more of
+        # a stored key's start a guess matches
+        self._by_write_key: dict[bytes, str] = {}
+        for key, site in self._sites.items():
+            if site.write_key is None:
+                continue
+            digest = _digest(site.write_key)
+            if digest in self._by_write_key:
+                raise ConfigError(
+                    f"sites {self._by_write_key[digest]!r} and {key!r} have the same write_key: "
+                    "a write key names one site, give each its own"
+                )
+            self._by_write_key[digest] = key
 
     def get(self, key: str) -> Site | None:
         return self._sites.get(key)
+
+    def by_write_key(self, write_key: str) -> str | None:
+        """The key of the site whose ``write_key`` this is (Segment-compatible API)."""
+        return self._by_write_key.get(_digest(write_key)) if write_key else None
 
     def keys(self) -> Iterable[str]:
         return self._sites.keys()
@@ -86,6 +109,10 @@ class Sites:
     def demo(cls, origins: list[str]) -> Sites:
         """The single ``demo`` site that ``cuewire demo`` serves its shop with."""
         return cls({"demo": Site(origins=origins)})
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
 
 
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
