@@ -10,9 +10,11 @@ sockets and HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +28,7 @@ from cuewire.explain import explain
 from cuewire.settings import Settings
 from cuewire.sites import Site, Sites
 from support.harness import write
-from support.servers import LiveServer
+from support.servers import LiveServer, RedisServer
 from support.visitor import Visitor
 
 WRITE_KEY = "segment-write-key-of-the-test-site"
@@ -324,3 +326,68 @@ async def test_payloads_past_segments_size_limits_are_refused_with_a_code(
     batch = await post(server, "batch", keyed(BATCH, batch=[track] * 20))  # 600 KB
     assert batch.status_code == 400
     assert batch.json()["code"] == "batch_too_large"
+
+
+async def test_the_same_batch_sent_five_times_at_once_is_applied_once(server: LiveServer) -> None:
+    """Resends racing their original: all find no messageId marked yet; the seqs made from
+    the messageIds let one store call apply each message."""
+    await link(server, "019mr8mf4r", JAKE)
+    song = BATCH["batch"][1]
+    batch = keyed(BATCH, batch=[{**song, "messageId": f"race-{n}"} for n in range(10)])
+
+    answers = await asyncio.gather(*(post(server, "batch", batch) for _ in range(5)))
+
+    assert {a.status_code for a in answers} == {200}
+    assert (await visitor_facts(server, JAKE))[fields.custom("Song Played")] == "10"
+
+
+@pytest.mark.parametrize("backend_url", ["redis"])
+async def test_a_sender_retrying_through_a_redis_crash_gets_each_message_applied_once(
+    settings: Settings, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A Segment library's contract: resend a batch until it is answered 2xx (and, here,
+    once more after, as when the answer was lost to a timeout). Redis is killed mid-way and
+    started again; every message is counted exactly once."""
+    write(tmp_path / "rules" / "cart.yaml", textwrap.dedent(CART))
+    configured = replace(settings, redis_url=own_redis.url, rules_dir=tmp_path / "rules")
+
+    def sites(origin: str) -> Sites:
+        return Sites({"test-site": Site(origins=[origin], write_key=WRITE_KEY)})
+
+    song = BATCH["batch"][1]
+    batches = [
+        keyed(BATCH, batch=[{**song, "messageId": f"m-{b}-{n}"} for n in range(4)])
+        for b in range(12)
+    ]
+    with LiveServer(configured, sites) as live:
+        await link(live, "019mr8mf4r", JAKE)
+        refused = 0
+
+        async def deliver(batch: dict[str, Any]) -> None:
+            nonlocal refused
+            while True:
+                try:
+                    answer = await post(live, "batch", batch)
+                except httpx.HTTPError:
+                    answer = None
+                if answer is not None and answer.status_code == 200:
+                    return
+                refused += 1
+                await asyncio.sleep(0.05)
+
+        for n, batch in enumerate(batches):
+            if n == 4:
+                await asyncio.to_thread(own_redis.kill)
+                crash = asyncio.create_task(asyncio.to_thread(restart, own_redis))
+            await deliver(batch)
+            await deliver(batch)  # the answer "lost": sent again
+        await crash
+
+        assert refused > 0  # the crash was felt
+        facts = await visitor_facts(live, JAKE)
+        assert facts[fields.custom("Song Played")] == str(4 * len(batches))
+
+
+def restart(redis_server: RedisServer) -> None:
+    time.sleep(0.5)
+    redis_server.start()
