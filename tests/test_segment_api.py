@@ -24,9 +24,10 @@ import httpx
 import pytest
 
 from cuewire import fields
+from cuewire.errors import ConfigError
 from cuewire.explain import explain
 from cuewire.settings import Settings
-from cuewire.sites import Site, Sites
+from cuewire.sites import Site, Sites, sites_problems
 from support.harness import write
 from support.servers import LiveServer, RedisServer
 from support.visitor import Visitor
@@ -391,3 +392,28 @@ async def test_a_sender_retrying_through_a_redis_crash_gets_each_message_applied
 def restart(redis_server: RedisServer) -> None:
     time.sleep(0.5)
     redis_server.start()
+
+
+def test_a_write_key_names_one_site(tmp_path: Path) -> None:
+    twice = textwrap.dedent(f"""\
+        sites:
+          a:
+            origins: ["https://a.example"]
+            write_key: {WRITE_KEY}
+          b:
+            origins: ["https://b.example"]
+            write_key: {WRITE_KEY}
+        """)
+    path = write(tmp_path / "sites.yaml", twice)
+
+    with pytest.raises(ConfigError, match="'a' and 'b' have the same write_key"):
+        Sites.load(path)
+    [problem] = sites_problems(path)
+    assert problem.line == 7
+    assert "the same write_key as site 'a'" in problem.message
+    assert (
+        Sites({"a": Site(origins=["https://a.example"], write_key=WRITE_KEY)}).by_write_key(
+            WRITE_KEY
+        )
+        == "a"
+    )

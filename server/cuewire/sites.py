@@ -129,7 +129,18 @@ def sites_problems(path: Path) -> list[Problem]:
     except msgspec.ValidationError as exc:
         return _shape_problems(doc, exc)
     found: list[Problem] = []
+    written: dict[str, str] = {}  # write key -> the first site with it
     for key, site in parsed.sites.items():
+        if site.write_key is not None:
+            if site.write_key in written:
+                found.append(
+                    doc.problem(
+                        ["sites", key, "write_key"],
+                        f"the same write_key as site {written[site.write_key]!r}: a write "
+                        "key names one site, give each its own",
+                    )
+                )
+            written.setdefault(site.write_key, key)
         for i, origin in enumerate(site.origins):
             if not _ORIGIN.match(origin.rstrip("/")):
                 found.append(
