@@ -42,7 +42,7 @@ from .backend import ingest_for, read_capped
 from .clock import Clock
 from .codes import Reject, Skip
 from .device import device_class
-from .errors import StoreError
+from .errors import ProtocolError, StoreError
 from .identity import trusted
 from .pipeline import Pipeline
 from .protocol import Id, Rejection, Scalar, error_reason
@@ -72,9 +72,9 @@ class Message(msgspec.Struct, rename="camel"):
     message_id: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
     event: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     name: str | None = None
-    properties: dict[str, Any] = {}
-    traits: dict[str, Any] = {}
-    context: dict[str, Any] = {}
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
     timestamp: str | None = None
     original_timestamp: str | None = None
     sent_at: str | None = None
@@ -88,7 +88,7 @@ class Skipped(msgspec.Struct, frozen=True):
     reason: str
 
 
-class _Invalid(Exception):
+class _Invalid(ProtocolError):
     """A message Cuewire cannot take: rejected with ``code``."""
 
     def __init__(self, code: Reject, reason: str) -> None:
@@ -125,20 +125,15 @@ class _Outcome:
 _json = msgspec.json.Encoder()
 
 
+@dataclass(frozen=True)
 class SegmentApi:
-    def __init__(
-        self,
-        settings: Settings,
-        sites: Sites,
-        store: RedisStore,
-        pipeline: Pipeline,
-        clock: Clock,
-    ) -> None:
-        self._settings = settings
-        self._sites = sites
-        self._store = store
-        self._pipeline = pipeline
-        self._clock = clock
+    """The endpoints, on the server's sites, store, pipeline and clock."""
+
+    _settings: Settings
+    _sites: Sites
+    _store: RedisStore
+    _pipeline: Pipeline
+    _clock: Clock
 
     def routes(self) -> list[Route]:
         """One route per Segment call, and ``/v1/batch``."""
@@ -195,7 +190,8 @@ class SegmentApi:
         outcome = _Outcome()
         parsed = self._parse(messages, shared, now, outcome)
         seen = await self._seen(site, [m.message_id for _, m, _ in parsed if m.message_id], now)
-        links: dict[str, str] = {}  # user id -> visitor, from identify calls of this request
+        # user id -> its visitor: looked up, or linked by an identify earlier in the request
+        links: dict[str, str | None] = {}
         for index, message, event in parsed:
             if message.message_id in seen:
                 outcome.skip(index, Skip.DUPLICATE, f"messageId {message.message_id!r} seen")
@@ -203,10 +199,11 @@ class SegmentApi:
             if message.message_id:
                 seen.add(message.message_id)  # a repeat later in this request
             visitor = message.anonymous_id
-            if visitor is None and message.user_id is not None:
-                visitor = links.get(message.user_id) or await self._store.visitor_of_user(
-                    site, message.user_id
-                )
+            user = message.user_id
+            if visitor is None and user is not None:
+                if user not in links:  # one look-up per user and request
+                    links[user] = await self._store.visitor_of_user(site, user)
+                visitor = links[user]
             if visitor is None:
                 outcome.reject(index, Reject.UNKNOWN_VISITOR, NO_VISITOR)
                 continue
@@ -307,7 +304,7 @@ class _Shared:
     sent_at: str | None
 
     def context_of(self, message: Message) -> dict[str, Any]:
-        return {**self.context, **message.context}
+        return {**self.context, **(message.context or {})}
 
 
 NO_VISITOR = (
@@ -329,7 +326,7 @@ def _event_of(message: Message, shared: _Shared, now_ms: int) -> dict[str, Any]:
     context = shared.context_of(message)
     given = context.get("page")
     page: dict[str, Any] = given if isinstance(given, dict) else {}
-    props = message.properties
+    props = message.properties or {}
     event: dict[str, Any] = {
         "type": MAPPED[kind],
         "ts": _event_ms(message, shared.sent_at, now_ms),
@@ -341,7 +338,7 @@ def _event_of(message: Message, shared: _Shared, now_ms: int) -> dict[str, Any]:
             raise _Invalid(Reject.INVALID_EVENT, "track: `event` (its name) is required")
         event.update(name=message.event, props=_scalars(props))
     elif kind == "identify":
-        event.update(user_id=message.user_id, traits=_scalars(message.traits))
+        event.update(user_id=message.user_id, traits=_scalars(message.traits or {}))
     else:
         for name in ("url", "path"):
             found = _text(props.get(name)) or _text(page.get(name))
