@@ -417,3 +417,28 @@ def test_a_write_key_names_one_site(tmp_path: Path) -> None:
         )
         == "a"
     )
+
+
+async def test_times_are_iso_8601_and_original_timestamps_are_corrected_by_sent_at(
+    server: LiveServer,
+) -> None:
+    """``ts``: ``timestamp`` with its offset; else ``originalTimestamp`` moved by the sender's
+    clock error (``sentAt`` against the time received), as Segment does."""
+    song = BATCH["batch"][1]
+    skewed = {k: v for k, v in song.items() if k != "timestamp"}
+    messages = [
+        {**song, "anonymousId": JAKE, "timestamp": "2012-12-02T02:30:12.984+02:00"},
+        {**skewed, "anonymousId": JAKE, "originalTimestamp": "2030-01-01T00:00:00.000Z"},
+    ]
+    sent_at = "2030-01-01T00:00:10Z"  # the sender's clock: 10 s after the message
+
+    before = server.services.clock.now_ms()
+    response = await post(server, "batch", keyed(BATCH, batch=messages, sentAt=sent_at))
+    after = server.services.clock.now_ms()
+
+    assert response.json() == {"success": True}
+    session = (await visitor_facts(server, JAKE))["session"]
+    store = server.services.store
+    newest, oldest = await server.call(store.recent_events("test-site", session, 2, JAKE))
+    assert oldest["ts"] == 1354408212984  # 2012-12-02T00:30:12.984Z
+    assert before - 10_000 <= newest["ts"] <= after - 10_000
