@@ -196,8 +196,6 @@ class SegmentApi:
             if message.message_id in seen:
                 outcome.skip(index, Skip.DUPLICATE, f"messageId {message.message_id!r} seen")
                 continue
-            if message.message_id:
-                seen.add(message.message_id)  # a repeat later in this request
             visitor = message.anonymous_id
             user = message.user_id
             if visitor is None and user is not None:
@@ -209,6 +207,8 @@ class SegmentApi:
                 continue
             if event["type"] == "identify" and message.anonymous_id is not None:
                 links[event["user_id"]] = visitor
+            if message.message_id:
+                seen.add(message.message_id)  # a repeat later in this request is skipped
             agent = _text(shared.context_of(message).get("userAgent"))
             outcome.todo.append(_Todo(index, visitor, message.message_id, agent, event))
         for visitor, group in _by_visitor(outcome.todo, self._settings.limits.max_batch_events):
