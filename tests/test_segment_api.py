@@ -263,6 +263,7 @@ async def test_an_invalid_message_is_rejected_by_index_and_the_rest_is_kept(
         {**track, "properties": {"notes": "x" * 33_000}},
         {**track, "userId": "nobody-links-this-user"},
         {**track, "type": "screen"},
+        {**track, "properties": {f"p{n}": n for n in range(51)}},
     ]
 
     response = await post(server, "batch", keyed(BATCH, batch=messages))
@@ -275,8 +276,10 @@ async def test_an_invalid_message_is_rejected_by_index_and_the_rest_is_kept(
         (2, "invalid_event"),
         (3, "event_too_large"),
         (4, "unknown_visitor"),
+        (6, "invalid_event"),
     ]
-    assert "timestamp" in body["rejected"][1]["reason"]
+    assert body["rejected"][1]["reason"].startswith("timestamp: expected an ISO-8601 time")
+    assert body["rejected"][4]["reason"].startswith("track.properties: ")  # 50 at most
     assert [(s["index"], s["code"]) for s in body["skipped"]] == [(5, "not_mapped")]
     assert (await session_facts(server, JAKE))[fields.custom("Song Played")] == "1"
 

@@ -264,7 +264,7 @@ class SegmentApi:
                 continue
             valid, rejected = validate_batch([event], self._settings.limits)
             for rejection in rejected:
-                outcome.reject(index, rejection.code, rejection.reason)
+                outcome.reject(index, rejection.code, _in_segment_terms(rejection.reason))
             for _, checked in valid:
                 # the write key vouches for the sender, as the API key does (backend.py)
                 if checked["type"] == "identify":
@@ -349,6 +349,25 @@ def _event_of(message: Message, shared: _Shared, now_ms: int) -> dict[str, Any]:
         referrer = _text(props.get("referrer")) or _text(page.get("referrer"))
         event.update(title=title, referrer=referrer)
     return event
+
+
+# Cuewire's names in a validation reason, and the message's fields they come from (longest
+# first: the first that starts the reason is replaced)
+_SEGMENT_NAMES = (
+    ("custom.props", "track.properties"),
+    ("custom.name", "track.event"),
+    ("custom", "track"),
+    ("identify.user_id", "identify.userId"),
+    ("page_view", "page"),
+)
+
+
+def _in_segment_terms(reason: str) -> str:
+    """A reason of ``validate_batch`` naming the message's fields, not the event's."""
+    for cuewire, segment in _SEGMENT_NAMES:
+        if reason.startswith(cuewire):
+            return segment + reason[len(cuewire) :]
+    return reason
 
 
 def _seq_of(message_id: str | None) -> int:
