@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import json
 import textwrap
 import time
 from collections.abc import Iterator
@@ -446,3 +447,49 @@ async def test_times_are_iso_8601_and_original_timestamps_are_corrected_by_sent_
     newest, oldest = await server.call(store.recent_events("test-site", session, 2, JAKE))
     assert oldest["ts"] == 1354408212984  # 2012-12-02T00:30:12.984Z
     assert before - 10_000 <= newest["ts"] <= after - 10_000
+
+
+async def test_malformed_messages_are_each_rejected_and_never_fail_the_request(
+    server: LiveServer,
+) -> None:
+    await link(server, "019mr8mf4r", JAKE)
+    song = BATCH["batch"][1]
+    junk: list[Any] = [
+        1,
+        "track",
+        None,
+        [],
+        {"type": 5},
+        {"type": "click", "userId": "019mr8mf4r"},
+        {**song, "anonymousId": "not a visitor id!"},
+        {**song, "properties": "not an object"},
+        {**song, "properties": {"k" * 200: 1}},
+        {**song, "properties": DEEP},  # replaced by properties nested 500 deep
+    ]
+
+    response = await post_raw(server, "batch", keyed(BATCH, batch=[*junk, song]))
+
+    assert response.status_code == 200
+    rejected = response.json()["rejected"]
+    assert [r["index"] for r in rejected] == list(range(len(junk)))
+    assert {r["code"] for r in rejected} == {"invalid_event"}
+    assert (await session_facts(server, JAKE))[fields.custom("Song Played")] == "1"
+
+    # deeper than the JSON parser goes: the body cannot be read
+    nested = await post_raw(server, "track", keyed(TRACK, properties=DEEP), depth=3000)
+    assert (nested.status_code, nested.json()["code"]) == (400, "invalid_batch")
+    for body in ("{", "[]", '{"batch": {}}'):
+        answer = await post_raw(server, "batch", body)
+        assert (answer.status_code, answer.json()["code"]) == (400, "invalid_batch")
+
+
+DEEP = "deeply nested"
+
+
+async def post_raw(server: LiveServer, call: str, body: Any, depth: int = 500) -> httpx.Response:
+    """``body`` as JSON, each DEEP string replaced by an object nested ``depth`` deep (too
+    deep for Python's own encoder), or a string as it is."""
+    nested = '{"a":' * depth + "1" + "}" * depth
+    content = body if isinstance(body, str) else json.dumps(body).replace(f'"{DEEP}"', nested)
+    async with httpx.AsyncClient() as client:
+        return await client.post(f"{server.url}/v1/{call}", content=content, auth=(WRITE_KEY, ""))

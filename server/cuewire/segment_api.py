@@ -158,6 +158,8 @@ class SegmentApi:
             raw = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             return _error(400, Reject.INVALID_BATCH, f"invalid JSON: {exc}")
+        except RecursionError:
+            return _error(400, Reject.INVALID_BATCH, "invalid JSON: nested too deeply")
         if not isinstance(raw, dict):
             return _error(400, Reject.INVALID_BATCH, "the body must be a JSON object")
         site = self._sites.by_write_key(_write_key(request, raw))
@@ -240,28 +242,21 @@ class SegmentApi:
         ``validate_batch`` checks the browser's); a rejection or a skip for every other."""
         parsed: list[tuple[int, Message, dict[str, Any]]] = []
         for index, raw in enumerate(messages):
-            size = len(_json.encode(raw))
-            if size > MESSAGE_MAX_BYTES:
-                reason = f"message too large: {size} bytes, at most {MESSAGE_MAX_BYTES}"
-                outcome.reject(index, Reject.EVENT_TOO_LARGE, reason)
-                continue
             try:
-                message = msgspec.convert(raw, Message)
-                if message.type in NOT_MAPPED:
-                    reason = f"{message.type}: accepted; no Cuewire event stands for it"
-                    outcome.skip(index, Skip.NOT_MAPPED, reason)
-                    continue
-                if message.type == "identify" and message.user_id is None:
-                    reason = "identify without userId: Cuewire keeps traits of identified users"
-                    outcome.skip(index, Skip.NOT_MAPPED, reason)
-                    continue
-                event = _event_of(message, shared, now_ms)
+                found = _message_of(raw, shared, now_ms)
             except msgspec.ValidationError as exc:
                 outcome.reject(index, Reject.INVALID_EVENT, error_reason(exc))
                 continue
             except _Invalid as exc:
                 outcome.reject(index, exc.code, str(exc))
                 continue
+            except RecursionError:
+                outcome.reject(index, Reject.INVALID_EVENT, "message nested too deeply")
+                continue
+            if isinstance(found, str):
+                outcome.skip(index, Skip.NOT_MAPPED, found)
+                continue
+            message, event = found
             valid, rejected = validate_batch([event], self._settings.limits)
             for rejection in rejected:
                 outcome.reject(index, rejection.code, _in_segment_terms(rejection.reason))
@@ -311,6 +306,21 @@ NO_VISITOR = (
     "unknown visitor: send anonymousId (Cuewire's visitor id), or a userId that a visitor "
     "was verified as (an identify with anonymousId and userId links them)"
 )
+
+
+def _message_of(raw: Any, shared: _Shared, now_ms: int) -> tuple[Message, dict[str, Any]] | str:
+    """A message and its Cuewire event (not validated yet), or why it has none (skipped,
+    ``not_mapped``); raises for a message Cuewire cannot take."""
+    size = len(_json.encode(raw))
+    if size > MESSAGE_MAX_BYTES:
+        reason = f"message too large: {size} bytes, at most {MESSAGE_MAX_BYTES}"
+        raise _Invalid(Reject.EVENT_TOO_LARGE, reason)
+    message = msgspec.convert(raw, Message)
+    if message.type in NOT_MAPPED:
+        return f"{message.type}: accepted; no Cuewire event stands for it"
+    if message.type == "identify" and message.user_id is None:
+        return "identify without userId: Cuewire keeps traits of identified users"
+    return message, _event_of(message, shared, now_ms)
 
 
 def _event_of(message: Message, shared: _Shared, now_ms: int) -> dict[str, Any]:
@@ -378,16 +388,19 @@ def _seq_of(message_id: str | None) -> int:
     return int.from_bytes(digest[:8], "big") >> (64 - SEQ_BITS)
 
 
-def _scalars(values: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
+def _scalars(values: Mapping[str, Any]) -> dict[str, Scalar]:
     """Segment properties or traits as Cuewire props: nested objects flattened to dotted
-    names (``address.city``); lists are left out (props are scalars)."""
+    names (``address.city``); lists are left out (props are scalars). No recursion: the
+    nesting is as deep as a 32 KB message lets a sender make it."""
     out: dict[str, Scalar] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_scalars(value, f"{name}."))
-        elif not isinstance(value, list):
-            out[name] = value
+    stack: list[tuple[str, Mapping[str, Any]]] = [("", values)]
+    while stack:
+        prefix, mapping = stack.pop()
+        for key, value in mapping.items():
+            if isinstance(value, dict):
+                stack.append((f"{prefix}{key}.", value))
+            elif not isinstance(value, list):
+                out[f"{prefix}{key}"] = value
     return out
 
 
