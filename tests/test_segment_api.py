@@ -192,10 +192,15 @@ async def test_identify_with_an_anonymous_id_links_the_user_to_that_visitor(
     store = server.services.store
     assert await server.call(store.visitor_of_user("test-site", "019mr8mf4r")) == "v_browser01"
 
-    # the documented identify, by userId alone, now reaches the linked visitor
-    changed = keyed(IDENTIFY, traits={"industry": "Staplers"})
+    # the documented identify, by userId alone, now reaches the linked visitor; nested
+    # traits are flattened to dotted names, lists left out
+    traits = {"industry": "Staplers", "address": {"city": "Austin"}, "tags": ["a", "b"]}
+    changed = keyed(IDENTIFY, traits=traits)
     assert (await post(server, "identify", changed)).json() == {"success": True}
-    assert (await visitor_facts(server, "v_browser01"))[fields.trait("industry")] == '"Staplers"'
+    facts = await visitor_facts(server, "v_browser01")
+    assert facts[fields.trait("industry")] == '"Staplers"'
+    assert facts[fields.trait("address.city")] == '"Austin"'
+    assert fields.trait("tags") not in facts
 
 
 async def test_the_documented_page_sets_the_page_facts_from_its_context(

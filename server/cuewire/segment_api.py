@@ -27,6 +27,7 @@ import binascii
 import hashlib
 import re
 import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -390,15 +391,16 @@ def _seq_of(message_id: str | None) -> int:
 
 def _scalars(values: Mapping[str, Any]) -> dict[str, Scalar]:
     """Segment properties or traits as Cuewire props: nested objects flattened to dotted
-    names (``address.city``); lists are left out (props are scalars). No recursion: the
-    nesting is as deep as a 32 KB message lets a sender make it."""
+    names (``address.city``), after the top level's, in order; lists are left out (props
+    are scalars). No recursion: the nesting is as deep as a 32 KB message lets a sender make
+    it."""
     out: dict[str, Scalar] = {}
-    stack: list[tuple[str, Mapping[str, Any]]] = [("", values)]
-    while stack:
-        prefix, mapping = stack.pop()
+    todo: deque[tuple[str, Mapping[str, Any]]] = deque([("", values)])
+    while todo:
+        prefix, mapping = todo.popleft()
         for key, value in mapping.items():
             if isinstance(value, dict):
-                stack.append((f"{prefix}{key}.", value))
+                todo.append((f"{prefix}{key}.", value))
             elif not isinstance(value, list):
                 out[f"{prefix}{key}"] = value
     return out
