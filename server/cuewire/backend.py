@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .clock import Clock
+from .codes import Reject
 from .errors import StoreError
 from .gate import backend_gate, sort_out
 from .identity import trusted
@@ -52,14 +53,18 @@ class BackendEvents:
         body = await read_capped(request, self._settings.limits.max_payload_bytes)
         if body is None:
             return _error(
-                413, f"payload too large: at most {self._settings.limits.max_payload_bytes} bytes"
+                413,
+                Reject.BATCH_TOO_LARGE,
+                f"payload too large: at most {self._settings.limits.max_payload_bytes} bytes",
             )
         try:
             batch = msgspec.json.decode(body, type=BackendBatch)
         except msgspec.ValidationError as exc:
-            return _error(422, error_reason(exc))
+            return _error(422, Reject.INVALID_BATCH, error_reason(exc))
         except msgspec.DecodeError as exc:
-            return _error(400, f"invalid JSON: {exc}")
+            return _error(400, Reject.INVALID_BATCH, f"invalid JSON: {exc}")
+        except RecursionError:  # msgspec's decoder recurses per nesting level
+            return _error(400, Reject.INVALID_BATCH, "invalid JSON: nested too deeply")
         site = self._sites.get(batch.site)
         key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if (
@@ -68,7 +73,7 @@ class BackendEvents:
             # bytes: compare_digest refuses str with non-ASCII characters
             or not secrets.compare_digest(key.encode(), site.api_key.encode())
         ):
-            return _error(401, "unknown site or wrong API key")
+            return _error(401, Reject.UNAUTHORIZED, "unknown site or wrong API key")
         try:
             visitor = batch.visitor or (
                 await self._store.visitor_of_user(batch.site, batch.user_id)
@@ -76,9 +81,10 @@ class BackendEvents:
                 else None
             )
         except StoreError:
-            return _error(503, "store unavailable, resend later")
+            return _error(503, Reject.STORE_UNAVAILABLE, "store unavailable, resend later")
         if visitor is None:
-            return _error(404, NO_VISITOR if batch.user_id is None else NO_VERIFIED_LINK)
+            reason = NO_VISITOR if batch.user_id is None else NO_VERIFIED_LINK
+            return _error(404, Reject.UNKNOWN_VISITOR, reason)
         now = self._clock.now_ms()
         valid, rejected = validate_batch(batch.events, self._settings.limits)
         # the backend holds the API key: its identify events are verified (identity.py)
@@ -96,7 +102,7 @@ class BackendEvents:
                 now,
             )
         except StoreError:
-            return _error(503, "store unavailable, resend later")
+            return _error(503, Reject.STORE_UNAVAILABLE, "store unavailable, resend later")
         return JSONResponse(
             {
                 "accepted": len(valid),
@@ -161,5 +167,5 @@ async def read_capped(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, code: Reject, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "code": str(code)}, status_code=status)
