@@ -79,6 +79,13 @@ function main(): void {
     return;
   }
 
+  // QA mode: the overlay is a bundle of its own (src/qa/), fetched only then.
+  if (/[?&]cuewire_qa=/.test(location.search)) {
+    const qa = document.createElement("script");
+    qa.src = new URL("cw-qa.js", script.src).href;
+    qa.setAttribute("data-site", site);
+    document.head.appendChild(qa);
+  }
   const consent = createConsent(script.getAttribute("data-consent") === "required");
   // Queued consent decisions apply before anything is collected or sent.
   for (const call of stub) if (call[0] === "consent") consent.set(!!call[1]);

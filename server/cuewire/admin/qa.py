@@ -8,6 +8,8 @@ HTTP, every route behind :class:`AdminAuth` (mounted by app.py with :func:`mount
     GET /qa/metrics.csv       the same, one row per rule and variant
     GET /qa/api/token         a short-lived token for the Socket.IO namespace below
     GET /qa/api/session       one session's snapshot, ?site=&session= (what the view shows)
+    /qa/api/explain, /qa/api/overlay-token, /qa/overlay/explain, /cw-qa.js: explain_view.py
+    /qa/api/search, /qa/api/reset, /qa/api/force: the QA tools, qatools.py
     GET /qa/static/...        the view's JS and CSS
 
 Socket.IO namespace ``/admin`` on the server's one ``AsyncServer``. Its connect handler wants
@@ -38,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -60,8 +61,9 @@ from starlette.types import ASGIApp
 
 from ..clock import Clock
 from ..codes import Refuse
+from ..delivery import Delivery
 from ..errors import ConfigError, StoreError
-from ..explain import explain
+from ..explain import explain_session
 from ..goals import MEASURE_FILE, Goals
 from ..measure import measure
 from ..runtime import Runtime
@@ -206,7 +208,17 @@ async def snapshot(ctx: QaContext, site: str, session: str) -> dict[str, Any]:
     store = ctx.store
     facts = await store.session_facts(site, session)
     visitor = facts.get("visitor", "")
-    states = await explain(store, ctx.runtime.engine(), site, session, now)
+    explained = await explain_session(store, ctx.runtime.engine(), site, session, now)
+    rules = explained["rules"] if explained else []
+    states = [
+        {
+            "rule": r["rule"],
+            "state": r["state"],
+            "detail": r["detail"],
+            "due_ms": r["trigger"]["due_ms"],
+        }
+        for r in rules
+    ]
     recent = await store.recent_events(site, session, 50)
     scanned = await store.stream_after(store.keys.audit(site), None, SESSION_AUDIT_SCAN)
     audit = [
@@ -221,11 +233,12 @@ async def snapshot(ctx: QaContext, site: str, session: str) -> dict[str, Any]:
         "exists": bool(facts),
         "facts": facts,
         "visitor": await store.visitor_facts(site, visitor) if visitor else {},
-        "rules": [dataclasses.asdict(s) for s in states],
+        "rules": states,
+        "explain": explained,
         "timers": [
-            {"rule": s.rule, "due_ms": s.due_ms, "detail": s.detail}
+            {"rule": s["rule"], "due_ms": s["due_ms"], "detail": s["detail"]}
             for s in states
-            if s.state == "pending"
+            if s["state"] == "pending"
         ],
         "events": list(reversed(recent)),
         "audit": audit,
@@ -372,6 +385,7 @@ class QaServices(Protocol):
     sio: socketio.AsyncServer
     clock: Clock
     supervisor: Supervisor
+    delivery: Delivery
 
 
 def mount_qa(
@@ -445,7 +459,13 @@ def mount_qa(
     def route(path: str, endpoint: Callable[[Request], Any]) -> Route:
         return Route(path, admin(request_response(endpoint)))
 
+    # imported here: both modules build on this one's tokens and context
+    from .explain_view import explain_routes
+    from .qatools import qatools_routes
+
     return [
+        *explain_routes(ctx, sites, admin),
+        *qatools_routes(ctx, services.delivery, admin),
         route("/qa", page),
         route("/qa/metrics", metrics_page),
         route("/qa/metrics.json", metrics_json),
