@@ -55,7 +55,6 @@ MAX_SELECTOR = 256
 # snooze, dismissal pause and the site's prompt cap, over the prompt on screen; never past an
 # opt-out. Audited with the outcome ``forced``, which no report counts as an exposure.
 FORCED = "forced"
-FORCED_PRIORITY = 2**31
 
 
 def avoid(selectors: Sequence[str], event: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -189,6 +188,7 @@ class Delivery:
         renders = rule.show is not None and variant != HOLDOUT
         request = replace(request, firing=cand.firing, whole_facts=renders)
         if cand.cause == FORCED:
+            on_screen = cand.view.session.get("showing_priority") or "0"
             request = replace(
                 request,
                 per_session=0,
@@ -198,7 +198,7 @@ class Delivery:
                 max_prompts=0,
                 snooze_ms=0,
                 dismiss_count=0,
-                priority=FORCED_PRIORITY,
+                priority=max(rule.priority, int(on_screen) + 1),  # over the prompt on screen
             )
         return Plan(cand, prompt_id, variant, request)
 
