@@ -1,10 +1,11 @@
 /** The QA overlay (cw-qa.js): loaded by cw.js only when the page's URL has
  * `?cuewire_qa=TOKEN` (a token the QA view issues per site, admin/explain_view.py). It lists
  * the rules watching this page and their state, from the server's explain of this tab's own
- * session (the ids cw.js keeps in localStorage), refreshed every 2 s. Shadow DOM, as render.ts:
+ * session (the ids cw.js keeps in localStorage), refreshed every second. Shadow DOM, as render.ts:
  * the page's styles do not reach it. Everything from the server is shown as text. */
 
-const POLL_MS = 2000;
+const POLL_MS = 1000;
+const FIRST_MS = 200; // until cw.js holds this tab's session id
 const current = document.currentScript as HTMLScriptElement | null;
 
 interface RuleState {
@@ -108,7 +109,7 @@ function start(): void {
     const who = ids();
     if (!who) {
       body.replaceChildren(text("p", "Waiting for this tab's session…", "d"));
-      timer = window.setTimeout(refresh, POLL_MS);
+      timer = window.setTimeout(refresh, FIRST_MS);
       return;
     }
     const url = new URL("/qa/overlay/explain", server);
