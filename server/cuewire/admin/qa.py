@@ -63,7 +63,7 @@ from ..clock import Clock
 from ..codes import Refuse
 from ..delivery import Delivery
 from ..errors import ConfigError, StoreError
-from ..explain import explain_session
+from ..explain import explained, read_state
 from ..goals import MEASURE_FILE, Goals
 from ..measure import measure
 from ..runtime import Runtime
@@ -80,7 +80,6 @@ STATIC = Path(__file__).resolve().parent / "qa_static"
 POLL_S = 0.25  # how often a feed looks for new stream entries
 SNAPSHOT_S = 1.0  # a watched session is re-read at least this often (timers, explain)
 BACKLOG = 300  # stream entries sent on connect, so the view is not empty
-SESSION_AUDIT_SCAN = 5000  # audit records scanned for one session's snapshot
 TOKEN_TTL_MS = 10 * 60_000
 FEED_TASK = "qa-feed:"  # + socket id: the supervised task of one admin socket (/healthz)
 
@@ -203,13 +202,12 @@ class QaContext:
 
 
 async def snapshot(ctx: QaContext, site: str, session: str) -> dict[str, Any]:
-    """One session as the view shows it: facts, timers, rule states, events, audit."""
+    """One session as the view shows it: facts, timers, rule states and their explanation
+    (explain.py, whose reads give the facts and the session's audit records too), events."""
     now = ctx.clock.now_ms()
     store = ctx.store
-    facts = await store.session_facts(site, session)
-    visitor = facts.get("visitor", "")
-    explained = await explain_session(store, ctx.runtime.engine(), site, session, now)
-    rules = explained["rules"] if explained else []
+    state = await read_state(store, site, session)
+    body = explained(ctx.runtime.engine(), state, site, session, now) if state else None
     states = [
         {
             "rule": r["rule"],
@@ -217,31 +215,25 @@ async def snapshot(ctx: QaContext, site: str, session: str) -> dict[str, Any]:
             "detail": r["detail"],
             "due_ms": r["trigger"]["due_ms"],
         }
-        for r in rules
+        for r in (body["rules"] if body else [])
     ]
     recent = await store.recent_events(site, session, 50)
-    scanned = await store.stream_after(store.keys.audit(site), None, SESSION_AUDIT_SCAN)
-    audit = [
-        {"id": entry_id, **fields}
-        for entry_id, fields in scanned
-        if fields.get("session") == session
-    ]
     return {
         "site": site,
         "session": session,
         "now": now,
-        "exists": bool(facts),
-        "facts": facts,
-        "visitor": await store.visitor_facts(site, visitor) if visitor else {},
+        "exists": state is not None,
+        "facts": state.session if state else {},
+        "visitor": state.visitor if state else {},
         "rules": states,
-        "explain": explained,
+        "explain": body,
         "timers": [
             {"rule": s["rule"], "due_ms": s["due_ms"], "detail": s["detail"]}
             for s in states
             if s["state"] == "pending"
         ],
         "events": list(reversed(recent)),
-        "audit": audit,
+        "audit": state.audit if state else [],
     }
 
 
