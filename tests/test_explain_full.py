@@ -163,20 +163,18 @@ async def test_last_drop_with_its_reason_code(h: Harness) -> None:
     v = await h.visit()
     await v.send("page_view", f"{SHOP}/")
     await v.send("page_view", f"{SHOP}/product/boots")
-    await h.pass_time(5)
-    await v.send("custom", f"{SHOP}/product/boots", name="seen", props={})
-    # the visitor left the product pages before the deadline: dropped at fire time...
-    await v.send("page_view", f"{SHOP}/product/hat")  # restarts the deadline on a product
-    await h.pass_time(3)
     assert (await explain_rule(h, v, "help-product"))["last_drop"] is None
-    # ...and the tab is gone when the deadline falls due: no_tab after the hold
+    # the tab is gone when the deadline falls due: held for a tab, then dropped `no_tab`
     await h.store.release_socket("test-site", v.origin.session, v.origin.sid, v.origin.visitor)
+    await h.pass_time(11)
+    held = await explain_rule(h, v, "help-product")
+    assert held["trigger"]["held_for_tab_since"] is not None and held["last_drop"] is None
     await h.pass_time(60)
     rule = await explain_rule(h, v, "help-product")
     assert rule["last_drop"] is not None
-    assert rule["last_drop"]["outcome"] == "dropped"
-    assert rule["last_drop"]["code"] == "no_tab"
+    assert (rule["last_drop"]["outcome"], rule["last_drop"]["code"]) == ("dropped", "no_tab")
     assert rule["last"]["code"] == "no_tab"
+    assert h.rules_shown == []
 
 
 async def test_a_gone_session_has_no_explanation(h: Harness) -> None:

@@ -169,7 +169,8 @@ def _trigger(rule: Rule, state: SessionState, now_ms: int) -> dict[str, Any]:
         "due_ms": state.due.get(rule.id),
         "deadline": bool(facts.get(fields.timer(rule.id))),
         "queued_since": _int(facts.get(fields.queued(rule.id))) or None,
-        "held_for_tab_since": _int(facts.get(fields.hold(rule.id))) or None,
+        # hold:<rule> is "<since ms>:<retry token>:<firing>" (timers.py)
+        "held_for_tab_since": _int(facts.get(fields.hold(rule.id), "").partition(":")[0]) or None,
         "waiting": _waiting_for(rule),
     }
     if t.sequence is not UNSET:
