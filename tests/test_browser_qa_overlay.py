@@ -47,11 +47,15 @@ rules:
         within: 3s
     when: {fact: page.path, glob: "/product/*"}
     show: {template: note, params: {headline: "Need help?"}}
+  - id: browse-3
+    trigger: {count: {of: {type: page_view}, at_least: 3, within: 5m}}
+    set: [{name: browsing}]
 """
 
 
 def qa_server(serve: Serve, tmp_path: Path) -> LiveServer:
-    """The fixture pages; two rules on product pages (hesitate-product: 3 s there)."""
+    """The fixture pages; two rules on product pages (hesitate-product: 3 s there), one
+    counting page views."""
     rules = write(tmp_path / "rules" / "rules.yaml", RULES).parent
     return serve(rules_dir=rules, admin_password=PASSWORD)
 
@@ -77,7 +81,8 @@ async def test_the_overlay_lists_the_rules_watching_the_page_and_their_state(
     await page.goto(f"{server.url}{PRODUCT}?cuewire_qa={overlay_token(server)}")
     overlay = page.locator(OVERLAY).locator(".box")  # the host is an empty fixed-position box
     await expect(overlay).to_be_visible()
-    await expect(overlay).to_contain_text("2 of 2 rules watch this page")
+    await expect(overlay).to_contain_text("3 of 3 rules watch this page")
+    await expect(overlay.locator('li[data-rule="browse-3"]')).to_contain_text("1/3 in window")
     hesitate = overlay.locator('li[data-rule="hesitate-product"]')
     await expect(hesitate).to_have_attribute("data-state", "pending")
     await expect(hesitate).to_contain_text("deadline in")
@@ -142,6 +147,7 @@ async def test_the_qa_view_explains_the_session_and_forces_a_rule_into_its_page(
     await expect(failing).to_contain_text("page.path glob '/product/*'")
     await expect(failing).to_contain_text('= "/guide.html"')
     await expect(row).to_contain_text("session 0/1")
+    await expect(qa.locator('#explain tr[data-rule="browse-3"]')).to_contain_text("all 1/3")
 
     await qa.locator("#force-rule").select_option("exit-product")
     await qa.get_by_role("button", name="Force it now").click()
