@@ -20,17 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, request_response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ..codes import QaRefusal
 from ..explain import explain_session
 from ..sites import Sites
-from .qa import NO_STORE, QaContext, issue_token, token_ok
+from .qa import NO_STORE, QaContext, admin_route, issue_token, token_ok
 
 OVERLAY_TTL_MS = 30 * 60_000
 OVERLAY_FILE = "cw-qa.js"
@@ -142,12 +141,9 @@ def explain_routes(
             headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
         )
 
-    def route(path: str, endpoint: Callable[[Request], Any]) -> Route:
-        return Route(path, admin(request_response(endpoint)))
-
     return [
-        route("/qa/api/explain", explain_api),
-        route("/qa/api/overlay-token", overlay_token),
+        admin_route(admin, "/qa/api/explain", explain_api),
+        admin_route(admin, "/qa/api/overlay-token", overlay_token),
         Route("/qa/overlay/explain", overlay_explain),
         Route("/" + OVERLAY_FILE, overlay_bundle),
     ]

@@ -449,7 +449,7 @@ def mount_qa(
         )
 
     def route(path: str, endpoint: Callable[[Request], Any]) -> Route:
-        return Route(path, admin(request_response(endpoint)))
+        return admin_route(admin, path, endpoint)
 
     # imported here: both modules build on this one's tokens and context
     from .explain_view import explain_routes
@@ -466,6 +466,16 @@ def mount_qa(
         route("/qa/api/session", session_api),
         Mount("/qa/static", admin(StaticFiles(directory=STATIC))),
     ]
+
+
+def admin_route(
+    admin: Callable[[ASGIApp], ASGIApp],
+    path: str,
+    endpoint: Callable[[Request], Any],
+    methods: list[str] | None = None,
+) -> Route:
+    """``endpoint`` at ``path``, behind ``admin`` (app.py's AdminAuth)."""
+    return Route(path, admin(request_response(endpoint)), methods=methods)
 
 
 NO_STORE = {"Cache-Control": "no-store"}

@@ -32,7 +32,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, request_response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ..codes import QaRefusal
@@ -41,7 +41,7 @@ from ..origin import Origin
 from ..rules.engine import Candidate
 from ..store.forget import forget_visitor
 from .explain_view import refusal
-from .qa import NO_STORE, QaContext, same_origin, token_ok
+from .qa import NO_STORE, QaContext, admin_route, same_origin, token_ok
 
 SCAN = 10_000  # entries of each stream searched
 RESULTS = 50  # sessions answered, latest activity first
@@ -207,11 +207,8 @@ def qatools_routes(
             headers=NO_STORE,
         )
 
-    def route(path: str, endpoint: Callable[[Request], Any], method: str) -> Route:
-        return Route(path, admin(request_response(endpoint)), methods=[method])
-
     return [
-        route("/qa/api/search", search_api, "GET"),
-        route("/qa/api/reset", reset_api, "POST"),
-        route("/qa/api/force", force_api, "POST"),
+        admin_route(admin, "/qa/api/search", search_api, ["GET"]),
+        admin_route(admin, "/qa/api/reset", reset_api, ["POST"]),
+        admin_route(admin, "/qa/api/force", force_api, ["POST"]),
     ]
