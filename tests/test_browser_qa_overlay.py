@@ -1,6 +1,7 @@
 """QA mode in Chromium: a page of the site opened with ``?cuewire_qa=TOKEN`` (a token the QA
 view issues per site) loads the overlay bundle cw-qa.js and shows which rules watch the page
-and their state; without the parameter nothing is fetched or shown; a tampered token is
+and their state, on the tab's later pages too until it is closed; without the parameter
+nothing is fetched or shown; a tampered token is
 refused with its code. And the QA view's explain panel and tools: force a rule into the
 visitor's page from /qa.
 
@@ -97,8 +98,14 @@ async def test_the_overlay_lists_the_rules_watching_the_page_and_their_state(
     await page.keyboard.press("Escape")  # the modal prompt closes; then the overlay
     await expect(prompt_host(page)).to_have_count(0)
     await page.screenshot(path=screenshot_path("qa-overlay.png", tmp_path))
+    # QA mode lasts for the tab: the next page shows the overlay without the parameter
+    await page.goto(server.url + "/guide.html")
+    await expect(overlay).to_contain_text("1 of 3 rules watch this page")
     await overlay.get_by_role("button", name="Close the QA overlay").click()
     await expect(overlay).to_have_count(0)
+    await page.goto(server.url + PRODUCT)  # closed: QA mode ended for the tab
+    await session_id(page)
+    await expect(page.locator(OVERLAY)).to_have_count(0)
 
 
 async def test_without_the_parameter_no_overlay_is_fetched_or_shown(

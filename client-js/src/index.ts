@@ -12,6 +12,7 @@
 import { ownScript } from "./script";
 import type { Collector, Remover } from "./types";
 import { createIdentity } from "./identity";
+import { tabStore } from "./storage";
 import { takeTab } from "./tab";
 import { createConsent, doNotTrack } from "./consent";
 import { type Stats, createTransport } from "./transport";
@@ -79,8 +80,8 @@ function main(): void {
     return;
   }
 
-  // QA mode: the overlay is a bundle of its own (src/qa/), fetched only then.
-  if (/[?&]cuewire_qa=/.test(location.search)) {
+  // QA mode (?cuewire_qa=TOKEN, kept for the tab): the overlay is its own bundle (src/qa/).
+  if (/[?&]cuewire_qa=/.test(location.search) || tabStore.get("cw_qa")) {
     const qa = document.createElement("script");
     qa.src = new URL("cw-qa.js", script.src).href;
     qa.setAttribute("data-site", site);

@@ -1,9 +1,13 @@
 /** The QA overlay (cw-qa.js): loaded by cw.js only when the page's URL has
- * `?cuewire_qa=TOKEN` (a token the QA view issues per site, admin/explain_view.py). It lists
+ * `?cuewire_qa=TOKEN` (a token the QA view issues per site, admin/explain_view.py), and on the
+ * tab's later pages until the overlay is closed or the token refused. It lists
  * the rules watching this page and their state, from the server's explain of this tab's own
  * session (the ids cw.js keeps in localStorage), refreshed every second. Shadow DOM, as render.ts:
  * the page's styles do not reach it. Everything from the server is shown as text. */
 
+import { local, tabStore } from "../storage";
+
+const TOKEN_KEY = "cw_qa";
 const POLL_MS = 1000;
 const FIRST_MS = 200; // until cw.js holds this tab's session id
 const current = document.currentScript as HTMLScriptElement | null;
@@ -52,8 +56,8 @@ function text(tag: string, value: string, cls?: string): HTMLElement {
 
 function ids(): { visitor: string; session: string } | null {
   try {
-    const visitor = localStorage.getItem("cw_vid");
-    const held = JSON.parse(localStorage.getItem("cw_sid") || "null");
+    const visitor = local.get("cw_vid");
+    const held = JSON.parse(local.get("cw_sid") || "null");
     return visitor && held && typeof held.id === "string" ? { visitor, session: held.id } : null;
   } catch {
     return null;
@@ -78,9 +82,11 @@ function progress(r: RuleState, now: number): string {
 }
 
 function start(): void {
-  const token = new URLSearchParams(location.search).get("cuewire_qa");
+  // The token of the URL, kept in the tab's storage so QA mode lasts across the tab's pages.
+  const token = new URLSearchParams(location.search).get("cuewire_qa") || tabStore.get(TOKEN_KEY);
   const site = current && current.getAttribute("data-site");
   if (!token || !site || !current) return;
+  tabStore.set(TOKEN_KEY, token);
   const server = new URL(current.src, location.href).origin;
   const host = document.createElement("div");
   host.setAttribute("data-cuewire-qa", "");
@@ -101,6 +107,7 @@ function start(): void {
   document.body.appendChild(host);
   let timer = 0;
   close.addEventListener("click", () => {
+    tabStore.set(TOKEN_KEY, ""); // closed: QA mode ends for the tab
     window.clearTimeout(timer);
     host.remove();
   });
@@ -121,7 +128,10 @@ function start(): void {
       if (!response.ok) {
         box.setAttribute("data-refused", String(data.code));
         body.replaceChildren(text("p", `Refused (${data.code}): ${data.reason}`, "err"));
-        if (data.code === "invalid_token" || data.code === "token_expired") return; // final
+        if (data.code === "invalid_token" || data.code === "token_expired") {
+          tabStore.set(TOKEN_KEY, ""); // final: QA mode ends for the tab
+          return;
+        }
       } else render(data as Explained);
     } catch (err) {
       body.replaceChildren(text("p", `Cannot reach ${server}: ${String(err)}`, "err"));
@@ -160,4 +170,3 @@ function start(): void {
 
 if (document.body) start();
 else document.addEventListener("DOMContentLoaded", start);
-export {};
