@@ -22,6 +22,7 @@ from . import fields
 from .codes import Hold, Outcome
 from .rules.conditions import MISSING, Scope, describe, evaluate
 from .rules.engine import Engine
+from .rules.facts_view import FactView
 from .rules.model import Condition, Policy, Rule, duration_ms
 from .store.base import Facts, Store, Timer
 
@@ -98,7 +99,7 @@ def explained(
         "now": now_ms,
         "url": view.url,
         "policy": _policy(policy, state, now_ms),
-        "rules": [_rule(engine, r, view.scope, state, policy, now_ms) for r in rules],
+        "rules": [_rule(engine, r, view, state, policy, now_ms) for r in rules],
     }
 
 
@@ -120,20 +121,18 @@ async def explain(
 
 
 def _rule(
-    engine: Engine, rule: Rule, scope: Scope, state: SessionState, policy: Policy, now_ms: int
+    engine: Engine, rule: Rule, view: FactView, state: SessionState, policy: Policy, now_ms: int
 ) -> dict[str, Any]:
     trigger = _trigger(rule, state, now_ms)
-    when = None if rule.when is None else _condition(rule.when, scope)
+    when = None if rule.when is None else _condition(rule.when, view.scope)
     governance = _governance(rule, state, policy, now_ms)
     fired = int(state.session.get(fields.fired(rule.id), 0) or 0)
-    if trigger["due_ms"] is not None or fields.timer(rule.id) in state.session:
+    if trigger["deadline"]:
         left = max(0, (trigger["due_ms"] or now_ms) - now_ms) / 1000
         status, detail = "pending", f"{rule.trigger.kind} deadline in {left:.1f}s"
     elif fired:
         status, detail = "fired", f"fired {fired} time(s) in this session"
-    elif (
-        failure := engine.why_not(rule, engine.view(state.session, state.visitor, now_ms))
-    ) is not None:
+    elif (failure := engine.why_not(rule, view)) is not None:
         status, detail = "blocked", f"when: {failure}"
     else:
         status, detail = "waiting", trigger["waiting"]
