@@ -131,7 +131,11 @@ def explain_routes(
         now = ctx.clock.now_ms()
         body = await explain_session(ctx.store, ctx.runtime.engine(), site, session, now)
         if body is None or body["visitor"] != visitor:
-            return refusal(QaRefusal.UNKNOWN_SESSION, "no live session of this visitor", cors)
+            return refusal(
+                QaRefusal.UNKNOWN_SESSION,
+                "no live session of this visitor (after a reset, reload the page)",
+                cors,
+            )
         return JSONResponse(body, headers={**NO_STORE, **cors})
 
     async def overlay_bundle(request: Request) -> Response:
