@@ -9,6 +9,8 @@
   beside ``outcome: dropped``).
 - :class:`Skip`: why a Segment-format message was accepted but not applied (segment_api.py).
 - :class:`Misconfig`: why the server refuses to start as configured (``ConfigError.code``).
+- :class:`QaRefusal`: why a QA tool (search, reset, force, the QA overlay's explain) refused
+  a request (the ``code`` of its JSON error).
 
 Add members; never rename or remove one.
 """
@@ -75,6 +77,7 @@ class Outcome(StrEnum):
     HOLDOUT = "holdout"  # granted, but the visitor is in the experiment's holdout
     REPLACED = "replaced"  # a prompt on screen, closed for a higher-priority one
     DROPPED = "dropped"  # a due deadline that did not fire; ``code`` is a Drop
+    FORCED = "forced"  # shown or run because QA forced it (admin/qatools.py): not an exposure
 
 
 class Hold(StrEnum):
@@ -110,3 +113,16 @@ class Misconfig(StrEnum):
     """Why the server refuses to start as configured (``ConfigError.code``, printed by the CLI)."""
 
     WORKERS_NEED_REDIS = "workers_need_redis"  # --workers N > 1 on the in-process embedded store
+
+
+class QaRefusal(StrEnum):
+    """Why a QA tool refused a request (the ``code`` of its JSON error, docs/qa.md)."""
+
+    BAD_REQUEST = "bad_request"  # a parameter is missing or malformed (``field`` names it)
+    CSRF = "csrf"  # a POST without the page's token header, or from another origin
+    INVALID_TOKEN = "invalid_token"  # a QA overlay token that is tampered, for another site
+    TOKEN_EXPIRED = "token_expired"  # a QA overlay token past its expiry: open /qa again
+    UNKNOWN_SITE = "unknown_site"  # not a site of this server
+    UNKNOWN_SESSION = "unknown_session"  # no such live session (or not this visitor's)
+    UNKNOWN_RULE = "unknown_rule"  # no loaded rule with this id
+    NO_TAB = "no_tab"  # a forced prompt needs a connected tab of the session
