@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -29,6 +34,9 @@ from cuewire.goals import MEASURE_FILE
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from support.harness import Harness, write
+from support.partition import PausableProxy
+from support.paths import FIXTURES
+from support.servers import RedisServer
 from support.waiting import eventually
 from test_measure import GOALS, RULES, SITE, run_visitors
 
@@ -179,3 +187,107 @@ async def test_entries_trimmed_before_the_group_read_them_are_a_gap(
     labels = {"stream": "live", "code": "trimmed"}
     assert registry.get_sample_value("cuewire_export_gaps_total", labels) == 1
     assert registry.get_sample_value("cuewire_export_lost_entries_total", labels) == 400 - kept
+
+
+class LoaderProcess:
+    """``cuewire export postgres`` as a process of its own."""
+
+    def __init__(self, settings: Settings, consumer: str) -> None:
+        args = ["export", "postgres", "--redis-url", str(settings.redis_url), "--site", SITE]
+        args += ["--dsn", str(settings.export_dsn), "--rules", str(settings.rules_dir)]
+        args += ["--consumer", consumer, "--batch", "100", "--claim-idle-s", "0.1"]
+        env = {**os.environ, "CUEWIRE_KEY_PREFIX": settings.key_prefix}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cuewire.cli", *args], env=env, stdout=subprocess.PIPE
+        )
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM: the batch in flight finishes; what the process moved."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=20)
+        assert self.proc.returncode == 0
+        [said] = re.findall(r"export stopped: (.*)", out.decode())
+        totals: dict[str, int] = json.loads(said)
+        return totals
+
+
+async def loader_sessions(conn: asyncpg.Connection, state: str | None = None) -> int:
+    """The loader's PostgreSQL sessions (in ``state``): how far a batch has gone."""
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+    if state is None:
+        return int(await conn.fetchval(query, LOADER))
+    return int(await conn.fetchval(query + " AND state = $2", LOADER, state))
+
+
+async def committed_unacked(store: RedisStore, conn: asyncpg.Connection) -> dict[str, int]:
+    """Pending entries (read, not acknowledged) whose rows are committed: per stream, the rows."""
+    rows = {}
+    for source, key in (("live", store.keys.live(SITE)), ("audit", store.keys.audit(SITE))):
+        pending = [
+            p["message_id"] for p in await store.client.xpending_range(key, GROUP, "-", "+", 10_000)
+        ]
+        table = "cuewire_events" if source == "live" else "cuewire_decisions"
+        rows[source] = int(
+            await conn.fetchval(f"SELECT count(*) FROM {table} WHERE entry_id = ANY($1)", pending)
+        )
+    return rows
+
+
+async def test_a_loader_killed_between_commit_and_ack_loses_and_doubles_nothing(
+    own_redis: RedisServer, rules: Path, pg_dsn: str
+) -> None:
+    settings = Settings(
+        redis_url=own_redis.url,
+        rules_dir=rules,
+        templates_dir=FIXTURES / "templates",
+        key_prefix="cwkill",
+        export_dsn=pg_dsn,
+    )
+    async with open_store(settings) as store, PausableProxy(own_redis.port) as proxy:
+        h = Harness(store, settings)
+        tally = await run_visitors(h, 30, seed=11)
+
+        async def browse(visitor: str) -> None:
+            v = await h.visit(visitor=visitor, site=SITE)
+            for _ in range(200):
+                await v.send("page_view")
+
+        await asyncio.gather(*(browse(f"v_busy{i}") for i in range(10)))
+        entries = await store.client.xlen(store.keys.live(SITE))
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            loader = LoaderProcess(replace(settings, redis_url=proxy.url), "first")
+            # mid-stream: a fifth of the events in, a batch in flight
+            await eventually(
+                lambda: conn.fetchval("SELECT count(*) FROM cuewire_events"),
+                lambda n: n >= entries // 5,
+                ignoring=(asyncpg.UndefinedTableError,),
+            )
+            await eventually(lambda: loader_sessions(conn, "active"), interval=0.001)
+            proxy.pause()  # Redis no longer hears the loader: its next XACK is held
+            # the transaction in flight ends (committed); its XACK cannot reach Redis
+            await eventually(lambda: loader_sessions(conn, "active"), lambda n: n == 0)
+            loader.proc.kill()  # SIGKILL, between COMMIT and XACK
+            loader.proc.wait(10)
+            proxy.cut()
+            caught = await committed_unacked(store, conn)
+            assert any(caught.values()), "the kill did not land between a commit and its XACK"
+
+            last = LoaderProcess(settings, "last")  # takes the dead consumer's entries over
+            await eventually(lambda: drained(store), timeout=30, what="the export drained")
+            totals = last.stop()
+            want = await expected(store)
+        finally:
+            await conn.close()
+    got = await tables(pg_dsn)
+    assert got["events"] == want["events"]  # none lost, none doubled
+    assert got["decisions"] == want["decisions"]
+    assert got["conversions"] == converted(tally)
+    assert got["gaps"] == []
+    assert totals["replayed"] == sum(caught.values())  # loaded again, skipped
+    assert totals["reclaimed"] > 0
+    print(
+        f"export kill: {entries} live entries, {want['events']} events,"
+        f" rows committed but not acknowledged at the SIGKILL {caught},"
+        f" replayed {totals['replayed']}, reclaimed {totals['reclaimed']}, lost 0, doubled 0"
+    )

@@ -35,6 +35,8 @@ from .records import Source
 
 log = logging.getLogger(__name__)
 
+APPLICATION = "cuewire-export"
+
 
 class Sink(Protocol):
     async def prepare(self) -> None: ...
@@ -188,7 +190,8 @@ async def postgres_sink(dsn: str, goals: Goals) -> AsyncIterator[PostgresSink]:
             "the PostgreSQL export needs asyncpg: pip install 'cuewire[postgres]'"
         ) from exc
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        settings = {"application_name": APPLICATION}  # the loader's sessions in pg_stat_activity
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, server_settings=settings)
     except (OSError, asyncpg.PostgresError) as exc:
         raise ConfigError(f"cannot connect to PostgreSQL at the export DSN: {exc}") from exc
     try:
