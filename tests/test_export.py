@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -36,7 +37,8 @@ from cuewire.store import RedisStore, open_store
 from support.harness import Harness, write
 from support.partition import PausableProxy
 from support.paths import FIXTURES
-from support.servers import RedisServer
+from support.servers import LiveServer, RedisServer, site_for
+from support.visitor import Visitor
 from support.waiting import eventually
 from test_measure import GOALS, RULES, SITE, run_visitors
 
@@ -291,3 +293,47 @@ async def test_a_loader_killed_between_commit_and_ack_loses_and_doubles_nothing(
         f" rows committed but not acknowledged at the SIGKILL {caught},"
         f" replayed {totals['replayed']}, reclaimed {totals['reclaimed']}, lost 0, doubled 0"
     )
+
+
+async def test_an_unreadable_entry_is_a_gap_and_the_entries_beside_it_load(
+    settings: Settings, pg_dsn: str
+) -> None:
+    settings = replace(settings, export_dsn=pg_dsn)
+    async with open_store(settings) as store:
+        h = Harness(store, settings)
+        v = await h.visit(visitor="v_odd", site=SITE)
+        await v.send("page_view")
+        junk = await store.client.xadd(store.keys.live(SITE), {"at": "soon", "events": "[1"})
+        await v.send("page_view")
+        await export_all(postgres_loader(settings, store.client, store.keys, [SITE], "a"), store)
+    got = await tables(pg_dsn)
+    assert got["events"] == 2
+    [gap] = got["gaps"]
+    assert (gap["stream"], gap["code"], gap["after_id"], gap["lost"]) == (
+        "live",
+        "unreadable",
+        junk,
+        1,
+    )
+
+
+@pytest.mark.parametrize("backend_url", ["embedded"], indirect=True)
+async def test_cuewire_serve_exports_from_its_embedded_store(
+    settings: Settings, pg_dsn: str
+) -> None:
+    with LiveServer(replace(settings, export_dsn=pg_dsn), site_for) as server:
+        async with Visitor(server.url, site=SITE) as v:
+            url = "http://shop.test/product/p1"
+            for _ in range(5):
+                await v.send(v.event("page_view", url), v.event("exit_intent", url))
+            await v.barrier()
+        store = server.services.store
+        want = await server.call(expected(store))
+        assert want["decisions"]  # exit-product fired once, then was held by its caps
+        await eventually(lambda: tables(pg_dsn), lambda t: t["events"] == want["events"])
+        got = await tables(pg_dsn)
+        assert got["decisions"] == want["decisions"]
+        async with httpx.AsyncClient() as client:
+            health = (await client.get(server.url + "/healthz")).json()
+        export = health["tasks"]["export"]
+        assert export["running"] and export["last_error"] is None
