@@ -31,12 +31,13 @@ from prometheus_client import CollectorRegistry
 
 from cuewire.export.loader import Loader, postgres_loader
 from cuewire.export.reader import GROUP
+from cuewire.export.records import ConversionRecord, decision_of, events_of
 from cuewire.goals import MEASURE_FILE
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from support.harness import Harness, write
 from support.partition import PausableProxy
-from support.paths import FIXTURES
+from support.paths import FIXTURES, ROOT
 from support.servers import LiveServer, RedisServer, site_for
 from support.visitor import Visitor
 from support.waiting import eventually
@@ -163,6 +164,42 @@ async def test_events_decisions_and_conversions_reach_postgres_once(
     assert again.totals["event"] == again.totals["decision"] == 0
     replayed = registry.get_sample_value("cuewire_export_replayed_total")
     assert replayed == again.totals["replayed"]
+    assert await records_of(store, pg_dsn) == documented()
+
+
+def documented() -> dict[str, set[str]]:
+    """The fields of each record kind, from the examples in docs/export.md."""
+    text = (ROOT / "docs" / "export.md").read_text(encoding="utf-8")
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    return {example["kind"]: set(example) for example in examples}
+
+
+async def records_of(store: RedisStore, dsn: str) -> dict[str, set[str]]:
+    """The fields of each record kind, as the export makes them from real entries."""
+    [batch] = await store.read_live(SITE, 1)
+    [decision] = await store.read_audit(SITE, 1)
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow("SELECT * FROM cuewire_conversions LIMIT 1")
+    finally:
+        await conn.close()
+    assert row is not None
+    conversion = ConversionRecord(
+        row["site"],
+        row["decision_id"],
+        row["rule"],
+        row["variant"],
+        row["visitor"],
+        int(row["decided_at"].timestamp() * 1000),
+        f"{row['goal_entry_id']}/{row['goal_idx']}",
+        int(row["converted_at"].timestamp() * 1000),
+    )
+    made = [
+        events_of(SITE, batch["id"], batch)[0].to_json(),
+        decision_of(SITE, decision["id"], decision).to_json(),
+        conversion.to_json(),
+    ]
+    return {record["kind"]: set(record) for record in made}
 
 
 async def test_entries_trimmed_before_the_group_read_them_are_a_gap(

@@ -154,7 +154,8 @@ async def serving(services: Services) -> AsyncIterator[Services]:
     """Open everything long-lived in order and close it in reverse, whatever happens.
 
     Closing order: the reload watcher and the timer loop stop first (a tick in flight
-    finishes, within the supervisor's grace period), then Socket.IO, then the inbox's reader
+    finishes, within the supervisor's grace period), then Socket.IO, then the export when it
+    runs (its batch in flight committed and acknowledged), then the inbox's reader
     and the inbox (deleted: other processes stop sending to it), then webhooks (deliveries in
     flight get a moment) and their HTTP client, the supervisor (QA feeds and what is left),
     and the store last."""
