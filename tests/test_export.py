@@ -272,37 +272,70 @@ async def committed_unacked(store: RedisStore, conn: asyncpg.Connection) -> dict
     return rows
 
 
-async def test_a_loader_killed_between_commit_and_ack_loses_and_doubles_nothing(
-    own_redis: RedisServer, rules: Path, pg_dsn: str
-) -> None:
-    settings = Settings(
-        redis_url=own_redis.url,
+def kill_settings(redis: RedisServer, rules: Path, dsn: str) -> Settings:
+    return Settings(
+        redis_url=redis.url,
         rules_dir=rules,
         templates_dir=FIXTURES / "templates",
         key_prefix="cwkill",
-        export_dsn=pg_dsn,
+        export_dsn=dsn,
     )
+
+
+async def busy_site(h: Harness) -> Counter[tuple[str, str, str]]:
+    """Thirty scripted visitors (firings, conversions), then 2,000 page views: the tally."""
+    tally = await run_visitors(h, 30, seed=11)
+
+    async def browse(visitor: str) -> None:
+        v = await h.visit(visitor=visitor, site=SITE)
+        for _ in range(200):
+            await v.send("page_view")
+
+    await asyncio.gather(*(browse(f"v_busy{i}") for i in range(10)))
+    return tally
+
+
+async def mid_batch(conn: asyncpg.Connection, events: int) -> None:
+    """Once ``events`` rows are in, until the loader is inside a batch's transaction."""
+    await eventually(
+        lambda: conn.fetchval("SELECT count(*) FROM cuewire_events"),
+        lambda n: n >= events,
+        ignoring=(asyncpg.UndefinedTableError,),
+    )
+    await eventually(lambda: loader_sessions(conn, "active"), interval=0.001)
+
+
+async def test_sigterm_lets_the_batch_in_flight_commit_and_be_acknowledged(
+    own_redis: RedisServer, rules: Path, pg_dsn: str
+) -> None:
+    settings = kill_settings(own_redis, rules, pg_dsn)
+    async with open_store(settings) as store:
+        await busy_site(Harness(store, settings))
+        entries = await store.client.xlen(store.keys.live(SITE))
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            loader = LoaderProcess(settings, "only")
+            await mid_batch(conn, entries // 5)
+            totals = loader.stop()  # SIGTERM inside a transaction
+            loaded = await conn.fetchval("SELECT count(DISTINCT entry_id) FROM cuewire_events")
+        finally:
+            await conn.close()
+        [group] = await store.client.xinfo_groups(store.keys.live(SITE))
+    assert group["pending"] == 0  # nothing read is left unacknowledged
+    assert loaded == group["entries-read"] == totals["event"] < entries  # stopped mid-stream
+
+
+async def test_a_loader_killed_between_commit_and_ack_loses_and_doubles_nothing(
+    own_redis: RedisServer, rules: Path, pg_dsn: str
+) -> None:
+    settings = kill_settings(own_redis, rules, pg_dsn)
     async with open_store(settings) as store, PausableProxy(own_redis.port) as proxy:
-        h = Harness(store, settings)
-        tally = await run_visitors(h, 30, seed=11)
-
-        async def browse(visitor: str) -> None:
-            v = await h.visit(visitor=visitor, site=SITE)
-            for _ in range(200):
-                await v.send("page_view")
-
-        await asyncio.gather(*(browse(f"v_busy{i}") for i in range(10)))
+        tally = await busy_site(Harness(store, settings))
         entries = await store.client.xlen(store.keys.live(SITE))
         conn = await asyncpg.connect(pg_dsn)
         try:
             loader = LoaderProcess(replace(settings, redis_url=proxy.url), "first")
-            # mid-stream: a fifth of the events in, a batch in flight
-            await eventually(
-                lambda: conn.fetchval("SELECT count(*) FROM cuewire_events"),
-                lambda n: n >= entries // 5,
-                ignoring=(asyncpg.UndefinedTableError,),
-            )
-            await eventually(lambda: loader_sessions(conn, "active"), interval=0.001)
+            await mid_batch(conn, entries // 5)
             proxy.pause()  # Redis no longer hears the loader: its next XACK is held
             # the transaction in flight ends (committed); its XACK cannot reach Redis
             await eventually(lambda: loader_sessions(conn, "active"), lambda n: n == 0)
