@@ -29,9 +29,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from cuewire.export.loader import Loader, postgres_loader
+from cuewire.export.loader import Loader, postgres_loader, readers_for
 from cuewire.export.reader import GROUP
-from cuewire.export.records import ConversionRecord, decision_of, events_of
+from cuewire.export.records import ConversionRecord, Source, decision_of, events_of
 from cuewire.goals import MEASURE_FILE
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
@@ -407,3 +407,34 @@ async def test_cuewire_serve_exports_from_its_embedded_store(
             health = (await client.get(server.url + "/healthz")).json()
         export = health["tasks"]["export"]
         assert export["running"] and export["last_error"] is None
+
+
+async def test_a_dead_loaders_batch_trimmed_before_it_was_taken_over_is_a_gap(
+    settings: Settings, pg_dsn: str
+) -> None:
+    settings = replace(settings, live_stream_max=100, export_dsn=pg_dsn)
+    async with open_store(settings) as store:
+        h = Harness(store, settings)
+        v = await h.visit(visitor="v_dead", site=SITE)
+        for _ in range(30):
+            await v.send("page_view")
+        dead = readers_for(store.client, store.keys, [SITE], "dead", count=30)[0]
+        assert dead.source is Source.LIVE
+        taken = await dead.next_batch()  # read, never acknowledged: that loader died
+        assert len(taken.entries) == 30
+        for _ in range(400):  # the stream keeps about 100: the dead batch is trimmed away
+            await v.send("page_view")
+        kept = await store.client.xlen(store.keys.live(SITE))
+        heir = postgres_loader(settings, store.client, store.keys, [SITE], "heir", claim_idle_ms=0)
+        await export_all(heir, store)
+        [group] = await store.client.xinfo_groups(store.keys.live(SITE))
+
+    got = await tables(pg_dsn)
+    assert got["events"] == kept
+    by_code = Counter(gap["code"] for gap in got["gaps"])
+    assert by_code == {"pending_trimmed": 30, "trimmed": 1}
+    lost = {gap["after_id"] for gap in got["gaps"] if gap["code"] == "pending_trimmed"}
+    assert lost == {entry for entry, _ in taken.entries}
+    [trimmed] = [gap for gap in got["gaps"] if gap["code"] == "trimmed"]
+    assert trimmed["lost"] == 400 - kept
+    assert group["pending"] == 0
