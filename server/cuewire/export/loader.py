@@ -84,12 +84,10 @@ def readers_for(
     sites: Iterable[str],
     consumer: str,
     *,
-    group: str | None = None,
     count: int = 500,
     claim_idle_ms: int = 30_000,
 ) -> list[GroupReader]:
     """A reader of each site's live and audit streams."""
-    extra = {"group": group} if group else {}
     return [
         GroupReader(
             client,
@@ -99,7 +97,6 @@ def readers_for(
             consumer=consumer,
             count=count,
             claim_idle_ms=claim_idle_ms,
-            **extra,
         )
         for site in sites
         for source in (Source.LIVE, Source.AUDIT)
@@ -131,6 +128,8 @@ class Loader:
             await sink.prepare()
             while not self._stopping.is_set():
                 await self._round(sink)
+        for reader in self._readers:  # stopped: leave no consumer behind with nothing pending
+            await reader.retire()
 
     async def _round(self, sink: Sink) -> None:
         """One batch of each reader; a pause when none had anything."""

@@ -20,6 +20,7 @@ reported as ``pending_trimmed``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,7 @@ class GroupReader:
         self._ready = False
         self._own_after: str | None = "0-0"  # own pending entries left to read; None: done
         self._claim_from = "0-0"
+        self._next_claim = 0.0  # monotonic time of the next XAUTOCLAIM
 
     async def _ensure_group(self) -> None:
         if self._ready:
@@ -108,9 +110,10 @@ class GroupReader:
             batch = await self._own_pending(self._own_after)
             if batch.entries or batch.lost:
                 return batch
-        batch = await self._claim()
-        if batch.entries or batch.lost:
-            return batch
+        if time.monotonic() >= self._next_claim:
+            batch = await self._claim()
+            if batch.entries or batch.lost:
+                return batch
         lost = await self.trimmed()
         if lost:  # recorded first (then settle()), so it is never forgotten
             return Batch([], lost)
@@ -154,6 +157,8 @@ class GroupReader:
                 count=self.count,
             )
         following, claimed = str(reply[0]), reply[1] or []
+        if following == "0-0":  # the whole list scanned: again in half the idle time
+            self._next_claim = time.monotonic() + self.claim_idle_ms / 2000
         deleted = [str(i) for i in (reply[2] if len(reply) > 2 else [])]
         self._claim_from = following
         batch = self._split([(str(i), pairs_of(f) if f else {}) for i, f in claimed], deleted)
@@ -198,6 +203,16 @@ class GroupReader:
                     await self._r.xgroup_setid(
                         self.key, self.group, gap.after, entries_read=gap.read + gap.count
                     )
+
+    async def retire(self) -> None:
+        """Leave the group when nothing read is left unacknowledged (a clean stop), so
+        consumer names made per process do not pile up; otherwise stay, to be taken over."""
+        async with guard("leave the export's group"):
+            pending = await self._r.xpending_range(
+                self.key, self.group, "-", "+", 1, consumername=self.consumer
+            )
+            if not pending:
+                await self._r.xgroup_delconsumer(self.key, self.group, self.consumer)
 
     async def ack(self, ids: Sequence[str]) -> None:
         """Acknowledge entries the sink committed (and entries reported lost)."""
