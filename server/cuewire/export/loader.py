@@ -24,7 +24,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter
 
 from ..codes import Gap
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..goals import MEASURE_FILE, Goals
 from ..keys import Keys
 from ..settings import Settings
@@ -129,7 +129,8 @@ class Loader:
             while not self._stopping.is_set():
                 await self._round(sink)
         for reader in self._readers:  # stopped: leave no consumer behind with nothing pending
-            await reader.retire()
+            with contextlib.suppress(StoreError):  # (Redis gone: the name stays, harmlessly)
+                await reader.retire()
 
     async def _round(self, sink: Sink) -> None:
         """One batch of each reader; a pause when none had anything."""
