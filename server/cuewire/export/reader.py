@@ -28,10 +28,11 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from ..codes import Gap
+from ..keys import EXPORT_GROUP
 from ..store.shared import Client, guard, pairs_of
 from .records import Source
 
-GROUP = "cuewire-export"
+GROUP = EXPORT_GROUP
 
 Entry = tuple[str, dict[str, str]]
 
