@@ -35,6 +35,7 @@ from cuewire.export.records import ConversionRecord, Source, decision_of, events
 from cuewire.goals import MEASURE_FILE
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
+from cuewire.supervise import Supervisor
 from support.harness import Harness, write
 from support.partition import PausableProxy
 from support.paths import FIXTURES, ROOT
@@ -443,3 +444,34 @@ async def test_a_dead_loaders_batch_trimmed_before_it_was_taken_over_is_a_gap(
     [trimmed] = [gap for gap in got["gaps"] if gap["code"] == "trimmed"]
     assert trimmed["lost"] == 400 - kept
     assert group["pending"] == 0
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
+async def test_a_postgres_outage_mid_batch_is_retried_and_loses_nothing(
+    shop: Harness, store: RedisStore, pg_dsn: str
+) -> None:
+    tally = await busy_site(shop)
+    settings = replace(shop.settings, export_dsn=pg_dsn)
+    loader = postgres_loader(settings, store.client, store.keys, [SITE], "one", count=20)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        async with (
+            Supervisor(base_s=0.05) as supervisor,
+            supervisor.running("export", loader.run, stop=loader.stop),
+        ):
+            await mid_batch(conn, 200)
+            # the loader's sessions end inside a transaction: the batch fails, unacknowledged
+            cut = (
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1"
+            )
+            await conn.execute(cut, LOADER)
+            await eventually(lambda: drained(store), timeout=30, what="the export drained")
+            [state] = supervisor.states()
+    finally:
+        await conn.close()
+    assert state.restarts >= 1 and state.last_error is not None  # the outage hit the loader
+    want = await expected(store)
+    got = await tables(pg_dsn)
+    assert got["events"] == want["events"]
+    assert got["decisions"] == want["decisions"]
+    assert got["conversions"] == converted(tally)

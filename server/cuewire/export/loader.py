@@ -124,6 +124,8 @@ class Loader:
         self._stopping.set()
 
     async def run(self) -> None:
+        for reader in self._readers:
+            reader.rewind()
         async with self._open_sink() as sink:
             await sink.prepare()
             while not self._stopping.is_set():

@@ -191,8 +191,10 @@ class PostgresSink:
 
     def goals_of(self, event: dict[str, Any]) -> list[str]:
         """The goals ``event`` reaches: rules' own goals by rule id, the default as ``*``."""
+        if "type" not in event:
+            return []
         found = [rule for rule, goal in self._goals.per_rule.items() if matches(goal.match, event)]
-        if "type" in event and matches(self._goals.default.match, event):
+        if matches(self._goals.default.match, event):
             found.append(DEFAULT_GOAL)
         return found
 

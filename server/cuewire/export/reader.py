@@ -93,6 +93,12 @@ class GroupReader:
         self._claim_from = "0-0"
         self._next_claim = 0.0  # monotonic time of the next XAUTOCLAIM
 
+    def rewind(self) -> None:
+        """Start again with this consumer's own pending entries (a loop restarted after a
+        failure loads the batch it could not finish first)."""
+        self._own_after = "0-0"
+        self._claim_from = "0-0"
+
     async def _ensure_group(self) -> None:
         if self._ready:
             return
