@@ -252,9 +252,12 @@ class LoaderProcess:
         return totals
 
 
+SESSIONS = "FROM pg_stat_activity WHERE application_name = $1"  # the loader's
+
+
 async def loader_sessions(conn: asyncpg.Connection, state: str | None = None) -> int:
     """The loader's PostgreSQL sessions (in ``state``): how far a batch has gone."""
-    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+    query = f"SELECT count(*) {SESSIONS}"
     if state is None:
         return int(await conn.fetchval(query, LOADER))
     return int(await conn.fetchval(query + " AND state = $2", LOADER, state))
@@ -460,11 +463,12 @@ async def test_a_postgres_outage_mid_batch_is_retried_and_loses_nothing(
             supervisor.running("export", loader.run, stop=loader.stop),
         ):
             await mid_batch(conn, 200)
-            # the loader's sessions end inside a transaction: the batch fails, unacknowledged
-            cut = (
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1"
-            )
-            await conn.execute(cut, LOADER)
+            async with conn.transaction():  # the loader's next batch of events waits for us
+                await conn.execute("LOCK TABLE cuewire_events IN ACCESS EXCLUSIVE MODE")
+                waiting = f"SELECT count(*) {SESSIONS} AND wait_event_type = 'Lock'"
+                await eventually(lambda: conn.fetchval(waiting, LOADER))
+                # its session ends inside that transaction: the batch fails, unacknowledged
+                await conn.execute(f"SELECT pg_terminate_backend(pid) {SESSIONS}", LOADER)
             await eventually(lambda: drained(store), timeout=30, what="the export drained")
             [state] = supervisor.states()
     finally:
