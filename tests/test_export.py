@@ -36,7 +36,7 @@ from cuewire.goals import MEASURE_FILE
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from cuewire.supervise import Supervisor
-from support.harness import Harness, write
+from support.harness import Harness, VisitorSession, write
 from support.partition import PausableProxy
 from support.paths import FIXTURES, ROOT
 from support.servers import WITH_CLUSTER, LiveServer, RedisServer, site_for
@@ -209,10 +209,7 @@ async def test_entries_trimmed_before_the_group_read_them_are_a_gap(
 ) -> None:
     settings = replace(settings, live_stream_max=100, export_dsn=pg_dsn)
     async with open_store(settings) as store:
-        h = Harness(store, settings)
-        v = await h.visit(visitor="v_gap", site=SITE)
-        for _ in range(50):
-            await v.send("page_view")
+        v = await viewing(Harness(store, settings), "v_gap", 50)
         registry = CollectorRegistry()
         await export_all(postgres_loader(settings, store.client, store.keys, [SITE], "a"), store)
         for _ in range(400):  # the stream keeps about 100: most of these are trimmed unread
@@ -290,14 +287,16 @@ def kill_settings(redis: RedisServer, rules: Path, dsn: str) -> Settings:
 async def busy_site(h: Harness) -> Counter[tuple[str, str, str]]:
     """Thirty scripted visitors (firings, conversions), then 2,000 page views: the tally."""
     tally = await run_visitors(h, 30, seed=11)
-
-    async def browse(visitor: str) -> None:
-        v = await h.visit(visitor=visitor, site=SITE)
-        for _ in range(200):
-            await v.send("page_view")
-
-    await asyncio.gather(*(browse(f"v_busy{i}") for i in range(10)))
+    await asyncio.gather(*(viewing(h, f"v_busy{i}", 200) for i in range(10)))
     return tally
+
+
+async def viewing(h: Harness, visitor: str, views: int) -> VisitorSession:
+    """A visitor of the site who has viewed ``views`` pages, one batch each."""
+    v = await h.visit(visitor=visitor, site=SITE)
+    for _ in range(views):
+        await v.send("page_view")
+    return v
 
 
 async def mid_batch(conn: asyncpg.Connection, events: int) -> None:
@@ -423,10 +422,7 @@ async def test_a_dead_loaders_batch_trimmed_before_it_was_taken_over_is_a_gap(
 ) -> None:
     settings = replace(settings, live_stream_max=100, export_dsn=pg_dsn)
     async with open_store(settings) as store:
-        h = Harness(store, settings)
-        v = await h.visit(visitor="v_dead", site=SITE)
-        for _ in range(30):
-            await v.send("page_view")
+        v = await viewing(Harness(store, settings), "v_dead", 30)
         dead = readers_for(store.client, store.keys, [SITE], "dead", count=30)[0]
         assert dead.source is Source.LIVE
         taken = await dead.next_batch()  # read, never acknowledged: that loader died
