@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from .admin.studio import studio_routes
 from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery, Emit
+from .export.loader import Loader, postgres_loader
 from .gateway import Gateway
 from .inbox import Inbox, InboxClient
 from .keys import Keys
@@ -65,6 +66,7 @@ class Services:
     supervisor: Supervisor
     sockets: LocalSockets  # this process's sockets, and its id
     inbox: Inbox | None  # with Redis: targeted delivery to the other processes
+    export: Callable[[], Loader] | None = None  # with CUEWIRE_EXPORT_DSN (docs/export.md)
 
 
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
@@ -121,6 +123,13 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         on_lateness=lambda ms: metrics.timer_lateness.observe(ms / 1000),
         on_store_error=metrics.store_errors.labels("timers").inc,
     )
+    export = None
+    if settings.export_dsn:  # made once the store is open (a cluster client replaces its own)
+        consumer = f"serve-{local.process}"
+        registry = metrics.registry
+        export = lambda: postgres_loader(  # noqa: E731
+            settings, store.client, store.keys, sites.keys(), consumer, registry
+        )
     return Services(
         settings,
         store,
@@ -136,6 +145,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         supervisor,
         local,
         inbox,
+        export,
     )
 
 
@@ -144,7 +154,8 @@ async def serving(services: Services) -> AsyncIterator[Services]:
     """Open everything long-lived in order and close it in reverse, whatever happens.
 
     Closing order: the reload watcher and the timer loop stop first (a tick in flight
-    finishes, within the supervisor's grace period), then Socket.IO, then the inbox's reader
+    finishes, within the supervisor's grace period), then Socket.IO, then the export when it
+    runs (its batch in flight committed and acknowledged), then the inbox's reader
     and the inbox (deleted: other processes stop sending to it), then webhooks (deliveries in
     flight get a moment) and their HTTP client, the supervisor (QA feeds and what is left),
     and the store last."""
@@ -162,6 +173,11 @@ async def serving(services: Services) -> AsyncIterator[Services]:
         if inbox is not None:
             await stack.enter_async_context(inbox)
             await stack.enter_async_context(supervisor.running("inbox", inbox.run))
+        if services.export is not None:
+            loader = services.export()
+            await stack.enter_async_context(
+                supervisor.running("export", loader.run, stop=loader.stop)
+            )
         stack.push_async_callback(services.sio.shutdown)
         await stack.enter_async_context(
             supervisor.running("timers", services.timers.run, stop=services.timers.stop)

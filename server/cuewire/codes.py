@@ -8,6 +8,7 @@
 - :class:`Drop`: why a due deadline was dropped without firing (the audit record's ``code``
   beside ``outcome: dropped``).
 - :class:`Skip`: why a Segment-format message was accepted but not applied (segment_api.py).
+- :class:`Gap`: why the export (export/) skipped stream entries it never loaded (docs/export.md).
 - :class:`Misconfig`: why the server refuses to start as configured (``ConfigError.code``).
 - :class:`QaRefusal`: why a QA tool (search, reset, force, the QA overlay's explain) refused
   a request (the ``code`` of its JSON error).
@@ -107,6 +108,14 @@ class Skip(StrEnum):
 
     DUPLICATE = "duplicate"  # its messageId was applied before, within the dedupe window
     NOT_MAPPED = "not_mapped"  # screen, group, alias: no Cuewire event stands for it
+
+
+class Gap(StrEnum):
+    """Why export entries were lost to the warehouse (the ``code`` of a gap, docs/export.md)."""
+
+    TRIMMED = "trimmed"  # the capped stream dropped entries before the consumer group read them
+    PENDING_TRIMMED = "pending_trimmed"  # read but not acknowledged, then trimmed (maybe loaded)
+    UNREADABLE = "unreadable"  # an entry that is not what its stream holds (logged, skipped)
 
 
 class Misconfig(StrEnum):

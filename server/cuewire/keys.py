@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 TIMER_SHARDS = 16  # deadline-set shards on a cluster: each its own slot, all claimed from
+EXPORT_GROUP = "cuewire-export"  # the export's consumer group on the live and audit streams
 
 
 @dataclass(frozen=True)
