@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from cuewire.sites import Site, Sites
 from support.browser import BROWSER_TEST, NewContext, Serve, prompt_host
@@ -180,4 +180,64 @@ async def test_pausing_in_a_checkout_field_offers_help(
         lambda: fired_rules(server),
         lambda r: "checkout-stuck" in r,
         what="the firing of checkout-stuck",
+    )
+
+
+async def product_page(serve: Serve, new_context: NewContext) -> tuple[LiveServer, Page]:
+    """The demo shop's Trail Runner page open in a fresh desktop browser."""
+    server = demo_shop(serve)
+    context = await new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    page = await context.new_page()
+    await page.goto(server.url + "/product/trail-runner.html")
+    await expect(page.get_by_role("heading", name="Trail Runner", level=1)).to_be_visible()
+    await expect(page.locator(".price")).not_to_be_empty()
+    return server, page
+
+
+async def test_clicking_a_perk_chip_that_does_nothing_gives_the_details(
+    serve: Serve, new_context: NewContext
+) -> None:
+    """docs/qa.md: on a product page, click the "60-day returns" chip (it does nothing) ->
+    "Our promises, in full"."""
+    server, page = await product_page(serve, new_context)
+    await page.get_by_text("60-day returns", exact=True).click()
+
+    toast = prompt_host(page, kind="toast")
+    await expect(toast).to_contain_text("Our promises, in full")  # a second after the click
+    await eventually(
+        lambda: fired_rules(server),
+        lambda r: "perks-dead-click" in r,
+        what="the firing of perks-dead-click",
+    )
+    assert "hesitation-product" not in await fired_rules(server)
+
+
+async def test_copying_the_price_brings_the_price_match_promise(
+    serve: Serve, new_context: NewContext
+) -> None:
+    """docs/qa.md: on a product page, select the price and copy it (Ctrl+C) -> "Comparing
+    prices?"."""
+    server, page = await product_page(serve, new_context)
+    left, right, middle = await page.evaluate(
+        """() => {  // where the price's text is (read only)
+            const range = document.createRange();
+            range.selectNodeContents(document.querySelector(".price"));
+            const box = range.getBoundingClientRect();
+            return [box.left, box.right, (box.top + box.bottom) / 2];
+        }"""
+    )
+    await page.mouse.move(left + 1, middle)  # the pointer drags across the price
+    await page.mouse.down()
+    await page.mouse.move(right - 1, middle, steps=5)
+    await page.mouse.up()
+    toast = prompt_host(page, kind="toast")
+    await page.wait_for_timeout(700)  # selected, not copied: no prompt
+    await expect(toast).to_have_count(0)
+    await page.keyboard.press("Control+C")
+
+    await expect(toast).to_contain_text("Comparing prices?")
+    await eventually(
+        lambda: fired_rules(server),
+        lambda r: "price-copied" in r,
+        what="the firing of price-copied",
     )
