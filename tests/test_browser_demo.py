@@ -241,3 +241,28 @@ async def test_copying_the_price_brings_the_price_match_promise(
         lambda r: "price-copied" in r,
         what="the firing of price-copied",
     )
+
+
+async def test_reading_the_journal_closely_brings_a_specialist_and_an_idle_tab_does_not(
+    serve: Serve, new_context: NewContext
+) -> None:
+    """docs/qa.md: read the Journal article for 15 s (scroll slowly, move the pointer) ->
+    "Reading closely?"; leave it untouched and nothing comes."""
+    server = demo_shop(serve)
+    reader, idle = [
+        await (await new_context(viewport={"width": 1280, "height": 800})).new_page() for _ in "ab"
+    ]
+    for page in (reader, idle):
+        await page.goto(server.url + "/blog/choosing-trail-shoes.html")
+    await reader.mouse.move(400, 300)
+    for i in range(17):  # 17 s of reading: the pointer drifts, the page scrolls a little
+        if i % 2:
+            await reader.mouse.wheel(0, 30)
+        else:
+            await reader.mouse.move(400 + 20 * (i % 4), 300 + 10 * i, steps=3)
+        await reader.wait_for_timeout(1000)
+
+    await expect(prompt_host(reader, kind="toast")).to_contain_text("Reading closely?")
+    await expect(prompt_host(idle).filter(has_text="Reading closely?")).to_have_count(0)
+    fired = await fired_rules(server)
+    assert fired.count("article-attentive") == 1 and "article-reader" not in fired
