@@ -31,13 +31,6 @@ from support.servers import LiveServer
 pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Article</title>
-<script src="/cw.js" data-site="test-site" async></script>
-<style>body { font: 16px/1.5 sans-serif; margin: 0; } main { height: 8000px; }</style>
-</head><body><main><p>A long article.</p></main></body></html>
-"""
-
 RULES = """rules:
   - id: enjoying-the-read
     trigger: {dwell: {for: 8s, active: true}}
@@ -50,9 +43,8 @@ READ_S = 11
 
 @pytest.fixture
 def site(serve: Serve, tmp_path: Path) -> LiveServer:
-    pages = write(tmp_path / "pages" / "article.html", PAGE).parent
     rules = write(tmp_path / "rules" / "read.yaml", RULES).parent
-    return serve(pages=pages, rules_dir=rules, templates_dir=ROOT / "templates")
+    return serve(rules_dir=rules, templates_dir=ROOT / "templates")  # guide.html: an article
 
 
 async def reads(page: Page) -> None:
@@ -79,7 +71,7 @@ async def test_reading_and_pointing_count_as_attentive_time_an_idle_open_tab_doe
     new_context: NewContext, site: LiveServer
 ) -> None:
     reader, pointer, idle = [await (await new_context()).new_page() for _ in range(3)]
-    sids = [await visit(p, site, "/article.html") for p in (reader, pointer, idle)]
+    sids = [await visit(p, site, "/guide.html") for p in (reader, pointer, idle)]
     await asyncio.gather(reads(reader), points(pointer), asyncio.sleep(READ_S))
 
     for page in (reader, pointer):  # 8 s of attention: the dwell rule answered

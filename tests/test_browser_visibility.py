@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,21 +32,11 @@ from support.browser import (
     stored,
     visit,
 )
-from support.harness import write
 from support.servers import LiveServer
 from support.waiting import WAIT_S
 
 pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Article</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<script src="/cw.js" data-site="test-site" async></script>
-<style>body { font: 16px/1.5 sans-serif; margin: 0; } main { height: 3000px; }</style>
-</head><body><main><p>An article.</p><a id="next" href="/other.html">Next</a></main></body>
-</html>
-"""
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -64,23 +53,21 @@ async def bfcache_browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-def site(serve: Serve, tmp_path: Path) -> LiveServer:
-    pages = write(tmp_path / "pages" / "article.html", PAGE).parent
-    write(pages / "other.html", "<!doctype html><title>Other</title><p>Another site's page")
-    return serve(pages=pages)
+def site(serve: Serve) -> LiveServer:
+    return serve()  # tests/fixtures/pages: guide.html is an article no rule targets
 
 
 async def opened(browser: Browser, site: LiveServer, **options: Any) -> tuple[Page, str]:
     context: BrowserContext = await browser.new_context(**options)
     context.set_default_timeout(WAIT_S * 1000)
     page = await context.new_page()
-    return page, await visit(page, site, "/article.html")
+    return page, await visit(page, site, "/guide.html")
 
 
 async def away_and_back(page: Page, site: LiveServer, seconds: float) -> None:
     """The visitor goes to another page for ``seconds``, then presses back: the same
     document shows again, restored from the back-forward cache."""
-    await page.goto(site.url + "/other.html")
+    await page.goto(site.url + "/elsewhere.html")  # a page without the snippet
     await asyncio.sleep(seconds)
     await page.go_back(wait_until="commit")  # a restored page sends no new load event
     await page.wait_for_function("document.visibilityState === 'visible'")
