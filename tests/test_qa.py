@@ -546,7 +546,7 @@ async def test_demo_three_products_then_20_s_on_the_third_is_comparing(demo: Har
         await on_product(v, slug, category)
         await demo.pass_time(3)
     await on_product(v, "summit-45", "packs")
-    await demo.pass_time(19.5)
+    await v.attend(f"{SHOP}/product/summit-45.html", 19.5)  # reading it: attentive time
     assert await fired(demo, v) == []  # hesitation and size help give way after 3 products
     await demo.pass_time(1)
     assert await fired(demo, v) == ["comparing-gear"]

@@ -180,7 +180,7 @@ class TimerLoop:
                 await self._drop(
                     timer, due_ms, Drop.NOT_ELIGIBLE, reason or "not eligible", session_facts
                 )
-            else:  # a dwell deadline of a hidden page: re-armed when the page is visible again
+            else:  # a dwell deadline of a hidden or idle page: re-armed later
                 await self._store.ack_timer(timer)
         else:
             # a retry of a prompt no tab acked keeps the firing its claim was granted to

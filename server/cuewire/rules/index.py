@@ -176,7 +176,7 @@ class RuleSet:
         self._busy = frozenset(
             {*self.by_type, *PROMPT_CLOSED}
             | ({"page_view"} if self.on_page_view else set())
-            | ({"visibility"} if self.dwell else set())
+            | ({"visibility", "attention"} if self.dwell else set())
         )
         self._every_busy = bool(self.on_every_event)
         self._timer_fields = {
@@ -318,7 +318,8 @@ class RuleSet:
     def concerns(self, event: dict[str, Any]) -> bool:
         """Whether the engine has anything to do for ``event``: some rule depends on every
         event or on its type (or custom name); a new page resets page-scoped rules, a page
-        visible again resumes dwell rules, a closed prompt releases queued rules."""
+        visible again or an attention beat resumes dwell rules, a closed prompt releases
+        queued rules."""
         kind = event["type"]
         return (
             kind in self._busy
