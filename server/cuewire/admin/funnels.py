@@ -25,7 +25,8 @@ from ..store.base import Store
 
 NO_STORE = {"Cache-Control": "no-store"}
 COLOURS = ("#8a94a6", "#2f6fde", "#1f9d6b", "#c2562b", "#8e44ad", "#b7950b")
-BAR_W, GAP, STEP_GAP, HEIGHT, TOP, BOTTOM, LEFT = 34, 4, 28, 220, 24, 46, 8
+BAR_W, GAP, STEP_GAP, HEIGHT, TOP, BOTTOM, LEFT = 34, 4, 24, 220, 24, 46, 8
+MIN_GROUP = 150  # room under a step's bars for its name
 
 
 def funnel_routes(
@@ -87,16 +88,18 @@ def chart(report: FunnelReport) -> str:
     rows = body["segments"]
     steps = body["steps"]
     top = max([max(rows[n]["visitors"], default=0) for n in names] + [1])
-    group = len(names) * (BAR_W + GAP) - GAP
+    bars = len(names) * (BAR_W + GAP) - GAP
+    group = max(bars, MIN_GROUP)
     width = LEFT * 2 + len(steps) * (group + STEP_GAP)
     parts: list[str] = []
     for i, step in enumerate(steps):
         x0 = LEFT + i * (group + STEP_GAP)
+        first = x0 + (group - bars) / 2
         for j, name in enumerate(names):
             row = rows[name]
             count, kept = row["visitors"][i], row["from_previous"][i]
             h = round(HEIGHT * count / top)
-            x, y = x0 + j * (BAR_W + GAP), TOP + HEIGHT - h
+            x, y = first + j * (BAR_W + GAP), TOP + HEIGHT - h
             tip = f"{segment_label(name) if name != 'all' else 'all visitors'}: {count}"
             if kept is not None:
                 tip += f" ({kept:.0%} of step {i})"
@@ -108,10 +111,12 @@ def chart(report: FunnelReport) -> str:
                 f'<text x="{x + BAR_W / 2}" y="{y - 5}" text-anchor="middle" '
                 f'font-size="11">{count}</text>'
             )
-        label = f"{i + 1}. {step_name(step)}"
+        name = step_name(step)
+        label = name if len(name) <= 22 else name[:21] + "…"
         parts.append(
             f'<text x="{x0 + group / 2}" y="{TOP + HEIGHT + 18}" text-anchor="middle" '
-            f'font-size="12">{escape(label)}</text>'
+            f'font-size="12"><tspan font-weight="bold">{i + 1}.</tspan> {escape(label)}'
+            f"<title>{escape(name)}</title></text>"
         )
     height = TOP + HEIGHT + BOTTOM
     title = f"Visitors reaching each step of {report.funnel.id}"
