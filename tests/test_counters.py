@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import pytest
+
 from cuewire.audit import AuditRecord
 from cuewire.codes import Hold, Outcome
 from cuewire.counters import day_of, days_between
@@ -25,6 +27,7 @@ from cuewire.measures import Measures
 from cuewire.origin import Origin
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
+from support.servers import WITH_CLUSTER
 
 SITE = "test-site"
 RULE = "offer"
@@ -228,3 +231,47 @@ async def scripted(store: RedisStore, visitors: int) -> None:
         assert row["exposed"] == mine["fired"] + mine["holdout"]
         assert row["rate"] == mine["converted"] / mine["visitors"]
     assert report["window"] == {"from": days[0], "to": days[-1], "timezone": "UTC"}
+
+
+@pytest.mark.parametrize("backend_url", WITH_CLUSTER, indirect=True)
+async def test_a_resent_batch_and_a_firing_recorded_twice_count_once(store: RedisStore) -> None:
+    """Exactly once: a deadline's firing recorded again (claimed again after a crash) leaves
+    one record and one count; a batch resent after a lost ack (same seqs) counts nothing more;
+    a second purchase is not a second conversion."""
+    shop = Shop(store)
+    at = START + 3_600_000
+    record = AuditRecord(
+        Outcome.FIRED,
+        RULE,
+        "s-v1",
+        "v1",
+        "timer",
+        at,
+        prompt="p1",
+        variant="a",
+        window_ms=WINDOW_MS,
+        firing="tok-1",
+    ).fields()
+    await shop.record([record])
+    await shop.record([record])  # the same firing (its token) again
+    events = [click("p1"), purchase()]
+    await shop.send("v1", at + 60_000, events)
+    origin = Origin(SITE, "v1", "s-v1", "t1", "")
+    resent = [dict(e) for e in events]  # same seqs: what the snippet resends
+    await store.ingest(
+        origin,
+        resent,
+        [changes_for(e, at + 90_000) for e in resent],
+        at + 90_000,
+        marks=shop.measures.marks(resent),
+    )
+    await shop.send("v1", at + 120_000, [purchase()])  # a new seq: bought again
+    await store.deferred()
+    counts = (await store.counters(SITE, [day_of(at)]))[day_of(at)]
+    assert counts == {
+        f"{RULE}|a|fired": 1,
+        f"{RULE}|a|visitors": 1,
+        f"{RULE}|a|clicked": 1,
+        f"{RULE}|a|converted": 1,
+    }
+    assert len(await store.read_audit(SITE, 10)) == 1
