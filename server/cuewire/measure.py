@@ -446,7 +446,9 @@ async def measure(
     recent_records: int = 100_000,
 ) -> Report:
     """The report of ``site`` from its counters over ``first`` to ``last`` (UTC days; the
-    last 30 days by default), with the recent trigger latencies from the audit stream."""
+    last 30 days by default), with the recent trigger latencies from the audit stream.
+    ``engine`` is not needed any more (the counters hold each suppression's arm): kept so
+    callers pass what :func:`compute`'s callers pass."""
     first, last = period(now_ms, first, last)
     counters = await store.counters(site, days_between(first, last))
     report = from_counters(site, goals, counters, first, last, now_ms)
