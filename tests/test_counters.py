@@ -93,7 +93,7 @@ def suppressed(visitor: str, at: int) -> dict[str, str]:
     ).fields()
 
 
-async def in_waves(calls: Iterable[Awaitable[Any]], width: int = 64) -> None:
+async def in_waves(calls: Iterable[Awaitable[Any]], width: int = 256) -> None:
     pending: list[Awaitable[Any]] = []
     for call in calls:
         pending.append(call)
