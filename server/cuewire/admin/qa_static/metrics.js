@@ -81,7 +81,7 @@ async function load() {
     const goal = rule.goal.event;
     return el("section", { class: "panel", "data-rule": rule.rule, "aria-label": rule.rule },
       el("h2", {}, rule.rule),
-      el("p", { class: "goal" }, `Goal: ${goal.type}${goal.name ? ` ${goal.name}` : ""} within ${rule.goal.window_s / 60} min of the firing`),
+      el("p", { class: "goal" }, `Goal: ${goal.type}${goal.name ? ` ${goal.name}` : ""} within ${rule.goal.window_s / 60} min of the visitor's last exposure, once per visitor`),
       bars(rule), table(rule), comparisons(rule), suppressed(rule));
   }) : [el("section", { class: "panel" }, el("p", {}, "No rule has fired on this site yet."))]));
   $("status").textContent = `as of ${new Date(report.generated_at).toLocaleTimeString()}`;
