@@ -62,6 +62,8 @@ async def test_the_funnel_page_draws_a_bar_per_step_and_segment(
     async with httpx.AsyncClient(base_url=server.url, auth=auth) as http:
         body = (await http.get("/qa/funnels.json?site=test-site")).json()
         assert (await http.get("/qa/funnels.json")).status_code == 200
+        bad = await http.get("/qa/funnels.json?from=2026-13-01")
+        assert (bad.status_code, bad.text.startswith("bad window:")) == (400, True)
         unauthorised = await httpx.AsyncClient(base_url=server.url).get("/qa/funnels.json")
         assert unauthorised.status_code == 401
     [funnel] = body["funnels"]
