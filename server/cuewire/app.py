@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from . import __version__
 from .admin.auth import AdminAuth
+from .admin.funnels import funnel_routes
 from .admin.qa import mount_qa
 from .admin.studio import studio_routes
 from .backend import BackendEvents
@@ -230,6 +231,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         Route("/healthz", healthz),
         Route("/metrics", admin(request_response(metrics_endpoint))),
         *mount_qa(services, sites, admin),
+        *funnel_routes(services.store, services.runtime, services.clock, sites.keys(), admin),
         *studio_routes(services.runtime, admin),
         Route("/v1/events", backend.endpoint, methods=["POST"]),
         *SegmentApi(settings, sites, services.store, services.pipeline, services.clock).routes(),

@@ -25,6 +25,7 @@ class AuditRecord:
     latency_ms: int = 0  # from the qualifying behaviour (or deadline) to this record
     event: str = "{}"  # the triggering event, JSON
     firing: str = ""  # a deadline's token: the record is written once per firing
+    window_ms: int = 0  # an exposure's goal window (goals.py): how long it may convert
 
     def fields(self) -> dict[str, str]:
         """The stream entry's fields."""
@@ -44,4 +45,5 @@ class AuditRecord:
             "at": str(self.at_ms),
             "event": self.event,
             "firing": self.firing,
+            "window_ms": str(self.window_ms),
         }

@@ -21,6 +21,7 @@ from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
 from .experiments import HOLDOUT, variant_for
 from .ids import new_id
+from .measures import measures_of
 from .metrics import Metrics
 from .origin import Origin
 from .protocol import Prompt
@@ -403,6 +404,11 @@ class Delivery:
         if outcome is Outcome.FIRED and cand.cause == FORCED:
             outcome = Outcome.FORCED
         self._metrics.firings.labels(cand.rule.id, outcome).inc()
+        window_ms = 0
+        if outcome in (Outcome.FIRED, Outcome.HOLDOUT):
+            window_ms = measures_of(self._engine().rules).window_ms(cand.rule.id)
+        elif outcome is Outcome.SUPPRESSED and cand.rule.show is not None:
+            variant = variant_for(origin.visitor, cand.rule)  # the arm it is counted in
         if outcome is Outcome.FIRED:
             self._metrics.trigger_latency.labels(cand.cause).observe((now - cand.since_ms) / 1000)
         record = AuditRecord(
@@ -421,6 +427,7 @@ class Delivery:
             latency_ms=now - cand.since_ms,
             event=json.dumps(cand.view.event or {}, separators=(",", ":")),
             firing=cand.firing,
+            window_ms=window_ms,
         )
         out.records.append(record.fields())
 

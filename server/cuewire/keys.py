@@ -119,6 +119,25 @@ class Keys:
         """Stream of accepted batches (session, visitor, events JSON) for the QA view."""
         return f"{self.prefix}:live:{site}"
 
+    def counters(self, site: str, day: str) -> str:
+        """Hash of one UTC day's measurement counters of ``site`` (counters.py: field
+        ``rule|variant|kind``, and ``#f|funnel|segment|step`` for funnels); on a cluster it
+        shares the tag of the site's audit stream (record.lua writes both)."""
+        return f"{self.prefix}:m:{site}:{day}"
+
+    def exposed(self, site: str, visitor: str, rule: str) -> str:
+        """A visitor's exposure to ``rule`` (value: its variant and when), for conversions;
+        lives as long as the rule's goal window after the last exposure (counters.lua)."""
+        return f"{self.prefix}:x:{site}:{visitor}:{rule}"
+
+    def prompt_mark(self, site: str, visitor: str, prompt: str) -> str:
+        """Hash of one prompt shown: its rule, variant, and the feedback already counted."""
+        return f"{self.prefix}:pm:{site}:{visitor}:{prompt}"
+
+    def funnel(self, site: str, visitor: str, funnel: str) -> str:
+        """Hash of a visitor's progress in a funnel: step reached, entry time, segment."""
+        return f"{self.prefix}:fp:{site}:{visitor}:{funnel}"
+
     def inbox(self, process: str) -> str:
         """Stream of the messages for one server process (inbox.py): prompts for its sockets,
         answers to its prompts. Its own hash tag: each call touches this one key."""
@@ -161,6 +180,18 @@ class ClusterKeys(Keys):
 
     def live(self, site: str) -> str:
         return f"{self.prefix}:live:{{l:{site}}}"
+
+    def counters(self, site: str, day: str) -> str:
+        return f"{self.prefix}:m:{{a:{site}}}:{day}"
+
+    def exposed(self, site: str, visitor: str, rule: str) -> str:
+        return f"{self.prefix}:x:{{{site}:{visitor}}}:{rule}"
+
+    def prompt_mark(self, site: str, visitor: str, prompt: str) -> str:
+        return f"{self.prefix}:pm:{{{site}:{visitor}}}:{prompt}"
+
+    def funnel(self, site: str, visitor: str, funnel: str) -> str:
+        return f"{self.prefix}:fp:{{{site}:{visitor}}}:{funnel}"
 
 
 def keys_for(prefix: str, cluster: bool) -> Keys:

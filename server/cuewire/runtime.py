@@ -7,7 +7,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SourceError
+from .errors import ConfigError, Problem, SourceError
+from .goals import MEASURE_FILE, Goals
+from .measures import Measures
 from .render import Catalog
 from .rules.engine import Engine
 from .rules.index import RuleSet
@@ -26,11 +28,18 @@ def load_sources(rules_dir: Path, templates_dir: Path) -> Loaded:
     """Load and check templates, then the rules that show them. Raises SourceError."""
     catalog = Catalog.load(templates_dir)
     found = load_rules(rules_dir, catalog.names)
-    return Loaded(Engine(RuleSet(found.rules, found.segments, found.policy)), catalog)
+    goals_file = rules_dir / MEASURE_FILE
+    try:
+        goals = Goals.load(goals_file)
+    except ConfigError as exc:
+        raise SourceError([Problem(goals_file, 1, 1, str(exc))]) from exc
+    measures = Measures(goals, found.funnels, [rule.id for rule in found.rules])
+    rules = RuleSet(found.rules, found.segments, found.policy, measures)
+    return Loaded(Engine(rules), catalog)
 
 
 def _fingerprint(rules_dir: Path, templates_dir: Path) -> tuple[tuple[str, int, int], ...]:
-    files = [*rule_files(rules_dir), *sorted(templates_dir.glob("*"))]
+    files = [*rule_files(rules_dir), rules_dir / MEASURE_FILE, *sorted(templates_dir.glob("*"))]
     stats = []
     for path in files:
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msgspec import UNSET
 
@@ -18,6 +18,9 @@ from .conditions import Scope, evaluate
 from .facts_view import walk
 from .model import Condition, Match, Policy, Rule
 from .reads import fields_of
+
+if TYPE_CHECKING:
+    from ..measures import Measures
 
 DEFAULT_POLICY = Policy()
 FEW = 4  # entries of one event type the engine tries without consulting the alpha index
@@ -135,8 +138,10 @@ class RuleSet:
         rules: list[Rule],
         segments: dict[str, Condition] | None = None,
         policy: Policy | None = None,
+        measures: Measures | None = None,
     ) -> None:
         self.rules = {rule.id: rule for rule in rules}
+        self.measures = measures  # goals and funnels (counters.py), when loaded with them
         self.segments = dict(segments or {})
         self.policy = policy or DEFAULT_POLICY
         self.by_type: dict[str, list[tuple[Rule, Role]]] = defaultdict(list)

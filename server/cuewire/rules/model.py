@@ -287,10 +287,23 @@ class Policy(msgspec.Struct, forbid_unknown_fields=True):
     max_late: Duration = "2m"  # a deadline due longer ago than this (an outage) is dropped
 
 
+class Funnel(msgspec.Struct, forbid_unknown_fields=True):
+    """Steps visitors take in order (funnels.py): each step an event pattern, as a trigger's;
+    ``within``: the time from the first step to the last (none: no limit); ``split``: a rule
+    whose exposure (and variant) splits the counts, "did the prompt help?"."""
+
+    id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    steps: Annotated[list[Match], Meta(min_length=2, max_length=12)]
+    description: str = ""
+    within: Duration | None = None
+    split: RuleId | None = None
+
+
 class RuleFile(msgspec.Struct, forbid_unknown_fields=True):
     rules: list[Rule] = []
     segments: dict[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], Condition] = {}
     policy: Policy | None = None
+    funnels: list[Funnel] = []
 
 
 def _at_least(value: str | float, name: str) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..facts import FactChanges, NewName
 from ..origin import Origin
 from ..ratelimit import Rate
+
+if TYPE_CHECKING:
+    from ..counters import Mark
 
 Facts = dict[str, str]
 
@@ -215,6 +218,7 @@ class Store(Protocol):
         gate: Gate | None = None,
         names: list[list[NewName]] | None = None,
         decided: Decided | None = None,
+        marks: list[Mark] | None = None,
     ) -> Ingested: ...
 
     async def apply(self, actions: list[Action]) -> None:
@@ -283,6 +287,10 @@ class Store(Protocol):
     async def audit(self, site: str, record: dict[str, str]) -> None: ...
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]: ...
+
+    async def counters(self, site: str, days: list[str]) -> dict[str, dict[str, int]]:
+        """The measurement counters of ``site`` per UTC day (counters.py)."""
+        ...
 
     async def read_live(self, site: str, count: int) -> list[dict[str, str]]: ...
 

@@ -2,7 +2,8 @@
 
 A script may call what another defines: ``apply_ops`` (ops.lua), ``read`` (read.lua),
 ``commit`` (commit.lua as a function), ``governance`` (govern.lua as a function) and
-``govern_all`` (govern_all.lua); :func:`composed` prepends them.
+``govern_all`` (govern_all.lua), and the measurement counters' ``bump``, ``counted``,
+``mark_exposure`` and ``tally_events`` (counters.lua); :func:`composed` prepends them.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ def _function(name: str, script: str) -> str:
 
 
 def composed(script: str) -> str:
-    """``script`` with what it calls: apply_ops (ops.lua), read (read.lua), commit
-    (commit.lua), governance (govern.lua) and govern_all (govern_all.lua)."""
+    """``script`` with what it calls: apply_ops (ops.lua), the counters (counters.lua), read
+    (read.lua), commit (commit.lua), governance (govern.lua) and govern_all
+    (govern_all.lua)."""
     return (
         lua("ops.lua")
+        + lua("counters.lua")
         + lua("read.lua")
         + _function("commit", "commit.lua")
         + _function("governance", "govern.lua")

@@ -30,7 +30,7 @@ function bars(rule) {
         el("span", { class: "axis" },
           el("span", { class: `fill ${v.variant === "holdout" ? "holdout" : ""}`, style: `width:${100 * v.rate}%` }),
           el("span", { class: "ci", style: `left:${100 * lo}%;width:${100 * (hi - lo)}%` })),
-        el("span", { class: "value" }, `${pct(v.rate)} (${v.converted}/${v.exposed})`));
+        el("span", { class: "value" }, `${pct(v.rate)} (${v.converted}/${v.visitors})`));
     }));
 }
 
@@ -74,12 +74,14 @@ async function load() {
   const report = await response.json();
   $("site").replaceChildren(...report.sites.map((s) => el("option", { value: s, selected: s === report.site }, s)));
   $("goals-file").textContent = report.goals_file;
-  $("read").textContent = `${report.read.audit_records} audit records, ${report.read.batches} batches read`;
+  $("read").textContent = report.window
+    ? `counted ${report.window.from} to ${report.window.to} (UTC days)`
+    : `${report.read.audit_records} audit records, ${report.read.batches} batches read`;
   $("rules").replaceChildren(...(report.rules.length ? report.rules.map((rule) => {
     const goal = rule.goal.event;
     return el("section", { class: "panel", "data-rule": rule.rule, "aria-label": rule.rule },
       el("h2", {}, rule.rule),
-      el("p", { class: "goal" }, `Goal: ${goal.type}${goal.name ? ` ${goal.name}` : ""} within ${rule.goal.window_s / 60} min of the firing`),
+      el("p", { class: "goal" }, `Goal: ${goal.type}${goal.name ? ` ${goal.name}` : ""} within ${rule.goal.window_s / 60} min of the visitor's last exposure, once per visitor`),
       bars(rule), table(rule), comparisons(rule), suppressed(rule));
   }) : [el("section", { class: "panel" }, el("p", {}, "No rule has fired on this site yet."))]));
   $("status").textContent = `as of ${new Date(report.generated_at).toLocaleTimeString()}`;
