@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -423,6 +424,12 @@ async def test_session_api_and_metrics_exports(qa: LiveServer) -> None:
             "converted": 1,
         }
         assert report["goals_file"].endswith("measure.toml")
+        today = report["window"]["to"]
+        yesterday = (date.fromisoformat(today) - timedelta(days=1)).isoformat()
+        before = (await http.get("/qa/metrics.json", params={"to": yesterday})).json()
+        assert not [r for r in before["rules"] if r["rule"] == "exit-product"]
+        bad = await http.get("/qa/metrics.json", params={"from": "2026-13-01"})
+        assert bad.status_code == 400
         csv = await http.get("/qa/metrics.csv")
         assert csv.headers["content-type"].startswith("text/csv")
         header, *rows = csv.text.splitlines()

@@ -439,7 +439,6 @@ async def measure(
     store: Store,
     site: str,
     goals: Goals,
-    engine: Engine | None,
     now_ms: int,
     first: str | None = None,
     last: str | None = None,
@@ -447,8 +446,7 @@ async def measure(
 ) -> Report:
     """The report of ``site`` from its counters over ``first`` to ``last`` (UTC days; the
     last 30 days by default), with the recent trigger latencies from the audit stream.
-    ``engine`` is not needed any more (the counters hold each suppression's arm): kept so
-    callers pass what :func:`compute`'s callers pass."""
+    Raises ValueError on a window :func:`period` refuses."""
     first, last = period(now_ms, first, last)
     counters = await store.counters(site, days_between(first, last))
     report = from_counters(site, goals, counters, first, last, now_ms)

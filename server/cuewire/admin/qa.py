@@ -64,8 +64,9 @@ from ..codes import Refuse
 from ..delivery import Delivery
 from ..errors import ConfigError, StoreError
 from ..explain import explained, read_state
-from ..goals import MEASURE_FILE, Goals
+from ..goals import MEASURE_FILE
 from ..measure import measure
+from ..measures import measures_of
 from ..runtime import Runtime
 from ..settings import Settings
 from ..sites import Sites
@@ -420,16 +421,18 @@ def mount_qa(
         return JSONResponse(body, status_code=200 if body["exists"] else 404, headers=NO_STORE)
 
     async def report(request: Request) -> Any:
-        path = runtime.rules_dir / MEASURE_FILE
-        goals = await asyncio.to_thread(Goals.load, path)
-        site = ctx.site(request.query_params.get("site"))
-        return await measure(store, site, goals, runtime.engine(), clock.now_ms())
+        """Raises ValueError on a window it cannot read (``?from=`` / ``?to=``, UTC days)."""
+        query = request.query_params
+        site = ctx.site(query.get("site"))
+        goals = measures_of(runtime.engine().rules).goals  # the goals the counters count with
+        first, last = query.get("from") or None, query.get("to") or None
+        return await measure(store, site, goals, clock.now_ms(), first, last)
 
     async def metrics_json(request: Request) -> Response:
         try:
             body = (await report(request)).to_json()
-        except ConfigError as exc:
-            return PlainTextResponse(str(exc), status_code=500)
+        except ValueError as exc:
+            return PlainTextResponse(f"bad window: {exc}", status_code=400)
         body["goals_file"] = str(runtime.rules_dir / MEASURE_FILE)
         body["sites"] = ctx.sites
         return JSONResponse(body, headers=NO_STORE)
@@ -437,8 +440,8 @@ def mount_qa(
     async def metrics_csv(request: Request) -> Response:
         try:
             text = (await report(request)).to_csv()
-        except ConfigError as exc:
-            return PlainTextResponse(str(exc), status_code=500)
+        except ValueError as exc:
+            return PlainTextResponse(f"bad window: {exc}", status_code=400)
         return Response(
             text,
             media_type="text/csv; charset=utf-8",

@@ -60,8 +60,10 @@ function suppressed(rule) {
 }
 
 async function load() {
-  const site = params.get("site") || "";
-  const query = site ? `?site=${encodeURIComponent(site)}` : "";
+  // ?site=, ?from= and ?to= (UTC days, YYYY-MM-DD) pass on to the report: the window it covers
+  const wanted = new URLSearchParams();
+  for (const name of ["site", "from", "to"]) if (params.get(name)) wanted.set(name, params.get(name));
+  const query = wanted.toString() ? `?${wanted}` : "";
   $("csv").href = `/qa/metrics.csv${query}`;
   $("json").href = `/qa/metrics.json${query}`;
   $("status").textContent = "loading…";
