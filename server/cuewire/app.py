@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
@@ -29,6 +29,7 @@ from .gateway import Gateway
 from .inbox import Inbox, InboxClient
 from .keys import Keys
 from .metrics import Metrics
+from .outbox import Outbox
 from .pipeline import Pipeline
 from .rooms import LocalManager
 from .runtime import Runtime
@@ -40,6 +41,7 @@ from .store import RedisStore, open_store
 from .supervise import Supervisor
 from .timers import TimerLoop
 from .transport import socketio_options
+from .webhooks import CHANNEL as WEBHOOKS
 from .webhooks import Webhooks
 from .webhooks import new_client as new_webhook_client
 
@@ -64,6 +66,8 @@ class Services:
     supervisor: Supervisor
     sockets: LocalSockets  # this process's sockets, and its id
     inbox: Inbox | None  # with Redis: targeted delivery to the other processes
+    # the durable outboxes by channel (outbox.py), made once the store is open: ``outbox_for``
+    outboxes: dict[str, Outbox] = field(default_factory=dict)
 
 
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
@@ -84,7 +88,9 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     )
 
     supervisor = Supervisor()
-    webhooks = Webhooks(new_webhook_client(), lambda job: supervisor.run_once("webhooks", job))
+    webhooks = Webhooks(
+        new_webhook_client(), lambda key: getattr(sites.get(key), "webhook_secret", None)
+    )
     metrics = Metrics()
     local = LocalSockets(sio, new_process_id())
     inbox = None
@@ -104,8 +110,6 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         runtime.catalog,
         emit,
         clock,
-        webhooks,
-        lambda key: getattr(sites.get(key), "webhook_secret", None),
         metrics,
     )
     pipeline = Pipeline(store, runtime.engine, delivery)
@@ -138,14 +142,33 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     )
 
 
+def outbox_for(services: Services, channel: str) -> Outbox:
+    """The durable outbox of ``channel`` (one per channel and process; call it once the store
+    is open: on a cluster the store's client is the cluster's only then). Its loop is the
+    caller's to run under the supervisor (as ``serving`` does for webhooks)."""
+    if channel not in services.outboxes:
+        settings = services.settings
+        services.outboxes[channel] = Outbox(
+            services.store.client,
+            services.store.keys,
+            channel,
+            consumer=services.sockets.process,
+            metrics=services.metrics,
+            lease_s=settings.outbox_lease_s,
+            poll_s=settings.outbox_poll_s,
+        )
+    return services.outboxes[channel]
+
+
 @contextlib.asynccontextmanager
 async def serving(services: Services) -> AsyncIterator[Services]:
     """Open everything long-lived in order and close it in reverse, whatever happens.
 
     Closing order: the reload watcher and the timer loop stop first (a tick in flight
     finishes, within the supervisor's grace period), then Socket.IO, then the inbox's reader
-    and the inbox (deleted: other processes stop sending to it), then webhooks (deliveries in
-    flight get a moment) and their HTTP client, the supervisor (QA feeds and what is left),
+    and the inbox (deleted: other processes stop sending to it), then the webhooks' outbox
+    loop (deliveries in flight get the grace period; a job not settled stays in the outbox
+    for the next process) and its HTTP client, the supervisor (QA feeds and what is left),
     and the store last."""
     settings = services.settings
     async with contextlib.AsyncExitStack() as stack:
@@ -156,7 +179,14 @@ async def serving(services: Services) -> AsyncIterator[Services]:
             )
         supervisor = await stack.enter_async_context(services.supervisor)
         await stack.enter_async_context(services.webhooks.client)
-        await stack.enter_async_context(services.webhooks)
+        hooks = outbox_for(services, WEBHOOKS)
+        await stack.enter_async_context(
+            supervisor.running(
+                f"outbox:{hooks.channel}",
+                lambda: hooks.run(services.webhooks.handle),
+                stop=hooks.stop,
+            )
+        )
         inbox = services.inbox
         if inbox is not None:
             await stack.enter_async_context(inbox)

@@ -28,7 +28,8 @@ but whose settle did not is done twice, with the same ``Job.id``.
 
 Keys (keys.py ``Keys.outbox``): ``stream`` (to do), ``due`` (a sorted set of retries by due
 time, ms, moved back onto the stream when due), ``dead`` (a list, newest first, capped at
-``dead_max``: each entry JSON ``{"id", "j" (the job's JSON), "code", "attempts", "at"}``) and
+``dead_max``: each entry JSON ``{"id", "j" (the job's JSON), "code", "detail", "attempts",
+"at"}``) and
 ``counts`` (a hash: done, retry, dead). On a Redis Cluster every key of one channel shares its
 hash tag, so each script touches one slot. Works the same on the embedded store.
 
@@ -51,6 +52,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from .codes import Undelivered
 from .ids import new_id
 from .keys import Keys
 from .metrics import Metrics
@@ -60,7 +62,7 @@ from .store.shared import Client, guard
 log = logging.getLogger(__name__)
 
 GROUP = "workers"
-HANDLER_FAILED = "handler_failed"  # the handler raised: retried like a Retry with this code
+HANDLER_FAILED = Undelivered.HANDLER_FAILED  # the handler raised: retried with this code
 PARTS = ("stream", "due", "dead", "counts")
 
 
@@ -81,11 +83,13 @@ class Done:
 class Retry:
     code: str
     after_s: float | None = None  # None: the outbox's backoff
+    detail: str = ""  # for people (e.g. "HTTP 503"): kept with the dead letter if it dies
 
 
 @dataclass(frozen=True)
 class Dead:
     code: str
+    detail: str = ""
 
 
 Verdict = Done | Retry | Dead
@@ -99,12 +103,14 @@ class DeadLetter:
     code: str
     attempts: int
     at_ms: int
+    detail: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "data": self.data,
             "code": self.code,
+            "detail": self.detail,
             "attempts": self.attempts,
             "at_ms": self.at_ms,
         }
@@ -255,7 +261,7 @@ class Outbox:
         now_ms = int(time.time() * 1000)
         kept = job_json(job.id, job.data)
         if isinstance(verdict, Retry) and attempts >= self.max_attempts:
-            verdict = Dead(verdict.code)
+            verdict = Dead(verdict.code, verdict.detail)
         if isinstance(verdict, Done):
             args: list[Any] = ["done", 0, ""]
         elif isinstance(verdict, Retry):
@@ -266,6 +272,7 @@ class Outbox:
             args = ["retry", due_ms, json.dumps({"j": kept, "a": attempts})]
         else:
             dead = {"id": job.id, "j": kept, "code": verdict.code, "attempts": attempts}
+            dead["detail"] = verdict.detail
             args = ["dead", self.dead_max, json.dumps({**dead, "at": now_ms})]
         keys = [self._k[part] for part in PARTS]
         async with guard(f"settle a {self.channel} job"):
@@ -284,7 +291,14 @@ class Outbox:
             dead = json.loads(item)
             job = json.loads(dead["j"])
             out.append(
-                DeadLetter(dead["id"], job["data"], dead["code"], dead["attempts"], dead["at"])
+                DeadLetter(
+                    dead["id"],
+                    job["data"],
+                    dead["code"],
+                    dead["attempts"],
+                    dead["at"],
+                    dead.get("detail", ""),
+                )
             )
         return out
 
