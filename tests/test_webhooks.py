@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -381,3 +382,48 @@ async def test_a_server_killed_mid_retry_loses_nothing_and_doubles_nothing(
     )
     assert (lost, doubled, depth.dead) == (0, 0, 0)
     assert all(verify(SECRET, g.headers, g.body)["rule"] == "exit-hook" for g in receiver.got)
+
+
+# ---- dead letters in the QA view --------------------------------------------------------
+
+
+async def test_a_refused_webhook_shows_in_the_qa_dead_letters_and_retry_delivers_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with Receiver(answers=[400]) as receiver:
+        write(tmp_path / "rules" / "hook.yaml", HOOK_RULE.format(url=receiver.url))
+        configured = replace(
+            settings, rules_dir=tmp_path / "rules", outbox_poll_s=0.02, admin_password=ADMIN[1]
+        )
+
+        def sites(origin: str) -> Sites:
+            return Sites({"test-site": Site(origins=[origin], webhook_secret=SECRET)})
+
+        with LiveServer(configured, sites) as server:
+            async with Visitor(server.url, visitor="v_deadletter1") as v:
+                await v.send(v.event("exit_intent", PRODUCT))
+            async with httpx.AsyncClient(base_url=server.url, auth=ADMIN) as admin:
+
+                async def listing() -> dict[str, Any]:
+                    got: dict[str, Any] = (await admin.get("/qa/deadletters.json")).json()
+                    return got["channels"][CHANNEL]
+
+                hooks = await eventually(listing, lambda c: c["letters"], what="a dead letter")
+                [letter] = hooks["letters"]
+                assert (letter["code"], letter["detail"]) == ("refused", "HTTP 400")
+                assert letter["data"]["url"] == receiver.url
+                assert (await admin.get("/qa/deadletters")).status_code == 200
+                form = await admin.post("/qa/deadletters/retry", data={"id": letter["id"]})
+                assert form.status_code == 415  # JSON only: no cross-site form
+                unknown = {"channel": CHANNEL, "id": "msg_none"}
+                assert (await admin.post("/qa/deadletters/retry", json=unknown)).status_code == 404
+                again = {"channel": CHANNEL, "id": letter["id"]}
+                assert (await admin.post("/qa/deadletters/retry", json=again)).json() == {
+                    "retried": True
+                }
+                await eventually(listing, lambda c: c["depth"]["counts"].get("done") == 1)
+                assert (await listing())["letters"] == []
+            async with httpx.AsyncClient(base_url=server.url) as anonymous:
+                assert (await anonymous.get("/qa/deadletters.json")).status_code == 401
+    assert [g.status for g in receiver.got] == [400, 200]
+    assert receiver.accepted() == {letter["id"]: 1}

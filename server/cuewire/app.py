@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from . import __version__
 from .admin.auth import AdminAuth
+from .admin.deadletters import deadletter_routes
 from .admin.qa import mount_qa
 from .admin.studio import studio_routes
 from .backend import BackendEvents
@@ -243,6 +244,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         Route("/healthz", healthz),
         Route("/metrics", admin(request_response(metrics_endpoint))),
         *mount_qa(services, sites, admin),
+        *deadletter_routes(services.outboxes, admin),
         *studio_routes(services.runtime, admin),
         Route("/v1/events", backend.endpoint, methods=["POST"]),
     ]
