@@ -31,7 +31,7 @@ from cuewire.store import RedisStore, open_store
 from cuewire.store.base import Queued
 from cuewire.webhooks import CHANNEL, Webhooks, WebhookUnverified, sign, verify
 from support.harness import write
-from support.paths import FIXTURES
+from support.paths import FIXTURES, ROOT
 from support.processes import ServerProcess
 from support.receiver import Receiver
 from support.servers import WITH_CLUSTER, LiveServer, free_port
@@ -201,6 +201,23 @@ def test_verify_refuses_a_timestamp_outside_the_replay_window() -> None:
     for at in (now - 301, now + 301):
         with pytest.raises(WebhookUnverified, match="replay"):
             verify(SECRET, signed(body, at=at), body, now_s=now)
+
+
+async def test_the_verifier_in_the_docs_accepts_what_is_sent(
+    store: RedisStore, http: httpx.AsyncClient
+) -> None:
+    """docs/integrations.md's standalone verifier, run as written, on a real delivery."""
+    text = (ROOT / "docs" / "integrations.md").read_text(encoding="utf-8")
+    snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
+    docs: dict[str, Any] = {}
+    exec(snippet, docs)
+    async with Receiver() as receiver, sending(store, http) as outbox:
+        await outbox.put(data_for(receiver.url))
+        await settled(outbox, "done")
+    [got] = receiver.got
+    assert docs["verify"](SECRET, got.headers, got.body) == PAYLOAD
+    with pytest.raises(ValueError, match="signature"):
+        docs["verify"](SECRET, got.headers, got.body + b" ")
 
 
 def test_a_whsec_secret_must_be_base64() -> None:
