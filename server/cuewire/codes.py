@@ -112,3 +112,4 @@ class Undelivered(StrEnum):
     THROTTLED = "throttled"  # a 429 answer; retried after its Retry-After
     REFUSED = "refused"  # another 4xx (or a 3xx) answer: the receiver will not take it
     HANDLER_FAILED = "handler_failed"  # the channel's own code raised; retried
+    MALFORMED = "malformed"  # an outbox entry that is not a job (not written by Outbox.put)
