@@ -157,6 +157,7 @@ def outbox_for(services: Services, channel: str) -> Outbox:
             metrics=services.metrics,
             lease_s=settings.outbox_lease_s,
             poll_s=settings.outbox_poll_s,
+            base_s=settings.outbox_backoff_s,
         )
     return services.outboxes[channel]
 

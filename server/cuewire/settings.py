@@ -60,6 +60,7 @@ class Settings:
     # (it died) is taken over by another; longer than one attempt (webhooks: 5 s timeout)
     outbox_lease_s: float = 30.0
     outbox_poll_s: float = 0.2  # how often an idle outbox loop looks for due jobs
+    outbox_backoff_s: float = 1.0  # the first retry's longest pause; it doubles each attempt
     reload_poll_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
     key_prefix: str = "cw"
