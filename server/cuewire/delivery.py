@@ -145,6 +145,7 @@ class Delivery:
             if plan.cand.rule.show is not None:
                 first_show = first_show or plan.cand.rule.id
             prompt = await self._act(origin, plan, verdict, resolved, out, confirm=False)
+            self._queue_webhook(origin, plan, out)
             shown = shown or (prompt if isinstance(prompt, Prompt) else None)
         await self._write(origin.site, out)
         return shown
@@ -164,6 +165,8 @@ class Delivery:
             self._blocked(origin, cand, Hold(verdict.code), out)
         elif await self._act(origin, plan, verdict, resolved, out, confirm=True) is UNACKED:
             return False
+        else:
+            self._queue_webhook(origin, plan, out)
         await self._write(origin.site, out)
         return True
 
@@ -245,6 +248,17 @@ class Delivery:
         reason = self._reason(code, cand.rule, other)
         self._record(origin, cand, outcome, reason, out, code=code)
 
+    def _queue_webhook(self, origin: Origin, plan: Plan, out: _Writes) -> None:
+        """A granted firing's webhook job, written with its audit record (the last one
+        :meth:`_act` put in ``out``): queued in the script that writes that record."""
+        hook = plan.cand.rule.webhook
+        if hook is None:
+            return
+        payload = self._payload(origin.site, origin.session, origin.visitor, plan.cand)
+        data = webhooks.job(hook.url, hook.headers, origin.site, payload)
+        job = job_json(webhooks.job_id(plan.prompt_id), data)
+        out.jobs.append(Queued(webhooks.CHANNEL, job, len(out.records) - 1))
+
     async def _act(
         self,
         origin: Origin,
@@ -254,30 +268,8 @@ class Delivery:
         out: _Writes,
         confirm: bool = False,
     ) -> Prompt | object | None:
-        """Show, set facts, audit, and queue the webhook with the audit record (into
-        ``out``). A prompt pushed with ``confirm`` that the tab did not ack returns
-        :data:`UNACKED` before any of it."""
-        acted = await self._show(origin, plan, verdict, resolved, out, confirm)
-        hook = plan.cand.rule.webhook
-        if acted is not UNACKED and hook is not None:
-            site, session, visitor = origin.site, origin.session, origin.visitor
-            payload = self._payload(site, session, visitor, plan.cand)
-            data = webhooks.job(hook.url, hook.headers, site, payload)
-            job = job_json(webhooks.job_id(plan.prompt_id), data)
-            # with the candidate's own audit record: the last one _show wrote
-            out.jobs.append(Queued(webhooks.CHANNEL, job, len(out.records) - 1))
-        return acted
-
-    async def _show(
-        self,
-        origin: Origin,
-        plan: Plan,
-        verdict: Verdict,
-        resolved: Resolved,
-        out: _Writes,
-        confirm: bool,
-    ) -> Prompt | object | None:
-        """Show, set facts; audit (into ``out``); :data:`UNACKED` as :meth:`_act`."""
+        """Show, set facts; audit (into ``out``). A prompt pushed with ``confirm`` that the
+        tab did not ack returns :data:`UNACKED` before any of it."""
         site, session, visitor = origin.site, origin.session, origin.visitor
         cand, variant = plan.cand, plan.variant
         rule = cand.rule

@@ -46,7 +46,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -106,14 +106,7 @@ class DeadLetter:
     detail: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "data": self.data,
-            "code": self.code,
-            "detail": self.detail,
-            "attempts": self.attempts,
-            "at_ms": self.at_ms,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -127,13 +120,7 @@ class Depth:
     counts: dict[str, int]  # settled so far: done, retry, dead
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "queued": self.queued,
-            "pending": self.pending,
-            "due": self.due,
-            "dead": self.dead,
-            "counts": self.counts,
-        }
+        return asdict(self)
 
 
 def job_json(job_id: str, data: dict[str, Any]) -> str:
