@@ -298,6 +298,8 @@ async def test_a_rule_with_a_webhook_posts_once_per_firing(
     )
     outcomes = sorted(r["outcome"] for r in records if r.get("rule") == "exit-hook")
     assert outcomes == ["fired", "fired", "suppressed", "suppressed"]
+    states = {state.name: state for state in hooked.services.supervisor.states()}
+    assert states["outbox:webhooks"].running  # supervised: /healthz shows it
     outbox = hooked.services.outboxes[CHANNEL]
     depth = await eventually(
         lambda: hooked.call(outbox.depth()),

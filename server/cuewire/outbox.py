@@ -171,6 +171,7 @@ class Outbox:
         self._revive = client.register_script(lua("outbox_revive.lua"))
         self._stopping = asyncio.Event()
         self._group_ready = False
+        self._next_claim = 0.0  # time.monotonic() of the next look for expired leases
 
     def key(self, part: str) -> str:
         """The key of ``part`` (one of PARTS)."""
@@ -229,12 +230,15 @@ class Outbox:
             moved = await self._due([stream, self._k["due"]], [int(time.time() * 1000), count])
             if moved:
                 log.debug("%d %s retries due", moved, self.channel)
-            lease_ms = int(self.lease_s * 1000)
-            claimed = await self._r.xautoclaim(
-                stream, GROUP, self.consumer, lease_ms, "0-0", count=count
-            )
-            entries = list(claimed[1])
-            self._count("reclaimed", len(entries))
+            entries: list[Any] = []
+            if time.monotonic() >= self._next_claim:  # leases run out slowly: look 4x a lease
+                self._next_claim = time.monotonic() + self.lease_s / 4
+                lease_ms = int(self.lease_s * 1000)
+                claimed = await self._r.xautoclaim(
+                    stream, GROUP, self.consumer, lease_ms, "0-0", count=count
+                )
+                entries = list(claimed[1])
+                self._count("reclaimed", len(entries))
             if len(entries) < count:
                 read: Any = await self._r.xreadgroup(
                     GROUP, self.consumer, {stream: ">"}, count=count - len(entries)
