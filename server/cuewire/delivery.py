@@ -51,6 +51,10 @@ MAX_AVOID = 8
 CLICK_EVENTS = ("click", "rage_click", "dead_click")  # selector, and a tracked ancestor's track
 TRACKED_EVENTS = (*CLICK_EVENTS, "hover", "element_visible", "hesitation")
 MAX_SELECTOR = 256
+# The cause of a candidate QA forced (admin/qatools.py): past the rule's caps, cooldown,
+# snooze, dismissal pause and the site's prompt cap, over the prompt on screen; never past an
+# opt-out. Audited with the outcome ``forced``, which no report counts as an exposure.
+FORCED = "forced"
 
 
 def avoid(selectors: Sequence[str], event: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -179,6 +183,8 @@ class Delivery:
         rule = cand.rule
         prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
         variant = variant_for(origin.visitor, rule) if rule.show is not None else None
+        if variant == HOLDOUT and cand.cause == FORCED:  # QA sees the prompt, not the holdout
+            variant = rule.show.variants[0].id if rule.show and rule.show.variants else None
         request = self._firing_request(
             origin.site, origin.session, origin.visitor, rule, policy, prompt_id
         )
@@ -187,6 +193,19 @@ class Delivery:
         # whole hashes with a granted show that renders
         renders = rule.show is not None and variant != HOLDOUT
         request = replace(request, firing=cand.firing, whole_facts=renders)
+        if cand.cause == FORCED:
+            on_screen = cand.view.session.get("showing_priority") or "0"
+            request = replace(
+                request,
+                per_session=0,
+                per_day=0,
+                per_week=0,
+                cooldown_ms=0,
+                max_prompts=0,
+                snooze_ms=0,
+                dismiss_count=0,
+                priority=max(rule.priority, int(on_screen) + 1),  # over the prompt on screen
+            )
         return Plan(cand, prompt_id, variant, request)
 
     def _firing_request(
@@ -391,6 +410,8 @@ class Delivery:
         code: Hold | None = None,
     ) -> None:
         now = self._clock.now_ms()
+        if outcome is Outcome.FIRED and cand.cause == FORCED:
+            outcome = Outcome.FORCED
         self._metrics.firings.labels(cand.rule.id, outcome).inc()
         if outcome is Outcome.FIRED:
             self._metrics.trigger_latency.labels(cand.cause).observe((now - cand.since_ms) / 1000)

@@ -68,6 +68,8 @@ class Settings:
     admin_password: str | None = None  # no admin views without one
     # signs admin tokens; None: a random key per process (tokens die with it, docs/deploy.md)
     secret: str | None = None
+    # with it, `cuewire serve` exports events and decisions to PostgreSQL (docs/export.md)
+    export_dsn: str | None = None
     # which worker of `cuewire serve --workers N` this process is (its /healthz says so); 0 alone
     worker: int = 0
 
