@@ -12,6 +12,7 @@
 - :class:`Misconfig`: why the server refuses to start as configured (``ConfigError.code``).
 - :class:`QaRefusal`: why a QA tool (search, reset, force, the QA overlay's explain) refused
   a request (the ``code`` of its JSON error).
+- :class:`Undelivered`: why an outbox job (a webhook) was retried or dead-lettered.
 
 Add members; never rename or remove one.
 """
@@ -135,3 +136,16 @@ class QaRefusal(StrEnum):
     UNKNOWN_SESSION = "unknown_session"  # no such live session (or not this visitor's)
     UNKNOWN_RULE = "unknown_rule"  # no loaded rule with this id
     NO_TAB = "no_tab"  # a forced prompt needs a connected tab of the session
+
+
+class Undelivered(StrEnum):
+    """Why an outbox job (outbox.py: a webhook, an email) was not done on one attempt: the
+    ``code`` of a retry and of a dead letter."""
+
+    TIMEOUT = "timeout"  # the receiver did not answer in time; retried
+    UNREACHABLE = "unreachable"  # no connection (refused, DNS, reset); retried
+    SERVER_ERROR = "server_error"  # a 5xx answer; retried
+    THROTTLED = "throttled"  # a 429 answer; retried after its Retry-After
+    REFUSED = "refused"  # another 4xx (or a 3xx) answer: the receiver will not take it
+    HANDLER_FAILED = "handler_failed"  # the channel's own code raised; retried
+    MALFORMED = "malformed"  # an outbox entry that is not a job (not written by Outbox.put)

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from . import fields
+from . import fields, webhooks
 from .audit import AuditRecord
 from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
@@ -24,12 +24,12 @@ from .ids import new_id
 from .measures import measures_of
 from .metrics import Metrics
 from .origin import Origin
+from .outbox import job_json
 from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
 from .rules.model import Policy, Rule, duration_ms
-from .store.base import Commit, FiringRequest, Put, Resolved, Store, Timer, Verdict
-from .webhooks import Webhooks
+from .store.base import Commit, FiringRequest, Put, Queued, Resolved, Store, Timer, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,12 @@ class Plan:
 
 @dataclass
 class _Writes:
-    """What one resolve writes after governance: facts and audit records, in one round trip."""
+    """What one resolve writes after governance: facts, audit records and the outbox jobs
+    of the records (webhooks), in one round trip."""
 
     puts: list[Put] = field(default_factory=list)
     records: list[dict[str, str]] = field(default_factory=list)
+    jobs: list[Queued] = field(default_factory=list)
 
 
 class Delivery:
@@ -103,8 +105,6 @@ class Delivery:
         catalog: Callable[[], Catalog],
         emit: Emit,
         clock: Clock,
-        webhooks: Webhooks | None = None,
-        webhook_secret: Callable[[str], str | None] = lambda _site: None,
         metrics: Metrics | None = None,
     ) -> None:
         self._store = store
@@ -112,8 +112,6 @@ class Delivery:
         self._catalog = catalog
         self._emit = emit
         self._clock = clock
-        self._webhooks = webhooks
-        self._secret = webhook_secret
         self._metrics = metrics or Metrics()
 
     def plan(self, origin: Origin, candidates: list[Candidate]) -> list[Plan]:
@@ -152,8 +150,9 @@ class Delivery:
             if plan.cand.rule.show is not None:
                 first_show = first_show or plan.cand.rule.id
             prompt = await self._act(origin, plan, verdict, resolved, out, confirm=False)
+            self._queue_webhook(origin, plan, out)
             shown = shown or (prompt if isinstance(prompt, Prompt) else None)
-        await self._store.record(origin.site, out.puts, out.records)
+        await self._write(origin.site, out)
         return shown
 
     async def fire(self, origin: Origin, cand: Candidate) -> bool:
@@ -171,8 +170,15 @@ class Delivery:
             self._blocked(origin, cand, Hold(verdict.code), out)
         elif await self._act(origin, plan, verdict, resolved, out, confirm=True) is UNACKED:
             return False
-        await self._store.record(origin.site, out.puts, out.records)
+        else:
+            self._queue_webhook(origin, plan, out)
+        await self._write(origin.site, out)
         return True
+
+    async def _write(self, site: str, out: _Writes) -> None:
+        await self._store.record(site, out.puts, out.records, out.jobs)
+        if out.jobs:
+            self._metrics.outbox.labels(webhooks.CHANNEL, "put").inc(len(out.jobs))
 
     def _plan(self, origin: Origin, cand: Candidate, policy: Policy) -> Plan:
         rule = cand.rule
@@ -262,6 +268,17 @@ class Delivery:
         reason = self._reason(code, cand.rule, other)
         self._record(origin, cand, outcome, reason, out, code=code)
 
+    def _queue_webhook(self, origin: Origin, plan: Plan, out: _Writes) -> None:
+        """A granted firing's webhook job, written with its audit record (the last one
+        :meth:`_act` put in ``out``): queued in the script that writes that record."""
+        hook = plan.cand.rule.webhook
+        if hook is None:
+            return
+        payload = self._payload(origin.site, origin.session, origin.visitor, plan.cand)
+        data = webhooks.job(hook.url, hook.headers, origin.site, payload)
+        job = job_json(webhooks.job_id(plan.prompt_id), data)
+        out.jobs.append(Queued(webhooks.CHANNEL, job, len(out.records) - 1))
+
     async def _act(
         self,
         origin: Origin,
@@ -271,8 +288,8 @@ class Delivery:
         out: _Writes,
         confirm: bool = False,
     ) -> Prompt | object | None:
-        """Show, call the webhook, set facts; audit (into ``out``). A prompt pushed with
-        ``confirm`` that the tab did not ack returns :data:`UNACKED` before any of it."""
+        """Show, set facts; audit (into ``out``). A prompt pushed with ``confirm`` that the
+        tab did not ack returns :data:`UNACKED` before any of it."""
         site, session, visitor = origin.site, origin.session, origin.visitor
         cand, variant = plan.cand, plan.variant
         rule = cand.rule
@@ -291,13 +308,6 @@ class Delivery:
             value = json.dumps(f.value)
             on_visitor = f.scope == "visitor"
             out.puts.append(Put(site, session, visitor, fields.fact(f.name), value, on_visitor))
-        if rule.webhook is not None and self._webhooks is not None:
-            self._webhooks.send(
-                rule.webhook.url,
-                self._payload(site, session, visitor, cand),
-                rule.webhook.headers,
-                self._secret(site),
-            )
         if rule.show is None:
             self._record(origin, cand, Outcome.FIRED, "", out)
             return None

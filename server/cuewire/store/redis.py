@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Self
 
 import redis.asyncio as aioredis
@@ -45,6 +45,7 @@ from .base import (
     Ingested,
     OpenedSession,
     Put,
+    Queued,
     Resolved,
     Schedule,
     Timer,
@@ -334,7 +335,13 @@ class RedisStore(Closing):
         _, verdicts, sess, vis = answer
         return Resolved([verdict(v) for v in verdicts], pairs(sess), pairs(vis))
 
-    async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
+    async def record(
+        self,
+        site: str,
+        puts: list[Put],
+        records: list[dict[str, str]],
+        jobs: Sequence[Queued] = (),
+    ) -> None:
         if not puts and not records:
             return
         k = self._k
@@ -354,8 +361,13 @@ class RedisStore(Closing):
             if apart is not None:
                 marks.append(apart)
             entries.append(entry)
+        if not k.cluster:  # each job in the script that writes its record (record.lua)
+            for q in jobs:
+                entries[q.record]["o"] = {"k": slot(k.outbox(q.channel, "stream")), "j": q.job}
         arg = to_json({"ops": ops, "records": entries})
         async with guard("record a firing"):
+            if jobs and k.cluster:  # the outbox's slot is not the audit's: queued first
+                await self._queue_apart(jobs)
             if not k.cluster:
                 await self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
                 return
@@ -372,6 +384,15 @@ class RedisStore(Closing):
         exposed visitor is counted in the site's counters after it."""
         fields = await self._calls.call(self._mark, marks["keys"], [to_json([marks["m"]])])
         await tally.count_beside(self._calls, self._k, site, int(marks["at"]), list(fields))
+
+    async def _queue_apart(self, jobs: Sequence[Queued]) -> None:
+        """On a cluster, outbox jobs go before their audit records: a crash in between
+        leaves a job without its record (sent, with its id: at least once), never a record
+        without its job."""
+        k = self._k
+        await together(
+            self._r.xadd(k.outbox(q.channel, "stream"), {"j": q.job, "a": 0}) for q in jobs
+        )
 
     async def apply(self, actions: list[Action]) -> None:
         if not actions:
