@@ -8,6 +8,10 @@ here, in each request): keep them in step with this module.
 
 from __future__ import annotations
 
+# Before a rule id in the per-rule fields govern.lua writes (fired:~<rule>, ...): the counts
+# of a rule in `mode: shadow`, kept apart so that no live rule's governance reads them
+SHADOW = "~"
+
 # Session hash, per rule
 TIMER = "t:"  # the token of the rule's pending deadline
 FIRED = "fired:"  # times the rule fired in this session (govern.lua)

@@ -59,6 +59,7 @@ def governance_args(c: FiringRequest) -> list[str]:
         c.dismiss_count,
         c.dismiss_pause_ms,
         c.priority,
+        int(c.mode == "shadow"),
     ]
     return [str(v) for v in values]
 
@@ -78,9 +79,10 @@ def asks_arg(requests: list[FiringRequest]) -> str:
         {
             "a": governance_args(r),
             "f": r.firing,
-            "m": fields.FIRING + r.rule,
+            "m": fields.FIRING + (fields.SHADOW if r.mode == "shadow" else "") + r.rule,
             "s": r.shows,
             "w": r.whole_facts,
+            "x": "" if r.mode == "live" else r.mode,
         }
         for r in requests
     ]
