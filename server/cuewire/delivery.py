@@ -150,7 +150,8 @@ class Delivery:
         for plan, verdict in zip(plans, resolved.verdicts, strict=True):
             if plan.request.mode != "live":
                 self._staged(origin, plan, verdict, out, first_show)
-            elif not verdict.granted:
+                continue
+            if not verdict.granted:
                 self._blocked(origin, plan.cand, Hold(verdict.code), out, first_show)
                 continue
             if plan.cand.rule.show is not None:
