@@ -14,7 +14,11 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
+import pytest
+
 from cuewire import fields
+from cuewire.cli import main
 from cuewire.codes import Hold, Outcome
 from cuewire.origin import Origin
 from cuewire.settings import Settings
@@ -63,7 +67,8 @@ async def test_a_shadow_rule_is_audited_would_have_fired_and_shows_nothing_in_th
 ) -> None:
     """Over a real Socket.IO connection: the shadow rule outranks the live one, yet the tab
     gets the live rule's prompt only, and the shadow rule's `set` is not applied."""
-    live_settings = replace(settings, rules_dir=rules(tmp_path, SHADOW_AND_LIVE))
+    folder = rules(tmp_path, SHADOW_AND_LIVE)
+    live_settings = replace(settings, rules_dir=folder, admin_password="shadow-pass")
     with LiveServer(live_settings, site_for) as server:
         store = server.services.store
         async with Visitor(server.url, visitor="v_shadow0001") as tab:
@@ -85,6 +90,15 @@ async def test_a_shadow_rule_is_audited_would_have_fired_and_shows_nothing_in_th
             facts = await server.call(store.session_facts(SITE, tab.info["session"]))
             assert fields.fact("offered") not in facts
             assert facts["showing_rule"] == "welcome"
+        # the QA report: the shadow rule's would-fire count beside the live rule's firings
+        admin = httpx.BasicAuth(live_settings.admin_user, "shadow-pass")
+        async with httpx.AsyncClient(base_url=server.url, auth=admin) as http:
+            report = (await http.get("/qa/shadow.json", params={"site": SITE})).json()
+        by_rule = {r["rule"]: r for r in report["rules"]}
+        assert by_rule["new-offer"]["mode"] == "shadow"
+        assert (by_rule["new-offer"]["shadow_fired"], by_rule["new-offer"]["fired"]) == (1, 0)
+        assert (by_rule["welcome"]["shadow_fired"], by_rule["welcome"]["fired"]) == (0, 1)
+        assert report["from"] == int(shadow["at"])  # the period starts at the first shadow record
 
 
 CAPPED_SHADOW = """
@@ -205,3 +219,20 @@ async def test_deadline_rules_run_in_shadow_and_rollout_too(
     assert [(sid, p.rule) for sid, p in h.shown] == [(f"sid-{inside}", "idle-staged")]
     assert len(audit) == 4
     assert await store.next_due_ms() is None  # every deadline settled, none held for a tab
+
+
+def test_check_points_at_an_invalid_rollout_or_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cuewire check`: a share over 100% and an unknown mode, each at its file:line:col."""
+    templates = Path(__file__).parent / "fixtures" / "templates"
+    for field, line in (("rollout: 150%", 5), ("mode: dark", 5)):
+        folder = tmp_path / field.split(":")[0]
+        text = (
+            "rules:\n  - id: staged\n    trigger: {event: {type: page_view}}\n"
+            f"    show: {{template: note}}\n    {field}\n"
+        )
+        write(folder / "rules.yaml", text)
+        assert main(["check", str(folder), "--templates", str(templates)]) == 1
+        err = capsys.readouterr().err
+        assert f"rules.yaml:{line}:" in err and f"rules.0.{field.split(':')[0]}" in err, err
