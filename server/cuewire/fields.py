@@ -46,8 +46,9 @@ def timer(rule: str) -> str:
     return TIMER + rule
 
 
-def fired(rule: str) -> str:
-    return FIRED + rule
+def fired(rule: str, shadow: bool = False) -> str:
+    """``fired:<rule>``; a shadow rule's own count: ``fired:~<rule>``."""
+    return FIRED + (SHADOW if shadow else "") + rule
 
 
 def queued(rule: str) -> str:
