@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from cuewire import fields
 from cuewire.cli import main
@@ -23,10 +24,13 @@ from cuewire.codes import Hold, Outcome
 from cuewire.origin import Origin
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
+from support.browser import NewContext, Serve
 from support.harness import Harness, write
 from support.servers import LiveServer, site_for
 from support.visitor import Visitor
 from support.waiting import eventually
+
+pytest_plugins = ["support.browser"]
 
 SITE = "test-site"
 PAGE = "http://shop.test/product/boots"
@@ -185,6 +189,7 @@ TIMERS = """
 rules:
   - id: idle-shadow
     mode: shadow
+    priority: 10  # would replace idle-staged's prompt whichever deadline fires first
     trigger: {inactivity: {for: 30s}}
     show: {template: note}
   - id: idle-staged
@@ -236,3 +241,28 @@ def test_check_points_at_an_invalid_rollout_or_mode(
         assert main(["check", str(folder), "--templates", str(templates)]) == 1
         err = capsys.readouterr().err
         assert f"rules.yaml:{line}:" in err and f"rules.0.{field.split(':')[0]}" in err, err
+
+
+@pytest.mark.asyncio(loop_scope="session")  # BROWSER_TEST: the browser's loop, Redis only
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
+async def test_the_metrics_page_shows_shadow_against_live(
+    serve: Serve, new_context: NewContext, tmp_path: Path
+) -> None:
+    server = serve(rules_dir=rules(tmp_path, SHADOW_AND_LIVE), admin_password="shadow-pass")
+    async with Visitor(server.url, visitor="v_page00001") as tab:
+        await tab.send(tab.event("page_view", PAGE))
+        await tab.wait_prompt()
+    store = server.services.store
+    await eventually(
+        lambda: server.call(store.read_audit(SITE, 100)),
+        lambda a: len(a) == 2,
+        what="both rules audited",
+    )
+    context = await new_context(http_credentials={"username": "admin", "password": "shadow-pass"})
+    page = await context.new_page()
+    await page.goto(f"{server.url}/qa/metrics?site={SITE}")
+    # mode, would fire, would be held, fired, holdout, suppressed, not in rollout, sessions
+    shadow = page.locator('#shadow-rules tr[data-rule="new-offer"] td')
+    await expect(shadow).to_have_text(["shadow", "1", "0", "0", "0", "0", "0", "1"])
+    live = page.locator('#shadow-rules tr[data-rule="welcome"] td')
+    await expect(live).to_have_text(["live", "0", "0", "1", "0", "0", "0", "1"])
