@@ -12,7 +12,7 @@ import pytest
 
 from cuewire.cli import main
 from cuewire.codes import Missed
-from cuewire.missed import find_missed
+from cuewire.missed import compare, find_missed
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from support.harness import Harness, write
@@ -141,3 +141,38 @@ async def test_the_cli_prints_the_missed_firings_as_text_and_json(
 async def cli(args: list[str]) -> int:
     """The CLI runs an event loop of its own: in a thread of its own."""
     return await asyncio.to_thread(main, args)
+
+
+def firing(session: str, rule: str, outcome: str = "fired", **more: str) -> dict[str, str]:
+    """An audit record as record.lua writes it (the fields compare reads)."""
+    return {"session": session, "rule": rule, "outcome": outcome, "visitor": "v_x0000001",
+            "at": "1764000000000", "cause": "event", **more}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("recorded", "code"),
+    [
+        ([firing("s1", "r", "dropped", code="no_tab")], Missed.DROPPED),
+        ([firing("s1", "r", "queued", code="showing")], Missed.QUEUED),
+        ([firing("s1", "r", "excluded", code="not_in_rollout")], Missed.EXCLUDED),
+        ([firing("s1", "r", "shadow_fired")], Missed.SHADOW),
+        ([firing("s2", "r", rule_digest="d1")], Missed.NO_RECORD),  # same digest elsewhere
+        ([firing("s2", "r", rule_digest="d0")], Missed.RULE_CHANGED),
+        ([firing("s2", "r")], Missed.NO_RECORD),  # no digest recorded: a change cannot be told
+        ([], Missed.RULE_NOT_IN_AUDIT),
+    ],
+)
+def test_each_reason_comes_from_what_the_recording_holds(
+    recorded: list[dict[str, str]], code: Missed
+) -> None:
+    """The replay fired rule ``r`` (digest d1 now) once in session s1; live recorded only
+    ``recorded``."""
+    [found] = compare([firing("s1", "r")], recorded, {}, {"r": "d1"})
+    assert [m.code for m in found.missed] == [code]
+
+
+def test_a_second_firing_is_missed_when_live_holds_one() -> None:
+    """Firings are matched one for one: the replay fired twice, live once."""
+    replayed = [firing("s1", "r"), firing("s1", "r", at="1764000060000")]
+    [found] = compare(replayed, [firing("s1", "r", "holdout")], {}, {})
+    assert [(m.at, m.code) for m in found.missed] == [(1764000060000, Missed.NO_RECORD)]
