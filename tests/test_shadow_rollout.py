@@ -22,6 +22,7 @@ from cuewire import fields
 from cuewire.cli import main
 from cuewire.codes import Hold, Outcome
 from cuewire.origin import Origin
+from cuewire.rules.engine import Candidate
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from support.browser import NewContext, Serve
@@ -266,3 +267,29 @@ async def test_the_metrics_page_shows_shadow_against_live(
     await expect(shadow).to_have_text(["shadow", "1", "0", "0", "0", "0", "0", "1"])
     live = page.locator('#shadow-rules tr[data-rule="welcome"] td')
     await expect(live).to_have_text(["live", "0", "0", "1", "0", "0", "0", "1"])
+
+
+async def test_a_shadow_deadline_claimed_twice_is_audited_and_counted_once(
+    store: RedisStore, settings: Settings, tmp_path: Path
+) -> None:
+    """A deadline's firing runs again when its lease expires after a crash (timers.py): the
+    shadow firing is granted again under its token, not counted again, and audited once."""
+    h = Harness(store, replace(settings, rules_dir=rules(tmp_path, TIMERS)))
+    visitor = "v_twice0001"
+    session = await h.visit(visitor)
+    await session.send("page_view", PAGE)
+    h.clock.advance(31)
+    claimed, _ = await store.claim_due(h.clock.now_ms(), 10)
+    [(timer, due)] = [(t, d) for t, d in claimed if t.rule == "idle-shadow"]
+    facts = await store.consume(timer)
+    assert facts is not None
+    candidate = h.runtime.engine().on_timer(timer, *facts, due, h.clock.now_ms())
+    assert isinstance(candidate, Candidate)
+    origin = replace(session.origin, tab="")
+    for _ in range(2):  # the first run, then the run of a second claim of the same deadline
+        await h.delivery.resolve(origin, [candidate])
+    audit = [r for r in await h.audit() if r["rule"] == "idle-shadow"]
+    assert [r["outcome"] for r in audit] == [Outcome.SHADOW_FIRED]
+    facts_after = await store.session_facts(SITE, session.origin.session)
+    assert facts_after[fields.fired("idle-shadow", shadow=True)] == "1"
+    assert fields.fired("idle-shadow") not in facts_after
