@@ -123,6 +123,8 @@ class Gap(StrEnum):
     TRIMMED = "trimmed"  # the capped stream dropped entries before the consumer group read them
     PENDING_TRIMMED = "pending_trimmed"  # read but not acknowledged, then trimmed (maybe loaded)
     UNREADABLE = "unreadable"  # an entry that is not what its stream holds (logged, skipped)
+
+
 class Missed(StrEnum):
     """Why the audit stream lacks a firing the current rules expect (missed.py): what the
     recorded audit shows for that session and rule, nothing guessed beyond it."""
