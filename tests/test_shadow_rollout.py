@@ -21,6 +21,7 @@ from playwright.async_api import expect
 from cuewire import fields
 from cuewire.cli import main
 from cuewire.codes import Hold, Outcome
+from cuewire.explain import explain
 from cuewire.origin import Origin
 from cuewire.rules.engine import Candidate
 from cuewire.settings import Settings
@@ -136,6 +137,10 @@ async def test_a_shadow_firing_consumes_no_cap_or_cooldown_of_the_visitor(
     assert outcomes(audit, "new-offer") == [Outcome.SHADOW_FIRED, Outcome.SHADOW_SUPPRESSED]
     assert audit[-1]["code"] == Hold.COOLDOWN  # its own cooldown, checked before its cap
     assert h.shown == []
+    # explain (the CLI, the QA view) reads the shadow rule's own counts, as governance does
+    engine = h.runtime.engine()
+    states = await explain(store, engine, SITE, v.origin.session, h.clock.now_ms())
+    assert [s.state for s in states if s.rule == "new-offer"] == ["fired"]
     await v.send("custom", PAGE, name="signed_up")  # the site cap is not used up
     assert h.rules_shown == ["welcome"]
 

@@ -46,9 +46,14 @@ def timer(rule: str) -> str:
     return TIMER + rule
 
 
+def counted_as(rule: str, shadow: bool = False) -> str:
+    """The name govern.lua counts a rule's firings under: its id, ``~<id>`` in shadow mode."""
+    return SHADOW + rule if shadow else rule
+
+
 def fired(rule: str, shadow: bool = False) -> str:
     """``fired:<rule>``; a shadow rule's own count: ``fired:~<rule>``."""
-    return FIRED + (SHADOW if shadow else "") + rule
+    return FIRED + counted_as(rule, shadow)
 
 
 def queued(rule: str) -> str:

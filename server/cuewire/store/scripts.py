@@ -79,7 +79,7 @@ def asks_arg(requests: list[FiringRequest]) -> str:
         {
             "a": governance_args(r),
             "f": r.firing,
-            "m": fields.FIRING + (fields.SHADOW if r.mode == "shadow" else "") + r.rule,
+            "m": fields.FIRING + fields.counted_as(r.rule, r.mode == "shadow"),
             "s": r.shows,
             "w": r.whole_facts,
             "x": "" if r.mode == "live" else r.mode,
