@@ -26,6 +26,7 @@ class AuditRecord:
     event: str = "{}"  # the triggering event, JSON
     firing: str = ""  # a deadline's token: the record is written once per firing
     window_ms: int = 0  # an exposure's goal window (goals.py): how long it may convert
+    digest: str = ""  # the rule's digest (rules.model.digest): which version of it ran
 
     def fields(self) -> dict[str, str]:
         """The stream entry's fields."""
@@ -46,4 +47,5 @@ class AuditRecord:
             "event": self.event,
             "firing": self.firing,
             "window_ms": str(self.window_ms),
+            "rule_digest": self.digest,
         }

@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--rule", help="only this rule")
     audit.add_argument("--outcome", choices=[str(o) for o in Outcome])
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.add_argument("--missed", action="store_true", help="firings the rules expect, unaudited")
+    _common(audit)
     explain = sub.add_parser("explain", help="why each rule did or did not fire in a session")
     explain.add_argument("session", help="the session id (see the QA view or `cuewire audit`)")
     _store(explain)
@@ -276,6 +278,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from .store import open_store
     from .store.redis import AUDIT_MAXLEN
 
+    if args.missed:
+        from .missed import main as missed
+
+        return missed(_settings(args), args.site, args.json)
     wanted = {"session": args.session, "rule": args.rule, "outcome": args.outcome}
     filtered = any(wanted.values())
 

@@ -9,6 +9,8 @@
   beside ``outcome: dropped``).
 - :class:`Skip`: why a Segment-format message was accepted but not applied (segment_api.py).
 - :class:`Gap`: why the export (export/) skipped stream entries it never loaded (docs/export.md).
+- :class:`Missed`: why a firing the current rules expect in a recorded session is not in the
+  audit stream (``cuewire audit --missed``, missed.py).
 - :class:`Misconfig`: why the server refuses to start as configured (``ConfigError.code``).
 - :class:`QaRefusal`: why a QA tool (search, reset, force, the QA overlay's explain) refused
   a request (the ``code`` of its JSON error).
@@ -80,6 +82,10 @@ class Outcome(StrEnum):
     REPLACED = "replaced"  # a prompt on screen, closed for a higher-priority one
     DROPPED = "dropped"  # a due deadline that did not fire; ``code`` is a Drop
     FORCED = "forced"  # shown or run because QA forced it (admin/qatools.py): not an exposure
+    # a rule in `mode: shadow` (docs/rules.md): governance would have granted it; nothing ran
+    SHADOW_FIRED = "shadow_fired"
+    SHADOW_SUPPRESSED = "shadow_suppressed"  # shadow: governance would have held it (``code``)
+    EXCLUDED = "excluded"  # the rule is not live for this visitor: ``code`` not_in_rollout
 
 
 class Hold(StrEnum):
@@ -97,6 +103,7 @@ class Hold(StrEnum):
     LOWER_PRIORITY = "lower_priority"  # a higher-priority rule fired in the same batch
     RENDER_FAILED = "render_failed"  # the template raised (logged with the traceback)
     HIGHER_PRIORITY = "higher_priority"  # (replaced) a higher-priority prompt took its place
+    NOT_IN_ROLLOUT = "not_in_rollout"  # (excluded) the visitor is outside the rule's rollout
 
 
 # Codes that mean "another prompt is in the way": a rule with ``on_conflict: queue`` waits.
@@ -117,6 +124,21 @@ class Gap(StrEnum):
     TRIMMED = "trimmed"  # the capped stream dropped entries before the consumer group read them
     PENDING_TRIMMED = "pending_trimmed"  # read but not acknowledged, then trimmed (maybe loaded)
     UNREADABLE = "unreadable"  # an entry that is not what its stream holds (logged, skipped)
+
+
+class Missed(StrEnum):
+    """Why the audit stream lacks a firing the current rules expect (missed.py): what the
+    recorded audit shows for that session and rule, nothing guessed beyond it."""
+
+    RULE_NOT_IN_AUDIT = "rule_not_in_audit"  # no record of the rule in the whole recording:
+    # added (or renamed) since, or never a candidate under the rules that ran
+    RULE_CHANGED = "rule_changed"  # the live records of the rule carry another rule digest
+    SUPPRESSED = "suppressed"  # live, governance held it in this session (``detail``: code)
+    DROPPED = "dropped"  # live, its deadline was dropped (``detail``: a Drop, e.g. no_tab)
+    QUEUED = "queued"  # live, it waited for the prompt on screen and never showed
+    EXCLUDED = "excluded"  # live, the visitor was outside the rule's rollout
+    SHADOW = "shadow"  # live, the rule ran in shadow mode (audited, never shown)
+    NO_RECORD = "no_record"  # the rule ran live but left no record in this session
 
 
 class Misconfig(StrEnum):

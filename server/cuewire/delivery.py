@@ -3,6 +3,9 @@ audit all.
 
 Highest priority first. Governance is atomic in the store (govern.lua), so a rule fires once per
 eligibility even when several tabs and server processes see the same behaviour.
+
+A rule that is not live for the visitor (``mode: shadow``, or outside its ``rollout``) goes
+through the same path and is only audited (:meth:`Delivery._staged`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from . import fields, webhooks
 from .audit import AuditRecord
 from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
-from .experiments import HOLDOUT, variant_for
+from .experiments import HOLDOUT, in_rollout, variant_for
 from .ids import new_id
 from .measures import measures_of
 from .metrics import Metrics
@@ -28,8 +31,18 @@ from .outbox import job_json
 from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
-from .rules.model import Policy, Rule, duration_ms
-from .store.base import Commit, FiringRequest, Put, Queued, Resolved, Store, Timer, Verdict
+from .rules.model import Policy, Rule, digest, duration_ms
+from .store.base import (
+    Commit,
+    FiringRequest,
+    Mode,
+    Put,
+    Queued,
+    Resolved,
+    Store,
+    Timer,
+    Verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +157,9 @@ class Delivery:
         shown: Prompt | None = None
         first_show = ""  # the rule of the first granted show: the others are lower priority
         for plan, verdict in zip(plans, resolved.verdicts, strict=True):
+            if plan.request.mode != "live":
+                self._staged(origin, plan, verdict, out, first_show)
+                continue
             if not verdict.granted:
                 self._blocked(origin, plan.cand, Hold(verdict.code), out, first_show)
                 continue
@@ -166,7 +182,9 @@ class Delivery:
             raise AssertionError("resolve() without a commit returned no verdict")
         [verdict] = resolved.verdicts
         out = _Writes()
-        if not verdict.granted:
+        if plan.request.mode != "live":
+            self._staged(origin, plan, verdict, out)
+        elif not verdict.granted:
             self._blocked(origin, cand, Hold(verdict.code), out)
         elif await self._act(origin, plan, verdict, resolved, out, confirm=True) is UNACKED:
             return False
@@ -180,6 +198,16 @@ class Delivery:
         if out.jobs:
             self._metrics.outbox.labels(webhooks.CHANNEL, "put").inc(len(out.jobs))
 
+    def shows(self, origin: Origin, rule: Rule) -> bool:
+        """Whether a firing of ``rule`` for ``origin``'s visitor may put a prompt on a tab
+        (a deadline's firing then waits for one): a live ``show`` for this visitor."""
+        return rule.show is not None and self._mode(origin, rule) == "live"
+
+    @staticmethod
+    def _mode(origin: Origin, rule: Rule) -> Mode:
+        """How ``rule`` runs for this visitor: outside its rollout ("out"), else its mode."""
+        return rule.mode if in_rollout(origin.site, rule, origin.visitor) else "out"
+
     def _plan(self, origin: Origin, cand: Candidate, policy: Policy) -> Plan:
         rule = cand.rule
         prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
@@ -189,11 +217,13 @@ class Delivery:
         request = self._firing_request(
             origin.site, origin.session, origin.visitor, rule, policy, prompt_id
         )
+        # QA forcing a rule sees its prompt, whatever its mode or rollout
+        mode = "live" if cand.cause == FORCED else self._mode(origin, rule)
         # templates see every trait and the props of every custom event, which a batch's
         # facts (RuleSet.fields: only what rules read) may not hold: governance returns the
         # whole hashes with a granted show that renders
-        renders = rule.show is not None and variant != HOLDOUT
-        request = replace(request, firing=cand.firing, whole_facts=renders)
+        renders = rule.show is not None and variant != HOLDOUT and mode == "live"
+        request = replace(request, firing=cand.firing, whole_facts=renders, mode=mode)
         if cand.cause == FORCED:
             on_screen = cand.view.session.get("showing_priority") or "0"
             request = replace(
@@ -208,6 +238,26 @@ class Delivery:
                 priority=max(rule.priority, int(on_screen) + 1),  # over the prompt on screen
             )
         return Plan(cand, prompt_id, variant, request)
+
+    def _staged(
+        self, origin: Origin, plan: Plan, verdict: Verdict, out: _Writes, other: str = ""
+    ) -> None:
+        """Audit a firing of a rule that is not live for this visitor, and do nothing else
+        (no prompt, webhook, `set` or queue): outside the rule's rollout (``excluded``), or in
+        shadow mode, as governance would have decided (``shadow_fired`` or
+        ``shadow_suppressed`` with its code). docs/rules.md, "Shadow mode and rollout"."""
+        cand = plan.cand
+        if plan.request.mode == "out":
+            code = Hold.NOT_IN_ROLLOUT
+            reason = f"not in the rule's {cand.rule.rollout} rollout"
+            self._record(origin, cand, Outcome.EXCLUDED, reason, out, code=code)
+        elif verdict.granted:
+            reason = "would have fired"
+            self._record(origin, cand, Outcome.SHADOW_FIRED, reason, out, variant=plan.variant)
+        else:
+            code = Hold(verdict.code)
+            reason = self._reason(code, cand.rule, other or "a shadow rule")
+            self._record(origin, cand, Outcome.SHADOW_SUPPRESSED, reason, out, code=code)
 
     def _firing_request(
         self, site: str, session: str, visitor: str, rule: Rule, policy: Policy, prompt_id: str
@@ -438,6 +488,7 @@ class Delivery:
             event=json.dumps(cand.view.event or {}, separators=(",", ":")),
             firing=cand.firing,
             window_ms=window_ms,
+            digest=digest(cand.rule),
         )
         out.records.append(record.fields())
 
@@ -446,6 +497,7 @@ class Delivery:
         once per firing (the timer's token)."""
         now = self._clock.now_ms()
         self._metrics.firings.labels(timer.rule, Outcome.DROPPED).inc()
+        rule = self._engine().rules.rules.get(timer.rule)
         record = AuditRecord(
             Outcome.DROPPED,
             timer.rule,
@@ -457,5 +509,6 @@ class Delivery:
             reason=reason,
             latency_ms=now - due_ms,
             firing=timer.token,
+            digest=digest(rule) if rule else "",
         )
         await self._store.audit(timer.site, record.fields())

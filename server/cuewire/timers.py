@@ -189,7 +189,7 @@ class TimerLoop:
                 outcome = replace(outcome, firing=claimed)
             sid = session_facts.get("sid")
             origin = Origin(timer.site, timer.visitor, timer.session, tab="", sid=sid or "")
-            if rule.show is None:  # a webhook or `set` needs no tab
+            if not self._delivery.shows(origin, rule):  # a webhook, `set`, shadow: no tab
                 await self._delivery.resolve(origin, [outcome])
                 await self._store.ack_timer(timer, clear_hold=True)
             elif sid and await self._delivery.fire(origin, outcome):

@@ -6,6 +6,7 @@ HTTP, every route behind :class:`AdminAuth` (mounted by app.py with :func:`mount
     GET /qa/metrics           measurement tables and charts (qa_static/metrics.html)
     GET /qa/metrics.json      the measurement report (measure.py), ?site=
     GET /qa/metrics.csv       the same, one row per rule and variant
+    GET /qa/shadow.json       shadow rules against live ones (shadow_report.py), ?site=&since=
     GET /qa/api/token         a short-lived token for the Socket.IO namespace below
     GET /qa/api/session       one session's snapshot, ?site=&session= (what the view shows)
     /qa/api/explain, /qa/api/overlay-token, /qa/overlay/explain, /cw-qa.js: explain_view.py
@@ -73,6 +74,7 @@ from ..sites import Sites
 from ..store import RedisStore
 from ..supervise import Supervised, Supervisor
 from .auth import AdminAuth
+from .shadow_report import shadow_json
 
 log = logging.getLogger(__name__)
 
@@ -465,6 +467,7 @@ def mount_qa(
         route("/qa/metrics", metrics_page),
         route("/qa/metrics.json", metrics_json),
         route("/qa/metrics.csv", metrics_csv),
+        route("/qa/shadow.json", shadow_json(ctx)),
         route("/qa/api/token", token),
         route("/qa/api/session", session_api),
         Mount("/qa/static", admin(StaticFiles(directory=STATIC))),

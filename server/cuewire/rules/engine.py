@@ -164,7 +164,7 @@ class Engine:
             dwell = rule.trigger.dwell
             if dwell is UNSET or batch.pending(rule):
                 continue
-            if batch.facts.get(fields.fired(rule.id)):
+            if batch.facts.get(fields.fired(rule.id, rule.mode == "shadow")):
                 continue
             remaining = duration_ms(dwell.for_) - view.active_ms()
             batch.schedule(rule, now_ms + max(0, remaining))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..facts import FactChanges, NewName
 from ..origin import Origin
@@ -104,6 +104,10 @@ class Cancel:
     timer: Timer
 
 
+# How a firing request is governed (FiringRequest.mode)
+Mode = Literal["live", "shadow", "out"]
+
+
 @dataclass(frozen=True)
 class FiringRequest:
     """Ask governance whether ``rule`` may fire now; counted when granted (govern.lua)."""
@@ -127,6 +131,9 @@ class FiringRequest:
     firing: str = ""  # a timer's token: the request of one firing is granted again, not twice
     priority: int = 0  # a show of strictly higher priority replaces the prompt on screen
     whole_facts: bool = False  # granted, its show renders: return the whole hashes with it
+    # "shadow": governed as if live, counted apart, shows nothing; "out": outside the rule's
+    # rollout, answered not_in_rollout without asking (govern_all.lua)
+    mode: Mode = "live"
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ def governance_args(c: FiringRequest) -> list[str]:
         c.dismiss_count,
         c.dismiss_pause_ms,
         c.priority,
+        int(c.mode == "shadow"),
     ]
     return [str(v) for v in values]
 
@@ -81,9 +82,10 @@ def asks_arg(requests: list[FiringRequest]) -> str:
         {
             "a": governance_args(r),
             "f": r.firing,
-            "m": fields.FIRING + r.rule,
+            "m": fields.FIRING + fields.counted_as(r.rule, r.mode == "shadow"),
             "s": r.shows,
             "w": r.whole_facts,
+            "x": "" if r.mode == "live" else r.mode,
         }
         for r in requests
     ]
