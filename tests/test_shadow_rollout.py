@@ -2,7 +2,7 @@
 
 A rule in ``mode: shadow`` is evaluated and governed as if live, audited ``shadow_fired`` (or
 ``shadow_suppressed`` with governance's code), and does nothing else: no prompt in the tab, no
-`set`, and no count any live rule's governance reads. A rule with ``rollout: N%`` is live for
+`set`, no webhook, and no count any live rule's governance reads. A rule with ``rollout: N%`` is live for
 a deterministic share of visitors; the others' candidates are audited ``excluded`` /
 ``not_in_rollout``.
 """
@@ -26,6 +26,7 @@ from cuewire.origin import Origin
 from cuewire.rules.engine import Candidate
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
+from cuewire.webhooks import CHANNEL as WEBHOOKS
 from support.browser import NewContext, Serve
 from support.harness import Harness, write
 from support.servers import LiveServer, site_for
@@ -61,6 +62,7 @@ rules:
     priority: 10
     trigger: {event: {type: page_view}}
     show: {template: note, params: {headline: "Shadow offer"}}
+    webhook: {url: "http://127.0.0.1:9/never"}
     set: [{name: offered}]
   - id: welcome
     trigger: {event: {type: page_view}}
@@ -96,6 +98,10 @@ async def test_a_shadow_rule_is_audited_would_have_fired_and_shows_nothing_in_th
             facts = await server.call(store.session_facts(SITE, tab.info["session"]))
             assert fields.fact("offered") not in facts
             assert facts["showing_rule"] == "welcome"
+            # no webhook job: one would wait in the outbox (its receiver never answers)
+            depth = await server.call(server.services.outboxes[WEBHOOKS].depth())
+            assert (depth.queued, depth.pending, depth.due, depth.dead) == (0, 0, 0, 0)
+            assert depth.counts == {}
         # the QA report: the shadow rule's would-fire count beside the live rule's firings
         admin = httpx.BasicAuth(live_settings.admin_user, "shadow-pass")
         async with httpx.AsyncClient(base_url=server.url, auth=admin) as http:
