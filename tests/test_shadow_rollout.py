@@ -253,6 +253,7 @@ def test_check_points_at_an_invalid_rollout_or_mode(
         assert main(["check", str(folder), "--templates", str(templates)]) == 1
         err = capsys.readouterr().err
         assert f"rules.yaml:{line}:" in err and f"rules.0.{field.split(':')[0]}" in err, err
+        assert "regex" not in err  # what a valid value looks like, not msgspec's pattern
 
 
 @pytest.mark.asyncio(loop_scope="session")  # BROWSER_TEST: the browser's loop, Redis only

@@ -11,7 +11,7 @@ from msgspec import UNSET
 
 from ..errors import Problem, RuleError
 from ..sources import YamlDoc, read_yaml
-from .model import Condition, Funnel, Policy, Rule, RuleFile
+from .model import PATTERN_HINTS, Condition, Funnel, Policy, Rule, RuleFile
 
 RULE_SUFFIXES = (".yaml", ".yml")
 
@@ -60,7 +60,7 @@ def load_rules(folder: Path, templates: Iterable[str] | None = None) -> LoadedRu
         try:
             parsed = msgspec.convert(doc.data, RuleFile)
         except msgspec.ValidationError as exc:
-            problems.append(doc.validation_problem(exc))
+            problems.append(doc.validation_problem(exc, hints=PATTERN_HINTS))
             continue
         for index, rule in enumerate(parsed.rules):
             problems += _duplicate(doc, index, rule, first_seen)

@@ -24,13 +24,14 @@ Scalar = str | int | float | bool | None
 Selector = Annotated[str, Meta(min_length=1, max_length=256)]  # a CSS selector
 # A share of visitors, "0%" to "100%" (decimals allowed): the pattern itself refuses 150%,
 # so `cuewire check` points at the field
-Percent = Annotated[
-    str,
-    Meta(
-        pattern=r"^(100(\.0+)?|\d{1,2}(\.\d+)?)\s*%$",
-        description='a share of visitors from "0%" to "100%", e.g. "10%" or "2.5%"',
-    ),
-]
+PERCENT_PATTERN = r"^(100(\.0+)?|\d{1,2}(\.\d+)?)\s*%$"
+PERCENT_TEXT = 'a share of visitors from "0%" to "100%", e.g. "10%" or "2.5%"'
+Percent = Annotated[str, Meta(pattern=PERCENT_PATTERN, description=PERCENT_TEXT)]
+# What `cuewire check` says instead of msgspec's "Expected `str` matching regex ..."
+PATTERN_HINTS = {
+    PERCENT_PATTERN: PERCENT_TEXT,
+    DURATION_PATTERN: 'a duration such as "250ms", "30s", "10m", "24h" or "30d"',
+}
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 OPERATORS = ("equals", "in_", "contains", "glob", "regex", "gt", "gte", "lt", "lte", "exists")
