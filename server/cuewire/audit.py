@@ -25,6 +25,7 @@ class AuditRecord:
     latency_ms: int = 0  # from the qualifying behaviour (or deadline) to this record
     event: str = "{}"  # the triggering event, JSON
     firing: str = ""  # a deadline's token: the record is written once per firing
+    model: str = ""  # the learned models' ids when it was decided (learn/models.py)
 
     def fields(self) -> dict[str, str]:
         """The stream entry's fields."""
@@ -44,4 +45,5 @@ class AuditRecord:
             "at": str(self.at_ms),
             "event": self.event,
             "firing": self.firing,
+            "model": self.model,
         }

@@ -1,4 +1,4 @@
-"""The ``cuewire`` command: serve, demo, check, audit, explain, record, replay."""
+"""The ``cuewire`` command: serve, demo, check, audit, explain, record, replay, segment, train."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .codes import Outcome
 from .errors import ConfigError, CuewireError, Problem, RuleError, SourceError
+from .learn import cli as learn_cli
 from .paths import describe, or_shipped, shipped
 from .settings import Settings
 from .sites import Sites
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file", type=Path, help="a file written by `cuewire record`")
     _common(replay)
     replay.add_argument("--json", action="store_true")
+    learn_cli.add_commands(sub)
     return parser
 
 
@@ -384,6 +386,7 @@ COMMANDS = {
     "explain": cmd_explain,
     "record": cmd_record,
     "replay": cmd_replay,
+    **learn_cli.COMMANDS,
 }
 
 

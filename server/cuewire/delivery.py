@@ -324,6 +324,7 @@ class Delivery:
             reason=self._reason(code, by.rule, by.rule.id),
             prompt=verdict.replaces,
             url=by.view.url,
+            model=by.view.models.version,
         )
         out.records.append(record.fields())
 
@@ -400,6 +401,7 @@ class Delivery:
             latency_ms=now - cand.since_ms,
             event=json.dumps(cand.view.event or {}, separators=(",", ":")),
             firing=cand.firing,
+            model=cand.view.models.version,
         )
         out.records.append(record.fields())
 
@@ -419,5 +421,6 @@ class Delivery:
             reason=reason,
             latency_ms=now - due_ms,
             firing=timer.token,
+            model=self._engine().rules.models.version,
         )
         await self._store.audit(timer.site, record.fields())

@@ -70,6 +70,7 @@ from ..sites import Sites
 from ..store import RedisStore
 from ..supervise import Supervised, Supervisor
 from .auth import AdminAuth
+from .segments_view import segment_routes
 
 log = logging.getLogger(__name__)
 
@@ -452,6 +453,7 @@ def mount_qa(
         route("/qa/metrics.csv", metrics_csv),
         route("/qa/api/token", token),
         route("/qa/api/session", session_api),
+        *segment_routes(runtime, route),
         Mount("/qa/static", admin(StaticFiles(directory=STATIC))),
     ]
 

@@ -13,6 +13,7 @@ from msgspec import UNSET
 
 from .. import fields
 from ..facts import PROMPT_CLOSED
+from ..learn.models import NO_MODELS, Models
 from .alpha import AlphaIndex, Gate, any_of, best, gate_of
 from .conditions import Scope, evaluate
 from .facts_view import walk
@@ -135,8 +136,10 @@ class RuleSet:
         rules: list[Rule],
         segments: dict[str, Condition] | None = None,
         policy: Policy | None = None,
+        models: Models = NO_MODELS,
     ) -> None:
         self.rules = {rule.id: rule for rule in rules}
+        self.models = models  # what learned facts use (learn/models.py)
         self.segments = dict(segments or {})
         self.policy = policy or DEFAULT_POLICY
         self.by_type: dict[str, list[tuple[Rule, Role]]] = defaultdict(list)
