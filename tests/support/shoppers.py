@@ -181,3 +181,14 @@ def recording(visitors: int, seed: int = 1, site: str = "shop") -> Shoppers:
                 lines.append(json.dumps(batch, separators=(",", ":")))
     out.lines = lines
     return out
+
+
+if __name__ == "__main__":  # the demo's model: docs/learning.md, "The demo's model"
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write generated shoppers as a recording")
+    parser.add_argument("--visitors", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--site", default="demo")
+    args = parser.parse_args()
+    print("\n".join(recording(args.visitors, args.seed, args.site).lines))
