@@ -23,11 +23,13 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from cuewire.cli import main
+from cuewire.errors import ModelError
 from cuewire.learn import features
 from cuewire.learn.dataset import Row, rows
 from cuewire.learn.models import ModelFiles, load_propensity, load_segments
 from cuewire.learn.training import fit_propensity, fit_segments
-from cuewire.replay import Recording
+from cuewire.replay import Batch, Recording
+from cuewire.runtime import Runtime
 from cuewire.settings import Settings
 from cuewire.store import open_store
 from support.harness import Harness, VisitorSession, write
@@ -145,23 +147,27 @@ rules:
 """
 
 
+async def _walk(h: Harness, visitor: str, batches: list[Batch]) -> VisitorSession:
+    """A generated session's events, at its pace from now on the test's clock, up to its
+    conversion and without its exit intents (the test sends those)."""
+    me = await h.visit(visitor)
+    shift = h.clock.now - batches[0].at
+    for event in (e for batch in batches for e in batch.events):
+        if event.get("name") == "purchase":
+            break
+        if event["type"] != "exit_intent":
+            h.clock.now = max(h.clock.now, event["ts"] + shift)
+            fields = {k: v for k, v in event.items() if k not in ("type", "ts", "seq", "url")}
+            await me.send(event["type"], url=event["url"], **fields)
+    return me
+
+
 async def _shop(h: Harness, visitor: str, intent: str, nth: int = 0) -> VisitorSession:
-    """The ``nth`` generated shopper of ``intent``: its events up to its conversion, without
-    its exit intents (the test sends those)."""
+    """The ``nth`` generated shopper of ``intent``."""
     shoppers = recording(16, seed=11)
     session = [s for s, i in shoppers.intents.items() if i == intent][nth]
-    me = await h.visit(visitor)
     batches = [b for b in Recording.read(shoppers.lines).batches if b.session == session]
-    shift = h.clock.now - batches[0].at  # the shopper's pace, from now on the test's clock
-    for batch in batches:
-        for event in batch.events:
-            if event.get("name") == "purchase":
-                return me
-            if event["type"] != "exit_intent":
-                h.clock.now = max(h.clock.now, event["ts"] + shift)
-                fields = {k: v for k, v in event.items() if k not in ("type", "ts", "seq", "url")}
-                await me.send(event["type"], url=event["url"], **fields)
-    return me
+    return await _walk(h, visitor, batches)
 
 
 async def _shown(h: Harness, me: VisitorSession, type: str, **fields: Any) -> list[str]:
@@ -216,8 +222,33 @@ def test_a_model_of_another_version_is_refused_with_its_file(
     older = fit_propensity(found)
     older["features"] = {"version": 0, "names": ["pages"]}
     prop = _json(tmp_path / "p.json", older)
-    with pytest.raises(Exception, match=r"p\.json:1:1: trained on features version 0"):
-        ModelFiles(propensity=prop).load()
+    set_by_env = Settings.from_env(env={"CUEWIRE_PROPENSITY_MODEL": str(prop)})
+    with pytest.raises(ModelError, match=r"p\.json:1:1: trained on features version 0"):
+        ModelFiles.of(set_by_env).load()
+    # a set path must exist; the default one (<rules>/models/) is optional
+    missing = Settings.from_env(env={"CUEWIRE_SEGMENTS_MODEL": str(tmp_path / "none.json")})
+    with pytest.raises(ModelError, match=r"none\.json:1:1: cannot read the model"):
+        ModelFiles.of(missing).load()
+    assert ModelFiles.beside(tmp_path / "elsewhere").load().version == ""
+
+
+async def test_a_retrained_model_goes_live_with_the_next_reload(
+    shoppers_rows: tuple[dict[str, str], list[Row]], tmp_path: Path
+) -> None:
+    _, found = shoppers_rows
+    rules = write(tmp_path / "rules" / "r.yaml", "rules: []\n").parent
+    runtime = Runtime(rules, FIXTURES / "templates")
+    assert runtime.engine().rules.models.version == ""
+    trained = fit_segments(found, 3)
+    _json(rules / "models" / "segments.json", trained)
+    assert await runtime.reload_if_changed()
+    assert runtime.engine().rules.models.version == trained["id"]
+    _json(rules / "models" / "segments.json", {**trained, "version": 10})
+    assert not await runtime.reload_if_changed()  # refused: the last good one stays
+    assert runtime.engine().rules.models.version == trained["id"]
+    assert runtime.last_error and "segments.json:1:1: cuewire.segments format version 10" in (
+        runtime.last_error
+    )
 
 
 def test_segment_and_train_commands_write_loadable_models(
@@ -233,6 +264,30 @@ def test_segment_and_train_commands_write_loadable_models(
     models = ModelFiles.beside(tmp_path).load()
     assert models.segments is not None and models.propensity is not None
     assert models.propensity.spec.target == "purchase"
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # --redis reads a Redis
+async def test_segment_reads_a_sites_live_stream_from_redis(
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--redis URL --site S``: the sessions a live server kept in its stream, no file."""
+    shoppers = recording(12, seed=9)
+    recorded = Recording.read(shoppers.lines).batches
+    assert settings.redis_url is not None
+    async with open_store(settings) as store:
+        h = Harness(store, settings)
+        for session in shoppers.intents:
+            batches = [b for b in recorded if b.session == session]
+            await _walk(h, batches[0].visitor, batches)
+    monkeypatch.setenv("CUEWIRE_KEY_PREFIX", settings.key_prefix)
+    out = tmp_path / "segments.json"
+    args = ["segment", "--redis", settings.redis_url, "--site", "test-site", "--k", "2"]
+    assert await asyncio.to_thread(main, [*args, "--out", str(out)]) == 0
+    assert f"2 segments of {len(shoppers.intents)} sessions" in capsys.readouterr().out
+    assert sum(s.size for s in load_segments(out).spec.segments) == len(shoppers.intents)
 
 
 def test_the_server_does_not_import_the_training_stack() -> None:

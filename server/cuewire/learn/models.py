@@ -202,34 +202,40 @@ def _read(path: Path) -> bytes:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """Where the models are: set paths (settings) or, by default, ``<rules dir>/models/``
-    when a file is there."""
+    """Where the models are: set paths (settings), or by default ``<rules dir>/models/``, where
+    a missing file means no model (and one added later is loaded with the next reload)."""
 
     segments: Path | None = None
     propensity: Path | None = None
+    optional: tuple[Path, ...] = ()  # the defaults: loaded when they exist
 
     @classmethod
     def beside(
         cls, rules_dir: Path, segments: Path | None = None, propensity: Path | None = None
     ) -> ModelFiles:
         default = rules_dir / "models"
-        seg = segments or (default / "segments.json")
-        prop = propensity or (default / "propensity.json")
-        return cls(
-            seg if segments or seg.is_file() else None,
-            prop if propensity or prop.is_file() else None,
-        )
+        seg = segments or default / "segments.json"
+        prop = propensity or default / "propensity.json"
+        optional = tuple(p for p, given in ((seg, segments), (prop, propensity)) if not given)
+        return cls(seg, prop, optional)
 
     @classmethod
     def of(cls, settings: Settings) -> ModelFiles:
         return cls.beside(settings.rules_dir, settings.segments_model, settings.propensity_model)
 
     def paths(self) -> list[Path]:
+        """The files whose changes reload the rules (runtime.py)."""
         return [p for p in (self.segments, self.propensity) if p is not None]
+
+    def _wanted(self, path: Path | None) -> Path | None:
+        if path is None or (path in self.optional and not path.exists()):
+            return None
+        return path
 
     def load(self) -> Models:
         """Both models, or ModelError naming the file that cannot be used."""
+        segments, propensity = self._wanted(self.segments), self._wanted(self.propensity)
         return Models(
-            load_segments(self.segments) if self.segments else None,
-            load_propensity(self.propensity) if self.propensity else None,
+            load_segments(segments) if segments else None,
+            load_propensity(propensity) if propensity else None,
         )
