@@ -7,8 +7,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SourceError
+from .errors import ConfigError, Problem, SourceError
+from .goals import MEASURE_FILE, Goals
 from .learn.models import ModelFiles
+from .measures import Measures
 from .render import Catalog
 from .rules.engine import Engine
 from .rules.index import RuleSet
@@ -28,14 +30,26 @@ def load_sources(rules_dir: Path, templates_dir: Path, models: ModelFiles | None
     default those in ``<rules_dir>/models/``). Raises SourceError."""
     catalog = Catalog.load(templates_dir)
     found = load_rules(rules_dir, catalog.names)
+    goals_file = rules_dir / MEASURE_FILE
+    try:
+        goals = Goals.load(goals_file)
+    except ConfigError as exc:
+        raise SourceError([Problem(goals_file, 1, 1, str(exc))]) from exc
+    measures = Measures(goals, found.funnels, [rule.id for rule in found.rules])
     learned = (models or ModelFiles.beside(rules_dir)).load()
-    return Loaded(Engine(RuleSet(found.rules, found.segments, found.policy, learned)), catalog)
+    rules = RuleSet(found.rules, found.segments, found.policy, measures, learned)
+    return Loaded(Engine(rules), catalog)
 
 
 def _fingerprint(
     rules_dir: Path, templates_dir: Path, models: ModelFiles
 ) -> tuple[tuple[str, int, int], ...]:
-    files = [*rule_files(rules_dir), *sorted(templates_dir.glob("*")), *models.paths()]
+    files = [
+        *rule_files(rules_dir),
+        rules_dir / MEASURE_FILE,
+        *sorted(templates_dir.glob("*")),
+        *models.paths(),
+    ]
     stats = []
     for path in files:
         try:

@@ -16,6 +16,9 @@ from .conditions import MISSING, Scope
 from .model import Condition
 
 HOUR_MS = 3_600_000
+# The snippet beats every 5 s while there was input and counts a visitor attentive for 15 s
+# after an input: after a beat, at least 10 s more are attentive even if no input follows.
+ATTENTION_TAIL_MS = 10_000
 DAY_MS = 86_400_000
 
 
@@ -103,11 +106,24 @@ class FactView:
         return MISSING
 
     def active_ms(self) -> int:
-        """Active (visible) time on the current page: reported dwell plus the visible stretch."""
-        dwell = _int(self.session.get("dwell_ms"))
-        if self.session.get("visible", "1") == "1":
-            dwell += max(0, self.now_ms - _int(self.session.get("visible_since")))
-        return dwell
+        """Attentive time on the current page (visible, and input, scroll or pointer movement
+        within the last 15 s): what the snippet last reported, plus the stretch since its last
+        ``attention`` beat that is surely attentive (at most :data:`ATTENTION_TAIL_MS`, and
+        only while the page is visible)."""
+        return _int(self.session.get("active_ms")) + self.attentive_tail()
+
+    def attentive_tail(self) -> int:
+        """Time since the last ``attention`` beat counted as attentive; 0 once the visitor has
+        been idle long enough that only a new beat can tell (or the page is hidden)."""
+        beat = self.session.get("attention_at")
+        if not beat or self.session.get("visible", "1") != "1":
+            return 0
+        return min(ATTENTION_TAIL_MS, max(0, self.now_ms - _int(beat)))
+
+    def idle_for_attention(self) -> bool:
+        """No attentive time is accruing: only the next ``attention`` beat can add some."""
+        beat = self.session.get("attention_at")
+        return not beat or self.now_ms - _int(beat) >= ATTENTION_TAIL_MS
 
     def features(self) -> tuple[float, ...]:
         """The session's feature vector (learn/features.py), once per view."""

@@ -19,7 +19,7 @@ SESSION_FIELDS = (
     *("started", "active_at", "page_started", "url", "path", "landing", "referrer", "device"),
     "tz",
     *("pages", "events", "prompts", "scroll", "dwell_ms", "visible", "visible_since"),
-    "active_ms",
+    *("active_ms", "attention_at"),
     *("returning", "prev_seen", "last", "last_type"),
 )
 VISITOR_FIELDS = ("sessions", "user_id", "user_verified", "first_seen")
