@@ -161,7 +161,7 @@ def _decode(path: Path, raw: bytes, kind: str, cls: type[_Spec]) -> _Spec:
         spec = msgspec.convert(head, cls)
     except msgspec.ValidationError as exc:
         raise _problem(path, error_reason(exc)) from exc
-    names: FeatureSpec = getattr(spec, "features")  # noqa: B009 (both file types have it)
+    names = spec.features
     if names.version != features.VERSION or tuple(names.names) != features.NAMES:
         raise _problem(
             path,
