@@ -31,6 +31,7 @@ from .export.loader import Loader, postgres_loader
 from .gateway import Gateway
 from .inbox import Inbox, InboxClient
 from .keys import Keys
+from .learn.models import ModelFiles
 from .metrics import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
@@ -78,7 +79,7 @@ class Services:
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     store = open_store(settings)
-    runtime = Runtime(settings.rules_dir, settings.templates_dir)
+    runtime = Runtime(settings.rules_dir, settings.templates_dir, ModelFiles.of(settings))
     # no client manager on Redis: a prompt for another process's socket goes to that
     # process's inbox (inbox.py), not to every process
     sio = socketio.AsyncServer(

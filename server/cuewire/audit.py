@@ -27,6 +27,7 @@ class AuditRecord:
     firing: str = ""  # a deadline's token: the record is written once per firing
     window_ms: int = 0  # an exposure's goal window (goals.py): how long it may convert
     digest: str = ""  # the rule's digest (rules.model.digest): which version of it ran
+    model: str = ""  # the learned models' ids when it was decided (learn/models.py)
 
     def fields(self) -> dict[str, str]:
         """The stream entry's fields."""
@@ -48,4 +49,5 @@ class AuditRecord:
             "firing": self.firing,
             "window_ms": str(self.window_ms),
             "rule_digest": self.digest,
+            "model": self.model,
         }

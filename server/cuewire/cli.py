@@ -1,4 +1,5 @@
-"""The ``cuewire`` command: serve, demo, check, audit, explain, record, replay, export."""
+"""The ``cuewire`` command: serve, demo, check, audit, explain, record, replay, export, segment,
+train."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from .codes import Outcome
 from .errors import ConfigError, CuewireError, Problem, RuleError, SourceError
+from .learn import cli as learn_cli
 from .paths import describe, or_shipped, shipped
 from .settings import Settings
 from .sites import Sites
@@ -99,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     postgres.add_argument("--consumer", default=socket.gethostname(), help="consumer name")
     postgres.add_argument("--batch", type=_positive, default=500, help="entries per batch")
     postgres.add_argument("--claim-idle-s", type=float, default=30.0, help="take over after")
+    learn_cli.add_commands(sub)
     return parser
 
 
@@ -411,6 +414,7 @@ COMMANDS = {
     "record": cmd_record,
     "replay": cmd_replay,
     "export": cmd_export,
+    **learn_cli.COMMANDS,
 }
 
 

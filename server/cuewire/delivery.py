@@ -404,6 +404,7 @@ class Delivery:
             reason=self._reason(code, by.rule, by.rule.id),
             prompt=verdict.replaces,
             url=by.view.url,
+            model=by.view.models.version,
         )
         out.records.append(record.fields())
 
@@ -489,6 +490,7 @@ class Delivery:
             firing=cand.firing,
             window_ms=window_ms,
             digest=digest(cand.rule),
+            model=cand.view.models.version,
         )
         out.records.append(record.fields())
 
@@ -510,5 +512,6 @@ class Delivery:
             latency_ms=now - due_ms,
             firing=timer.token,
             digest=digest(rule) if rule else "",
+            model=self._engine().rules.models.version,
         )
         await self._store.audit(timer.site, record.fields())

@@ -48,6 +48,9 @@ class Settings:
     templates_dir: Path = Path("templates")
     sites_file: Path | None = None
     demo_site_dir: Path | None = None
+    # learned models (docs/learning.md); None: <rules_dir>/models/<name>.json when it exists
+    segments_model: Path | None = None
+    propensity_model: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8377
     session_ttl_s: int = 30 * 60
@@ -114,7 +117,7 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
-        if isinstance(default, Path) or name.endswith(("_dir", "_file")):
+        if isinstance(default, Path) or name.endswith(("_dir", "_file", "_model")):
             return Path(raw)
     except ValueError as exc:
         message = f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid value: {exc}"

@@ -74,6 +74,7 @@ from ..sites import Sites
 from ..store import RedisStore
 from ..supervise import Supervised, Supervisor
 from .auth import AdminAuth
+from .segments_view import segment_routes
 from .shadow_report import shadow_json
 
 log = logging.getLogger(__name__)
@@ -470,6 +471,7 @@ def mount_qa(
         route("/qa/shadow.json", shadow_json(ctx)),
         route("/qa/api/token", token),
         route("/qa/api/session", session_api),
+        *segment_routes(runtime, route),
         Mount("/qa/static", admin(StaticFiles(directory=STATIC))),
     ]
 

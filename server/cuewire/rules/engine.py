@@ -98,7 +98,7 @@ class Engine:
     def view(
         self, session: Facts, visitor: Facts, now_ms: int, event: dict[str, Any] | None = None
     ) -> FactView:
-        return FactView(session, visitor, now_ms, event, self.rules.segments)
+        return FactView(session, visitor, now_ms, event, self.rules.segments, self.rules.models)
 
     def eligible(self, rule: Rule, view: FactView) -> bool:
         return rule.when is None or evaluate(rule.when, view.scope)
@@ -127,7 +127,7 @@ class Engine:
             kind = event["type"]
             if batch is None:
                 batch = _Batch(site, session, visitor, session_facts, rules)
-            view = FactView(batch.facts, visitor_facts, now_ms, event, rules.segments)
+            view = FactView(batch.facts, visitor_facts, now_ms, event, rules.segments, rules.models)
             read = view.read
             if kind == "page_view":
                 self._page_changed(batch, view, now_ms)

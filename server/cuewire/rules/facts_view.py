@@ -9,6 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import fields
 from ..facts import path_of
+from ..learn.features import features
+from ..learn.models import NO_MODELS, Models
 from ..store.base import Facts
 from .conditions import MISSING, Scope
 from .model import Condition
@@ -46,6 +48,7 @@ class FactView:
         now_ms: int,
         event: dict[str, Any] | None = None,
         segments: Mapping[str, Condition] | None = None,
+        models: Models = NO_MODELS,
     ) -> None:
         self.session = session
         self.visitor = visitor
@@ -55,6 +58,8 @@ class FactView:
         self.scope = Scope(self.get, segments)
         self.path_memo: tuple[str, str] | None = None
         self.memo: dict[str, Any] | None = None
+        self.models = models
+        self.vector: tuple[float, ...] | None = None
 
     def read(self, name: str) -> Any:
         """:meth:`get`, remembered: for the alpha index, which reads a fact once per event
@@ -120,9 +125,20 @@ class FactView:
         beat = self.session.get("attention_at")
         return not beat or self.now_ms - _int(beat) >= ATTENTION_TAIL_MS
 
+    def features(self) -> tuple[float, ...]:
+        """The session's feature vector (learn/features.py), once per view."""
+        if self.vector is None:
+            self.vector = features(self.session, self.visitor)
+        return self.vector
+
     def _session(self, rest: str) -> Any:
         head, _, tail = rest.partition(".")
         s = self.session
+        if head == "propensity":
+            model = self.models.propensity
+            if model is None or tail != model.spec.target:
+                return MISSING
+            return model.score(self.features())
         if head == "count":
             return _int(s.get(fields.count(tail)))
         if head == "custom":
@@ -166,6 +182,9 @@ class FactView:
         v = self.visitor
         if rest == "returning":
             return self.session.get("returning") == "1"
+        if rest == "segment":
+            segments = self.models.segments
+            return MISSING if segments is None else segments.assign(self.features())
         if rest == "sessions":
             return _int(v.get("sessions")) or 1
         if rest == "days_since_last_visit":

@@ -13,6 +13,7 @@ from msgspec import UNSET
 
 from .. import fields
 from ..facts import PROMPT_CLOSED
+from ..learn.models import NO_MODELS, Models
 from .alpha import AlphaIndex, Gate, any_of, best, gate_of
 from .conditions import Scope, evaluate
 from .facts_view import walk
@@ -139,9 +140,11 @@ class RuleSet:
         segments: dict[str, Condition] | None = None,
         policy: Policy | None = None,
         measures: Measures | None = None,
+        models: Models = NO_MODELS,
     ) -> None:
         self.rules = {rule.id: rule for rule in rules}
         self.measures = measures  # goals and funnels (counters.py), when loaded with them
+        self.models = models  # what learned facts use (learn/models.py)
         self.segments = dict(segments or {})
         self.policy = policy or DEFAULT_POLICY
         self.by_type: dict[str, list[tuple[Rule, Role]]] = defaultdict(list)
