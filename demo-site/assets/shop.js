@@ -316,6 +316,14 @@
     const { items, total } = cartTotals(lines);
     cw("track", "checkout_started", { items, total });
 
+    // The email typed at checkout identifies the shopper (unsigned: the demo has no backend
+    // to sign it), so the demo rule checkout-left-email can send a reminder (/qa/mail).
+    const emailField = form.querySelector("input[name=email]");
+    emailField.addEventListener("change", () => {
+      const email = emailField.value.trim();
+      if (emailField.checkValidity() && email) cw("identify", email.split("@")[0], { email });
+    });
+
     // method="dialog" on the form: even without JavaScript nothing is ever sent anywhere.
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -426,7 +434,7 @@
     panel.innerHTML = `<details>
       <summary>Demo controls</summary>
       <div class="demo-body">
-        <p class="demo-links"><a href="/qa" target="cuewire-qa">QA console</a> <a href="/qa/metrics" target="cuewire-qa">Metrics</a> <a href="/studio">Studio</a></p>
+        <p class="demo-links"><a href="/qa" target="cuewire-qa">QA console</a> <a href="/qa/metrics" target="cuewire-qa">Metrics</a> <a href="/studio">Studio</a> <a href="/qa/mail" target="cuewire-qa">Mailbox</a></p>
         <p class="demo-buttons">
           <button type="button" class="btn btn-small" data-demo="new-session">New session</button>
           <button type="button" class="btn btn-small" data-demo="reset-visitor">Reset visitor</button>

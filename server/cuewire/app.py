@@ -25,9 +25,15 @@ from .admin.studio import studio_routes
 from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery, Emit
+from .demo_mail import MailSink
 from .gateway import Gateway
 from .inbox import Inbox, InboxClient
 from .keys import Keys
+from .mail.mailer import Mailer
+from .mail.queue import MailQueue
+from .mail.smtp import SmtpTarget
+from .mail.templates import EmailCatalog
+from .mail.unsubscribe import unsubscribe_routes
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .rooms import LocalManager
@@ -64,6 +70,8 @@ class Services:
     supervisor: Supervisor
     sockets: LocalSockets  # this process's sockets, and its id
     inbox: Inbox | None  # with Redis: targeted delivery to the other processes
+    mailer: Mailer  # the rule action `email` and its send queue (mail/)
+    mail_sink: MailSink | None  # `cuewire demo`: the local SMTP sink emails go to
 
 
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
@@ -98,6 +106,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
             lambda job: supervisor.run_once("inbox-deliveries", job),
         )
         emit = inbox.emit
+    mailer = build_mailer(settings, store, clock)
     delivery = Delivery(
         store,
         runtime.engine,
@@ -107,6 +116,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         webhooks,
         lambda key: getattr(sites.get(key), "webhook_secret", None),
         metrics,
+        mailer,
     )
     pipeline = Pipeline(store, runtime.engine, delivery)
     gateway = Gateway(sio, settings, sites, store, pipeline, clock, metrics, local.address)
@@ -135,6 +145,16 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         supervisor,
         local,
         inbox,
+        mailer,
+        MailSink() if settings.demo_mail_sink else None,
+    )
+
+
+def build_mailer(settings: Settings, store: RedisStore, clock: Clock) -> Mailer:
+    """The mailer on the store's queue, with the email templates (templates/email/)."""
+    catalog = EmailCatalog.load(settings.templates_dir / "email")
+    return Mailer(
+        MailQueue(store.client, store.keys), lambda: catalog, settings, clock, store.audit
     )
 
 
@@ -162,6 +182,7 @@ async def serving(services: Services) -> AsyncIterator[Services]:
             await stack.enter_async_context(inbox)
             await stack.enter_async_context(supervisor.running("inbox", inbox.run))
         stack.push_async_callback(services.sio.shutdown)
+        await _start_mail(stack, services, supervisor)
         await stack.enter_async_context(
             supervisor.running("timers", services.timers.run, stop=services.timers.stop)
         )
@@ -169,6 +190,17 @@ async def serving(services: Services) -> AsyncIterator[Services]:
             supervisor.running("reload", lambda: services.runtime.watch(settings.reload_poll_s))
         )
         yield services
+
+
+async def _start_mail(
+    stack: contextlib.AsyncExitStack, services: Services, supervisor: Supervisor
+) -> None:
+    """The demo's SMTP sink (the mailer sends there), then the mailer's send loop."""
+    if services.mail_sink is not None:
+        sink = await stack.enter_async_context(services.mail_sink)
+        services.mailer.target = SmtpTarget(sink.host, sink.port)
+    mailer = services.mailer
+    await stack.enter_async_context(supervisor.running("mail", mailer.run, stop=mailer.stop))
 
 
 def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> ASGIApp:
@@ -215,7 +247,10 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         *mount_qa(services, sites, admin),
         *studio_routes(services.runtime, admin),
         Route("/v1/events", backend.endpoint, methods=["POST"]),
+        *unsubscribe_routes(services.mailer),
     ]
+    if services.mail_sink is not None:
+        routes.append(Route("/qa/mail", admin(request_response(services.mail_sink.page))))
     if settings.demo_site_dir is not None:
         routes.append(Mount("/", StaticFiles(directory=settings.demo_site_dir, html=True)))
     web = Starlette(routes=routes, lifespan=lifespan)

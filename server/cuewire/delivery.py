@@ -21,6 +21,7 @@ from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
 from .experiments import HOLDOUT, variant_for
 from .ids import new_id
+from .mail.mailer import Mailer
 from .metrics import Metrics
 from .origin import Origin
 from .protocol import Prompt
@@ -101,6 +102,7 @@ class Delivery:
         webhooks: Webhooks | None = None,
         webhook_secret: Callable[[str], str | None] = lambda _site: None,
         metrics: Metrics | None = None,
+        mail: Mailer | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -110,6 +112,7 @@ class Delivery:
         self._webhooks = webhooks
         self._secret = webhook_secret
         self._metrics = metrics or Metrics()
+        self._mail = mail
 
     def plan(self, origin: Origin, candidates: list[Candidate]) -> list[Plan]:
         """The firing requests for ``candidates``, highest priority first, one per rule."""
@@ -179,7 +182,7 @@ class Delivery:
         # templates see every trait and the props of every custom event, which a batch's
         # facts (RuleSet.fields: only what rules read) may not hold: governance returns the
         # whole hashes with a granted show that renders
-        renders = rule.show is not None and variant != HOLDOUT
+        renders = (rule.show is not None and variant != HOLDOUT) or rule.email is not None
         request = replace(request, firing=cand.firing, whole_facts=renders)
         return Plan(cand, prompt_id, variant, request)
 
@@ -267,6 +270,11 @@ class Delivery:
             )
             if prompt is not None and not await self._emit(origin.sid, prompt, confirm):
                 return UNACKED
+            if rule.email is not None and self._mail is not None:
+                policy = self._engine().rules.policy.email
+                out.records += await self._mail.queue(
+                    origin, rule, cand.cause, full, policy, cand.firing
+                )
         for f in rule.set:
             value = json.dumps(f.value)
             on_visitor = f.scope == "visitor"

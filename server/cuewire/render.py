@@ -229,19 +229,19 @@ def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate 
     try:
         meta = msgspec.convert(doc.data, TemplateMeta)
     except msgspec.ValidationError as exc:
-        return _shifted(doc.validation_problem(exc))
+        return shifted(doc.validation_problem(exc))
     try:
         ast = env.parse(source)
         compiled = env.from_string(ast)
     except jinja2.TemplateSyntaxError as exc:
         return Problem(path, exc.lineno, 1, exc.message or "template syntax error")
-    unknown = _unknown_variable(ast)
+    unknown = unknown_variable(ast)
     if unknown is not None:
         name, line = unknown
         known = ", ".join(CONTEXT_NAMES)
         return Problem(path, line, 1, f"'{name}' is undefined: templates see {known}")
     if DEFAULT_SAMPLE in meta.variants:
-        return _shifted(doc.problem(["variants"], f"the variant name {DEFAULT_SAMPLE!r} is taken"))
+        return shifted(doc.problem(["variants"], f"the variant name {DEFAULT_SAMPLE!r} is taken"))
     template = PromptTemplate(path.stem, path, meta, compiled)
     checks = [(DEFAULT_SAMPLE, ["sample"], meta.sample, "rendering the sample data")]
     checks += [
@@ -252,7 +252,7 @@ def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate 
         try:
             context = full_context(sample)
         except msgspec.ValidationError as exc:
-            return _shifted(_sample_problem(doc, where, exc))
+            return shifted(sample_problem(doc, where, exc))
         problem = _try_render(template, context, doing)
         if problem is not None:
             return problem
@@ -268,9 +268,11 @@ def _try_render(template: PromptTemplate, context: dict[str, Any], doing: str) -
     return None
 
 
-def _unknown_variable(ast: jinja2.nodes.Template) -> tuple[str, int] | None:
-    """The first variable no context provides, and its line."""
-    names = jinja2.meta.find_undeclared_variables(ast) - set(CONTEXT_NAMES)
+def unknown_variable(
+    ast: jinja2.nodes.Template, known: tuple[str, ...] = CONTEXT_NAMES
+) -> tuple[str, int] | None:
+    """The first variable no context provides (``known``: the names it does), and its line."""
+    names = jinja2.meta.find_undeclared_variables(ast) - set(known)
     # A name set in some branches only ({% if %}{% set x %}...) counts as undeclared for
     # Jinja; leave those to the sample renders, which fail when a branch leaves it unset.
     names -= {n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")}
@@ -285,7 +287,7 @@ def _unknown_variable(ast: jinja2.nodes.Template) -> tuple[str, int] | None:
     return name, line
 
 
-def _sample_problem(doc: YamlDoc, where: list[str], exc: msgspec.ValidationError) -> Problem:
+def sample_problem(doc: YamlDoc, where: list[str], exc: msgspec.ValidationError) -> Problem:
     """A sample shape error, placed at the field of the sample (or variant) it came from."""
     prefix = "$." + ".".join(str(p) for p in where)
     text = str(exc)
@@ -301,7 +303,7 @@ def _sample_problem(doc: YamlDoc, where: list[str], exc: msgspec.ValidationError
     return Problem(problem.path, problem.line, problem.col, message)
 
 
-def _shifted(problem: Problem) -> Problem:
+def shifted(problem: Problem) -> Problem:
     """Front-matter lines start on the file's second line."""
     return Problem(problem.path, problem.line + 1, problem.col, problem.message)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cuewire.app import build_mailer
 from cuewire.delivery import Delivery
 from cuewire.origin import Origin
 from cuewire.pipeline import Pipeline
@@ -40,8 +41,14 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.runtime = Runtime(self.settings.rules_dir, self.settings.templates_dir)
+        self.mailer = build_mailer(self.settings, self.store, self.clock)
         self.delivery = Delivery(
-            self.store, self.runtime.engine, self.runtime.catalog, self._emit, self.clock
+            self.store,
+            self.runtime.engine,
+            self.runtime.catalog,
+            self._emit,
+            self.clock,
+            mail=self.mailer,
         )
         self.pipeline = Pipeline(self.store, self.runtime.engine, self.delivery)
         self.timers = TimerLoop(self.store, self.runtime.engine, self.delivery, self.clock, 0.01)

@@ -4,10 +4,10 @@
 -- asks: list of {"a": govern.lua's ARGV, "f": the firing ("" or a deadline's token: granted
 --   again, not counted again), "m": the session field that keeps the firing granted last
 --   (fields.FIRING), "s": shows (bool), "w": wants the whole session and visitor hashes
---   when its show is granted (bool)}
+--   when it is granted (bool: a show that renders, an email)}
 -- A show after a granted show of the same call is held `lower_priority` without asking.
 -- Returns the verdicts ({code, replaced prompt, replaced rule} each) and whether a granted
--- show asked for the whole hashes.
+-- request asked for the whole hashes.
 local function govern_all(s, v, asks)
   local verdicts, shown, whole = {}, false, false
   for i, r in ipairs(asks) do
@@ -20,10 +20,8 @@ local function govern_all(s, v, asks)
       verdict = governance({s, v}, r.a)
       if r.f ~= '' and verdict[1] == '' then redis.call('HSET', s, r.m, r.f) end
     end
-    if verdict[1] == '' and r.s then
-      shown = true
-      whole = whole or r.w
-    end
+    if verdict[1] == '' and r.s then shown = true end
+    if verdict[1] == '' and r.w then whole = true end
     verdicts[i] = verdict
   end
   return verdicts, whole

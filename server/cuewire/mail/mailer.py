@@ -1,0 +1,253 @@
+"""The rule action ``email``: queue a rendered email for an identified visitor, then send the
+queue over SMTP; every step audited with a :class:`codes.Mail` code.
+
+Queueing (:meth:`Mailer.queue`, called by delivery.py when governance grants the rule):
+the address, the render, quiet hours, then the queue's own atomic checks (unsubscribed,
+the policy's caps). Sending (:meth:`Mailer.run`, a supervised loop): claim due jobs under a
+lease, skip an address that unsubscribed meanwhile, send, then finish, retry later (capped
+exponential backoff with jitter) or dead-letter.
+
+Which address: the ``email`` trait of the visitor's last *verified* identify (a signed
+identify, or one from the site's backend; identity.py), kept as the visitor field
+``mail_to``. With ``mail_unverified`` on (the demo and its local sink only), the ``email``
+trait of an unsigned identify too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import jinja2
+
+from .. import fields
+from ..audit import AuditRecord
+from ..clock import Clock
+from ..codes import Hold, Mail, Outcome
+from ..errors import StoreError
+from ..ids import new_id
+from ..lifecycle import Closing
+from ..origin import Origin
+from ..rules.facts_view import FactView
+from ..rules.model import EmailPolicy, Rule
+from ..settings import Settings
+from . import smtp
+from .message import build, valid_address
+from .queue import Caps, MailJob, SendQueue
+from .templates import EmailCatalog
+from .timing import quiet_until, retry_pause_s
+from .tokens import make_token, unsubscribe_key
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 8
+LEASE_MS = 120_000  # longer than one SMTP conversation can take (aiosmtplib's timeout)
+CLAIM_COUNT = 20
+UNSUBSCRIBE_PATH = "/email/unsubscribe"
+REASONS: dict[str, str] = {
+    Mail.SENT: "sent",
+    Mail.NO_ADDRESS: "no verified email address",
+    Mail.UNSUBSCRIBED: "unsubscribed",
+    Mail.CAP_DAY: "email cap per day",
+    Mail.CAP_WEEK: "email cap per week",
+    Mail.NOT_CONFIGURED: "no SMTP server configured",
+    Mail.QUIET_HOURS: "quiet hours in the visitor's time zone",
+    Mail.REFUSED: "refused by the SMTP server",
+    Mail.GAVE_UP: "gave up after failed attempts",
+    Hold.RENDER_FAILED: "render failed",
+}
+
+
+class Mailer(Closing):
+    def __init__(
+        self,
+        queue: SendQueue,
+        catalog: Callable[[], EmailCatalog],
+        settings: Settings,
+        clock: Clock,
+        audit: Callable[[str, dict[str, str]], Any],
+    ) -> None:
+        self._queue = queue
+        self._catalog = catalog
+        self._clock = clock
+        self._audit = audit
+        self._from = settings.mail_from
+        self._unverified = settings.mail_unverified
+        self._poll_s = settings.mail_poll_s
+        self._retry_s = settings.mail_retry_s
+        self.target = smtp.SmtpTarget.from_url(settings.smtp_url) if settings.smtp_url else None
+        base = settings.public_url or f"http://{settings.host}:{settings.port}"
+        self.unsubscribe_base = base.rstrip("/") + UNSUBSCRIBE_PATH
+        self.key = unsubscribe_key(settings.secret)
+        self._stopping = asyncio.Event()
+
+    @property
+    def send_queue(self) -> SendQueue:
+        return self._queue
+
+    def address(self, visitor: dict[str, str]) -> str | None:
+        """Where the visitor's email goes (see the module's docstring), or None."""
+        address = valid_address(visitor.get(fields.MAIL_TO))
+        if address is None and self._unverified:
+            raw = visitor.get(fields.trait("email"))
+            address = valid_address(json.loads(raw)) if raw else None
+        return address
+
+    async def queue(
+        self,
+        origin: Origin,
+        rule: Rule,
+        cause: str,
+        view: FactView,
+        policy: EmailPolicy,
+        firing: str,
+    ) -> list[dict[str, str]]:
+        """Queue ``rule``'s email for the visitor of ``view`` (its whole facts); the audit
+        records of what stopped or held it (none when it simply went on the queue)."""
+        action = rule.email
+        if action is None:
+            return []
+        now = self._clock.now_ms()
+        job_id = f"m_{firing}" if firing else new_id("m_")
+
+        def record(outcome: Outcome, code: str) -> list[dict[str, str]]:
+            fields_ = AuditRecord(
+                outcome,
+                rule.id,
+                origin.session,
+                origin.visitor,
+                cause,
+                now,
+                code=code,
+                reason=REASONS[code],
+                prompt=job_id,
+                template=action.template,
+                url=view.url,
+                firing=f"{job_id}:{code}",
+            ).fields()
+            return [fields_]
+
+        to = self.address(view.visitor)
+        if to is None:
+            return record(Outcome.SUPPRESSED, Mail.NO_ADDRESS)
+        if self.target is None:
+            return record(Outcome.SUPPRESSED, Mail.NOT_CONFIGURED)
+        unsubscribe_url = f"{self.unsubscribe_base}?t={make_token(self.key, origin.site, to)}"
+        context = view.template_context()
+        context["params"] = dict(action.params)
+        context["email"] = {
+            "id": job_id,
+            "rule": rule.id,
+            "to": to,
+            "unsubscribe_url": unsubscribe_url,
+        }
+        try:
+            rendered = self._catalog().get(action.template).render(context)
+        except (KeyError, jinja2.TemplateError):
+            log.exception("rule %s: cannot render email template %s", rule.id, action.template)
+            return record(Outcome.SUPPRESSED, Hold.RENDER_FAILED)
+        job = MailJob(
+            id=job_id,
+            site=origin.site,
+            session=origin.session,
+            visitor=origin.visitor,
+            rule=rule.id,
+            template=action.template,
+            to=to,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            unsubscribe_url=unsubscribe_url,
+            queued_ms=now,
+            url=view.url,
+        )
+        tz = view.session.get("tz")
+        quiet = quiet_until(now, int(tz) if tz else None, policy.quiet_hours)
+        caps = Caps(policy.per_visitor_day, policy.per_visitor_week)
+        code = await self._queue.put(job, quiet or now, caps)
+        if code == "dup":
+            return []
+        if code:
+            return record(Outcome.SUPPRESSED, Mail(code))
+        if quiet:
+            return record(Outcome.QUEUED, Mail.QUIET_HOURS)
+        return []
+
+    # ------------------------------------------------------------------ sending
+
+    async def run(self) -> None:
+        """Send what is due until :meth:`stop`; supervised by the app."""
+        self._stopping.clear()
+        failing = False
+        while not self._stopping.is_set():
+            try:
+                if self.target is not None:
+                    await self.tick()
+                failing = False
+            except StoreError as exc:
+                if not failing:  # logged once per outage
+                    log.warning("cannot send emails now (%s); retrying", exc)
+                failing = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._poll_s)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def tick(self) -> int:
+        """Send the jobs due now; how many were claimed."""
+        jobs = await self._queue.claim(self._clock.now_ms(), LEASE_MS, CLAIM_COUNT)
+        for job in jobs:
+            await self._send(job)
+        return len(jobs)
+
+    async def _send(self, job: MailJob) -> None:
+        if self.target is None:
+            return
+        if await self._queue.unsubscribed(job.site, job.to):
+            await self._queue.done(job)
+            await self._finished(job, Outcome.SUPPRESSED, Mail.UNSUBSCRIBED)
+            return
+        sent, detail = await smtp.send(self.target, build(job, self._from))
+        if sent is smtp.Sent.SENT:
+            await self._queue.done(job)
+            await self._finished(job, Outcome.SENT, Mail.SENT)
+            return
+        job.attempts += 1
+        job.error = detail
+        if sent is smtp.Sent.REFUSED or job.attempts >= ATTEMPTS:
+            log.warning("email %s to %s failed for good: %s", job.id, job.to, detail)
+            await self._queue.dead(job)
+            code = Mail.REFUSED if sent is smtp.Sent.REFUSED else Mail.GAVE_UP
+            await self._finished(job, Outcome.FAILED, code, detail)
+            return
+        pause_ms = round(retry_pause_s(job.attempts, self._retry_s) * 1000)
+        log.info("email %s: attempt %d failed (%s); retrying", job.id, job.attempts, detail)
+        await self._queue.retry(job, self._clock.now_ms() + pause_ms)
+
+    async def _finished(self, job: MailJob, outcome: Outcome, code: Mail, detail: str = "") -> None:
+        now = self._clock.now_ms()
+        reason = REASONS[code] + (f": {detail}" if detail else "")
+        record = AuditRecord(
+            outcome,
+            job.rule,
+            job.session,
+            job.visitor,
+            "email",
+            now,
+            code=str(code),
+            reason=reason,
+            prompt=job.id,
+            template=job.template,
+            url=job.url,
+            latency_ms=now - job.queued_ms,
+            firing=f"{job.id}:{code}",
+        )
+        await self._audit(job.site, record.fields())
+
+    async def aclose(self) -> None:
+        self.stop()
