@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from . import __version__
 from .admin.auth import AdminAuth
+from .admin.deadletters import deadletter_routes
 from .admin.qa import mount_qa
 from .admin.studio import studio_routes
 from .backend import BackendEvents
@@ -30,11 +31,13 @@ from .gateway import Gateway
 from .inbox import Inbox, InboxClient
 from .keys import Keys
 from .mail.mailer import Mailer
+from .mail.queue import CHANNEL as EMAIL
 from .mail.queue import MailQueue
 from .mail.smtp import SmtpTarget
 from .mail.templates import EmailCatalog
 from .mail.unsubscribe import unsubscribe_routes
 from .metrics import Metrics
+from .outbox import Outbox
 from .pipeline import Pipeline
 from .rooms import LocalManager
 from .runtime import Runtime
@@ -46,6 +49,7 @@ from .store import RedisStore, open_store
 from .supervise import Supervisor
 from .timers import TimerLoop
 from .transport import socketio_options
+from .webhooks import CHANNEL as WEBHOOKS
 from .webhooks import Webhooks
 from .webhooks import new_client as new_webhook_client
 
@@ -70,8 +74,10 @@ class Services:
     supervisor: Supervisor
     sockets: LocalSockets  # this process's sockets, and its id
     inbox: Inbox | None  # with Redis: targeted delivery to the other processes
-    mailer: Mailer  # the rule action `email` and its send queue (mail/)
+    mailer: Mailer  # the rule action `email` (mail/): its sends go on the "email" outbox
     mail_sink: MailSink | None  # `cuewire demo`: the local SMTP sink emails go to
+    # the durable outboxes by channel (outbox.py), made once the store is open: ``outbox_for``
+    outboxes: dict[str, Outbox] = field(default_factory=dict)
 
 
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
@@ -92,7 +98,9 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     )
 
     supervisor = Supervisor()
-    webhooks = Webhooks(new_webhook_client(), lambda job: supervisor.run_once("webhooks", job))
+    webhooks = Webhooks(
+        new_webhook_client(), lambda key: getattr(sites.get(key), "webhook_secret", None)
+    )
     metrics = Metrics()
     local = LocalSockets(sio, new_process_id())
     inbox = None
@@ -113,8 +121,6 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         runtime.catalog,
         emit,
         clock,
-        webhooks,
-        lambda key: getattr(sites.get(key), "webhook_secret", None),
         metrics,
         mailer,
     )
@@ -151,11 +157,34 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
 
 
 def build_mailer(settings: Settings, store: RedisStore, clock: Clock) -> Mailer:
-    """The mailer on the store's queue, with the email templates (templates/email/)."""
+    """The mailer with the email templates (templates/email/); its queue comes once the
+    store is open (``mail_queue``)."""
     catalog = EmailCatalog.load(settings.templates_dir / "email")
-    return Mailer(
-        MailQueue(store.client, store.keys), lambda: catalog, settings, clock, store.audit
-    )
+    return Mailer(lambda: catalog, settings, clock, store.audit)
+
+
+def mail_queue(outbox: Outbox, store: RedisStore, settings: Settings) -> MailQueue:
+    """The mailer's queue on the ``email`` outbox of an open store."""
+    outbox.base_s = settings.mail_retry_s  # the first retry's pause (then doubling, jittered)
+    return MailQueue(outbox, store.client, store.keys)
+
+
+def outbox_for(services: Services, channel: str) -> Outbox:
+    """The durable outbox of ``channel`` (one per channel and process; call it once the store
+    is open: on a cluster the store's client is the cluster's only then). Its loop is the
+    caller's to run under the supervisor (as ``serving`` does for webhooks)."""
+    if channel not in services.outboxes:
+        settings = services.settings
+        services.outboxes[channel] = Outbox(
+            services.store.client,
+            services.store.keys,
+            channel,
+            consumer=services.sockets.process,
+            metrics=services.metrics,
+            lease_s=settings.outbox_lease_s,
+            poll_s=settings.outbox_poll_s,
+        )
+    return services.outboxes[channel]
 
 
 @contextlib.asynccontextmanager
@@ -164,8 +193,9 @@ async def serving(services: Services) -> AsyncIterator[Services]:
 
     Closing order: the reload watcher and the timer loop stop first (a tick in flight
     finishes, within the supervisor's grace period), then Socket.IO, then the inbox's reader
-    and the inbox (deleted: other processes stop sending to it), then webhooks (deliveries in
-    flight get a moment) and their HTTP client, the supervisor (QA feeds and what is left),
+    and the inbox (deleted: other processes stop sending to it), then the webhooks' outbox
+    loop (deliveries in flight get the grace period; a job not settled stays in the outbox
+    for the next process) and its HTTP client, the supervisor (QA feeds and what is left),
     and the store last."""
     settings = services.settings
     async with contextlib.AsyncExitStack() as stack:
@@ -176,7 +206,14 @@ async def serving(services: Services) -> AsyncIterator[Services]:
             )
         supervisor = await stack.enter_async_context(services.supervisor)
         await stack.enter_async_context(services.webhooks.client)
-        await stack.enter_async_context(services.webhooks)
+        hooks = outbox_for(services, WEBHOOKS)
+        await stack.enter_async_context(
+            supervisor.running(
+                f"outbox:{hooks.channel}",
+                lambda: hooks.run(services.webhooks.handle),
+                stop=hooks.stop,
+            )
+        )
         inbox = services.inbox
         if inbox is not None:
             await stack.enter_async_context(inbox)
@@ -200,6 +237,7 @@ async def _start_mail(
         sink = await stack.enter_async_context(services.mail_sink)
         services.mailer.target = SmtpTarget(sink.host, sink.port)
     mailer = services.mailer
+    mailer.use(mail_queue(outbox_for(services, EMAIL), services.store, services.settings))
     await stack.enter_async_context(supervisor.running("mail", mailer.run, stop=mailer.stop))
 
 
@@ -245,6 +283,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         Route("/healthz", healthz),
         Route("/metrics", admin(request_response(metrics_endpoint))),
         *mount_qa(services, sites, admin),
+        *deadletter_routes(services.outboxes, admin),
         *studio_routes(services.runtime, admin),
         Route("/v1/events", backend.endpoint, methods=["POST"]),
         *unsubscribe_routes(services.mailer),

@@ -10,6 +10,7 @@
 - :class:`Mail`: what became of one email (the audit record's ``code`` beside ``outcome``
   ``sent``, ``failed``, ``suppressed`` or ``queued``; mail/).
 - :class:`Misconfig`: why the server refuses to start as configured (``ConfigError.code``).
+- :class:`Undelivered`: why an outbox job (a webhook) was retried or dead-lettered.
 
 Add members; never rename or remove one.
 """
@@ -117,3 +118,15 @@ class Misconfig(StrEnum):
     """Why the server refuses to start as configured (``ConfigError.code``, printed by the CLI)."""
 
     WORKERS_NEED_REDIS = "workers_need_redis"  # --workers N > 1 on the in-process embedded store
+
+
+class Undelivered(StrEnum):
+    """Why an outbox job (outbox.py: a webhook, an email) was not done on one attempt: the
+    ``code`` of a retry and of a dead letter."""
+
+    TIMEOUT = "timeout"  # the receiver did not answer in time; retried
+    UNREACHABLE = "unreachable"  # no connection (refused, DNS, reset); retried
+    SERVER_ERROR = "server_error"  # a 5xx answer; retried
+    THROTTLED = "throttled"  # a 429 answer; retried after its Retry-After
+    REFUSED = "refused"  # another 4xx (or a 3xx) answer: the receiver will not take it
+    HANDLER_FAILED = "handler_failed"  # the channel's own code raised; retried

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from . import fields
+from . import fields, webhooks
 from .audit import AuditRecord
 from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
@@ -24,12 +24,12 @@ from .ids import new_id
 from .mail.mailer import Mailer
 from .metrics import Metrics
 from .origin import Origin
+from .outbox import job_json
 from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
 from .rules.model import Policy, Rule, duration_ms
-from .store.base import Commit, FiringRequest, Put, Resolved, Store, Timer, Verdict
-from .webhooks import Webhooks
+from .store.base import Commit, FiringRequest, Put, Queued, Resolved, Store, Timer, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,12 @@ class Plan:
 
 @dataclass
 class _Writes:
-    """What one resolve writes after governance: facts and audit records, in one round trip."""
+    """What one resolve writes after governance: facts, audit records and the outbox jobs
+    of the records (webhooks), in one round trip."""
 
     puts: list[Put] = field(default_factory=list)
     records: list[dict[str, str]] = field(default_factory=list)
+    jobs: list[Queued] = field(default_factory=list)
 
 
 class Delivery:
@@ -99,8 +101,6 @@ class Delivery:
         catalog: Callable[[], Catalog],
         emit: Emit,
         clock: Clock,
-        webhooks: Webhooks | None = None,
-        webhook_secret: Callable[[str], str | None] = lambda _site: None,
         metrics: Metrics | None = None,
         mail: Mailer | None = None,
     ) -> None:
@@ -109,8 +109,6 @@ class Delivery:
         self._catalog = catalog
         self._emit = emit
         self._clock = clock
-        self._webhooks = webhooks
-        self._secret = webhook_secret
         self._metrics = metrics or Metrics()
         self._mail = mail
 
@@ -151,7 +149,7 @@ class Delivery:
                 first_show = first_show or plan.cand.rule.id
             prompt = await self._act(origin, plan, verdict, resolved, out, confirm=False)
             shown = shown or (prompt if isinstance(prompt, Prompt) else None)
-        await self._store.record(origin.site, out.puts, out.records)
+        await self._write(origin.site, out)
         return shown
 
     async def fire(self, origin: Origin, cand: Candidate) -> bool:
@@ -169,8 +167,13 @@ class Delivery:
             self._blocked(origin, cand, Hold(verdict.code), out)
         elif await self._act(origin, plan, verdict, resolved, out, confirm=True) is UNACKED:
             return False
-        await self._store.record(origin.site, out.puts, out.records)
+        await self._write(origin.site, out)
         return True
+
+    async def _write(self, site: str, out: _Writes) -> None:
+        await self._store.record(site, out.puts, out.records, out.jobs)
+        if out.jobs:
+            self._metrics.outbox.labels(webhooks.CHANNEL, "put").inc(len(out.jobs))
 
     def _plan(self, origin: Origin, cand: Candidate, policy: Policy) -> Plan:
         rule = cand.rule
@@ -254,8 +257,30 @@ class Delivery:
         out: _Writes,
         confirm: bool = False,
     ) -> Prompt | object | None:
-        """Show, call the webhook, set facts; audit (into ``out``). A prompt pushed with
-        ``confirm`` that the tab did not ack returns :data:`UNACKED` before any of it."""
+        """Show, set facts, audit, and queue the webhook with the audit record (into
+        ``out``). A prompt pushed with ``confirm`` that the tab did not ack returns
+        :data:`UNACKED` before any of it."""
+        acted = await self._show(origin, plan, verdict, resolved, out, confirm)
+        hook = plan.cand.rule.webhook
+        if acted is not UNACKED and hook is not None:
+            site, session, visitor = origin.site, origin.session, origin.visitor
+            payload = self._payload(site, session, visitor, plan.cand)
+            data = webhooks.job(hook.url, hook.headers, site, payload)
+            job = job_json(webhooks.job_id(plan.prompt_id), data)
+            # with the candidate's own audit record: the last one _show wrote
+            out.jobs.append(Queued(webhooks.CHANNEL, job, len(out.records) - 1))
+        return acted
+
+    async def _show(
+        self,
+        origin: Origin,
+        plan: Plan,
+        verdict: Verdict,
+        resolved: Resolved,
+        out: _Writes,
+        confirm: bool,
+    ) -> Prompt | object | None:
+        """Show, set facts; audit (into ``out``); :data:`UNACKED` as :meth:`_act`."""
         site, session, visitor = origin.site, origin.session, origin.visitor
         cand, variant = plan.cand, plan.variant
         rule = cand.rule
@@ -279,13 +304,6 @@ class Delivery:
             value = json.dumps(f.value)
             on_visitor = f.scope == "visitor"
             out.puts.append(Put(site, session, visitor, fields.fact(f.name), value, on_visitor))
-        if rule.webhook is not None and self._webhooks is not None:
-            self._webhooks.send(
-                rule.webhook.url,
-                self._payload(site, session, visitor, cand),
-                rule.webhook.headers,
-                self._secret(site),
-            )
         if rule.show is None:
             self._record(origin, cand, Outcome.FIRED, "", out)
             return None

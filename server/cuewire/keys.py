@@ -118,6 +118,12 @@ class Keys:
         answers to its prompts. Its own hash tag: each call touches this one key."""
         return f"{self.prefix}:inbox:{{{process}}}"
 
+    def outbox(self, channel: str, part: str) -> str:
+        """One key of a channel's durable outbox (outbox.py): ``stream`` (jobs to do, read by a
+        consumer group), ``due`` (retries by due time), ``dead`` (dead letters), ``counts``.
+        Every key of one channel shares the channel's hash tag: its scripts touch one slot."""
+        return f"{self.prefix}:ob:{{ob:{channel}}}:{part}"
+
 
 @dataclass(frozen=True)
 class ClusterKeys(Keys):

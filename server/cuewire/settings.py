@@ -56,6 +56,10 @@ class Settings:
     live_stream_max: int = 10_000  # accepted batches kept for the QA view; 0 turns it off
     timer_poll_s: float = 0.05
     timer_lease_s: float = 30.0  # a claimed deadline is claimed again when not acked by then
+    # an outbox job (outbox.py: webhooks) held this long by a process that did not settle it
+    # (it died) is taken over by another; longer than one attempt (webhooks: 5 s timeout)
+    outbox_lease_s: float = 30.0
+    outbox_poll_s: float = 0.2  # how often an idle outbox loop looks for due jobs
     reload_poll_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
     key_prefix: str = "cw"

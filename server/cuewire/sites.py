@@ -25,6 +25,7 @@ from msgspec import Meta
 from .errors import ConfigError, Problem
 from .protocol import error_reason
 from .sources import YamlDoc, read_yaml
+from .webhooks import secret_bytes
 
 
 class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -33,9 +34,14 @@ class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     origins: Annotated[list[str], Meta(min_length=1)]
     honor_dnt: bool = False
     api_key: str | None = None  # for events from the site's backend (POST /v1/events)
-    webhook_secret: str | None = None  # signs outbound webhooks (X-Cuewire-Signature)
+    # signs outbound webhooks (webhooks.py, Standard Webhooks): any string, or whsec_<base64>
+    webhook_secret: str | None = None
     identity_secret: Annotated[str, Meta(min_length=16)] | None = None  # signs user ids
     allow_unsigned_identify: bool | None = None  # None: only when there is no identity_secret
+
+    def __post_init__(self) -> None:
+        if self.webhook_secret is not None:
+            secret_bytes(self.webhook_secret)  # a whsec_ secret must be base64: ValueError
 
     @property
     def unsigned_identify_allowed(self) -> bool:

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cuewire.app import build_mailer
+from cuewire.app import build_mailer, mail_queue
 from cuewire.delivery import Delivery
+from cuewire.mail.queue import CHANNEL as EMAIL
 from cuewire.origin import Origin
+from cuewire.outbox import Outbox
 from cuewire.pipeline import Pipeline
 from cuewire.protocol import Prompt
 from cuewire.runtime import Runtime
@@ -42,6 +44,8 @@ class Harness:
     def __post_init__(self) -> None:
         self.runtime = Runtime(self.settings.rules_dir, self.settings.templates_dir)
         self.mailer = build_mailer(self.settings, self.store, self.clock)
+        outbox = Outbox(self.store.client, self.store.keys, EMAIL, poll_s=0.01)
+        self.mailer.use(mail_queue(outbox, self.store, self.settings))
         self.delivery = Delivery(
             self.store,
             self.runtime.engine,

@@ -2,10 +2,11 @@
 queue over SMTP; every step audited with a :class:`codes.Mail` code.
 
 Queueing (:meth:`Mailer.queue`, called by delivery.py when governance grants the rule):
-the address, the render, quiet hours, then the queue's own atomic checks (unsubscribed,
-the policy's caps). Sending (:meth:`Mailer.run`, a supervised loop): claim due jobs under a
-lease, skip an address that unsubscribed meanwhile, send, then finish, retry later (capped
-exponential backoff with jitter) or dead-letter.
+the address, the render, quiet hours, then the queue's own atomic checks (queued before,
+unsubscribed, the policy's caps) as it goes on the ``email`` outbox (queue.py). Sending
+(:meth:`Mailer.run`, a supervised loop): release held emails now due, take the outbox's jobs
+(under its lease), skip an address that unsubscribed meanwhile, send, and answer the outbox:
+done, retry (its backoff with jitter) or dead-letter.
 
 Which address: the ``email`` trait of the visitor's last *verified* identify (a signed
 identify, or one from the site's backend; identity.py), kept as the visitor field
@@ -23,30 +24,28 @@ from collections.abc import Callable
 from typing import Any
 
 import jinja2
+import msgspec
 
 from .. import fields
 from ..audit import AuditRecord
 from ..clock import Clock
 from ..codes import Hold, Mail, Outcome
-from ..errors import StoreError
 from ..ids import new_id
 from ..lifecycle import Closing
 from ..origin import Origin
+from ..outbox import Dead, Done, Job, Retry, Verdict
 from ..rules.facts_view import FactView
 from ..rules.model import EmailPolicy, Rule
 from ..settings import Settings
 from . import smtp
 from .message import build, valid_address
-from .queue import Caps, MailJob, SendQueue
+from .queue import Caps, MailJob, MailQueue
 from .templates import EmailCatalog
-from .timing import quiet_until, retry_pause_s
+from .timing import quiet_until
 from .tokens import make_token, unsubscribe_key
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 8
-LEASE_MS = 120_000  # longer than one SMTP conversation can take (aiosmtplib's timeout)
-CLAIM_COUNT = 20
 UNSUBSCRIBE_PATH = "/email/unsubscribe"
 REASONS: dict[str, str] = {
     Mail.SENT: "sent",
@@ -65,28 +64,33 @@ REASONS: dict[str, str] = {
 class Mailer(Closing):
     def __init__(
         self,
-        queue: SendQueue,
         catalog: Callable[[], EmailCatalog],
         settings: Settings,
         clock: Clock,
         audit: Callable[[str, dict[str, str]], Any],
     ) -> None:
-        self._queue = queue
+        self._queue: MailQueue | None = None  # use(): once the store is open
         self._catalog = catalog
         self._clock = clock
         self._audit = audit
         self._from = settings.mail_from
         self._unverified = settings.mail_unverified
         self._poll_s = settings.mail_poll_s
-        self._retry_s = settings.mail_retry_s
         self.target = smtp.SmtpTarget.from_url(settings.smtp_url) if settings.smtp_url else None
         base = settings.public_url or f"http://{settings.host}:{settings.port}"
         self.unsubscribe_base = base.rstrip("/") + UNSUBSCRIBE_PATH
         self.key = unsubscribe_key(settings.secret)
         self._stopping = asyncio.Event()
 
+    def use(self, queue: MailQueue) -> None:
+        """Queue on ``queue`` (made once the store is open: on a cluster its client is the
+        cluster's only then)."""
+        self._queue = queue
+
     @property
-    def send_queue(self) -> SendQueue:
+    def send_queue(self) -> MailQueue:
+        if self._queue is None:
+            raise RuntimeError("Mailer.use(queue) first: the mailer has no queue yet")
         return self._queue
 
     def address(self, visitor: dict[str, str]) -> str | None:
@@ -168,7 +172,7 @@ class Mailer(Closing):
         tz = view.session.get("tz")
         quiet = quiet_until(now, int(tz) if tz else None, policy.quiet_hours)
         caps = Caps(policy.per_visitor_day, policy.per_visitor_week)
-        code = await self._queue.put(job, quiet or now, caps)
+        code = await self.send_queue.put(job, quiet or now, now, caps)
         if code == "dup":
             return []
         if code:
@@ -180,54 +184,49 @@ class Mailer(Closing):
     # ------------------------------------------------------------------ sending
 
     async def run(self) -> None:
-        """Send what is due until :meth:`stop`; supervised by the app."""
+        """Send what is due until :meth:`stop`; supervised by the app (a store failure
+        raises: the supervisor restarts the loop after a backoff)."""
         self._stopping.clear()
-        failing = False
         while not self._stopping.is_set():
-            try:
-                if self.target is not None:
-                    await self.tick()
-                failing = False
-            except StoreError as exc:
-                if not failing:  # logged once per outage
-                    log.warning("cannot send emails now (%s); retrying", exc)
-                failing = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._poll_s)
+            if await self.tick() == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._poll_s)
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def tick(self) -> int:
-        """Send the jobs due now; how many were claimed."""
-        jobs = await self._queue.claim(self._clock.now_ms(), LEASE_MS, CLAIM_COUNT)
-        for job in jobs:
-            await self._send(job)
+        """Release held emails now due, then send one turn of the outbox's jobs; how many
+        jobs were taken."""
+        queue = self.send_queue
+        await queue.release(self._clock.now_ms())
+        if self.target is None:
+            return 0
+        jobs = await queue.outbox.take()
+        await asyncio.gather(*(queue.outbox.do(job, self.handle) for job in jobs))
         return len(jobs)
 
-    async def _send(self, job: MailJob) -> None:
+    async def handle(self, job: Job) -> Verdict:
+        """Send one outbox job (the outbox settles the verdict); audit how it ended."""
+        mail = msgspec.convert(job.data, MailJob)
+        queue = self.send_queue
         if self.target is None:
-            return
-        if await self._queue.unsubscribed(job.site, job.to):
-            await self._queue.done(job)
-            await self._finished(job, Outcome.SUPPRESSED, Mail.UNSUBSCRIBED)
-            return
-        sent, detail = await smtp.send(self.target, build(job, self._from))
-        if sent is smtp.Sent.SENT:
-            await self._queue.done(job)
-            await self._finished(job, Outcome.SENT, Mail.SENT)
-            return
-        job.attempts += 1
-        job.error = detail
-        if sent is smtp.Sent.REFUSED or job.attempts >= ATTEMPTS:
-            log.warning("email %s to %s failed for good: %s", job.id, job.to, detail)
-            await self._queue.dead(job)
-            code = Mail.REFUSED if sent is smtp.Sent.REFUSED else Mail.GAVE_UP
-            await self._finished(job, Outcome.FAILED, code, detail)
-            return
-        pause_ms = round(retry_pause_s(job.attempts, self._retry_s) * 1000)
-        log.info("email %s: attempt %d failed (%s); retrying", job.id, job.attempts, detail)
-        await self._queue.retry(job, self._clock.now_ms() + pause_ms)
+            return Retry(Mail.NOT_CONFIGURED)
+        if await queue.unsubscribed(mail.site, mail.to):
+            await self._finished(mail, Outcome.SUPPRESSED, Mail.UNSUBSCRIBED)
+            return Done()
+        result = await smtp.send(self.target, build(mail, self._from))
+        if result.sent is smtp.Sent.SENT:
+            await self._finished(mail, Outcome.SENT, Mail.SENT)
+            return Done()
+        last = job.attempts + 1 >= queue.outbox.max_attempts
+        if result.sent is smtp.Sent.REFUSED or last:
+            log.warning("email %s to %s failed for good: %s", mail.id, mail.to, result.detail)
+            code = Mail.REFUSED if result.sent is smtp.Sent.REFUSED else Mail.GAVE_UP
+            await self._finished(mail, Outcome.FAILED, code, result.detail)
+            return Dead(code, result.detail)
+        log.info("email %s: attempt %d failed (%s)", mail.id, job.attempts + 1, result.detail)
+        return Retry(result.code, detail=result.detail)
 
     async def _finished(self, job: MailJob, outcome: Outcome, code: Mail, detail: str = "") -> None:
         now = self._clock.now_ms()

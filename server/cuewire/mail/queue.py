@@ -1,35 +1,35 @@
-"""The durable send queue of emails, in the store (one Redis, a cluster or the embedded one).
+"""The send queue of emails: the durable outbox's ``email`` channel (outbox.py: a Redis stream
+read by a consumer group, retries with backoff and jitter, takeover after a crash, dead
+letters), plus what an email needs before it goes on it, in one script per call:
 
-Every key shares the hash tag ``{<prefix>:mail}``, so each script touches one slot:
+- de-duplication: a deadline's firing queues its email once, however often it is retried
+  (``id:<job id>``, kept 7 days);
+- unsubscribes (``unsub``: a set of ``<site> <address>``);
+- the policy's caps per visitor (``cap:<site>:<visitor>:d<day>`` / ``:w<week>``, counters
+  with an expiry, counted when queued);
+- quiet hours: a job due later waits in ``held`` (a sorted set by due time, epoch ms of the
+  mailer's clock, its job in the hash ``held:jobs``) and :meth:`MailQueue.release` moves it
+  onto the outbox's stream once due, in one script (a crash cannot lose it in between).
 
-- ``due`` (sorted set): job id -> when it may be sent (epoch ms): queued, waiting for the
-  end of quiet hours, waiting to be retried, or leased to a sender;
-- ``jobs`` (hash): job id -> the job (JSON: the rendered message and its attempts);
-- ``dead`` (list): jobs that failed for good, newest first (the last 1,000);
-- ``unsub`` (set): ``<site> <address>`` of every address that unsubscribed;
-- ``cap:<site>:<visitor>:d<day>`` / ``:w<week>`` (counters with an expiry): emails queued.
-
-A claim is a **lease**, as deadlines are (timers.py): the claim moves each due job's score
-to the end of its lease, so a job whose sender died (a crash between the claim and the
-answer) is claimed again once the lease ends. A job is removed only once the SMTP server
-answered. So a job is sent at least once; once in every test where the process stops
-without crashing mid-conversation (its Message-ID lets a receiver tell a resend).
-
-:class:`SendQueue` is what the mailer needs from a queue; :class:`MailQueue` is this one.
+Every key is one of the outbox's channel (``Keys.outbox("email", part)``), so all share its
+hash tag: on a Redis Cluster each script touches one slot.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any
 
 import msgspec
 
 from ..keys import Keys
+from ..outbox import Outbox, job_json
 from ..store.shared import Client, guard
 
-DEAD_MAX = 1000
+CHANNEL = "email"
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
+DEDUP_S = 7 * 86_400
+RELEASE_COUNT = 100
 
 
 class MailJob(msgspec.Struct, kw_only=True):
@@ -48,8 +48,6 @@ class MailJob(msgspec.Struct, kw_only=True):
     unsubscribe_url: str
     queued_ms: int
     url: str = ""  # the page the visitor was on when the rule fired
-    attempts: int = 0
-    error: str = ""  # the last failure, for people
 
 
 class Caps(msgspec.Struct, frozen=True):
@@ -59,71 +57,42 @@ class Caps(msgspec.Struct, frozen=True):
     per_week: int = 0
 
 
-class SendQueue(Protocol):
-    async def put(self, job: MailJob, due_ms: int, caps: Caps) -> str: ...
-    async def claim(self, now_ms: int, lease_ms: int, count: int) -> list[MailJob]: ...
-    async def done(self, job: MailJob) -> None: ...
-    async def retry(self, job: MailJob, due_ms: int) -> None: ...
-    async def dead(self, job: MailJob) -> None: ...
-    async def unsubscribe(self, site: str, address: str) -> None: ...
-    async def unsubscribed(self, site: str, address: str) -> bool: ...
-    async def pending(self) -> list[MailJob]: ...
-    async def dead_letters(self, count: int) -> list[MailJob]: ...
-
-
-# KEYS: due, jobs, unsub, day counter, week counter
-# ARGV: job id, job JSON, due ms, "<site> <address>", day cap, week cap, day ttl s, week ttl s
-# Returns "" (queued), "dup" (that job is already queued), or the code that stopped it.
+# KEYS: stream, held, held jobs, unsub, dedup marker, day counter, week counter
+# ARGV: job id, outbox job JSON, due ms, now ms, "<site> <address>", day cap, week cap,
+#       day ttl s, week ttl s, dedup ttl s
+# Returns "" (queued), "dup" (this job was queued before), or the code that stopped it.
 PUT = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 'dup' end
-if redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then return 'unsubscribed' end
-local day_cap, week_cap = tonumber(ARGV[5]), tonumber(ARGV[6])
-if day_cap > 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= day_cap then
+if redis.call('EXISTS', KEYS[5]) == 1 then return 'dup' end
+if redis.call('SISMEMBER', KEYS[4], ARGV[5]) == 1 then return 'unsubscribed' end
+local day_cap, week_cap = tonumber(ARGV[6]), tonumber(ARGV[7])
+if day_cap > 0 and tonumber(redis.call('GET', KEYS[6]) or '0') >= day_cap then
   return 'email_cap_day'
 end
-if week_cap > 0 and tonumber(redis.call('GET', KEYS[5]) or '0') >= week_cap then
+if week_cap > 0 and tonumber(redis.call('GET', KEYS[7]) or '0') >= week_cap then
   return 'email_cap_week'
 end
-redis.call('INCR', KEYS[4]); redis.call('EXPIRE', KEYS[4], ARGV[7])
-redis.call('INCR', KEYS[5]); redis.call('EXPIRE', KEYS[5], ARGV[8])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('INCR', KEYS[6]); redis.call('EXPIRE', KEYS[6], ARGV[8])
+redis.call('INCR', KEYS[7]); redis.call('EXPIRE', KEYS[7], ARGV[9])
+redis.call('SET', KEYS[5], '1', 'EX', ARGV[10])
+if tonumber(ARGV[3]) > tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+else
+  redis.call('XADD', KEYS[1], '*', 'j', ARGV[2], 'a', 0)
+end
 return ''
 """
 
-# KEYS: due, jobs. ARGV: now ms, lease end ms, count. Returns the claimed jobs' JSON.
-CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local out = {}
+# KEYS: stream, held, held jobs. ARGV: now ms, count. Returns how many went on the stream.
+RELEASE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
-  local job = redis.call('HGET', KEYS[2], id)
-  if job then
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
-    out[#out + 1] = job
-  else
-    redis.call('ZREM', KEYS[1], id)
-  end
+  local job = redis.call('HGET', KEYS[3], id)
+  if job then redis.call('XADD', KEYS[1], '*', 'j', job, 'a', 0) end
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
 end
-return out
-"""
-
-# KEYS: due, jobs, dead. ARGV: job id, job JSON ("" when done), dead max.
-FINISH = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-if ARGV[2] ~= '' then
-  redis.call('LPUSH', KEYS[3], ARGV[2])
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
-end
-return 1
-"""
-
-# KEYS: due, jobs. ARGV: job id, job JSON, due ms. Only a job still queued is put back.
-RETRY = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return 1
+return #ids
 """
 
 
@@ -131,65 +100,65 @@ def unsub_member(site: str, address: str) -> str:
     return f"{site} {address.strip().lower()}"
 
 
+def job_data(job: MailJob) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.to_builtins(job)
+    return data
+
+
 class MailQueue:
-    """:class:`SendQueue` on the store's Redis client."""
+    """Emails onto ``outbox`` (the ``email`` channel), held, capped and refused as above."""
 
-    def __init__(self, client: Client, keys: Keys) -> None:
+    def __init__(self, outbox: Outbox, client: Client, keys: Keys) -> None:
+        self.outbox = outbox
         self._r = client
-        tag = f"{{{keys.prefix}:mail}}"
-        self._due, self._jobs, self._dead, self._unsub = (
-            f"{tag}:{part}" for part in ("due", "jobs", "dead", "unsub")
-        )
-        self._cap = f"{tag}:cap"
-        self._put = client.register_script(PUT)
-        self._claim = client.register_script(CLAIM)
-        self._finish = client.register_script(FINISH)
-        self._retry = client.register_script(RETRY)
 
-    async def put(self, job: MailJob, due_ms: int, caps: Caps) -> str:
-        """Queue ``job`` for ``due_ms`` unless its address unsubscribed or a cap is reached:
-        "" when queued, else the code that stopped it (or "dup")."""
+        def key(part: str) -> str:
+            return keys.outbox(CHANNEL, part)
+
+        self._key = key
+        self._held, self._held_jobs, self._unsub = key("held"), key("held:jobs"), key("unsub")
+        self._put = client.register_script(PUT)
+        self._release = client.register_script(RELEASE)
+
+    async def put(self, job: MailJob, due_ms: int, now_ms: int, caps: Caps) -> str:
+        """Queue ``job`` (held until ``due_ms`` when that is later than ``now_ms``) unless it
+        was queued before, its address unsubscribed or a cap is reached: "" when queued,
+        "dup", or the code that stopped it."""
         day, week = job.queued_ms // DAY_MS, job.queued_ms // WEEK_MS
-        counter = f"{self._cap}:{job.site}:{job.visitor}"
-        keys = [self._due, self._jobs, self._unsub, f"{counter}:d{day}", f"{counter}:w{week}"]
+        counter = self._key(f"cap:{job.site}:{job.visitor}")
+        keys = [
+            self.outbox.key("stream"),
+            self._held,
+            self._held_jobs,
+            self._unsub,
+            self._key(f"id:{job.id}"),
+            f"{counter}:d{day}",
+            f"{counter}:w{week}",
+        ]
         args: list[str | int] = [
             job.id,
-            msgspec.json.encode(job).decode(),
+            job_json(job.id, job_data(job)),
             due_ms,
+            now_ms,
             unsub_member(job.site, job.to),
             caps.per_day,
             caps.per_week,
             2 * DAY_MS // 1000,
             2 * WEEK_MS // 1000,
+            DEDUP_S,
         ]
         async with guard("queue an email"):
             return str(await self._put(keys=keys, args=args))
 
-    async def claim(self, now_ms: int, lease_ms: int, count: int) -> list[MailJob]:
-        """Up to ``count`` due jobs, leased until ``now_ms + lease_ms``."""
-        async with guard("claim emails"):
-            raw = await self._claim(
-                keys=[self._due, self._jobs], args=[now_ms, now_ms + lease_ms, count]
-            )
-        return [msgspec.json.decode(r, type=MailJob) for r in raw]
+    async def release(self, now_ms: int) -> int:
+        """Move the held emails due by ``now_ms`` onto the outbox; how many."""
+        keys = [self.outbox.key("stream"), self._held, self._held_jobs]
+        async with guard("release held emails"):
+            return int(await self._release(keys=keys, args=[now_ms, RELEASE_COUNT]))
 
-    async def done(self, job: MailJob) -> None:
-        async with guard("finish an email"):
-            await self._finish(
-                keys=[self._due, self._jobs, self._dead], args=[job.id, "", DEAD_MAX]
-            )
-
-    async def dead(self, job: MailJob) -> None:
-        body = msgspec.json.encode(job).decode()
-        async with guard("dead-letter an email"):
-            await self._finish(
-                keys=[self._due, self._jobs, self._dead], args=[job.id, body, DEAD_MAX]
-            )
-
-    async def retry(self, job: MailJob, due_ms: int) -> None:
-        body = msgspec.json.encode(job).decode()
-        async with guard("reschedule an email"):
-            await self._retry(keys=[self._due, self._jobs], args=[job.id, body, due_ms])
+    async def held(self) -> int:
+        async with guard("count held emails"):
+            return int(await self._r.zcard(self._held))
 
     async def unsubscribe(self, site: str, address: str) -> None:
         async with guard("unsubscribe"):
@@ -198,14 +167,3 @@ class MailQueue:
     async def unsubscribed(self, site: str, address: str) -> bool:
         async with guard("read unsubscribes"):
             return bool(await self._r.sismember(self._unsub, unsub_member(site, address)))
-
-    async def pending(self) -> list[MailJob]:
-        """Every job still queued (for the QA view and tests)."""
-        async with guard("read the email queue"):
-            raw = await self._r.hvals(self._jobs)
-        return [msgspec.json.decode(r, type=MailJob) for r in raw]
-
-    async def dead_letters(self, count: int) -> list[MailJob]:
-        async with guard("read dead emails"):
-            raw = await self._r.lrange(self._dead, 0, count - 1)
-        return [msgspec.json.decode(r, type=MailJob) for r in raw]

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from ..codes import Undelivered
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -56,18 +57,32 @@ class SmtpTarget:
         )
 
 
-def _permanent(exc: aiosmtplib.SMTPException) -> bool:
+@dataclass(frozen=True)
+class Result:
+    sent: Sent
+    code: str = ""  # why not (codes.Undelivered): unreachable, timeout, server_error, refused
+    detail: str = ""  # the server's (or the network's) words, for people
+
+
+def _failed(exc: aiosmtplib.SMTPException) -> Result:
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return all(r.code >= 500 for r in exc.recipients)
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return exc.code >= 500
-    return False
+        permanent = all(r.code >= 500 for r in exc.recipients)
+    elif isinstance(exc, aiosmtplib.SMTPResponseException):
+        permanent = exc.code >= 500
+    else:
+        permanent = False
+    if permanent:
+        return Result(Sent.REFUSED, Undelivered.REFUSED, str(exc))
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+        return Result(Sent.RETRY, Undelivered.TIMEOUT, str(exc))
+    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected):
+        return Result(Sent.RETRY, Undelivered.UNREACHABLE, str(exc))
+    return Result(Sent.RETRY, Undelivered.SERVER_ERROR, str(exc))
 
 
-async def send(
-    target: SmtpTarget, message: EmailMessage, timeout_s: float = TIMEOUT_S
-) -> tuple[Sent, str]:
-    """Send ``message``; how it went, and the server's (or the network's) words on it."""
+async def send(target: SmtpTarget, message: EmailMessage, timeout_s: float = TIMEOUT_S) -> Result:
+    """Send ``message``: sent, to retry (a 4xx answer, no connection, a timeout) or refused
+    for good (5xx)."""
     try:
         await aiosmtplib.send(
             message,
@@ -80,7 +95,7 @@ async def send(
             timeout=timeout_s,
         )
     except aiosmtplib.SMTPException as exc:
-        return (Sent.REFUSED if _permanent(exc) else Sent.RETRY), str(exc)
+        return _failed(exc)
     except OSError as exc:
-        return Sent.RETRY, str(exc) or type(exc).__name__
-    return Sent.SENT, ""
+        return Result(Sent.RETRY, Undelivered.UNREACHABLE, str(exc) or type(exc).__name__)
+    return Result(Sent.SENT)

@@ -1,4 +1,4 @@
-"""When an email may go: quiet hours in the visitor's time zone, and the pause before a retry.
+"""When an email may go: quiet hours in the visitor's time zone.
 
 The time zone is the one the browser reported when the session opened (``tz``: JavaScript's
 ``getTimezoneOffset()``, minutes behind UTC); a visitor whose offset is unknown is taken to be
@@ -6,13 +6,10 @@ on UTC."""
 
 from __future__ import annotations
 
-import random
-
 from ..rules.model import QuietHours
 
 MINUTE_MS = 60_000
 DAY_MINUTES = 24 * 60
-MAX_RETRY_PAUSE_S = 3600.0
 
 
 def _minutes(clock: str) -> int:
@@ -33,10 +30,3 @@ def quiet_until(now_ms: int, tz_offset_min: int | None, quiet: QuietHours | None
     if not inside:
         return None
     return (now_ms // MINUTE_MS + (end - local) % DAY_MINUTES) * MINUTE_MS
-
-
-def retry_pause_s(attempt: int, base_s: float, rng: random.Random | None = None) -> float:
-    """The pause after failed attempt ``attempt`` (1-based): exponential, capped at an hour,
-    with jitter (between half and all of it) so that retries after an outage spread out."""
-    pause = min(base_s * 2.0 ** (attempt - 1), MAX_RETRY_PAUSE_S)
-    return pause * (0.5 + 0.5 * (rng or random).random())

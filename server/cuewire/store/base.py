@@ -7,7 +7,7 @@ It knows nothing of rules or transport. Two backends share one implementation
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -145,6 +145,17 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Queued:
+    """An outbox job (outbox.py) put in the same call that writes audit record number
+    ``record`` of ``Store.record``, and only when that record is written (once per firing).
+    ``job``: its JSON, from ``outbox.job_json``."""
+
+    channel: str
+    job: str
+    record: int
+
+
+@dataclass(frozen=True)
 class Put:
     """Set a fact on the session or the visitor (rule actions, sequence and window state)."""
 
@@ -231,9 +242,15 @@ class Store(Protocol):
         longer pending (another process committed them)."""
         ...
 
-    async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
+    async def record(
+        self,
+        site: str,
+        puts: list[Put],
+        records: list[dict[str, str]],
+        jobs: Sequence[Queued] = (),
+    ) -> None:
         """Write ``puts`` and append the audit ``records`` (once per ``firing`` when a record
-        has one), in one round trip."""
+        has one), in one round trip, with the outbox ``jobs`` of the records written."""
         ...
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:

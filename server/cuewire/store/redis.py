@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Self
 
 import redis.asyncio as aioredis
@@ -42,6 +42,7 @@ from .base import (
     Ingested,
     OpenedSession,
     Put,
+    Queued,
     Resolved,
     Schedule,
     Timer,
@@ -321,7 +322,13 @@ class RedisStore(Closing):
         _, verdicts, sess, vis = answer
         return Resolved([verdict(v) for v in verdicts], pairs(sess), pairs(vis))
 
-    async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
+    async def record(
+        self,
+        site: str,
+        puts: list[Put],
+        records: list[dict[str, str]],
+        jobs: Sequence[Queued] = (),
+    ) -> None:
         if not puts and not records:
             return
         k = self._k
@@ -335,8 +342,13 @@ class RedisStore(Closing):
             }
             for r in records
         ]
+        if not k.cluster:  # each job in the script that writes its record (record.lua)
+            for q in jobs:
+                entries[q.record]["o"] = {"k": slot(k.outbox(q.channel, "stream")), "j": q.job}
         arg = to_json({"ops": ops, "records": entries})
         async with guard("record a firing"):
+            if jobs and k.cluster:  # the outbox's slot is not the audit's: queued first
+                await self._queue_apart(jobs)
             if not k.cluster:
                 await self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
                 return
@@ -346,6 +358,15 @@ class RedisStore(Closing):
                     self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
                 )
             await together(work)
+
+    async def _queue_apart(self, jobs: Sequence[Queued]) -> None:
+        """On a cluster, outbox jobs go before their audit records: a crash in between
+        leaves a job without its record (sent, with its id: at least once), never a record
+        without its job."""
+        k = self._k
+        await together(
+            self._r.xadd(k.outbox(q.channel, "stream"), {"j": q.job, "a": 0}) for q in jobs
+        )
 
     async def apply(self, actions: list[Action]) -> None:
         if not actions:
