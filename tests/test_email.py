@@ -383,3 +383,18 @@ async def test_email_templates_that_fail_to_load_say_where(tmp_path: Path) -> No
         EmailCatalog.load(tmp_path)
     [problem] = raised.value.problems
     assert problem.path == tmp_path / "bad.txt" and "'secret' is undefined" in problem.message
+
+
+def test_a_rule_sending_an_unknown_email_template_is_reported_where_it_is_named(
+    tmp_path: Path,
+) -> None:
+    from cuewire.errors import RuleError
+    from cuewire.runtime import load_sources
+
+    rules = write(tmp_path / "rules" / "r.yaml", RULES.replace("cart_reminder", "cart_remindr"))
+    shutil.copytree(ROOT / "templates" / "email", tmp_path / "templates" / "email")
+    with pytest.raises(RuleError) as raised:
+        load_sources(rules.parent, tmp_path / "templates")
+    [problem] = raised.value.problems
+    assert (problem.path, problem.line) == (rules, 6)
+    assert "unknown email template 'cart_remindr' (known: cart_reminder)" in problem.message

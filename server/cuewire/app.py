@@ -34,7 +34,6 @@ from .mail.mailer import Mailer
 from .mail.queue import CHANNEL as EMAIL
 from .mail.queue import MailQueue
 from .mail.smtp import SmtpTarget
-from .mail.templates import EmailCatalog
 from .mail.unsubscribe import unsubscribe_routes
 from .metrics import Metrics
 from .outbox import Outbox
@@ -114,7 +113,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
             lambda job: supervisor.run_once("inbox-deliveries", job),
         )
         emit = inbox.emit
-    mailer = build_mailer(settings, store, clock)
+    mailer = Mailer(runtime.emails, settings, clock, store.audit)
     delivery = Delivery(
         store,
         runtime.engine,
@@ -154,13 +153,6 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         mailer,
         MailSink() if settings.demo_mail_sink else None,
     )
-
-
-def build_mailer(settings: Settings, store: RedisStore, clock: Clock) -> Mailer:
-    """The mailer with the email templates (templates/email/); its queue comes once the
-    store is open (``mail_queue``)."""
-    catalog = EmailCatalog.load(settings.templates_dir / "email")
-    return Mailer(lambda: catalog, settings, clock, store.audit)
 
 
 def mail_queue(outbox: Outbox, store: RedisStore, settings: Settings) -> MailQueue:

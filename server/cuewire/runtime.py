@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SourceError
+from .mail.templates import EmailCatalog
 from .render import Catalog
 from .rules.engine import Engine
 from .rules.index import RuleSet
@@ -16,21 +17,28 @@ from .rules.loader import load_rules, rule_files
 log = logging.getLogger(__name__)
 
 
+EMAIL_TEMPLATES = "email"  # the email templates' folder, inside the templates folder
+
+
 @dataclass(frozen=True)
 class Loaded:
     engine: Engine
     catalog: Catalog
+    emails: EmailCatalog
 
 
 def load_sources(rules_dir: Path, templates_dir: Path) -> Loaded:
-    """Load and check templates, then the rules that show them. Raises SourceError."""
+    """Load and check templates (prompts, then emails), then the rules that use them. Raises
+    SourceError."""
     catalog = Catalog.load(templates_dir)
-    found = load_rules(rules_dir, catalog.names)
-    return Loaded(Engine(RuleSet(found.rules, found.segments, found.policy)), catalog)
+    emails = EmailCatalog.load(templates_dir / EMAIL_TEMPLATES)
+    found = load_rules(rules_dir, catalog.names, emails.names)
+    return Loaded(Engine(RuleSet(found.rules, found.segments, found.policy)), catalog, emails)
 
 
 def _fingerprint(rules_dir: Path, templates_dir: Path) -> tuple[tuple[str, int, int], ...]:
-    files = [*rule_files(rules_dir), *sorted(templates_dir.glob("*"))]
+    emails = templates_dir / EMAIL_TEMPLATES
+    files = [*rule_files(rules_dir), *sorted(templates_dir.glob("*")), *sorted(emails.glob("*"))]
     stats = []
     for path in files:
         try:
@@ -58,6 +66,9 @@ class Runtime:
 
     def catalog(self) -> Catalog:
         return self._loaded.catalog
+
+    def emails(self) -> EmailCatalog:
+        return self._loaded.emails
 
     async def reload_if_changed(self) -> bool:
         """Reload off the event loop when a file changed; True when a new set went live."""

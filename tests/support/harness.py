@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cuewire.app import build_mailer, mail_queue
+from cuewire.app import mail_queue
 from cuewire.delivery import Delivery
+from cuewire.mail.mailer import Mailer
 from cuewire.mail.queue import CHANNEL as EMAIL
 from cuewire.origin import Origin
 from cuewire.outbox import Outbox
@@ -43,7 +44,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.runtime = Runtime(self.settings.rules_dir, self.settings.templates_dir)
-        self.mailer = build_mailer(self.settings, self.store, self.clock)
+        self.mailer = Mailer(self.runtime.emails, self.settings, self.clock, self.store.audit)
         outbox = Outbox(self.store.client, self.store.keys, EMAIL, poll_s=0.01)
         self.mailer.use(mail_queue(outbox, self.store, self.settings))
         self.delivery = Delivery(
