@@ -123,10 +123,12 @@ class Tags(HTMLParser):
         self.tags: set[str] = set()
         self.attributes: set[str] = set()
         self.text: list[str] = []
+        self.srcdocs: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.add(tag)
         self.attributes.update(name for name, _ in attrs)
+        self.srcdocs += [value or "" for name, value in attrs if name == "srcdoc"]
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
@@ -398,3 +400,52 @@ def test_a_rule_sending_an_unknown_email_template_is_reported_where_it_is_named(
     [problem] = raised.value.problems
     assert (problem.path, problem.line) == (rules, 6)
     assert "unknown email template 'cart_remindr' (known: cart_reminder)" in problem.message
+
+
+async def test_the_demo_mailbox_lists_what_arrived_with_the_html_part_sandboxed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`cuewire demo`'s sink: an unsigned address is mailed (the demo's own mailbox only), and
+    /qa/mail shows the email: headers escaped, the HTML part in a sandboxed srcdoc iframe."""
+    settings = replace(
+        mail_settings(settings, tmp_path, free_port()),
+        smtp_url=None,
+        demo_mail_sink=True,
+        mail_unverified=True,
+        admin_password="pw-of-the-test",
+    )
+    vector = '<img src=x onerror="window.__cw_xss=1">'
+    with LiveServer(settings, site_for) as server:
+        services = server.services
+        assert services.mail_sink is not None
+
+        async def fire() -> None:
+            now = services.clock.now_ms()
+            noon = str((now // 60_000) % 1440 - 720)
+            opened = await services.store.open_session("test-site", "v_d", None, now, {"tz": noon})
+            origin = Origin("test-site", "v_d", opened.session, "tab1", "sid-1@x")
+            traits = {"email": "shopper@example.com", "name": vector}
+            events = [
+                {"type": "identify", "ts": now, "seq": 0, "url": CHECKOUT, "user_id": "s"}
+                | {"traits": traits, "verified": False},
+                {"type": "custom", "ts": now, "seq": 1, "url": CHECKOUT}
+                | {"name": "checkout_started", "props": {}},
+            ]
+            await services.pipeline.process(origin, events, now)
+
+        await server.call(fire())
+        sink = services.mail_sink
+        await eventually(lambda: len(sink.messages), lambda n: n == 1, what="the demo email")
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/qa/mail")).status_code == 401
+            page = await client.get("/qa/mail", auth=("admin", "pw-of-the-test"))
+    assert page.status_code == 200
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    tags = parsed(page.text)
+    assert "img" not in tags.tags and "script" not in tags.tags
+    assert not any(a.startswith("on") for a in tags.attributes)
+    assert "sandbox" in tags.attributes and "srcdoc" in tags.attributes
+    assert "To</dt><dd>shopper@example.com" in page.text
+    [srcdoc] = tags.srcdocs  # the email's HTML part, as the sandboxed iframe gets it
+    shown = parsed(srcdoc)
+    assert "img" not in shown.tags and f"Hi {vector}!" in "".join(shown.text)
