@@ -19,22 +19,22 @@ from typing import Any
 import css_inline
 import jinja2
 import msgspec
-import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..errors import Problem, TemplateError
+from ..errors import Problem
 from ..filters import FILTERS
 from ..render import (
-    FRONT_MATTER,
-    RenderFailed,
+    Named,
     error_line,
+    front_matter,
     full_context,
+    load_folder,
     make_environment,
+    render_failures,
     sample_problem,
     shifted,
     unknown_variable,
 )
-from ..sources import YamlDoc, yaml_problem
 
 CONTEXT_NAMES = ("email", "params", "visitor", "session", "event")
 SAMPLE_EMAIL = {
@@ -83,45 +83,21 @@ class EmailTemplate:
 
     def render(self, context: dict[str, Any]) -> Rendered:
         """Render all three; any failure is a :class:`jinja2.TemplateError`."""
-        try:
+        with render_failures():
             subject = " ".join(self.subject.render(context).split())[:MAX_SUBJECT]
             html = _INLINER.inline(self.html.render(context))
             text = self.text.render(context)
-        except jinja2.TemplateError:
-            raise
-        except Exception as exc:
-            raise RenderFailed(f"{type(exc).__name__}: {exc}") from exc
         return Rendered(subject, html, text)
 
 
-class EmailCatalog:
-    """The email templates of one folder, by name."""
-
-    def __init__(self, templates: dict[str, EmailTemplate]) -> None:
-        self._templates = templates
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(self._templates)
-
-    def get(self, name: str) -> EmailTemplate:
-        return self._templates[name]
+class EmailCatalog(Named[EmailTemplate]):
+    """The email templates of one folder (``templates/email/``)."""
 
     @classmethod
     def load(cls, folder: Path) -> EmailCatalog:
         """Compile and check every ``*.html`` with its ``.txt``; raise TemplateError."""
         html_env, text_env = make_environment(), _text_environment()
-        problems: list[Problem] = []
-        templates: dict[str, EmailTemplate] = {}
-        for path in sorted(folder.glob("*.html")) if folder.is_dir() else []:
-            result = _load_one(html_env, text_env, path)
-            if isinstance(result, Problem):
-                problems.append(result)
-            else:
-                templates[result.name] = result
-        if problems:
-            raise TemplateError(problems)
-        return cls(templates)
+        return cls(load_folder(folder, lambda path: _load_one(html_env, text_env, path)))
 
 
 def context_of(sample: dict[str, Any], email: dict[str, Any]) -> dict[str, Any]:
@@ -143,19 +119,10 @@ def _load_one(
         return Problem(path, 1, 1, f"missing the text part {text_path.name} beside it")
     except (OSError, UnicodeDecodeError) as exc:
         return Problem(path, 1, 1, f"cannot read: {exc}")
-    front = FRONT_MATTER.match(source)
-    if not front:
-        return Problem(
-            path, 1, 1, "missing metadata: start the file with {#--- and a line `subject: ...`"
-        )
-    try:
-        doc = YamlDoc(path, front.group(1))
-    except yaml.YAMLError as exc:
-        return yaml_problem(path, front.group(1), exc, "invalid metadata YAML", first_line=2)
-    try:
-        meta = msgspec.convert(doc.data, EmailMeta)
-    except msgspec.ValidationError as exc:
-        return shifted(doc.validation_problem(exc))
+    found = front_matter(path, source, EmailMeta, "subject")
+    if isinstance(found, Problem):
+        return found
+    doc, meta = found
     parts: list[jinja2.Template] = []
     for env, where, text in (
         (text_env, path, meta.subject),

@@ -48,12 +48,17 @@ INVALID = (
 
 
 def unsubscribe_routes(mailer: Mailer) -> list[Route]:
-    async def confirm(request: Request) -> HTMLResponse:
+    def verified(request: Request) -> tuple[str, str, str] | None:
+        """The request's token, and the site and address it was signed for."""
         token = request.query_params.get("t", "")
         found = read_token(mailer.key, token)
+        return None if found is None else (token, *found)
+
+    async def confirm(request: Request) -> HTMLResponse:
+        found = verified(request)
         if found is None:
             return _page("Link not valid", INVALID, 400)
-        _, address = found
+        token, _, address = found
         body = (
             f"<p>Stop emails to <strong>{html.escape(address)}</strong>?</p>"
             f"<form method=post action='{UNSUBSCRIBE_PATH}?t={html.escape(token, quote=True)}'>"
@@ -62,14 +67,12 @@ def unsubscribe_routes(mailer: Mailer) -> list[Route]:
         return _page("Unsubscribe", body)
 
     async def unsubscribe(request: Request) -> HTMLResponse:
-        token = request.query_params.get("t", "")
-        found = read_token(mailer.key, token)
+        found = verified(request)
         if found is None:
             return _page("Link not valid", INVALID, 400)
-        site, address = found
+        _, site, address = found
         await mailer.send_queue.unsubscribe(site, address)
-        body = f"<p>{html.escape(address)} gets no more emails from us.</p>"
-        return _page("Unsubscribed", body)
+        return _page("Unsubscribed", f"<p>{html.escape(address)} gets no more emails from us.</p>")
 
     return [
         Route(UNSUBSCRIBE_PATH, confirm, methods=["GET"]),
