@@ -19,9 +19,12 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.applications import Starlette
 
 from cuewire.demo_mail import MailSink, Received
+from cuewire.mail.queue import CHANNEL as EMAIL
+from cuewire.mail.queue import MailQueue
 from cuewire.mail.smtp import SmtpTarget
 from cuewire.mail.unsubscribe import unsubscribe_routes
 from cuewire.origin import Origin
+from cuewire.outbox import Outbox
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from support.harness import Harness, VisitorSession, write
@@ -283,6 +286,24 @@ async def test_a_failed_send_is_retried_later_and_delivered_once(
     await delivered(harness, sink)  # after the retry's pause (at most mail_retry_s)
     assert await mailer.tick() == 0
     assert len(sink.messages) == 1
+    assert email_audit(await harness.audit()) == [("sent", "email_sent")]
+    assert await left(harness) == 0
+
+
+async def test_an_email_taken_by_a_sender_that_died_is_sent_by_another_once(
+    harness: Harness, sink: MailSink
+) -> None:
+    v = await identified(harness, {"email": "ada@example.com"})
+    await checkout_left(v)
+    store = harness.store
+    died = Outbox(store.client, store.keys, EMAIL, consumer="died-mid-send")
+    [taken] = await died.take()  # and it never answers: its process was killed
+    assert taken.data["to"] == "ada@example.com"
+    survivor = Outbox(store.client, store.keys, EMAIL, consumer="survivor", lease_s=1.0)
+    harness.mailer.use(MailQueue(survivor, store.client, store.keys))
+    assert await harness.mailer.tick() == 0  # within the lease: still the dead one's
+    await delivered(harness, sink)  # after it: taken over and sent
+    assert await harness.mailer.tick() == 0 and len(sink.messages) == 1
     assert email_audit(await harness.audit()) == [("sent", "email_sent")]
     assert await left(harness) == 0
 
