@@ -449,6 +449,8 @@
             <li>View 3 products of one category within 60 s (category offer).</li>
             <li>View 3 products of different categories, stay 20 s on the third.</li>
             <li>Add to cart and stay still 15 s (5% off), or keep browsing 45 s (reminder).</li>
+            <li>At checkout, type an email and leave without ordering: 20 s later a reminder
+              email is in the Mailbox.</li>
             <li>Scroll down the <a href="/blog/choosing-trail-shoes.html">Journal article</a>.</li>
             <li>New visitor: stay still 10 s (welcome). Anyone: 40 s (still there?).</li>
             <li>New session with items in the cart (reminder), or after 10 s without clicking

@@ -229,8 +229,10 @@ async def _start_mail(
         sink = await stack.enter_async_context(services.mail_sink)
         services.mailer.target = SmtpTarget(sink.host, sink.port)
     mailer = services.mailer
-    mailer.use(mail_queue(outbox_for(services, EMAIL), services.store, services.settings))
-    await stack.enter_async_context(supervisor.running("mail", mailer.run, stop=mailer.stop))
+    outbox = outbox_for(services, EMAIL)
+    mailer.use(mail_queue(outbox, services.store, services.settings))
+    running = supervisor.running(f"outbox:{outbox.channel}", mailer.run, stop=mailer.stop)
+    await stack.enter_async_context(running)
 
 
 def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> ASGIApp:
