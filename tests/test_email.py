@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.applications import Starlette
 
 from cuewire.demo_mail import MailSink, Received
+from cuewire.experiments import HOLDOUT, variant_for
 from cuewire.mail.queue import CHANNEL as EMAIL
 from cuewire.mail.queue import MailQueue
 from cuewire.mail.smtp import SmtpTarget
@@ -28,7 +29,7 @@ from cuewire.outbox import Outbox
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from support.harness import Harness, VisitorSession, write
-from support.paths import ROOT
+from support.paths import FIXTURES, ROOT
 from support.servers import LiveServer, free_port, site_for
 from support.vectors import XSS_VECTORS
 from support.waiting import eventually
@@ -306,6 +307,27 @@ async def test_an_email_taken_by_a_sender_that_died_is_sent_by_another_once(
     assert await harness.mailer.tick() == 0 and len(sink.messages) == 1
     assert email_audit(await harness.audit()) == [("sent", "email_sent")]
     assert await left(harness) == 0
+
+
+async def test_a_rule_that_shows_and_emails_sends_the_email_to_its_holdout_without_a_prompt(
+    store: RedisStore, settings: Settings, tmp_path: Path, sink: MailSink
+) -> None:
+    h = Harness(store, mail_settings(settings, tmp_path, sink.port))
+    shutil.copy(FIXTURES / "templates" / "note.html", tmp_path / "templates" / "note.html")
+    both = RULES.replace(
+        "    limit: {per_session: 0}",
+        "    show: {template: note, holdout: 0.5}\n    limit: {per_session: 0}",
+    )
+    write(tmp_path / "rules" / "email.yaml", both)
+    await h.runtime.reload_if_changed()
+    rule = h.runtime.engine().rules.rules["reminder"]
+    visitor = next(f"v_{i}" for i in range(100) if variant_for(f"v_{i}", rule) == HOLDOUT)
+    v = await identified(h, {"email": "ada@example.com"}, visitor=visitor)
+    await checkout_left(v)
+    await delivered(h, sink)
+    assert h.shown == []  # the prompt's holdout sees no prompt
+    outcomes = [r["outcome"] for r in await h.audit() if r["rule"] == "reminder"]
+    assert sorted(outcomes) == ["holdout", "sent"]
 
 
 class Refusing(MailSink):

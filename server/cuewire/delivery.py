@@ -290,9 +290,10 @@ class Delivery:
                 resolved.session, resolved.visitor, cand.view.now_ms, cand.view.event
             )
             full.url = cand.view.url
-            prompt = self._render(
-                replace(cand, view=full), plan.prompt_id, variant, verdict.replaces or None
-            )
+            if variant != HOLDOUT:  # (the whole facts may be for the email alone)
+                prompt = self._render(
+                    replace(cand, view=full), plan.prompt_id, variant, verdict.replaces or None
+                )
             if prompt is not None and not await self._emit(origin.sid, prompt, confirm):
                 return UNACKED
             if rule.email is not None and self._mail is not None:
