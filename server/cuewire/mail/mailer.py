@@ -80,6 +80,11 @@ class Mailer(Closing):
         base = settings.public_url or f"http://{settings.host}:{settings.port}"
         self.unsubscribe_base = base.rstrip("/") + UNSUBSCRIBE_PATH
         self.key = unsubscribe_key(settings.secret)
+        if settings.secret is None and self.target is not None:
+            log.warning(
+                "CUEWIRE_SECRET is not set: the unsubscribe links of emails sent now stop "
+                "working when this process restarts (docs/deploy.md)"
+            )
         self._stopping = asyncio.Event()
 
     def use(self, queue: MailQueue) -> None:
