@@ -30,9 +30,11 @@ from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from support.harness import Harness, VisitorSession, write
 from support.paths import FIXTURES, ROOT
-from support.servers import LiveServer, free_port, site_for
+from support.servers import WITH_CLUSTER, LiveServer, free_port, site_for
 from support.vectors import XSS_VECTORS
 from support.waiting import eventually
+
+BACKENDS = WITH_CLUSTER  # every key of the email channel shares one hash tag
 
 CHECKOUT = "http://shop.test/checkout.html"
 RULES = """
