@@ -110,10 +110,24 @@ async def test_a_wrong_backend_key_gets_401_and_stores_nothing(server: LiveServe
         body = {"site": "test-site", "visitor": "v_visitor01", "events": [event]}
         response = await backend(server, "guess", body)
         assert response.status_code == 401
+        assert response.json()["code"] == "unauthorized"
         facts = await server.call(
             server.services.store.session_facts("test-site", v.info["session"])
         )
         assert "c:purchase" not in facts
+
+
+async def test_a_body_nested_too_deeply_is_refused_with_a_code_not_a_server_error(
+    server: LiveServer,
+) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            server.url + "/v1/events",
+            content=b'{"site": "test-site", "events": [' + b"[" * 3000 + b"]" * 3000 + b"]}",
+            headers={"Authorization": "Bearer backend-key"},
+        )
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_batch"
 
 
 async def test_backend_batches_get_per_event_reasons(server: LiveServer) -> None:

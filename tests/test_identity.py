@@ -227,7 +227,7 @@ async def test_backend_events_by_user_id_need_a_verified_link(serve: ServerOf) -
         assert (await visitor_facts(server, "v_visitor01"))["user_verified"] == "0"
         response = await purchase_by_user(server)
         assert response.status_code == 404
-        assert "verified" in response.json()["error"]
+        assert response.json()["code"] == "unknown_visitor"
         assert "c:purchase" not in await session_facts(server, session_of(v))
 
 

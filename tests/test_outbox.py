@@ -180,6 +180,39 @@ async def test_a_job_held_by_a_dead_consumer_is_taken_over_after_its_lease(
     assert (await other.depth()).counts == {"done": 1}
 
 
+async def test_a_slow_job_does_not_hold_up_the_others(store: RedisStore) -> None:
+    outbox = outbox_of(store)
+    release = asyncio.Event()
+    done: list[int] = []
+
+    async def handler(job: Job) -> Verdict:
+        if job.data["n"] == 0:
+            await release.wait()  # a receiver that does not answer yet
+        done.append(job.data["n"])
+        return Done()
+
+    await outbox.put({"n": 0})
+    async with running(outbox, handler):
+        await eventually(lambda: outbox.depth(), lambda d: d.pending == 1, what="n=0 in hand")
+        for n in (1, 2, 3):
+            await outbox.put({"n": n})
+        await eventually(lambda: sorted(done) == [1, 2, 3], what="the others done meanwhile")
+        release.set()
+        await settled(outbox, "done", 4)
+    assert done[-1] == 0
+
+
+async def test_an_entry_that_is_not_a_job_is_dead_lettered_unhandled(store: RedisStore) -> None:
+    outbox = outbox_of(store)
+    await store.client.xadd(outbox.key("stream"), {"written": "by hand"})
+    worker = Worker()
+    async with running(outbox, worker):
+        await settled(outbox, "dead")
+    [letter] = await outbox.dead_letters()
+    assert (letter.code, letter.data) == ("malformed", {"entry": {"written": "by hand"}})
+    assert worker.seen == []
+
+
 def test_the_backoff_is_exponential_with_full_jitter_and_capped() -> None:
     def top(attempts: int) -> float:
         return backoff_s(attempts, base_s=1.0, max_s=60.0, rand=lambda: 1.0)

@@ -298,6 +298,8 @@ async def test_a_rule_with_a_webhook_posts_once_per_firing(
     )
     outcomes = sorted(r["outcome"] for r in records if r.get("rule") == "exit-hook")
     assert outcomes == ["fired", "fired", "suppressed", "suppressed"]
+    states = {state.name: state for state in hooked.services.supervisor.states()}
+    assert states["outbox:webhooks"].running  # supervised: /healthz shows it
     outbox = hooked.services.outboxes[CHANNEL]
     depth = await eventually(
         lambda: hooked.call(outbox.depth()),
@@ -336,10 +338,10 @@ async def test_a_server_killed_mid_retry_loses_nothing_and_doubles_nothing(
     clean_redis: str, tmp_path: Path
 ) -> None:
     """A real `cuewire serve` on Redis fires 12 webhooks; the receiver answers the first 24
-    posts 503, each 0.2 s late. Once each firing was posted once (retries scheduled, some
-    in flight), the server is SIGKILLed, then started again: every firing reaches the receiver
-    with a 2xx exactly once (lost 0, doubled 0, by webhook-id), the ones the dead process
-    held in flight taken over after its 1 s lease."""
+    posts 503, each 0.2 s late. Once 18 posts came (every firing failed once, some twice: some
+    wait for their retry, some are in flight), the server is SIGKILLed, then started again:
+    every firing reaches the receiver with a 2xx exactly once (lost 0, doubled 0, by
+    webhook-id), the ones the dead process held in flight taken over after its 1 s lease."""
     port = free_port()
     sites = write(
         tmp_path / "sites.yaml",
@@ -351,6 +353,7 @@ async def test_a_server_killed_mid_retry_loses_nothing_and_doubles_nothing(
         env = {
             "CUEWIRE_OUTBOX_LEASE_S": "1",
             "CUEWIRE_OUTBOX_POLL_S": "0.05",
+            "CUEWIRE_OUTBOX_BACKOFF_S": "0.2",
             "CUEWIRE_ADMIN_PASSWORD": ADMIN[1],
         }
 
@@ -365,11 +368,13 @@ async def test_a_server_killed_mid_retry_loses_nothing_and_doubles_nothing(
                 async with Visitor(first.url, visitor=f"v_crash{n:07d}") as v:
                     ack = await v.send(v.event("exit_intent", PRODUCT))
                     assert ack["accepted"] == 1  # its firing and webhook job are stored
-            await eventually(lambda: len(receiver.got) >= FIRINGS, what="one post per firing")
+            await eventually(lambda: len(receiver.got) >= 18, what="retries under way")
             first.kill()
             posted_before_kill = len(receiver.got)
         finally:
             first.kill()
+        async with open_store(Settings(redis_url=clean_redis)) as store:
+            at_kill = await Outbox(store.client, store.keys, CHANNEL).depth()
         second = server().start()
         try:
             await eventually(
@@ -394,10 +399,12 @@ async def test_a_server_killed_mid_retry_loses_nothing_and_doubles_nothing(
     doubled = sum(n - 1 for n in accepted.values())
     print(
         f"\nwebhooks through a SIGKILL: firings={FIRINGS} posts={len(receiver.got)} "
-        f"posted_before_kill={posted_before_kill} taken_over={reclaimed(metrics):.0f} "
+        f"posted_before_kill={posted_before_kill} at_kill: waiting_retry={at_kill.due} "
+        f"in_flight={at_kill.pending} taken_over={reclaimed(metrics):.0f} "
         f"lost={lost} doubled={doubled} dead={depth.dead}"
     )
     assert (lost, doubled, depth.dead) == (0, 0, 0)
+    assert at_kill.due + at_kill.queued == FIRINGS  # none done before (queued: with pending)
     assert all(verify(SECRET, g.headers, g.body)["rule"] == "exit-hook" for g in receiver.got)
 
 

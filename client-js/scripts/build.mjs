@@ -4,6 +4,8 @@
 //   src/index.ts          -> server/cuewire/static/cw.js                  the visitor snippet (IIFE)
 //   src/admin/adminio.ts  -> server/cuewire/admin/qa_static/adminio.js   the QA view's socket (ES module)
 //   src/studio/studio.ts  -> server/cuewire/admin/studio/studio.js       the studio page (IIFE)
+//   src/qa/overlay.ts     -> server/cuewire/static/cw-qa.js               the QA overlay (IIFE),
+//                            loaded by cw.js only on a page opened with ?cuewire_qa=TOKEN
 //
 // The output depends only on the sources and the pinned dependencies (no timestamps, no
 // source map), so building twice gives the same bytes.
@@ -50,6 +52,15 @@ export const BUNDLES = [
     banner:
       `/*! Cuewire Studio ${version} | Apache-2.0 | ` +
       `built from client-js/src/studio/studio.ts: do not edit */`,
+  },
+  {
+    name: "cw-qa.js",
+    entry: "src/qa/overlay.ts",
+    out: "../server/cuewire/static/cw-qa.js",
+    format: "iife",
+    banner:
+      `/*! Cuewire QA overlay ${version} | Apache-2.0 | ` +
+      `built from client-js/src/qa/overlay.ts: do not edit */`,
   },
 ];
 

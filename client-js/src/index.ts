@@ -12,6 +12,7 @@
 import { ownScript } from "./script";
 import type { Collector, Remover } from "./types";
 import { createIdentity } from "./identity";
+import { tabStore } from "./storage";
 import { takeTab } from "./tab";
 import { createConsent, doNotTrack } from "./consent";
 import { type Stats, createTransport } from "./transport";
@@ -79,6 +80,13 @@ function main(): void {
     return;
   }
 
+  // QA mode (?cuewire_qa=TOKEN, kept for the tab): the overlay is its own bundle (src/qa/).
+  if (/[?&]cuewire_qa=/.test(location.search) || tabStore.get("cw_qa")) {
+    const qa = document.createElement("script");
+    qa.src = new URL("cw-qa.js", script.src).href;
+    qa.setAttribute("data-site", site);
+    document.head.appendChild(qa);
+  }
   const consent = createConsent(script.getAttribute("data-consent") === "required");
   // Queued consent decisions apply before anything is collected or sent.
   for (const call of stub) if (call[0] === "consent") consent.set(!!call[1]);

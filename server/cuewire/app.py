@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery, Emit
 from .demo_mail import MailSink
+from .export.loader import Loader, postgres_loader
 from .gateway import Gateway
 from .inbox import Inbox, InboxClient
 from .keys import Keys
@@ -40,6 +41,7 @@ from .outbox import Outbox
 from .pipeline import Pipeline
 from .rooms import LocalManager
 from .runtime import Runtime
+from .segment_api import SegmentApi
 from .settings import Settings
 from .sites import Sites
 from .snippet import Snippet
@@ -75,6 +77,7 @@ class Services:
     inbox: Inbox | None  # with Redis: targeted delivery to the other processes
     mailer: Mailer  # the rule action `email` (mail/): its sends go on the "email" outbox
     mail_sink: MailSink | None  # `cuewire demo`: the local SMTP sink emails go to
+    export: Callable[[], Loader] | None = None  # with CUEWIRE_EXPORT_DSN (docs/export.md)
     # the durable outboxes by channel (outbox.py), made once the store is open: ``outbox_for``
     outboxes: dict[str, Outbox] = field(default_factory=dict)
 
@@ -135,6 +138,13 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         on_lateness=lambda ms: metrics.timer_lateness.observe(ms / 1000),
         on_store_error=metrics.store_errors.labels("timers").inc,
     )
+    export = None
+    if settings.export_dsn:  # made once the store is open (a cluster client replaces its own)
+        consumer = f"serve-{local.process}"
+        registry = metrics.registry
+        export = lambda: postgres_loader(  # noqa: E731
+            settings, store.client, store.keys, sites.keys(), consumer, registry
+        )
     return Services(
         settings,
         store,
@@ -152,6 +162,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         inbox,
         mailer,
         MailSink() if settings.demo_mail_sink else None,
+        export,
     )
 
 
@@ -175,6 +186,7 @@ def outbox_for(services: Services, channel: str) -> Outbox:
             metrics=services.metrics,
             lease_s=settings.outbox_lease_s,
             poll_s=settings.outbox_poll_s,
+            base_s=settings.outbox_backoff_s,
         )
     return services.outboxes[channel]
 
@@ -184,6 +196,10 @@ async def serving(services: Services) -> AsyncIterator[Services]:
     """Open everything long-lived in order and close it in reverse, whatever happens.
 
     Closing order: the reload watcher and the timer loop stop first (a tick in flight
+    finishes, within the supervisor's grace period), then Socket.IO, then the export when it
+    runs (its batch in flight committed and acknowledged), then the inbox's reader
+    and the inbox (deleted: other processes stop sending to it), then webhooks (deliveries in
+    flight get a moment) and their HTTP client, the supervisor (QA feeds and what is left),
     finishes, within the supervisor's grace period), then Socket.IO, then the inbox's reader
     and the inbox (deleted: other processes stop sending to it), then the webhooks' outbox
     loop (deliveries in flight get the grace period; a job not settled stays in the outbox
@@ -210,6 +226,11 @@ async def serving(services: Services) -> AsyncIterator[Services]:
         if inbox is not None:
             await stack.enter_async_context(inbox)
             await stack.enter_async_context(supervisor.running("inbox", inbox.run))
+        if services.export is not None:
+            loader = services.export()
+            await stack.enter_async_context(
+                supervisor.running("export", loader.run, stop=loader.stop)
+            )
         stack.push_async_callback(services.sio.shutdown)
         await _start_mail(stack, services, supervisor)
         await stack.enter_async_context(
@@ -281,6 +302,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         *studio_routes(services.runtime, admin),
         Route("/v1/events", backend.endpoint, methods=["POST"]),
         *unsubscribe_routes(services.mailer),
+        *SegmentApi(settings, sites, services.store, services.pipeline, services.clock).routes(),
     ]
     if services.mail_sink is not None:
         routes.append(Route("/qa/mail", admin(request_response(services.mail_sink.page))))

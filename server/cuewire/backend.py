@@ -17,16 +17,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .clock import Clock
+from .codes import Reject
 from .errors import StoreError
 from .gate import backend_gate, sort_out
 from .identity import trusted
 from .origin import Origin
 from .pipeline import Pipeline
-from .protocol import Id, error_reason
-from .settings import Settings
+from .protocol import Id, Rejection, error_reason
+from .settings import Limits, Settings
 from .sites import Sites
 from .store.base import Store
-from .validation import validate_batch
+from .validation import Indexed, validate_batch
 
 BACKEND_TAB = "backend"
 
@@ -52,14 +53,18 @@ class BackendEvents:
         body = await read_capped(request, self._settings.limits.max_payload_bytes)
         if body is None:
             return _error(
-                413, f"payload too large: at most {self._settings.limits.max_payload_bytes} bytes"
+                413,
+                Reject.BATCH_TOO_LARGE,
+                f"payload too large: at most {self._settings.limits.max_payload_bytes} bytes",
             )
         try:
             batch = msgspec.json.decode(body, type=BackendBatch)
         except msgspec.ValidationError as exc:
-            return _error(422, error_reason(exc))
+            return _error(422, Reject.INVALID_BATCH, error_reason(exc))
         except msgspec.DecodeError as exc:
-            return _error(400, f"invalid JSON: {exc}")
+            return _error(400, Reject.INVALID_BATCH, f"invalid JSON: {exc}")
+        except RecursionError:  # msgspec's decoder recurses per nesting level
+            return _error(400, Reject.INVALID_BATCH, "invalid JSON: nested too deeply")
         site = self._sites.get(batch.site)
         key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if (
@@ -68,7 +73,7 @@ class BackendEvents:
             # bytes: compare_digest refuses str with non-ASCII characters
             or not secrets.compare_digest(key.encode(), site.api_key.encode())
         ):
-            return _error(401, "unknown site or wrong API key")
+            return _error(401, Reject.UNAUTHORIZED, "unknown site or wrong API key")
         try:
             visitor = batch.visitor or (
                 await self._store.visitor_of_user(batch.site, batch.user_id)
@@ -76,34 +81,62 @@ class BackendEvents:
                 else None
             )
         except StoreError:
-            return _error(503, "store unavailable, resend later")
+            return _error(503, Reject.STORE_UNAVAILABLE, "store unavailable, resend later")
         if visitor is None:
-            return _error(404, NO_VISITOR if batch.user_id is None else NO_VERIFIED_LINK)
+            reason = NO_VISITOR if batch.user_id is None else NO_VERIFIED_LINK
+            return _error(404, Reject.UNKNOWN_VISITOR, reason)
         now = self._clock.now_ms()
         valid, rejected = validate_batch(batch.events, self._settings.limits)
         # the backend holds the API key: its identify events are verified (identity.py)
         valid = [(i, trusted(e) if e["type"] == "identify" else e) for i, e in valid]
         try:
-            current = (await self._store.visitor_facts(batch.site, visitor)).get("session")
-            opened = await self._store.open_session(batch.site, visitor, current, now)
-            facts = await self._store.session_facts(batch.site, opened.session, visitor)
-            sid = facts.get("sid", "")
-            if valid:
-                origin = Origin(batch.site, visitor, opened.session, BACKEND_TAB, sid)
-                gate = backend_gate(self._settings.limits)
-                done = await self._pipeline.process(
-                    origin, [event for _, event in valid], now, gate
-                )
-                valid, _ = sort_out(valid, rejected, done.admitted, gate)
+            valid, session = await ingest_for(
+                self._store,
+                self._pipeline,
+                self._settings.limits,
+                batch.site,
+                visitor,
+                BACKEND_TAB,
+                valid,
+                rejected,
+                now,
+            )
         except StoreError:
-            return _error(503, "store unavailable, resend later")
+            return _error(503, Reject.STORE_UNAVAILABLE, "store unavailable, resend later")
         return JSONResponse(
             {
                 "accepted": len(valid),
                 "rejected": [msgspec.to_builtins(r) for r in rejected],
-                "session": opened.session,
+                "session": session,
             }
         )
+
+
+async def ingest_for(
+    store: Store,
+    pipeline: Pipeline,
+    limits: Limits,
+    site: str,
+    visitor: str,
+    tab: str,
+    valid: Indexed,
+    rejected: list[Rejection],
+    now_ms: int,
+    describe: dict[str, str] | None = None,
+) -> tuple[Indexed, str]:
+    """Valid events a server sends for ``visitor`` as ``tab``, through the pipeline into the
+    visitor's live session (a new one if it expired): the events the gate admitted (a
+    rejection into ``rejected`` for each other) and the session. ``describe``: fields the
+    session records (open_session)."""
+    current = (await store.visitor_facts(site, visitor)).get("session")
+    opened = await store.open_session(site, visitor, current, now_ms, describe)
+    facts = await store.session_facts(site, opened.session, visitor)
+    if valid:
+        origin = Origin(site, visitor, opened.session, tab, facts.get("sid", ""))
+        gate = backend_gate(limits)
+        done = await pipeline.process(origin, [event for _, event in valid], now_ms, gate)
+        valid, _ = sort_out(valid, rejected, done.admitted, gate)
+    return valid, opened.session
 
 
 NO_VISITOR = "unknown visitor: send `visitor` (the browser's visitor id) or `user_id`"
@@ -134,5 +167,5 @@ async def read_capped(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, code: Reject, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "code": str(code)}, status_code=status)

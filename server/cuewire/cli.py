@@ -1,4 +1,4 @@
-"""The ``cuewire`` command: serve, demo, check, audit, explain, record, replay."""
+"""The ``cuewire`` command: serve, demo, check, audit, explain, record, replay, export."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import secrets
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -86,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file", type=Path, help="a file written by `cuewire record`")
     _common(replay)
     replay.add_argument("--json", action="store_true")
+    export = sub.add_parser("export", help="load events and decisions into a warehouse")
+    postgres = export.add_subparsers(dest="sink", required=True).add_parser(
+        "postgres", help="into PostgreSQL, exactly once, until stopped (docs/export.md)"
+    )
+    _store(postgres)
+    _common(postgres)
+    postgres.add_argument("--dsn", help="postgresql://USER@HOST/DB (CUEWIRE_EXPORT_DSN)")
+    postgres.add_argument("--consumer", default=socket.gethostname(), help="consumer name")
+    postgres.add_argument("--batch", type=_positive, default=500, help="entries per batch")
+    postgres.add_argument("--claim-idle-s", type=float, default=30.0, help="take over after")
     return parser
 
 
@@ -378,6 +389,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export.command import export_postgres
+
+    settings = _settings(args, export_dsn=args.dsn)
+    sites, idle_ms = args.site.split(","), round(args.claim_idle_s * 1000)
+    asyncio.run(export_postgres(settings, sites, args.consumer, args.batch, idle_ms))
+    return 0
+
+
 COMMANDS = {
     "serve": cmd_serve,
     "demo": cmd_demo,
@@ -386,6 +406,7 @@ COMMANDS = {
     "explain": cmd_explain,
     "record": cmd_record,
     "replay": cmd_replay,
+    "export": cmd_export,
 }
 
 

@@ -9,7 +9,11 @@
   beside ``outcome: dropped``).
 - :class:`Mail`: what became of one email (the audit record's ``code`` beside ``outcome``
   ``sent``, ``failed``, ``suppressed`` or ``queued``; mail/).
+- :class:`Skip`: why a Segment-format message was accepted but not applied (segment_api.py).
+- :class:`Gap`: why the export (export/) skipped stream entries it never loaded (docs/export.md).
 - :class:`Misconfig`: why the server refuses to start as configured (``ConfigError.code``).
+- :class:`QaRefusal`: why a QA tool (search, reset, force, the QA overlay's explain) refused
+  a request (the ``code`` of its JSON error).
 - :class:`Undelivered`: why an outbox job (a webhook) was retried or dead-lettered.
 
 Add members; never rename or remove one.
@@ -32,6 +36,8 @@ class Reject(StrEnum):
     RATE_LIMITED = "rate_limited"  # retryable: resend this event later
     STORE_UNAVAILABLE = "store_unavailable"  # retryable, index -1: resend the batch later
     NOT_CONNECTED = "not_connected"  # index -1: reconnect
+    UNKNOWN_VISITOR = "unknown_visitor"  # no visitor id, and no visitor verified as the user
+    UNAUTHORIZED = "unauthorized"  # index -1: no or a wrong key (HTTP 401); nothing stored
 
     @property
     def retryable(self) -> bool:
@@ -77,6 +83,7 @@ class Outcome(StrEnum):
     DROPPED = "dropped"  # a due deadline that did not fire; ``code`` is a Drop
     SENT = "sent"  # an email the SMTP server accepted; ``code`` is Mail.SENT
     FAILED = "failed"  # an email that will not be sent; ``code`` is a Mail
+    FORCED = "forced"  # shown or run because QA forced it (admin/qatools.py): not an exposure
 
 
 class Hold(StrEnum):
@@ -114,10 +121,39 @@ class Mail(StrEnum):
     GAVE_UP = "smtp_gave_up"  # (failed) temporary failures on every attempt: dead-lettered
 
 
+class Skip(StrEnum):
+    """Why a message of the Segment-compatible API was accepted (``success``) but changed
+    nothing: answered in ``skipped`` with its index, so a sender never retries it."""
+
+    DUPLICATE = "duplicate"  # its messageId was applied before, within the dedupe window
+    NOT_MAPPED = "not_mapped"  # screen, group, alias: no Cuewire event stands for it
+
+
+class Gap(StrEnum):
+    """Why export entries were lost to the warehouse (the ``code`` of a gap, docs/export.md)."""
+
+    TRIMMED = "trimmed"  # the capped stream dropped entries before the consumer group read them
+    PENDING_TRIMMED = "pending_trimmed"  # read but not acknowledged, then trimmed (maybe loaded)
+    UNREADABLE = "unreadable"  # an entry that is not what its stream holds (logged, skipped)
+
+
 class Misconfig(StrEnum):
     """Why the server refuses to start as configured (``ConfigError.code``, printed by the CLI)."""
 
     WORKERS_NEED_REDIS = "workers_need_redis"  # --workers N > 1 on the in-process embedded store
+
+
+class QaRefusal(StrEnum):
+    """Why a QA tool refused a request (the ``code`` of its JSON error, docs/qa.md)."""
+
+    BAD_REQUEST = "bad_request"  # a parameter is missing or malformed (``field`` names it)
+    CSRF = "csrf"  # a POST without the page's token header, or from another origin
+    INVALID_TOKEN = "invalid_token"  # a QA overlay token that is tampered, for another site
+    TOKEN_EXPIRED = "token_expired"  # a QA overlay token past its expiry: open /qa again
+    UNKNOWN_SITE = "unknown_site"  # not a site of this server
+    UNKNOWN_SESSION = "unknown_session"  # no such live session (or not this visitor's)
+    UNKNOWN_RULE = "unknown_rule"  # no loaded rule with this id
+    NO_TAB = "no_tab"  # a forced prompt needs a connected tab of the session
 
 
 class Undelivered(StrEnum):
@@ -130,3 +166,4 @@ class Undelivered(StrEnum):
     THROTTLED = "throttled"  # a 429 answer; retried after its Retry-After
     REFUSED = "refused"  # another 4xx (or a 3xx) answer: the receiver will not take it
     HANDLER_FAILED = "handler_failed"  # the channel's own code raised; retried
+    MALFORMED = "malformed"  # an outbox entry that is not a job (not written by Outbox.put)

@@ -52,6 +52,10 @@ MAX_AVOID = 8
 CLICK_EVENTS = ("click", "rage_click", "dead_click")  # selector, and a tracked ancestor's track
 TRACKED_EVENTS = (*CLICK_EVENTS, "hover", "element_visible", "hesitation")
 MAX_SELECTOR = 256
+# The cause of a candidate QA forced (admin/qatools.py): past the rule's caps, cooldown,
+# snooze, dismissal pause and the site's prompt cap, over the prompt on screen; never past an
+# opt-out. Audited with the outcome ``forced``, which no report counts as an exposure.
+FORCED = "forced"
 
 
 def avoid(selectors: Sequence[str], event: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -148,6 +152,7 @@ class Delivery:
             if plan.cand.rule.show is not None:
                 first_show = first_show or plan.cand.rule.id
             prompt = await self._act(origin, plan, verdict, resolved, out, confirm=False)
+            self._queue_webhook(origin, plan, out)
             shown = shown or (prompt if isinstance(prompt, Prompt) else None)
         await self._write(origin.site, out)
         return shown
@@ -167,6 +172,8 @@ class Delivery:
             self._blocked(origin, cand, Hold(verdict.code), out)
         elif await self._act(origin, plan, verdict, resolved, out, confirm=True) is UNACKED:
             return False
+        else:
+            self._queue_webhook(origin, plan, out)
         await self._write(origin.site, out)
         return True
 
@@ -179,6 +186,8 @@ class Delivery:
         rule = cand.rule
         prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
         variant = variant_for(origin.visitor, rule) if rule.show is not None else None
+        if variant == HOLDOUT and cand.cause == FORCED:  # QA sees the prompt, not the holdout
+            variant = rule.show.variants[0].id if rule.show and rule.show.variants else None
         request = self._firing_request(
             origin.site, origin.session, origin.visitor, rule, policy, prompt_id
         )
@@ -187,6 +196,19 @@ class Delivery:
         # whole hashes with a granted show that renders
         renders = (rule.show is not None and variant != HOLDOUT) or rule.email is not None
         request = replace(request, firing=cand.firing, whole_facts=renders)
+        if cand.cause == FORCED:
+            on_screen = cand.view.session.get("showing_priority") or "0"
+            request = replace(
+                request,
+                per_session=0,
+                per_day=0,
+                per_week=0,
+                cooldown_ms=0,
+                max_prompts=0,
+                snooze_ms=0,
+                dismiss_count=0,
+                priority=max(rule.priority, int(on_screen) + 1),  # over the prompt on screen
+            )
         return Plan(cand, prompt_id, variant, request)
 
     def _firing_request(
@@ -248,6 +270,17 @@ class Delivery:
         reason = self._reason(code, cand.rule, other)
         self._record(origin, cand, outcome, reason, out, code=code)
 
+    def _queue_webhook(self, origin: Origin, plan: Plan, out: _Writes) -> None:
+        """A granted firing's webhook job, written with its audit record (the last one
+        :meth:`_act` put in ``out``): queued in the script that writes that record."""
+        hook = plan.cand.rule.webhook
+        if hook is None:
+            return
+        payload = self._payload(origin.site, origin.session, origin.visitor, plan.cand)
+        data = webhooks.job(hook.url, hook.headers, origin.site, payload)
+        job = job_json(webhooks.job_id(plan.prompt_id), data)
+        out.jobs.append(Queued(webhooks.CHANNEL, job, len(out.records) - 1))
+
     async def _act(
         self,
         origin: Origin,
@@ -257,30 +290,8 @@ class Delivery:
         out: _Writes,
         confirm: bool = False,
     ) -> Prompt | object | None:
-        """Show, set facts, audit, and queue the webhook with the audit record (into
-        ``out``). A prompt pushed with ``confirm`` that the tab did not ack returns
-        :data:`UNACKED` before any of it."""
-        acted = await self._show(origin, plan, verdict, resolved, out, confirm)
-        hook = plan.cand.rule.webhook
-        if acted is not UNACKED and hook is not None:
-            site, session, visitor = origin.site, origin.session, origin.visitor
-            payload = self._payload(site, session, visitor, plan.cand)
-            data = webhooks.job(hook.url, hook.headers, site, payload)
-            job = job_json(webhooks.job_id(plan.prompt_id), data)
-            # with the candidate's own audit record: the last one _show wrote
-            out.jobs.append(Queued(webhooks.CHANNEL, job, len(out.records) - 1))
-        return acted
-
-    async def _show(
-        self,
-        origin: Origin,
-        plan: Plan,
-        verdict: Verdict,
-        resolved: Resolved,
-        out: _Writes,
-        confirm: bool,
-    ) -> Prompt | object | None:
-        """Show, set facts; audit (into ``out``); :data:`UNACKED` as :meth:`_act`."""
+        """Show, set facts; audit (into ``out``). A prompt pushed with ``confirm`` that the
+        tab did not ack returns :data:`UNACKED` before any of it."""
         site, session, visitor = origin.site, origin.session, origin.visitor
         cand, variant = plan.cand, plan.variant
         rule = cand.rule
@@ -408,6 +419,8 @@ class Delivery:
         code: Hold | None = None,
     ) -> None:
         now = self._clock.now_ms()
+        if outcome is Outcome.FIRED and cand.cause == FORCED:
+            outcome = Outcome.FORCED
         self._metrics.firings.labels(cand.rule.id, outcome).inc()
         if outcome is Outcome.FIRED:
             self._metrics.trigger_latency.labels(cand.cause).observe((now - cand.since_ms) / 1000)

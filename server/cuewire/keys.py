@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 TIMER_SHARDS = 16  # deadline-set shards on a cluster: each its own slot, all claimed from
+EXPORT_GROUP = "cuewire-export"  # the export's consumer group on the live and audit streams
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class Keys:
     def visitor_names(self, site: str, visitor: str) -> str:
         """Hash of the distinct names a visitor added (traits, custom events), counted."""
         return f"{self.prefix}:vn:{site}:{visitor}"
+
+    def segment_seen(self, site: str) -> str:
+        """Sorted set of the messageIds the Segment-compatible API applied for a site, scored
+        by when each may be forgotten (segment_api.py); read and written alone."""
+        return f"{self.prefix}:sg:{site}"
 
     def visitor_rate(self, site: str, visitor: str) -> str:
         """The visitor's event rate limit (GCRA: the theoretical arrival time, ms)."""

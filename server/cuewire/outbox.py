@@ -41,13 +41,12 @@ A script of the store may put a job in the same call as its own writes: it adds 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -72,6 +71,7 @@ class Job:
     data: dict[str, Any]
     attempts: int  # attempts made before this one
     entry: str = ""  # the stream entry this attempt was read from
+    malformed: bool = False  # its entry could not be read: dead-lettered unhandled
 
 
 @dataclass(frozen=True)
@@ -106,14 +106,7 @@ class DeadLetter:
     detail: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "data": self.data,
-            "code": self.code,
-            "detail": self.detail,
-            "attempts": self.attempts,
-            "at_ms": self.at_ms,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -127,13 +120,7 @@ class Depth:
     counts: dict[str, int]  # settled so far: done, retry, dead
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "queued": self.queued,
-            "pending": self.pending,
-            "due": self.due,
-            "dead": self.dead,
-            "counts": self.counts,
-        }
+        return asdict(self)
 
 
 def job_json(job_id: str, data: dict[str, Any]) -> str:
@@ -184,6 +171,7 @@ class Outbox:
         self._revive = client.register_script(lua("outbox_revive.lua"))
         self._stopping = asyncio.Event()
         self._group_ready = False
+        self._next_claim = 0.0  # time.monotonic() of the next look for expired leases
 
     def key(self, part: str) -> str:
         """The key of ``part`` (one of PARTS)."""
@@ -207,49 +195,74 @@ class Outbox:
 
     async def run(self, handler: Handler) -> None:
         """Do the channel's jobs until :meth:`stop`: move due retries back, take over jobs
-        whose lease ran out, read new ones, run ``handler`` on them concurrently and settle
-        each verdict. A store failure raises (the supervisor restarts the loop)."""
+        whose lease ran out, read new ones and run ``handler`` on up to ``batch`` of them at
+        a time, each settled as it ends (a slow receiver holds up only its own slot). A store
+        failure raises (the supervisor restarts the loop; jobs in hand stay pending and are
+        taken over after their lease). After :meth:`stop`, the jobs in hand finish."""
         self._stopping.clear()
-        while not self._stopping.is_set():
-            jobs = await self.take()
-            if jobs:
-                await asyncio.gather(*(self.do(job, handler) for job in jobs))
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.poll_s)
+        working: set[asyncio.Task[Verdict]] = set()
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                room = self.batch - len(working)
+                jobs = await self.take(room) if room > 0 else []
+                working |= {asyncio.create_task(self.do(job, handler)) for job in jobs}
+                done, _ = await asyncio.wait(
+                    {*working, stopping}, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done - {stopping}:
+                    working.discard(task)
+                    task.result()  # a store failure while settling: the loop crashes
+            if working:
+                await asyncio.gather(*working)
+        finally:
+            stopping.cancel()
+            for task in working:
+                task.cancel()
 
-    async def take(self) -> list[Job]:
-        """One turn's jobs: due retries moved back, expired leases taken over, new entries."""
+    async def take(self, count: int | None = None) -> list[Job]:
+        """Up to ``count`` (``batch``) jobs: due retries moved back, expired leases taken
+        over, then new entries."""
+        count = self.batch if count is None else count
         await self._ensure_group()
         stream = self._k["stream"]
         async with guard(f"read the {self.channel} outbox"):
-            moved = await self._due([stream, self._k["due"]], [int(time.time() * 1000), self.batch])
+            moved = await self._due([stream, self._k["due"]], [int(time.time() * 1000), count])
             if moved:
                 log.debug("%d %s retries due", moved, self.channel)
-            lease_ms = int(self.lease_s * 1000)
-            claimed = await self._r.xautoclaim(
-                stream, GROUP, self.consumer, lease_ms, "0-0", count=self.batch
-            )
-            entries = list(claimed[1])
-            self._count("reclaimed", len(entries))
-            if len(entries) < self.batch:
+            entries: list[Any] = []
+            if time.monotonic() >= self._next_claim:  # leases run out slowly: look 4x a lease
+                self._next_claim = time.monotonic() + self.lease_s / 4
+                lease_ms = int(self.lease_s * 1000)
+                claimed = await self._r.xautoclaim(
+                    stream, GROUP, self.consumer, lease_ms, "0-0", count=count
+                )
+                entries = list(claimed[1])
+                self._count("reclaimed", len(entries))
+            if len(entries) < count:
                 read: Any = await self._r.xreadgroup(
-                    GROUP, self.consumer, {stream: ">"}, count=self.batch - len(entries)
+                    GROUP, self.consumer, {stream: ">"}, count=count - len(entries)
                 )
                 for _name, got in read or []:
                     entries += got
-        return [job for entry in entries if (job := self._job(*entry)) is not None]
+        jobs = [self._job(*entry) for entry in entries]
+        return [job for job in jobs if job is not None]
 
     def _job(self, entry: str, fields: dict[str, str] | None) -> Job | None:
-        if not fields:  # deleted while pending: nothing left to do
+        """The job of a stream entry; None for one deleted while pending (nothing to do)."""
+        if not fields:
             return None
-        kept = json.loads(fields["j"])
-        return Job(str(kept["id"]), kept["data"], int(fields.get("a", 0)), str(entry))
+        try:
+            kept = json.loads(fields["j"])
+            return Job(str(kept["id"]), dict(kept["data"]), int(fields.get("a", 0)), str(entry))
+        except (KeyError, TypeError, ValueError):  # not written by put(): it is never doable
+            log.error("malformed %s outbox entry %s: dead-lettered", self.channel, entry)
+            return Job(str(entry), {"entry": dict(fields)}, 0, str(entry), malformed=True)
 
     async def do(self, job: Job, handler: Handler) -> Verdict:
         """Run ``handler`` on one job and settle its verdict."""
         try:
-            verdict = await handler(job)
+            verdict = Dead(Undelivered.MALFORMED) if job.malformed else await handler(job)
         except Exception:
             log.exception("the %s handler failed on job %s", self.channel, job.id)
             verdict = Retry(HANDLER_FAILED)

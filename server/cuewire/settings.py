@@ -60,6 +60,7 @@ class Settings:
     # (it died) is taken over by another; longer than one attempt (webhooks: 5 s timeout)
     outbox_lease_s: float = 30.0
     outbox_poll_s: float = 0.2  # how often an idle outbox loop looks for due jobs
+    outbox_backoff_s: float = 1.0  # the first retry's longest pause; it doubles each attempt
     reload_poll_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
     key_prefix: str = "cw"
@@ -78,6 +79,8 @@ class Settings:
     mail_poll_s: float = 1.0  # how often the sender looks for due emails
     mail_retry_s: float = 30.0  # the pause after a first failed attempt (then doubling)
     demo_mail_sink: bool = False  # `cuewire demo`: receive the emails on a local SMTP sink
+    # with it, `cuewire serve` exports events and decisions to PostgreSQL (docs/export.md)
+    export_dsn: str | None = None
     # which worker of `cuewire serve --workers N` this process is (its /healthz says so); 0 alone
     worker: int = 0
 

@@ -7,12 +7,15 @@ sites:
     honor_dnt: true
     identity_secret: "long random string"   # signs user ids (docs/protocol.md, identify)
     allow_unsigned_identify: false          # the default when a secret is set
+    api_key: "long random string"           # POST /v1/events (backend.py)
+    write_key: "long random string"         # the Segment-compatible API (segment_api.py)
 ```
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +37,9 @@ class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     origins: Annotated[list[str], Meta(min_length=1)]
     honor_dnt: bool = False
     api_key: str | None = None  # for events from the site's backend (POST /v1/events)
+    # identifies the site to the Segment-compatible API (POST /v1/track, ...): a secret of
+    # the server that sends, like api_key; unique across sites
+    write_key: Annotated[str, Meta(min_length=16)] | None = None
     # signs outbound webhooks (webhooks.py, Standard Webhooks): any string, or whsec_<base64>
     webhook_secret: str | None = None
     identity_secret: Annotated[str, Meta(min_length=16)] | None = None  # signs user ids
@@ -69,9 +75,26 @@ class Sites:
 
     def __init__(self, sites: dict[str, Site]) -> None:
         self._sites = dict(sites)
+        # by the key's digest: a dict lookup by the key itself would take longer the more of
+        # a stored key's start a guess matches
+        self._by_write_key: dict[bytes, str] = {}
+        for key, site in self._sites.items():
+            if site.write_key is None:
+                continue
+            digest = _digest(site.write_key)
+            if digest in self._by_write_key:
+                raise ConfigError(
+                    f"sites {self._by_write_key[digest]!r} and {key!r} have the same write_key: "
+                    "a write key names one site, give each its own"
+                )
+            self._by_write_key[digest] = key
 
     def get(self, key: str) -> Site | None:
         return self._sites.get(key)
+
+    def by_write_key(self, write_key: str) -> str | None:
+        """The key of the site whose ``write_key`` this is (Segment-compatible API)."""
+        return self._by_write_key.get(_digest(write_key)) if write_key else None
 
     def keys(self) -> Iterable[str]:
         return self._sites.keys()
@@ -94,6 +117,10 @@ class Sites:
         return cls({"demo": Site(origins=origins)})
 
 
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
 
 
@@ -108,7 +135,18 @@ def sites_problems(path: Path) -> list[Problem]:
     except msgspec.ValidationError as exc:
         return _shape_problems(doc, exc)
     found: list[Problem] = []
+    written: dict[str, str] = {}  # write key -> the first site with it
     for key, site in parsed.sites.items():
+        if site.write_key is not None:
+            if site.write_key in written:
+                found.append(
+                    doc.problem(
+                        ["sites", key, "write_key"],
+                        f"the same write_key as site {written[site.write_key]!r}: a write "
+                        "key names one site, give each its own",
+                    )
+                )
+            written.setdefault(site.write_key, key)
         for i, origin in enumerate(site.origins):
             if not _ORIGIN.match(origin.rstrip("/")):
                 found.append(

@@ -8,6 +8,8 @@ HTTP, every route behind :class:`AdminAuth` (mounted by app.py with :func:`mount
     GET /qa/metrics.csv       the same, one row per rule and variant
     GET /qa/api/token         a short-lived token for the Socket.IO namespace below
     GET /qa/api/session       one session's snapshot, ?site=&session= (what the view shows)
+    /qa/api/explain, /qa/api/overlay-token, /qa/overlay/explain, /cw-qa.js: explain_view.py
+    /qa/api/search, /qa/api/reset, /qa/api/force: the QA tools, qatools.py
     GET /qa/static/...        the view's JS and CSS
 
 Socket.IO namespace ``/admin`` on the server's one ``AsyncServer``. Its connect handler wants
@@ -38,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -60,8 +61,9 @@ from starlette.types import ASGIApp
 
 from ..clock import Clock
 from ..codes import Refuse
+from ..delivery import Delivery
 from ..errors import ConfigError, StoreError
-from ..explain import explain
+from ..explain import explained, read_state
 from ..goals import MEASURE_FILE, Goals
 from ..measure import measure
 from ..runtime import Runtime
@@ -78,7 +80,6 @@ STATIC = Path(__file__).resolve().parent / "qa_static"
 POLL_S = 0.25  # how often a feed looks for new stream entries
 SNAPSHOT_S = 1.0  # a watched session is re-read at least this often (timers, explain)
 BACKLOG = 300  # stream entries sent on connect, so the view is not empty
-SESSION_AUDIT_SCAN = 5000  # audit records scanned for one session's snapshot
 TOKEN_TTL_MS = 10 * 60_000
 FEED_TASK = "qa-feed:"  # + socket id: the supervised task of one admin socket (/healthz)
 
@@ -201,34 +202,38 @@ class QaContext:
 
 
 async def snapshot(ctx: QaContext, site: str, session: str) -> dict[str, Any]:
-    """One session as the view shows it: facts, timers, rule states, events, audit."""
+    """One session as the view shows it: facts, timers, rule states and their explanation
+    (explain.py, whose reads give the facts and the session's audit records too), events."""
     now = ctx.clock.now_ms()
     store = ctx.store
-    facts = await store.session_facts(site, session)
-    visitor = facts.get("visitor", "")
-    states = await explain(store, ctx.runtime.engine(), site, session, now)
-    recent = await store.recent_events(site, session, 50)
-    scanned = await store.stream_after(store.keys.audit(site), None, SESSION_AUDIT_SCAN)
-    audit = [
-        {"id": entry_id, **fields}
-        for entry_id, fields in scanned
-        if fields.get("session") == session
+    state = await read_state(store, site, session)
+    body = explained(ctx.runtime.engine(), state, site, session, now) if state else None
+    states = [
+        {
+            "rule": r["rule"],
+            "state": r["state"],
+            "detail": r["detail"],
+            "due_ms": r["trigger"]["due_ms"],
+        }
+        for r in (body["rules"] if body else [])
     ]
+    recent = await store.recent_events(site, session, 50)
     return {
         "site": site,
         "session": session,
         "now": now,
-        "exists": bool(facts),
-        "facts": facts,
-        "visitor": await store.visitor_facts(site, visitor) if visitor else {},
-        "rules": [dataclasses.asdict(s) for s in states],
+        "exists": state is not None,
+        "facts": state.session if state else {},
+        "visitor": state.visitor if state else {},
+        "rules": states,
+        "explain": body,
         "timers": [
-            {"rule": s.rule, "due_ms": s.due_ms, "detail": s.detail}
+            {"rule": s["rule"], "due_ms": s["due_ms"], "detail": s["detail"]}
             for s in states
-            if s.state == "pending"
+            if s["state"] == "pending"
         ],
         "events": list(reversed(recent)),
-        "audit": audit,
+        "audit": state.audit if state else [],
     }
 
 
@@ -372,6 +377,7 @@ class QaServices(Protocol):
     sio: socketio.AsyncServer
     clock: Clock
     supervisor: Supervisor
+    delivery: Delivery
 
 
 def mount_qa(
@@ -443,9 +449,15 @@ def mount_qa(
         )
 
     def route(path: str, endpoint: Callable[[Request], Any]) -> Route:
-        return Route(path, admin(request_response(endpoint)))
+        return admin_route(admin, path, endpoint)
+
+    # imported here: both modules build on this one's tokens and context
+    from .explain_view import explain_routes
+    from .qatools import qatools_routes
 
     return [
+        *explain_routes(ctx, sites, admin),
+        *qatools_routes(ctx, services.delivery, admin),
         route("/qa", page),
         route("/qa/metrics", metrics_page),
         route("/qa/metrics.json", metrics_json),
@@ -454,6 +466,16 @@ def mount_qa(
         route("/qa/api/session", session_api),
         Mount("/qa/static", admin(StaticFiles(directory=STATIC))),
     ]
+
+
+def admin_route(
+    admin: Callable[[ASGIApp], ASGIApp],
+    path: str,
+    endpoint: Callable[[Request], Any],
+    methods: list[str] | None = None,
+) -> Route:
+    """``endpoint`` at ``path``, behind ``admin`` (app.py's AdminAuth)."""
+    return Route(path, admin(request_response(endpoint)), methods=methods)
 
 
 NO_STORE = {"Cache-Control": "no-store"}

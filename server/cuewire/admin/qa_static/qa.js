@@ -4,6 +4,7 @@
  * from client-js/src/admin/adminio.ts: socket.io-client + msgpack, as the snippet). Everything
  * a visitor sent is shown as text (textContent), never as HTML. */
 import { AdminSocket } from "./adminio.js";
+import { createTools } from "./qatools.js";
 
 const params = new URLSearchParams(location.search);
 const state = {
@@ -152,6 +153,7 @@ function renderDetail() {
   const dl = (entries) => entries.sort(([a], [b]) => (a < b ? -1 : 1)).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]);
   $("facts").replaceChildren(...dl(Object.entries(facts)));
   $("visitor-facts").replaceChildren(...dl(Object.entries((snap && snap.visitor) || {})));
+  tools.renderExplain(snap);
   renderTimers();
 }
 
@@ -266,6 +268,7 @@ const socket = new AdminSocket({
     if (what === "connected") socket.emit("hello", { site: state.site, session: state.watching });
   },
 });
+const tools = createTools({ el, pill, state, watch, clock });
 socket.on("hello", onHello);
 socket.on("batches", onBatches);
 socket.on("audit", onAudit);

@@ -1,0 +1,214 @@
+"""QA tools for the admin (docs/qa.md, "QA tools"): find sessions, reset a test visitor,
+force a rule to fire.
+
+    GET  /qa/api/search   ?site=&by=visitor|user|url|rule|session&q=: the sessions found
+    POST /qa/api/reset    {"site", "visitor"}: forget the visitor (store/forget.py)
+    POST /qa/api/force    {"site", "session", "rule"}: fire the rule in the session now
+
+Search reads what the store keeps of the past: the latest :data:`SCAN` entries of the site's
+live stream (accepted batches: session, visitor, events with their URLs) and audit stream
+(firings: rule, session, visitor, URL), then each session found is looked up (its keys, while
+it lives). A user id is found through its verified link (the visitor it was last verified
+on) and through ``identify`` events still in the live stream. Older activity is not found.
+
+A forced rule goes through delivery like a firing (delivery.FORCED): its template renders
+and is pushed to the session's tab, which must ack it, and the audit says ``forced``; it
+skips the trigger and ``when``, the caps, cooldown, snooze, dismissal pause and the site's
+prompt cap, and replaces the prompt on screen, but an opt-out holds it (``suppressed``,
+code ``opted_out``: reset the visitor first). It counts toward the caps like any firing.
+
+Every route is behind the admin's Basic auth. The POSTs also want the header
+``X-Cuewire-Token`` with a token from ``/qa/api/token`` (a page of another site cannot read
+one, nor send the header without a CORS preflight this server never grants), and an
+``Origin``, when there is one, naming this server: else ``403 {"code": "csrf"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from ..codes import QaRefusal
+from ..delivery import FORCED, Delivery
+from ..origin import Origin
+from ..rules.engine import Candidate
+from ..store.forget import forget_visitor
+from .explain_view import refusal
+from .qa import NO_STORE, QaContext, admin_route, same_origin, token_ok
+
+SCAN = 10_000  # entries of each stream searched
+RESULTS = 50  # sessions answered, latest activity first
+SEARCH_BY = ("visitor", "user", "url", "rule", "session")
+TOKEN_HEADER = "x-cuewire-token"
+
+
+def csrf_ok(ctx: QaContext, request: Request) -> bool:
+    """The POST carries the page's admin token and, when the browser names its origin, comes
+    from a page of this server."""
+    token = request.headers.get(TOKEN_HEADER)
+    if not token_ok(token, ctx.token_key, ctx.subject, ctx.clock.now_ms()):
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or same_origin(
+        {"HTTP_ORIGIN": origin, "HTTP_HOST": request.headers.get("host")}
+    )
+
+
+async def search(ctx: QaContext, site: str, by: str, query: str) -> list[dict[str, Any]]:
+    """Sessions of ``site`` whose visitor, user id, URLs, firings or id match ``query``."""
+    store = ctx.store
+    live, audit = await asyncio.gather(store.read_live(site, SCAN), store.read_audit(site, SCAN))
+    visitors = {query}
+    if by == "user":
+        linked = await store.visitor_of_user(site, query)
+        visitors = {linked} if linked else set()
+        for entry in live:
+            events = json.loads(entry.get("events") or "[]")
+            if any(e.get("type") == "identify" and e.get("user_id") == query for e in events):
+                visitors.add(entry.get("visitor", ""))
+    found: dict[str, dict[str, Any]] = {}
+
+    def hit(session: str, visitor: str, at: int, url: str = "", rule: str = "") -> None:
+        s = found.setdefault(
+            session, {"session": session, "visitor": visitor, "first_at": at, "last_at": at}
+        )
+        s["first_at"], s["last_at"] = min(s["first_at"], at), max(s["last_at"], at)
+        for key, value in (("urls", url), ("rules", rule)):
+            kept = s.setdefault(key, [])
+            if value and value not in kept and len(kept) < 10:
+                kept.append(value)
+
+    for entry in live:
+        session, visitor = entry.get("session", ""), entry.get("visitor", "")
+        at = int(entry.get("at") or entry["id"].split("-")[0])
+        urls = [e.get("url", "") for e in json.loads(entry.get("events") or "[]")]
+        if (
+            (by in ("visitor", "user") and visitor in visitors)
+            or (by == "session" and session == query)
+            or (by == "url" and any(query in u for u in urls))
+        ):
+            for url in urls or [""]:
+                hit(session, visitor, at, url=url)
+    for r in audit:
+        session, visitor, at = r.get("session", ""), r.get("visitor", ""), int(r.get("at") or 0)
+        if (
+            (by in ("visitor", "user") and visitor in visitors)
+            or (by == "session" and session == query)
+            or (by == "url" and query in r.get("url", ""))
+            or (by == "rule" and r.get("rule") == query)
+        ):
+            hit(session, visitor, at, url=r.get("url", ""), rule=r.get("rule", ""))
+    latest = sorted(found.values(), key=lambda s: -s["last_at"])[:RESULTS]
+    facts = await asyncio.gather(*(store.session_facts(site, s["session"]) for s in latest))
+    for s, f in zip(latest, facts, strict=True):
+        s["live"] = bool(f)
+        s["tab"] = bool(f.get("sid"))
+    return latest
+
+
+def qatools_routes(
+    ctx: QaContext, delivery: Delivery, admin: Callable[[ASGIApp], ASGIApp]
+) -> list[Route]:
+    """The routes above, each wrapped in ``admin``."""
+
+    async def search_api(request: Request) -> Response:
+        q = request.query_params
+        site, by, query = q.get("site", ""), q.get("by", ""), q.get("q", "").strip()
+        if site not in ctx.sites:
+            return refusal(QaRefusal.UNKNOWN_SITE, f"no site {site!r} on this server")
+        if by not in SEARCH_BY or not query:
+            return refusal(
+                QaRefusal.BAD_REQUEST, f"pass ?q= and ?by= one of: {', '.join(SEARCH_BY)}"
+            )
+        found = await search(ctx, site, by, query)
+        return JSONResponse(
+            {"site": site, "by": by, "q": query, "sessions": found}, headers=NO_STORE
+        )
+
+    async def body_of(request: Request, *names: str) -> dict[str, str] | Response:
+        """The POST's JSON fields ``names`` (strings), or the refusal to answer."""
+        if not csrf_ok(ctx, request):
+            return refusal(
+                QaRefusal.CSRF,
+                "send this from the QA page: the X-Cuewire-Token header is missing or stale, "
+                "or the request came from another origin",
+            )
+        try:
+            data = json.loads(await request.body() or b"{}")
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return refusal(QaRefusal.BAD_REQUEST, "send a JSON object")
+        for name in names:
+            if not isinstance(data.get(name), str) or not data[name]:
+                return refusal(QaRefusal.BAD_REQUEST, f"{name!r} is missing (a string)")
+        if data["site"] not in ctx.sites:
+            return refusal(QaRefusal.UNKNOWN_SITE, f"no site {data['site']!r} on this server")
+        return {name: str(data[name]) for name in names}
+
+    async def reset_api(request: Request) -> Response:
+        body = await body_of(request, "site", "visitor")
+        if isinstance(body, Response):
+            return body
+        site, visitor = body["site"], body["visitor"]
+        sessions = {s["session"] for s in await search(ctx, site, "visitor", visitor)}
+        deleted = await forget_visitor(ctx.store, site, visitor, sessions)
+        return JSONResponse(
+            {"site": site, "visitor": visitor, "sessions": sorted(sessions), "deleted": deleted},
+            headers=NO_STORE,
+        )
+
+    async def force_api(request: Request) -> Response:
+        body = await body_of(request, "site", "session", "rule")
+        if isinstance(body, Response):
+            return body
+        site, session = body["site"], body["session"]
+        engine = ctx.runtime.engine()
+        rule = engine.rules.rules.get(body["rule"])
+        if rule is None:
+            return refusal(QaRefusal.UNKNOWN_RULE, f"no loaded rule {body['rule']!r}")
+        facts = await ctx.store.session_facts(site, session)
+        if not facts:
+            return refusal(QaRefusal.UNKNOWN_SESSION, f"no live session {session!r} on {site}")
+        visitor, sid = facts.get("visitor", ""), facts.get("sid", "")
+        if rule.show is not None and not sid:
+            return refusal(QaRefusal.NO_TAB, "no tab of this session is connected to show it")
+        now = ctx.clock.now_ms()
+        view = engine.view(facts, await ctx.store.visitor_facts(site, visitor), now)
+        origin = Origin(site, visitor, session, "", sid)
+        delivered = await delivery.fire(origin, Candidate(rule, view, FORCED, now))
+        if not delivered:
+            return refusal(QaRefusal.NO_TAB, "the session's tab did not take the prompt in time")
+        audit = await ctx.store.read_audit(site, 50)
+        record = next(
+            (
+                r
+                for r in reversed(audit)
+                if r.get("session") == session and r.get("rule") == rule.id
+            ),
+            {},
+        )
+        return JSONResponse(
+            {
+                "site": site,
+                "session": session,
+                "rule": rule.id,
+                "outcome": record.get("outcome", ""),
+                "code": record.get("code", ""),
+                "prompt": record.get("prompt", ""),
+            },
+            headers=NO_STORE,
+        )
+
+    return [
+        admin_route(admin, "/qa/api/search", search_api, ["GET"]),
+        admin_route(admin, "/qa/api/reset", reset_api, ["POST"]),
+        admin_route(admin, "/qa/api/force", force_api, ["POST"]),
+    ]
