@@ -1,7 +1,7 @@
 """The demo's email, end to end in Chromium: a shopper types an email at checkout and leaves
 without ordering; the demo rule checkout-left-email (rules/demo/email.yaml, its 20 s cut to
 2 s through rule configuration only) emails a reminder to the demo's own SMTP sink, and the
-mailbox page (/qa/mail, the demo panel's "Mailbox") shows it, its HTML part inert in a
+mailbox page (/qa/mail, linked from the demo panel's "What to try") shows it, its HTML part inert in a
 sandboxed iframe."""
 
 from __future__ import annotations

@@ -434,7 +434,7 @@
     panel.innerHTML = `<details>
       <summary>Demo controls</summary>
       <div class="demo-body">
-        <p class="demo-links"><a href="/qa" target="cuewire-qa">QA console</a> <a href="/qa/metrics" target="cuewire-qa">Metrics</a> <a href="/studio">Studio</a> <a href="/qa/mail" target="cuewire-qa">Mailbox</a></p>
+        <p class="demo-links"><a href="/qa" target="cuewire-qa">QA console</a> <a href="/qa/metrics" target="cuewire-qa">Metrics</a> <a href="/studio">Studio</a></p>
         <p class="demo-buttons">
           <button type="button" class="btn btn-small" data-demo="new-session">New session</button>
           <button type="button" class="btn btn-small" data-demo="reset-visitor">Reset visitor</button>
@@ -449,8 +449,8 @@
             <li>View 3 products of one category within 60 s (category offer).</li>
             <li>View 3 products of different categories, stay 20 s on the third.</li>
             <li>Add to cart and stay still 15 s (5% off), or keep browsing 45 s (reminder).</li>
-            <li>At checkout, type an email and leave without ordering: 20 s later a reminder
-              email is in the Mailbox.</li>
+            <li>At checkout, type an email and leave without ordering: 20 s later the reminder
+              is in the <a href="/qa/mail" target="cuewire-qa">demo mailbox</a>.</li>
             <li>Scroll down the <a href="/blog/choosing-trail-shoes.html">Journal article</a>.</li>
             <li>New visitor: stay still 10 s (welcome). Anyone: 40 s (still there?).</li>
             <li>New session with items in the cart (reminder), or after 10 s without clicking
