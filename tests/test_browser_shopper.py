@@ -60,7 +60,7 @@ def _scale(duration: str, factor: float) -> str:
 
 
 def demo_copy(tmp_path: Path, factor: float) -> tuple[Path, Path]:
-    """rules/demo/ with its timings times ``factor``, and the templates it shows."""
+    """rules/demo/ with its timings times ``factor``, and the templates it shows and sends."""
     rules, templates = tmp_path / "rules", tmp_path / "templates"
     for path in sorted(DEMO_RULES.iterdir()):
         if path.suffix in (".yaml", ".yml"):
@@ -71,6 +71,7 @@ def demo_copy(tmp_path: Path, factor: float) -> tuple[Path, Path]:
     templates.mkdir()
     for name in DEMO_TEMPLATES:
         shutil.copy(ROOT / "templates" / f"{name}.html", templates)
+    shutil.copytree(ROOT / "templates" / "email", templates / "email")  # email.yaml's
     return rules, templates
 
 

@@ -478,11 +478,12 @@ SHOP = "http://127.0.0.1:8377"
 
 @pytest.fixture
 def demo(store: RedisStore, settings: Settings, tmp_path: Path) -> Harness:
-    """The demo rule set on a fake clock, with the shipped templates it shows."""
+    """The demo rule set on a fake clock, with the shipped templates it shows and sends."""
     templates = tmp_path / "templates"
     templates.mkdir()
     for name in ("toast", "chat_help", "exit_offer"):
         shutil.copy(ROOT / "templates" / f"{name}.html", templates)
+    shutil.copytree(ROOT / "templates" / "email", templates / "email")  # email.yaml's
     return Harness(
         store, replace(settings, rules_dir=ROOT / "rules" / "demo", templates_dir=templates)
     )

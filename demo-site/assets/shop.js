@@ -316,6 +316,14 @@
     const { items, total } = cartTotals(lines);
     cw("track", "checkout_started", { items, total });
 
+    // The email typed at checkout identifies the shopper (unsigned: the demo has no backend
+    // to sign it), so the demo rule checkout-left-email can send a reminder (/qa/mail).
+    const emailField = form.querySelector("input[name=email]");
+    emailField.addEventListener("change", () => {
+      const email = emailField.value.trim();
+      if (emailField.checkValidity() && email) cw("identify", email.split("@")[0], { email });
+    });
+
     // method="dialog" on the form: even without JavaScript nothing is ever sent anywhere.
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -441,6 +449,8 @@
             <li>View 3 products of one category within 60 s (category offer).</li>
             <li>View 3 products of different categories, stay 20 s on the third.</li>
             <li>Add to cart and stay still 15 s (5% off), or keep browsing 45 s (reminder).</li>
+            <li>At checkout, type an email and leave without ordering: 20 s later the reminder
+              is in the <a href="/qa/mail" target="cuewire-qa">demo mailbox</a>.</li>
             <li>Scroll down the <a href="/blog/choosing-trail-shoes.html">Journal article</a>.</li>
             <li>New visitor: stay still 10 s (welcome). Anyone: 40 s (still there?).</li>
             <li>New session with items in the cart (reminder), or after 10 s without clicking

@@ -27,11 +27,17 @@ from .admin.studio import studio_routes
 from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery, Emit
+from .demo_mail import MailSink
 from .export.loader import Loader, postgres_loader
 from .gateway import Gateway
 from .inbox import Inbox, InboxClient
 from .keys import Keys
 from .learn.models import ModelFiles
+from .mail.mailer import Mailer
+from .mail.queue import CHANNEL as EMAIL
+from .mail.queue import MailQueue
+from .mail.smtp import SmtpTarget
+from .mail.unsubscribe import unsubscribe_routes
 from .metrics import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
@@ -71,6 +77,8 @@ class Services:
     supervisor: Supervisor
     sockets: LocalSockets  # this process's sockets, and its id
     inbox: Inbox | None  # with Redis: targeted delivery to the other processes
+    mailer: Mailer  # the rule action `email` (mail/): its sends go on the "email" outbox
+    mail_sink: MailSink | None  # `cuewire demo`: the local SMTP sink emails go to
     export: Callable[[], Loader] | None = None  # with CUEWIRE_EXPORT_DSN (docs/export.md)
     # the durable outboxes by channel (outbox.py), made once the store is open: ``outbox_for``
     outboxes: dict[str, Outbox] = field(default_factory=dict)
@@ -110,6 +118,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
             lambda job: supervisor.run_once("inbox-deliveries", job),
         )
         emit = inbox.emit
+    mailer = Mailer(runtime.emails, settings, clock, store.audit)
     delivery = Delivery(
         store,
         runtime.engine,
@@ -117,6 +126,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         emit,
         clock,
         metrics,
+        mailer,
     )
     pipeline = Pipeline(store, runtime.engine, delivery)
     gateway = Gateway(sio, settings, sites, store, pipeline, clock, metrics, local.address)
@@ -152,8 +162,16 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         supervisor,
         local,
         inbox,
+        mailer,
+        MailSink() if settings.demo_mail_sink else None,
         export,
     )
+
+
+def mail_queue(outbox: Outbox, store: RedisStore, settings: Settings) -> MailQueue:
+    """The mailer's queue on the ``email`` outbox of an open store."""
+    outbox.base_s = settings.mail_retry_s  # the first retry's pause (then doubling, jittered)
+    return MailQueue(outbox, store.client, store.keys)
 
 
 def outbox_for(services: Services, channel: str) -> Outbox:
@@ -216,6 +234,7 @@ async def serving(services: Services) -> AsyncIterator[Services]:
                 supervisor.running("export", loader.run, stop=loader.stop)
             )
         stack.push_async_callback(services.sio.shutdown)
+        await _start_mail(stack, services, supervisor)
         await stack.enter_async_context(
             supervisor.running("timers", services.timers.run, stop=services.timers.stop)
         )
@@ -223,6 +242,20 @@ async def serving(services: Services) -> AsyncIterator[Services]:
             supervisor.running("reload", lambda: services.runtime.watch(settings.reload_poll_s))
         )
         yield services
+
+
+async def _start_mail(
+    stack: contextlib.AsyncExitStack, services: Services, supervisor: Supervisor
+) -> None:
+    """The demo's SMTP sink (the mailer sends there), then the mailer's send loop."""
+    if services.mail_sink is not None:
+        sink = await stack.enter_async_context(services.mail_sink)
+        services.mailer.target = SmtpTarget(sink.host, sink.port)
+    mailer = services.mailer
+    outbox = outbox_for(services, EMAIL)
+    mailer.use(mail_queue(outbox, services.store, services.settings))
+    running = supervisor.running(f"outbox:{outbox.channel}", mailer.run, stop=mailer.stop)
+    await stack.enter_async_context(running)
 
 
 def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> ASGIApp:
@@ -271,8 +304,11 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         *deadletter_routes(services.outboxes, admin),
         *studio_routes(services.runtime, admin),
         Route("/v1/events", backend.endpoint, methods=["POST"]),
+        *unsubscribe_routes(services.mailer),
         *SegmentApi(settings, sites, services.store, services.pipeline, services.clock).routes(),
     ]
+    if services.mail_sink is not None:
+        routes.append(Route("/qa/mail", admin(request_response(services.mail_sink.page))))
     if settings.demo_site_dir is not None:
         routes.append(Mount("/", StaticFiles(directory=settings.demo_site_dir, html=True)))
     web = Starlette(routes=routes, lifespan=lifespan)

@@ -194,13 +194,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         templates_dir=args.templates or shipped("templates"),
         demo_site_dir=shipped("demo-site"),
     )
+    if not settings.smtp_url:  # emails go to the demo's own mailbox (/qa/mail)
+        settings = replace(settings, demo_mail_sink=True, mail_unverified=True, mail_poll_s=0.5)
     if not settings.admin_password:  # a fresh one per run, never a built-in default
         settings = replace(settings, admin_password=secrets.token_urlsafe(9))
     origins = [f"http://{h}:{settings.port}" for h in ("127.0.0.1", "localhost", settings.host)]
     base = f"http://127.0.0.1:{settings.port}"
     print(
         f"Cuewire demo shop: {base}/\n"
-        f"QA view: {base}/qa   studio: {base}/studio   "
+        f"QA view: {base}/qa   studio: {base}/studio   mailbox: {base}/qa/mail   "
         f"(user {settings.admin_user}, password {settings.admin_password})\n"
         "Ctrl+C to stop.",
         flush=True,

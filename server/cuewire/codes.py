@@ -7,6 +7,8 @@
   audit record's ``code``; govern.lua returns the governance ones).
 - :class:`Drop`: why a due deadline was dropped without firing (the audit record's ``code``
   beside ``outcome: dropped``).
+- :class:`Mail`: what became of one email (the audit record's ``code`` beside ``outcome``
+  ``sent``, ``failed``, ``suppressed`` or ``queued``; mail/).
 - :class:`Skip`: why a Segment-format message was accepted but not applied (segment_api.py).
 - :class:`Gap`: why the export (export/) skipped stream entries it never loaded (docs/export.md).
 - :class:`Missed`: why a firing the current rules expect in a recorded session is not in the
@@ -81,6 +83,8 @@ class Outcome(StrEnum):
     HOLDOUT = "holdout"  # granted, but the visitor is in the experiment's holdout
     REPLACED = "replaced"  # a prompt on screen, closed for a higher-priority one
     DROPPED = "dropped"  # a due deadline that did not fire; ``code`` is a Drop
+    SENT = "sent"  # an email the SMTP server accepted; ``code`` is Mail.SENT
+    FAILED = "failed"  # an email that will not be sent; ``code`` is a Mail
     FORCED = "forced"  # shown or run because QA forced it (admin/qatools.py): not an exposure
     # a rule in `mode: shadow` (docs/rules.md): governance would have granted it; nothing ran
     SHADOW_FIRED = "shadow_fired"
@@ -108,6 +112,20 @@ class Hold(StrEnum):
 
 # Codes that mean "another prompt is in the way": a rule with ``on_conflict: queue`` waits.
 CONFLICTS = frozenset({Hold.SHOWING, Hold.LOWER_PRIORITY})
+
+
+class Mail(StrEnum):
+    """The ``code`` of an email's audit records (rule action ``email``, mail/)."""
+
+    SENT = "email_sent"  # (sent) the SMTP server accepted it
+    NO_ADDRESS = "no_address"  # (suppressed) no verified email address for the visitor
+    UNSUBSCRIBED = "unsubscribed"  # (suppressed) the address unsubscribed (link or one-click)
+    CAP_DAY = "email_cap_day"  # (suppressed) the policy's emails per visitor per UTC day
+    CAP_WEEK = "email_cap_week"  # (suppressed) the policy's emails per visitor per week
+    NOT_CONFIGURED = "smtp_not_configured"  # (suppressed) no CUEWIRE_SMTP_URL
+    QUIET_HOURS = "quiet_hours"  # (queued) waits for the end of the visitor's quiet hours
+    REFUSED = "smtp_refused"  # (failed) a permanent (5xx) answer: not retried
+    GAVE_UP = "smtp_gave_up"  # (failed) temporary failures on every attempt: dead-lettered
 
 
 class Skip(StrEnum):

@@ -24,6 +24,7 @@ from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
 from .experiments import HOLDOUT, in_rollout, variant_for
 from .ids import new_id
+from .mail.mailer import Mailer
 from .measures import measures_of
 from .metrics import Metrics
 from .origin import Origin
@@ -119,6 +120,7 @@ class Delivery:
         emit: Emit,
         clock: Clock,
         metrics: Metrics | None = None,
+        mail: Mailer | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -126,6 +128,7 @@ class Delivery:
         self._emit = emit
         self._clock = clock
         self._metrics = metrics or Metrics()
+        self._mail = mail
 
     def plan(self, origin: Origin, candidates: list[Candidate]) -> list[Plan]:
         """The firing requests for ``candidates``, highest priority first, one per rule."""
@@ -222,7 +225,9 @@ class Delivery:
         # templates see every trait and the props of every custom event, which a batch's
         # facts (RuleSet.fields: only what rules read) may not hold: governance returns the
         # whole hashes with a granted show that renders
-        renders = rule.show is not None and variant != HOLDOUT and mode == "live"
+        renders = mode == "live" and (
+            (rule.show is not None and variant != HOLDOUT) or rule.email is not None
+        )
         request = replace(request, firing=cand.firing, whole_facts=renders, mode=mode)
         if cand.cause == FORCED:
             on_screen = cand.view.session.get("showing_priority") or "0"
@@ -349,11 +354,17 @@ class Delivery:
                 resolved.session, resolved.visitor, cand.view.now_ms, cand.view.event
             )
             full.url = cand.view.url
-            prompt = self._render(
-                replace(cand, view=full), plan.prompt_id, variant, verdict.replaces or None
-            )
+            if variant != HOLDOUT:  # (the whole facts may be for the email alone)
+                prompt = self._render(
+                    replace(cand, view=full), plan.prompt_id, variant, verdict.replaces or None
+                )
             if prompt is not None and not await self._emit(origin.sid, prompt, confirm):
                 return UNACKED
+            if rule.email is not None and self._mail is not None:
+                policy = self._engine().rules.policy.email
+                out.records += await self._mail.queue(
+                    origin, rule, cand.cause, full, policy, cand.firing
+                )
         for f in rule.set:
             value = json.dumps(f.value)
             on_visitor = f.scope == "visitor"

@@ -31,7 +31,7 @@ Visitor facts:
 - ``c:<custom name>``, ``at:<custom name>``: custom events over all sessions, and the last ms
 - ``clk:<name>``: clicks on an element over all sessions, as on the session
 - ``user_id``, ``user_verified`` (1 signed, 0 not), ``trait:<name>``: from identify (traits
-  JSON-encoded)
+  JSON-encoded); ``mail_to``: the ``email`` trait of a verified identify only (mail/)
 - ``dismissed``, ``last_dismiss``: prompt dismissals and the last one's ms
 - ``optout:<rule>``, ``snooze:<rule>``: ms of "don't show again" / "remind me later"
 """
@@ -195,6 +195,9 @@ def changes_for(
         ch.visitor_set["user_verified"] = "1" if event.get("verified") is True else "0"
         for trait, value in event.get("traits", {}).items():
             ch.visitor_set[fields.trait(trait)] = _json(value)
+        email = event.get("traits", {}).get("email")
+        if event.get("verified") is True and isinstance(email, str):
+            ch.visitor_set[fields.MAIL_TO] = email  # where the rule action `email` sends
     if kind in PROMPT_CLOSED:
         # frees the slot only if this prompt still holds it: a late close of a prompt that a
         # higher-priority one replaced must not free the slot of the one on screen

@@ -33,6 +33,7 @@ FACT = "x:"  # a fact set by a rule's `set` (JSON)
 
 # Visitor hash
 TRAIT = "trait:"  # an identify trait (JSON)
+MAIL_TO = "mail_to"  # the email trait of the last verified identify (mail/mailer.py)
 LAST_AT = "at:"  # when a custom event of a name last happened (epoch ms)
 FIRED_AT = "fired_at:"  # when a rule last fired for the visitor (govern.lua)
 SHOWN = "shown:"  # times a rule's prompt was shown to the visitor (govern.lua)

@@ -13,10 +13,12 @@ Rendering is pure: data in, HTML out. It never reads the store.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import jinja2
 import jinja2.meta
@@ -33,6 +35,8 @@ from .protocol import Kind
 from .rules.model import duration_ms
 from .sources import YamlDoc, yaml_problem
 
+T = TypeVar("T")
+M = TypeVar("M")
 FRONT_MATTER = re.compile(r"\A\{#---\n(.*?)\n---#\}", re.S)
 TEMPLATE_SUFFIX = ".html"
 DEFAULT_SAMPLE = "default"
@@ -144,49 +148,65 @@ class PromptTemplate:
         params = context.get("params")
         if self.meta.position and isinstance(params, dict) and "position" not in params:
             context = {**context, "params": {**params, "position": self.meta.position}}
-        try:
+        with render_failures():
             return self.compiled.render(context)
-        except jinja2.TemplateError:
-            raise
-        except Exception as exc:
-            raise RenderFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
-class Catalog:
-    """The templates of one folder, by name (the file name without ``.html``)."""
+@contextlib.contextmanager
+def render_failures() -> Iterator[None]:
+    """Let Jinja errors through; turn anything else a render raises into RenderFailed."""
+    try:
+        yield
+    except jinja2.TemplateError:
+        raise
+    except Exception as exc:
+        raise RenderFailed(f"{type(exc).__name__}: {exc}") from exc
 
-    def __init__(self, templates: dict[str, PromptTemplate]) -> None:
+
+class Named(Generic[T]):
+    """The templates of one folder, by name (the file name without its suffix)."""
+
+    def __init__(self, templates: dict[str, T]) -> None:
         self._templates = templates
 
     @property
     def names(self) -> list[str]:
         return sorted(self._templates)
 
-    def get(self, name: str) -> PromptTemplate:
+    def get(self, name: str) -> T:
         return self._templates[name]
-
-    def render(self, name: str, context: dict[str, Any]) -> str:
-        return self._templates[name].render(context)
 
     def __len__(self) -> int:
         return len(self._templates)
+
+
+def load_folder(folder: Path, load_one: Callable[[Path], T | Problem]) -> dict[str, T]:
+    """``load_one`` on every ``*.html`` of ``folder`` (none when it does not exist), by name;
+    raise :class:`TemplateError` listing every problem."""
+    problems: list[Problem] = []
+    templates: dict[str, T] = {}
+    for path in sorted(folder.glob(f"*{TEMPLATE_SUFFIX}")) if folder.is_dir() else []:
+        result = load_one(path)
+        if isinstance(result, Problem):
+            problems.append(result)
+        else:
+            templates[path.stem] = result
+    if problems:
+        raise TemplateError(problems)
+    return templates
+
+
+class Catalog(Named[PromptTemplate]):
+    """The prompt templates of one folder."""
+
+    def render(self, name: str, context: dict[str, Any]) -> str:
+        return self._templates[name].render(context)
 
     @classmethod
     def load(cls, folder: Path) -> Catalog:
         """Compile and check every template; raise :class:`TemplateError` listing all problems."""
         env = make_environment()
-        problems: list[Problem] = []
-        templates: dict[str, PromptTemplate] = {}
-        paths = sorted(folder.glob(f"*{TEMPLATE_SUFFIX}")) if folder.is_dir() else []
-        for path in paths:
-            result = _load_one(env, path)
-            if isinstance(result, Problem):
-                problems.append(result)
-            else:
-                templates[result.name] = result
-        if problems:
-            raise TemplateError(problems)
-        return cls(templates)
+        return cls(load_folder(folder, lambda path: _load_one(env, path)))
 
 
 def full_context(sample: dict[str, Any]) -> dict[str, Any]:
@@ -212,36 +232,47 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate | Problem:
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return Problem(path, 1, 1, f"cannot read: {exc}")
+def front_matter(
+    path: Path, source: str, shape: type[M], first: str
+) -> tuple[YamlDoc, M] | Problem:
+    """The file's front matter, read and checked against ``shape`` (``first``: the key the
+    error message suggests starting with)."""
     front = FRONT_MATTER.match(source)
     if not front:
         return Problem(
-            path, 1, 1, "missing metadata: start the file with {#--- and a line `kind: ...`"
+            path, 1, 1, f"missing metadata: start the file with {{#--- and a line `{first}: ...`"
         )
     try:
         doc = YamlDoc(path, front.group(1))
     except yaml.YAMLError as exc:  # front matter starts on the file's second line
         return yaml_problem(path, front.group(1), exc, "invalid metadata YAML", first_line=2)
     try:
-        meta = msgspec.convert(doc.data, TemplateMeta)
+        return doc, msgspec.convert(doc.data, shape)
     except msgspec.ValidationError as exc:
-        return _shifted(doc.validation_problem(exc))
+        return shifted(doc.validation_problem(exc))
+
+
+def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate | Problem:
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Problem(path, 1, 1, f"cannot read: {exc}")
+    found = front_matter(path, source, TemplateMeta, "kind")
+    if isinstance(found, Problem):
+        return found
+    doc, meta = found
     try:
         ast = env.parse(source)
         compiled = env.from_string(ast)
     except jinja2.TemplateSyntaxError as exc:
         return Problem(path, exc.lineno, 1, exc.message or "template syntax error")
-    unknown = _unknown_variable(ast)
+    unknown = unknown_variable(ast)
     if unknown is not None:
         name, line = unknown
         known = ", ".join(CONTEXT_NAMES)
         return Problem(path, line, 1, f"'{name}' is undefined: templates see {known}")
     if DEFAULT_SAMPLE in meta.variants:
-        return _shifted(doc.problem(["variants"], f"the variant name {DEFAULT_SAMPLE!r} is taken"))
+        return shifted(doc.problem(["variants"], f"the variant name {DEFAULT_SAMPLE!r} is taken"))
     template = PromptTemplate(path.stem, path, meta, compiled)
     checks = [(DEFAULT_SAMPLE, ["sample"], meta.sample, "rendering the sample data")]
     checks += [
@@ -252,7 +283,7 @@ def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate 
         try:
             context = full_context(sample)
         except msgspec.ValidationError as exc:
-            return _shifted(_sample_problem(doc, where, exc))
+            return shifted(sample_problem(doc, where, exc))
         problem = _try_render(template, context, doing)
         if problem is not None:
             return problem
@@ -268,9 +299,11 @@ def _try_render(template: PromptTemplate, context: dict[str, Any], doing: str) -
     return None
 
 
-def _unknown_variable(ast: jinja2.nodes.Template) -> tuple[str, int] | None:
-    """The first variable no context provides, and its line."""
-    names = jinja2.meta.find_undeclared_variables(ast) - set(CONTEXT_NAMES)
+def unknown_variable(
+    ast: jinja2.nodes.Template, known: tuple[str, ...] = CONTEXT_NAMES
+) -> tuple[str, int] | None:
+    """The first variable no context provides (``known``: the names it does), and its line."""
+    names = jinja2.meta.find_undeclared_variables(ast) - set(known)
     # A name set in some branches only ({% if %}{% set x %}...) counts as undeclared for
     # Jinja; leave those to the sample renders, which fail when a branch leaves it unset.
     names -= {n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")}
@@ -285,7 +318,7 @@ def _unknown_variable(ast: jinja2.nodes.Template) -> tuple[str, int] | None:
     return name, line
 
 
-def _sample_problem(doc: YamlDoc, where: list[str], exc: msgspec.ValidationError) -> Problem:
+def sample_problem(doc: YamlDoc, where: list[str], exc: msgspec.ValidationError) -> Problem:
     """A sample shape error, placed at the field of the sample (or variant) it came from."""
     prefix = "$." + ".".join(str(p) for p in where)
     text = str(exc)
@@ -301,7 +334,7 @@ def _sample_problem(doc: YamlDoc, where: list[str], exc: msgspec.ValidationError
     return Problem(problem.path, problem.line, problem.col, message)
 
 
-def _shifted(problem: Problem) -> Problem:
+def shifted(problem: Problem) -> Problem:
     """Front-matter lines start on the file's second line."""
     return Problem(problem.path, problem.line + 1, problem.col, problem.message)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from .errors import ConfigError, Problem, SourceError
 from .goals import MEASURE_FILE, Goals
 from .learn.models import ModelFiles
+from .mail.templates import EmailCatalog
 from .measures import Measures
 from .render import Catalog
 from .rules.engine import Engine
@@ -19,17 +20,22 @@ from .rules.loader import load_rules, rule_files
 log = logging.getLogger(__name__)
 
 
+EMAIL_TEMPLATES = "email"  # the email templates' folder, inside the templates folder
+
+
 @dataclass(frozen=True)
 class Loaded:
     engine: Engine
     catalog: Catalog
+    emails: EmailCatalog
 
 
 def load_sources(rules_dir: Path, templates_dir: Path, models: ModelFiles | None = None) -> Loaded:
-    """Load and check templates, then the rules that show them, and the learned models (by
-    default those in ``<rules_dir>/models/``). Raises SourceError."""
+    """Load and check templates (prompts, then emails), then the rules that use them, and the
+    learned models (by default those in ``<rules_dir>/models/``). Raises SourceError."""
     catalog = Catalog.load(templates_dir)
-    found = load_rules(rules_dir, catalog.names)
+    emails = EmailCatalog.load(templates_dir / EMAIL_TEMPLATES)
+    found = load_rules(rules_dir, catalog.names, emails.names)
     goals_file = rules_dir / MEASURE_FILE
     try:
         goals = Goals.load(goals_file)
@@ -38,16 +44,18 @@ def load_sources(rules_dir: Path, templates_dir: Path, models: ModelFiles | None
     measures = Measures(goals, found.funnels, [rule.id for rule in found.rules])
     learned = (models or ModelFiles.beside(rules_dir)).load()
     rules = RuleSet(found.rules, found.segments, found.policy, measures, learned)
-    return Loaded(Engine(rules), catalog)
+    return Loaded(Engine(rules), catalog, emails)
 
 
 def _fingerprint(
     rules_dir: Path, templates_dir: Path, models: ModelFiles
 ) -> tuple[tuple[str, int, int], ...]:
+    emails = templates_dir / EMAIL_TEMPLATES
     files = [
         *rule_files(rules_dir),
         rules_dir / MEASURE_FILE,
         *sorted(templates_dir.glob("*")),
+        *sorted(emails.glob("*")),
         *models.paths(),
     ]
     stats = []
@@ -81,6 +89,9 @@ class Runtime:
 
     def catalog(self) -> Catalog:
         return self._loaded.catalog
+
+    def emails(self) -> EmailCatalog:
+        return self._loaded.emails
 
     async def reload_if_changed(self) -> bool:
         """Reload off the event loop when a file changed; True when a new set went live."""

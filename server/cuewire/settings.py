@@ -71,6 +71,17 @@ class Settings:
     admin_password: str | None = None  # no admin views without one
     # signs admin tokens; None: a random key per process (tokens die with it, docs/deploy.md)
     secret: str | None = None
+    # Email (rule action `email`, docs/integrations.md "Email"): smtp://HOST:PORT or smtps://;
+    # none: emails are audited as smtp_not_configured and not sent
+    smtp_url: str | None = None
+    mail_from: str = "Cuewire <cuewire@localhost>"
+    # where the server is reached from outside: the base of unsubscribe links
+    public_url: str | None = None
+    # send to the email trait of an unsigned identify too (the demo's local sink only)
+    mail_unverified: bool = False
+    mail_poll_s: float = 1.0  # how often the sender looks for due emails
+    mail_retry_s: float = 30.0  # the pause after a first failed attempt (then doubling)
+    demo_mail_sink: bool = False  # `cuewire demo`: receive the emails on a local SMTP sink
     # with it, `cuewire serve` exports events and decisions to PostgreSQL (docs/export.md)
     export_dsn: str | None = None
     # which worker of `cuewire serve --workers N` this process is (its /healthz says so); 0 alone

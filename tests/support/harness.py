@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cuewire.app import mail_queue
 from cuewire.delivery import Delivery
+from cuewire.mail.mailer import Mailer
+from cuewire.mail.queue import CHANNEL as EMAIL
 from cuewire.origin import Origin
+from cuewire.outbox import Outbox
 from cuewire.pipeline import Pipeline
 from cuewire.protocol import Prompt
 from cuewire.runtime import Runtime
@@ -40,8 +44,16 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.runtime = Runtime(self.settings.rules_dir, self.settings.templates_dir)
+        self.mailer = Mailer(self.runtime.emails, self.settings, self.clock, self.store.audit)
+        outbox = Outbox(self.store.client, self.store.keys, EMAIL, poll_s=0.01)
+        self.mailer.use(mail_queue(outbox, self.store, self.settings))
         self.delivery = Delivery(
-            self.store, self.runtime.engine, self.runtime.catalog, self._emit, self.clock
+            self.store,
+            self.runtime.engine,
+            self.runtime.catalog,
+            self._emit,
+            self.clock,
+            mail=self.mailer,
         )
         self.pipeline = Pipeline(self.store, self.runtime.engine, self.delivery)
         self.timers = TimerLoop(self.store, self.runtime.engine, self.delivery, self.clock, 0.01)

@@ -40,10 +40,14 @@ def rule_sets(folder: Path) -> list[Path]:
     return sets if len(sets) >= 2 else []
 
 
-def load_rules(folder: Path, templates: Iterable[str] | None = None) -> LoadedRules:
+def load_rules(
+    folder: Path, templates: Iterable[str] | None = None, emails: Iterable[str] | None = None
+) -> LoadedRules:
     """All enabled rules, segments and the policy under ``folder``; raise :class:`RuleError`
-    listing every problem. ``templates``, when given, are the template names rules may show."""
+    listing every problem. ``templates``, when given, are the template names rules may show;
+    ``emails`` the email template names rules may send."""
     known = set(templates) if templates is not None else None
+    known_emails = set(emails) if emails is not None else None
     problems: list[Problem] = []
     loaded = LoadedRules()
     first_seen: dict[str, Problem] = {}
@@ -86,6 +90,7 @@ def load_rules(folder: Path, templates: Iterable[str] | None = None) -> LoadedRu
             funnels.append((doc, index, funnel))
     for doc, index, rule in checks:
         problems += _references(doc, index, rule, known, loaded.segments)
+        problems += _email_reference(doc, index, rule, known_emails)
     problems += _funnel_problems(funnels, {rule.id for _, _, rule in checks})
     loaded.funnels = [funnel for _, _, funnel in funnels]
     if problems:
@@ -151,6 +156,16 @@ def _references(
             if name not in segments:
                 found.append(doc.problem([*here, key], f"unknown segment {name!r}"))
     return found
+
+
+def _email_reference(doc: YamlDoc, index: int, rule: Rule, known: set[str] | None) -> list[Problem]:
+    """The email template a rule sends must exist (templates/email/<name>.html)."""
+    if known is None or rule.email is None or rule.email.template in known:
+        return []
+    choices = ", ".join(sorted(known)) or "none found in templates/email/"
+    where: list[str | int] = ["rules", index, "email", "template"]
+    name = rule.email.template
+    return [doc.problem(where, f"unknown email template {name!r} (known: {choices})")]
 
 
 def _segment_names(cond: Condition | None) -> Iterator[str]:

@@ -247,6 +247,16 @@ class Webhook(msgspec.Struct, forbid_unknown_fields=True):
     headers: dict[str, str] = {}
 
 
+class Email(msgspec.Struct, forbid_unknown_fields=True):
+    """Email the identified visitor: render the email template ``template`` (templates/email/)
+    with ``params`` and queue it for SMTP (docs/integrations.md, "Email"). It goes to the
+    ``email`` trait of the visitor's last verified identify; the policy's ``email`` caps,
+    quiet hours and the visitor's unsubscribe apply."""
+
+    template: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    params: dict[str, Any] = {}
+
+
 class SetFact(msgspec.Struct, forbid_unknown_fields=True):
     """Set a fact other rules can test: ``session.facts.<name>`` or ``visitor.facts.<name>``."""
 
@@ -273,6 +283,7 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     when: Condition | None = None
     show: Show | None = None
     webhook: Webhook | None = None
+    email: Email | None = None
     set: list[SetFact] = []
     limit: Limit = field(default_factory=Limit)
     on_conflict: Literal["drop", "queue"] = "drop"
@@ -282,13 +293,32 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rollout: Percent | None = None  # live for this share of visitors only (experiments.py)
 
     def __post_init__(self) -> None:
-        if self.show is None and self.webhook is None and not self.set:
-            raise ValueError("a rule needs at least one action: show, webhook or set")
+        if self.show is None and self.webhook is None and self.email is None and not self.set:
+            raise ValueError("a rule needs at least one action: show, webhook, email or set")
 
 
 class DismissPolicy(msgspec.Struct, forbid_unknown_fields=True):
     count: Annotated[int, Meta(ge=1)] = 2
     pause: Duration = "24h"
+
+
+ClockTime = Annotated[str, Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description='"21:00"')]
+
+
+class QuietHours(msgspec.Struct, forbid_unknown_fields=True):
+    """No email between ``start`` and ``end`` in the visitor's own time zone (as the browser
+    reported it when the session opened); one due then waits for ``end``."""
+
+    start: ClockTime = "21:00"
+    end: ClockTime = "08:00"
+
+
+class EmailPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    """Site-wide limits on email (rule action ``email``), per visitor, counted when queued."""
+
+    per_visitor_day: Annotated[int, Meta(ge=0)] = 1  # 0: no cap
+    per_visitor_week: Annotated[int, Meta(ge=0)] = 3  # 0: no cap
+    quiet_hours: QuietHours | None = field(default_factory=QuietHours)  # null: any time
 
 
 class Policy(msgspec.Struct, forbid_unknown_fields=True):
@@ -299,6 +329,7 @@ class Policy(msgspec.Struct, forbid_unknown_fields=True):
     snooze: Duration = "1h"
     dismissals: DismissPolicy | None = field(default_factory=DismissPolicy)
     max_late: Duration = "2m"  # a deadline due longer ago than this (an outage) is dropped
+    email: EmailPolicy = field(default_factory=EmailPolicy)
 
 
 class Funnel(msgspec.Struct, forbid_unknown_fields=True):
