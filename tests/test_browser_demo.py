@@ -191,6 +191,9 @@ async def product_page(serve: Serve, new_context: NewContext) -> tuple[LiveServe
     await page.goto(server.url + "/product/trail-runner.html")
     await expect(page.get_by_role("heading", name="Trail Runner", level=1)).to_be_visible()
     await expect(page.locator(".price")).not_to_be_empty()
+    # the demo panel says when the snippet has loaded: a change of the page that would count
+    # as the effect of a click made before it
+    await expect(page.locator("[data-snippet-status]")).to_have_class("status-ok")
     return server, page
 
 
