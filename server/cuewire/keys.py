@@ -9,8 +9,8 @@ Two layouts, one per kind of store (docs/architecture.md, "Key layout"):
   hashes, lists and sets, the visitor's hash, names and rate key. The deadline set is sharded
   into :data:`TIMER_SHARDS` slots (``{prefix:N}``), each with its own leases and claimed hash;
   a deadline goes to the shard of its visitor. Each site's audit stream shares a tag with its
-  firings' markers; the live stream has its own. Keys only ever read or written alone (the
-  user link, the per-address rate key) need no tag.
+  firings' markers; the live stream has its own, and so do its heatmaps (``{h:site}``). Keys
+  only ever read or written alone (the user link, the per-address rate key) need no tag.
 """
 
 from __future__ import annotations
@@ -118,6 +118,14 @@ class Keys:
         """Stream of accepted batches (session, visitor, events JSON) for the QA view."""
         return f"{self.prefix}:live:{site}"
 
+    def heatmap(self, site: str, day: str, path: str) -> str:
+        """Hash of one page's heatmap counts for one UTC day (heatmaps.py has its fields)."""
+        return f"{self.prefix}:hm:{site}:{day}:{path}"
+
+    def heatmap_pages(self, site: str, day: str) -> str:
+        """Hash of the pages with heatmap counts on one UTC day: path -> events."""
+        return f"{self.prefix}:hmp:{site}:{day}"
+
     def inbox(self, process: str) -> str:
         """Stream of the messages for one server process (inbox.py): prompts for its sockets,
         answers to its prompts. Its own hash tag: each call touches this one key."""
@@ -160,6 +168,12 @@ class ClusterKeys(Keys):
 
     def live(self, site: str) -> str:
         return f"{self.prefix}:live:{{l:{site}}}"
+
+    def heatmap(self, site: str, day: str, path: str) -> str:
+        return f"{self.prefix}:hm:{{h:{site}}}:{day}:{path}"
+
+    def heatmap_pages(self, site: str, day: str) -> str:
+        return f"{self.prefix}:hmp:{{h:{site}}}:{day}"
 
 
 def keys_for(prefix: str, cluster: bool) -> Keys:

@@ -25,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
+from ..heatmaps import Mark, marks_of, spec_arg
 from ..ids import new_id
 from ..keys import Keys, keys_for
 from ..lifecycle import Closing
@@ -55,6 +56,8 @@ from .scripts import (
     asks_arg,
     composed,
     gate_arg,
+    heatmap_script,
+    ingest_script,
     lua,
     ops_arg,
     ops_of,
@@ -87,7 +90,8 @@ class RedisStore(Closing):
         self._r = client
         self._k = keys_for(self._s.key_prefix, isinstance(client, RedisCluster))
         self._open = client.register_script(lua("read.lua") + lua("open_session.lua"))
-        self._ingest = client.register_script(composed("ingest.lua"))
+        self._ingest = client.register_script(ingest_script())
+        self._heatmap = client.register_script(heatmap_script())
         self._commit = client.register_script(lua("ops.lua") + lua("commit.lua"))
         self._record = client.register_script(lua("ops.lua") + lua("record.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
@@ -237,6 +241,9 @@ class RedisStore(Closing):
             args.append(ops_arg(k, decided.seqs, decided.actions, keys, timer_ops))
             args.append(asks_arg(decided.requests) if decided.requests else "")
         args += encoded
+        marks = marks_of(events)
+        if marks and not k.cluster:  # after the events (a cluster counts them beside the call)
+            args.append(to_json(spec_arg(k, site, now_ms, marks, slot_in(keys))))
         try:
             (
                 flags,
@@ -252,6 +259,10 @@ class RedisStore(Closing):
         if k.cluster and self._s.live_stream_max > 0 and any(fresh):
             accepted = [text for text, new in zip(encoded, fresh, strict=True) if new]
             self._beside.later(self._live(origin, now_ms, accepted))
+        if k.cluster and marks:
+            counted = [m for m in marks if fresh[m.index - 1]]
+            if counted:
+                self._beside.later(self._heatmap_apart(site, now_ms, counted))
         todo = [int(f) != 0 for f in flags]
         admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
         session_facts, visitor_facts = pairs(sess), pairs(vis)
@@ -267,6 +278,12 @@ class RedisStore(Closing):
         args = [now_ms, events, rate.interval_ms(), rate.burst]
         granted, retry_ms = await self._calls.call(self._address, keys, args)
         return int(granted), int(retry_ms)
+
+    def _heatmap_apart(self, site: str, now_ms: int, marks: list[Mark]) -> Awaitable[Any]:
+        """On a cluster: a batch's new heatmap marks, in their site's heatmap slot."""
+        keys: list[str] = []
+        spec = spec_arg(self._k, site, now_ms, marks, slot_in(keys), renumber=True)
+        return self._calls.call(self._heatmap, keys, [to_json(spec)])
 
     def _live(self, origin: Origin, now_ms: int, accepted: list[str]) -> Awaitable[Any]:
         """On a cluster: the live stream's entry for a batch's accepted events."""

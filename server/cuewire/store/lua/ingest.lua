@@ -24,7 +24,7 @@
 --   point into KEYS, past the ten above)
 -- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or ""
 -- ARGV[15...]: the events' JSON, one per event, in the batch's order (passed apart, not
---   escaped into ARGV[9]: less to send and to decode)
+--   escaped into ARGV[9]: less to send and to decode); then, optionally, heatmap.lua's spec
 -- When ARGV[12] is exactly what the store holds and every event of the batch is new and
 -- admitted, the caller's decision stands: the actions are applied with the batch and its seqs
 -- are done (not pending), governance answers its firing requests, and no facts are returned
@@ -262,6 +262,8 @@ if #accepted > 0 then
                'visitor', ARGV[6], 'events', '[' .. table.concat(accepted, ',') .. ']')
   end
 end
+-- Heatmaps (heatmap.lua): the spec after the events' JSON (ARGV[15 + n]), when there is one
+if ARGV[15 + n] then heatmap(KEYS, cjson.decode(ARGV[15 + n]), fresh) end
 -- Time to live: the session's keys outlive its last event by the grace period, the visitor's
 -- by visitor_ttl, each plus REFRESH_S, so that a refresh done in the last REFRESH_S seconds
 -- need not be done again: the seen set's (set with the others, refreshed or made by no other
