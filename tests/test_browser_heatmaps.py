@@ -1,10 +1,12 @@
 """Heatmaps in Chromium (docs/qa.md, "Heatmaps"): real clicks on the demo shop's product page
 are counted per selector and per position cell, and /qa/heatmap draws them over the page,
 the clicked element highlighted with its count when its selector is hovered.
-Screenshot: docs/img/qa-heatmap.png."""
+Set CUEWIRE_SCREENSHOTS=1 to refresh docs/img/qa-heatmap.png."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page, expect
@@ -50,7 +52,7 @@ async def cell_of(page: Page, selector: str) -> str:
 
 
 async def test_clicks_on_the_product_page_are_counted_and_drawn_over_it(
-    serve: Serve, new_context: NewContext
+    serve: Serve, new_context: NewContext, tmp_path: Path
 ) -> None:
     server = demo_pages(serve)
     shopper = await (await new_context(viewport={"width": 1280, "height": 800})).new_page()
@@ -88,6 +90,13 @@ async def test_clicks_on_the_product_page_are_counted_and_drawn_over_it(
     assert cells[price_cell].get("click", 0) >= 1
     assert body["page_url"] == server.url + PRODUCT
 
+    unknown = await qa.request.get(f"{server.url}/qa/api/heatmap?site=nope&days=1")
+    assert unknown.status == 404 and (await unknown.json())["code"] == "unknown_site"
+    bad = await qa.request.get(f"{server.url}/qa/api/heatmap?site=demo&days=0")
+    assert bad.status == 400 and (await bad.json())["code"] == "bad_request"
+    anonymous = await (await new_context()).request.get(api)
+    assert anonymous.status == 401
+
     page = await qa.new_page()
     await page.goto(f"{server.url}/qa/heatmap?site=demo&days=1&path={PRODUCT}")
     await expect(page.locator("body")).to_have_attribute("data-ready", "1")
@@ -104,5 +113,5 @@ async def test_clicks_on_the_product_page_are_counted_and_drawn_over_it(
     assert button is not None and box is not None
     assert abs(box["x"] + box["width"] / 2 - (button["x"] + button["width"] / 2)) < 2
     assert abs(box["y"] + box["height"] / 2 - (button["y"] + button["height"] / 2)) < 2
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOT), full_page=False)
+    wanted = os.environ.get("CUEWIRE_SCREENSHOTS") == "1"
+    await page.screenshot(path=SCREENSHOT if wanted else tmp_path / SCREENSHOT.name)

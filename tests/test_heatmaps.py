@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cuewire import heatmaps
+from cuewire.codes import Reject
 from cuewire.facts import FactChanges
 from cuewire.heatmaps import (
     DAY_MS,
@@ -23,8 +24,9 @@ from cuewire.heatmaps import (
     read_pages,
 )
 from cuewire.origin import Origin
-from cuewire.settings import Settings
+from cuewire.settings import Limits, Settings
 from cuewire.store import RedisStore
+from cuewire.validation import validate_batch
 from support.harness import T0, Harness
 from support.servers import WITH_CLUSTER
 
@@ -52,6 +54,16 @@ def test_pages_are_paths_and_cells_a_grid() -> None:
     assert cell_of(49, 51) == "0:1"
     assert cell_of(1000, 999) == "19:19"
     assert cell_of(None, 10) == ""
+
+
+def test_a_position_is_two_whole_thousandths_and_a_bad_one_is_rejected_alone() -> None:
+    good = ev(1, "click", selector="#buy", x=0, y=1000)
+    bad = ev(2, "rage_click", selector="#buy", count=3, x=1001, y=5)
+    valid, rejected = validate_batch([good, bad], Limits())
+    assert [i for i, _ in valid] == [0]
+    [rejection] = rejected
+    assert (rejection.index, rejection.code) == (1, Reject.INVALID_EVENT)
+    assert rejection.reason == "rage_click.x: Expected `int` <= 1000"
 
 
 async def send(store: RedisStore, origin: Origin, events: list[dict[str, Any]]) -> list[bool]:
