@@ -5,9 +5,10 @@ On a cluster every script touches the keys of one slot (keys.py): a batch's inge
 one script call, in its visitor's slot. What cannot share that slot goes beside it: a new
 deadline's entry in its shard is added in the same loop turn (a second node, concurrently),
 the per-address rate limit is asked first (one more round trip, when that limit is on), and
-the live stream and the removal of cancelled deadlines are written after the batch, without
-waiting for them. A deadline entry whose session never took its token (the script did not
-apply the batch) fires stale and is dropped, as a cancelled one is (those writes: beside.py).
+the live stream, the heatmap counts (heatmap.lua, in the site's ``{h:site}`` slot) and the
+removal of cancelled deadlines are written after the batch, without waiting for them. A
+deadline entry whose session never took its token (the script did not apply the batch) fires
+stale and is dropped, as a cancelled one is (those writes: beside.py).
 
 The deadline calls are in deadlines.py and the stream reads in streams.py; the store delegates
 to them, so callers see one store (base.Store).
