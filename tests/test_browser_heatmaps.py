@@ -115,3 +115,10 @@ async def test_clicks_on_the_product_page_are_counted_and_drawn_over_it(
     assert abs(box["y"] + box["height"] / 2 - (button["y"] + button["height"] / 2)) < 2
     wanted = os.environ.get("CUEWIRE_SCREENSHOTS") == "1"
     await page.screenshot(path=SCREENSHOT if wanted else tmp_path / SCREENSHOT.name)
+
+    # one kind at a time: there were no rage clicks
+    await page.locator("#kind").select_option("rage_click")
+    await expect(page.locator("#overlay rect.cell")).to_have_count(0)
+    await expect(page.locator("#selectors li")).to_have_count(0)
+    await page.locator("#kind").select_option("click")
+    await expect(page.locator("#selectors li")).to_have_count(2)
