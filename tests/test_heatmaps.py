@@ -20,12 +20,11 @@ from cuewire.heatmaps import (
     days_back,
     normalise_selector,
     page_path,
-    read_heatmap,
-    read_pages,
 )
 from cuewire.origin import Origin
 from cuewire.settings import Limits, Settings
 from cuewire.store import RedisStore
+from cuewire.store.heatmaps import read_heatmap, read_pages
 from cuewire.validation import validate_batch
 from support.harness import T0, Harness
 from support.servers import WITH_CLUSTER

@@ -12,7 +12,7 @@ on a Redis Cluster in a call beside it): per site, page path and UTC day, one ha
 
 and per site and day one index hash, ``<path>`` -> events (:data:`PAGE_CAP` paths; events on
 more pages are counted in ``#o``, the paths in ``#p``). Both expire :data:`KEEP_DAYS` after
-their day ends.
+their day ends. The QA view reads them through store/heatmaps.py (admin/heatmaps.py).
 
 Position: the snippet sends ``x``, thousandths of the viewport's width, and ``y``, thousandths
 of the document's height; a cell is ``x * GRID // 1000`` by ``y * GRID // 1000`` (1000 falls in
@@ -196,35 +196,3 @@ def _bump(counts: dict[str, int], key: str, n: int) -> None:
 def days_back(now_ms: int, days: int) -> list[str]:
     """The last ``days`` UTC days up to today, newest first."""
     return [day_of(now_ms - i * DAY_MS) for i in range(max(1, min(days, MAX_DAYS)))]
-
-
-async def read_heatmap(client: Any, k: Keys, site: str, path: str, days: list[str]) -> Heatmap:
-    """A page's counts over ``days``, summed (one HGETALL per day, pipelined: each its own
-    key, so it works on a cluster too)."""
-    page = page_path(path)
-    pipe = client.pipeline(transaction=False)
-    for day in days:
-        pipe.hgetall(k.heatmap(site, day, page))
-    heatmap = Heatmap(page, days)
-    for fields in await pipe.execute():
-        heatmap.add({_text(a): _text(b) for a, b in fields.items()})
-    return heatmap
-
-
-async def read_pages(client: Any, k: Keys, site: str, days: list[str]) -> list[dict[str, Any]]:
-    """The pages with counts over ``days``, most events first."""
-    pipe = client.pipeline(transaction=False)
-    for day in days:
-        pipe.hgetall(k.heatmap_pages(site, day))
-    pages: dict[str, int] = {}
-    for fields in await pipe.execute():
-        for a, b in fields.items():
-            name = _text(a)
-            if name.startswith("/"):
-                _bump(pages, name, int(b))
-    ranked = sorted(pages.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [{"path": p, "events": n} for p, n in ranked]
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value

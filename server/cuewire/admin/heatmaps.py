@@ -21,8 +21,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ..codes import QaRefusal
-from ..heatmaps import MAX_DAYS, days_back, page_path, read_heatmap, read_pages
+from ..heatmaps import MAX_DAYS, days_back, page_path
 from ..sites import Sites
+from ..store.heatmaps import read_heatmap, read_pages
 from .explain_view import refusal
 from .qa import NO_STORE, STATIC, QaContext, admin_route
 
