@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from cuewire.sites import Site, Sites
 from support.browser import BROWSER_TEST, NewContext, Serve, prompt_host
@@ -181,3 +181,88 @@ async def test_pausing_in_a_checkout_field_offers_help(
         lambda r: "checkout-stuck" in r,
         what="the firing of checkout-stuck",
     )
+
+
+async def product_page(serve: Serve, new_context: NewContext) -> tuple[LiveServer, Page]:
+    """The demo shop's Trail Runner page open in a fresh desktop browser."""
+    server = demo_shop(serve)
+    context = await new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    page = await context.new_page()
+    await page.goto(server.url + "/product/trail-runner.html")
+    await expect(page.get_by_role("heading", name="Trail Runner", level=1)).to_be_visible()
+    await expect(page.locator(".price")).not_to_be_empty()
+    return server, page
+
+
+async def test_clicking_a_perk_chip_that_does_nothing_gives_the_details(
+    serve: Serve, new_context: NewContext
+) -> None:
+    """docs/qa.md: on a product page, click the "60-day returns" chip (it does nothing) ->
+    "Our promises, in full"."""
+    server, page = await product_page(serve, new_context)
+    await page.get_by_text("60-day returns", exact=True).click()
+
+    toast = prompt_host(page, kind="toast")
+    await expect(toast).to_contain_text("Our promises, in full")  # a second after the click
+    await eventually(
+        lambda: fired_rules(server),
+        lambda r: "perks-dead-click" in r,
+        what="the firing of perks-dead-click",
+    )
+    assert "hesitation-product" not in await fired_rules(server)
+
+
+async def test_copying_the_price_brings_the_price_match_promise(
+    serve: Serve, new_context: NewContext
+) -> None:
+    """docs/qa.md: on a product page, select the price and copy it (Ctrl+C) -> "Comparing
+    prices?"."""
+    server, page = await product_page(serve, new_context)
+    left, right, middle = await page.evaluate(
+        """() => {  // where the price's text is (read only)
+            const range = document.createRange();
+            range.selectNodeContents(document.querySelector(".price"));
+            const box = range.getBoundingClientRect();
+            return [box.left, box.right, (box.top + box.bottom) / 2];
+        }"""
+    )
+    await page.mouse.move(left + 1, middle)  # the pointer drags across the price
+    await page.mouse.down()
+    await page.mouse.move(right - 1, middle, steps=5)
+    await page.mouse.up()
+    toast = prompt_host(page, kind="toast")
+    await page.wait_for_timeout(700)  # selected, not copied: no prompt
+    await expect(toast).to_have_count(0)
+    await page.keyboard.press("Control+C")
+
+    await expect(toast).to_contain_text("Comparing prices?")
+    await eventually(
+        lambda: fired_rules(server),
+        lambda r: "price-copied" in r,
+        what="the firing of price-copied",
+    )
+
+
+async def test_reading_the_journal_closely_brings_a_specialist_and_an_idle_tab_does_not(
+    serve: Serve, new_context: NewContext
+) -> None:
+    """docs/qa.md: read the Journal article for 15 s (scroll slowly, move the pointer) ->
+    "Reading closely?"; leave it untouched and nothing comes."""
+    server = demo_shop(serve)
+    reader, idle = [
+        await (await new_context(viewport={"width": 1280, "height": 800})).new_page() for _ in "ab"
+    ]
+    for page in (reader, idle):
+        await page.goto(server.url + "/blog/choosing-trail-shoes.html")
+    await reader.mouse.move(400, 300)
+    for i in range(17):  # 17 s of reading: the pointer drifts, the page scrolls a little
+        if i % 2:
+            await reader.mouse.wheel(0, 30)
+        else:
+            await reader.mouse.move(400 + 20 * (i % 4), 300 + 10 * i, steps=3)
+        await reader.wait_for_timeout(1000)
+
+    await expect(prompt_host(reader, kind="toast")).to_contain_text("Reading closely?")
+    await expect(prompt_host(idle).filter(has_text="Reading closely?")).to_have_count(0)
+    fired = await fired_rules(server)
+    assert fired.count("article-attentive") == 1 and "article-reader" not in fired

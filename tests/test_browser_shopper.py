@@ -10,7 +10,6 @@ trying the demo runs. Set CUEWIRE_SCREENSHOTS=1 to refresh the screenshots in do
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -20,7 +19,7 @@ import yaml
 from playwright.async_api import Page, expect
 
 from cuewire.sites import Site, Sites
-from support.browser import BROWSER_TEST, NewContext, Serve, prompt_host, session_id
+from support.browser import BROWSER_TEST, NewContext, Serve, prompt_host, session_id, shot
 from support.harness import write
 from support.paths import ROOT
 from support.servers import LiveServer
@@ -32,7 +31,6 @@ pytestmark = BROWSER_TEST
 DEMO_RULES = ROOT / "rules" / "demo"
 DEMO_TEMPLATES = ("toast", "chat_help", "exit_offer")  # the shipped templates the demo shows
 PASSWORD = "shopper-qa"
-DOCS_IMG = ROOT / "docs" / "img"
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)$")
 TIMED_KEYS = {"within", "for", "pause", "snooze", "cooldown"}
 
@@ -132,13 +130,6 @@ async def qa_shows(
     if screenshot is not None:
         await qa.screenshot(path=screenshot)
     return qa
-
-
-def shot(name: str, tmp_path: Path) -> Path:
-    wanted = os.environ.get("CUEWIRE_SCREENSHOTS") == "1"
-    path = (DOCS_IMG if wanted else tmp_path) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 async def test_hesitating_on_a_product_page_opens_the_chat(

@@ -5,6 +5,7 @@ ingest.lua). What the process predicts must be exactly what the store then holds
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from cuewire.pipeline import Pipeline
 from cuewire.prediction import KnownFacts
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
-from cuewire.store.base import Action, Commit, FiringRequest, Put, Resolved
+from cuewire.store.base import Action, Commit, FiringRequest, Put, Queued, Resolved
 from support.harness import Harness
 from support.servers import WITH_CLUSTER
 
@@ -53,9 +54,15 @@ class CountingStore(RedisStore):
         self.calls.append("resolve")
         return await super().resolve(requests, commit)
 
-    async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
+    async def record(
+        self,
+        site: str,
+        puts: list[Put],
+        records: list[dict[str, str]],
+        jobs: Sequence[Queued] = (),
+    ) -> None:
         self.calls.append("record")
-        await super().record(site, puts, records)
+        await super().record(site, puts, records, jobs)
 
     def took(self) -> list[str]:
         calls, self.calls = self.calls, []

@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -423,6 +424,12 @@ async def test_session_api_and_metrics_exports(qa: LiveServer) -> None:
             "converted": 1,
         }
         assert report["goals_file"].endswith("measure.toml")
+        today = report["window"]["to"]
+        yesterday = (date.fromisoformat(today) - timedelta(days=1)).isoformat()
+        before = (await http.get("/qa/metrics.json", params={"to": yesterday})).json()
+        assert not [r for r in before["rules"] if r["rule"] == "exit-product"]
+        bad = await http.get("/qa/metrics.json", params={"from": "2026-13-01"})
+        assert bad.status_code == 400
         csv = await http.get("/qa/metrics.csv")
         assert csv.headers["content-type"].startswith("text/csv")
         header, *rows = csv.text.splitlines()
@@ -546,7 +553,7 @@ async def test_demo_three_products_then_20_s_on_the_third_is_comparing(demo: Har
         await on_product(v, slug, category)
         await demo.pass_time(3)
     await on_product(v, "summit-45", "packs")
-    await demo.pass_time(19.5)
+    await v.attend(f"{SHOP}/product/summit-45.html", 19.5)  # reading it: attentive time
     assert await fired(demo, v) == []  # hesitation and size help give way after 3 products
     await demo.pass_time(1)
     assert await fired(demo, v) == ["comparing-gear"]

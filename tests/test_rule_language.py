@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from cuewire.rules.conditions import MISSING, Scope, evaluate
+from cuewire.rules.facts_view import FactView
 from cuewire.rules.model import Condition
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
@@ -198,6 +199,42 @@ async def test_attention_beats_keep_a_reader_active_and_count_attentive_time(mak
     assert h.rules_shown == ["engaged"]
     await h.pass_time(11)  # stopped: no beat
     assert h.rules_shown == ["engaged", "still-there"]
+
+
+async def test_active_time_counts_attention_beats_and_a_sure_tail_never_an_idle_or_hidden_tab(
+    make,  # type: ignore[no-untyped-def]
+) -> None:
+    h = make("""
+    rules:
+      - id: attentive
+        trigger: {dwell: {for: 20s, active: true}}
+        show: {template: note}
+    """)
+    v = await h.visit()
+    url = f"{SHOP}/blog/a"
+
+    async def active_seconds() -> float:
+        stored = await h.store.session_facts("test-site", v.origin.session)
+        seconds: float = FactView(stored, {}, h.clock.now_ms()).get("page.active_seconds")
+        return seconds
+
+    await v.send("page_view", url)
+    await h.pass_time(30)  # open and visible, nobody there
+    assert await active_seconds() == 0 and h.rules_shown == []
+    await v.send("attention", url, active_ms=5000, reading=True)
+    await h.pass_time(4)
+    assert await active_seconds() == 9  # the beat, then the time since
+    await h.pass_time(60)  # the input before the beat keeps them attentive 10 s at least
+    assert await active_seconds() == 15 and h.rules_shown == []
+    await v.send("visibility", url, state="hidden", dwell_ms=90_000, active_ms=16_000)
+    await h.pass_time(60)  # hidden: nothing added
+    assert await active_seconds() == 16
+    await v.send("visibility", url, state="visible", dwell_ms=90_000, active_ms=16_000)
+    await h.pass_time(30)  # visible again, untouched
+    assert await active_seconds() == 16 and h.rules_shown == []
+    await v.send("attention", url, active_ms=20_000)  # the next beat re-arms the dwell rule
+    await h.pass_time(0.1)
+    assert h.rules_shown == ["attentive"]
 
 
 async def test_cooldown_and_daily_cap_across_sessions(make) -> None:  # type: ignore[no-untyped-def]

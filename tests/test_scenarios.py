@@ -123,7 +123,24 @@ async def test_engaged_browser_fires_after_5_active_minutes_with_3_products(shop
     v = await shop.visit()
     for slug in ("boots", "tent", "boots", "parka"):
         await product_view(v, slug)
-    await shop.pass_time(5 * 60)
+    await v.attend(f"{SHOP}/product/parka", 5 * 60)
+    assert "engaged-browser" in shop.rules_shown
+
+
+@pytest.mark.scenario("engaged_browser")
+async def test_engaged_browser_counts_only_attentive_time_not_an_idle_open_tab(
+    shop: Harness,
+) -> None:
+    v = await shop.visit()
+    for slug in ("boots", "tent", "parka"):
+        await product_view(v, slug)
+    url = f"{SHOP}/product/parka"
+    read = await v.attend(url, 2 * 60)
+    await shop.pass_time(10 * 60)  # visible, but nobody there: no beat
+    assert "engaged-browser" not in shop.rules_shown
+    read = await v.attend(url, 2 * 60 + 50, read)
+    assert "engaged-browser" not in shop.rules_shown  # 4 min 50 s attentive of 14 min 50 s
+    await v.attend(url, 10, read)
     assert "engaged-browser" in shop.rules_shown
 
 
@@ -142,14 +159,14 @@ async def test_engaged_browser_counts_only_visible_time(shop: Harness) -> None:
     for slug in ("boots", "tent", "parka"):
         await product_view(v, slug)
     url = f"{SHOP}/product/parka"
-    await shop.pass_time(60)
-    await v.send("visibility", url, state="hidden", dwell_ms=60_000)
+    read = await v.attend(url, 60)
+    await v.send("visibility", url, state="hidden", dwell_ms=60_000, active_ms=read)
     await shop.pass_time(10 * 60)  # hidden: the clock of active dwell stands still
     assert "engaged-browser" not in shop.rules_shown
-    await v.send("visibility", url, state="visible", dwell_ms=60_000)
-    await shop.pass_time(3 * 60)
+    await v.send("visibility", url, state="visible", dwell_ms=60_000, active_ms=read)
+    read = await v.attend(url, 3 * 60, read)
     assert "engaged-browser" not in shop.rules_shown
-    await shop.pass_time(60)
+    await v.attend(url, 60, read)
     assert "engaged-browser" in shop.rules_shown
 
 

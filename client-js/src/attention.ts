@@ -43,7 +43,9 @@ export function attentionClock(windowMs = WINDOW_MS) {
   };
 }
 
-export function startAttention(send: Send): Collector {
+/** The attention collector; `activeMs()` reads this page's attentive time so far (the
+ * visibility collector reports it with every change). */
+export function startAttention(send: Send): Collector & { activeMs(): number } {
   const clock = attentionClock();
   let moved = 0; // last pointermove taken
   let fresh = false; // input since the last beat
@@ -77,6 +79,7 @@ export function startAttention(send: Send): Collector {
   clock.visible(Date.now(), document.visibilityState !== "hidden");
   const timer = window.setInterval(() => beat(), BEAT_MS);
   return {
+    activeMs: () => clock.at(Date.now()),
     stop() {
       clearInterval(timer);
       removeAll(removers);

@@ -45,8 +45,12 @@ export interface Cuewire {
     traits?: Record<string, unknown> | null,
     options?: { signature?: string },
   ): void;
-  /** The visitor's consent: false stops sending (and is remembered), true resumes. */
+  /** The visitor's consent: false stops sending and removes every collector (listeners,
+   * observers, timers) and is remembered; true starts them again with a new `page_view`. */
   consent(granted: boolean): void;
+  /** Ends the snippet on this page: every collector, the connection and the prompt on
+   * screen removed; the other calls do nothing afterwards. */
+  stop(): void;
   /** Subscribes to "prompt:show", "prompt:click", "prompt:dismiss", "prompt:snooze",
    * "prompt:optout" or "prompt:expire"; returns the remover. */
   on(event: string, fn: Handler): Remover;
@@ -91,8 +95,9 @@ function main(): void {
   // Queued consent decisions apply before anything is collected or sent.
   for (const call of stub) if (call[0] === "consent") consent.set(!!call[1]);
 
-  const collectors: Collector[] = [];
+  let collectors: Collector[] = [];
   const removers: Remover[] = [];
+  let ended = false;
   const hooks = createHooks();
   const tab = takeTab();
   const transport = createTransport({
@@ -108,30 +113,41 @@ function main(): void {
   const renderer = createRenderer({ report: send, hook: hooks.emit, drain: transport.drain });
   removers.push(transport.onPrompt(renderer.show), renderer.stop, transport.stop);
 
-  function teardown(): void {
+  function stopCollectors(): void {
     collectors.forEach((c) => c.stop());
-    collectors.length = 0;
+    collectors = [];
+  }
+
+  function teardown(): void {
+    ended = true;
+    stopCollectors();
     removeAll(removers);
   }
 
   const pageChanged = (previousUrl: string) =>
     collectors.forEach((c) => c.reset && c.reset(previousUrl));
-  collectors.push(
-    startPageview(send, pageChanged),
-    startClicks(send),
-    startScroll(send),
-    startVisibility(send),
-    startElements(send),
-    startHover(send),
-    startHesitation(send, thresholds(script.getAttribute("data-hesitation"))),
-    startRage(send),
-    startDeadClicks(send),
-    startIdle(send),
-    startAttention(send),
-    startExitIntent(send),
-    startForms(send, formDelay(script.getAttribute("data-form-hesitation"))),
-    startCopy(send),
-  );
+  // Only while consent is granted: without it nothing listens, observes or waits.
+  function startCollectors(): void {
+    if (collectors.length || ended) return;
+    const attention = startAttention(send);
+    collectors = [
+      startPageview(send, pageChanged),
+      startClicks(send),
+      startScroll(send),
+      attention,
+      startVisibility(send, attention.activeMs),
+      startElements(send),
+      startHover(send),
+      startHesitation(send, thresholds(script!.getAttribute("data-hesitation"))),
+      startRage(send),
+      startDeadClicks(send),
+      startIdle(send),
+      startExitIntent(send),
+      startForms(send, formDelay(script!.getAttribute("data-form-hesitation"))),
+      startCopy(send),
+    ];
+  }
+  if (consent.granted()) startCollectors();
 
   // Registered after the collectors, so that their last events for the same DOM event (form
   // abandon on pagehide, visibility hidden) are queued before the queue is saved.
@@ -161,24 +177,23 @@ function main(): void {
     },
     consent(granted) {
       const g = !!granted;
-      if (!consent.set(g)) return;
+      if (!consent.set(g) || ended) return;
       if (g) {
         transport.resume();
-        send("page_view", {
-          referrer: document.referrer || undefined,
-          title: document.title || undefined,
-        });
+        startCollectors(); // sends the page_view
       } else {
+        stopCollectors(); // a form's abandon, say, must not follow the refusal
         transport.pause();
       }
     },
+    stop: teardown,
     on: hooks.on,
     off: hooks.off,
     stats: transport.stats,
     push(call) {
       const [method, ...args] = toArray(call);
       const fn = (api as unknown as Record<string, unknown>)[method as string];
-      if (typeof fn === "function" && method !== "push" && method !== "stats")
+      if (typeof fn === "function" && method !== "push" && method !== "stats" && !ended)
         fn.apply(api, args);
     },
   };

@@ -13,7 +13,8 @@ function withoutHash(href: string): string {
 }
 
 export function startPageview(send: Send, onPageChange: (previousUrl: string) => void): Collector {
-  const removers: Remover[] = [];
+  const pending = new Set<ReturnType<typeof setTimeout>>(); // page views of this tick
+  const removers: Remover[] = [() => pending.forEach(clearTimeout)];
   let current = location.href;
 
   send("page_view", {
@@ -32,15 +33,11 @@ export function startPageview(send: Send, onPageChange: (previousUrl: string) =>
     onPageChange(previous);
     // Routers usually set the new title right after changing the URL: read it a tick later,
     // but keep the URL of the moment of navigation.
-    setTimeout(
-      () =>
-        send(
-          "page_view",
-          { referrer: previous, title: document.title || undefined, spa: true },
-          now,
-        ),
-      0,
-    );
+    const timer = setTimeout(() => {
+      pending.delete(timer);
+      send("page_view", { referrer: previous, title: document.title || undefined, spa: true }, now);
+    }, 0);
+    pending.add(timer);
   }
 
   function patch(method: HistoryMethod): Remover {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
@@ -20,15 +20,20 @@ from starlette.types import ASGIApp
 
 from . import __version__
 from .admin.auth import AdminAuth
+from .admin.deadletters import deadletter_routes
+from .admin.funnels import funnel_routes
 from .admin.qa import mount_qa
 from .admin.studio import studio_routes
 from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery, Emit
+from .export.loader import Loader, postgres_loader
 from .gateway import Gateway
 from .inbox import Inbox, InboxClient
 from .keys import Keys
+from .learn.models import ModelFiles
 from .metrics import Metrics
+from .outbox import Outbox
 from .pipeline import Pipeline
 from .rooms import LocalManager
 from .runtime import Runtime
@@ -41,6 +46,7 @@ from .store import RedisStore, open_store
 from .supervise import Supervisor
 from .timers import TimerLoop
 from .transport import socketio_options
+from .webhooks import CHANNEL as WEBHOOKS
 from .webhooks import Webhooks
 from .webhooks import new_client as new_webhook_client
 
@@ -65,12 +71,15 @@ class Services:
     supervisor: Supervisor
     sockets: LocalSockets  # this process's sockets, and its id
     inbox: Inbox | None  # with Redis: targeted delivery to the other processes
+    export: Callable[[], Loader] | None = None  # with CUEWIRE_EXPORT_DSN (docs/export.md)
+    # the durable outboxes by channel (outbox.py), made once the store is open: ``outbox_for``
+    outboxes: dict[str, Outbox] = field(default_factory=dict)
 
 
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     store = open_store(settings)
-    runtime = Runtime(settings.rules_dir, settings.templates_dir)
+    runtime = Runtime(settings.rules_dir, settings.templates_dir, ModelFiles.of(settings))
     # no client manager on Redis: a prompt for another process's socket goes to that
     # process's inbox (inbox.py), not to every process
     sio = socketio.AsyncServer(
@@ -85,7 +94,9 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     )
 
     supervisor = Supervisor()
-    webhooks = Webhooks(new_webhook_client(), lambda job: supervisor.run_once("webhooks", job))
+    webhooks = Webhooks(
+        new_webhook_client(), lambda key: getattr(sites.get(key), "webhook_secret", None)
+    )
     metrics = Metrics()
     local = LocalSockets(sio, new_process_id())
     inbox = None
@@ -105,8 +116,6 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         runtime.catalog,
         emit,
         clock,
-        webhooks,
-        lambda key: getattr(sites.get(key), "webhook_secret", None),
         metrics,
     )
     pipeline = Pipeline(store, runtime.engine, delivery)
@@ -121,6 +130,13 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         on_lateness=lambda ms: metrics.timer_lateness.observe(ms / 1000),
         on_store_error=metrics.store_errors.labels("timers").inc,
     )
+    export = None
+    if settings.export_dsn:  # made once the store is open (a cluster client replaces its own)
+        consumer = f"serve-{local.process}"
+        registry = metrics.registry
+        export = lambda: postgres_loader(  # noqa: E731
+            settings, store.client, store.keys, sites.keys(), consumer, registry
+        )
     return Services(
         settings,
         store,
@@ -136,7 +152,27 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         supervisor,
         local,
         inbox,
+        export,
     )
+
+
+def outbox_for(services: Services, channel: str) -> Outbox:
+    """The durable outbox of ``channel`` (one per channel and process; call it once the store
+    is open: on a cluster the store's client is the cluster's only then). Its loop is the
+    caller's to run under the supervisor (as ``serving`` does for webhooks)."""
+    if channel not in services.outboxes:
+        settings = services.settings
+        services.outboxes[channel] = Outbox(
+            services.store.client,
+            services.store.keys,
+            channel,
+            consumer=services.sockets.process,
+            metrics=services.metrics,
+            lease_s=settings.outbox_lease_s,
+            poll_s=settings.outbox_poll_s,
+            base_s=settings.outbox_backoff_s,
+        )
+    return services.outboxes[channel]
 
 
 @contextlib.asynccontextmanager
@@ -144,9 +180,14 @@ async def serving(services: Services) -> AsyncIterator[Services]:
     """Open everything long-lived in order and close it in reverse, whatever happens.
 
     Closing order: the reload watcher and the timer loop stop first (a tick in flight
-    finishes, within the supervisor's grace period), then Socket.IO, then the inbox's reader
+    finishes, within the supervisor's grace period), then Socket.IO, then the export when it
+    runs (its batch in flight committed and acknowledged), then the inbox's reader
     and the inbox (deleted: other processes stop sending to it), then webhooks (deliveries in
     flight get a moment) and their HTTP client, the supervisor (QA feeds and what is left),
+    finishes, within the supervisor's grace period), then Socket.IO, then the inbox's reader
+    and the inbox (deleted: other processes stop sending to it), then the webhooks' outbox
+    loop (deliveries in flight get the grace period; a job not settled stays in the outbox
+    for the next process) and its HTTP client, the supervisor (QA feeds and what is left),
     and the store last."""
     settings = services.settings
     async with contextlib.AsyncExitStack() as stack:
@@ -157,11 +198,23 @@ async def serving(services: Services) -> AsyncIterator[Services]:
             )
         supervisor = await stack.enter_async_context(services.supervisor)
         await stack.enter_async_context(services.webhooks.client)
-        await stack.enter_async_context(services.webhooks)
+        hooks = outbox_for(services, WEBHOOKS)
+        await stack.enter_async_context(
+            supervisor.running(
+                f"outbox:{hooks.channel}",
+                lambda: hooks.run(services.webhooks.handle),
+                stop=hooks.stop,
+            )
+        )
         inbox = services.inbox
         if inbox is not None:
             await stack.enter_async_context(inbox)
             await stack.enter_async_context(supervisor.running("inbox", inbox.run))
+        if services.export is not None:
+            loader = services.export()
+            await stack.enter_async_context(
+                supervisor.running("export", loader.run, stop=loader.stop)
+            )
         stack.push_async_callback(services.sio.shutdown)
         await stack.enter_async_context(
             supervisor.running("timers", services.timers.run, stop=services.timers.stop)
@@ -214,6 +267,8 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         Route("/healthz", healthz),
         Route("/metrics", admin(request_response(metrics_endpoint))),
         *mount_qa(services, sites, admin),
+        *funnel_routes(services.store, services.runtime, services.clock, sites.keys(), admin),
+        *deadletter_routes(services.outboxes, admin),
         *studio_routes(services.runtime, admin),
         Route("/v1/events", backend.endpoint, methods=["POST"]),
         *SegmentApi(settings, sites, services.store, services.pipeline, services.clock).routes(),

@@ -25,6 +25,9 @@ class AuditRecord:
     latency_ms: int = 0  # from the qualifying behaviour (or deadline) to this record
     event: str = "{}"  # the triggering event, JSON
     firing: str = ""  # a deadline's token: the record is written once per firing
+    window_ms: int = 0  # an exposure's goal window (goals.py): how long it may convert
+    digest: str = ""  # the rule's digest (rules.model.digest): which version of it ran
+    model: str = ""  # the learned models' ids when it was decided (learn/models.py)
 
     def fields(self) -> dict[str, str]:
         """The stream entry's fields."""
@@ -44,4 +47,7 @@ class AuditRecord:
             "at": str(self.at_ms),
             "event": self.event,
             "firing": self.firing,
+            "window_ms": str(self.window_ms),
+            "rule_digest": self.digest,
+            "model": self.model,
         }

@@ -1,4 +1,5 @@
-"""The ``cuewire`` command: serve, demo, check, audit, explain, record, replay."""
+"""The ``cuewire`` command: serve, demo, check, audit, explain, record, replay, export, segment,
+train."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 import json
 import logging
 import secrets
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from .codes import Outcome
 from .errors import ConfigError, CuewireError, Problem, RuleError, SourceError
+from .learn import cli as learn_cli
 from .paths import describe, or_shipped, shipped
 from .settings import Settings
 from .sites import Sites
@@ -71,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--rule", help="only this rule")
     audit.add_argument("--outcome", choices=[str(o) for o in Outcome])
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.add_argument("--missed", action="store_true", help="firings the rules expect, unaudited")
+    _common(audit)
     explain = sub.add_parser("explain", help="why each rule did or did not fire in a session")
     explain.add_argument("session", help="the session id (see the QA view or `cuewire audit`)")
     _store(explain)
@@ -86,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file", type=Path, help="a file written by `cuewire record`")
     _common(replay)
     replay.add_argument("--json", action="store_true")
+    export = sub.add_parser("export", help="load events and decisions into a warehouse")
+    postgres = export.add_subparsers(dest="sink", required=True).add_parser(
+        "postgres", help="into PostgreSQL, exactly once, until stopped (docs/export.md)"
+    )
+    _store(postgres)
+    _common(postgres)
+    postgres.add_argument("--dsn", help="postgresql://USER@HOST/DB (CUEWIRE_EXPORT_DSN)")
+    postgres.add_argument("--consumer", default=socket.gethostname(), help="consumer name")
+    postgres.add_argument("--batch", type=_positive, default=500, help="entries per batch")
+    postgres.add_argument("--claim-idle-s", type=float, default=30.0, help="take over after")
+    learn_cli.add_commands(sub)
     return parser
 
 
@@ -265,6 +281,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from .store import open_store
     from .store.redis import AUDIT_MAXLEN
 
+    if args.missed:
+        from .missed import main as missed
+
+        return missed(_settings(args), args.site, args.json)
     wanted = {"session": args.session, "rule": args.rule, "outcome": args.outcome}
     filtered = any(wanted.values())
 
@@ -376,6 +396,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export.command import export_postgres
+
+    settings = _settings(args, export_dsn=args.dsn)
+    sites, idle_ms = args.site.split(","), round(args.claim_idle_s * 1000)
+    asyncio.run(export_postgres(settings, sites, args.consumer, args.batch, idle_ms))
+    return 0
+
+
 COMMANDS = {
     "serve": cmd_serve,
     "demo": cmd_demo,
@@ -384,6 +413,8 @@ COMMANDS = {
     "explain": cmd_explain,
     "record": cmd_record,
     "replay": cmd_replay,
+    "export": cmd_export,
+    **learn_cli.COMMANDS,
 }
 
 

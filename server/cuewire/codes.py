@@ -8,9 +8,13 @@
 - :class:`Drop`: why a due deadline was dropped without firing (the audit record's ``code``
   beside ``outcome: dropped``).
 - :class:`Skip`: why a Segment-format message was accepted but not applied (segment_api.py).
+- :class:`Gap`: why the export (export/) skipped stream entries it never loaded (docs/export.md).
+- :class:`Missed`: why a firing the current rules expect in a recorded session is not in the
+  audit stream (``cuewire audit --missed``, missed.py).
 - :class:`Misconfig`: why the server refuses to start as configured (``ConfigError.code``).
 - :class:`QaRefusal`: why a QA tool (search, reset, force, the QA overlay's explain) refused
   a request (the ``code`` of its JSON error).
+- :class:`Undelivered`: why an outbox job (a webhook) was retried or dead-lettered.
 
 Add members; never rename or remove one.
 """
@@ -78,6 +82,10 @@ class Outcome(StrEnum):
     REPLACED = "replaced"  # a prompt on screen, closed for a higher-priority one
     DROPPED = "dropped"  # a due deadline that did not fire; ``code`` is a Drop
     FORCED = "forced"  # shown or run because QA forced it (admin/qatools.py): not an exposure
+    # a rule in `mode: shadow` (docs/rules.md): governance would have granted it; nothing ran
+    SHADOW_FIRED = "shadow_fired"
+    SHADOW_SUPPRESSED = "shadow_suppressed"  # shadow: governance would have held it (``code``)
+    EXCLUDED = "excluded"  # the rule is not live for this visitor: ``code`` not_in_rollout
 
 
 class Hold(StrEnum):
@@ -95,6 +103,7 @@ class Hold(StrEnum):
     LOWER_PRIORITY = "lower_priority"  # a higher-priority rule fired in the same batch
     RENDER_FAILED = "render_failed"  # the template raised (logged with the traceback)
     HIGHER_PRIORITY = "higher_priority"  # (replaced) a higher-priority prompt took its place
+    NOT_IN_ROLLOUT = "not_in_rollout"  # (excluded) the visitor is outside the rule's rollout
 
 
 # Codes that mean "another prompt is in the way": a rule with ``on_conflict: queue`` waits.
@@ -107,6 +116,29 @@ class Skip(StrEnum):
 
     DUPLICATE = "duplicate"  # its messageId was applied before, within the dedupe window
     NOT_MAPPED = "not_mapped"  # screen, group, alias: no Cuewire event stands for it
+
+
+class Gap(StrEnum):
+    """Why export entries were lost to the warehouse (the ``code`` of a gap, docs/export.md)."""
+
+    TRIMMED = "trimmed"  # the capped stream dropped entries before the consumer group read them
+    PENDING_TRIMMED = "pending_trimmed"  # read but not acknowledged, then trimmed (maybe loaded)
+    UNREADABLE = "unreadable"  # an entry that is not what its stream holds (logged, skipped)
+
+
+class Missed(StrEnum):
+    """Why the audit stream lacks a firing the current rules expect (missed.py): what the
+    recorded audit shows for that session and rule, nothing guessed beyond it."""
+
+    RULE_NOT_IN_AUDIT = "rule_not_in_audit"  # no record of the rule in the whole recording:
+    # added (or renamed) since, or never a candidate under the rules that ran
+    RULE_CHANGED = "rule_changed"  # the live records of the rule carry another rule digest
+    SUPPRESSED = "suppressed"  # live, governance held it in this session (``detail``: code)
+    DROPPED = "dropped"  # live, its deadline was dropped (``detail``: a Drop, e.g. no_tab)
+    QUEUED = "queued"  # live, it waited for the prompt on screen and never showed
+    EXCLUDED = "excluded"  # live, the visitor was outside the rule's rollout
+    SHADOW = "shadow"  # live, the rule ran in shadow mode (audited, never shown)
+    NO_RECORD = "no_record"  # the rule ran live but left no record in this session
 
 
 class Misconfig(StrEnum):
@@ -126,3 +158,16 @@ class QaRefusal(StrEnum):
     UNKNOWN_SESSION = "unknown_session"  # no such live session (or not this visitor's)
     UNKNOWN_RULE = "unknown_rule"  # no loaded rule with this id
     NO_TAB = "no_tab"  # a forced prompt needs a connected tab of the session
+
+
+class Undelivered(StrEnum):
+    """Why an outbox job (outbox.py: a webhook, an email) was not done on one attempt: the
+    ``code`` of a retry and of a dead letter."""
+
+    TIMEOUT = "timeout"  # the receiver did not answer in time; retried
+    UNREACHABLE = "unreachable"  # no connection (refused, DNS, reset); retried
+    SERVER_ERROR = "server_error"  # a 5xx answer; retried
+    THROTTLED = "throttled"  # a 429 answer; retried after its Retry-After
+    REFUSED = "refused"  # another 4xx (or a 3xx) answer: the receiver will not take it
+    HANDLER_FAILED = "handler_failed"  # the channel's own code raised; retried
+    MALFORMED = "malformed"  # an outbox entry that is not a job (not written by Outbox.put)

@@ -3,6 +3,9 @@ audit all.
 
 Highest priority first. Governance is atomic in the store (govern.lua), so a rule fires once per
 eligibility even when several tabs and server processes see the same behaviour.
+
+A rule that is not live for the visitor (``mode: shadow``, or outside its ``rollout``) goes
+through the same path and is only audited (:meth:`Delivery._staged`).
 """
 
 from __future__ import annotations
@@ -15,20 +18,31 @@ from typing import Any
 
 import jinja2
 
-from . import fields
+from . import fields, webhooks
 from .audit import AuditRecord
 from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
-from .experiments import HOLDOUT, variant_for
+from .experiments import HOLDOUT, in_rollout, variant_for
 from .ids import new_id
+from .measures import measures_of
 from .metrics import Metrics
 from .origin import Origin
+from .outbox import job_json
 from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Candidate, Engine
-from .rules.model import Policy, Rule, duration_ms
-from .store.base import Commit, FiringRequest, Put, Resolved, Store, Timer, Verdict
-from .webhooks import Webhooks
+from .rules.model import Policy, Rule, digest, duration_ms
+from .store.base import (
+    Commit,
+    FiringRequest,
+    Mode,
+    Put,
+    Queued,
+    Resolved,
+    Store,
+    Timer,
+    Verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +102,12 @@ class Plan:
 
 @dataclass
 class _Writes:
-    """What one resolve writes after governance: facts and audit records, in one round trip."""
+    """What one resolve writes after governance: facts, audit records and the outbox jobs
+    of the records (webhooks), in one round trip."""
 
     puts: list[Put] = field(default_factory=list)
     records: list[dict[str, str]] = field(default_factory=list)
+    jobs: list[Queued] = field(default_factory=list)
 
 
 class Delivery:
@@ -102,8 +118,6 @@ class Delivery:
         catalog: Callable[[], Catalog],
         emit: Emit,
         clock: Clock,
-        webhooks: Webhooks | None = None,
-        webhook_secret: Callable[[str], str | None] = lambda _site: None,
         metrics: Metrics | None = None,
     ) -> None:
         self._store = store
@@ -111,8 +125,6 @@ class Delivery:
         self._catalog = catalog
         self._emit = emit
         self._clock = clock
-        self._webhooks = webhooks
-        self._secret = webhook_secret
         self._metrics = metrics or Metrics()
 
     def plan(self, origin: Origin, candidates: list[Candidate]) -> list[Plan]:
@@ -145,14 +157,18 @@ class Delivery:
         shown: Prompt | None = None
         first_show = ""  # the rule of the first granted show: the others are lower priority
         for plan, verdict in zip(plans, resolved.verdicts, strict=True):
+            if plan.request.mode != "live":
+                self._staged(origin, plan, verdict, out, first_show)
+                continue
             if not verdict.granted:
                 self._blocked(origin, plan.cand, Hold(verdict.code), out, first_show)
                 continue
             if plan.cand.rule.show is not None:
                 first_show = first_show or plan.cand.rule.id
             prompt = await self._act(origin, plan, verdict, resolved, out, confirm=False)
+            self._queue_webhook(origin, plan, out)
             shown = shown or (prompt if isinstance(prompt, Prompt) else None)
-        await self._store.record(origin.site, out.puts, out.records)
+        await self._write(origin.site, out)
         return shown
 
     async def fire(self, origin: Origin, cand: Candidate) -> bool:
@@ -166,12 +182,31 @@ class Delivery:
             raise AssertionError("resolve() without a commit returned no verdict")
         [verdict] = resolved.verdicts
         out = _Writes()
-        if not verdict.granted:
+        if plan.request.mode != "live":
+            self._staged(origin, plan, verdict, out)
+        elif not verdict.granted:
             self._blocked(origin, cand, Hold(verdict.code), out)
         elif await self._act(origin, plan, verdict, resolved, out, confirm=True) is UNACKED:
             return False
-        await self._store.record(origin.site, out.puts, out.records)
+        else:
+            self._queue_webhook(origin, plan, out)
+        await self._write(origin.site, out)
         return True
+
+    async def _write(self, site: str, out: _Writes) -> None:
+        await self._store.record(site, out.puts, out.records, out.jobs)
+        if out.jobs:
+            self._metrics.outbox.labels(webhooks.CHANNEL, "put").inc(len(out.jobs))
+
+    def shows(self, origin: Origin, rule: Rule) -> bool:
+        """Whether a firing of ``rule`` for ``origin``'s visitor may put a prompt on a tab
+        (a deadline's firing then waits for one): a live ``show`` for this visitor."""
+        return rule.show is not None and self._mode(origin, rule) == "live"
+
+    @staticmethod
+    def _mode(origin: Origin, rule: Rule) -> Mode:
+        """How ``rule`` runs for this visitor: outside its rollout ("out"), else its mode."""
+        return rule.mode if in_rollout(origin.site, rule, origin.visitor) else "out"
 
     def _plan(self, origin: Origin, cand: Candidate, policy: Policy) -> Plan:
         rule = cand.rule
@@ -182,11 +217,13 @@ class Delivery:
         request = self._firing_request(
             origin.site, origin.session, origin.visitor, rule, policy, prompt_id
         )
+        # QA forcing a rule sees its prompt, whatever its mode or rollout
+        mode = "live" if cand.cause == FORCED else self._mode(origin, rule)
         # templates see every trait and the props of every custom event, which a batch's
         # facts (RuleSet.fields: only what rules read) may not hold: governance returns the
         # whole hashes with a granted show that renders
-        renders = rule.show is not None and variant != HOLDOUT
-        request = replace(request, firing=cand.firing, whole_facts=renders)
+        renders = rule.show is not None and variant != HOLDOUT and mode == "live"
+        request = replace(request, firing=cand.firing, whole_facts=renders, mode=mode)
         if cand.cause == FORCED:
             on_screen = cand.view.session.get("showing_priority") or "0"
             request = replace(
@@ -201,6 +238,26 @@ class Delivery:
                 priority=max(rule.priority, int(on_screen) + 1),  # over the prompt on screen
             )
         return Plan(cand, prompt_id, variant, request)
+
+    def _staged(
+        self, origin: Origin, plan: Plan, verdict: Verdict, out: _Writes, other: str = ""
+    ) -> None:
+        """Audit a firing of a rule that is not live for this visitor, and do nothing else
+        (no prompt, webhook, `set` or queue): outside the rule's rollout (``excluded``), or in
+        shadow mode, as governance would have decided (``shadow_fired`` or
+        ``shadow_suppressed`` with its code). docs/rules.md, "Shadow mode and rollout"."""
+        cand = plan.cand
+        if plan.request.mode == "out":
+            code = Hold.NOT_IN_ROLLOUT
+            reason = f"not in the rule's {cand.rule.rollout} rollout"
+            self._record(origin, cand, Outcome.EXCLUDED, reason, out, code=code)
+        elif verdict.granted:
+            reason = "would have fired"
+            self._record(origin, cand, Outcome.SHADOW_FIRED, reason, out, variant=plan.variant)
+        else:
+            code = Hold(verdict.code)
+            reason = self._reason(code, cand.rule, other or "a shadow rule")
+            self._record(origin, cand, Outcome.SHADOW_SUPPRESSED, reason, out, code=code)
 
     def _firing_request(
         self, site: str, session: str, visitor: str, rule: Rule, policy: Policy, prompt_id: str
@@ -261,6 +318,17 @@ class Delivery:
         reason = self._reason(code, cand.rule, other)
         self._record(origin, cand, outcome, reason, out, code=code)
 
+    def _queue_webhook(self, origin: Origin, plan: Plan, out: _Writes) -> None:
+        """A granted firing's webhook job, written with its audit record (the last one
+        :meth:`_act` put in ``out``): queued in the script that writes that record."""
+        hook = plan.cand.rule.webhook
+        if hook is None:
+            return
+        payload = self._payload(origin.site, origin.session, origin.visitor, plan.cand)
+        data = webhooks.job(hook.url, hook.headers, origin.site, payload)
+        job = job_json(webhooks.job_id(plan.prompt_id), data)
+        out.jobs.append(Queued(webhooks.CHANNEL, job, len(out.records) - 1))
+
     async def _act(
         self,
         origin: Origin,
@@ -270,8 +338,8 @@ class Delivery:
         out: _Writes,
         confirm: bool = False,
     ) -> Prompt | object | None:
-        """Show, call the webhook, set facts; audit (into ``out``). A prompt pushed with
-        ``confirm`` that the tab did not ack returns :data:`UNACKED` before any of it."""
+        """Show, set facts; audit (into ``out``). A prompt pushed with ``confirm`` that the
+        tab did not ack returns :data:`UNACKED` before any of it."""
         site, session, visitor = origin.site, origin.session, origin.visitor
         cand, variant = plan.cand, plan.variant
         rule = cand.rule
@@ -290,13 +358,6 @@ class Delivery:
             value = json.dumps(f.value)
             on_visitor = f.scope == "visitor"
             out.puts.append(Put(site, session, visitor, fields.fact(f.name), value, on_visitor))
-        if rule.webhook is not None and self._webhooks is not None:
-            self._webhooks.send(
-                rule.webhook.url,
-                self._payload(site, session, visitor, cand),
-                rule.webhook.headers,
-                self._secret(site),
-            )
         if rule.show is None:
             self._record(origin, cand, Outcome.FIRED, "", out)
             return None
@@ -343,6 +404,7 @@ class Delivery:
             reason=self._reason(code, by.rule, by.rule.id),
             prompt=verdict.replaces,
             url=by.view.url,
+            model=by.view.models.version,
         )
         out.records.append(record.fields())
 
@@ -403,6 +465,11 @@ class Delivery:
         if outcome is Outcome.FIRED and cand.cause == FORCED:
             outcome = Outcome.FORCED
         self._metrics.firings.labels(cand.rule.id, outcome).inc()
+        window_ms = 0
+        if outcome in (Outcome.FIRED, Outcome.HOLDOUT):
+            window_ms = measures_of(self._engine().rules).window_ms(cand.rule.id)
+        elif outcome is Outcome.SUPPRESSED and cand.rule.show is not None:
+            variant = variant_for(origin.visitor, cand.rule)  # the arm it is counted in
         if outcome is Outcome.FIRED:
             self._metrics.trigger_latency.labels(cand.cause).observe((now - cand.since_ms) / 1000)
         record = AuditRecord(
@@ -421,6 +488,9 @@ class Delivery:
             latency_ms=now - cand.since_ms,
             event=json.dumps(cand.view.event or {}, separators=(",", ":")),
             firing=cand.firing,
+            window_ms=window_ms,
+            digest=digest(cand.rule),
+            model=cand.view.models.version,
         )
         out.records.append(record.fields())
 
@@ -429,6 +499,7 @@ class Delivery:
         once per firing (the timer's token)."""
         now = self._clock.now_ms()
         self._metrics.firings.labels(timer.rule, Outcome.DROPPED).inc()
+        rule = self._engine().rules.rules.get(timer.rule)
         record = AuditRecord(
             Outcome.DROPPED,
             timer.rule,
@@ -440,5 +511,7 @@ class Delivery:
             reason=reason,
             latency_ms=now - due_ms,
             firing=timer.token,
+            digest=digest(rule) if rule else "",
+            model=self._engine().rules.models.version,
         )
         await self._store.audit(timer.site, record.fields())

@@ -62,6 +62,10 @@ class TemplateError(SourceError):
     """A template file is invalid."""
 
 
+class ModelError(SourceError):
+    """A model file (learn/models.py: segments, propensity) is invalid or of another version."""
+
+
 class StoreError(CuewireError):
     """The session store failed; check that Redis is reachable at CUEWIRE_REDIS_URL."""
 

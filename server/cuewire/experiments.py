@@ -1,5 +1,8 @@
 """Deterministic bucketing: the same visitor gets the same variant, in every process.
 
+``in_rollout`` decides, the same way, whether a rule with a ``rollout`` share is live for a
+visitor.
+
 ``variant_for`` is the one place a rule's ``show`` is turned into a variant: delivery picks
 with it, measurement counts suppressed candidates in the arm it names, and the studio labels
 each arm with the share ``arm_shares`` gives it.
@@ -10,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from .rules.model import rollout_share
 
 if TYPE_CHECKING:
     from .rules.model import Rule, Show, Variant
@@ -51,6 +56,16 @@ def variant_for(visitor: str, rule: Rule) -> str | None:
         return None
     weights = [(v.id, v.weight) for v in show.variants]
     return bucket(visitor, show.experiment or rule.id, weights, show.holdout)
+
+
+def in_rollout(site: str, rule: Rule, visitor: str) -> bool:
+    """Whether ``rule`` is live for ``visitor`` under its ``rollout`` share (docs/rules.md):
+    ``unit_interval`` of the visitor under the name ``rollout\0<site>\0<rule id>``, below
+    the share. Its own name, so who is in the rollout does not follow the A/B arms; raising
+    the share keeps everyone who was in."""
+    if rule.rollout is None:
+        return True
+    return unit_interval(visitor, f"rollout\x00{site}\x00{rule.id}") < rollout_share(rule.rollout)
 
 
 def arm_shares(show: Show) -> list[tuple[Variant | None, float]]:

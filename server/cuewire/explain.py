@@ -126,7 +126,7 @@ def _rule(
     trigger = _trigger(rule, state, now_ms)
     when = None if rule.when is None else _condition(rule.when, view.scope)
     governance = _governance(rule, state, policy, now_ms)
-    fired = int(state.session.get(fields.fired(rule.id), 0) or 0)
+    fired = int(state.session.get(fields.fired(rule.id, rule.mode == "shadow"), 0) or 0)
     if trigger["deadline"]:
         left = max(0, (trigger["due_ms"] or now_ms) - now_ms) / 1000
         status, detail = "pending", f"{rule.trigger.kind} deadline in {left:.1f}s"
@@ -265,17 +265,18 @@ def _governance(rule: Rule, state: SessionState, policy: Policy, now_ms: int) ->
     """The rule's caps and cooldown with their counters, snooze and opt-out, as govern.lua
     reads them, and the code it would answer now (``holds``: "" when it would grant)."""
     s, v, limit = state.session, state.visitor, rule.limit
-    fired_at = _int(v.get(fields.FIRED_AT + rule.id))
+    own = fields.counted_as(rule.id, rule.mode == "shadow")  # a shadow rule's own counts
+    fired_at = _int(v.get(fields.FIRED_AT + own))
     cooldown = duration_ms(limit.cooldown) if limit.cooldown else 0
     snoozed_at = _int(v.get(fields.snooze(rule.id)))
     snooze_ms = duration_ms(policy.snooze)
-    day = f"{fields.DAY_COUNT}{rule.id}:{now_ms // DAY_MS}"
-    week = f"{fields.WEEK_COUNT}{rule.id}:{now_ms // WEEK_MS}"
+    day = f"{fields.DAY_COUNT}{own}:{now_ms // DAY_MS}"
+    week = f"{fields.WEEK_COUNT}{own}:{now_ms // WEEK_MS}"
     out: dict[str, Any] = {
-        "session": {"count": _int(s.get(fields.fired(rule.id))), "cap": limit.per_session},
+        "session": {"count": _int(s.get(fields.FIRED + own)), "cap": limit.per_session},
         "day": {"count": _int(v.get(day)), "cap": limit.per_visitor_day},
         "week": {"count": _int(v.get(week)), "cap": limit.per_visitor_week},
-        "shown_total": _int(v.get(fields.shown(rule.id))),
+        "shown_total": _int(v.get(fields.SHOWN + own)),
         "cooldown": {
             "ms": cooldown,
             "last_fired_ms": fired_at or None,

@@ -9,8 +9,10 @@ Session facts:
 - ``url``, ``path``, ``page_started``: the current page and when it began (server ms)
 - ``scroll``, ``dwell_ms``, ``visible``, ``visible_since``: the current page's deepest scroll
   milestone, the active dwell the client reported, and its visibility
-- ``active_ms``: the current page's attentive time (visible and input within the last 15 s)
-  as the client's last ``attention`` event reported it
+- ``active_ms``, ``attention_at``: the current page's attentive time (visible and input
+  within the last 15 s) as the client's last ``attention`` or ``visibility`` event reported
+  it, and when the last ``attention`` beat came ("" after a page view or a visibility change:
+  the beats of an attentive visitor set it again)
 - ``last``, ``last_type``: the last event; ``active_at``: the last activity (not idle, not a
   hidden tab, not a prompt shown; an ``attention`` beat, sent while the visitor reads, is)
 - ``landing``, ``referrer``: the first page of the session and its referrer
@@ -158,6 +160,7 @@ def changes_for(
             scroll="0",
             dwell_ms="0",
             active_ms="0",
+            attention_at="",
             visible="1",
             visible_since=now,
             showing="",
@@ -166,10 +169,13 @@ def changes_for(
     elif kind == "scroll":
         ch.set["scroll"] = str(event["depth"])
     elif kind == "attention":
-        ch.set["active_ms"] = str(event["active_ms"])
+        ch.set.update(active_ms=str(event["active_ms"]), attention_at=now)
     elif kind == "visibility":
         visible = event["state"] == "visible"
         ch.set.update(dwell_ms=str(event["dwell_ms"]), visible="1" if visible else "0")
+        ch.set["attention_at"] = ""  # no attentive time is presumed across a hidden stretch
+        if event.get("active_ms") is not None:
+            ch.set["active_ms"] = str(event["active_ms"])
         if visible:
             ch.set["visible_since"] = now
     elif kind == "custom":

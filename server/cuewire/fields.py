@@ -8,6 +8,10 @@ here, in each request): keep them in step with this module.
 
 from __future__ import annotations
 
+# Before a rule id in the per-rule fields govern.lua writes (fired:~<rule>, ...): the counts
+# of a rule in `mode: shadow`, kept apart so that no live rule's governance reads them
+SHADOW = "~"
+
 # Session hash, per rule
 TIMER = "t:"  # the token of the rule's pending deadline
 FIRED = "fired:"  # times the rule fired in this session (govern.lua)
@@ -42,8 +46,14 @@ def timer(rule: str) -> str:
     return TIMER + rule
 
 
-def fired(rule: str) -> str:
-    return FIRED + rule
+def counted_as(rule: str, shadow: bool = False) -> str:
+    """The name govern.lua counts a rule's firings under: its id, ``~<id>`` in shadow mode."""
+    return SHADOW + rule if shadow else rule
+
+
+def fired(rule: str, shadow: bool = False) -> str:
+    """``fired:<rule>``; a shadow rule's own count: ``fired:~<rule>``."""
+    return FIRED + counted_as(rule, shadow)
 
 
 def queued(rule: str) -> str:

@@ -94,7 +94,7 @@ def day_of(now_ms: int) -> str:
 
 
 @dataclass(frozen=True)
-class Mark:
+class Hit:
     """What one event adds to a heatmap: its index in the batch (1-based, as Lua counts)."""
 
     index: int
@@ -104,8 +104,8 @@ class Mark:
     cell: str
 
 
-def marks_of(events: list[dict[str, Any]]) -> list[Mark]:
-    """The heatmap marks of a batch's events (the kinds of :data:`KINDS`)."""
+def hits_of(events: list[dict[str, Any]]) -> list[Hit]:
+    """The heatmap hits of a batch's events (the kinds of :data:`KINDS`)."""
     out = []
     for i, event in enumerate(events, start=1):
         kind = event.get("type")
@@ -113,22 +113,22 @@ def marks_of(events: list[dict[str, Any]]) -> list[Mark]:
             continue
         selector = normalise_selector(str(event.get("selector") or ""))
         cell = cell_of(event.get("x"), event.get("y"))
-        out.append(Mark(i, page_path(str(event.get("url") or "")), kind, selector, cell))
+        out.append(Hit(i, page_path(str(event.get("url") or "")), kind, selector, cell))
     return out
 
 
 def spec_arg(
-    k: Keys, site: str, now_ms: int, marks: list[Mark], slot: Any, renumber: bool = False
+    k: Keys, site: str, now_ms: int, hits: list[Hit], slot: Any, renumber: bool = False
 ) -> dict[str, Any]:
-    """heatmap.lua's spec for ``marks``; ``slot(key)`` gives a key's index in the script's
-    KEYS (scripts.slot_in). ``renumber``: the marks' events are the first ones in order (a
+    """heatmap.lua's spec for ``hits``; ``slot(key)`` gives a key's index in the script's
+    KEYS (scripts.slot_in). ``renumber``: the hits' events are the first ones in order (a
     cluster's call after the batch, for new events only)."""
     day = day_of(now_ms)
     pages: dict[str, int] = {}
     page_list: list[list[Any]] = []
     index_key = slot(k.heatmap_pages(site, day))
     entries = []
-    for n, m in enumerate(marks, start=1):
+    for n, m in enumerate(hits, start=1):
         if m.path not in pages:
             page_list.append([slot(k.heatmap(site, day, m.path)), index_key, m.path])
             pages[m.path] = len(page_list)

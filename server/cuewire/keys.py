@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 TIMER_SHARDS = 16  # deadline-set shards on a cluster: each its own slot, all claimed from
+EXPORT_GROUP = "cuewire-export"  # the export's consumer group on the live and audit streams
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,25 @@ class Keys:
         """Stream of accepted batches (session, visitor, events JSON) for the QA view."""
         return f"{self.prefix}:live:{site}"
 
+    def counters(self, site: str, day: str) -> str:
+        """Hash of one UTC day's measurement counters of ``site`` (counters.py: field
+        ``rule|variant|kind``, and ``#f|funnel|segment|step`` for funnels); on a cluster it
+        shares the tag of the site's audit stream (record.lua writes both)."""
+        return f"{self.prefix}:m:{site}:{day}"
+
+    def exposed(self, site: str, visitor: str, rule: str) -> str:
+        """A visitor's exposure to ``rule`` (value: its variant and when), for conversions;
+        lives as long as the rule's goal window after the last exposure (counters.lua)."""
+        return f"{self.prefix}:x:{site}:{visitor}:{rule}"
+
+    def prompt_mark(self, site: str, visitor: str, prompt: str) -> str:
+        """Hash of one prompt shown: its rule, variant, and the feedback already counted."""
+        return f"{self.prefix}:pm:{site}:{visitor}:{prompt}"
+
+    def funnel(self, site: str, visitor: str, funnel: str) -> str:
+        """Hash of a visitor's progress in a funnel: step reached, entry time, segment."""
+        return f"{self.prefix}:fp:{site}:{visitor}:{funnel}"
+
     def heatmap(self, site: str, day: str, path: str) -> str:
         """Hash of one page's heatmap counts for one UTC day (heatmaps.py has its fields)."""
         return f"{self.prefix}:hm:{site}:{day}:{path}"
@@ -130,6 +150,12 @@ class Keys:
         """Stream of the messages for one server process (inbox.py): prompts for its sockets,
         answers to its prompts. Its own hash tag: each call touches this one key."""
         return f"{self.prefix}:inbox:{{{process}}}"
+
+    def outbox(self, channel: str, part: str) -> str:
+        """One key of a channel's durable outbox (outbox.py): ``stream`` (jobs to do, read by a
+        consumer group), ``due`` (retries by due time), ``dead`` (dead letters), ``counts``.
+        Every key of one channel shares the channel's hash tag: its scripts touch one slot."""
+        return f"{self.prefix}:ob:{{ob:{channel}}}:{part}"
 
 
 @dataclass(frozen=True)
@@ -168,6 +194,18 @@ class ClusterKeys(Keys):
 
     def live(self, site: str) -> str:
         return f"{self.prefix}:live:{{l:{site}}}"
+
+    def counters(self, site: str, day: str) -> str:
+        return f"{self.prefix}:m:{{a:{site}}}:{day}"
+
+    def exposed(self, site: str, visitor: str, rule: str) -> str:
+        return f"{self.prefix}:x:{{{site}:{visitor}}}:{rule}"
+
+    def prompt_mark(self, site: str, visitor: str, prompt: str) -> str:
+        return f"{self.prefix}:pm:{{{site}:{visitor}}}:{prompt}"
+
+    def funnel(self, site: str, visitor: str, funnel: str) -> str:
+        return f"{self.prefix}:fp:{{{site}:{visitor}}}:{funnel}"
 
     def heatmap(self, site: str, day: str, path: str) -> str:
         return f"{self.prefix}:hm:{{h:{site}}}:{day}:{path}"

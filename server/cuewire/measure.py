@@ -1,7 +1,16 @@
 """What prompts achieve: per rule and variant, who was eligible, who saw, clicked, dismissed,
 and who reached the goal in time, with confidence intervals and significance.
 
-Read from two streams the store already keeps (docs/qa.md, "Measurement"):
+The report (:func:`measure`) reads the counters the store keeps per site, rule, variant and
+UTC day as things happen (counters.py, docs/qa.md "Measurement"), over a window of days: they
+hold at any volume. A conversion is counted per visitor: a visitor exposed to a rule (fired or
+held out) stays exposed for the goal window after their last exposure, and the first goal
+event in that time converts them, once.
+
+The streams are capped (the audit stream keeps about 100,000 records, the live stream 10,000
+batches): what they still hold gives the *recent* details only (trigger latency, how many
+records were read). :func:`compute` is the same table recomputed from those streams, for a
+short test or a replay; it reads two streams the store already keeps:
 
 - the audit stream: one record per candidate (``fired``, ``holdout``, ``suppressed``, ...),
   with its rule, variant, visitor, prompt id and server time ``at``;
@@ -21,12 +30,15 @@ import bisect
 import csv
 import io
 import json
+import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 from .codes import Outcome
+from .counters import FUNNEL, SUPPRESSED, day_of, days_between
 from .experiments import HOLDOUT, variant_for
 from .goals import Goal, Goals
 from .rules.engine import Engine
@@ -106,6 +118,7 @@ class VariantRow:
     clicked: int = 0
     dismissed: int = 0
     converted: int = 0
+    visitors: int = -1  # exposed visitors (counters); -1: not counted (streams: per firing)
 
     @property
     def exposed(self) -> int:
@@ -113,15 +126,20 @@ class VariantRow:
         return self.fired + self.holdout
 
     @property
+    def base(self) -> int:
+        """What the conversion rate is over: exposed visitors (counters), else firings."""
+        return self.visitors if self.visitors >= 0 else self.exposed
+
+    @property
     def eligible(self) -> int:
         return self.exposed + self.suppressed
 
     @property
     def rate(self) -> float | None:
-        return self.converted / self.exposed if self.exposed else None
+        return self.converted / self.base if self.base else None
 
     def to_json(self) -> dict[str, Any]:
-        low, high = wilson(self.converted, self.exposed)
+        low, high = wilson(self.converted, self.base)
         return {
             "variant": self.variant or None,
             "eligible": self.eligible,
@@ -133,8 +151,9 @@ class VariantRow:
             "clicked": self.clicked,
             "dismissed": self.dismissed,
             "converted": self.converted,
+            "visitors": self.base,
             "rate": self.rate,
-            "ci": [low, high] if self.exposed else None,
+            "ci": [low, high] if self.base else None,
         }
 
 
@@ -154,9 +173,9 @@ class RuleReport:
         """Each variant against the holdout when there is one, and each variant against
         the first variant (by id) when there are several."""
         rows = [self.variants[k] for k in sorted(self.variants)]
-        arms = [r for r in rows if r.variant != HOLDOUT and r.exposed]
+        arms = [r for r in rows if r.variant != HOLDOUT and r.base]
         refs: list[VariantRow] = []
-        if HOLDOUT in self.variants and self.variants[HOLDOUT].exposed:
+        if HOLDOUT in self.variants and self.variants[HOLDOUT].base:
             refs.append(self.variants[HOLDOUT])
         if len(arms) > 1:
             refs.append(arms[0])
@@ -166,14 +185,16 @@ class RuleReport:
                 if arm is ref:
                     continue
                 diff, low, high, z, p = two_proportion(
-                    arm.converted, arm.exposed, ref.converted, ref.exposed
+                    arm.converted, arm.base, ref.converted, ref.base
                 )
                 out.append(Comparison(self.rule, arm.variant, ref.variant, diff, low, high, z, p))
         return out
 
     def total(self) -> VariantRow:
-        total = VariantRow(self.rule, "")
-        for row in self.variants.values():
+        rows = self.variants.values()
+        total = VariantRow(self.rule, "", visitors=-1 if any(r.visitors < 0 for r in rows) else 0)
+        for row in rows:
+            total.visitors += max(row.visitors, 0)
             for name in (
                 "suppressed",
                 "fired",
@@ -205,15 +226,28 @@ class Report:
     rules: dict[str, RuleReport] = field(default_factory=dict)
     firings: int = 0
     batches: int = 0
+    days: tuple[str, str] | None = None  # the UTC days the counters cover (first, last)
+    latency_ms: dict[str, int] = field(default_factory=dict)  # recent: median per rule
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "site": self.site,
             "generated_at": self.generated_at,
             "default_goal": self.goals.default.to_json(),
             "read": {"audit_records": self.firings, "batches": self.batches},
             "rules": [self.rules[k].to_json() for k in sorted(self.rules)],
         }
+        if self.days is not None:
+            body["source"] = "counters"
+            body["window"] = {"from": self.days[0], "to": self.days[1], "timezone": "UTC"}
+            body["recent"] = {
+                "about": "from the capped audit stream: its latest records only",
+                "audit_records": self.firings,
+                "median_latency_ms": dict(sorted(self.latency_ms.items())),
+            }
+        else:
+            body["source"] = "streams"
+        return body
 
     def to_csv(self) -> str:
         out = io.StringIO()
@@ -226,7 +260,7 @@ class Report:
                 against.setdefault(found.variant, found)
             for key in sorted(rule.variants):
                 row = rule.variants[key]
-                low, high = wilson(row.converted, row.exposed)
+                low, high = wilson(row.converted, row.base)
                 comp = against.get(key)
                 writer.writerow(
                     [
@@ -244,8 +278,8 @@ class Report:
                         row.dismissed,
                         row.converted,
                         _num(row.rate),
-                        _num(low if row.exposed else None),
-                        _num(high if row.exposed else None),
+                        _num(low if row.base else None),
+                        _num(high if row.base else None),
                         comp.against if comp else "",
                         _num(comp.difference if comp else None),
                         _num(comp.p_value if comp else None),
@@ -342,15 +376,85 @@ def compute(
     return report
 
 
+def from_counters(
+    site: str,
+    goals: Goals,
+    counters: Mapping[str, Mapping[str, int]],
+    first: str,
+    last: str,
+    now_ms: int = 0,
+) -> Report:
+    """The report for ``site`` from its daily counters (day -> field -> count, counters.py)
+    over the days ``first`` to ``last``."""
+    report = Report(site, now_ms, goals, days=(first, last))
+    for day in days_between(first, last):
+        for name, count in counters.get(day, {}).items():
+            if name.startswith(FUNNEL):
+                continue
+            rule_id, _, rest = name.partition("|")
+            variant, _, kind = rest.partition("|")
+            rule = report.rules.get(rule_id)
+            if rule is None:
+                rule = report.rules[rule_id] = RuleReport(rule_id, goals.of(rule_id))
+            row = rule.row(variant)
+            row.visitors = max(row.visitors, 0)
+            if kind.startswith(SUPPRESSED):
+                row.suppressed += count
+                rule.suppressed_by[kind.removeprefix(SUPPRESSED)] += count
+            elif kind in COUNTED:
+                setattr(row, COUNTED[kind], getattr(row, COUNTED[kind]) + count)
+    return report
+
+
+COUNTED = {
+    "fired": "fired",
+    "holdout": "holdout",
+    "visitors": "visitors",
+    "shown": "shown",
+    "clicked": "clicked",
+    "dismissed": "dismissed",
+    "converted": "converted",
+}
+DEFAULT_DAYS = 30
+
+
+def period(
+    now_ms: int, first: str | None = None, last: str | None = None, days: int = DEFAULT_DAYS
+) -> tuple[str, str]:
+    """The UTC days a report covers: ``first`` to ``last`` when given (``YYYY-MM-DD``), else
+    the ``days`` days up to today. Raises ValueError on a date it cannot read or a window
+    longer than a year."""
+    last = last or day_of(now_ms)
+    first = first or (date.fromisoformat(last) - timedelta(days=days - 1)).isoformat()
+    span = len(days_between(first, last))
+    if span < 1 or span > MAX_DAYS:
+        raise ValueError(f"from {first} to {last}: a window of 1 to {MAX_DAYS} days")
+    return first, last
+
+
+MAX_DAYS = 400
+
+
 async def measure(
     store: Store,
     site: str,
     goals: Goals,
-    engine: Engine | None,
     now_ms: int,
-    max_records: int = 1_000_000,
+    first: str | None = None,
+    last: str | None = None,
+    recent_records: int = 100_000,
 ) -> Report:
-    """Read both streams of ``site`` from the store and compute the report."""
-    audit = await store.read_audit(site, max_records)
-    live = await store.read_live(site, max_records)
-    return compute(site, audit, live, goals, assigner(engine), now_ms)
+    """The report of ``site`` from its counters over ``first`` to ``last`` (UTC days; the
+    last 30 days by default), with the recent trigger latencies from the audit stream.
+    Raises ValueError on a window :func:`period` refuses."""
+    first, last = period(now_ms, first, last)
+    counters = await store.counters(site, days_between(first, last))
+    report = from_counters(site, goals, counters, first, last, now_ms)
+    audit = await store.read_audit(site, recent_records)
+    report.firings = len(audit)
+    latencies: dict[str, list[int]] = defaultdict(list)
+    for record in audit:
+        if record.get("outcome") == Outcome.FIRED and record.get("latency_ms", "").isdigit():
+            latencies[record.get("rule", "")].append(int(record["latency_ms"]))
+    report.latency_ms = {rule: int(statistics.median(v)) for rule, v in latencies.items()}
+    return report

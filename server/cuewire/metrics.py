@@ -82,6 +82,14 @@ class Metrics:
             registry=r,
         )
 
+        self.outbox = Counter(
+            "cuewire_outbox_jobs_total",
+            "Durable outbox jobs (outbox.py) by channel and step: put, done, retry, dead, "
+            "reclaimed (taken over from a consumer whose lease ran out), revived",
+            ["channel", "step"],
+            registry=r,
+        )
+
         self.polling_forwarded = Counter(
             "cuewire_polling_forwarded_total",
             "Long-polling requests passed on to the worker that holds their session (polling.py)",

@@ -21,6 +21,7 @@ from typing import Any
 from .delivery import Delivery, Plan
 from .facts import FactChanges, changes_for, new_names
 from .identity import is_verified
+from .measures import measures_of
 from .origin import Origin
 from .prediction import Known, KnownFacts, Reads, after_actions, after_batch
 from .protocol import Prompt
@@ -106,6 +107,7 @@ class Pipeline:
             gate,
             names,
             ahead.decided if ahead else None,
+            measures_of(rules).marks(events),
         )
         if ahead is not None and ingested.applied:
             if not ahead.plans:

@@ -67,8 +67,12 @@ class Scroll(Event, tag="scroll"):
 
 
 class Visibility(Event, tag="visibility"):
+    """``dwell_ms``: the page's visible time so far; ``active_ms``: its attentive time (as
+    ``attention`` reports it; None from snippets before it was added)."""
+
     state: Literal["hidden", "visible"]
     dwell_ms: Millis
+    active_ms: Millis | None = None
 
 
 class ElementVisible(Event, tag="element_visible"):

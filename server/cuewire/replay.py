@@ -155,6 +155,7 @@ class ReplayResult:
     rules: dict[str, RuleCounts] = field(default_factory=lambda: defaultdict(RuleCounts))
     audit: list[dict[str, str]] = field(default_factory=list)
     prompts: list[Prompt] = field(default_factory=list)
+    recorded: dict[str, str] = field(default_factory=dict)  # replayed -> recorded session id
 
     def firings(self, which: Literal["replay", "live"] = "replay") -> Counter[tuple[str, str]]:
         """(rule, outcome) -> how often, in the replay or in the recorded live run."""
@@ -251,6 +252,7 @@ async def replay(
             if key not in sessions:
                 opened = await store.open_session(batch.site, batch.visitor, None, clock.now)
                 sessions[key] = opened.session
+                result.recorded[opened.session] = batch.session
             sites.add(batch.site)
             # one tab per batch: every recorded event was accepted once, none is a resend
             origin = Origin(batch.site, batch.visitor, sessions[key], f"r{index}", batch.session)

@@ -7,7 +7,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SourceError
+from .errors import ConfigError, Problem, SourceError
+from .goals import MEASURE_FILE, Goals
+from .learn.models import ModelFiles
+from .measures import Measures
 from .render import Catalog
 from .rules.engine import Engine
 from .rules.index import RuleSet
@@ -22,15 +25,31 @@ class Loaded:
     catalog: Catalog
 
 
-def load_sources(rules_dir: Path, templates_dir: Path) -> Loaded:
-    """Load and check templates, then the rules that show them. Raises SourceError."""
+def load_sources(rules_dir: Path, templates_dir: Path, models: ModelFiles | None = None) -> Loaded:
+    """Load and check templates, then the rules that show them, and the learned models (by
+    default those in ``<rules_dir>/models/``). Raises SourceError."""
     catalog = Catalog.load(templates_dir)
     found = load_rules(rules_dir, catalog.names)
-    return Loaded(Engine(RuleSet(found.rules, found.segments, found.policy)), catalog)
+    goals_file = rules_dir / MEASURE_FILE
+    try:
+        goals = Goals.load(goals_file)
+    except ConfigError as exc:
+        raise SourceError([Problem(goals_file, 1, 1, str(exc))]) from exc
+    measures = Measures(goals, found.funnels, [rule.id for rule in found.rules])
+    learned = (models or ModelFiles.beside(rules_dir)).load()
+    rules = RuleSet(found.rules, found.segments, found.policy, measures, learned)
+    return Loaded(Engine(rules), catalog)
 
 
-def _fingerprint(rules_dir: Path, templates_dir: Path) -> tuple[tuple[str, int, int], ...]:
-    files = [*rule_files(rules_dir), *sorted(templates_dir.glob("*"))]
+def _fingerprint(
+    rules_dir: Path, templates_dir: Path, models: ModelFiles
+) -> tuple[tuple[str, int, int], ...]:
+    files = [
+        *rule_files(rules_dir),
+        rules_dir / MEASURE_FILE,
+        *sorted(templates_dir.glob("*")),
+        *models.paths(),
+    ]
     stats = []
     for path in files:
         try:
@@ -44,11 +63,15 @@ def _fingerprint(rules_dir: Path, templates_dir: Path) -> tuple[tuple[str, int, 
 class Runtime:
     """Holds what is live. ``engine`` and ``catalog`` always return a complete, valid set."""
 
-    def __init__(self, rules_dir: Path, templates_dir: Path) -> None:
+    def __init__(
+        self, rules_dir: Path, templates_dir: Path, models: ModelFiles | None = None
+    ) -> None:
         self.rules_dir = rules_dir
         self.templates_dir = templates_dir
-        self._loaded = load_sources(rules_dir, templates_dir)
-        self._seen = _fingerprint(rules_dir, templates_dir)
+        # models are reloaded with the rules: a retrained file goes live like an edited rule
+        self.models = models or ModelFiles.beside(rules_dir)
+        self._loaded = load_sources(rules_dir, templates_dir, self.models)
+        self._seen = _fingerprint(rules_dir, templates_dir, self.models)
         self.last_error: str | None = None
         self.generation = 1
         self._reloading = asyncio.Lock()  # two overlapping reloads must not let the older win
@@ -65,11 +88,15 @@ class Runtime:
             return await self._reload_if_changed()
 
     async def _reload_if_changed(self) -> bool:
-        seen = await asyncio.to_thread(_fingerprint, self.rules_dir, self.templates_dir)
+        seen = await asyncio.to_thread(
+            _fingerprint, self.rules_dir, self.templates_dir, self.models
+        )
         if seen == self._seen:
             return False
         try:
-            loaded = await asyncio.to_thread(load_sources, self.rules_dir, self.templates_dir)
+            loaded = await asyncio.to_thread(
+                load_sources, self.rules_dir, self.templates_dir, self.models
+            )
         except SourceError as exc:
             self._seen = seen
             self.last_error = str(exc)

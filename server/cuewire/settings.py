@@ -48,6 +48,9 @@ class Settings:
     templates_dir: Path = Path("templates")
     sites_file: Path | None = None
     demo_site_dir: Path | None = None
+    # learned models (docs/learning.md); None: <rules_dir>/models/<name>.json when it exists
+    segments_model: Path | None = None
+    propensity_model: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8377
     session_ttl_s: int = 30 * 60
@@ -56,6 +59,11 @@ class Settings:
     live_stream_max: int = 10_000  # accepted batches kept for the QA view; 0 turns it off
     timer_poll_s: float = 0.05
     timer_lease_s: float = 30.0  # a claimed deadline is claimed again when not acked by then
+    # an outbox job (outbox.py: webhooks) held this long by a process that did not settle it
+    # (it died) is taken over by another; longer than one attempt (webhooks: 5 s timeout)
+    outbox_lease_s: float = 30.0
+    outbox_poll_s: float = 0.2  # how often an idle outbox loop looks for due jobs
+    outbox_backoff_s: float = 1.0  # the first retry's longest pause; it doubles each attempt
     reload_poll_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
     key_prefix: str = "cw"
@@ -63,6 +71,8 @@ class Settings:
     admin_password: str | None = None  # no admin views without one
     # signs admin tokens; None: a random key per process (tokens die with it, docs/deploy.md)
     secret: str | None = None
+    # with it, `cuewire serve` exports events and decisions to PostgreSQL (docs/export.md)
+    export_dsn: str | None = None
     # which worker of `cuewire serve --workers N` this process is (its /healthz says so); 0 alone
     worker: int = 0
 
@@ -107,7 +117,7 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
-        if isinstance(default, Path) or name.endswith(("_dir", "_file")):
+        if isinstance(default, Path) or name.endswith(("_dir", "_file", "_model")):
             return Path(raw)
     except ValueError as exc:
         message = f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid value: {exc}"

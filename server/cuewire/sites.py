@@ -28,6 +28,7 @@ from msgspec import Meta
 from .errors import ConfigError, Problem
 from .protocol import error_reason
 from .sources import YamlDoc, read_yaml
+from .webhooks import secret_bytes
 
 
 class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -39,9 +40,14 @@ class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # identifies the site to the Segment-compatible API (POST /v1/track, ...): a secret of
     # the server that sends, like api_key; unique across sites
     write_key: Annotated[str, Meta(min_length=16)] | None = None
-    webhook_secret: str | None = None  # signs outbound webhooks (X-Cuewire-Signature)
+    # signs outbound webhooks (webhooks.py, Standard Webhooks): any string, or whsec_<base64>
+    webhook_secret: str | None = None
     identity_secret: Annotated[str, Meta(min_length=16)] | None = None  # signs user ids
     allow_unsigned_identify: bool | None = None  # None: only when there is no identity_secret
+
+    def __post_init__(self) -> None:
+        if self.webhook_secret is not None:
+            secret_bytes(self.webhook_secret)  # a whsec_ secret must be base64: ValueError
 
     @property
     def unsigned_identify_allowed(self) -> bool:

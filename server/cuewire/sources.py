@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from .errors import Problem
 _TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 _AT = re.compile(r" - at `(\$[^`]*)`$")
+_REGEX = re.compile(r"Expected `str` matching regex (.+)")
 # ``key: value`` where the unquoted value itself holds ": " (YAML reads a second mapping)
 _COLON_IN_VALUE = re.compile(r"^\s*(?:-\s+)?([\w.-]+):\s+([^\s\"'|>{\[#&*!][^#]*?:(?:\s|$).*)$")
 
@@ -50,14 +52,21 @@ class YamlDoc:
         return Problem(self.path, line, col, message)
 
     def validation_problem(
-        self, exc: msgspec.ValidationError, prefix: list[str | int] | None = None
+        self,
+        exc: msgspec.ValidationError,
+        prefix: list[str | int] | None = None,
+        hints: Mapping[str, str] | None = None,
     ) -> Problem:
         """A msgspec error as a problem at the offending field (``prefix``: where the value
-        that was converted sits in the file)."""
+        that was converted sits in the file); ``hints``: what a value of a pattern looks like,
+        said instead of the pattern itself."""
         message = str(exc)
         at = _AT.search(message)
         parts = [*(prefix or []), *(parse_path(at.group(1)) if at else [])]
         text = message[: at.start()] if at else message
+        regex = _REGEX.fullmatch(text)
+        hint = next((h for p, h in (hints or {}).items() if regex and repr(p) == regex[1]), None)
+        text = f"expected {hint}" if hint else text
         unknown = _UNKNOWN.search(text)
         where = ".".join(str(p) for p in parts)
         return self.problem(

@@ -180,7 +180,7 @@ class TimerLoop:
                 await self._drop(
                     timer, due_ms, Drop.NOT_ELIGIBLE, reason or "not eligible", session_facts
                 )
-            else:  # a dwell deadline of a hidden page: re-armed when the page is visible again
+            else:  # a dwell deadline of a hidden or idle page: re-armed later
                 await self._store.ack_timer(timer)
         else:
             # a retry of a prompt no tab acked keeps the firing its claim was granted to
@@ -189,7 +189,7 @@ class TimerLoop:
                 outcome = replace(outcome, firing=claimed)
             sid = session_facts.get("sid")
             origin = Origin(timer.site, timer.visitor, timer.session, tab="", sid=sid or "")
-            if rule.show is None:  # a webhook or `set` needs no tab
+            if not self._delivery.shows(origin, rule):  # a webhook, `set`, shadow: no tab
                 await self._delivery.resolve(origin, [outcome])
                 await self._store.ack_timer(timer, clear_hold=True)
             elif sid and await self._delivery.fire(origin, outcome):

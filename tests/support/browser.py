@@ -16,6 +16,7 @@ it, so pytest could not rewrite its asserts anyway (it has none; it raises Asser
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +36,7 @@ from playwright.async_api import (
 from cuewire.settings import Settings
 from cuewire.sites import Sites
 
-from .paths import FIXTURES
+from .paths import FIXTURES, ROOT
 from .servers import LiveServer, site_for
 from .waiting import WAIT_S, eventually
 
@@ -207,3 +208,15 @@ def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
         and a["y"] < b["y"] + b["height"]
         and b["y"] < a["y"] + a["height"]
     )
+
+
+DOCS_IMG = ROOT / "docs" / "img"
+
+
+def shot(name: str, tmp_path: Path) -> Path:
+    """Where a screenshot goes: docs/img/ with CUEWIRE_SCREENSHOTS=1 (to refresh the docs'),
+    else the test's own folder."""
+    wanted = os.environ.get("CUEWIRE_SCREENSHOTS") == "1"
+    path = (DOCS_IMG if wanted else tmp_path) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -76,6 +76,9 @@ class Harness:
         return [p.rule for _, p in self.shown]
 
 
+ATTENTION_BEAT_MS = 5000  # client-js/src/attention.ts
+
+
 @dataclass
 class VisitorSession:
     harness: Harness
@@ -86,6 +89,17 @@ class VisitorSession:
         event = {"type": type, "ts": h.clock.now, "seq": h.seq, "url": url, **fields}
         h.seq += 1
         await h.pipeline.process(self.origin, [event], h.clock.now_ms())
+
+    async def attend(self, url: str, seconds: float, active_ms: int = 0) -> int:
+        """The visitor keeps reading ``url`` for ``seconds``: the snippet's ``attention`` beat
+        every 5 s, its ``active_ms`` growing from ``active_ms``; returns the last one."""
+        beats, rest = divmod(round(seconds * 1000), ATTENTION_BEAT_MS)
+        for _ in range(beats):
+            await self.harness.pass_time(ATTENTION_BEAT_MS / 1000)
+            active_ms += ATTENTION_BEAT_MS
+            await self.send("attention", url, active_ms=active_ms, reading=True)
+        await self.harness.pass_time(rest / 1000)
+        return active_ms
 
 
 def write(path: Path, text: str) -> Path:

@@ -6,6 +6,7 @@ HTTP, every route behind :class:`AdminAuth` (mounted by app.py with :func:`mount
     GET /qa/metrics           measurement tables and charts (qa_static/metrics.html)
     GET /qa/metrics.json      the measurement report (measure.py), ?site=
     GET /qa/metrics.csv       the same, one row per rule and variant
+    GET /qa/shadow.json       shadow rules against live ones (shadow_report.py), ?site=&since=
     GET /qa/api/token         a short-lived token for the Socket.IO namespace below
     GET /qa/api/session       one session's snapshot, ?site=&session= (what the view shows)
     /qa/api/explain, /qa/api/overlay-token, /qa/overlay/explain, /cw-qa.js: explain_view.py
@@ -64,14 +65,17 @@ from ..codes import Refuse
 from ..delivery import Delivery
 from ..errors import ConfigError, StoreError
 from ..explain import explained, read_state
-from ..goals import MEASURE_FILE, Goals
+from ..goals import MEASURE_FILE
 from ..measure import measure
+from ..measures import measures_of
 from ..runtime import Runtime
 from ..settings import Settings
 from ..sites import Sites
 from ..store import RedisStore
 from ..supervise import Supervised, Supervisor
 from .auth import AdminAuth
+from .segments_view import segment_routes
+from .shadow_report import shadow_json
 
 log = logging.getLogger(__name__)
 
@@ -420,16 +424,18 @@ def mount_qa(
         return JSONResponse(body, status_code=200 if body["exists"] else 404, headers=NO_STORE)
 
     async def report(request: Request) -> Any:
-        path = runtime.rules_dir / MEASURE_FILE
-        goals = await asyncio.to_thread(Goals.load, path)
-        site = ctx.site(request.query_params.get("site"))
-        return await measure(store, site, goals, runtime.engine(), clock.now_ms())
+        """Raises ValueError on a window it cannot read (``?from=`` / ``?to=``, UTC days)."""
+        query = request.query_params
+        site = ctx.site(query.get("site"))
+        goals = measures_of(runtime.engine().rules).goals  # the goals the counters count with
+        first, last = query.get("from") or None, query.get("to") or None
+        return await measure(store, site, goals, clock.now_ms(), first, last)
 
     async def metrics_json(request: Request) -> Response:
         try:
             body = (await report(request)).to_json()
-        except ConfigError as exc:
-            return PlainTextResponse(str(exc), status_code=500)
+        except ValueError as exc:
+            return PlainTextResponse(f"bad window: {exc}", status_code=400)
         body["goals_file"] = str(runtime.rules_dir / MEASURE_FILE)
         body["sites"] = ctx.sites
         return JSONResponse(body, headers=NO_STORE)
@@ -437,8 +443,8 @@ def mount_qa(
     async def metrics_csv(request: Request) -> Response:
         try:
             text = (await report(request)).to_csv()
-        except ConfigError as exc:
-            return PlainTextResponse(str(exc), status_code=500)
+        except ValueError as exc:
+            return PlainTextResponse(f"bad window: {exc}", status_code=400)
         return Response(
             text,
             media_type="text/csv; charset=utf-8",
@@ -464,8 +470,10 @@ def mount_qa(
         route("/qa/metrics", metrics_page),
         route("/qa/metrics.json", metrics_json),
         route("/qa/metrics.csv", metrics_csv),
+        route("/qa/shadow.json", shadow_json(ctx)),
         route("/qa/api/token", token),
         route("/qa/api/session", session_api),
+        *segment_routes(runtime, route),
         Mount("/qa/static", admin(StaticFiles(directory=STATIC))),
     ]
 

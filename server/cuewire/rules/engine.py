@@ -98,7 +98,7 @@ class Engine:
     def view(
         self, session: Facts, visitor: Facts, now_ms: int, event: dict[str, Any] | None = None
     ) -> FactView:
-        return FactView(session, visitor, now_ms, event, self.rules.segments)
+        return FactView(session, visitor, now_ms, event, self.rules.segments, self.rules.models)
 
     def eligible(self, rule: Rule, view: FactView) -> bool:
         return rule.when is None or evaluate(rule.when, view.scope)
@@ -127,12 +127,12 @@ class Engine:
             kind = event["type"]
             if batch is None:
                 batch = _Batch(site, session, visitor, session_facts, rules)
-            view = FactView(batch.facts, visitor_facts, now_ms, event, rules.segments)
+            view = FactView(batch.facts, visitor_facts, now_ms, event, rules.segments, rules.models)
             read = view.read
             if kind == "page_view":
                 self._page_changed(batch, view, now_ms)
-            elif kind == "visibility" and event["state"] == "visible":
-                self._visible_again(batch, view, now_ms)
+            elif kind == "attention" or (kind == "visibility" and event["state"] == "visible"):
+                self._dwell_resumes(batch, view, now_ms)
             if kind in PROMPT_CLOSED:
                 self._release_queued(batch, view, now_ms)
             if rules.on_every_event:
@@ -157,12 +157,14 @@ class Engine:
             if dwell is not UNSET:
                 batch.schedule(rule, now_ms + duration_ms(dwell.for_))
 
-    def _visible_again(self, batch: _Batch, view: FactView, now_ms: int) -> None:
+    def _dwell_resumes(self, batch: _Batch, view: FactView, now_ms: int) -> None:
+        """The page is visible again or the visitor attentive again: re-arm the dwell rules
+        whose deadline :meth:`on_timer` left unarmed while the page was hidden or idle."""
         for rule in self.rules.dwell:
             dwell = rule.trigger.dwell
             if dwell is UNSET or batch.pending(rule):
                 continue
-            if batch.facts.get(fields.fired(rule.id)):
+            if batch.facts.get(fields.fired(rule.id, rule.mode == "shadow")):
                 continue
             remaining = duration_ms(dwell.for_) - view.active_ms()
             batch.schedule(rule, now_ms + max(0, remaining))
@@ -275,6 +277,8 @@ class Engine:
             if remaining > TOLERANCE_MS:
                 if session_facts.get("visible", "1") != "1":
                     return None  # re-armed when the page is visible again
+                if t.dwell.active and view.idle_for_attention():
+                    return None  # re-armed by the next attention beat
                 later = now_ms + remaining
         if later is not None:
             token = new_id(nbytes=6)

@@ -9,11 +9,16 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import fields
 from ..facts import path_of
+from ..learn.features import features
+from ..learn.models import NO_MODELS, Models
 from ..store.base import Facts
 from .conditions import MISSING, Scope
 from .model import Condition
 
 HOUR_MS = 3_600_000
+# The snippet beats every 5 s while there was input and counts a visitor attentive for 15 s
+# after an input: after a beat, at least 10 s more are attentive even if no input follows.
+ATTENTION_TAIL_MS = 10_000
 DAY_MS = 86_400_000
 
 
@@ -43,6 +48,7 @@ class FactView:
         now_ms: int,
         event: dict[str, Any] | None = None,
         segments: Mapping[str, Condition] | None = None,
+        models: Models = NO_MODELS,
     ) -> None:
         self.session = session
         self.visitor = visitor
@@ -52,6 +58,8 @@ class FactView:
         self.scope = Scope(self.get, segments)
         self.path_memo: tuple[str, str] | None = None
         self.memo: dict[str, Any] | None = None
+        self.models = models
+        self.vector: tuple[float, ...] | None = None
 
     def read(self, name: str) -> Any:
         """:meth:`get`, remembered: for the alpha index, which reads a fact once per event
@@ -98,15 +106,39 @@ class FactView:
         return MISSING
 
     def active_ms(self) -> int:
-        """Active (visible) time on the current page: reported dwell plus the visible stretch."""
-        dwell = _int(self.session.get("dwell_ms"))
-        if self.session.get("visible", "1") == "1":
-            dwell += max(0, self.now_ms - _int(self.session.get("visible_since")))
-        return dwell
+        """Attentive time on the current page (visible, and input, scroll or pointer movement
+        within the last 15 s): what the snippet last reported, plus the stretch since its last
+        ``attention`` beat that is surely attentive (at most :data:`ATTENTION_TAIL_MS`, and
+        only while the page is visible)."""
+        return _int(self.session.get("active_ms")) + self.attentive_tail()
+
+    def attentive_tail(self) -> int:
+        """Time since the last ``attention`` beat counted as attentive; 0 once the visitor has
+        been idle long enough that only a new beat can tell (or the page is hidden)."""
+        beat = self.session.get("attention_at")
+        if not beat or self.session.get("visible", "1") != "1":
+            return 0
+        return min(ATTENTION_TAIL_MS, max(0, self.now_ms - _int(beat)))
+
+    def idle_for_attention(self) -> bool:
+        """No attentive time is accruing: only the next ``attention`` beat can add some."""
+        beat = self.session.get("attention_at")
+        return not beat or self.now_ms - _int(beat) >= ATTENTION_TAIL_MS
+
+    def features(self) -> tuple[float, ...]:
+        """The session's feature vector (learn/features.py), once per view."""
+        if self.vector is None:
+            self.vector = features(self.session, self.visitor)
+        return self.vector
 
     def _session(self, rest: str) -> Any:
         head, _, tail = rest.partition(".")
         s = self.session
+        if head == "propensity":
+            model = self.models.propensity
+            if model is None or tail != model.spec.target:
+                return MISSING
+            return model.score(self.features())
         if head == "count":
             return _int(s.get(fields.count(tail)))
         if head == "custom":
@@ -150,6 +182,9 @@ class FactView:
         v = self.visitor
         if rest == "returning":
             return self.session.get("returning") == "1"
+        if rest == "segment":
+            segments = self.models.segments
+            return MISSING if segments is None else segments.assign(self.features())
         if rest == "sessions":
             return _int(v.get("sessions")) or 1
         if rest == "days_since_last_visit":

@@ -7,17 +7,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msgspec import UNSET
 
 from .. import fields
 from ..facts import PROMPT_CLOSED
+from ..learn.models import NO_MODELS, Models
 from .alpha import AlphaIndex, Gate, any_of, best, gate_of
 from .conditions import Scope, evaluate
 from .facts_view import walk
 from .model import Condition, Match, Policy, Rule
 from .reads import fields_of
+
+if TYPE_CHECKING:
+    from ..measures import Measures
 
 DEFAULT_POLICY = Policy()
 FEW = 4  # entries of one event type the engine tries without consulting the alpha index
@@ -135,8 +139,12 @@ class RuleSet:
         rules: list[Rule],
         segments: dict[str, Condition] | None = None,
         policy: Policy | None = None,
+        measures: Measures | None = None,
+        models: Models = NO_MODELS,
     ) -> None:
         self.rules = {rule.id: rule for rule in rules}
+        self.measures = measures  # goals and funnels (counters.py), when loaded with them
+        self.models = models  # what learned facts use (learn/models.py)
         self.segments = dict(segments or {})
         self.policy = policy or DEFAULT_POLICY
         self.by_type: dict[str, list[tuple[Rule, Role]]] = defaultdict(list)
@@ -176,7 +184,7 @@ class RuleSet:
         self._busy = frozenset(
             {*self.by_type, *PROMPT_CLOSED}
             | ({"page_view"} if self.on_page_view else set())
-            | ({"visibility"} if self.dwell else set())
+            | ({"visibility", "attention"} if self.dwell else set())
         )
         self._every_busy = bool(self.on_every_event)
         self._timer_fields = {
@@ -318,7 +326,8 @@ class RuleSet:
     def concerns(self, event: dict[str, Any]) -> bool:
         """Whether the engine has anything to do for ``event``: some rule depends on every
         event or on its type (or custom name); a new page resets page-scoped rules, a page
-        visible again resumes dwell rules, a closed prompt releases queued rules."""
+        visible again or an attention beat resumes dwell rules, a closed prompt releases
+        queued rules."""
         kind = event["type"]
         return (
             kind in self._busy

@@ -11,7 +11,7 @@ from msgspec import UNSET
 
 from ..errors import Problem, RuleError
 from ..sources import YamlDoc, read_yaml
-from .model import Condition, Policy, Rule, RuleFile
+from .model import PATTERN_HINTS, Condition, Funnel, Policy, Rule, RuleFile
 
 RULE_SUFFIXES = (".yaml", ".yml")
 
@@ -21,6 +21,7 @@ class LoadedRules:
     rules: list[Rule] = field(default_factory=list)
     segments: dict[str, Condition] = field(default_factory=dict)
     policy: Policy | None = None
+    funnels: list[Funnel] = field(default_factory=list)
 
 
 def rule_files(folder: Path) -> list[Path]:
@@ -48,6 +49,7 @@ def load_rules(folder: Path, templates: Iterable[str] | None = None) -> LoadedRu
     first_seen: dict[str, Problem] = {}
     policy_at: Problem | None = None
     checks: list[tuple[YamlDoc, int, Rule]] = []
+    funnels: list[tuple[YamlDoc, int, Funnel]] = []
     for path in rule_files(folder):
         doc = read_yaml(path)
         if isinstance(doc, Problem):
@@ -58,7 +60,7 @@ def load_rules(folder: Path, templates: Iterable[str] | None = None) -> LoadedRu
         try:
             parsed = msgspec.convert(doc.data, RuleFile)
         except msgspec.ValidationError as exc:
-            problems.append(doc.validation_problem(exc))
+            problems.append(doc.validation_problem(exc, hints=PATTERN_HINTS))
             continue
         for index, rule in enumerate(parsed.rules):
             problems += _duplicate(doc, index, rule, first_seen)
@@ -80,8 +82,12 @@ def load_rules(folder: Path, templates: Iterable[str] | None = None) -> LoadedRu
                 )
             policy_at = doc.problem(["policy"], "")
             loaded.policy = parsed.policy
+        for index, funnel in enumerate(parsed.funnels):
+            funnels.append((doc, index, funnel))
     for doc, index, rule in checks:
         problems += _references(doc, index, rule, known, loaded.segments)
+    problems += _funnel_problems(funnels, {rule.id for _, _, rule in checks})
+    loaded.funnels = [funnel for _, _, funnel in funnels]
     if problems:
         raise RuleError(problems)
     loaded.rules = [r for r in loaded.rules if r.enabled]
@@ -101,6 +107,23 @@ def _duplicate(
             here, f"duplicate rule id {rule.id!r} (first defined at {origin.path}:{origin.line})"
         )
     ]
+
+
+def _funnel_problems(funnels: list[tuple[YamlDoc, int, Funnel]], rules: set[str]) -> list[Problem]:
+    """Funnel ids are unique; a funnel splits by a rule that exists."""
+    found: list[Problem] = []
+    first: dict[str, Problem] = {}
+    for doc, index, funnel in funnels:
+        here: list[str | int] = ["funnels", index]
+        if funnel.id in first:
+            at = first[funnel.id]
+            message = f"duplicate funnel id {funnel.id!r} (first defined at {at.path}:{at.line})"
+            found.append(doc.problem([*here, "id"], message))
+        else:
+            first[funnel.id] = doc.problem([*here, "id"], "")
+        if funnel.split is not None and funnel.split not in rules:
+            found.append(doc.problem([*here, "split"], f"unknown rule {funnel.split!r}"))
+    return found
 
 
 def _references(

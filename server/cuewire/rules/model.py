@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,16 @@ Duration = DurationText | Annotated[float, Meta(gt=0)]
 Bound = float | DurationText  # gt/gte/lt/lte: a number, or a duration for a time fact
 Scalar = str | int | float | bool | None
 Selector = Annotated[str, Meta(min_length=1, max_length=256)]  # a CSS selector
+# A share of visitors, "0%" to "100%" (decimals allowed): the pattern itself refuses 150%,
+# so `cuewire check` points at the field
+PERCENT_PATTERN = r"^(100(\.0+)?|\d{1,2}(\.\d+)?)\s*%$"
+PERCENT_TEXT = 'a share of visitors from "0%" to "100%", e.g. "10%" or "2.5%"'
+Percent = Annotated[str, Meta(pattern=PERCENT_PATTERN, description=PERCENT_TEXT)]
+# What `cuewire check` says instead of msgspec's "Expected `str` matching regex ..."
+PATTERN_HINTS = {
+    PERCENT_PATTERN: PERCENT_TEXT,
+    DURATION_PATTERN: 'a duration such as "250ms", "30s", "10m", "24h" or "30d"',
+}
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 OPERATORS = ("equals", "in_", "contains", "glob", "regex", "gt", "gte", "lt", "lte", "exists")
@@ -266,6 +277,9 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     limit: Limit = field(default_factory=Limit)
     on_conflict: Literal["drop", "queue"] = "drop"
     max_late: Duration | None = None  # a deadline due longer ago is dropped; policy default
+    # shadow: evaluated and governed as if live, audited `shadow_fired`, acts on nothing
+    mode: Literal["live", "shadow"] = "live"
+    rollout: Percent | None = None  # live for this share of visitors only (experiments.py)
 
     def __post_init__(self) -> None:
         if self.show is None and self.webhook is None and not self.set:
@@ -287,10 +301,34 @@ class Policy(msgspec.Struct, forbid_unknown_fields=True):
     max_late: Duration = "2m"  # a deadline due longer ago than this (an outage) is dropped
 
 
+class Funnel(msgspec.Struct, forbid_unknown_fields=True):
+    """Steps visitors take in order (funnels.py): each step an event pattern, as a trigger's;
+    ``within``: the time from the first step to the last (none: no limit); ``split``: a rule
+    whose exposure (and variant) splits the counts, "did the prompt help?"."""
+
+    id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    steps: Annotated[list[Match], Meta(min_length=2, max_length=12)]
+    description: str = ""
+    within: Duration | None = None
+    split: RuleId | None = None
+
+
 class RuleFile(msgspec.Struct, forbid_unknown_fields=True):
     rules: list[Rule] = []
     segments: dict[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], Condition] = {}
     policy: Policy | None = None
+    funnels: list[Funnel] = []
+
+
+def rollout_share(rollout: str | None) -> float:
+    """``"10%"`` -> 0.1; no rollout -> 1.0 (every visitor)."""
+    return 1.0 if rollout is None else float(rollout.rstrip().rstrip("%")) / 100
+
+
+def digest(rule: Rule) -> str:
+    """A short digest of ``rule`` as loaded (every field, comments and layout aside): the
+    audit records carry it, so `cuewire audit --missed` can tell a rule changed since."""
+    return hashlib.sha256(msgspec.json.encode(rule)).hexdigest()[:12]
 
 
 def _at_least(value: str | float, name: str) -> None:

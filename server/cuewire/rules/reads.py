@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from msgspec import UNSET
 
 from .. import fields
+from ..learn import features
 from .model import Condition, Rule
 
 # The session and visitor fields every batch's engine run may read (facts_view.py, engine.py),
@@ -18,7 +19,7 @@ SESSION_FIELDS = (
     *("started", "active_at", "page_started", "url", "path", "landing", "referrer", "device"),
     "tz",
     *("pages", "events", "prompts", "scroll", "dwell_ms", "visible", "visible_since"),
-    "active_ms",
+    *("active_ms", "attention_at"),
     *("returning", "prev_seen", "last", "last_type"),
 )
 VISITOR_FIELDS = ("sessions", "user_id", "user_verified", "first_seen")
@@ -67,7 +68,10 @@ def fact_fields(name: str, session: set[str], prefixes: set[str], visitor: set[s
     """Add the hash fields fact ``name`` reads (facts_view.FactView) to the sets."""
     scope, _, rest = name.partition(".")
     head, _, tail = rest.partition(".")
-    if scope == "session":
+    if name == "visitor.segment" or name.startswith("session.propensity."):
+        session.update(features.SESSION_FIELDS)  # the feature vector's facts
+        visitor.update(features.VISITOR_FIELDS)
+    elif scope == "session":
         if head == "last":
             session.add(fields.props(tail.partition(".")[0]))
         elif head == "distinct":

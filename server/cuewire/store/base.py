@@ -7,13 +7,16 @@ It knows nothing of rules or transport. Two backends share one implementation
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..facts import FactChanges, NewName
 from ..origin import Origin
 from ..ratelimit import Rate
+
+if TYPE_CHECKING:
+    from ..counters import Mark
 
 Facts = dict[str, str]
 
@@ -101,6 +104,10 @@ class Cancel:
     timer: Timer
 
 
+# How a firing request is governed (FiringRequest.mode)
+Mode = Literal["live", "shadow", "out"]
+
+
 @dataclass(frozen=True)
 class FiringRequest:
     """Ask governance whether ``rule`` may fire now; counted when granted (govern.lua)."""
@@ -124,6 +131,9 @@ class FiringRequest:
     firing: str = ""  # a timer's token: the request of one firing is granted again, not twice
     priority: int = 0  # a show of strictly higher priority replaces the prompt on screen
     whole_facts: bool = False  # granted, its show renders: return the whole hashes with it
+    # "shadow": governed as if live, counted apart, shows nothing; "out": outside the rule's
+    # rollout, answered not_in_rollout without asking (govern_all.lua)
+    mode: Mode = "live"
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,17 @@ class Verdict:
     @property
     def granted(self) -> bool:
         return not self.code
+
+
+@dataclass(frozen=True)
+class Queued:
+    """An outbox job (outbox.py) put in the same call that writes audit record number
+    ``record`` of ``Store.record``, and only when that record is written (once per firing).
+    ``job``: its JSON, from ``outbox.job_json``."""
+
+    channel: str
+    job: str
+    record: int
 
 
 @dataclass(frozen=True)
@@ -215,6 +236,7 @@ class Store(Protocol):
         gate: Gate | None = None,
         names: list[list[NewName]] | None = None,
         decided: Decided | None = None,
+        marks: list[Mark] | None = None,
     ) -> Ingested: ...
 
     async def apply(self, actions: list[Action]) -> None:
@@ -231,9 +253,15 @@ class Store(Protocol):
         longer pending (another process committed them)."""
         ...
 
-    async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
+    async def record(
+        self,
+        site: str,
+        puts: list[Put],
+        records: list[dict[str, str]],
+        jobs: Sequence[Queued] = (),
+    ) -> None:
         """Write ``puts`` and append the audit ``records`` (once per ``firing`` when a record
-        has one), in one round trip."""
+        has one), in one round trip, with the outbox ``jobs`` of the records written."""
         ...
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
@@ -283,6 +311,10 @@ class Store(Protocol):
     async def audit(self, site: str, record: dict[str, str]) -> None: ...
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]: ...
+
+    async def counters(self, site: str, days: list[str]) -> dict[str, dict[str, int]]:
+        """The measurement counters of ``site`` per UTC day (counters.py)."""
+        ...
 
     async def read_live(self, site: str, count: int) -> list[dict[str, str]]: ...
 

@@ -3,13 +3,15 @@ visitor and the sessions named, and their pending deadlines.
 
 What goes (keys.py): the visitor's hash (sessions, returning status, per-day and per-week
 caps, cooldowns, snoozes, opt-outs, dismissals, traits, the facts rules set), its names and
-rate keys, its verified user link when it still names this visitor; per session: the session
+rate keys, its verified user link when it still names this visitor, its exposures, prompt marks
+and funnel progress (measurement: it converts and enters funnels afresh); per session: the session
 hash (per-session caps, trigger state, the prompt on screen), its recent events, distinct
 names, every tab's seen and pending seq sets (found with SCAN ... MATCH on the session's tag:
 on a cluster every node is asked) and, on a cluster, the session's visitor lookup. Pending
 deadlines leave the deadline set first, so none fires for a forgotten session.
 
-Not forgotten: the audit and live streams (history, capped by length), and sessions of the
+Not forgotten: the audit and live streams (history, capped by length), the site's day
+counters (what was counted stays counted), and sessions of the
 visitor the caller does not name (their keys expire with the session's time to live).
 The same calls on one Redis, the embedded store and a cluster (where ``DELETE`` of keys in
 several slots is split per slot by the client).
@@ -68,6 +70,12 @@ async def forget_visitor(store: RedisStore, site: str, visitor: str, sessions: s
             pattern = tab_key(_literal(site), _literal(session), "*", _literal(visitor))
             async with guard("find a session's tab keys"):
                 doomed += [str(key) async for key in r.scan_iter(match=pattern, count=1000)]
+    # measurement (counters.lua): its exposures, prompt marks and funnel progress; the site's
+    # day counters stay (history)
+    for visitor_key in (k.exposed, k.prompt_mark, k.funnel):
+        pattern = visitor_key(_literal(site), _literal(visitor), "*")
+        async with guard("find a visitor's measurement keys"):
+            doomed += [str(key) async for key in r.scan_iter(match=pattern, count=1000)]
     await store.apply(list(cancels))
     await store.deferred()
     async with guard("forget a visitor"):

@@ -5,7 +5,8 @@ On a cluster every script touches the keys of one slot (keys.py): a batch's inge
 one script call, in its visitor's slot. What cannot share that slot goes beside it: a new
 deadline's entry in its shard is added in the same loop turn (a second node, concurrently),
 the per-address rate limit is asked first (one more round trip, when that limit is on), and
-the live stream, the heatmap counts (heatmap.lua, in the site's ``{h:site}`` slot) and the
+the live stream, the measurement counts the visitor's script made (counters.lua), the
+heatmap counts (heatmap.lua, in the site's ``{h:site}`` slot) and the
 removal of cancelled deadlines are written after the batch, without waiting for them. A
 deadline entry whose session never took its token (the script did not apply the batch) fires
 stale and is dropped, as a cancelled one is (those writes: beside.py).
@@ -18,20 +19,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Self
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from ..counters import Mark
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
-from ..heatmaps import Mark, marks_of, spec_arg
+from ..heatmaps import Hit, hits_of, spec_arg
 from ..ids import new_id
 from ..keys import Keys, keys_for
 from ..lifecycle import Closing
 from ..origin import Origin
 from ..settings import Settings
+from . import tally
 from .base import (
     Action,
     Admitted,
@@ -44,6 +47,7 @@ from .base import (
     Ingested,
     OpenedSession,
     Put,
+    Queued,
     Resolved,
     Schedule,
     Timer,
@@ -94,7 +98,10 @@ class RedisStore(Closing):
         self._ingest = client.register_script(ingest_script())
         self._heatmap = client.register_script(heatmap_script())
         self._commit = client.register_script(lua("ops.lua") + lua("commit.lua"))
-        self._record = client.register_script(lua("ops.lua") + lua("record.lua"))
+        self._record = client.register_script(
+            lua("ops.lua") + lua("counters.lua") + lua("record.lua")
+        )
+        self._mark = client.register_script(lua("counters.lua") + lua("mark.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
         self._release = client.register_script(lua("release_socket.lua"))
         self._address = client.register_script(lua("address_rate.lua"))
@@ -186,13 +193,15 @@ class RedisStore(Closing):
         gate: Gate | None = None,
         names: list[list[NewName]] | None = None,
         decided: Decided | None = None,
+        marks: list[Mark] | None = None,
     ) -> Ingested:
         """Admit a batch through ``gate`` (``names``: the names each event would add, for the
         caps), store what it admits; return its flags and the facts after it: the fields
         ``fields`` names (``RuleSet.fields_json``: what the engine reads), or all of both
         hashes. With ``decided``, its actions are applied with the batch when its facts are
-        what the store holds and every event is new (``Ingested.applied``). One round trip
-        (on a cluster, see the module's doc)."""
+        what the store holds and every event is new (``Ingested.applied``). ``marks``: what
+        the events count (counters.py), counted in the same script. One round trip (on a
+        cluster, see the module's doc)."""
         k = self._k
         site, session, visitor, tab = origin.site, origin.session, origin.visitor, origin.tab
         socket_id = origin.sid
@@ -241,10 +250,12 @@ class RedisStore(Closing):
             args.append(to_json(facts))
             args.append(ops_arg(k, decided.seqs, decided.actions, keys, timer_ops))
             args.append(asks_arg(decided.requests) if decided.requests else "")
+        funnel_ttl = self._s.visitor_ttl_s
+        args.append(tally.ingest_arg(k, site, visitor, marks, keys, now_ms, funnel_ttl))
         args += encoded
-        marks = marks_of(events)
-        if marks and not k.cluster:  # after the events (a cluster counts them beside the call)
-            args.append(to_json(spec_arg(k, site, now_ms, marks, slot_in(keys))))
+        hits = hits_of(events)
+        if hits and not k.cluster:  # after the events (a cluster counts them beside the call)
+            args.append(to_json(spec_arg(k, site, now_ms, hits, slot_in(keys))))
         try:
             (
                 flags,
@@ -253,6 +264,7 @@ class RedisStore(Closing):
                 (granted, retry_ms, capped),
                 applied,
                 verdicts,
+                tallied,
             ) = await self._beside.call(self._ingest, keys, args, timer_ops, lambda r: bool(r[4]))
         except FAILURES as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
@@ -260,8 +272,10 @@ class RedisStore(Closing):
         if k.cluster and self._s.live_stream_max > 0 and any(fresh):
             accepted = [text for text, new in zip(encoded, fresh, strict=True) if new]
             self._beside.later(self._live(origin, now_ms, accepted))
-        if k.cluster and marks:
-            counted = [m for m in marks if fresh[m.index - 1]]
+        if tallied:  # a cluster: the site's counters are in another slot
+            self._beside.later(tally.count_beside(self._calls, k, site, now_ms, tallied))
+        if k.cluster and hits:
+            counted = [h for h in hits if fresh[h.index - 1]]
             if counted:
                 self._beside.later(self._heatmap_apart(site, now_ms, counted))
         todo = [int(f) != 0 for f in flags]
@@ -280,10 +294,10 @@ class RedisStore(Closing):
         granted, retry_ms = await self._calls.call(self._address, keys, args)
         return int(granted), int(retry_ms)
 
-    def _heatmap_apart(self, site: str, now_ms: int, marks: list[Mark]) -> Awaitable[Any]:
-        """On a cluster: a batch's new heatmap marks, in their site's heatmap slot."""
+    def _heatmap_apart(self, site: str, now_ms: int, hits: list[Hit]) -> Awaitable[Any]:
+        """On a cluster: a batch's new heatmap hits, in their site's heatmap slot."""
         keys: list[str] = []
-        spec = spec_arg(self._k, site, now_ms, marks, slot_in(keys), renumber=True)
+        spec = spec_arg(self._k, site, now_ms, hits, slot_in(keys), renumber=True)
         return self._calls.call(self._heatmap, keys, [to_json(spec)])
 
     def _live(self, origin: Origin, now_ms: int, accepted: list[str]) -> Awaitable[Any]:
@@ -339,31 +353,64 @@ class RedisStore(Closing):
         _, verdicts, sess, vis = answer
         return Resolved([verdict(v) for v in verdicts], pairs(sess), pairs(vis))
 
-    async def record(self, site: str, puts: list[Put], records: list[dict[str, str]]) -> None:
+    async def record(
+        self,
+        site: str,
+        puts: list[Put],
+        records: list[dict[str, str]],
+        jobs: Sequence[Queued] = (),
+    ) -> None:
         if not puts and not records:
             return
         k = self._k
         keys = [k.audit(site)]
         ops = [] if k.cluster else ops_of(k, list(puts), keys)  # a cluster applies them apart
         slot = slot_in(keys)
-        entries = [
-            {
+        entries: list[dict[str, Any]] = []
+        marks: list[dict[str, Any]] = []  # on a cluster: what goes to the visitors' slots
+        for r in records:
+            entry: dict[str, Any] = {
                 "m": slot(k.audited(r["firing"], site)) if r.get("firing") else 0,
                 "f": [item for pair in r.items() for item in pair],
             }
-            for r in records
-        ]
+            counts, apart = tally.record_arg(k, site, r, slot)
+            if counts is not None:
+                entry["t"] = counts
+            if apart is not None:
+                marks.append(apart)
+            entries.append(entry)
+        if not k.cluster:  # each job in the script that writes its record (record.lua)
+            for q in jobs:
+                entries[q.record]["o"] = {"k": slot(k.outbox(q.channel, "stream")), "j": q.job}
         arg = to_json({"ops": ops, "records": entries})
         async with guard("record a firing"):
+            if jobs and k.cluster:  # the outbox's slot is not the audit's: queued first
+                await self._queue_apart(jobs)
             if not k.cluster:
                 await self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
                 return
-            work = [self._apply_apart(list(puts))]
+            work: list[Awaitable[Any]] = [self._apply_apart(list(puts))]
             if records:
                 work.append(
                     self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
                 )
+            work += [self._mark_apart(site, m) for m in marks]
             await together(work)
+
+    async def _mark_apart(self, site: str, marks: dict[str, Any]) -> None:
+        """On a cluster: what an exposure leaves in the visitor's slot (mark.lua); a new
+        exposed visitor is counted in the site's counters after it."""
+        fields = await self._calls.call(self._mark, marks["keys"], [to_json([marks["m"]])])
+        await tally.count_beside(self._calls, self._k, site, int(marks["at"]), list(fields))
+
+    async def _queue_apart(self, jobs: Sequence[Queued]) -> None:
+        """On a cluster, outbox jobs go before their audit records: a crash in between
+        leaves a job without its record (sent, with its id: at least once), never a record
+        without its job."""
+        k = self._k
+        await together(
+            self._r.xadd(k.outbox(q.channel, "stream"), {"j": q.job, "a": 0}) for q in jobs
+        )
 
     async def apply(self, actions: list[Action]) -> None:
         if not actions:
@@ -471,6 +518,19 @@ class RedisStore(Closing):
     async def audit(self, site: str, record: dict[str, str]) -> None:
         """Append ``record`` to the site's audit stream; once per ``firing`` when it has one."""
         await self.record(site, [], [record])
+
+    async def counters(self, site: str, days: list[str]) -> dict[str, dict[str, int]]:
+        """The measurement counters of ``site`` on each of ``days`` (UTC, ``YYYY-MM-DD``):
+        day -> field -> count (counters.py); a day without any is left out."""
+        async with guard("read the measurement counters"):
+            found = await together(
+                self._calls.command("HGETALL", self._k.counters(site, day)) for day in days
+            )
+        return {
+            day: {str(f): int(n) for f, n in pairs_of(held).items()}
+            for day, held in zip(days, found, strict=True)
+            if held
+        }
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]:
         return await self._streams.read_audit(site, count)

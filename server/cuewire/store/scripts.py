@@ -3,7 +3,8 @@
 ingest.lua also calls ``heatmap`` (heatmap.lua: :func:`ingest_script`). A script may call what
 another defines: ``apply_ops`` (ops.lua), ``read`` (read.lua),
 ``commit`` (commit.lua as a function), ``governance`` (govern.lua as a function) and
-``govern_all`` (govern_all.lua); :func:`composed` prepends them.
+``govern_all`` (govern_all.lua), and the measurement counters' ``bump``, ``counted``,
+``mark_exposure`` and ``tally_events`` (counters.lua); :func:`composed` prepends them.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ def _function(name: str, script: str) -> str:
 
 
 def composed(script: str) -> str:
-    """``script`` with what it calls: apply_ops (ops.lua), read (read.lua), commit
-    (commit.lua), governance (govern.lua) and govern_all (govern_all.lua)."""
+    """``script`` with what it calls: apply_ops (ops.lua), the counters (counters.lua), read
+    (read.lua), commit (commit.lua), governance (govern.lua) and govern_all
+    (govern_all.lua)."""
     return (
         lua("ops.lua")
+        + lua("counters.lua")
         + lua("read.lua")
         + _function("commit", "commit.lua")
         + _function("governance", "govern.lua")
@@ -71,6 +74,7 @@ def governance_args(c: FiringRequest) -> list[str]:
         c.dismiss_count,
         c.dismiss_pause_ms,
         c.priority,
+        int(c.mode == "shadow"),
     ]
     return [str(v) for v in values]
 
@@ -90,9 +94,10 @@ def asks_arg(requests: list[FiringRequest]) -> str:
         {
             "a": governance_args(r),
             "f": r.firing,
-            "m": fields.FIRING + r.rule,
+            "m": fields.FIRING + fields.counted_as(r.rule, r.mode == "shadow"),
             "s": r.shows,
             "w": r.whole_facts,
+            "x": "" if r.mode == "live" else r.mode,
         }
         for r in requests
     ]

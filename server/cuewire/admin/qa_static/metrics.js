@@ -30,7 +30,7 @@ function bars(rule) {
         el("span", { class: "axis" },
           el("span", { class: `fill ${v.variant === "holdout" ? "holdout" : ""}`, style: `width:${100 * v.rate}%` }),
           el("span", { class: "ci", style: `left:${100 * lo}%;width:${100 * (hi - lo)}%` })),
-        el("span", { class: "value" }, `${pct(v.rate)} (${v.converted}/${v.exposed})`));
+        el("span", { class: "value" }, `${pct(v.rate)} (${v.converted}/${v.visitors})`));
     }));
 }
 
@@ -60,8 +60,10 @@ function suppressed(rule) {
 }
 
 async function load() {
-  const site = params.get("site") || "";
-  const query = site ? `?site=${encodeURIComponent(site)}` : "";
+  // ?site=, ?from= and ?to= (UTC days, YYYY-MM-DD) pass on to the report: the window it covers
+  const wanted = new URLSearchParams();
+  for (const name of ["site", "from", "to"]) if (params.get(name)) wanted.set(name, params.get(name));
+  const query = wanted.toString() ? `?${wanted}` : "";
   $("csv").href = `/qa/metrics.csv${query}`;
   $("json").href = `/qa/metrics.json${query}`;
   $("status").textContent = "loading…";
@@ -74,12 +76,14 @@ async function load() {
   const report = await response.json();
   $("site").replaceChildren(...report.sites.map((s) => el("option", { value: s, selected: s === report.site }, s)));
   $("goals-file").textContent = report.goals_file;
-  $("read").textContent = `${report.read.audit_records} audit records, ${report.read.batches} batches read`;
+  $("read").textContent = report.window
+    ? `counted ${report.window.from} to ${report.window.to} (UTC days)`
+    : `${report.read.audit_records} audit records, ${report.read.batches} batches read`;
   $("rules").replaceChildren(...(report.rules.length ? report.rules.map((rule) => {
     const goal = rule.goal.event;
     return el("section", { class: "panel", "data-rule": rule.rule, "aria-label": rule.rule },
       el("h2", {}, rule.rule),
-      el("p", { class: "goal" }, `Goal: ${goal.type}${goal.name ? ` ${goal.name}` : ""} within ${rule.goal.window_s / 60} min of the firing`),
+      el("p", { class: "goal" }, `Goal: ${goal.type}${goal.name ? ` ${goal.name}` : ""} within ${rule.goal.window_s / 60} min of the visitor's last exposure, once per visitor`),
       bars(rule), table(rule), comparisons(rule), suppressed(rule));
   }) : [el("section", { class: "panel" }, el("p", {}, "No rule has fired on this site yet."))]));
   $("status").textContent = `as of ${new Date(report.generated_at).toLocaleTimeString()}`;

@@ -23,7 +23,10 @@
 -- ARGV[13]: the caller's actions for this batch, as commit.lua's ARGV[1] (their key indexes
 --   point into KEYS, past the ten above)
 -- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or ""
--- ARGV[15...]: the events' JSON, one per event, in the batch's order (passed apart, not
+-- ARGV[15]: what the batch's events count (counters.lua's tally_events), JSON {"k": index in
+--   KEYS of the day's counters, or 0 on a cluster (the fields are then returned), "e": [...]},
+--   or ""
+-- ARGV[16...]: the events' JSON, one per event, in the batch's order (passed apart, not
 --   escaped into ARGV[9]: less to send and to decode); then, optionally, heatmap.lua's spec
 -- When ARGV[12] is exactly what the store holds and every event of the batch is new and
 -- admitted, the caller's decision stands: the actions are applied with the batch and its seqs
@@ -49,7 +52,8 @@
 --          session facts (flat), visitor facts (flat),
 --          {granted, retry_ms, per event: "" or the kind of the cap it hit},
 --          1 when the caller's actions were applied (the facts are then empty), else 0,
---          governance's verdicts on the caller's requests (when applied)}
+--          governance's verdicts on the caller's requests (when applied),
+--          the counter fields to add 1 to (on a cluster, else empty)}
 local skey, ekey, qkey, vkey, pkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]
 local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local live_max, session_id = tonumber(ARGV[7]), ARGV[8]
@@ -208,7 +212,7 @@ for e, ev in ipairs(batch) do
         clear_if[f][v] = true
       end
     end
-    accepted[#accepted + 1] = ARGV[14 + e]
+    accepted[#accepted + 1] = ARGV[15 + e]
   end
 end
 -- Seen, and pending until commit.lua applies the engine's actions for them; when this call
@@ -262,8 +266,18 @@ if #accepted > 0 then
                'visitor', ARGV[6], 'events', '[' .. table.concat(accepted, ',') .. ']')
   end
 end
--- Heatmaps (heatmap.lua): the spec after the events' JSON (ARGV[15 + n]), when there is one
-if ARGV[15 + n] then heatmap(KEYS, cjson.decode(ARGV[15 + n]), fresh) end
+-- measurement and funnels: what the new events count (counters.lua)
+local tallied = {}
+if ARGV[15] ~= '' then
+  local spec = cjson.decode(ARGV[15])
+  local ckey = nil
+  if spec.k > 0 then ckey = KEYS[spec.k] end
+  tally_events(KEYS, spec, fresh, now, ckey, tallied)
+  counted(ckey, tallied)
+  tallied.n = nil
+end
+-- Heatmaps (heatmap.lua): the spec after the events' JSON (ARGV[16 + n]), when there is one
+if ARGV[16 + n] then heatmap(KEYS, cjson.decode(ARGV[16 + n]), fresh) end
 -- Time to live: the session's keys outlive its last event by the grace period, the visitor's
 -- by visitor_ttl, each plus REFRESH_S, so that a refresh done in the last REFRESH_S seconds
 -- need not be done again: the seen set's (set with the others, refreshed or made by no other
@@ -290,13 +304,15 @@ if decided then
     local verdicts, whole = govern_all(skey, vkey, cjson.decode(ARGV[14]))
     if whole then
       return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 1,
-              verdicts}
+              verdicts, tallied}
     end
-    return {fresh, {}, {}, admission, 1, verdicts}
+    return {fresh, {}, {}, admission, 1, verdicts, tallied}
   end
-  return {fresh, {}, {}, admission, 1, {}}
+  return {fresh, {}, {}, admission, 1, {}, tallied}
 end
 if not want then
-  return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 0, {}}
+  return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 0, {},
+        tallied}
 end
-return {fresh, read(skey, want.s, want.sp), read(vkey, want.v, want.vp), admission, 0, {}}
+return {fresh, read(skey, want.s, want.sp), read(vkey, want.v, want.vp), admission, 0, {},
+        tallied}

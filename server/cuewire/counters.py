@@ -1,0 +1,122 @@
+"""Measurement counters: what is counted per site, rule, variant and UTC day as it happens
+(docs/qa.md, "Measurement"), and what one audit record or one batch's events count.
+
+The store adds to them in the call that records the decision (record.lua: exposures,
+suppressions, a new exposed visitor) or that ingests the event (ingest.lua: feedback on a
+prompt, conversions, funnel steps), through counters.lua. One hash per site and UTC day
+(keys.py ``counters``); its fields:
+
+- ``rule|variant|kind``: ``fired``, ``holdout``, ``suppressed:<code>`` (one per audit record),
+  ``visitors`` (a visitor exposed with no exposure of theirs to the rule still open: the unit
+  conversions are counted in), ``shown`` / ``clicked`` / ``dismissed`` (once per prompt each),
+  ``converted`` (a goal event while the visitor's exposure is open: once, it closes it);
+- ``#f|funnel|segment|step``: visitors reaching a funnel step (funnels.py).
+
+A rule without variants counts under variant ``""``; a holdout under ``holdout``. A visitor's
+exposure stays open for the rule's goal window (goals.py) after their last exposure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from .codes import Outcome
+
+DAY_FORMAT = "%Y-%m-%d"
+FIRED, HELD_OUT, VISITORS, CONVERTED = "fired", "holdout", "visitors", "converted"
+SUPPRESSED = "suppressed:"  # + the code governance (codes.Hold) gave
+FEEDBACK = {"prompt_shown": "shown", "prompt_click": "clicked", "prompt_dismiss": "dismissed"}
+FUNNEL = "#f"  # no rule id starts with "#"
+PROMPT_MARK_TTL_S = 2 * 86400  # feedback on a prompt counts for this long after it was shown
+
+
+def day_of(ms: int) -> str:
+    """The UTC day of epoch ``ms``, as the counters are keyed: ``2026-12-03``."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime(DAY_FORMAT)
+
+
+def days_between(first: str, last: str) -> list[str]:
+    """Every UTC day from ``first`` to ``last`` (both included, ``YYYY-MM-DD``)."""
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+
+
+def counter_field(rule: str, variant: str, kind: str) -> str:
+    return f"{rule}|{variant}|{kind}"
+
+
+def funnel_field(funnel: str, segment: str, step: int) -> str:
+    return f"{FUNNEL}|{funnel}|{segment}|{step}"
+
+
+# ---------------------------------------------------------------- one audit record
+
+
+@dataclass(frozen=True)
+class RecordCount:
+    """What one audit record counts: ``fields`` to add 1 to; for an exposure, the rule and
+    variant its marker holds, for the goal window ``window_ms``; for a prompt shown, its id."""
+
+    fields: list[str]
+    rule: str = ""
+    variant: str = ""
+    window_ms: int = 0
+    prompt: str = ""
+
+    @property
+    def exposes(self) -> bool:
+        return self.window_ms > 0
+
+
+def record_count(record: Mapping[str, str]) -> RecordCount | None:
+    """What ``record`` (audit.py's fields) counts, or None. Its ``window_ms`` is the goal
+    window delivery gave an exposure (fired, holdout)."""
+    outcome, rule = record.get("outcome"), record.get("rule", "")
+    variant = record.get("variant", "")
+    if outcome == Outcome.SUPPRESSED:
+        return RecordCount([counter_field(rule, variant, SUPPRESSED + record.get("code", ""))])
+    if outcome not in (Outcome.FIRED, Outcome.HOLDOUT):
+        return None
+    kind = HELD_OUT if outcome == Outcome.HOLDOUT else FIRED
+    window = int(record.get("window_ms") or 0)
+    prompt = record.get("prompt", "")
+    return RecordCount([counter_field(rule, variant, kind)], rule, variant, window, prompt)
+
+
+# ---------------------------------------------------------------- one batch's events
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """Event ``event`` of a batch tells what the visitor did with ``prompt``."""
+
+    event: int
+    prompt: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class GoalReached:
+    """Event ``event`` of a batch is ``rule``'s goal."""
+
+    event: int
+    rule: str
+    window_ms: int
+
+
+@dataclass(frozen=True)
+class StepReached:
+    """Event ``event`` of a batch matches ``steps`` (1-based) of ``funnel``; ``split``: the
+    rule whose open exposure (``split_ms``: its goal window) splits the funnel's counts."""
+
+    event: int
+    funnel: str
+    steps: tuple[int, ...]
+    window_ms: int
+    split: str | None
+    split_ms: int = 0
+
+
+Mark = Feedback | GoalReached | StepReached

@@ -1,0 +1,315 @@
+"""Rules that learn (cuewire.learn, docs/learning.md): a feature vector per session computed
+from the stored facts, k-means segments and a purchase propensity trained offline on recorded
+sessions, evaluated by the server in pure Python, and tested by rules as ``visitor.segment``
+and ``session.propensity.purchase``.
+
+The sessions are generated shoppers with known intents (support/shoppers.py) run through the
+real ingest path and store, so the features come from real facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sklearn.metrics import adjusted_rand_score, roc_auc_score
+
+from cuewire.cli import main
+from cuewire.errors import ModelError
+from cuewire.learn import features
+from cuewire.learn.dataset import Row, rows
+from cuewire.learn.models import ModelFiles, load_propensity, load_segments
+from cuewire.learn.training import fit_propensity, fit_segments
+from cuewire.replay import Batch, Recording
+from cuewire.runtime import Runtime
+from cuewire.settings import Settings
+from cuewire.store import open_store
+from support.harness import Harness, VisitorSession, write
+from support.paths import FIXTURES
+from support.servers import LiveServer, site_for
+from support.shoppers import INTENTS, recording
+
+VISITORS = 240  # about 470 sessions: a few seconds on Redis
+
+
+@pytest.fixture(scope="module")
+def shoppers_rows(redis_url: str) -> tuple[dict[str, str], list[Row]]:
+    """The generated shoppers' sessions, replayed through the real store (Redis: the embedded
+    store gives the same rows, see test_rows_are_the_same_on_both_stores, but slower)."""
+    shoppers = recording(VISITORS, seed=1)
+    found = asyncio.run(rows(Recording.read(shoppers.lines), redis_url))
+    return shoppers.intents, found
+
+
+def _json(path: Path, model: dict[str, Any]) -> Path:
+    return write(path, json.dumps(model))
+
+
+# ---------------------------------------------------------------- features
+
+
+def test_the_feature_vector_is_named_versioned_and_read_from_facts() -> None:
+    session = {
+        "pages": "3",
+        "started": "1764000000000",
+        "last": "1764000060000",
+        "scroll": "75",
+        "c:product_view": "2",
+        "c:add_to_cart": "1",
+        "p:add_to_cart": '{"price": 49}',
+        "n:hesitation": "1",
+        "n:form_hesitation": "1",
+        "device": "mobile",
+        "referrer": "https://www.google.com/search",
+        "landing": "https://shop.test/?utm_source=mail",
+        "prev_seen": str(1764000000000 - 2 * 86_400_000),
+    }
+    x = dict(zip(features.NAMES, features.features(session, {"sessions": "2"}), strict=True))
+    assert len(x) == len(features.FEATURES) and features.VERSION == 1
+    assert x["pages"] == pytest.approx(1.386, abs=1e-3)  # log1p(3)
+    assert x["duration"] == pytest.approx(4.111, abs=1e-3)  # log1p(60 s)
+    assert x["scroll"] == 0.75 and x["checkout"] == 0.0
+    assert x["hesitations"] == pytest.approx(1.099, abs=1e-3)  # log1p(2)
+    assert x["cart_value"] == pytest.approx(3.912, abs=1e-3)  # log1p(49)
+    assert x["recency"] == pytest.approx(1.099, abs=1e-3)  # log1p(2 days)
+    assert (x["mobile"], x["search"], x["campaign"]) == (1.0, 1.0, 1.0)
+    # a fact that is not a number counts as 0, never an error on the hot path
+    assert features.features({"pages": "many", "p:add_to_cart": "{"}, {})[0:7] == (0.0,) * 7
+
+
+async def test_rows_are_the_same_on_both_stores(redis_url: str) -> None:
+    """The training rows come from the store's facts: Redis and the embedded store agree."""
+    recorded = Recording.read(recording(12, seed=7).lines)
+    on_redis = await rows(recorded, redis_url)
+    embedded = await rows(recorded, None)
+    assert on_redis == embedded
+    assert {r.converted for r in embedded} == {True, False}
+
+
+# ---------------------------------------------------------------- segments
+
+
+def test_segments_recover_the_shoppers_intents(
+    shoppers_rows: tuple[dict[str, str], list[Row]], tmp_path: Path
+) -> None:
+    intents, found = shoppers_rows
+    model = load_segments(_json(tmp_path / "segments.json", fit_segments(found, len(INTENTS))))
+    assigned = [model.assign(r.x) for r in found]  # the server's pure-Python assignment
+    ari = adjusted_rand_score([intents[r.session] for r in found], assigned)
+    print(f"adjusted Rand index of {len(found)} sessions' segments vs intents: {ari:.3f}")
+    assert ari > 0.6
+    names = [s.name for s in model.spec.segments]
+    assert len(set(names)) == len(INTENTS)
+    buyers = {a for r, a in zip(found, assigned, strict=True) if intents[r.session] == "buyer"}
+    assert any("cart" in name or "checks out" in name for name in buyers), names
+
+
+# ---------------------------------------------------------------- propensity
+
+
+def test_propensity_beats_the_constant_baseline_on_held_out_sessions(
+    shoppers_rows: tuple[dict[str, str], list[Row]], redis_url: str, tmp_path: Path
+) -> None:
+    _, found = shoppers_rows
+    trained = fit_propensity(found)
+    metrics = trained["metrics"]
+    print(f"held-out AUC {metrics['auc']:.3f}, constant baseline {metrics['baseline_auc']}")
+    assert metrics["baseline_auc"] == 0.5 and metrics["auc"] > 0.7
+    # the server's pure-Python evaluation on sessions of shoppers never seen in training
+    model = load_propensity(_json(tmp_path / "propensity.json", trained))
+    fresh = asyncio.run(rows(Recording.read(recording(80, seed=2).lines), redis_url))
+    auc = roc_auc_score([r.converted for r in fresh], [model.score(r.x) for r in fresh])
+    print(f"AUC of the JSON model on {len(fresh)} new sessions: {auc:.3f}")
+    assert auc > 0.7
+
+
+# ---------------------------------------------------------------- rules
+
+
+RULES = """
+rules:
+  - id: abandoner-offer
+    trigger: {event: {type: exit_intent}}
+    when: {fact: session.propensity.purchase, lt: 0.3}
+    show: {template: note, params: {headline: "10% off today"}}
+  - id: comparer-help
+    trigger: {event: {type: custom, name: help_wanted}}
+    when: {fact: visitor.segment, equals: "{segment}"}
+    show: {template: note, params: {headline: "Compare them side by side"}}
+"""
+
+
+async def _walk(h: Harness, visitor: str, batches: list[Batch]) -> VisitorSession:
+    """A generated session's events, at its pace from now on the test's clock, up to its
+    conversion and without its exit intents (the test sends those)."""
+    me = await h.visit(visitor)
+    shift = h.clock.now - batches[0].at
+    for event in (e for batch in batches for e in batch.events):
+        if event.get("name") == "purchase":
+            break
+        if event["type"] != "exit_intent":
+            h.clock.now = max(h.clock.now, event["ts"] + shift)
+            fields = {k: v for k, v in event.items() if k not in ("type", "ts", "seq", "url")}
+            await me.send(event["type"], url=event["url"], **fields)
+    return me
+
+
+async def _shop(h: Harness, visitor: str, intent: str, nth: int = 0) -> VisitorSession:
+    """The ``nth`` generated shopper of ``intent``."""
+    shoppers = recording(16, seed=11)
+    session = [s for s, i in shoppers.intents.items() if i == intent][nth]
+    batches = [b for b in Recording.read(shoppers.lines).batches if b.session == session]
+    return await _walk(h, visitor, batches)
+
+
+async def _shown(h: Harness, me: VisitorSession, type: str, **fields: Any) -> list[str]:
+    before = len(h.shown)
+    await me.send(type, **fields)
+    return [p.rule for _, p in h.shown[before:]]
+
+
+async def test_rules_fire_on_segment_and_propensity_for_the_right_shoppers(
+    settings: Settings, tmp_path: Path, shoppers_rows: tuple[dict[str, str], list[Row]]
+) -> None:
+    intents, found = shoppers_rows
+    rules = tmp_path / "rules"
+    segments = fit_segments(found, len(INTENTS))
+    model = load_segments(_json(rules / "models" / "segments.json", segments))
+    # the segment most comparers fall in
+    comparers = Counter(model.assign(r.x) for r in found if intents[r.session] == "comparer")
+    write(rules / "learned.yaml", RULES.replace("{segment}", comparers.most_common(1)[0][0]))
+    _json(rules / "models" / "propensity.json", fit_propensity(found))
+    async with open_store(replace(settings, rules_dir=rules)) as store:
+        h = Harness(store, replace(settings, rules_dir=rules))
+        comparer = await _shop(h, "v_comparer01", "comparer")
+        assert await _shown(h, comparer, "exit_intent") == ["abandoner-offer"]  # likely to leave
+        other = await _shop(h, "v_comparer02", "comparer", nth=1)
+        assert await _shown(h, other, "custom", name="help_wanted") == ["comparer-help"]
+        buyer = await _shop(h, "v_buyer00001", "buyer")
+        assert await _shown(h, buyer, "exit_intent") == []  # a checkout: no discount given away
+        assert await _shown(h, buyer, "custom", name="help_wanted") == []  # not a comparer
+        audit = await h.audit()
+    version = h.runtime.engine().rules.models.version
+    assert version.startswith("segments-") and ",propensity-" in version
+    assert len(audit) == 2 and all(r["model"] == version for r in audit)
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_a_model_of_another_version_is_refused_with_its_file(
+    shoppers_rows: tuple[dict[str, str], list[Row]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, found = shoppers_rows
+    rules = write(tmp_path / "rules" / "r.yaml", "rules: []\n").parent
+    newer = {**fit_segments(found[:40], 2), "version": 2}
+    path = _json(rules / "models" / "segments.json", newer)
+    assert main(["check", "--rules", str(rules), "--templates", str(FIXTURES / "templates")]) == 1
+    err = capsys.readouterr()
+    assert f"{path}:1:1: cuewire.segments format version 2; this Cuewire reads version 1" in (
+        err.out + err.err
+    )
+    older = fit_propensity(found)
+    older["features"] = {"version": 0, "names": ["pages"]}
+    prop = _json(tmp_path / "p.json", older)
+    set_by_env = Settings.from_env(env={"CUEWIRE_PROPENSITY_MODEL": str(prop)})
+    with pytest.raises(ModelError, match=r"p\.json:1:1: trained on features version 0"):
+        ModelFiles.of(set_by_env).load()
+    # a set path must exist; the default one (<rules>/models/) is optional
+    missing = Settings.from_env(env={"CUEWIRE_SEGMENTS_MODEL": str(tmp_path / "none.json")})
+    with pytest.raises(ModelError, match=r"none\.json:1:1: cannot read the model"):
+        ModelFiles.of(missing).load()
+    assert ModelFiles.beside(tmp_path / "elsewhere").load().version == ""
+
+
+async def test_a_retrained_model_goes_live_with_the_next_reload(
+    shoppers_rows: tuple[dict[str, str], list[Row]], tmp_path: Path
+) -> None:
+    _, found = shoppers_rows
+    rules = write(tmp_path / "rules" / "r.yaml", "rules: []\n").parent
+    runtime = Runtime(rules, FIXTURES / "templates")
+    assert runtime.engine().rules.models.version == ""
+    trained = fit_segments(found, 3)
+    _json(rules / "models" / "segments.json", trained)
+    assert await runtime.reload_if_changed()
+    assert runtime.engine().rules.models.version == trained["id"]
+    _json(rules / "models" / "segments.json", {**trained, "version": 10})
+    assert not await runtime.reload_if_changed()  # refused: the last good one stays
+    assert runtime.engine().rules.models.version == trained["id"]
+    assert runtime.last_error and "segments.json:1:1: cuewire.segments format version 10" in (
+        runtime.last_error
+    )
+
+
+def test_segment_and_train_commands_write_loadable_models(
+    redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded = write(tmp_path / "shoppers.jsonl", "\n".join(recording(60, seed=5).lines))
+    out = tmp_path / "models"
+    common = ["--from", str(recorded), "--store", redis_url]
+    assert main(["segment", *common, "--k", "4", "--out", str(out / "segments.json")]) == 0
+    assert main(["train", *common, "--out", str(out / "propensity.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "4 segments of" in printed and "held-out sessions (constant baseline 0.500)" in printed
+    models = ModelFiles.beside(tmp_path).load()
+    assert models.segments is not None and models.propensity is not None
+    assert models.propensity.spec.target == "purchase"
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # --redis reads a Redis
+async def test_segment_reads_a_sites_live_stream_from_redis(
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--redis URL --site S``: the sessions a live server kept in its stream, no file."""
+    shoppers = recording(12, seed=9)
+    recorded = Recording.read(shoppers.lines).batches
+    assert settings.redis_url is not None
+    async with open_store(settings) as store:
+        h = Harness(store, settings)
+        for session in shoppers.intents:
+            batches = [b for b in recorded if b.session == session]
+            await _walk(h, batches[0].visitor, batches)
+    monkeypatch.setenv("CUEWIRE_KEY_PREFIX", settings.key_prefix)
+    out = tmp_path / "segments.json"
+    args = ["segment", "--redis", settings.redis_url, "--site", "test-site", "--k", "2"]
+    assert await asyncio.to_thread(main, [*args, "--out", str(out)]) == 0
+    assert f"2 segments of {len(shoppers.intents)} sessions" in capsys.readouterr().out
+    assert sum(s.size for s in load_segments(out).spec.segments) == len(shoppers.intents)
+
+
+def test_the_server_does_not_import_the_training_stack() -> None:
+    code = "import sys, cuewire.app, cuewire.cli; print(sorted(m for m in ('sklearn', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_qa_shows_segment_sizes_and_centroids(
+    settings: Settings, tmp_path: Path, shoppers_rows: tuple[dict[str, str], list[Row]]
+) -> None:
+    _, found = shoppers_rows
+    rules = write(tmp_path / "rules" / "r.yaml", "rules: []\n").parent
+    _json(rules / "models" / "segments.json", fit_segments(found, 3))
+    served = replace(settings, rules_dir=rules, admin_password="qa-secret-1")
+    with LiveServer(served, site_for) as server:
+        assert httpx.get(server.url + "/qa/segments.json").status_code == 401
+        auth = ("admin", "qa-secret-1")
+        body = httpx.get(server.url + "/qa/segments.json", auth=auth).json()
+        page = httpx.get(server.url + "/qa/segments", auth=auth).text
+    shown = body["segments"]["segments"]
+    assert sum(s["size"] for s in shown) == len(found) and len(shown) == 3
+    assert set(shown[0]["centroid"]) == set(features.NAMES)
+    assert "propensity" not in body
+    assert all(s["name"] in page for s in shown)
