@@ -1,7 +1,9 @@
-/** Clicks: a short CSS selector of what was clicked, its visible text (80 characters at most)
- * and the `data-cw-track` value of the nearest tracked ancestor. Never the value of a field. */
+/** Clicks: a short CSS selector of what was clicked, its visible text (80 characters at most),
+ * the `data-cw-track` value of the nearest tracked ancestor and where it was (`x`, `y`:
+ * position.ts). Never the value of a field. */
 import type { Collector, Fields, Send } from "./types";
 import { clip, elementOf, listen, trackOf } from "./dom";
+import { positionAt } from "./position";
 
 const INTERACTIVE =
   "a,button,input,select,textarea,label,summary,[role=button],[role=link],[onclick],[data-cw-track]";
@@ -54,7 +56,7 @@ export function clickFields(target: Element | null): Fields | null {
 export function startClicks(send: Send): Collector {
   const stop = listen<MouseEvent>(document, "click", (e) => {
     const fields = clickFields(elementOf(e.target));
-    if (fields) send("click", fields);
+    if (fields) send("click", { ...fields, ...positionAt(e.clientX, e.clientY) });
   });
   return { stop };
 }

@@ -7,6 +7,7 @@
 import type { Collector, Fields, Remover, Send } from "./types";
 import { elementOf, listen, removeAll } from "./dom";
 import { clickFields } from "./clicks";
+import { positionAt } from "./position";
 
 export const DEAD_MS = 1000;
 const CLICKABLE = "a[href],button,[role=button],[role=link],input[type=submit],input[type=button]";
@@ -64,7 +65,7 @@ export function startDeadClicks(send: Send): Collector {
       if (!f) return;
       cancel();
       watched = el;
-      fields = f;
+      fields = { ...f, ...positionAt(e.clientX, e.clientY) };
       url = location.href;
       // Taken before the click's own handlers run (this listener is in the capture phase).
       focus = document.activeElement;

@@ -6,6 +6,7 @@
 import type { Collector, Remover, Send } from "./types";
 import { TRACKED, elementOf, listen, removeAll, trackOf } from "./dom";
 import { selectorOf } from "./clicks";
+import { positionOf } from "./position";
 
 export const DEFAULT_THRESHOLDS = [1500, 4000];
 const MAX_THRESHOLDS = 4;
@@ -51,7 +52,8 @@ export function startHesitation(send: Send, marks: number[]): Collector {
     const fields = { selector: selectorOf(el), element: trackOf(el) };
     timers = marks.map((ms) =>
       setTimeout(() => {
-        if (current === el && el.isConnected) send("hesitation", { ...fields, ms });
+        if (current === el && el.isConnected)
+          send("hesitation", { ...fields, ms, ...positionOf(el) });
       }, ms),
     );
   }

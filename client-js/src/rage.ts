@@ -5,6 +5,7 @@
 import type { Collector, Fields, Remover, Send } from "./types";
 import { elementOf, listen, removeAll } from "./dom";
 import { clickFields } from "./clicks";
+import { positionAt } from "./position";
 
 export const RAGE_WINDOW_MS = 700;
 export const RAGE_RADIUS_PX = 30;
@@ -56,7 +57,8 @@ export function startRage(send: Send): Collector {
       const next = addClick(burst, Date.now(), e.clientX, e.clientY);
       if (next !== burst) {
         flush();
-        fields = clickFields(elementOf(e.target));
+        const f = clickFields(elementOf(e.target));
+        fields = f && { ...f, ...positionAt(e.clientX, e.clientY) };
       }
       burst = next;
       clearTimeout(timer);

@@ -9,8 +9,8 @@ Two layouts, one per kind of store (docs/architecture.md, "Key layout"):
   hashes, lists and sets, the visitor's hash, names and rate key. The deadline set is sharded
   into :data:`TIMER_SHARDS` slots (``{prefix:N}``), each with its own leases and claimed hash;
   a deadline goes to the shard of its visitor. Each site's audit stream shares a tag with its
-  firings' markers; the live stream has its own. Keys only ever read or written alone (the
-  user link, the per-address rate key) need no tag.
+  firings' markers; the live stream has its own, and so do its heatmaps (``{h:site}``). Keys
+  only ever read or written alone (the user link, the per-address rate key) need no tag.
 """
 
 from __future__ import annotations
@@ -138,6 +138,14 @@ class Keys:
         """Hash of a visitor's progress in a funnel: step reached, entry time, segment."""
         return f"{self.prefix}:fp:{site}:{visitor}:{funnel}"
 
+    def heatmap(self, site: str, day: str, path: str) -> str:
+        """Hash of one page's heatmap counts for one UTC day (heatmaps.py has its fields)."""
+        return f"{self.prefix}:hm:{site}:{day}:{path}"
+
+    def heatmap_pages(self, site: str, day: str) -> str:
+        """Hash of the pages with heatmap counts on one UTC day: path -> events."""
+        return f"{self.prefix}:hmp:{site}:{day}"
+
     def inbox(self, process: str) -> str:
         """Stream of the messages for one server process (inbox.py): prompts for its sockets,
         answers to its prompts. Its own hash tag: each call touches this one key."""
@@ -198,6 +206,12 @@ class ClusterKeys(Keys):
 
     def funnel(self, site: str, visitor: str, funnel: str) -> str:
         return f"{self.prefix}:fp:{{{site}:{visitor}}}:{funnel}"
+
+    def heatmap(self, site: str, day: str, path: str) -> str:
+        return f"{self.prefix}:hm:{{h:{site}}}:{day}:{path}"
+
+    def heatmap_pages(self, site: str, day: str) -> str:
+        return f"{self.prefix}:hmp:{{h:{site}}}:{day}"
 
 
 def keys_for(prefix: str, cluster: bool) -> Keys:

@@ -21,6 +21,8 @@ Id = Annotated[str, Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$
 Scalar = str | int | float | bool | None
 Props = Annotated[dict[Annotated[str, Meta(max_length=128)], Scalar], Meta(max_length=MAX_MAP_KEYS)]
 Millis = Annotated[int, Meta(ge=0)]
+# a position in thousandths: x of the viewport's width, y of the document's height (heatmaps)
+Permille = Annotated[int, Meta(ge=0, le=1000)]
 # field name -> milliseconds it had the focus (forms: never a value)
 FieldMs = Annotated[
     dict[Annotated[str, Meta(max_length=128)], Millis], Meta(max_length=MAX_MAP_KEYS)
@@ -56,6 +58,8 @@ class Click(Event, tag="click"):
     selector: Str
     text: Str | None = None
     track: Str | None = None
+    x: Permille | None = None
+    y: Permille | None = None
 
 
 class Scroll(Event, tag="scroll"):
@@ -88,6 +92,8 @@ class Hesitation(Event, tag="hesitation"):
     selector: Str
     ms: Millis
     element: Str | None = None  # the data-cw-track value of it or its nearest tracked ancestor
+    x: Permille | None = None
+    y: Permille | None = None
 
 
 class RageClick(Event, tag="rage_click"):
@@ -97,6 +103,8 @@ class RageClick(Event, tag="rage_click"):
     count: Annotated[int, Meta(ge=3, le=1000)]
     text: Str | None = None
     track: Str | None = None
+    x: Permille | None = None
+    y: Permille | None = None
 
 
 class DeadClick(Event, tag="dead_click"):
@@ -105,6 +113,8 @@ class DeadClick(Event, tag="dead_click"):
     selector: Str
     text: Str | None = None
     track: Str | None = None
+    x: Permille | None = None
+    y: Permille | None = None
 
 
 class Idle(Event, tag="idle"):

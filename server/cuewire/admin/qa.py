@@ -459,11 +459,13 @@ def mount_qa(
 
     # imported here: both modules build on this one's tokens and context
     from .explain_view import explain_routes
+    from .heatmaps import heatmap_routes
     from .qatools import qatools_routes
 
     return [
         *explain_routes(ctx, sites, admin),
         *qatools_routes(ctx, services.delivery, admin),
+        *heatmap_routes(ctx, sites, admin),
         route("/qa", page),
         route("/qa/metrics", metrics_page),
         route("/qa/metrics.json", metrics_json),

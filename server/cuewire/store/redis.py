@@ -5,7 +5,8 @@ On a cluster every script touches the keys of one slot (keys.py): a batch's inge
 one script call, in its visitor's slot. What cannot share that slot goes beside it: a new
 deadline's entry in its shard is added in the same loop turn (a second node, concurrently),
 the per-address rate limit is asked first (one more round trip, when that limit is on), and
-the live stream, the measurement counts the visitor's script made (counters.lua) and the
+the live stream, the measurement counts the visitor's script made (counters.lua), the
+heatmap counts (heatmap.lua, in the site's ``{h:site}`` slot) and the
 removal of cancelled deadlines are written after the batch, without waiting for them. A
 deadline entry whose session never took its token (the script did not apply the batch) fires
 stale and is dropped, as a cancelled one is (those writes: beside.py).
@@ -27,6 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from ..counters import Mark
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
+from ..heatmaps import Hit, hits_of, spec_arg
 from ..ids import new_id
 from ..keys import Keys, keys_for
 from ..lifecycle import Closing
@@ -59,6 +61,8 @@ from .scripts import (
     asks_arg,
     composed,
     gate_arg,
+    heatmap_script,
+    ingest_script,
     lua,
     ops_arg,
     ops_of,
@@ -91,7 +95,8 @@ class RedisStore(Closing):
         self._r = client
         self._k = keys_for(self._s.key_prefix, isinstance(client, RedisCluster))
         self._open = client.register_script(lua("read.lua") + lua("open_session.lua"))
-        self._ingest = client.register_script(composed("ingest.lua"))
+        self._ingest = client.register_script(ingest_script())
+        self._heatmap = client.register_script(heatmap_script())
         self._commit = client.register_script(lua("ops.lua") + lua("commit.lua"))
         self._record = client.register_script(
             lua("ops.lua") + lua("counters.lua") + lua("record.lua")
@@ -248,6 +253,9 @@ class RedisStore(Closing):
         funnel_ttl = self._s.visitor_ttl_s
         args.append(tally.ingest_arg(k, site, visitor, marks, keys, now_ms, funnel_ttl))
         args += encoded
+        hits = hits_of(events)
+        if hits and not k.cluster:  # after the events (a cluster counts them beside the call)
+            args.append(to_json(spec_arg(k, site, now_ms, hits, slot_in(keys))))
         try:
             (
                 flags,
@@ -266,6 +274,10 @@ class RedisStore(Closing):
             self._beside.later(self._live(origin, now_ms, accepted))
         if tallied:  # a cluster: the site's counters are in another slot
             self._beside.later(tally.count_beside(self._calls, k, site, now_ms, tallied))
+        if k.cluster and hits:
+            counted = [h for h in hits if fresh[h.index - 1]]
+            if counted:
+                self._beside.later(self._heatmap_apart(site, now_ms, counted))
         todo = [int(f) != 0 for f in flags]
         admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
         session_facts, visitor_facts = pairs(sess), pairs(vis)
@@ -281,6 +293,12 @@ class RedisStore(Closing):
         args = [now_ms, events, rate.interval_ms(), rate.burst]
         granted, retry_ms = await self._calls.call(self._address, keys, args)
         return int(granted), int(retry_ms)
+
+    def _heatmap_apart(self, site: str, now_ms: int, hits: list[Hit]) -> Awaitable[Any]:
+        """On a cluster: a batch's new heatmap hits, in their site's heatmap slot."""
+        keys: list[str] = []
+        spec = spec_arg(self._k, site, now_ms, hits, slot_in(keys), renumber=True)
+        return self._calls.call(self._heatmap, keys, [to_json(spec)])
 
     def _live(self, origin: Origin, now_ms: int, accepted: list[str]) -> Awaitable[Any]:
         """On a cluster: the live stream's entry for a batch's accepted events."""

@@ -1,6 +1,7 @@
 """The Lua scripts of the store, composed from their parts, and their arguments encoded.
 
-A script may call what another defines: ``apply_ops`` (ops.lua), ``read`` (read.lua),
+ingest.lua also calls ``heatmap`` (heatmap.lua: :func:`ingest_script`). A script may call what
+another defines: ``apply_ops`` (ops.lua), ``read`` (read.lua),
 ``commit`` (commit.lua as a function), ``governance`` (govern.lua as a function) and
 ``govern_all`` (govern_all.lua), and the measurement counters' ``bump``, ``counted``,
 ``mark_exposure`` and ``tally_events`` (counters.lua); :func:`composed` prepends them.
@@ -43,6 +44,17 @@ def composed(script: str) -> str:
         + lua("govern_all.lua")
         + lua(script)
     )
+
+
+def ingest_script() -> str:
+    """ingest.lua, composed, with its heatmap part (heatmap.lua)."""
+    return lua("heatmap.lua") + composed("ingest.lua")
+
+
+def heatmap_script() -> str:
+    """heatmap.lua alone, for a cluster's call beside the batch (ARGV[1]: the spec, for new
+    events only)."""
+    return lua("heatmap.lua") + "heatmap(KEYS, cjson.decode(ARGV[1]), nil)\nreturn 1\n"
 
 
 def governance_args(c: FiringRequest) -> list[str]:

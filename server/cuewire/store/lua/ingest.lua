@@ -27,7 +27,7 @@
 --   KEYS of the day's counters, or 0 on a cluster (the fields are then returned), "e": [...]},
 --   or ""
 -- ARGV[16...]: the events' JSON, one per event, in the batch's order (passed apart, not
---   escaped into ARGV[9]: less to send and to decode)
+--   escaped into ARGV[9]: less to send and to decode); then, optionally, heatmap.lua's spec
 -- When ARGV[12] is exactly what the store holds and every event of the batch is new and
 -- admitted, the caller's decision stands: the actions are applied with the batch and its seqs
 -- are done (not pending), governance answers its firing requests, and no facts are returned
@@ -276,6 +276,8 @@ if ARGV[15] ~= '' then
   counted(ckey, tallied)
   tallied.n = nil
 end
+-- Heatmaps (heatmap.lua): the spec after the events' JSON (ARGV[16 + n]), when there is one
+if ARGV[16 + n] then heatmap(KEYS, cjson.decode(ARGV[16 + n]), fresh) end
 -- Time to live: the session's keys outlive its last event by the grace period, the visitor's
 -- by visitor_ttl, each plus REFRESH_S, so that a refresh done in the last REFRESH_S seconds
 -- need not be done again: the seen set's (set with the others, refreshed or made by no other

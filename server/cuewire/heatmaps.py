@@ -1,0 +1,198 @@
+"""Heatmaps (docs/qa.md, "Heatmaps"): clicks, rage clicks, dead clicks and hesitation per page,
+counted as batches arrive, per normalised selector and per position cell.
+
+The ingest script counts them (store/lua/heatmap.lua, in the same call that stores the batch;
+on a Redis Cluster in a call beside it): per site, page path and UTC day, one hash
+
+    n:<kind>                 events of the kind
+    s:<kind>:<selector>      events per normalised selector (:data:`SELECTOR_CAP` distinct
+                             selector fields per hash, the rest counted in o:<kind>)
+    c:<kind>:<col>:<row>     events per cell of a :data:`GRID` x :data:`GRID` grid
+    #s                       distinct selector fields
+
+and per site and day one index hash, ``<path>`` -> events (:data:`PAGE_CAP` paths; events on
+more pages are counted in ``#o``, the paths in ``#p``). Both expire :data:`KEEP_DAYS` after
+their day ends. The QA view reads them through store/heatmaps.py (admin/heatmaps.py).
+
+Position: the snippet sends ``x``, thousandths of the viewport's width, and ``y``, thousandths
+of the document's height; a cell is ``x * GRID // 1000`` by ``y * GRID // 1000`` (1000 falls in
+the last cell). An event without them counts for its selector only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from .keys import Keys
+
+KINDS: Final = ("click", "rage_click", "dead_click", "hesitation")
+GRID: Final = 20  # cells per side
+SELECTOR_CAP: Final = 300  # distinct (kind, selector) fields per page and day
+PAGE_CAP: Final = 1000  # pages per site and day
+KEEP_DAYS: Final = 31  # days a day's counts are kept after it ends
+MAX_PATH: Final = 512
+MAX_SELECTOR: Final = 200
+DAY_MS: Final = 86_400_000
+MAX_DAYS: Final = KEEP_DAYS  # the longest period read
+
+_POSITIONAL = re.compile(r":nth-(?:last-)?(?:child|of-type)\([^)]*\)|:(?:first|last|only)-child")
+# an #id or .class token of a compound selector (CSS escapes included)
+_TOKEN = re.compile(r"([#.])((?:\\.|[\w-])+)")
+# generated names: a run of 3+ digits, or a CSS-in-JS prefix
+_NOISE = re.compile(r"\d{3,}|^(?:css|sc|jsx|svelte|emotion|styled)-", re.IGNORECASE)
+
+
+def normalise_selector(selector: str) -> str:
+    """The selector counted for a click: positional pseudo-classes (``:nth-child(3)``,
+    ``:first-child``, ...) dropped, ids and classes that look generated (3+ digits in a row, or
+    ``css-``/``sc-``/``jsx-``/``svelte-``/``emotion-``/``styled-`` prefixes) dropped, spaces
+    around ``>`` made one, at most :data:`MAX_SELECTOR` characters. The snippet already leaves
+    most of that out (clicks.ts); events from the backend API or other snippets may not."""
+    s = _POSITIONAL.sub("", selector)
+
+    def keep(m: re.Match[str]) -> str:
+        return "" if _NOISE.search(m.group(2)) else m.group(0)
+
+    parts = []
+    for part in re.split(r"\s*>\s*", s.strip()):
+        compound = _TOKEN.sub(keep, part.strip())
+        compound = " ".join(compound.split())
+        if compound:
+            parts.append(compound)
+    return " > ".join(parts)[:MAX_SELECTOR]
+
+
+def page_path(url: str) -> str:
+    """The page an event counts for: the URL's path (no query, no fragment), without a
+    trailing slash (but ``/``), at most :data:`MAX_PATH` characters."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        path = ""
+    path = path.rstrip("/") or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    return path[:MAX_PATH]
+
+
+def cell_of(x: Any, y: Any) -> str:
+    """``"<col>:<row>"`` of a position in thousandths, or "" without one."""
+    if not isinstance(x, int) or not isinstance(y, int):
+        return ""
+    col = min(GRID - 1, max(0, x) * GRID // 1000)
+    row = min(GRID - 1, max(0, y) * GRID // 1000)
+    return f"{col}:{row}"
+
+
+def day_of(now_ms: int) -> str:
+    """The UTC day of ``now_ms``, ``YYYYMMDD``."""
+    return time.strftime("%Y%m%d", time.gmtime(now_ms // 1000))
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What one event adds to a heatmap: its index in the batch (1-based, as Lua counts)."""
+
+    index: int
+    path: str
+    kind: str
+    selector: str
+    cell: str
+
+
+def hits_of(events: list[dict[str, Any]]) -> list[Hit]:
+    """The heatmap hits of a batch's events (the kinds of :data:`KINDS`)."""
+    out = []
+    for i, event in enumerate(events, start=1):
+        kind = event.get("type")
+        if kind not in KINDS:
+            continue
+        selector = normalise_selector(str(event.get("selector") or ""))
+        cell = cell_of(event.get("x"), event.get("y"))
+        out.append(Hit(i, page_path(str(event.get("url") or "")), kind, selector, cell))
+    return out
+
+
+def spec_arg(
+    k: Keys, site: str, now_ms: int, hits: list[Hit], slot: Any, renumber: bool = False
+) -> dict[str, Any]:
+    """heatmap.lua's spec for ``hits``; ``slot(key)`` gives a key's index in the script's
+    KEYS (scripts.slot_in). ``renumber``: the hits' events are the first ones in order (a
+    cluster's call after the batch, for new events only)."""
+    day = day_of(now_ms)
+    pages: dict[str, int] = {}
+    page_list: list[list[Any]] = []
+    index_key = slot(k.heatmap_pages(site, day))
+    entries = []
+    for n, m in enumerate(hits, start=1):
+        if m.path not in pages:
+            page_list.append([slot(k.heatmap(site, day, m.path)), index_key, m.path])
+            pages[m.path] = len(page_list)
+        entries.append([n if renumber else m.index, pages[m.path], m.kind, m.selector, m.cell])
+    return {"x": ttl_s(now_ms), "cs": SELECTOR_CAP, "cp": PAGE_CAP, "p": page_list, "e": entries}
+
+
+def ttl_s(now_ms: int) -> int:
+    """Seconds from ``now_ms`` until a day's counts expire: :data:`KEEP_DAYS` after the day
+    ends (a time to live, not a date: the server's clock may not be the caller's)."""
+    day_start = now_ms // DAY_MS * DAY_MS
+    return (day_start + DAY_MS * (1 + KEEP_DAYS) - now_ms) // 1000
+
+
+@dataclass
+class Heatmap:
+    """The counts of one page over some days, summed."""
+
+    path: str
+    days: list[str]
+    totals: dict[str, int] = field(default_factory=dict)  # kind -> events
+    selectors: dict[str, dict[str, int]] = field(default_factory=dict)  # selector -> kind -> n
+    cells: dict[str, dict[str, int]] = field(default_factory=dict)  # "col:row" -> kind -> n
+    over_cap: dict[str, int] = field(default_factory=dict)  # kind -> events past the cap
+
+    def add(self, fields: dict[str, str]) -> None:
+        """Add one day's hash."""
+        for name, raw in fields.items():
+            n = int(raw)
+            head, _, rest = name.partition(":")
+            if head == "n":
+                _bump(self.totals, rest, n)
+            elif head == "o":
+                _bump(self.over_cap, rest, n)
+            elif head == "s":
+                kind, _, selector = rest.partition(":")
+                _bump(self.selectors.setdefault(selector, {}), kind, n)
+            elif head == "c":
+                kind, _, cell = rest.partition(":")
+                _bump(self.cells.setdefault(cell, {}), kind, n)
+
+    def to_json(self, top: int = 100) -> dict[str, Any]:
+        ranked = sorted(self.selectors.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        return {
+            "path": self.path,
+            "days": self.days,
+            "grid": GRID,
+            "totals": self.totals,
+            "over_cap": self.over_cap,
+            "selectors": [
+                {"selector": s, "counts": c, "total": sum(c.values())} for s, c in ranked[:top]
+            ],
+            "selectors_total": len(ranked),
+            "cells": [
+                {"col": int(c.split(":")[0]), "row": int(c.split(":")[1]), "counts": counts}
+                for c, counts in sorted(self.cells.items())
+            ],
+        }
+
+
+def _bump(counts: dict[str, int], key: str, n: int) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
+def days_back(now_ms: int, days: int) -> list[str]:
+    """The last ``days`` UTC days up to today, newest first."""
+    return [day_of(now_ms - i * DAY_MS) for i in range(max(1, min(days, MAX_DAYS)))]

@@ -1,0 +1,194 @@
+"""Heatmaps are counted as batches arrive, in the call that stores them (docs/qa.md,
+"Heatmaps"): per page and day, per normalised selector and per position cell, for clicks,
+rage clicks, dead clicks and hesitation; resends count once, the caps count their overflow,
+and the counts expire. On one Redis, the embedded store and a Redis Cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cuewire import heatmaps
+from cuewire.codes import Reject
+from cuewire.facts import FactChanges
+from cuewire.heatmaps import (
+    DAY_MS,
+    KEEP_DAYS,
+    cell_of,
+    day_of,
+    days_back,
+    normalise_selector,
+    page_path,
+)
+from cuewire.origin import Origin
+from cuewire.settings import Limits, Settings
+from cuewire.store import RedisStore
+from cuewire.store.heatmaps import read_heatmap, read_pages
+from cuewire.validation import validate_batch
+from support.harness import T0, Harness
+from support.servers import WITH_CLUSTER
+
+BACKENDS = WITH_CLUSTER
+
+SITE = "test-site"
+SHOP = "http://shop.test"
+PRODUCT = f"{SHOP}/product/boots?ref=mail#top"
+
+
+def test_selectors_lose_positions_and_generated_names() -> None:
+    assert normalise_selector("div.card:nth-child(3) > button#buy") == "div.card > button#buy"
+    assert normalise_selector("ul > li:nth-of-type(2)  >  a.link:first-child") == "ul > li > a.link"
+    assert normalise_selector("#item-12345 > button.css-1x2y3z.primary") == "button.primary"
+    assert normalise_selector("div.sc-bdVaJa > span") == "div > span"
+    assert normalise_selector("#add\\:cart") == "#add\\:cart"
+    assert normalise_selector("a" * 300) == "a" * heatmaps.MAX_SELECTOR
+
+
+def test_pages_are_paths_and_cells_a_grid() -> None:
+    assert page_path(PRODUCT) == "/product/boots"
+    assert page_path(f"{SHOP}/product/boots/") == "/product/boots"
+    assert page_path(SHOP) == "/"
+    assert cell_of(0, 0) == "0:0"
+    assert cell_of(49, 51) == "0:1"
+    assert cell_of(1000, 999) == "19:19"
+    assert cell_of(None, 10) == ""
+
+
+def test_a_position_is_two_whole_thousandths_and_a_bad_one_is_rejected_alone() -> None:
+    good = ev(1, "click", selector="#buy", x=0, y=1000)
+    bad = ev(2, "rage_click", selector="#buy", count=3, x=1001, y=5)
+    valid, rejected = validate_batch([good, bad], Limits())
+    assert [i for i, _ in valid] == [0]
+    [rejection] = rejected
+    assert (rejection.index, rejection.code) == (1, Reject.INVALID_EVENT)
+    assert rejection.reason == "rage_click.x: Expected `int` <= 1000"
+
+
+async def send(store: RedisStore, origin: Origin, events: list[dict[str, Any]]) -> list[bool]:
+    ingested = await store.ingest(origin, events, [FactChanges() for _ in events], T0)
+    await store.deferred()  # a cluster counts them beside the batch
+    return ingested.fresh
+
+
+def ev(seq: int, type: str, url: str = PRODUCT, **fields: Any) -> dict[str, Any]:
+    return {"type": type, "seq": seq, "ts": T0, "url": url, **fields}
+
+
+async def a_visit(store: RedisStore, visitor: str = "v_heatmap01") -> Origin:
+    opened = await store.open_session(SITE, visitor, None, T0)
+    return Origin(SITE, visitor, opened.session, "tab1", "sid-" + visitor)
+
+
+async def test_known_clicks_give_exact_counts_per_selector_and_cell(store: RedisStore) -> None:
+    origin = await a_visit(store)
+    buy = "main > button#buy"
+    await send(
+        store,
+        origin,
+        [
+            ev(1, "click", selector=buy, x=510, y=120),
+            ev(2, "click", selector="li:nth-child(2) > button#buy", x=530, y=140),
+            ev(3, "rage_click", selector=buy, count=4, x=520, y=130),
+            ev(4, "dead_click", selector="span.price", x=100, y=980),
+            ev(5, "hesitation", selector=buy, ms=1500, x=500, y=100),
+            ev(6, "click", selector="a.home"),  # no position: its selector only
+            ev(7, "scroll", depth=50),  # not a heatmap kind
+        ],
+    )
+    # a resend of the same seqs adds nothing; another visitor's click adds one
+    await send(store, origin, [ev(1, "click", selector=buy, x=510, y=120)])
+    other = await a_visit(store, "v_heatmap02")
+    await send(store, other, [ev(1, "click", selector=buy, x=990, y=1000)])
+
+    got = await read_heatmap(store.client, store.keys, SITE, "/product/boots", [day_of(T0)])
+    assert got.totals == {"click": 4, "rage_click": 1, "dead_click": 1, "hesitation": 1}
+    assert got.selectors == {
+        buy: {"click": 2, "rage_click": 1, "hesitation": 1},
+        "li > button#buy": {"click": 1},
+        "span.price": {"dead_click": 1},
+        "a.home": {"click": 1},
+    }
+    assert got.cells == {
+        "10:2": {"click": 2, "rage_click": 1, "hesitation": 1},
+        "2:19": {"dead_click": 1},
+        "19:19": {"click": 1},
+    }
+    pages = await read_pages(store.client, store.keys, SITE, [day_of(T0)])
+    assert pages == [{"path": "/product/boots", "events": 7}]
+
+
+async def test_each_page_and_day_has_its_own_counts(store: RedisStore) -> None:
+    origin = await a_visit(store)
+    await send(
+        store,
+        origin,
+        [ev(1, "click", selector="#a"), ev(2, "click", url=f"{SHOP}/cart", selector="#b")],
+    )
+    day = day_of(T0)
+    cart = await read_heatmap(store.client, store.keys, SITE, "/cart", [day])
+    assert cart.selectors == {"#b": {"click": 1}}
+    before = await read_heatmap(store.client, store.keys, SITE, "/cart", [day_of(T0 - DAY_MS)])
+    assert before.totals == {}
+    assert days_back(T0, 3) == [day, day_of(T0 - DAY_MS), day_of(T0 - 2 * DAY_MS)]
+
+
+async def test_selectors_past_the_cap_are_counted_as_overflow(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(heatmaps, "SELECTOR_CAP", 3)
+    origin = await a_visit(store)
+    events = [ev(i, "click", selector=f"button.b{i}") for i in range(1, 6)]
+    events.append(ev(6, "click", selector="button.b1"))  # counted: already a field
+    await send(store, origin, events)
+    got = await read_heatmap(store.client, store.keys, SITE, "/product/boots", [day_of(T0)])
+    assert got.selectors == {f"button.b{i}": {"click": 1 + (i == 1)} for i in (1, 2, 3)}
+    assert got.over_cap == {"click": 2}
+    assert got.totals == {"click": 6}
+
+
+async def test_pages_past_the_cap_count_nothing_but_their_overflow(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(heatmaps, "PAGE_CAP", 2)
+    origin = await a_visit(store)
+    await send(
+        store, origin, [ev(i, "click", url=f"{SHOP}/p{i}", selector="#x") for i in range(1, 5)]
+    )
+    day = day_of(T0)
+    pages = await read_pages(store.client, store.keys, SITE, [day])
+    assert [p["path"] for p in pages] == ["/p1", "/p2"]
+    index = await store.client.hgetall(store.keys.heatmap_pages(SITE, day))
+    assert index["#o"] == "2"
+    p3 = await read_heatmap(store.client, store.keys, SITE, "/p3", [day])
+    assert p3.totals == {}
+
+
+async def test_the_counts_expire_after_the_days_kept(store: RedisStore) -> None:
+    origin = await a_visit(store)
+    await send(store, origin, [ev(1, "click", selector="#a", x=1, y=1)])
+    day = day_of(T0)
+    # until KEEP_DAYS after the end of the day (the clock's, T0)
+    ttl = (T0 // DAY_MS * DAY_MS + DAY_MS * (1 + KEEP_DAYS) - T0) // 1000
+    assert KEEP_DAYS * 86_400 < ttl <= (KEEP_DAYS + 1) * 86_400
+    for key in (
+        store.keys.heatmap(SITE, day, "/product/boots"),
+        store.keys.heatmap_pages(SITE, day),
+    ):
+        assert ttl - 5 <= await store.client.ttl(key) <= ttl
+
+
+async def test_a_pipeline_batch_counts_once_per_event(
+    store: RedisStore, settings: Settings
+) -> None:
+    """Through the pipeline (the path of a browser's batch), decided ahead or not."""
+    h = Harness(store, settings)
+    v = await h.visit(site=SITE)
+    for _ in range(3):
+        await v.send("click", PRODUCT, selector="#buy", x=10, y=10)
+    await store.deferred()
+    got = await read_heatmap(
+        store.client, store.keys, SITE, "/product/boots", [day_of(h.clock.now)]
+    )
+    assert got.selectors == {"#buy": {"click": 3}}
+    assert got.cells == {"0:0": {"click": 3}}
