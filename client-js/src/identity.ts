@@ -38,6 +38,9 @@ export interface Identity {
   setSession(id: string): void;
   /** Records activity (an event was sent) so the session stays alive. */
   touch(): void;
+  /** Drops the session id (the server's `reset`): the next connect opens a fresh session. The
+   * visitor id stays. */
+  forgetSession(): void;
 }
 
 export function createIdentity(tab: string): Identity {
@@ -71,6 +74,9 @@ export function createIdentity(tab: string): Identity {
       // Only a live session is extended (an expired one must not be revived), and storage
       // is written at most every few seconds.
       if (s && age <= SESSION_TTL_MS && age > 5000) write(s.id);
+    },
+    forgetSession() {
+      local.set(SESSION_KEY, "null");
     },
   };
 }

@@ -1,6 +1,7 @@
 /** The Socket.IO connection (docs/protocol.md): connects with the identity in `auth`, sends
  * the queue in acknowledged `events` batches, resends what was not acknowledged, and hands
- * `prompt` pushes to the renderer.
+ * `prompt` pushes to the renderer. A `reset` push (the QA view forgot the visitor) drops the
+ * session id and every unsent event, and reconnects: the tab starts afresh (`onReset`).
  *
  * Discrete events (page views, clicks, prompt feedback...) are flushed at once, the others
  * at most every 250 ms. Batches are cut by count and by encoded size (wire.ts), so the server
@@ -57,6 +58,8 @@ export interface TransportOptions {
   enabled: boolean;
   /** Called once when the server refuses the site or the visitor for good. */
   onFatal: (reason: string) => void;
+  /** Called on a `reset` push, once the queue is empty and while the socket reconnects. */
+  onReset: () => void;
 }
 
 export interface Transport {
@@ -246,6 +249,23 @@ export function createTransport(opts: TransportOptions): Transport {
   });
   socket.on("session", (info: { session?: unknown }) => {
     if (info && typeof info.session === "string") identity.setSession(info.session);
+  });
+  // The server forgot this visitor's state (docs/protocol.md, "reset"): what is queued was
+  // collected for the forgotten session and is dropped; the same visitor id connects again
+  // without a session id and so opens a fresh session, which the server answers as usual.
+  socket.on("reset", (_info: unknown, ack?: unknown) => {
+    if (typeof ack === "function") ack();
+    if (!enabled || stopped) return;
+    if (DEBUG) console.debug("[cuewire] reset by the server", _info);
+    identity.forgetSession();
+    clearTimeout(batchTimer);
+    clearTimeout(retryTimer);
+    batchTimer = retryTimer = 0;
+    queue.clear();
+    inFlight.clear();
+    socket.disconnect();
+    opts.onReset();
+    socket.connect();
   });
   socket.on("disconnect", (reason: string) => {
     if (DEBUG) console.debug("[cuewire] disconnected", reason);
