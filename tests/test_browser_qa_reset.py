@@ -105,3 +105,45 @@ async def test_a_reset_reaches_a_tab_held_by_another_process_through_its_inbox(
 
     await reset_then_force(qa, holder, page)
     assert resets_received() == 1  # the one reset crossed to B through its inbox
+
+
+async def test_the_other_tabs_of_the_session_start_afresh_too(serve: Serve, page: Page) -> None:
+    """A session records one socket (its latest tab): the tab told tells the browser's other
+    tabs of the session (localStorage), which reconnect too; nothing goes to the old session."""
+    server = serve(admin_password=PASSWORD, secret=SECRET)
+    store = server.services.store
+    await page.goto(server.url + "/guide.html")
+    old, visitor = await session_id(page), await visitor_of(page)
+    second = await page.context.new_page()  # same storage: the same visitor and session
+    await second.goto(server.url + "/guide.html")
+
+    async def old_facts() -> dict[str, str]:
+        return dict(await server.call(store.session_facts(SITE, old)))
+
+    await eventually(old_facts, lambda f: f.get("n:page_view") == "2", what="both tabs in it")
+    reset = await qa_post(server, "/qa/api/reset", {"site": SITE, "visitor": visitor})
+    assert reset.json()["tabs"] == 1  # the socket the session recorded: the second tab's
+    for tab in (page, second):
+        await eventually(lambda t=tab: t.evaluate("cuewire.stats().reconnects"), lambda n: n >= 1)
+    await page.evaluate("cuewire.track('after_reset')")  # the first tab, which was not told
+
+    async def latest() -> dict[str, str]:
+        known = await server.call(store.visitor_facts(SITE, visitor))
+        return dict(await server.call(store.session_facts(SITE, known.get("session", ""))))
+
+    async def tracked() -> int:
+        found = await qa_search(server, visitor)
+        counts = [await server.call(store.session_facts(SITE, s)) for s in found]
+        return sum(int(f.get("c:after_reset", "0")) for f in counts)
+
+    assert await eventually(tracked, lambda n: n == 1, what="the event in a fresh session") == 1
+    assert (await latest())["visitor"] == visitor
+    assert await old_facts() == {}  # nothing rebuilt the forgotten session
+
+
+async def qa_search(qa: LiveServer, visitor: str) -> list[str]:
+    """The live sessions of ``visitor`` the QA search finds."""
+    async with httpx.AsyncClient(base_url=qa.url, headers=BASIC, timeout=10) as http:
+        params = {"site": SITE, "by": "visitor", "q": visitor}
+        found = (await http.get("/qa/api/search", params=params)).json()["sessions"]
+    return [s["session"] for s in found if s["live"]]

@@ -1,7 +1,8 @@
 /** The Socket.IO connection (docs/protocol.md): connects with the identity in `auth`, sends
  * the queue in acknowledged `events` batches, resends what was not acknowledged, and hands
  * `prompt` pushes to the renderer. A `reset` push (the QA view forgot the visitor) drops the
- * session id and every unsent event, and reconnects: the tab starts afresh (`onReset`).
+ * session id and every unsent event, and reconnects: the tab starts afresh (`onReset`), and
+ * so do this browser's other tabs of the session (identity.ts, `cw_reset`).
  *
  * Discrete events (page views, clicks, prompt feedback...) are flushed at once, the others
  * at most every 250 ms. Batches are cut by count and by encoded size (wire.ts), so the server
@@ -124,6 +125,7 @@ export function createTransport(opts: TransportOptions): Transport {
   let soon = false;
   let failures = 0;
   let stableTimer = 0;
+  let current: string | null = null; // the session the server named on this connection
 
   const socket = io(opts.origin, {
     path: "/socket.io",
@@ -231,6 +233,7 @@ export function createTransport(opts: TransportOptions): Transport {
     clearTimeout(stableTimer);
     queue.clear();
     inFlight.clear();
+    unlisten();
     socket.disconnect();
     socket.off();
   }
@@ -248,16 +251,17 @@ export function createTransport(opts: TransportOptions): Transport {
     flush();
   });
   socket.on("session", (info: { session?: unknown }) => {
-    if (info && typeof info.session === "string") identity.setSession(info.session);
+    if (!info || typeof info.session !== "string") return;
+    current = info.session;
+    identity.setSession(info.session);
   });
-  // The server forgot this visitor's state (docs/protocol.md, "reset"): what is queued was
-  // collected for the forgotten session and is dropped; the same visitor id connects again
-  // without a session id and so opens a fresh session, which the server answers as usual.
-  socket.on("reset", (_info: unknown, ack?: unknown) => {
-    if (typeof ack === "function") ack();
-    if (!enabled || stopped) return;
-    if (DEBUG) console.debug("[cuewire] reset by the server", _info);
-    identity.forgetSession();
+  /** The server forgot this visitor's state (docs/protocol.md, "Reset"): what is queued was
+   * collected for the forgotten session and is dropped; the same visitor id connects again
+   * without a session id (or with the fresh one another tab already got) and so opens a fresh
+   * session, which the server answers as usual. */
+  function restart(): void {
+    if (current) identity.forgetSession(current);
+    current = null;
     clearTimeout(batchTimer);
     clearTimeout(retryTimer);
     batchTimer = retryTimer = 0;
@@ -266,6 +270,17 @@ export function createTransport(opts: TransportOptions): Transport {
     socket.disconnect();
     opts.onReset();
     socket.connect();
+  }
+  socket.on("reset", (info: unknown, ack?: unknown) => {
+    if (typeof ack === "function") ack();
+    if (!enabled || stopped) return;
+    if (DEBUG) console.debug("[cuewire] reset by the server", info);
+    // the server reaches one socket per session: this browser's other tabs of it learn here
+    if (current) identity.announceReset(current);
+    restart();
+  });
+  const unlisten = identity.onReset((session) => {
+    if (enabled && !stopped && session === current) restart();
   });
   socket.on("disconnect", (reason: string) => {
     if (DEBUG) console.debug("[cuewire] disconnected", reason);
