@@ -102,12 +102,14 @@ async def test_consent_false_removes_every_collector_listener_and_true_adds_them
     _, page = await opened(new_context, site.url + "/optin.html")
     context = page.context
     never_granted = await listeners(context, page)
-    # no consent: no collector listens, only the snippet's transport
+    # no consent: no collector listens, only the snippet's transport (storage: another tab's
+    # reset of the session, identity.ts)
     assert set(never_granted - without_snippet) == {
         "pagehide",
         "pageshow",
         "visibilitychange",
         "offline",
+        "storage",
     }
 
     await page.evaluate("cuewire.consent(true)")

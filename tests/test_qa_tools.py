@@ -193,6 +193,12 @@ async def test_reset_forgets_every_key_of_the_visitor(
 ) -> None:
     before = await keys_of(qa)
     async with Visitor(qa.url, visitor="v_reset0001") as v:
+        resets: list[Any] = []
+
+        async def on_reset(data: Any) -> None:
+            resets.append(data)
+
+        v.sio.on("reset", on_reset)
         await v.send(v.event("page_view", f"{SHOP}/product/boots"))
         await v.send(v.event("identify", f"{SHOP}/product/boots", user_id="u-reset"))
         prompt = await v.wait_prompt(4)
@@ -210,6 +216,9 @@ async def test_reset_forgets_every_key_of_the_visitor(
         )
         assert reply.status_code == 200 and reply.json()["sessions"] == [session]
         assert reply.json()["deleted"] >= 5
+        # the open tab is told to start afresh (tests/test_browser_qa_reset.py: the snippet does)
+        assert reply.json()["tabs"] == 1
+        await eventually(lambda: resets, lambda got: got == [{"code": "visitor_reset"}])
     store = qa.services.store
     await qa.call(store.deferred())
     left = await keys_of(qa) - before

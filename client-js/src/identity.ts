@@ -1,9 +1,13 @@
 /** Who is sending: a visitor id (localStorage `cw_vid`) and a session id with the time of
- * the last activity (localStorage `cw_sid`). The tab id comes from tab.ts. */
+ * the last activity (localStorage `cw_sid`). The tab id comes from tab.ts. A tab the server
+ * reset tells the browser's other tabs through localStorage `cw_reset`. */
 import { local } from "./storage";
+import { listen } from "./dom";
+import type { Remover } from "./types";
 
 const VISITOR_KEY = "cw_vid";
 const SESSION_KEY = "cw_sid";
+const RESET_KEY = "cw_reset";
 /** The server ends a session after 30 minutes without events; so does the client. */
 const SESSION_TTL_MS = 30 * 60 * 1000;
 const ID = /^[A-Za-z0-9_-]{8,64}$/;
@@ -38,6 +42,13 @@ export interface Identity {
   setSession(id: string): void;
   /** Records activity (an event was sent) so the session stays alive. */
   touch(): void;
+  /** Drops the stored session id when it is still `session` (the server's `reset`): the next
+   * connect opens a fresh session. The visitor id stays. */
+  forgetSession(session: string): void;
+  /** Tells the other tabs of this browser that `session` was reset (a `storage` event). */
+  announceReset(session: string): void;
+  /** Calls `fn` with the session another tab announced as reset. */
+  onReset(fn: (session: string) => void): Remover;
 }
 
 export function createIdentity(tab: string): Identity {
@@ -71,6 +82,24 @@ export function createIdentity(tab: string): Identity {
       // Only a live session is extended (an expired one must not be revived), and storage
       // is written at most every few seconds.
       if (s && age <= SESSION_TTL_MS && age > 5000) write(s.id);
+    },
+    forgetSession(session) {
+      const s = read();
+      if (s && s.id === session) local.set(SESSION_KEY, "null");
+    },
+    announceReset(session) {
+      local.set(RESET_KEY, JSON.stringify({ session, at: Date.now() }));
+    },
+    onReset(fn) {
+      return listen<StorageEvent>(window, "storage", (e) => {
+        if (e.key !== RESET_KEY) return;
+        try {
+          const v = JSON.parse(e.newValue || "null");
+          if (v && typeof v.session === "string") fn(v.session);
+        } catch {
+          // not ours
+        }
+      });
     },
   };
 }

@@ -108,6 +108,12 @@ function main(): void {
     dnt: doNotTrack(),
     enabled: consent.granted(),
     onFatal: teardown,
+    // the server forgot the visitor: the collectors start over as on a new page (a page_view
+    // opens the fresh session's history)
+    onReset: () => {
+      stopCollectors();
+      startCollectors();
+    },
   });
   const send = transport.send;
   const renderer = createRenderer({ report: send, hook: hooks.emit, drain: transport.drain });

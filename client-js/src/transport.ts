@@ -1,6 +1,8 @@
 /** The Socket.IO connection (docs/protocol.md): connects with the identity in `auth`, sends
  * the queue in acknowledged `events` batches, resends what was not acknowledged, and hands
- * `prompt` pushes to the renderer.
+ * `prompt` pushes to the renderer. A `reset` push (the QA view forgot the visitor) drops the
+ * session id and every unsent event, and reconnects: the tab starts afresh (`onReset`), and
+ * so do this browser's other tabs of the session (identity.ts, `cw_reset`).
  *
  * Discrete events (page views, clicks, prompt feedback...) are flushed at once, the others
  * at most every 250 ms. Batches are cut by count and by encoded size (wire.ts), so the server
@@ -57,6 +59,8 @@ export interface TransportOptions {
   enabled: boolean;
   /** Called once when the server refuses the site or the visitor for good. */
   onFatal: (reason: string) => void;
+  /** Called on a `reset` push, once the queue is empty and while the socket reconnects. */
+  onReset: () => void;
 }
 
 export interface Transport {
@@ -121,6 +125,7 @@ export function createTransport(opts: TransportOptions): Transport {
   let soon = false;
   let failures = 0;
   let stableTimer = 0;
+  let current: string | null = null; // the session the server named on this connection
 
   const socket = io(opts.origin, {
     path: "/socket.io",
@@ -228,6 +233,7 @@ export function createTransport(opts: TransportOptions): Transport {
     clearTimeout(stableTimer);
     queue.clear();
     inFlight.clear();
+    unlisten();
     socket.disconnect();
     socket.off();
   }
@@ -245,7 +251,36 @@ export function createTransport(opts: TransportOptions): Transport {
     flush();
   });
   socket.on("session", (info: { session?: unknown }) => {
-    if (info && typeof info.session === "string") identity.setSession(info.session);
+    if (!info || typeof info.session !== "string") return;
+    current = info.session;
+    identity.setSession(info.session);
+  });
+  /** The server forgot this visitor's state (docs/protocol.md, "Reset"): what is queued was
+   * collected for the forgotten session and is dropped; the same visitor id connects again
+   * without a session id (or with the fresh one another tab already got) and so opens a fresh
+   * session, which the server answers as usual. */
+  function restart(): void {
+    if (current) identity.forgetSession(current);
+    current = null;
+    clearTimeout(batchTimer);
+    clearTimeout(retryTimer);
+    batchTimer = retryTimer = 0;
+    queue.clear();
+    inFlight.clear();
+    socket.disconnect();
+    opts.onReset();
+    socket.connect();
+  }
+  socket.on("reset", (info: unknown, ack?: unknown) => {
+    if (typeof ack === "function") ack();
+    if (!enabled || stopped) return;
+    if (DEBUG) console.debug("[cuewire] reset by the server", info);
+    // the server reaches one socket per session: this browser's other tabs of it learn here
+    if (current) identity.announceReset(current);
+    restart();
+  });
+  const unlisten = identity.onReset((session) => {
+    if (enabled && !stopped && session === current) restart();
   });
   socket.on("disconnect", (reason: string) => {
     if (DEBUG) console.debug("[cuewire] disconnected", reason);

@@ -41,6 +41,7 @@ from .mail.unsubscribe import unsubscribe_routes
 from .metrics import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
+from .protocol import Push
 from .rooms import LocalManager
 from .runtime import Runtime
 from .segment_api import SegmentApi
@@ -82,6 +83,12 @@ class Services:
     export: Callable[[], Loader] | None = None  # with CUEWIRE_EXPORT_DSN (docs/export.md)
     # the durable outboxes by channel (outbox.py), made once the store is open: ``outbox_for``
     outboxes: dict[str, Outbox] = field(default_factory=dict)
+
+    async def push_to_tab(self, address: str, push: Push, confirm: bool) -> bool:
+        """Push to the socket at ``address``, on this process or through its holder's inbox
+        (a reset, say: admin/qatools.py)."""
+        emitter = self.inbox if self.inbox is not None else self.sockets
+        return await emitter.emit(address, push, confirm)
 
 
 def build_services(settings: Settings, sites: Sites, clock: Clock | None = None) -> Services:

@@ -17,6 +17,8 @@
 - :class:`QaRefusal`: why a QA tool (search, reset, force, the QA overlay's explain) refused
   a request (the ``code`` of its JSON error).
 - :class:`Undelivered`: why an outbox job (a webhook) was retried or dead-lettered.
+- :class:`Restart`: why the server told a tab to start afresh (the ``code`` of its ``reset``
+  push, docs/protocol.md).
 
 Add members; never rename or remove one.
 """
@@ -189,3 +191,9 @@ class Undelivered(StrEnum):
     REFUSED = "refused"  # another 4xx (or a 3xx) answer: the receiver will not take it
     HANDLER_FAILED = "handler_failed"  # the channel's own code raised; retried
     MALFORMED = "malformed"  # an outbox entry that is not a job (not written by Outbox.put)
+
+
+class Restart(StrEnum):
+    """Why the server told a tab to drop its session and reconnect (the ``reset`` push)."""
+
+    VISITOR_RESET = "visitor_reset"  # the QA view forgot the visitor (store/forget.py)

@@ -11,6 +11,9 @@ message (python-socketio's Redis manager published every emit to every process).
                                                                   │ local emit, tab acks
     the firing's wait ends     ◀──XADD── inbox:{sender} ◀──── ack (ok / not held)
 
+A reset (the QA view forgot the visitor: the tab starts afresh, protocol.Reset) crosses the
+same way, as a message of kind ``reset``.
+
 A prompt pushed with ``confirm`` (a deadline's, delivery.py) carries a ``ref``; the holder
 answers it in the sender's inbox, "1" when the tab acked and "0" when it does not hold the
 socket or the tab did not ack, a little before the sender stops waiting. No answer in time
@@ -45,7 +48,7 @@ from .ids import new_id
 from .keys import Keys
 from .lifecycle import Closing
 from .metrics import Metrics
-from .protocol import Prompt
+from .protocol import Prompt, Push, Reset
 from .sockets import LocalSockets, parse_address
 from .store.scripts import lua
 from .store.sentinel import is_sentinel_url, sentinel_client
@@ -128,6 +131,7 @@ class Kind(StrEnum):
 
     START = "start"  # written by the reader when it opens its inbox (creates the stream)
     PROMPT = "prompt"  # a prompt for a socket of the inbox's process
+    RESET = "reset"  # a reset (the QA view forgot the visitor) for a socket of the process
     ANSWER = "answer"  # whether the tab acked a prompt sent with a ref
 
 
@@ -159,15 +163,17 @@ class Inbox(Closing):
         self._stopping = asyncio.Event()
         self._last: str | None = None  # the id of the last message handled
 
-    async def emit(self, address: str, prompt: Prompt, confirm: bool) -> bool:
-        """Push ``prompt`` to the socket at ``address``; with ``confirm``, wait for the tab's
-        ack (at most PROMPT_ACK_TIMEOUT_S). False when it was not delivered or not acked."""
+    async def emit(self, address: str, push: Push, confirm: bool) -> bool:
+        """Push ``push`` (a prompt or a reset) to the socket at ``address``; with
+        ``confirm``, wait for the tab's ack (at most PROMPT_ACK_TIMEOUT_S). False when it was
+        not delivered or not acked."""
         sid = self._local.local_sid(address)
         if sid is not None:
-            return await self._local.push(sid, prompt, confirm, PROMPT_ACK_TIMEOUT_S)
+            return await self._local.push(sid, push, confirm, PROMPT_ACK_TIMEOUT_S)
         process, sid = parse_address(address)
-        body = msgspec.json.encode(prompt).decode()
-        message = {"k": Kind.PROMPT, "sid": sid, "prompt": body, "from": self.process}
+        body = msgspec.json.encode(push).decode()
+        kind = Kind.RESET if isinstance(push, Reset) else Kind.PROMPT
+        message = {"k": kind, "sid": sid, "prompt": body, "from": self.process}
         if not confirm:
             return await self._send(process, message)
         ref = new_id(nbytes=9)
@@ -260,7 +266,7 @@ class Inbox(Closing):
 
     def _handle(self, fields: dict[str, str]) -> None:
         kind = fields.get("k", "")
-        if kind == Kind.PROMPT:
+        if kind in (Kind.PROMPT, Kind.RESET):
             self._metrics.inbox_received.labels(kind).inc()
             self._spawn(self._deliver(fields))
         elif kind == Kind.ANSWER:
@@ -272,16 +278,19 @@ class Inbox(Closing):
             log.warning("inbox %s: message of unknown kind %r ignored", self._key, kind[:40])
 
     async def _deliver(self, fields: dict[str, str]) -> None:
-        """Emit a prompt from another process to its local socket; answer when asked."""
-        ref, sender = fields.get("ref", ""), fields.get("from", "")
+        """Emit a prompt (or a reset) from another process to its local socket; answer when
+        asked."""
+        ref, sender, kind = fields.get("ref", ""), fields.get("from", ""), fields.get("k")
+        shape: type[Push] = Reset if kind == Kind.RESET else Prompt
+        push: Push | None
         try:
-            prompt = msgspec.json.decode(fields.get("prompt", ""), type=Prompt)
+            push = msgspec.json.decode(fields.get("prompt", ""), type=shape)
         except msgspec.DecodeError:
-            log.warning("inbox %s: a prompt that does not decode was ignored", self._key)
-            prompt = None
+            log.warning("inbox %s: a %s that does not decode was ignored", self._key, kind)
+            push = None
         wait_s = PROMPT_ACK_TIMEOUT_S - ANSWER_MARGIN_S
         sid = fields.get("sid", "")
-        ok = prompt is not None and await self._local.push(sid, prompt, bool(ref), wait_s)
+        ok = push is not None and await self._local.push(sid, push, bool(ref), wait_s)
         if ref and sender:
             await self._send(sender, {"k": Kind.ANSWER, "ref": ref, "ok": "1" if ok else "0"})
 

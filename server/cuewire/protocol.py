@@ -311,6 +311,22 @@ class Prompt(msgspec.Struct, frozen=True):
     replaces: str | None = None
 
 
+class Reset(msgspec.Struct, frozen=True):
+    """The ``reset`` push (docs/protocol.md, "Reset"): the tab drops its session id and
+    reconnects, so its next events open a fresh session. ``code`` says why (codes.Restart)."""
+
+    code: str
+
+
+# What the server pushes to one tab: its event name is ``push_event``'s.
+Push = Prompt | Reset
+
+
+def push_event(push: Push) -> str:
+    """The Socket.IO event that carries ``push``."""
+    return "reset" if isinstance(push, Reset) else "prompt"
+
+
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 
 

@@ -17,7 +17,7 @@ import socketio
 
 from .delivery import PROMPT_ACK_TIMEOUT_S
 from .ids import new_id
-from .protocol import Prompt
+from .protocol import Push, push_event
 
 SEPARATOR = "@"  # never in a Socket.IO sid nor in a process id (both URL-safe base64)
 
@@ -49,7 +49,7 @@ def forget_callback(manager: Any, sid: str, callback: Any) -> None:
 
 
 class LocalSockets:
-    """Push prompts to the Socket.IO sockets this process (``process``) holds."""
+    """Push prompts (and resets) to the Socket.IO sockets this process (``process``) holds."""
 
     def __init__(self, sio: socketio.AsyncServer, process: str) -> None:
         self._sio = sio
@@ -65,33 +65,33 @@ class LocalSockets:
         process, sid = parse_address(address)
         return sid if process in ("", self.process) else None
 
-    async def emit(self, address: str, prompt: Prompt, confirm: bool) -> bool:
+    async def emit(self, address: str, push: Push, confirm: bool) -> bool:
         """The ``Emit`` of delivery.py for a single process (the embedded store): a socket
         of another process is never reached (False)."""
         sid = self.local_sid(address)
         if sid is None:
             return False
-        return await self.push(sid, prompt, confirm, PROMPT_ACK_TIMEOUT_S)
+        return await self.push(sid, push, confirm, PROMPT_ACK_TIMEOUT_S)
 
     def holds(self, sid: str) -> bool:
         return bool(sid) and bool(self._sio.manager.is_connected(sid, "/"))
 
-    async def push(self, sid: str, prompt: Prompt, confirm: bool, timeout_s: float) -> bool:
-        """Emit ``prompt`` to the local socket ``sid``. With ``confirm``, wait up to
-        ``timeout_s`` for the tab's ack. False when this process does not hold ``sid`` or,
-        with ``confirm``, when no ack came in time."""
+    async def push(self, sid: str, push: Push, confirm: bool, timeout_s: float) -> bool:
+        """Emit ``push`` (a prompt or a reset) to the local socket ``sid``. With ``confirm``,
+        wait up to ``timeout_s`` for the tab's ack. False when this process does not hold
+        ``sid`` or, with ``confirm``, when no ack came in time."""
         if not self.holds(sid):
             return False
-        data = msgspec.to_builtins(prompt)
+        event, data = push_event(push), msgspec.to_builtins(push)
         if not confirm:
-            await self._sio.emit("prompt", data, to=sid)
+            await self._sio.emit(event, data, to=sid)
             return True
         acked = asyncio.Event()
 
         def ack(*_args: Any) -> None:
             acked.set()
 
-        await self._sio.emit("prompt", data, to=sid, callback=ack)
+        await self._sio.emit(event, data, to=sid, callback=ack)
         try:
             await asyncio.wait_for(acked.wait(), timeout_s)
             return True

@@ -68,6 +68,7 @@ from ..explain import explained, read_state
 from ..goals import MEASURE_FILE
 from ..measure import measure
 from ..measures import measures_of
+from ..protocol import Push
 from ..runtime import Runtime
 from ..settings import Settings
 from ..sites import Sites
@@ -383,6 +384,8 @@ class QaServices(Protocol):
     supervisor: Supervisor
     delivery: Delivery
 
+    async def push_to_tab(self, address: str, push: Push, confirm: bool) -> bool: ...
+
 
 def mount_qa(
     services: QaServices, sites: Sites, admin: Callable[[ASGIApp], ASGIApp]
@@ -464,7 +467,7 @@ def mount_qa(
 
     return [
         *explain_routes(ctx, sites, admin),
-        *qatools_routes(ctx, services.delivery, admin),
+        *qatools_routes(ctx, services.delivery, services.push_to_tab, admin),
         *heatmap_routes(ctx, sites, admin),
         route("/qa", page),
         route("/qa/metrics", metrics_page),

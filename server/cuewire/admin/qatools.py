@@ -2,7 +2,8 @@
 force a rule to fire.
 
     GET  /qa/api/search   ?site=&by=visitor|user|url|rule|session&q=: the sessions found
-    POST /qa/api/reset    {"site", "visitor"}: forget the visitor (store/forget.py)
+    POST /qa/api/reset    {"site", "visitor"}: forget the visitor (store/forget.py), and
+                          tell its open tabs to start afresh (a ``reset`` push)
     POST /qa/api/force    {"site", "session", "rule"}: fire the rule in the session now
 
 Search reads what the store keeps of the past: the latest :data:`SCAN` entries of the site's
@@ -10,6 +11,12 @@ live stream (accepted batches: session, visitor, events with their URLs) and aud
 (firings: rule, session, visitor, URL), then each session found is looked up (its keys, while
 it lives). A user id is found through its verified link (the visitor it was last verified
 on) and through ``identify`` events still in the live stream. Older activity is not found.
+
+After a reset, each socket the visitor's sessions recorded gets a ``reset`` push (protocol.Reset,
+code ``visitor_reset``), on this process or through its holder's inbox (inbox.py): the snippet
+drops its session id and its unsent events, reconnects and opens a fresh session of the same
+visitor id, which the store now knows as new. The answer's ``tabs`` counts the sockets the
+push was handed to (not acked: a tab that closed meanwhile just does not reconnect).
 
 A forced rule goes through delivery like a firing (delivery.FORCED): its template renders
 and is pushed to the session's tab, which must ack it, and the audit says ``forced``; it
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -35,9 +42,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from ..codes import QaRefusal
+from ..codes import QaRefusal, Restart
 from ..delivery import FORCED, Delivery
 from ..origin import Origin
+from ..protocol import Push, Reset
 from ..rules.engine import Candidate
 from ..store.forget import forget_visitor
 from .explain_view import refusal
@@ -47,6 +55,8 @@ SCAN = 10_000  # entries of each stream searched
 RESULTS = 50  # sessions answered, latest activity first
 SEARCH_BY = ("visitor", "user", "url", "rule", "session")
 TOKEN_HEADER = "x-cuewire-token"
+# push(address, what, confirm): sockets.LocalSockets.emit or inbox.Inbox.emit
+PushTo = Callable[[str, Push, bool], Awaitable[bool]]
 
 
 def csrf_ok(ctx: QaContext, request: Request) -> bool:
@@ -114,9 +124,9 @@ async def search(ctx: QaContext, site: str, by: str, query: str) -> list[dict[st
 
 
 def qatools_routes(
-    ctx: QaContext, delivery: Delivery, admin: Callable[[ASGIApp], ASGIApp]
+    ctx: QaContext, delivery: Delivery, push: PushTo, admin: Callable[[ASGIApp], ASGIApp]
 ) -> list[Route]:
-    """The routes above, each wrapped in ``admin``."""
+    """The routes above, each wrapped in ``admin``; ``push`` reaches a tab's socket."""
 
     async def search_api(request: Request) -> Response:
         q = request.query_params
@@ -159,9 +169,18 @@ def qatools_routes(
             return body
         site, visitor = body["site"], body["visitor"]
         sessions = {s["session"] for s in await search(ctx, site, "visitor", visitor)}
-        deleted = await forget_visitor(ctx.store, site, visitor, sessions)
+        forgotten = await forget_visitor(ctx.store, site, visitor, sessions)
+        # after the keys are gone, so that the fresh sessions the tabs open are not deleted
+        reset = Reset(Restart.VISITOR_RESET)
+        told = await asyncio.gather(*(push(a, reset, False) for a in forgotten.sockets))
         return JSONResponse(
-            {"site": site, "visitor": visitor, "sessions": sorted(sessions), "deleted": deleted},
+            {
+                "site": site,
+                "visitor": visitor,
+                "sessions": sorted(sessions),
+                "deleted": forgotten.deleted,
+                "tabs": sum(told),
+            },
             headers=NO_STORE,
         )
 

@@ -10,6 +10,10 @@ names, every tab's seen and pending seq sets (found with SCAN ... MATCH on the s
 on a cluster every node is asked) and, on a cluster, the session's visitor lookup. Pending
 deadlines leave the deadline set first, so none fires for a forgotten session.
 
+The sessions' socket records (their ``sid`` facts, sockets.py) are read before the keys go and
+answered: the caller tells those tabs to start afresh (admin/qatools.py), else a tab still open
+would go on sending under the forgotten session.
+
 Not forgotten: the audit and live streams (history, capped by length), the site's day
 counters (what was counted stays counted), and sessions of the
 visitor the caller does not name (their keys expire with the session's time to live).
@@ -20,6 +24,7 @@ several slots is split per slot by the client).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .. import fields
 from .base import Cancel, Timer
@@ -34,9 +39,17 @@ def _literal(text: str) -> str:
     return _GLOB.sub(r"\\\1", text)
 
 
-async def forget_visitor(store: RedisStore, site: str, visitor: str, sessions: set[str]) -> int:
+@dataclass(frozen=True)
+class Forgotten:
+    deleted: int  # keys deleted
+    sockets: list[str]  # the socket addresses the forgotten sessions recorded (their tabs)
+
+
+async def forget_visitor(
+    store: RedisStore, site: str, visitor: str, sessions: set[str]
+) -> Forgotten:
     """Delete the visitor's keys and those of ``sessions`` (theirs only: a session whose hash
-    names another visitor is left alone); the number of keys deleted."""
+    names another visitor is left alone)."""
     k, r = store.keys, store.client
     visitor_facts = await store.visitor_facts(site, visitor)
     if visitor_facts.get("session"):
@@ -50,10 +63,13 @@ async def forget_visitor(store: RedisStore, site: str, visitor: str, sessions: s
     if user and await store.visitor_of_user(site, user) == visitor:
         doomed.append(k.user(site, user))
     cancels = []
+    sockets = []
     for session in sorted(sessions):
         facts = await store.session_facts(site, session, visitor)
         if facts.get("visitor", visitor) != visitor:
             continue
+        if facts.get("sid"):
+            sockets.append(facts["sid"])
         cancels += [
             Cancel(Timer(site, session, visitor, name.removeprefix(fields.TIMER), token))
             for name, token in facts.items()
@@ -79,4 +95,4 @@ async def forget_visitor(store: RedisStore, site: str, visitor: str, sessions: s
     await store.apply(list(cancels))
     await store.deferred()
     async with guard("forget a visitor"):
-        return int(await r.delete(*doomed))
+        return Forgotten(int(await r.delete(*doomed)), sockets)

@@ -119,9 +119,10 @@ export function createTools({ el, pill, state, watch, clock }) {
 
   async function reset() {
     const visitor = state.snapshot && state.snapshot.facts && state.snapshot.facts.visitor;
-    if (!visitor || !confirm(`Forget every key of visitor ${visitor}? Its tabs should reload afterwards.`)) return;
+    if (!visitor || !confirm(`Forget every key of visitor ${visitor}? Its open tabs start afresh as a new visitor.`)) return;
     const { ok, data } = await post("/qa/api/reset", { site: state.site, visitor });
-    say(ok ? `reset ${visitor}: ${data.deleted} keys of ${data.sessions.length} session(s) deleted` :
+    say(ok ? `reset ${visitor}: ${data.deleted} keys of ${data.sessions.length} session(s) deleted, ` +
+      `${data.tabs} open tab(s) told to start afresh` :
       `reset refused: ${data.code} (${data.reason})`, !ok);
   }
 
