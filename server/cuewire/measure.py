@@ -78,7 +78,8 @@ CSV_COLUMNS = (
 @dataclass(frozen=True)
 class Comparison:
     """``variant`` against ``against``: the difference of their conversion rates, its 95 %
-    interval (Wald), and the two-sided p-value of the pooled two-proportion z-test."""
+    interval (Newcombe's hybrid score, stats.py), and the two-sided p-value of the pooled
+    two-proportion z-test."""
 
     rule: str
     variant: str

@@ -1,4 +1,5 @@
-"""Proportions: Wilson intervals and the two-proportion z-test (measurement, docs/qa.md)."""
+"""Proportions: Wilson intervals, Newcombe's interval of a difference and the two-proportion
+z-test (measurement, docs/qa.md)."""
 
 from __future__ import annotations
 
@@ -19,18 +20,18 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def two_proportion(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float, float, float, float]:
-    """(difference, ci_low, ci_high, z, p_value) of x1/n1 - x2/n2."""
+    """(difference, ci_low, ci_high, z, p_value) of x1/n1 - x2/n2: the interval is
+    :func:`difference_interval`'s, the p-value the two-sided pooled two-proportion z-test's."""
     if n1 == 0 or n2 == 0:
         return 0.0, -1.0, 1.0, 0.0, 1.0
-    p1, p2 = x1 / n1, x2 / n2
-    diff = p1 - p2
-    half = Z95 * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    diff = x1 / n1 - x2 / n2
+    low, high = difference_interval(x1, n1, x2, n2)
     pooled = (x1 + x2) / (n1 + n2)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     if se == 0:
-        return diff, diff - half, diff + half, 0.0, 1.0
+        return diff, low, high, 0.0, 1.0
     z = diff / se
-    return diff, diff - half, diff + half, z, math.erfc(abs(z) / math.sqrt(2))
+    return diff, low, high, z, math.erfc(abs(z) / math.sqrt(2))
 
 
 def difference_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tuple[float, float]:

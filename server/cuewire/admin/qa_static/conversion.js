@@ -103,11 +103,10 @@ function differences(series) {
   const colour = colourOf(series);
   const names = [...series.days, "window"];
   const all = series.differences.flatMap((d) => [...d.points, d.window].filter((p) => p && p.ci).flatMap((p) => p.ci));
-  const reach = Math.max(0.05, ...all.map(Math.abs));
-  const by = step(2 * reach);
-  const lim = Math.ceil(reach / by) * by;
+  const by = step(Math.max(0.1, Math.max(0, ...all) - Math.min(0, ...all)));
+  const lo = Math.floor(Math.min(0, ...all) / by) * by, hi = Math.ceil(Math.max(0, ...all) / by) * by;
   const height = 200;
-  const { g, x, y, slot } = frame(height, names.length, names, -lim, lim, (v) => `${v > 0 ? "+" : v < 0 ? "−" : ""}${Math.round(Math.abs(100 * v))}`);
+  const { g, x, y, slot } = frame(height, names.length, names, lo, hi || by, (v) => `${v > 0 ? "+" : v < 0 ? "−" : ""}${Math.round(Math.abs(100 * v))}`);
   const chart = svg("svg", { class: "conversion-chart differences", role: "img", viewBox: `0 0 ${W} ${height}`, width: W, height });
   chart.append(g);
   chart.append(svg("line", { class: "window-sep", x1: x(names.length - 1) - slot / 2, x2: x(names.length - 1) - slot / 2, y1: TOP, y2: height - BOTTOM }));
