@@ -76,3 +76,10 @@ async def test_the_metrics_page_draws_each_days_rate_with_its_interval(
     )
     await expect(section.locator(".conversion .legend")).to_contain_text("holdout")
     await section.screenshot(path=shot("qa-conversion.png", tmp_path))
+
+    # the window shows in the date fields; a later start redraws from that day on
+    await expect(page.locator("#from")).to_have_value("2026-11-24")
+    await expect(page.locator("#to")).to_have_value("2026-11-30")
+    await page.locator("#from").fill("2026-11-27")
+    await expect(rates.locator("g.point")).to_have_count(len(CONVERTS) * 3)  # 27th to 29th
+    assert "from=2026-11-27" in page.url

@@ -76,6 +76,7 @@ async function load() {
   const report = await response.json();
   $("site").replaceChildren(...report.sites.map((s) => el("option", { value: s, selected: s === report.site }, s)));
   $("goals-file").textContent = report.goals_file;
+  if (report.window) [$("from").value, $("to").value] = [report.window.from, report.window.to];
   $("read").textContent = report.window
     ? `counted ${report.window.from} to ${report.window.to} (UTC days)`
     : `${report.read.audit_records} audit records, ${report.read.batches} batches read`;
@@ -90,10 +91,13 @@ async function load() {
   $("status").className = "status ok";
 }
 
-$("site").addEventListener("change", (event) => {
-  params.set("site", event.target.value);
-  history.replaceState(null, "", `?${params}`);
-  load();
-});
+for (const name of ["site", "from", "to"]) {
+  $(name).addEventListener("change", (event) => {
+    if (event.target.value) params.set(name, event.target.value);
+    else params.delete(name);
+    history.replaceState(null, "", `?${params}`);
+    load();
+  });
+}
 $("refresh").addEventListener("click", load);
 load();
