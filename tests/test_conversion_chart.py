@@ -139,3 +139,33 @@ def newcombe_long(shop: Experiment, day: str | None = None) -> tuple[float, floa
     (l1, u1), (l2, u2) = score_bounds(x1, n1), score_bounds(x2, n2)
     d = x1 / n1 - x2 / n2
     return d - math.hypot(x1 / n1 - l1, u2 - x2 / n2), d + math.hypot(u1 - x1 / n1, x2 / n2 - l2)
+
+
+async def test_a_conversion_after_midnight_counts_on_its_day_and_a_days_rate_stays_within_one(
+    store: RedisStore,
+) -> None:
+    """Exposed at 23:58, bought at 00:03: the conversion counts on the next day, whose one
+    new visitor also buys: 2 conversions over 1 visitor, drawn as 1/1 (the counts as counted)."""
+    shop = Experiment(store, SITE, RULE)
+    midnight = START + DAY_MS
+    await shop.visitor("v-late", "a", midnight - 2 * 60_000, buys=True)
+    await shop.visitor("v-early", "a", midnight + 3_600_000, buys=True)
+    first, second = day_of(START), day_of(midnight)
+    report = (await measure(store, SITE, Goals(), midnight, first, second)).to_json()
+    [arm] = report["rules"][0]["series"]["arms"]
+    assert arm["points"][0] == {
+        "day": first,
+        "visitors": 1,
+        "converted": 0,
+        "rate": 0.0,
+        "ci": list(wilson(0, 1)),
+    }
+    assert arm["points"][1] == {
+        "day": second,
+        "visitors": 1,
+        "converted": 2,
+        "rate": 1.0,
+        "ci": list(wilson(1, 1)),
+    }
+    assert arm["window"] == {"visitors": 2, "converted": 2, "rate": 1.0, "ci": list(wilson(2, 2))}
+    assert report["rules"][0]["series"]["differences"] == []  # nothing to compare with
