@@ -153,19 +153,10 @@ async def test_a_conversion_after_midnight_counts_on_its_day_and_a_days_rate_sta
     first, second = day_of(START), day_of(midnight)
     report = (await measure(store, SITE, Goals(), midnight, first, second)).to_json()
     [arm] = report["rules"][0]["series"]["arms"]
-    assert arm["points"][0] == {
-        "day": first,
-        "visitors": 1,
-        "converted": 0,
-        "rate": 0.0,
-        "ci": list(wilson(0, 1)),
-    }
-    assert arm["points"][1] == {
-        "day": second,
-        "visitors": 1,
-        "converted": 2,
-        "rate": 1.0,
-        "ci": list(wilson(1, 1)),
-    }
+    drawn = [(first, 1, 0, 0.0, (0, 1)), (second, 1, 2, 1.0, (1, 1))]  # ci: wilson(x, n)
+    assert arm["points"] == [
+        {"day": d, "visitors": n, "converted": x, "rate": r, "ci": list(wilson(*ci))}
+        for d, n, x, r, ci in drawn
+    ]
     assert arm["window"] == {"visitors": 2, "converted": 2, "rate": 1.0, "ci": list(wilson(2, 2))}
     assert report["rules"][0]["series"]["differences"] == []  # nothing to compare with
