@@ -38,6 +38,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from .codes import Outcome
+from .conversion_series import DAILY, Series
 from .counters import FUNNEL, SUPPRESSED, day_of, days_between
 from .experiments import HOLDOUT, variant_for
 from .goals import Goal, Goals
@@ -77,7 +78,8 @@ CSV_COLUMNS = (
 @dataclass(frozen=True)
 class Comparison:
     """``variant`` against ``against``: the difference of their conversion rates, its 95 %
-    interval (Wald), and the two-sided p-value of the pooled two-proportion z-test."""
+    interval (Newcombe's hybrid score, stats.py), and the two-sided p-value of the pooled
+    two-proportion z-test."""
 
     rule: str
     variant: str
@@ -163,6 +165,7 @@ class RuleReport:
     goal: Goal
     variants: dict[str, VariantRow] = field(default_factory=dict)
     suppressed_by: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    series: Series = field(default_factory=Series)  # per UTC day (counters only)
 
     def row(self, variant: str) -> VariantRow:
         if variant not in self.variants:
@@ -238,6 +241,9 @@ class Report:
             "rules": [self.rules[k].to_json() for k in sorted(self.rules)],
         }
         if self.days is not None:
+            window = days_between(*self.days)
+            for rule in body["rules"]:
+                rule["series"] = self.rules[rule["rule"]].series.to_json(window)
             body["source"] = "counters"
             body["window"] = {"from": self.days[0], "to": self.days[1], "timezone": "UTC"}
             body["recent"] = {
@@ -402,6 +408,8 @@ def from_counters(
                 row.suppressed += count
                 rule.suppressed_by[kind.removeprefix(SUPPRESSED)] += count
             elif kind in COUNTED:
+                if kind in DAILY:
+                    rule.series.add(variant, day, kind, count)
                 setattr(row, COUNTED[kind], getattr(row, COUNTED[kind]) + count)
     return report
 

@@ -1,4 +1,7 @@
-/* /qa/metrics: the measurement report (metrics.json) as tables and CSS bar charts. */
+/* /qa/metrics: the measurement report (metrics.json) as tables and CSS bar charts, and
+   conversion over time as SVG (conversion.js). */
+import { conversionOverTime, label, pct, pts } from "./conversion.js";
+
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
@@ -16,9 +19,6 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const pct = (x) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)} %`);
-const pts = (x) => `${x >= 0 ? "+" : "−"}${Math.abs(100 * x).toFixed(1)} pts`;
-const label = (v) => (v === null ? "prompt" : v);
 
 function bars(rule) {
   const rows = rule.variants.filter((v) => v.exposed > 0);
@@ -76,6 +76,7 @@ async function load() {
   const report = await response.json();
   $("site").replaceChildren(...report.sites.map((s) => el("option", { value: s, selected: s === report.site }, s)));
   $("goals-file").textContent = report.goals_file;
+  if (report.window) [$("from").value, $("to").value] = [report.window.from, report.window.to];
   $("read").textContent = report.window
     ? `counted ${report.window.from} to ${report.window.to} (UTC days)`
     : `${report.read.audit_records} audit records, ${report.read.batches} batches read`;
@@ -84,16 +85,19 @@ async function load() {
     return el("section", { class: "panel", "data-rule": rule.rule, "aria-label": rule.rule },
       el("h2", {}, rule.rule),
       el("p", { class: "goal" }, `Goal: ${goal.type}${goal.name ? ` ${goal.name}` : ""} within ${rule.goal.window_s / 60} min of the visitor's last exposure, once per visitor`),
-      bars(rule), table(rule), comparisons(rule), suppressed(rule));
+      bars(rule), conversionOverTime(rule), table(rule), comparisons(rule), suppressed(rule));
   }) : [el("section", { class: "panel" }, el("p", {}, "No rule has fired on this site yet."))]));
   $("status").textContent = `as of ${new Date(report.generated_at).toLocaleTimeString()}`;
   $("status").className = "status ok";
 }
 
-$("site").addEventListener("change", (event) => {
-  params.set("site", event.target.value);
-  history.replaceState(null, "", `?${params}`);
-  load();
-});
+for (const name of ["site", "from", "to"]) {
+  $(name).addEventListener("change", (event) => {
+    if (event.target.value) params.set(name, event.target.value);
+    else params.delete(name);
+    history.replaceState(null, "", `?${params}`);
+    load();
+  });
+}
 $("refresh").addEventListener("click", load);
 load();
