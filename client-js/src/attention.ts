@@ -79,7 +79,13 @@ export function startAttention(send: Send): Collector & { activeMs(): number } {
   clock.visible(Date.now(), document.visibilityState !== "hidden");
   const timer = window.setInterval(() => beat(), BEAT_MS);
   return {
-    activeMs: () => clock.at(Date.now()),
+    // The visibility collector may hear of a change before this one does: the clock takes
+    // the page's state as it is now, so a report made on hiding counts no time after it.
+    activeMs: () => {
+      const now = Date.now();
+      clock.visible(now, document.visibilityState !== "hidden");
+      return clock.at(now);
+    },
     stop() {
       clearInterval(timer);
       removeAll(removers);

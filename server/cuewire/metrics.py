@@ -85,7 +85,8 @@ class Metrics:
         self.outbox = Counter(
             "cuewire_outbox_jobs_total",
             "Durable outbox jobs (outbox.py) by channel and step: put, done, retry, dead, "
-            "reclaimed (taken over from a consumer whose lease ran out), revived",
+            "reclaimed (taken over from a consumer whose lease ran out), revived, store_error "
+            "(the store could not be read or a verdict settled: the loop waits and goes on)",
             ["channel", "step"],
             registry=r,
         )

@@ -52,6 +52,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from .codes import Undelivered
+from .errors import StoreError
 from .ids import new_id
 from .keys import Keys
 from .metrics import Metrics
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 GROUP = "workers"
 HANDLER_FAILED = Undelivered.HANDLER_FAILED  # the handler raised: retried with this code
 PARTS = ("stream", "due", "dead", "counts")
+OUTAGE_PAUSE_S = 2.0  # the longest wait between reads while the store is unreachable
 
 
 @dataclass(frozen=True)
@@ -197,22 +199,36 @@ class Outbox:
         """Do the channel's jobs until :meth:`stop`: move due retries back, take over jobs
         whose lease ran out, read new ones and run ``handler`` on up to ``batch`` of them at
         a time, each settled as it ends (a slow receiver holds up only its own slot). A store
-        failure raises (the supervisor restarts the loop; jobs in hand stay pending and are
-        taken over after their lease). After :meth:`stop`, the jobs in hand finish."""
+        outage does not end the loop: it waits (up to ``OUTAGE_PAUSE_S`` between tries) and
+        goes on; a job whose settle failed stays pending and is taken over after its lease.
+        After :meth:`stop`, the jobs in hand finish."""
         self._stopping.clear()
         working: set[asyncio.Task[Verdict]] = set()
         stopping = asyncio.create_task(self._stopping.wait())
+        wait_s = self.poll_s
         try:
             while not self._stopping.is_set():
                 room = self.batch - len(working)
-                jobs = await self.take(room) if room > 0 else []
+                try:
+                    jobs = await self.take(room) if room > 0 else []
+                    wait_s = self.poll_s
+                except StoreError as exc:
+                    self._count("store_error")
+                    log.warning("the %s outbox cannot read the store: %s", self.channel, exc)
+                    jobs, wait_s = [], min(OUTAGE_PAUSE_S, wait_s * 2)
                 working |= {asyncio.create_task(self.do(job, handler)) for job in jobs}
                 done, _ = await asyncio.wait(
-                    {*working, stopping}, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED
+                    {*working, stopping}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done - {stopping}:
                     working.discard(task)
-                    task.result()  # a store failure while settling: the loop crashes
+                    if isinstance(task.exception(), StoreError):  # settle failed: lease runs out
+                        self._count("store_error")
+                        log.warning(
+                            "the %s outbox cannot settle a job: %s", self.channel, task.exception()
+                        )
+                    else:
+                        task.result()
             if working:
                 await asyncio.gather(*working)
         finally:
