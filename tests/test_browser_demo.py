@@ -17,12 +17,11 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from playwright.async_api import Page, expect
 
 from cuewire.sites import Site, Sites
 from support.browser import BROWSER_TEST, NewContext, Serve, prompt_host
-from support.harness import write
+from support.demo_rules import demo_rules_with_window
 from support.paths import ROOT
 from support.servers import LiveServer
 from support.waiting import eventually
@@ -33,22 +32,6 @@ pytestmark = BROWSER_TEST
 DEMO_RULES = ROOT / "rules" / "demo"
 HESITATION = "hesitation-product"
 SCREENSHOT = ROOT / "docs" / "img" / "demo-hesitation.png"
-
-
-def demo_rules(folder: Path) -> Path:
-    """A copy of the demo shop's rules whose hesitation window is 2 s."""
-    changed = 0
-    for path in sorted(DEMO_RULES.glob("*.yaml")):
-        text = path.read_text(encoding="utf-8")
-        config = yaml.safe_load(text)
-        for rule in config.get("rules", []):
-            if rule["id"] == HESITATION:
-                rule["trigger"]["absence"]["within"] = "2s"
-                text = yaml.safe_dump(config, sort_keys=False)
-                changed += 1
-        write(folder / path.name, text)
-    assert changed == 1, f"no rule {HESITATION} in {DEMO_RULES}: update this test"
-    return folder
 
 
 def intersects(a: dict[str, float], b: dict[str, float]) -> bool:
@@ -63,7 +46,7 @@ async def test_hesitating_on_a_product_opens_the_chat_prompt(
 ) -> None:
     server = serve(
         pages=ROOT / "demo-site",
-        rules_dir=demo_rules(tmp_path / "rules"),
+        rules_dir=demo_rules_with_window(tmp_path / "rules", HESITATION),
         templates_dir=ROOT / "templates",
         sites=lambda origin: Sites({"demo": Site(origins=[origin])}),
     )

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 from playwright.async_api import expect
 
 from cuewire.sites import Site, Sites
 from support.browser import BROWSER_TEST, NewContext, Serve
-from support.harness import write
+from support.demo_rules import demo_rules_with_window
 from support.paths import ROOT
 from support.waiting import eventually
 
@@ -24,25 +23,12 @@ pytestmark = BROWSER_TEST
 RULE = "checkout-left-email"
 
 
-def demo_rules(folder: Path) -> Path:
-    """A copy of the demo shop's rules whose checkout-left-email waits 2 s."""
-    for path in sorted((ROOT / "rules" / "demo").glob("*.yaml")):
-        text = path.read_text(encoding="utf-8")
-        config = yaml.safe_load(text)
-        for rule in config.get("rules", []):
-            if rule["id"] == RULE:
-                rule["trigger"]["absence"]["within"] = "2s"
-                text = yaml.safe_dump(config, sort_keys=False)
-        write(folder / path.name, text)
-    return folder
-
-
 async def test_a_shopper_who_left_the_checkout_gets_the_reminder_in_the_demo_mailbox(
     serve: Serve, new_context: NewContext, tmp_path: Path
 ) -> None:
     server = serve(
         pages=ROOT / "demo-site",
-        rules_dir=demo_rules(tmp_path / "rules"),
+        rules_dir=demo_rules_with_window(tmp_path / "rules", RULE),
         templates_dir=ROOT / "templates",
         sites=lambda origin: Sites({"demo": Site(origins=[origin])}),
         demo_mail_sink=True,

@@ -361,6 +361,13 @@ async def test_a_store_outage_does_not_crash_the_feed(
                 assert time.monotonic() < deadline, "the feed did not notice the outage"
                 await asyncio.sleep(0.05)
             redis_server.start()
+            async with httpx.AsyncClient(timeout=5) as client:  # a tab connects once it can
+                await eventually(
+                    lambda: client.get(server.url + "/healthz"),
+                    lambda answer: answer.status_code == 200,
+                    timeout=20,
+                    what="the store reachable again",
+                )
 
             async with Visitor(server.url, visitor="v_afteroutage") as v:
                 assert v.info is not None
