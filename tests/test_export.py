@@ -408,7 +408,13 @@ async def test_cuewire_serve_exports_from_its_embedded_store(
         store = server.services.store
         want = await server.call(expected(store))
         assert want["decisions"]  # exit-product fired once, then was held by its caps
-        await eventually(lambda: tables(pg_dsn), lambda t: t["events"] == want["events"])
+        # the export task makes its tables when it starts: not yet there is "not yet"
+        await eventually(
+            lambda: tables(pg_dsn),
+            lambda t: t["events"] == want["events"],
+            ignoring=(asyncpg.UndefinedTableError,),
+            what="every event exported",
+        )
         got = await tables(pg_dsn)
         assert got["decisions"] == want["decisions"]
         async with httpx.AsyncClient() as client:
