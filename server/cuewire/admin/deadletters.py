@@ -23,9 +23,9 @@ from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
 from ..outbox import Outbox
+from .pages import NO_STORE
 
 STATIC = Path(__file__).parent / "qa_static"
-NO_STORE = {"Cache-Control": "no-store"}
 MAX_COUNT = 500
 
 

@@ -29,7 +29,8 @@ from starlette.types import ASGIApp
 from ..codes import QaRefusal
 from ..explain import explain_session
 from ..sites import Sites
-from .qa import NO_STORE, QaContext, admin_route, issue_token, token_ok
+from .pages import NO_STORE
+from .qa import QaContext, admin_route, issue_token, token_ok
 
 OVERLAY_TTL_MS = 30 * 60_000
 OVERLAY_FILE = "cw-qa.js"

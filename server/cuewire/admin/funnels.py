@@ -22,8 +22,8 @@ from ..measure import period
 from ..measures import measures_of
 from ..runtime import Runtime
 from ..store.base import Store
+from .pages import NO_STORE, pick_site
 
-NO_STORE = {"Cache-Control": "no-store"}
 COLOURS = ("#8a94a6", "#2f6fde", "#1f9d6b", "#c2562b", "#8e44ad", "#b7950b")
 BAR_W, GAP, STEP_GAP, HEIGHT, TOP, BOTTOM, LEFT = 34, 4, 24, 220, 24, 46, 8
 MIN_GROUP = 150  # room under a step's bars for its name
@@ -39,14 +39,8 @@ def funnel_routes(
     """``/qa/funnels`` and ``/qa/funnels.json``, each wrapped in ``admin`` (AdminAuth)."""
     known = sorted(sites)
 
-    def site_of(request: Request) -> str:
-        wanted = request.query_params.get("site", "")
-        if wanted in known:
-            return wanted
-        return "demo" if "demo" in known or not known else known[0]
-
     async def read(request: Request) -> tuple[str, list[FunnelReport]]:
-        site = site_of(request)
+        site = pick_site(known, request.query_params.get("site"))
         query = request.query_params
         first, last = period(clock.now_ms(), query.get("from") or None, query.get("to") or None)
         funnels = measures_of(runtime.engine().rules).funnels

@@ -25,7 +25,8 @@ from ..heatmaps import MAX_DAYS, days_back, page_path
 from ..sites import Sites
 from ..store.heatmaps import read_heatmap, read_pages
 from .explain_view import refusal
-from .qa import NO_STORE, STATIC, QaContext, admin_route
+from .pages import NO_STORE
+from .qa import STATIC, QaContext, admin_route
 
 
 def page_url(sites: Sites, site: str, path: str) -> str | None:

@@ -75,6 +75,7 @@ from ..sites import Sites
 from ..store import RedisStore
 from ..supervise import Supervised, Supervisor
 from .auth import AdminAuth
+from .pages import NO_STORE, pick_site
 from .segments_view import segment_routes
 from .shadow_report import shadow_json
 
@@ -201,9 +202,7 @@ class QaContext:
         return admin_subject(self.auth.user, self.auth.password or "")
 
     def site(self, wanted: object) -> str:
-        if isinstance(wanted, str) and wanted in self.sites:
-            return wanted
-        return "demo" if "demo" in self.sites or not self.sites else self.sites[0]
+        return pick_site(self.sites, wanted)
 
 
 async def snapshot(ctx: QaContext, site: str, session: str) -> dict[str, Any]:
@@ -410,10 +409,10 @@ def mount_qa(
     services.sio.register_namespace(AdminNamespace(ctx))
 
     async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "qa.html", headers={"Cache-Control": "no-store"})
+        return FileResponse(STATIC / "qa.html", headers=NO_STORE)
 
     async def metrics_page(request: Request) -> Response:
-        return FileResponse(STATIC / "metrics.html", headers={"Cache-Control": "no-store"})
+        return FileResponse(STATIC / "metrics.html", headers=NO_STORE)
 
     async def token(request: Request) -> Response:
         value = issue_token(ctx.token_key, ctx.subject, clock.now_ms())
@@ -489,6 +488,3 @@ def admin_route(
 ) -> Route:
     """``endpoint`` at ``path``, behind ``admin`` (app.py's AdminAuth)."""
     return Route(path, admin(request_response(endpoint)), methods=methods)
-
-
-NO_STORE = {"Cache-Control": "no-store"}

@@ -49,7 +49,8 @@ from ..protocol import Push, Reset
 from ..rules.engine import Candidate
 from ..store.forget import forget_visitor
 from .explain_view import refusal
-from .qa import NO_STORE, QaContext, admin_route, same_origin, token_ok
+from .pages import NO_STORE
+from .qa import QaContext, admin_route, same_origin, token_ok
 
 SCAN = 10_000  # entries of each stream searched
 RESULTS = 50  # sessions answered, latest activity first

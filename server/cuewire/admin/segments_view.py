@@ -20,8 +20,7 @@ from starlette.routing import Route
 from ..learn.features import NAMES
 from ..learn.models import Models
 from ..runtime import Runtime
-
-NO_STORE = {"Cache-Control": "no-store"}
+from .pages import NO_STORE
 
 
 def describe(models: Models) -> dict[str, Any]:

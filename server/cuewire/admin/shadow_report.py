@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from ..codes import Outcome
 from ..runtime import Runtime
 from ..store.base import Store
+from .pages import NO_STORE
 
 COLUMNS = (
     Outcome.SHADOW_FIRED,
@@ -104,6 +105,6 @@ def shadow_json(ctx: ReportContext) -> Callable[[Request], Awaitable[Response]]:
             return PlainTextResponse("since: give epoch milliseconds", status_code=400)
         records = await ctx.store.read_audit(site, MAX_RECORDS)
         body = compare(records, int(since) if since else None, modes_of(ctx.runtime))
-        return JSONResponse({"site": site, **body}, headers={"Cache-Control": "no-store"})
+        return JSONResponse({"site": site, **body}, headers=NO_STORE)
 
     return endpoint
