@@ -177,7 +177,8 @@ async def test_a_frozen_primary_fails_calls_at_their_deadline_and_gets_no_write_
 
         stop = asyncio.Event()
         writers = [asyncio.create_task(writer(i, stop)) for i in range(10)]
-        await asyncio.sleep(0.5)
+        # writing before the freeze (on a loaded machine the first writes take a while)
+        await eventually(lambda: len(acked) >= 20, timeout=15, what="writes before the freeze")
         assert deployment.primary.proc is not None
         deployment.primary.proc.send_signal(signal.SIGSTOP)
         frozen = len(acked)  # acked before the freeze: a few in flight may land after this
