@@ -70,14 +70,17 @@ async def touch_page(new_context: NewContext) -> tuple[BrowserContext, Page]:
 
 async def swipe(context: BrowserContext, page: Page, y0: int, y1: int, seconds: float) -> None:
     """A real finger dragged from y0 to y1 in about ``seconds`` and lifted (the page flings
-    on as a phone's would): y1 < y0 scrolls down the page, y1 > y0 back up."""
+    on as a phone's would): y1 < y0 scrolls down the page, y1 > y0 back up.
+
+    Each move is a round trip to Chromium; a flick takes three, so that a loaded machine
+    slowing each one down still leaves the finger fast."""
     cdp = await context.new_cdp_session(page)
 
     async def touch(kind: str, y: float | None = None) -> None:
         points = [] if y is None else [{"x": 200, "y": y}]
         await cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
 
-    steps = 10
+    steps = 3 if seconds < 0.1 else 10
     await touch("touchStart", y0)
     for i in range(1, steps + 1):
         await touch("touchMove", y0 + (y1 - y0) * i / steps)
