@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from playwright.async_api import expect
 
-from cuewire.counters import day_of
+from cuewire.clock import day_of
 from support.browser import BROWSER_TEST, NewContext, Serve, shot
 from support.experiment import DAY_MS, Experiment
 

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from cuewire.counters import day_of
+from cuewire.clock import day_of
 from cuewire.goals import Goals
 from cuewire.measure import measure
 from cuewire.stats import Z95, difference_interval, wilson

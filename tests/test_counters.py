@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from cuewire.audit import AuditRecord
+from cuewire.clock import day_of, days_between
 from cuewire.codes import Hold, Outcome
-from cuewire.counters import day_of, days_between
 from cuewire.experiments import bucket
 from cuewire.facts import changes_for
 from cuewire.goals import Goals

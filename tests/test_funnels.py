@@ -20,8 +20,8 @@ import pytest
 
 from cuewire.audit import AuditRecord
 from cuewire.cli import main
+from cuewire.clock import day_of, days_between
 from cuewire.codes import Outcome
-from cuewire.counters import day_of, days_between
 from cuewire.facts import changes_for
 from cuewire.funnels import funnel_reports
 from cuewire.goals import Goals

@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 
 from cuewire import heatmaps
+from cuewire.clock import DAY_MS, day_of
 from cuewire.codes import Reject
 from cuewire.facts import FactChanges
 from cuewire.heatmaps import (
-    DAY_MS,
     KEEP_DAYS,
     cell_of,
-    day_of,
     days_back,
     normalise_selector,
     page_path,

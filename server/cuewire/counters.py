@@ -20,27 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 
 from .codes import Outcome
 
-DAY_FORMAT = "%Y-%m-%d"
 FIRED, HELD_OUT, VISITORS, CONVERTED = "fired", "holdout", "visitors", "converted"
 SUPPRESSED = "suppressed:"  # + the code governance (codes.Hold) gave
 FEEDBACK = {"prompt_shown": "shown", "prompt_click": "clicked", "prompt_dismiss": "dismissed"}
 FUNNEL = "#f"  # no rule id starts with "#"
 PROMPT_MARK_TTL_S = 2 * 86400  # feedback on a prompt counts for this long after it was shown
-
-
-def day_of(ms: int) -> str:
-    """The UTC day of epoch ``ms``, as the counters are keyed: ``2026-12-03``."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime(DAY_FORMAT)
-
-
-def days_between(first: str, last: str) -> list[str]:
-    """Every UTC day from ``first`` to ``last`` (both included, ``YYYY-MM-DD``)."""
-    start, end = date.fromisoformat(first), date.fromisoformat(last)
-    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
 
 
 def counter_field(rule: str, variant: str, kind: str) -> str:

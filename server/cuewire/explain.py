@@ -19,6 +19,7 @@ from typing import Any
 from msgspec import UNSET
 
 from . import fields
+from .clock import DAY_MS, WEEK_MS
 from .codes import Hold, Outcome
 from .rules.conditions import MISSING, Scope, describe, evaluate
 from .rules.engine import Engine
@@ -27,7 +28,6 @@ from .rules.model import Condition, Policy, Rule, duration_ms
 from .store.base import Facts, Store, Timer
 
 AUDIT_SCAN = 5000  # audit records of the site read for one session's explain
-DAY_MS, WEEK_MS = 86_400_000, 604_800_000
 DROPS = (Outcome.DROPPED, Outcome.SUPPRESSED)
 
 

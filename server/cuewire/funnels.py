@@ -20,7 +20,8 @@ from typing import Any
 
 import msgspec
 
-from .counters import FUNNEL, days_between
+from .clock import days_between
+from .counters import FUNNEL
 from .rules.model import Funnel, duration_ms
 
 NOT_EXPOSED = "none"

@@ -22,11 +22,11 @@ the last cell). An event without them counts for its selector only.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from .clock import DAY_MS, day_of
 from .keys import Keys
 
 KINDS: Final = ("click", "rage_click", "dead_click", "hesitation")
@@ -36,7 +36,6 @@ PAGE_CAP: Final = 1000  # pages per site and day
 KEEP_DAYS: Final = 31  # days a day's counts are kept after it ends
 MAX_PATH: Final = 512
 MAX_SELECTOR: Final = 200
-DAY_MS: Final = 86_400_000
 MAX_DAYS: Final = KEEP_DAYS  # the longest period read
 
 _POSITIONAL = re.compile(r":nth-(?:last-)?(?:child|of-type)\([^)]*\)|:(?:first|last|only)-child")
@@ -86,11 +85,6 @@ def cell_of(x: Any, y: Any) -> str:
     col = min(GRID - 1, max(0, x) * GRID // 1000)
     row = min(GRID - 1, max(0, y) * GRID // 1000)
     return f"{col}:{row}"
-
-
-def day_of(now_ms: int) -> str:
-    """The UTC day of ``now_ms``, ``YYYYMMDD``."""
-    return time.strftime("%Y%m%d", time.gmtime(now_ms // 1000))
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from .clock import day_of, days_between
 from .codes import Outcome
 from .conversion_series import DAILY, Series
-from .counters import FUNNEL, SUPPRESSED, day_of, days_between
+from .counters import FUNNEL, SUPPRESSED
 from .experiments import HOLDOUT, variant_for
 from .goals import Goal, Goals
 from .rules.engine import Engine

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cuewire.audit import AuditRecord
+from cuewire.clock import day_of
 from cuewire.codes import Outcome
-from cuewire.counters import day_of
 from cuewire.facts import changes_for
 from cuewire.goals import Goals
 from cuewire.measures import Measures

@@ -16,7 +16,7 @@ from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
 from ..clock import Clock
-from ..counters import days_between
+from ..clock import days_between
 from ..funnels import FunnelReport, funnel_reports, segment_label
 from ..measure import period
 from ..measures import measures_of

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from typing import Final
 
 from .. import fields
+from ..clock import DAY_MS
 
 VERSION: Final = 1
 
-DAY_MS = 86_400_000
 SEARCH_ENGINES = ("google.", "bing.", "duckduckgo.", "yahoo.", "ecosia.", "baidu.", "yandex.")
 
 # (name, what it measures, how it is read): docs/learning.md shows this table.

@@ -21,13 +21,12 @@ from typing import Any
 
 import msgspec
 
+from ..clock import DAY_MS, WEEK_MS
 from ..keys import Keys
 from ..outbox import Outbox, job_json
 from ..store.shared import Client, guard
 
 CHANNEL = "email"
-DAY_MS = 86_400_000
-WEEK_MS = 7 * DAY_MS
 DEDUP_S = 7 * 86_400
 RELEASE_COUNT = 100
 

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import fields
+from ..clock import DAY_MS
 from ..facts import path_of
 from ..learn.features import features
 from ..learn.models import NO_MODELS, Models
@@ -19,7 +20,6 @@ HOUR_MS = 3_600_000
 # The snippet beats every 5 s while there was input and counts a visitor attentive for 15 s
 # after an input: after a beat, at least 10 s more are attentive even if no input follows.
 ATTENTION_TAIL_MS = 10_000
-DAY_MS = 86_400_000
 
 
 def walk(value: Any, parts: list[str]) -> Any:

@@ -13,6 +13,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from ..clock import day_of
 from ..counters import (
     PROMPT_MARK_TTL_S,
     VISITORS,
@@ -20,7 +21,6 @@ from ..counters import (
     GoalReached,
     Mark,
     counter_field,
-    day_of,
     record_count,
 )
 from ..keys import Keys
