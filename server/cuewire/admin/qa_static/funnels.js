@@ -10,10 +10,8 @@ async function draw() {
   for (const funnel of funnels) {
     const section = sections.get(funnel.id);
     if (!section) continue;
-    section.querySelector(".funnel-drawing")?.remove();
     section.querySelector(".funnel-table").before(funnelChart(funnel));
   }
-  document.body.dataset.drawn = "true";
 }
 
 draw();
