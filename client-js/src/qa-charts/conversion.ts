@@ -40,6 +40,13 @@ function dayTicks(names: string[]): string[] {
   return names.filter((name, i) => i % every === 0 || name === "window");
 }
 
+/** A "nice" step for about five ticks over a span. */
+function step(span: number): number {
+  const raw = span / 5;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
+}
+
 const dayLabel = (name: string): string => (name === "window" ? "window" : name.slice(5));
 
 /** Arms side by side around their day: the horizontal shift of the k-th of n. */
@@ -113,10 +120,16 @@ function differences(rule: string, series: Series): Element {
     marks.push(...whiskers(drawn, colour(d.variant), shift(k), true));
   });
   const slot = (W - MARGIN.marginLeft - MARGIN.marginRight) / names.length;
+  // zero always in view, with a whole step of room on its side: an interval that crosses it
+  // shows as crossing
+  const ends = series.differences.flatMap((d) => [...d.points, d.window].flatMap((p) => (p && p.ci ? p.ci : [])));
+  const lowest = Math.min(0, ...ends), highest = Math.max(0, ...ends);
+  const by = step(Math.max(0.1, highest - lowest));
+  const domain = [Math.floor(lowest / by) * by, Math.ceil(highest / by) * by || by];
   const svg = Plot.plot({
     width: W, height: 200, ...MARGIN,
     x: { type: "point", domain: names, padding: 0.5, ticks: dayTicks(names), tickFormat: dayLabel, label: null },
-    y: { nice: true, grid: true, tickFormat: (v: number) => `${v > 0 ? "+" : v < 0 ? "−" : ""}${Math.round(Math.abs(100 * v))}`, label: null },
+    y: { domain, grid: true, tickFormat: (v: number) => `${v > 0 ? "+" : v < 0 ? "−" : ""}${Math.round(Math.abs(100 * v))}`, label: null },
     marks: [
       Plot.ruleX(["window"], { dx: -slot / 2, stroke: "#d6dde4", strokeDasharray: "4 3" }),
       Plot.ruleY([0], { stroke: "currentColor", strokeWidth: 1.2 }),
