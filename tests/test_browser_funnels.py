@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.async_api import expect
 
 from support.browser import BROWSER_TEST, NewContext, Serve, shot
@@ -77,13 +78,66 @@ async def test_the_funnel_page_draws_a_bar_per_step_and_segment(
     await page.goto(f"{server.url}/qa/funnels?site=test-site")
     chart = page.locator('section[data-funnel="checkout"] svg.funnel-chart')
     await expect(chart).to_be_visible()
-    bars = chart.locator("rect.bar")
-    await expect(bars).to_have_count(6)  # three steps, two segments
+    await expect(chart.locator("g.bar rect")).to_have_count(6)  # three steps, two segments
+    bars = await chart.evaluate(DRAWN)
     for segment, counts in (("x:", [4, 3, 2]), ("none", [4, 2, 1])):
-        for step, count in enumerate(counts, 1):
-            bar = chart.locator(f'rect[data-segment="{segment}"][data-step="{step}"]')
-            await expect(bar).to_have_attribute("data-visitors", str(count))
-    heights = [float(await b.get_attribute("height") or 0) for b in await bars.all()]
-    assert heights[0] == max(heights) and min(heights) > 0
-    await expect(page.locator(".legend")).to_contain_text("not exposed")
+        mine = [b for b in bars if b["segment"] == segment]
+        assert [(b["step"], b["visitors"]) for b in mine] == [
+            (str(step), str(count)) for step, count in enumerate(counts, 1)
+        ]
+        first = mine[0]
+        for bar, count in zip(mine, counts, strict=True):
+            # a bar's height is its step's share of the first step's, on one baseline
+            assert bar["height"] / first["height"] == pytest.approx(count / counts[0], abs=0.01)
+            assert bar["y"] + bar["height"] == pytest.approx(first["y"] + first["height"])
+            assert bar["width"] == pytest.approx(first["width"]) and bar["width"] > 10
+        for step, (bar, count) in enumerate(zip(mine[1:], counts[1:], strict=True), 2):
+            share = round(100 * count / counts[step - 2])  # of the step before
+            assert bar["title"].endswith(f": {count} ({share} % of step {step - 1})")
+        assert first["title"].endswith(f": {counts[0]}")
+    await expect(chart.locator("text")).to_contain_text(["1. page_view (where …)"])
+    await expect(page.locator(".funnel-drawing")).to_contain_text("not exposed")
     await page.screenshot(path=shot("qa-funnels.png", tmp_path), full_page=True)
+
+    # without script the page is its tables, with the same numbers
+    plain = await new_context(
+        http_credentials={"username": "admin", "password": PASSWORD}, java_script_enabled=False
+    )
+    static = await plain.new_page()
+    await static.goto(f"{server.url}/qa/funnels?site=test-site")
+    table = static.locator('section[data-funnel="checkout"] table.funnel-table')
+    await expect(table.locator("tbody tr").nth(1)).to_contain_text("3 (75%)")
+    await expect(static.locator("svg.funnel-chart")).to_have_count(0)
+
+
+# the bars a chart drew: their geometry, title and the figures the page tagged them with
+DRAWN = """(svg) => [...svg.querySelectorAll("g.bar > rect")].map((r) => ({
+  ...r.dataset, title: r.querySelector("title")?.textContent ?? "",
+  x: +r.getAttribute("x"), y: +r.getAttribute("y"),
+  width: +r.getAttribute("width"), height: +r.getAttribute("height")}))"""
+
+
+XSS = "<img src=x onerror=window.__cw_xss=1>"
+
+
+async def test_step_names_from_rule_files_are_drawn_as_text_never_markup(
+    new_context: NewContext, serve: Serve, tmp_path: Path
+) -> None:
+    rules = f"""
+    funnels:
+      - id: hostile
+        steps:
+          - {{type: page_view}}
+          - {{type: custom, name: "{XSS}"}}
+    """
+    folder = write(tmp_path / "rules" / "shop.yaml", textwrap.dedent(rules)).parent
+    server = serve(rules_dir=folder, admin_password=PASSWORD)
+    context = await new_context(http_credentials={"username": "admin", "password": PASSWORD})
+    page = await context.new_page()
+    await page.goto(f"{server.url}/qa/funnels?site=test-site")
+    chart = page.locator('section[data-funnel="hostile"] svg.funnel-chart')
+    await expect(chart.locator("g.bar rect")).to_have_count(2)
+    await expect(chart.locator('g.bar rect[data-step="2"] title')).to_contain_text(XSS)
+    await expect(chart).to_contain_text(f"2. custom {XSS[:13]}")  # cut at 22 characters
+    assert await page.locator("main img").count() == 0
+    assert await page.evaluate("window.__cw_xss") is None

@@ -6,6 +6,8 @@
 //   src/studio/studio.ts  -> server/cuewire/admin/studio/studio.js       the studio page (IIFE)
 //   src/qa/overlay.ts     -> server/cuewire/static/cw-qa.js               the QA overlay (IIFE),
 //                            loaded by cw.js only on a page opened with ?cuewire_qa=TOKEN
+//   src/qa-charts/index.ts -> server/cuewire/admin/qa_static/qacharts.js  the QA pages' charts
+//                            (ES module: Observable Plot), for /qa/metrics and /qa/funnels
 //
 // The output depends only on the sources and the pinned dependencies (no timestamps, no
 // source map), so building twice gives the same bytes.
@@ -25,6 +27,7 @@ const version = /^__version__ = "([^"]+)"$/m.exec(init)?.[1];
 if (!version) throw new Error("no __version__ in server/cuewire/__init__.py");
 const debug = process.argv.includes("--debug");
 const LICENSES = "socket.io-client, socket.io-msgpack-parser, notepack.io, component-emitter (MIT)";
+const PLOT_LICENSES = "@observablehq/plot, d3, isoformat (ISC), interval-tree-1d, binary-search-bounds (MIT)";
 
 /** Every bundle the package ships, relative to client-js/ (scripts/size.mjs reads it too). */
 export const BUNDLES = [
@@ -61,6 +64,15 @@ export const BUNDLES = [
     banner:
       `/*! Cuewire QA overlay ${version} | Apache-2.0 | ` +
       `built from client-js/src/qa/overlay.ts: do not edit */`,
+  },
+  {
+    name: "qacharts.js",
+    entry: "src/qa-charts/index.ts",
+    out: "../server/cuewire/admin/qa_static/qacharts.js",
+    format: "esm",
+    banner:
+      `/*! Cuewire QA charts ${version} | Apache-2.0 | includes ${PLOT_LICENSES} | ` +
+      `built from client-js/src/qa-charts/index.ts: do not edit */`,
   },
 ];
 

@@ -1,7 +1,7 @@
 // Prints the size of every committed bundle (scripts/build.mjs: BUNDLES); fails when the
 // visitor snippet cw.js is above its 30 KiB gzipped budget. The admin bundles (the QA view's
-// socket, the studio) load only on the admin's pages, the QA overlay only in QA mode: they have
-// no budget; their sizes are shown.
+// socket, the studio, the QA charts) load only on the admin's pages, the QA overlay only in QA
+// mode: they have no budget; their sizes are shown.
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";

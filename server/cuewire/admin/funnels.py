@@ -1,6 +1,7 @@
-"""The funnels page of the QA view: ``/qa/funnels`` (HTML, one bar chart per funnel drawn as
-SVG here on the server: no script, no chart library) and ``/qa/funnels.json``, both behind
-the admin login. ``?site=``, ``?from=`` and ``?to=`` (UTC days, ``YYYY-MM-DD``) choose what
+"""The funnels page of the QA view: ``/qa/funnels`` (HTML: one table per funnel written here,
+and its bars drawn in the browser with Observable Plot from ``/qa/funnels.json`` by
+``qa_static/funnels.js``; without script the tables stay) and ``/qa/funnels.json``, both
+behind the admin login. ``?site=``, ``?from=`` and ``?to=`` (UTC days, ``YYYY-MM-DD``) choose what
 is read; the last 30 days by default (docs/funnels.md)."""
 
 from __future__ import annotations
@@ -15,18 +16,13 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
-from ..clock import Clock
-from ..clock import days_between
-from ..funnels import FunnelReport, funnel_reports, segment_label
+from ..clock import Clock, days_between
+from ..funnels import FunnelReport, funnel_reports
 from ..measure import period
 from ..measures import measures_of
 from ..runtime import Runtime
 from ..store.base import Store
 from .pages import NO_STORE, pick_site
-
-COLOURS = ("#8a94a6", "#2f6fde", "#1f9d6b", "#c2562b", "#8e44ad", "#b7950b")
-BAR_W, GAP, STEP_GAP, HEIGHT, TOP, BOTTOM, LEFT = 34, 4, 24, 220, 24, 46, 8
-MIN_GROUP = 150  # room under a step's bars for its name
 
 
 def funnel_routes(
@@ -73,65 +69,6 @@ def step_name(step: dict[str, Any]) -> str:
     return f"{step['type']}{name}{' (where …)' if 'where' in step else ''}"
 
 
-def chart(report: FunnelReport) -> str:
-    """The funnel as grouped bars: per step, one bar per segment (all visitors when it has
-    no split), each labelled with its visitors and the share of the previous step's."""
-    body = report.to_json()
-    segments = report.segments() if report.funnel.split else []
-    names = segments or ["all"]
-    rows = body["segments"]
-    steps = body["steps"]
-    top = max([max(rows[n]["visitors"], default=0) for n in names] + [1])
-    bars = len(names) * (BAR_W + GAP) - GAP
-    group = max(bars, MIN_GROUP)
-    width = LEFT * 2 + len(steps) * (group + STEP_GAP)
-    parts: list[str] = []
-    for i, step in enumerate(steps):
-        x0 = LEFT + i * (group + STEP_GAP)
-        first = x0 + (group - bars) / 2
-        for j, name in enumerate(names):
-            row = rows[name]
-            count, kept = row["visitors"][i], row["from_previous"][i]
-            h = round(HEIGHT * count / top)
-            x, y = first + j * (BAR_W + GAP), TOP + HEIGHT - h
-            tip = f"{segment_label(name) if name != 'all' else 'all visitors'}: {count}"
-            if kept is not None:
-                tip += f" ({kept:.0%} of step {i})"
-            colour = COLOURS[j % len(COLOURS)] if segments else COLOURS[1]
-            parts.append(
-                f'<rect class="bar" data-step="{i + 1}" data-segment="{escape(name)}" '
-                f'data-visitors="{count}" x="{x}" y="{y}" width="{BAR_W}" height="{max(h, 1)}" '
-                f'fill="{colour}"><title>{escape(tip)}</title></rect>'
-                f'<text x="{x + BAR_W / 2}" y="{y - 5}" text-anchor="middle" '
-                f'font-size="11">{count}</text>'
-            )
-        name = step_name(step)
-        label = name if len(name) <= 22 else name[:21] + "…"
-        parts.append(
-            f'<text x="{x0 + group / 2}" y="{TOP + HEIGHT + 18}" text-anchor="middle" '
-            f'font-size="12"><tspan font-weight="bold">{i + 1}.</tspan> {escape(label)}'
-            f"<title>{escape(name)}</title></text>"
-        )
-    height = TOP + HEIGHT + BOTTOM
-    title = f"Visitors reaching each step of {report.funnel.id}"
-    return (
-        f'<svg class="funnel-chart" role="img" aria-label="{escape(title)}" '
-        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
-    )
-
-
-def legend(report: FunnelReport) -> str:
-    if not report.funnel.split:
-        return ""
-    items = [
-        f'<li><span class="swatch" style="background:{COLOURS[j % len(COLOURS)]}"></span>'
-        f"{escape(segment_label(name))}</li>"
-        for j, name in enumerate(report.segments())
-    ]
-    return f'<ul class="legend">{"".join(items)}</ul>'
-
-
 def table(report: FunnelReport) -> str:
     body = report.to_json()
     names = ["all", *report.segments()] if report.funnel.split else ["all"]
@@ -164,7 +101,7 @@ def section(report: FunnelReport) -> str:
     return (
         f"<section class='panel funnel' data-funnel='{escape(f.id)}' aria-label='{escape(f.id)}'>"
         f"<h2>{escape(f.id)}</h2>{described}<p class='goal'>{within}; {split}</p>"
-        f"{chart(report)}{legend(report)}{table(report)}</section>"
+        f"{table(report)}</section>"
     )
 
 
@@ -187,10 +124,9 @@ def render_page(site: str, sites: list[str], reports: list[FunnelReport]) -> str
 <title>Funnels · Cuewire QA</title>
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="/qa/static/qa.css">
+<script type="module" src="/qa/static/funnels.js"></script>
 <style>
 .funnel-chart {{ display: block; max-width: 100%; height: auto; margin: .5rem 0; }}
-.legend {{ list-style: none; display: flex; gap: 1rem; padding: 0; margin: 0 0 .5rem; }}
-.swatch {{ display: inline-block; width: .8em; height: .8em; margin-right: .3em; }}
 .funnel-table td, .funnel-table th {{ padding: .2rem .6rem; text-align: right; }}
 .funnel-table th[scope=row] {{ text-align: left; }}
 </style>

@@ -1,6 +1,7 @@
 /* /qa/metrics: the measurement report (metrics.json) as tables and CSS bar charts, and
-   conversion over time as SVG (conversion.js). */
-import { conversionOverTime, label, pct, pts } from "./conversion.js";
+   conversion over time drawn with Observable Plot (qacharts.js, built from
+   client-js/src/qa-charts/). */
+import { conversionOverTime, label, pct, pts } from "./qacharts.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
