@@ -285,3 +285,52 @@ async def test_a_page_built_by_its_scripts_is_drawn_with_its_scripts_isolated(
     await expect(page.locator("#frame")).to_have_attribute("sandbox", "allow-same-origin")
     await expect(page.locator("#selectors li")).to_contain_text("not on this rendering")
     assert "render=static" in page.url
+
+
+async def test_without_the_snippet_in_the_frame_the_rows_are_drawn_over_800px(
+    serve: Serve, new_context: NewContext, tmp_path: Path
+) -> None:
+    """A page whose snippet does not say how tall it is (here: removed after the visit) is
+    drawn with its scripts over 800px, and the page says so."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "built.html").write_text(BUILT)
+    server = serve(
+        pages=pages,
+        sites=lambda origin: Sites({"spa": Site(origins=[origin])}),
+        admin_password=PASSWORD,
+    )
+    visitor = await (await new_context(viewport={"width": 1024, "height": 800})).new_page()
+    await visitor.goto(server.url + "/built.html")
+    await session_id(visitor)
+    await visitor.locator("#buy").click()
+    cell = await cell_of(visitor, "#buy")
+    await visitor.close()
+    (pages / "built.html").write_text(BUILT.replace('<script src="/cw.js"', '<script src="/x.js"'))
+
+    qa = await new_context(
+        viewport={"width": 1500, "height": 1000},
+        http_credentials={"username": "admin", "password": PASSWORD},
+    )
+    api = f"{server.url}/qa/api/heatmap?site=spa&days=1&path=/built.html"
+
+    async def clicks() -> int:
+        n: int = (await (await qa.request.get(api)).json())["totals"].get("click", 0)
+        return n
+
+    await eventually(clicks, lambda n: n >= 1, what="the click counted")
+    page = await qa.new_page()
+    await page.goto(f"{server.url}/qa/heatmap?site=spa&days=1&path=/built.html&render=scripts")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "1")
+    await expect(page.locator("body")).to_have_attribute("data-render", "scripts")
+    await expect(page.locator("#note")).to_contain_text("did not say how tall it is")
+    # built by its script all the same, and the rows drawn over 800px
+    frame = page.frame(name="cuewire-heatmap")
+    assert frame is not None
+    await expect(frame.locator("#buy")).to_be_visible()
+    assert await page.locator("body").get_attribute("data-measured") is None
+    drawn = await page.locator(f'#overlay rect.cell[data-cell="{cell}"]').bounding_box()
+    stage = await page.locator("#frame").bounding_box()
+    assert drawn is not None and stage is not None
+    assert abs(stage["height"] - 800) < 1
+    assert abs(drawn["y"] - (stage["y"] + int(cell.split(":")[1]) * 800 / GRID)) < 2
