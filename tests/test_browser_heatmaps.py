@@ -1,7 +1,8 @@
 """Heatmaps in Chromium (docs/qa.md, "Heatmaps"): real clicks on the demo shop's product page
 are counted per selector and per position cell, and /qa/heatmap draws them over the page,
 the clicked element highlighted with its count when its selector is hovered.
-Set CUEWIRE_SCREENSHOTS=1 to refresh docs/img/qa-heatmap.png."""
+A page its scripts build is drawn with its scripts, isolated in an opaque origin.
+Set CUEWIRE_SCREENSHOTS=1 to refresh docs/img/qa-heatmap.png and qa-heatmap-scripts.png."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ PRODUCT = "/product/trail-runner.html"
 ADD = '[data-cw-track="add-to-cart"]'
 PRICE = '[data-cw-track="price"]'
 SCREENSHOT = ROOT / "docs" / "img" / "qa-heatmap.png"
+SCRIPTS_SCREENSHOT = ROOT / "docs" / "img" / "qa-heatmap-scripts.png"
 
 
 def demo_pages(serve: Serve) -> LiveServer:
@@ -122,3 +124,213 @@ async def test_clicks_on_the_product_page_are_counted_and_drawn_over_it(
     await expect(page.locator("#selectors li")).to_have_count(0)
     await page.locator("#kind").select_option("click")
     await expect(page.locator("#selectors li")).to_have_count(2)
+
+
+# --- a page its scripts build: the rendering with the page's scripts ---------------------
+
+BUILT = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Built by its script</title>
+<script src="/cw.js" data-site="spa" async></script>
+<style>body { margin: 0; font: 16px sans-serif; }</style></head>
+<body><div id="app"></div>
+<script>
+  // the whole page is built here: without its scripts the page is an empty #app
+  const app = document.getElementById("app");
+  const part = (height) => {
+    const div = document.createElement("div");
+    div.style.height = height + "px";
+    app.append(div);
+  };
+  const head = document.createElement("header");
+  head.style.cssText = "height: 900px; padding: 24px 32px; box-sizing: border-box";
+  head.innerHTML = "<h1>Built by its script</h1><p>Nothing of this page is in its HTML.</p>";
+  app.append(head);
+  const buy = document.createElement("button");
+  buy.id = "buy";
+  buy.textContent = "Buy";
+  buy.style.cssText = "position: absolute; left: 620px; top: 700px; width: 160px; height: 60px";
+  buy.addEventListener("click", () => { buy.textContent = "Bought"; });
+  app.append(buy);
+  part(600);
+  if (window.parent !== window) {
+    // framed: what a hostile page would try against the QA page around it
+    const mark = (name, value) => { document.documentElement.dataset[name] = value; };
+    try {
+      parent.document.body.dataset.reached = "yes";
+      mark("parentDocument", "reached");
+    } catch (e) {
+      mark("parentDocument", "blocked");
+    }
+    try {
+      mark("storage", localStorage.length >= 0 ? "reached" : "?");
+    } catch (e) {
+      mark("storage", "blocked");
+    }
+    fetch("/qa/api/token", { credentials: "include" })
+      .then((r) => r.text())
+      .then(() => mark("token", "reached"), () => mark("token", "blocked"));
+  }
+</script>
+</body></html>
+"""
+
+
+async def test_a_page_built_by_its_scripts_is_drawn_with_its_scripts_isolated(
+    serve: Serve, new_context: NewContext, tmp_path: Path
+) -> None:
+    """The page's content is built by a script: the static rendering has none of it, so the
+    heatmap renders it with its scripts, in an opaque origin, and the cell of the clicks is
+    drawn over the button as the script placed it. The framed page reaches nothing of the QA
+    page, and its snippet, refused for its origin "null", records nothing."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "built.html").write_text(BUILT)
+    server = serve(
+        pages=pages,
+        sites=lambda origin: Sites({"spa": Site(origins=[origin])}),
+        admin_password=PASSWORD,
+    )
+    visitor = await (await new_context(viewport={"width": 1024, "height": 800})).new_page()
+    await visitor.goto(server.url + "/built.html")
+    await session_id(visitor)
+    for _ in range(2):
+        await visitor.locator("#buy").click()
+        await visitor.wait_for_timeout(800)  # apart: two clicks, not a burst
+    visitor_cell = await cell_of(visitor, "#buy")
+    await visitor.close()
+
+    qa = await new_context(
+        viewport={"width": 1500, "height": 1000},
+        http_credentials={"username": "admin", "password": PASSWORD},
+    )
+    api = f"{server.url}/qa/api/heatmap?site=spa&days=1&path=/built.html"
+
+    async def heatmap() -> dict[str, Any]:
+        response = await qa.request.get(api)
+        assert response.ok
+        body: dict[str, Any] = await response.json()
+        return body
+
+    body = await eventually(
+        heatmap, lambda b: b["totals"].get("click", 0) >= 2, what="two clicks counted"
+    )
+    assert body["totals"]["click"] == 2  # and maybe hesitation: the pointer rested on it
+    clicked = {
+        f"{c['col']}:{c['row']}": c["counts"]["click"]
+        for c in body["cells"]
+        if c["counts"].get("click")
+    }
+    assert clicked == {visitor_cell: 2}
+
+    page = await qa.new_page()
+    await page.goto(f"{server.url}/qa/heatmap?site=spa&days=1&path=/built.html")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "1")
+    # auto: the static rendering has no #buy, so the page is rendered with its scripts
+    await expect(page.locator("body")).to_have_attribute("data-render", "scripts")
+    await expect(page.locator("#frame")).to_have_attribute("sandbox", "allow-scripts")
+    await expect(page.locator("body")).to_have_attribute("data-measured", "1500")
+    await expect(page.locator("#note")).to_contain_text("with the page's scripts")
+    await expect(page.locator("#selectors li")).to_have_count(1)
+    await expect(page.locator("#selectors li")).to_contain_text("2 clicks")
+    await expect(page.locator("#selectors li")).not_to_contain_text("not on this rendering")
+
+    # the cell is drawn over the button as the page's script placed it in the frame
+    cell = page.locator(f'#overlay rect.cell[data-cell="{visitor_cell}"]')
+    await expect(cell).to_have_count(1)
+    frame = page.frame(name="cuewire-heatmap")
+    assert frame is not None
+    button = await frame.locator("#buy").bounding_box()
+    box = await cell.bounding_box()
+    assert button is not None and box is not None
+    centre_x = button["x"] + button["width"] / 2
+    centre_y = button["y"] + button["height"] / 2
+    assert box["x"] - 2 <= centre_x <= box["x"] + box["width"] + 2
+    assert box["y"] - 2 <= centre_y <= box["y"] + box["height"] + 2
+    stage = await page.locator("#frame").bounding_box()
+    assert stage is not None
+    # the cell is where the grid puts it: twentieths of the frame's width and of its height
+    col, row = (int(v) for v in visitor_cell.split(":"))
+    assert abs(box["x"] - (stage["x"] + col * stage["width"] / GRID)) < 2
+    assert abs(box["y"] - (stage["y"] + row * 1500 / GRID)) < 2
+    assert abs(box["height"] - 1500 / GRID) < 2
+
+    wanted = os.environ.get("CUEWIRE_SCREENSHOTS") == "1"
+    await page.locator("#pick").hover()  # no cell's title over the screenshot
+    shot = SCRIPTS_SCREENSHOT if wanted else tmp_path / SCRIPTS_SCREENSHOT.name
+    await page.screenshot(path=shot)
+
+    # the framed page reaches nothing of the QA page
+    root = frame.locator("html")
+    await expect(root).to_have_attribute("data-parent-document", "blocked")
+    await expect(root).to_have_attribute("data-storage", "blocked")
+    await expect(root).to_have_attribute("data-token", "blocked")
+    assert await page.locator("body").get_attribute("data-reached") is None
+    assert await frame.evaluate("() => { try { return origin; } catch { return '?'; } }") == "null"
+
+    # its snippet connected from origin "null" and was refused: a click in it records nothing
+    refused = await frame.wait_for_function("() => window.cuewire?.stats?.().refused")
+    assert await refused.json_value() == "origin_not_allowed"
+    metrics = await (await qa.request.get(server.url + "/metrics")).text()
+    line = 'cuewire_connects_refused_total{code="origin_not_allowed"} '
+    assert float(metrics.split(line, 1)[1].split()[0]) >= 1
+    await page.locator("#overlay").evaluate("(svg) => { svg.style.pointerEvents = 'none'; }")
+    await frame.locator("#buy").click()
+    await expect(frame.locator("#buy")).to_have_text("Bought")  # the click happened in it
+    assert (await heatmap())["totals"]["click"] == 2
+    assert await frame.evaluate("() => window.cuewire.stats().batches") == 0
+
+    # the static rendering, on request: the page without its scripts has no button to box
+    await page.locator("#render").select_option("static")
+    await expect(page.locator("body")).to_have_attribute("data-render", "static")
+    await expect(page.locator("#frame")).to_have_attribute("sandbox", "allow-same-origin")
+    await expect(page.locator("#selectors li")).to_contain_text("not on this rendering")
+    assert "render=static" in page.url
+
+
+async def test_without_the_snippet_in_the_frame_the_rows_are_drawn_over_800px(
+    serve: Serve, new_context: NewContext, tmp_path: Path
+) -> None:
+    """A page whose snippet does not say how tall it is (here: removed after the visit) is
+    drawn with its scripts over 800px, and the page says so."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "built.html").write_text(BUILT)
+    server = serve(
+        pages=pages,
+        sites=lambda origin: Sites({"spa": Site(origins=[origin])}),
+        admin_password=PASSWORD,
+    )
+    visitor = await (await new_context(viewport={"width": 1024, "height": 800})).new_page()
+    await visitor.goto(server.url + "/built.html")
+    await session_id(visitor)
+    await visitor.locator("#buy").click()
+    cell = await cell_of(visitor, "#buy")
+    await visitor.close()
+    (pages / "built.html").write_text(BUILT.replace('<script src="/cw.js"', '<script src="/x.js"'))
+
+    qa = await new_context(
+        viewport={"width": 1500, "height": 1000},
+        http_credentials={"username": "admin", "password": PASSWORD},
+    )
+    api = f"{server.url}/qa/api/heatmap?site=spa&days=1&path=/built.html"
+
+    async def clicks() -> int:
+        n: int = (await (await qa.request.get(api)).json())["totals"].get("click", 0)
+        return n
+
+    await eventually(clicks, lambda n: n >= 1, what="the click counted")
+    page = await qa.new_page()
+    await page.goto(f"{server.url}/qa/heatmap?site=spa&days=1&path=/built.html&render=scripts")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "1")
+    await expect(page.locator("body")).to_have_attribute("data-render", "scripts")
+    await expect(page.locator("#note")).to_contain_text("did not say how tall it is")
+    # built by its script all the same, and the rows drawn over 800px
+    frame = page.frame(name="cuewire-heatmap")
+    assert frame is not None
+    await expect(frame.locator("#buy")).to_be_visible()
+    assert await page.locator("body").get_attribute("data-measured") is None
+    drawn = await page.locator(f'#overlay rect.cell[data-cell="{cell}"]').bounding_box()
+    stage = await page.locator("#frame").bounding_box()
+    assert drawn is not None and stage is not None
+    assert abs(stage["height"] - 800) < 1
+    assert abs(drawn["y"] - (stage["y"] + int(cell.split(":")[1]) * 800 / GRID)) < 2

@@ -22,6 +22,7 @@ from cuewire.heatmaps import (
 )
 from cuewire.origin import Origin
 from cuewire.settings import Limits, Settings
+from cuewire.sites import Site
 from cuewire.store import RedisStore
 from cuewire.store.heatmaps import read_heatmap, read_pages
 from cuewire.validation import validate_batch
@@ -191,3 +192,13 @@ async def test_a_pipeline_batch_counts_once_per_event(
     )
     assert got.selectors == {"#buy": {"click": 3}}
     assert got.cells == {"0:0": {"click": 3}}
+
+
+def test_the_opaque_origin_of_a_sandboxed_frame_is_never_allowed() -> None:
+    """The heatmap's rendering with the page's scripts frames it in an opaque origin: its
+    snippet connects with Origin "null", refused even by patterns that glob everything."""
+    site = Site(origins=["*", "*://*", "https://shop.example"])
+    assert site.allows("https://shop.example")
+    assert site.allows("https://other.example")
+    for origin in ("null", "NULL", " null", None, ""):
+        assert not site.allows(origin), origin

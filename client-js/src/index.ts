@@ -34,6 +34,7 @@ import { startExitIntent } from "./exitintent";
 import { startAttention } from "./attention";
 import { formDelay, startForms } from "./forms";
 import { startCopy } from "./copy";
+import { reportHeatmapSize } from "./heatframe";
 
 export interface Cuewire {
   /** `custom {name, props}`. */
@@ -72,6 +73,7 @@ declare global {
 function main(): void {
   const queued = window.cuewire;
   if (queued && typeof (queued as Cuewire).version === "string") return; // included twice
+  reportHeatmapSize(); // only in the QA heatmap's frame
   const stub =
     queued && typeof (queued as ArrayLike<unknown>).length === "number"
       ? toArray(queued).map(toArray)

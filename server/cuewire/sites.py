@@ -59,8 +59,10 @@ class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return self.identity_secret is None
 
     def allows(self, origin: str | None) -> bool:
-        """True when ``origin`` matches an allowed pattern (``*`` globs a host part)."""
-        if not origin:
+        """True when ``origin`` matches an allowed pattern (``*`` globs a host part). The
+        opaque origin ``null`` (a sandboxed frame, such as the QA heatmap's rendering with the
+        page's scripts; a file: page) is never allowed, whatever the patterns."""
+        if not origin or origin.strip().lower() == "null":
             return False
         origin = origin.rstrip("/").lower()
         return any(fnmatch.fnmatchcase(origin, p.rstrip("/").lower()) for p in self.origins)

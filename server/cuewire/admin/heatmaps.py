@@ -1,7 +1,8 @@
 """The heatmap page of the QA view (docs/qa.md, "Heatmaps"), behind the admin's auth.
 
     GET /qa/heatmap: the page (qa_static/heatmap.html + heatmap.js): the site's page in a
-        sandboxed iframe, its counts drawn over it, the top selectors beside it
+        sandboxed iframe, without its scripts (same origin, elements boxed) or with them (an
+        opaque origin, cells only), its counts drawn over it, the top selectors beside it
     GET /qa/api/heatmap?site=&days=: the pages with counts over the last ``days`` UTC days
     GET /qa/api/heatmap?site=&path=&days=: one page's counts (heatmaps.Heatmap.to_json) and
         ``page_url``, where the page is loaded from: the site's first origin without a

@@ -1,7 +1,19 @@
-/* /qa/heatmap (docs/qa.md, "Heatmaps"): the site's page in a sandboxed iframe (no scripts: a
- * QA look adds no clicks), the counts per position cell drawn over it, the top selectors
- * beside it. Hovering a selector (or its box on the page) highlights its element and shows its
- * counts; a page of another origin cannot be searched, so only the cells are drawn over it.
+/* /qa/heatmap (docs/qa.md, "Heatmaps"): the site's page in a sandboxed iframe, the counts per
+ * position cell drawn over it, the top selectors beside it. Two renderings of the page:
+ *
+ * - static (sandbox="allow-same-origin", no scripts: a QA look adds no clicks): the QA page can
+ *   read the frame's document, so hovering a selector (or its box on the page) highlights its
+ *   element and shows its counts; a page of another origin cannot be searched, so only the
+ *   cells are drawn over it.
+ * - scripts (sandbox="allow-scripts" without allow-same-origin): the page's scripts build it as
+ *   a visitor sees it, in an opaque origin that cannot reach this page (nor its admin
+ *   session), and whose snippet the site's allow-list refuses (origin "null"). This page cannot
+ *   read that document: the cells are drawn from the recorded positions over the frame, whose
+ *   height the snippet in the frame (named "cuewire-heatmap") posts (heatframe.ts); the
+ *   selectors are listed only.
+ *
+ * "auto" renders statically when the static rendering has the elements that most of the
+ * listed events were on, else with the page's scripts.
  * Everything from the store is shown as text (textContent, SVG <title>). */
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -11,6 +23,13 @@ const named = (n, kind) => `${n} ${NAMES[kind] || kind}${n === 1 || kind === "he
 const WIDTH = 1024;
 const MAX_HEIGHT = 8000;
 const BOXES = 20; // selectors boxed on the page
+const FIRST_HEIGHT = 800; // the scripts frame's height until its page says how tall it is
+const FRAME_NAME = "cuewire-heatmap"; // the snippet posts its size only in a frame so named
+const RENDERINGS = ["auto", "static", "scripts"];
+
+let rendering = "static"; // how the frame on show renders: "static" or "scripts"
+let reported = 0; // the document height the scripts frame's page posted, 0 before it did
+let why = ""; // why "auto" chose the rendering on show
 
 let data = null;
 
@@ -38,6 +57,7 @@ function say(text) {
 
 /** The document of the iframe when it is same-origin, else null. */
 function frameDoc() {
+  if (rendering !== "static") return null;
   try {
     return $("frame").contentDocument;
   } catch {
@@ -47,7 +67,9 @@ function frameDoc() {
 
 function size() {
   const doc = frameDoc();
-  const height = doc ? Math.min(MAX_HEIGHT, Math.max(doc.documentElement.scrollHeight, 400)) : 1600;
+  let height = 1600;
+  if (doc) height = Math.min(MAX_HEIGHT, Math.max(doc.documentElement.scrollHeight, 400));
+  else if (rendering === "scripts") height = Math.min(MAX_HEIGHT, reported || FIRST_HEIGHT);
   for (const node of [$("frame"), $("overlay")]) node.style.height = `${height}px`;
   $("overlay").setAttribute("viewBox", `0 0 ${WIDTH} ${height}`);
   return height;
@@ -103,7 +125,8 @@ function draw() {
     li.dataset.selector = s.selector;
     const code = document.createElement("code");
     code.textContent = s.selector;
-    li.append(code, ` ${describe(s.counts)}`, box ? "" : " (not on this rendering)");
+    const missing = box || rendering === "scripts" ? "" : " (not on this rendering)";
+    li.append(code, ` ${describe(s.counts)}`, missing);
     $("selectors").append(li);
     const on = (yes) => {
       li.classList.toggle("on", yes);
@@ -123,8 +146,76 @@ function draw() {
     ? `Past the cap on distinct selectors: ${describe(data.over_cap)} (counted in the cells only).`
     : "";
   $("totals").textContent = `${describe(data.totals) || "no events"} over ${data.days.length} day(s)`;
-  $("note").textContent = frameDoc() ? "" : "This page is on another origin: selectors cannot be shown on it, only the cells.";
+  $("note").textContent = noteText();
+  $("hint").textContent = frameDoc()
+    ? "Hover one to see its element on the page."
+    : "Their elements cannot be looked up in this rendering: the cells show where.";
 }
+
+function noteText() {
+  if (rendering === "scripts") {
+    const height = reported
+      ? `its document is ${reported}px tall here`
+      : `it did not say how tall it is (no Cuewire snippet in it?): rows are drawn over ${FIRST_HEIGHT}px`;
+    return `${why}Rendered with the page's scripts, in an isolated frame that records nothing: ` +
+      `the cells are drawn from the recorded positions, ${height}; selectors are listed, not boxed.`;
+  }
+  if (!frameDoc()) return "This page is on another origin: selectors cannot be shown on it, only the cells.";
+  return why ? `${why}Rendered without the page's scripts.` : "";
+}
+
+/** A fresh iframe for ``mode`` in place of the one on show (a changed sandbox applies only to
+ * a new document, and nothing of the previous page is kept). */
+function newFrame(mode) {
+  const old = $("frame");
+  const frame = document.createElement("iframe");
+  frame.id = "frame";
+  frame.title = old.title;
+  frame.setAttribute("scrolling", "no");
+  frame.setAttribute("referrerpolicy", "no-referrer");
+  if (mode === "scripts") {
+    frame.setAttribute("sandbox", "allow-scripts");
+    frame.name = FRAME_NAME;
+    frame.style.height = `${FIRST_HEIGHT}px`;
+  } else {
+    frame.setAttribute("sandbox", "allow-same-origin");
+  }
+  old.replaceWith(frame);
+  rendering = mode;
+  reported = 0;
+  document.body.dataset.render = mode;
+  delete document.body.dataset.measured;
+  return frame;
+}
+
+async function load(mode, url) {
+  const frame = newFrame(mode);
+  const loaded = new Promise((resolve) => frame.addEventListener("load", resolve, { once: true }));
+  frame.src = url || "about:blank";
+  await loaded;
+}
+
+/** The share of the listed selectors' events whose element the static rendering has. */
+function found() {
+  const rows = data.selectors.slice(0, BOXES);
+  const all = rows.reduce((n, s) => n + s.total, 0);
+  if (!all) return 1;
+  return rows.reduce((n, s) => n + (boxOf(s.selector) ? s.total : 0), 0) / all;
+}
+
+// The scripts frame's page says how tall its document is (heatframe.ts); only a message from
+// the frame on show counts, and only its two numbers are read.
+window.addEventListener("message", (e) => {
+  const frame = $("frame");
+  if (rendering !== "scripts" || e.source !== frame.contentWindow) return;
+  const size = e.data && typeof e.data === "object" ? e.data.cuewire_heatmap : null;
+  const height = size && Number(size.height);
+  if (!Number.isFinite(height) || height <= 0) return;
+  reported = Math.round(Math.min(MAX_HEIGHT, height));
+  frame.style.height = `${reported}px`;
+  document.body.dataset.measured = String(reported);
+  draw();
+});
 
 function label(box, text) {
   const overlay = $("overlay");
@@ -141,18 +232,30 @@ async function showPage() {
   const site = $("site").value;
   const path = $("path").value;
   const days = $("days").value;
-  history.replaceState(null, "", `?${new URLSearchParams({ site, path, days })}`);
+  const render = $("render").value;
+  history.replaceState(null, "", `?${new URLSearchParams({ site, path, days, render })}`);
   if (!path) {
     data = null;
     draw();
     say("no counts yet");
     return;
   }
+  delete document.body.dataset.ready;
   data = await getJson(new URLSearchParams({ site, path, days }));
-  const frame = $("frame");
-  const loaded = new Promise((resolve) => frame.addEventListener("load", resolve, { once: true }));
-  frame.src = data.page_url || "about:blank";
-  await loaded;
+  const wanted = $("render").value;
+  why = "";
+  await load(wanted === "scripts" ? "scripts" : "static", data.page_url);
+  if (wanted === "auto" && data.page_url) {
+    const share = frameDoc() ? found() : 0;
+    if (share < 0.5) {
+      why = frameDoc()
+        ? `Auto: the page without its scripts lacks the elements of ${Math.round(100 * (1 - share))}% of the listed events. `
+        : "Auto: the page is on another origin. ";
+      await load("scripts", data.page_url);
+    } else {
+      why = "Auto: the page without its scripts has the clicked elements. ";
+    }
+  }
   draw();
   document.body.dataset.ready = "1";
   say(`${path}`);
@@ -185,11 +288,13 @@ async function start() {
   }));
   if (params.get("site")) $("site").value = params.get("site");
   if (params.get("days")) $("days").value = params.get("days");
+  if (RENDERINGS.includes(params.get("render"))) $("render").value = params.get("render");
   const run = (work) => work().catch((e) => say(`error: ${e.message}`));
   $("site").addEventListener("change", () => run(listPages));
   $("days").addEventListener("change", () => run(listPages));
   $("path").addEventListener("change", () => run(showPage));
   $("kind").addEventListener("change", draw);
+  $("render").addEventListener("change", () => run(showPage));
   await run(listPages);
 }
 
