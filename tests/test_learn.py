@@ -16,6 +16,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -273,6 +274,19 @@ def test_segment_and_train_commands_write_loadable_models(
     models = ModelFiles.beside(tmp_path).load()
     assert models.segments is not None and models.propensity is not None
     assert models.propensity.spec.target == "purchase"
+    # --since and --until keep the batches received in the window, from any source
+    batches = Recording.load(recorded).batches
+    since, until = batches[len(batches) // 4].at, batches[-len(batches) // 4].at
+    window = [b for b in batches if since <= b.at < until]
+    iso = [
+        datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat()
+        for ms in (since, until)
+    ]
+    args = ["segment", *common, "--since", iso[0], "--until", iso[1], "--k", "2"]
+    assert main([*args, "--out", str(tmp_path / "window.json")]) == 0
+    sessions = len({b.session for b in window})
+    assert f"2 segments of {sessions} sessions" in capsys.readouterr().out
+    assert 0 < sessions < len({b.session for b in batches})
 
 
 @pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # --redis reads a Redis
@@ -349,7 +363,9 @@ async def test_training_from_the_export_equals_training_from_the_recording(
     sent = sum(len(json.loads(line)["events"]) for line in shoppers.lines)
     assert sum(len(b.events) for b in recorded.batches) == sent  # every event accepted
 
+    started = time.perf_counter()
     read = await read_sessions(pg_dsn, SITE, prefetch=100)  # 100 rows per cursor fetch
+    took = time.perf_counter() - started
     assert read.recording.batches == recorded.batches and read.dropped == 0
 
     from_export = await rows(read.recording, redis_url)
@@ -358,7 +374,6 @@ async def test_training_from_the_export_equals_training_from_the_recording(
     assert len(from_export) == len(shoppers.intents)
     trained = fit_propensity(from_recording)
     metrics = trained["metrics"]
-    print(f"from the export: {len(from_export)} sessions, held-out AUC {metrics['auc']:.3f}")
     assert metrics["baseline_auc"] == 0.5 and metrics["auc"] > 0.7
 
     # the commands: the DSN given, or CUEWIRE_EXPORT_DSN
@@ -388,6 +403,11 @@ async def test_training_from_the_export_equals_training_from_the_recording(
     latest = await read_sessions(pg_dsn, SITE, max_batches=50, prefetch=7)
     assert latest.recording.batches == recorded.batches[-50:]
     assert latest.dropped == len(recorded.batches) - 50
+    with capsys.disabled():
+        print(
+            f"\nread {sent} exported events as {read.batches} batches in {took:.2f} s;"
+            f" {len(from_export)} sessions, held-out AUC {metrics['auc']:.3f}"
+        )
 
 
 async def test_training_from_an_export_that_is_not_there_says_what_to_do(
