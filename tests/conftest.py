@@ -1,4 +1,5 @@
-"""Fixtures: a real redis-server per test session, both store backends, a live server.
+"""Fixtures: a real redis-server per test session, both store backends, a live server, a
+scratch PostgreSQL database.
 
 Helpers live in tests/support/; this file holds only fixtures."""
 
@@ -8,16 +9,25 @@ import itertools
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis
 
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from support.paths import FIXTURES
-from support.servers import BACKENDS, LiveServer, RedisClusterServer, RedisServer, site_for
+from support.servers import (
+    BACKENDS,
+    POSTGRES,
+    LiveServer,
+    RedisClusterServer,
+    RedisServer,
+    site_for,
+)
 
 _prefixes = itertools.count()
 
@@ -129,3 +139,16 @@ def live(settings: Settings) -> Iterator[LiveServer]:
     """A live server whose site key ``test-site`` allows only the server's own origin."""
     with LiveServer(settings, site_for) as server:
         yield server
+
+
+@pytest.fixture
+async def pg_dsn() -> AsyncIterator[str]:
+    """A database of the test's own on the PostgreSQL at 127.0.0.1:5432, dropped afterwards."""
+    name = f"cw_export_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(f"{POSTGRES}/test")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()

@@ -18,9 +18,7 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,21 +42,7 @@ from support.visitor import Visitor
 from support.waiting import eventually
 from test_measure import GOALS, RULES, SITE, run_visitors
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 LOADER = "cuewire-export"  # the application_name of the loader's connections
-
-
-@pytest.fixture
-async def pg_dsn() -> AsyncIterator[str]:
-    """A database of the test's own, dropped afterwards."""
-    name = f"cw_export_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"{POSTGRES}/test")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture

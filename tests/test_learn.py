@@ -10,9 +10,13 @@ real ingest path and store, so the features come from real facts.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import io
 import json
+import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -23,19 +27,25 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from cuewire.cli import main
-from cuewire.errors import ModelError
+from cuewire.codes import Misconfig
+from cuewire.errors import ConfigError, ModelError
+from cuewire.export.loader import postgres_loader
+from cuewire.export.sessions import read_sessions
 from cuewire.learn import features
 from cuewire.learn.dataset import Row, rows
 from cuewire.learn.models import ModelFiles, load_propensity, load_segments
 from cuewire.learn.training import fit_propensity, fit_segments
-from cuewire.replay import Batch, Recording
+from cuewire.origin import Origin
+from cuewire.replay import Batch, Recording, record
 from cuewire.runtime import Runtime
 from cuewire.settings import Settings
-from cuewire.store import open_store
+from cuewire.store import RedisStore, open_store
 from support.harness import Harness, VisitorSession, write
 from support.paths import FIXTURES
-from support.servers import LiveServer, site_for
+from support.servers import POSTGRES, LiveServer, site_for
 from support.shoppers import INTENTS, recording
+from test_export import export_all
+from test_measure import SITE
 
 VISITORS = 240  # about 470 sessions: a few seconds on Redis
 
@@ -264,6 +274,19 @@ def test_segment_and_train_commands_write_loadable_models(
     models = ModelFiles.beside(tmp_path).load()
     assert models.segments is not None and models.propensity is not None
     assert models.propensity.spec.target == "purchase"
+    # --since and --until keep the batches received in the window, from any source
+    batches = Recording.load(recorded).batches
+    since, until = batches[len(batches) // 4].at, batches[-len(batches) // 4].at
+    window = [b for b in batches if since <= b.at < until]
+    iso = [
+        datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat()
+        for ms in (since, until)
+    ]
+    args = ["segment", *common, "--since", iso[0], "--until", iso[1], "--k", "2"]
+    assert main([*args, "--out", str(tmp_path / "window.json")]) == 0
+    sessions = len({b.session for b in window})
+    assert f"2 segments of {sessions} sessions" in capsys.readouterr().out
+    assert 0 < sessions < len({b.session for b in batches})
 
 
 @pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # --redis reads a Redis
@@ -288,6 +311,122 @@ async def test_segment_reads_a_sites_live_stream_from_redis(
     assert await asyncio.to_thread(main, [*args, "--out", str(out)]) == 0
     assert f"2 segments of {len(shoppers.intents)} sessions" in capsys.readouterr().out
     assert sum(s.size for s in load_segments(out).spec.segments) == len(shoppers.intents)
+
+
+# ---------------------------------------------------------------- the PostgreSQL export
+
+EXPORTED = 160  # visitors: about 310 sessions, 2,000 live stream entries
+
+
+async def _serve(h: Harness, recorded: Recording) -> None:
+    """The recorded batches through the server's ingest path, each at its own server time:
+    the live stream then holds one entry per batch, as a live server would have written."""
+    origins: dict[str, Origin] = {}
+    for batch in recorded.batches:
+        h.clock.now = batch.at
+        origin = origins.get(batch.session)
+        if origin is None:
+            opened = await h.store.open_session(SITE, batch.visitor, None, batch.at)
+            origin = Origin(SITE, batch.visitor, opened.session, f"tab-{batch.session}", "")
+            origins[batch.session] = origin
+        await h.pipeline.process(origin, batch.events, batch.at)
+
+
+def _params(model: dict[str, Any]) -> dict[str, Any]:
+    """A model file without the time it was written."""
+    return {**model, "metrics": {k: v for k, v in model["metrics"].items() if k != "trained_at"}}
+
+
+@pytest.mark.timeout(180)  # about 35 s: 2,000 batches served, then replayed four times
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # the export reads Redis
+async def test_training_from_the_export_equals_training_from_the_recording(
+    store: RedisStore,
+    settings: Settings,
+    pg_dsn: str,
+    redis_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Shoppers served, exported by the real loader into PostgreSQL, read back by
+    ``--from-export``: the same sessions, rows and models as ``cuewire record``'s copy of
+    the live stream gives."""
+    shoppers = recording(EXPORTED, seed=3, site=SITE)
+    await _serve(Harness(store, settings), Recording.read(shoppers.lines))
+    loader = postgres_loader(
+        replace(settings, export_dsn=pg_dsn), store.client, store.keys, [SITE], "learn"
+    )
+    await export_all(loader, store)
+    out = io.StringIO()
+    await record(store, SITE, out, 1_000_000)
+    recorded = Recording.read(out.getvalue().splitlines())
+    sent = sum(len(json.loads(line)["events"]) for line in shoppers.lines)
+    assert sum(len(b.events) for b in recorded.batches) == sent  # every event accepted
+
+    started = time.perf_counter()
+    read = await read_sessions(pg_dsn, SITE, prefetch=100)  # 100 rows per cursor fetch
+    took = time.perf_counter() - started
+    assert read.recording.batches == recorded.batches and read.dropped == 0
+
+    from_export = await rows(read.recording, redis_url)
+    from_recording = await rows(recorded, redis_url)
+    assert from_export == from_recording
+    assert len(from_export) == len(shoppers.intents)
+    trained = fit_propensity(from_recording)
+    metrics = trained["metrics"]
+    assert metrics["baseline_auc"] == 0.5 and metrics["auc"] > 0.7
+
+    # the commands: the DSN given, or CUEWIRE_EXPORT_DSN
+    models = tmp_path / "models"
+    common = ["--site", SITE, "--store", redis_url]
+    args = ["train", "--from-export", pg_dsn, *common, "--out", str(models / "propensity.json")]
+    assert await asyncio.to_thread(main, args) == 0
+    monkeypatch.setenv("CUEWIRE_EXPORT_DSN", pg_dsn)
+    args = ["segment", "--from-export", *common, "--k", "4"]
+    assert await asyncio.to_thread(main, [*args, "--out", str(models / "segments.json")]) == 0
+    assert f"4 segments of {len(from_export)} sessions" in capsys.readouterr().out
+    written = json.loads((models / "propensity.json").read_text(encoding="utf-8"))
+    assert _params(written) == _params(trained)
+    segments = json.loads((models / "segments.json").read_text(encoding="utf-8"))
+    assert segments == fit_segments(from_recording, 4)
+
+    # a window of time, and the latest batches only
+    since, until = recorded.batches[len(recorded.batches) // 3].at, recorded.batches[-40].at
+    window = await read_sessions(
+        pg_dsn,
+        SITE,
+        datetime.datetime.fromtimestamp(since / 1000, datetime.UTC),
+        datetime.datetime.fromtimestamp(until / 1000, datetime.UTC),
+    )
+    inside = [b for b in recorded.batches if since <= b.at < until]
+    assert window.recording.batches == inside and 0 < len(inside) < len(recorded.batches)
+    latest = await read_sessions(pg_dsn, SITE, max_batches=50, prefetch=7)
+    assert latest.recording.batches == recorded.batches[-50:]
+    assert latest.dropped == len(recorded.batches) - 50
+    with capsys.disabled():
+        print(
+            f"\nread {sent} exported events as {read.batches} batches in {took:.2f} s;"
+            f" {len(from_export)} sessions, held-out AUC {metrics['auc']:.3f}"
+        )
+
+
+async def test_training_from_an_export_that_is_not_there_says_what_to_do(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ConfigError) as empty:  # a database the export never wrote to
+        await read_sessions(pg_dsn, SITE)
+    assert empty.value.code is Misconfig.EXPORT_MISSING
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"postgresql://postgres@127.0.0.1:{s.getsockname()[1]}/cuewire"
+    for unreachable in (closed, f"{POSTGRES}/cw_no_such_database"):
+        with pytest.raises(ConfigError) as caught:
+            await read_sessions(unreachable, SITE)
+        assert caught.value.code is Misconfig.EXPORT_UNREACHABLE, unreachable
+    out = tmp_path / "propensity.json"
+    args = ["train", "--from-export", pg_dsn, "--site", SITE, "--out", str(out)]
+    assert await asyncio.to_thread(main, args) == 2
+    assert "cuewire: [export_missing] " in capsys.readouterr().err and not out.exists()
 
 
 def test_the_server_does_not_import_the_training_stack() -> None:

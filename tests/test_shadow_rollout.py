@@ -29,11 +29,13 @@ from cuewire.store import RedisStore
 from cuewire.webhooks import CHANNEL as WEBHOOKS
 from support.browser import NewContext, Serve
 from support.harness import Harness, write
-from support.servers import LiveServer, site_for
+from support.servers import WITH_CLUSTER, LiveServer, site_for
 from support.visitor import Visitor
 from support.waiting import eventually
 
 pytest_plugins = ["support.browser"]
+
+BACKENDS = WITH_CLUSTER  # a shadow or rollout decision is governed like a live one on every store
 
 SITE = "test-site"
 PAGE = "http://shop.test/product/boots"

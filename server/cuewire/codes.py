@@ -165,6 +165,8 @@ class Misconfig(StrEnum):
     """Why the server refuses to start as configured (``ConfigError.code``, printed by the CLI)."""
 
     WORKERS_NEED_REDIS = "workers_need_redis"  # --workers N > 1 on the in-process embedded store
+    EXPORT_UNREACHABLE = "export_unreachable"  # no connection to (or no reading of) the export DSN
+    EXPORT_MISSING = "export_missing"  # the export DSN's database has no export tables yet
 
 
 class QaRefusal(StrEnum):

@@ -31,6 +31,7 @@ T = TypeVar("T")
 
 BACKENDS = ("redis", "embedded")  # the store backends every store test runs on
 WITH_CLUSTER = (*BACKENDS, "cluster")  # a module's BACKENDS to run on a Redis Cluster too
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the tests' PostgreSQL (conftest: pg_dsn)
 
 
 def free_port() -> int:

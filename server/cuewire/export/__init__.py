@@ -9,4 +9,6 @@
 - ``loader.py``: the loop that moves batches from readers to the sink, acknowledging only
   after the sink committed; ``cuewire export postgres`` and the ``export`` task of
   ``cuewire serve`` run it.
+- ``sessions.py``: the events table read back as recorded sessions, for ``cuewire segment``
+  and ``cuewire train --from-export`` (docs/learning.md).
 """

@@ -1,12 +1,15 @@
 """``cuewire segment`` and ``cuewire train``: fit the learned models on recorded sessions (a
-``cuewire record`` file, or a site's live stream in Redis) and write their JSON files."""
+``cuewire record`` file, a site's live stream in Redis, or the PostgreSQL export's events) and
+write their JSON files."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +24,39 @@ def _source(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--from", dest="recording", type=Path, help="a `cuewire record` file")
     where.add_argument("--redis", help="read the site's live stream from this Redis")
-    parser.add_argument("--site", default="demo", help="the site key with --redis (default demo)")
-    parser.add_argument(
-        "--max-batches", type=int, default=100_000, help="with --redis: at most this many"
+    where.add_argument(
+        "--from-export",
+        dest="export",
+        nargs="?",
+        const="",
+        metavar="DSN",
+        help="read the site's events from the PostgreSQL export (default CUEWIRE_EXPORT_DSN)",
     )
+    parser.add_argument(
+        "--site", default="demo", help="the site key with --redis or --from-export (default demo)"
+    )
+    parser.add_argument(
+        "--max-batches",
+        type=int,
+        default=100_000,
+        help="with --redis or --from-export: the latest this many",
+    )
+    parser.add_argument("--since", type=_time, help="only batches received at or after (ISO)")
+    parser.add_argument("--until", type=_time, help="only batches received before (ISO)")
     parser.add_argument(
         "--store", help="replay the sessions into this Redis (default: the embedded store)"
     )
     parser.add_argument("--goal", default=PURCHASE, help="the custom event that converts")
     parser.add_argument("--out", type=Path, required=True, help="the model file to write")
+
+
+def _time(raw: str) -> datetime.datetime:
+    """An ISO 8601 date or time; UTC unless it names its offset."""
+    try:
+        at = datetime.datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{raw}: not an ISO date or time") from exc
+    return at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
 
 
 def add_commands(sub: Any) -> None:
@@ -40,16 +67,63 @@ def add_commands(sub: Any) -> None:
     _source(train)
 
 
+def _ms(at: datetime.datetime | None) -> int | None:
+    return None if at is None else round(at.timestamp() * 1000)
+
+
+def _window(recording: Recording, args: argparse.Namespace) -> Recording:
+    """The batches received in ``[--since, --until)`` (the export filters in its query)."""
+    since, until = _ms(args.since), _ms(args.until)
+    if since is None and until is None:
+        return recording
+    recording.batches = [
+        b
+        for b in recording.batches
+        if (since is None or b.at >= since) and (until is None or b.at < until)
+    ]
+    return recording
+
+
+async def _from_export(args: argparse.Namespace) -> Recording:
+    from ..export.sessions import read_sessions
+
+    dsn = args.export or Settings.from_env().export_dsn
+    if not dsn:
+        raise ConfigError("no export DSN: pass --from-export DSN or set CUEWIRE_EXPORT_DSN")
+    read = await read_sessions(dsn, args.site, args.since, args.until, args.max_batches)
+    if read.dropped:
+        print(
+            f"cuewire: kept the latest {len(read.recording.batches)} of {read.batches} batches "
+            "(raise --max-batches, or narrow with --since and --until)",
+            file=sys.stderr,
+        )
+    return read.recording
+
+
 async def _recording(args: argparse.Namespace) -> Recording:
+    if args.export is not None:
+        return await _from_export(args)
     if args.recording is not None:
-        return Recording.load(args.recording)
+        return _window(Recording.load(args.recording), args)
     from ..replay import record
     from ..store import open_store
 
     out = io.StringIO()
     async with open_store(Settings.from_env({"redis_url": args.redis})) as store:
         await record(store, args.site, out, args.max_batches)
-    return Recording.read(out.getvalue().splitlines(), f"{args.redis} site {args.site}")
+    recorded = Recording.read(out.getvalue().splitlines(), f"{args.redis} site {args.site}")
+    return _window(recorded, args)
+
+
+def _where(args: argparse.Namespace) -> str:
+    if args.recording is not None:
+        return str(args.recording)
+    window = "".join(
+        f" {flag} {at.isoformat()}"
+        for flag, at in (("since", args.since), ("until", args.until))
+        if at is not None
+    )
+    return f"site {args.site!r}{window}"
 
 
 def _rows(args: argparse.Namespace) -> list[Row]:
@@ -58,7 +132,7 @@ def _rows(args: argparse.Namespace) -> list[Row]:
 
     found = asyncio.run(run())
     if not found:
-        raise ConfigError("no recorded sessions to learn from")
+        raise ConfigError(f"no recorded sessions to learn from in {_where(args)}")
     return found
 
 
