@@ -114,11 +114,11 @@ async def test_a_copied_template_with_new_text_and_colour_appears_live(
     (templates / "club.html").write_text(copy)
 
     club = preview(page, "template:club:default")
-    await expect(club.locator(".cw-title")).to_have_text("Join the trail club", timeout=3000)
+    await expect(club.locator(".cw-title")).to_have_text("Join the trail club")
     await expect(club.locator(".cw-primary")).to_have_css("background-color", "rgb(123, 44, 191)")
 
     (templates / "club.html").write_text(copy.replace("Join the trail club", "Join us"))
-    await expect(club.locator(".cw-title")).to_have_text("Join us", timeout=3000)
+    await expect(club.locator(".cw-title")).to_have_text("Join us")
     assert page.problems == []  # type: ignore[attr-defined]
 
 
@@ -132,7 +132,7 @@ async def test_a_broken_save_shows_file_and_line_over_the_last_good_preview(
     line = good[: good.index('<p class="cw-message">')].count("\n") + 1
     path.write_text(good.replace('<p class="cw-message">', '<p class="cw-message">{{ 1 +'))
 
-    await expect(page.locator("#banner")).to_be_visible(timeout=3000)
+    await expect(page.locator("#banner")).to_be_visible()
     card = page.locator(".card", has=preview(page, "template:toast:default"))
     await expect(card.locator(".error")).to_contain_text(f"{path}:{line}:1: ")
     await expect(card.locator(".stage")).to_have_class("stage is-stale")
@@ -142,7 +142,7 @@ async def test_a_broken_save_shows_file_and_line_over_the_last_good_preview(
     )
 
     path.write_text(good)
-    await expect(page.locator("#banner")).to_be_hidden(timeout=3000)
+    await expect(page.locator("#banner")).to_be_hidden()
     await expect(card.locator(".error")).to_be_hidden()
 
 

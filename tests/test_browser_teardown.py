@@ -181,6 +181,23 @@ async def touch(context: BrowserContext, page: Page) -> None:
     await page.touchscreen.tap(*await center(page, "#nothing"))
 
 
+async def landed(site: LiveServer, sid: str) -> list[dict[str, object]]:
+    """The session's stored events once the batches in flight have landed: the page view is
+    there and two reads half a second apart agree."""
+    seen: list[list[dict[str, object]]] = []
+
+    async def read() -> list[dict[str, object]]:
+        seen.append(await recent_events(site, sid))
+        return seen[-1]
+
+    return await eventually(
+        read,
+        lambda now: len(seen) > 1 and now == seen[-2] and bool(of(now, "page_view")),
+        interval=0.5,
+        what="the events sent before the call, stored",
+    )
+
+
 @pytest.mark.parametrize("call", ["cuewire.consent(false)", "cuewire.stop()"])
 async def test_after_consent_false_or_stop_real_input_sends_nothing(
     new_context: NewContext, site: LiveServer, call: str
@@ -190,8 +207,8 @@ async def test_after_consent_false_or_stop_real_input_sends_nothing(
     frames: list[object] = []
     page.on("websocket", lambda ws: ws.on("framesent", frames.append))
     await page.evaluate(call)
-    before = await recent_events(site, sid)
     sent = len(frames)
+    before = await landed(site, sid)  # what was sent before the call, stored
 
     await rest_after_clicks(page)  # pointer
     await focus_and_wait(page)

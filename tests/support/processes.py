@@ -55,7 +55,7 @@ class ServerProcess(Stoppable):
     def start(self) -> ServerProcess:
         env = {**os.environ, "CUEWIRE_TIMER_POLL_S": "0.02", **self.extra_env}
         proc = self.proc = subprocess.Popen(self.args, env=env)
-        wait_healthy(self.url, 20, lambda: proc.poll() is None)
+        wait_healthy(self.url, 60, lambda: proc.poll() is None)  # a loaded CI machine is slow
         return self
 
 
