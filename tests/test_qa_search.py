@@ -25,6 +25,8 @@ import pytest
 from cuewire.identity import sign
 from cuewire.settings import Settings
 from cuewire.sites import Site, Sites
+from cuewire.store import RedisStore
+from support.harness import Harness, VisitorSession
 from support.servers import WITH_CLUSTER, LiveServer
 from support.visitor import Visitor
 from support.waiting import eventually
@@ -181,6 +183,35 @@ async def test_the_index_keeps_each_session_as_long_as_its_keys_and_reset_forget
         )
     assert reply.status_code == 200 and reply.json()["sessions"] == [first]
     assert await qa.call(store.client.exists(index)) == 0
+
+
+async def test_each_batch_keeps_its_session_in_the_index_as_long_as_its_keys(
+    store: RedisStore, settings: Settings
+) -> None:
+    """ingest.lua refreshes the index with the session's keys' time to live (once a minute
+    at most, and at once for a key the batch makes, such as a new tab's seen set): a session
+    with batches stays found while its keys live, then drops out with them."""
+    h = Harness(store, settings)
+    v = await h.visit(visitor="v_batches01")
+    session = v.origin.session
+    lifetime_ms = (settings.session_ttl_s + 360) * 1000  # open_session.lua: + GRACE + REFRESH
+    opened = h.clock.now_ms()
+    for tab in ("tab2", "tab3", "tab4"):  # past the first lifetime, a batch every 20 minutes
+        h.clock.advance(20 * 60)
+        await VisitorSession(h, replace(v.origin, tab=tab)).send("scroll", depth=30)
+    last = h.clock.now_ms()
+    held = await store.visitor_sessions(SITE, "v_batches01", opened + lifetime_ms + 1)
+    assert held == {session: last}
+    assert await store.visitor_sessions(SITE, "v_batches01", last + lifetime_ms) == held
+    assert await store.visitor_sessions(SITE, "v_batches01", last + lifetime_ms + 1) == {}
+    # a second session joins the first; both are the visitor's
+    h.clock.advance(1)
+    w = await h.visit(visitor="v_batches01")
+    await w.send("scroll", depth=40)
+    both = await store.visitor_sessions(SITE, "v_batches01", h.clock.now_ms())
+    assert list(both) == [w.origin.session, session]  # newest first
+    ttl = await store.client.ttl(store.keys.visitor_sessions(SITE, "v_batches01"))
+    assert lifetime_ms // 1000 - 2 <= ttl <= lifetime_ms // 1000
 
 
 # ---------------------------------------------------------------- the export

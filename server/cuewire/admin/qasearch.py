@@ -119,8 +119,8 @@ async def search(
     found = Search()
     live, audit = await asyncio.gather(store.read_live(site, SCAN), store.read_audit(site, SCAN))
     visitors = {query} if by == "visitor" else set()
+    linked = await store.visitor_of_user(site, query) if by == "user" else None
     if by == "user":
-        linked = await store.visitor_of_user(site, query)
         visitors = {linked} if linked else set()
         for entry in live:
             events = json.loads(entry.get("events") or "[]")
@@ -129,7 +129,9 @@ async def search(
     if history is not None:
         await _from_export(found, history, site, by, query, visitors)
     if by in ("visitor", "user", "session"):
-        await _from_index(found, ctx, site, by, query, sorted(visitors)[:VISITORS], now)
+        # the verified link first, then the visitors identifies named
+        ordered = ([linked] if linked else []) + sorted(visitors - {linked or ""})
+        await _from_index(found, ctx, site, by, query, ordered[:VISITORS], now)
     _from_streams(found, live, audit, by, query, visitors)
     latest = sorted(found.sessions.values(), key=lambda s: -s["last_at"])[:RESULTS]
     facts = await asyncio.gather(*(store.session_facts(site, s["session"]) for s in latest))
