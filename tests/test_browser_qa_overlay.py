@@ -170,6 +170,9 @@ async def test_the_qa_view_explains_the_session_and_forces_a_rule_into_its_page(
     await qa.locator("#search-q").fill("/guide.html")
     await qa.get_by_role("button", name="Find").click()
     await expect(qa.locator(f'#search-results button[data-session="{session}"]')).to_be_visible()
+    # what the search covered: a URL search without the export reads the streams only
+    covered = re.compile(r"^searched the last \d+ stream entries, since .+\. Covered since .+\.$")
+    await expect(qa.locator("#search-covered")).to_have_text(covered)
     await qa.get_by_role("button", name="QA link…").click()
     link = re.compile(re.escape(f"{server.url}/guide.html?cuewire_qa=") + r"\d+\.[0-9a-f]{64}$")
     await expect(qa.locator("#qa-link")).to_have_value(link)

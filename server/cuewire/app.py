@@ -28,6 +28,7 @@ from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery, Emit
 from .demo_mail import MailSink
+from .export.history import ExportHistory
 from .export.loader import Loader, postgres_loader
 from .gateway import Gateway
 from .inbox import Inbox, InboxClient
@@ -81,6 +82,7 @@ class Services:
     mailer: Mailer  # the rule action `email` (mail/): its sends go on the "email" outbox
     mail_sink: MailSink | None  # `cuewire demo`: the local SMTP sink emails go to
     export: Callable[[], Loader] | None = None  # with CUEWIRE_EXPORT_DSN (docs/export.md)
+    history: ExportHistory | None = None  # with it too: the QA search reads the export
     # the durable outboxes by channel (outbox.py), made once the store is open: ``outbox_for``
     outboxes: dict[str, Outbox] = field(default_factory=dict)
 
@@ -172,6 +174,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
         mailer,
         MailSink() if settings.demo_mail_sink else None,
         export,
+        ExportHistory(settings.export_dsn) if settings.export_dsn else None,
     )
 
 
@@ -235,6 +238,8 @@ async def serving(services: Services) -> AsyncIterator[Services]:
         if inbox is not None:
             await stack.enter_async_context(inbox)
             await stack.enter_async_context(supervisor.running("inbox", inbox.run))
+        if services.history is not None:
+            stack.push_async_callback(services.history.aclose)
         if services.export is not None:
             loader = services.export()
             await stack.enter_async_context(

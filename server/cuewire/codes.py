@@ -182,6 +182,13 @@ class QaRefusal(StrEnum):
     NO_TAB = "no_tab"  # a forced prompt needs a connected tab of the session
 
 
+class SearchGap(StrEnum):
+    """Why a source of the QA search was not read (its ``code`` in the answer's
+    ``covered.sources``, docs/qa.md)."""
+
+    EXPORT_UNAVAILABLE = "export_unavailable"  # the export's PostgreSQL failed or timed out
+
+
 class Undelivered(StrEnum):
     """Why an outbox job (outbox.py: a webhook, an email) was not done on one attempt: the
     ``code`` of a retry and of a dead letter."""

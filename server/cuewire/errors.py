@@ -6,6 +6,7 @@
     |   +-- RuleError
     |   +-- TemplateError
     +-- StoreError           the session store (Redis or embedded) failed
+    +-- HistoryError         the export's PostgreSQL could not be searched (QA search)
     +-- ProtocolError        a client sent something the wire protocol does not allow
         +-- IdentityUnverified   an identify without the signature its site requires
 
@@ -68,6 +69,11 @@ class ModelError(SourceError):
 
 class StoreError(CuewireError):
     """The session store failed; check that Redis is reachable at CUEWIRE_REDIS_URL."""
+
+
+class HistoryError(CuewireError):
+    """The export's PostgreSQL (CUEWIRE_EXPORT_DSN) could not be searched: check that it is
+    reachable and that the export has made its tables (docs/export.md)."""
 
 
 class ProtocolError(CuewireError):

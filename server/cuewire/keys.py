@@ -6,10 +6,10 @@ Two layouts, one per kind of store (docs/architecture.md, "Key layout"):
   hash tag; visitor keys, streams and the deadline set have none (a script may touch any key).
 - Redis Cluster (:class:`ClusterKeys`): a script may touch keys of one hash slot only, so every
   key a batch's script touches carries the visitor's tag ``{site:visitor}``: the session's
-  hashes, lists and sets, the visitor's hash, names and rate key. The deadline set is sharded
-  into :data:`TIMER_SHARDS` slots (``{prefix:N}``), each with its own leases and claimed hash;
-  a deadline goes to the shard of its visitor. Each site's audit stream shares a tag with its
-  firings' markers; the live stream has its own, and so do its heatmaps (``{h:site}``). Keys
+  hashes, lists and sets, the visitor's hash, names, sessions and rate key. The deadline set is
+  sharded into :data:`TIMER_SHARDS` slots (``{prefix:N}``), each with its own leases and claimed
+  hash; a deadline goes to the shard of its visitor. Each site's audit stream shares a tag with
+  its firings' markers; the live stream has its own, and so do its heatmaps (``{h:site}``). Keys
   only ever read or written alone (the user link, the per-address rate key) need no tag.
 """
 
@@ -69,6 +69,12 @@ class Keys:
     def visitor(self, site: str, visitor: str) -> str:
         """Hash of visitor facts: first and last seen, session count, user id, traits."""
         return f"{self.prefix}:v:{site}:{visitor}"
+
+    def visitor_sessions(self, site: str, visitor: str) -> str:
+        """Sorted set of a visitor's sessions (ids) scored by when their keys' time to live
+        was last set (ms): a member lives as long as its session's keys (open_session.lua,
+        ingest.lua), so the QA search finds a visitor's sessions without the streams."""
+        return f"{self.prefix}:vs:{site}:{visitor}"
 
     def user(self, site: str, user_id: str) -> str:
         """The visitor id last identified as ``user_id`` with a valid signature (for backend
@@ -179,6 +185,9 @@ class ClusterKeys(Keys):
 
     def visitor_names(self, site: str, visitor: str) -> str:
         return f"{self.prefix}:vn:{{{site}:{visitor}}}"
+
+    def visitor_sessions(self, site: str, visitor: str) -> str:
+        return f"{self.prefix}:vs:{{{site}:{visitor}}}"
 
     def visitor_rate(self, site: str, visitor: str) -> str:
         return f"{self.prefix}:rv:{{{site}:{visitor}}}"

@@ -65,6 +65,7 @@ from ..codes import Refuse
 from ..delivery import Delivery
 from ..errors import ConfigError, StoreError
 from ..explain import explained, read_state
+from ..export.history import ExportHistory
 from ..goals import MEASURE_FILE
 from ..measure import measure
 from ..measures import measures_of
@@ -382,6 +383,7 @@ class QaServices(Protocol):
     clock: Clock
     supervisor: Supervisor
     delivery: Delivery
+    history: ExportHistory | None  # with CUEWIRE_EXPORT_DSN: the QA search reads the export
 
     async def push_to_tab(self, address: str, push: Push, confirm: bool) -> bool: ...
 
@@ -466,7 +468,7 @@ def mount_qa(
 
     return [
         *explain_routes(ctx, sites, admin),
-        *qatools_routes(ctx, services.delivery, services.push_to_tab, admin),
+        *qatools_routes(ctx, services.delivery, services.push_to_tab, admin, services.history),
         *heatmap_routes(ctx, sites, admin),
         route("/qa", page),
         route("/qa/metrics", metrics_page),

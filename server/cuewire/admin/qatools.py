@@ -1,16 +1,16 @@
 """QA tools for the admin (docs/qa.md, "QA tools"): find sessions, reset a test visitor,
 force a rule to fire.
 
-    GET  /qa/api/search   ?site=&by=visitor|user|url|rule|session&q=: the sessions found
+    GET  /qa/api/search   ?site=&by=visitor|user|url|rule|session&q=: the sessions found,
+                          and what the search covered
     POST /qa/api/reset    {"site", "visitor"}: forget the visitor (store/forget.py), and
                           tell its open tabs to start afresh (a ``reset`` push)
     POST /qa/api/force    {"site", "session", "rule"}: fire the rule in the session now
 
-Search reads what the store keeps of the past: the latest :data:`SCAN` entries of the site's
-live stream (accepted batches: session, visitor, events with their URLs) and audit stream
-(firings: rule, session, visitor, URL), then each session found is looked up (its keys, while
-it lives). A user id is found through its verified link (the visitor it was last verified
-on) and through ``identify`` events still in the live stream. Older activity is not found.
+Search (qasearch.py) looks a session, visitor or user id up exactly in the store (the
+visitor's index of sessions), scans the latest entries of the live and audit streams, and
+with the export configured queries PostgreSQL for the full history; its answer says how far
+back each source reached (``covered``).
 
 After a reset, each socket the visitor's sessions recorded gets a ``reset`` push (protocol.Reset,
 code ``visitor_reset``), on this process or through its holder's inbox (inbox.py): the snippet
@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -44,6 +43,7 @@ from starlette.types import ASGIApp
 
 from ..codes import QaRefusal, Restart
 from ..delivery import FORCED, Delivery
+from ..export.history import ExportHistory
 from ..origin import Origin
 from ..protocol import Push, Reset
 from ..rules.engine import Candidate
@@ -51,10 +51,8 @@ from ..store.forget import forget_visitor
 from .explain_view import refusal
 from .pages import NO_STORE
 from .qa import QaContext, admin_route, same_origin, token_ok
+from .qasearch import SEARCH_BY, search
 
-SCAN = 10_000  # entries of each stream searched
-RESULTS = 50  # sessions answered, latest activity first
-SEARCH_BY = ("visitor", "user", "url", "rule", "session")
 TOKEN_HEADER = "x-cuewire-token"
 # push(address, what, confirm): sockets.LocalSockets.emit or inbox.Inbox.emit
 PushTo = Callable[[str, Push, bool], Awaitable[bool]]
@@ -72,62 +70,15 @@ def csrf_ok(ctx: QaContext, request: Request) -> bool:
     )
 
 
-async def search(ctx: QaContext, site: str, by: str, query: str) -> list[dict[str, Any]]:
-    """Sessions of ``site`` whose visitor, user id, URLs, firings or id match ``query``."""
-    store = ctx.store
-    live, audit = await asyncio.gather(store.read_live(site, SCAN), store.read_audit(site, SCAN))
-    visitors = {query}
-    if by == "user":
-        linked = await store.visitor_of_user(site, query)
-        visitors = {linked} if linked else set()
-        for entry in live:
-            events = json.loads(entry.get("events") or "[]")
-            if any(e.get("type") == "identify" and e.get("user_id") == query for e in events):
-                visitors.add(entry.get("visitor", ""))
-    found: dict[str, dict[str, Any]] = {}
-
-    def hit(session: str, visitor: str, at: int, url: str = "", rule: str = "") -> None:
-        s = found.setdefault(
-            session, {"session": session, "visitor": visitor, "first_at": at, "last_at": at}
-        )
-        s["first_at"], s["last_at"] = min(s["first_at"], at), max(s["last_at"], at)
-        for key, value in (("urls", url), ("rules", rule)):
-            kept = s.setdefault(key, [])
-            if value and value not in kept and len(kept) < 10:
-                kept.append(value)
-
-    for entry in live:
-        session, visitor = entry.get("session", ""), entry.get("visitor", "")
-        at = int(entry.get("at") or entry["id"].split("-")[0])
-        urls = [e.get("url", "") for e in json.loads(entry.get("events") or "[]")]
-        if (
-            (by in ("visitor", "user") and visitor in visitors)
-            or (by == "session" and session == query)
-            or (by == "url" and any(query in u for u in urls))
-        ):
-            for url in urls or [""]:
-                hit(session, visitor, at, url=url)
-    for r in audit:
-        session, visitor, at = r.get("session", ""), r.get("visitor", ""), int(r.get("at") or 0)
-        if (
-            (by in ("visitor", "user") and visitor in visitors)
-            or (by == "session" and session == query)
-            or (by == "url" and query in r.get("url", ""))
-            or (by == "rule" and r.get("rule") == query)
-        ):
-            hit(session, visitor, at, url=r.get("url", ""), rule=r.get("rule", ""))
-    latest = sorted(found.values(), key=lambda s: -s["last_at"])[:RESULTS]
-    facts = await asyncio.gather(*(store.session_facts(site, s["session"]) for s in latest))
-    for s, f in zip(latest, facts, strict=True):
-        s["live"] = bool(f)
-        s["tab"] = bool(f.get("sid"))
-    return latest
-
-
 def qatools_routes(
-    ctx: QaContext, delivery: Delivery, push: PushTo, admin: Callable[[ASGIApp], ASGIApp]
+    ctx: QaContext,
+    delivery: Delivery,
+    push: PushTo,
+    admin: Callable[[ASGIApp], ASGIApp],
+    history: ExportHistory | None = None,
 ) -> list[Route]:
-    """The routes above, each wrapped in ``admin``; ``push`` reaches a tab's socket."""
+    """The routes above, each wrapped in ``admin``; ``push`` reaches a tab's socket;
+    ``history``, when the export is configured, lets the search read PostgreSQL."""
 
     async def search_api(request: Request) -> Response:
         q = request.query_params
@@ -138,10 +89,8 @@ def qatools_routes(
             return refusal(
                 QaRefusal.BAD_REQUEST, f"pass ?q= and ?by= one of: {', '.join(SEARCH_BY)}"
             )
-        found = await search(ctx, site, by, query)
-        return JSONResponse(
-            {"site": site, "by": by, "q": query, "sessions": found}, headers=NO_STORE
-        )
+        found = await search(ctx, site, by, query, history)
+        return JSONResponse({"site": site, "by": by, "q": query, **found}, headers=NO_STORE)
 
     async def body_of(request: Request, *names: str) -> dict[str, str] | Response:
         """The POST's JSON fields ``names`` (strings), or the refusal to answer."""
@@ -169,7 +118,8 @@ def qatools_routes(
         if isinstance(body, Response):
             return body
         site, visitor = body["site"], body["visitor"]
-        sessions = {s["session"] for s in await search(ctx, site, "visitor", visitor)}
+        found = await search(ctx, site, "visitor", visitor)  # the store and the streams
+        sessions = {s["session"] for s in found["sessions"]}
         forgotten = await forget_visitor(ctx.store, site, visitor, sessions)
         # after the keys are gone, so that the fresh sessions the tabs open are not deleted
         reset = Reset(Restart.VISITOR_RESET)

@@ -283,6 +283,12 @@ class Store(Protocol):
 
     async def visitor_of_user(self, site: str, user_id: str) -> str | None: ...
 
+    async def visitor_sessions(self, site: str, visitor: str, now_ms: int) -> dict[str, int]:
+        """The visitor's sessions whose keys may still live at ``now_ms``: session id -> when
+        their time to live was last set (ms), newest first. Kept with the sessions' keys, so
+        it answers however far back the streams reach."""
+        ...
+
     async def timer_due(self, timer: Timer) -> int | None: ...
 
     async def claim_due(

@@ -1,14 +1,15 @@
 """Forget a visitor (the QA view's "reset a test visitor"): every key the store keeps for the
 visitor and the sessions named, and their pending deadlines.
 
-What goes (keys.py): the visitor's hash (sessions, returning status, per-day and per-week
-caps, cooldowns, snoozes, opt-outs, dismissals, traits, the facts rules set), its names and
-rate keys, its verified user link when it still names this visitor, its exposures, prompt marks
-and funnel progress (measurement: it converts and enters funnels afresh); per session: the session
-hash (per-session caps, trigger state, the prompt on screen), its recent events, distinct
-names, every tab's seen and pending seq sets (found with SCAN ... MATCH on the session's tag:
-on a cluster every node is asked) and, on a cluster, the session's visitor lookup. Pending
-deadlines leave the deadline set first, so none fires for a forgotten session.
+What goes (keys.py): the visitor's hash (sessions, returning status, per-day and per-week caps,
+cooldowns, snoozes, opt-outs, dismissals, traits, the facts rules set), its names and rate keys,
+its index of sessions (each session it names is forgotten too), its verified user link when it
+still names this visitor, its exposures, prompt marks and funnel progress (measurement: it
+converts and enters funnels afresh); per session: the session hash (per-session caps, trigger
+state, the prompt on screen), its recent events, distinct names, every tab's seen and pending
+seq sets (found with SCAN ... MATCH on the session's tag: on a cluster every node is asked) and,
+on a cluster, the session's visitor lookup. Pending deadlines leave the deadline set first, so
+none fires for a forgotten session.
 
 The sessions' socket records (their ``sid`` facts, sockets.py) are read before the keys go and
 answered: the caller tells those tabs to start afresh (admin/qatools.py), else a tab still open
@@ -54,9 +55,13 @@ async def forget_visitor(
     visitor_facts = await store.visitor_facts(site, visitor)
     if visitor_facts.get("session"):
         sessions = sessions | {visitor_facts["session"]}
+    async with guard("read a visitor's sessions"):  # every one its index still holds
+        indexed = await r.zrange(k.visitor_sessions(site, visitor), 0, -1)
+    sessions = sessions | {str(s) for s in indexed}
     doomed = [
         k.visitor(site, visitor),
         k.visitor_names(site, visitor),
+        k.visitor_sessions(site, visitor),
         k.visitor_rate(site, visitor),
     ]
     user = visitor_facts.get("user_id", "")

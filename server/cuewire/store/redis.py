@@ -77,7 +77,10 @@ log = logging.getLogger(__name__)
 
 AUDIT_MAXLEN = 100_000
 AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (record.lua)
-SESSION_VISITOR_TTL_S = 24 * 3600  # on a cluster, how long a session id finds its visitor
+SESSION_VISITOR_TTL_S = 24 * 3600
+# a session's keys outlive its last event by this much, and then some (open_session.lua's
+# GRACE_S + REFRESH_S): what the visitor's sessions index keeps
+SESSION_GRACE_S = 300 + 60  # on a cluster, how long a session id finds its visitor
 
 
 class RedisStore(Closing):
@@ -161,12 +164,17 @@ class RedisStore(Closing):
         fresh_id = new_id("s_")
         held = k.session(site, session or fresh_id, visitor)
         args: list[Any] = [now_ms, self._s.session_ttl_s, self._s.visitor_ttl_s, visitor, fresh_id]
-        args.append(fields)
+        args += [fields, session or ""]
         for pair in (describe or {}).items():
             args += pair
         try:
             resumed, returning, prev, sess, vis = await self._open(
-                keys=[held, k.session(site, fresh_id, visitor), k.visitor(site, visitor)],
+                keys=[
+                    held,
+                    k.session(site, fresh_id, visitor),
+                    k.visitor(site, visitor),
+                    k.visitor_sessions(site, visitor),
+                ],
                 args=args,
             )
             if k.cluster and not (resumed and session):  # for reads by session id alone
@@ -241,6 +249,7 @@ class RedisStore(Closing):
             session_key if k.cluster else k.address_rate(address),
             k.names(site, session, visitor),
             k.visitor_names(site, visitor),
+            k.visitor_sessions(site, visitor),
         ]
         timer_ops: list[TimerOp] = []
         if decided is None:
@@ -473,6 +482,16 @@ class RedisStore(Closing):
         async with guard("look up a user id"):
             found = await self._r.get(self._k.user(site, user_id))
         return str(found) if found is not None else None
+
+    async def visitor_sessions(self, site: str, visitor: str, now_ms: int) -> dict[str, int]:
+        """The visitor's sessions whose keys may still live at ``now_ms``: session -> when
+        their time to live was last set (ms), newest first (keys.visitor_sessions)."""
+        oldest = now_ms - (self._s.session_ttl_s + SESSION_GRACE_S) * 1000
+        async with guard("read a visitor's sessions"):
+            found = await self._r.zrevrangebyscore(
+                self._k.visitor_sessions(site, visitor), "+inf", oldest, withscores=True
+            )
+        return {str(pair[0]): int(pair[1]) for pair in found}
 
     async def session_facts(self, site: str, session: str, visitor: str | None = None) -> Facts:
         async with guard("read session facts"):

@@ -93,6 +93,20 @@ export function createTools({ el, pill, state, watch, clock }) {
     return { ok: reply.ok, data: await reply.json() };
   }
 
+  const when = (ms) => (ms ? `${new Date(Number(ms)).toLocaleDateString()} ${clock(ms)}` : "–");
+
+  // What the search covered (qasearch.py): one phrase per source it read
+  function covered(c) {
+    if (!c) return "";
+    const parts = (c.sources || []).map((s) => {
+      if (s.code) return `the export was not searched (${s.code})`;
+      if (s.source === "streams") return `searched the last ${s.entries} stream entries, since ${when(s.since_ms)}`;
+      if (s.source === "index") return `looked up the store's sessions (kept since ${when(s.since_ms)})`;
+      return `searched the PostgreSQL export, since ${when(s.since_ms)}`;
+    });
+    return `${parts.join("; ")}. Covered since ${when(c.since_ms)}.`;
+  }
+
   async function search(event) {
     event.preventDefault();
     const q = $("search-q").value.trim();
@@ -101,13 +115,16 @@ export function createTools({ el, pill, state, watch, clock }) {
     const reply = await fetch(`/qa/api/search?${params}`, { cache: "no-store" });
     const data = await reply.json();
     const list = $("search-results");
+    const note = $("search-covered");
+    note.textContent = reply.ok ? covered(data.covered) : "";
+    note.hidden = !reply.ok;
     if (!reply.ok) { list.replaceChildren(el("li", { class: "bad" }, `${data.code}: ${data.reason}`)); return; }
     list.replaceChildren(...(data.sessions.length ? data.sessions.map((s) => el("li", {},
       el("button", { type: "button", "data-session": s.session, onclick: () => watch(s.session) },
         el("span", { class: "sid" }, s.session), s.live ? null : el("span", { class: "badge suppressed" }, "ended"),
         el("span", { class: "line" }, `${s.visitor} · ${clock(s.last_at)}`),
         el("span", { class: "line" }, [...(s.rules || []), ...(s.urls || []).slice(0, 2)].join(" · "))))) :
-      [el("li", { class: "muted" }, "No session found in the recent streams.")]));
+      [el("li", { class: "muted" }, "No session found.")]));
   }
 
   async function force() {

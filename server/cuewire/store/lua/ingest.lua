@@ -1,7 +1,8 @@
 -- Admit and apply one batch of events to a session in one round trip.
 -- KEYS: session hash, recent-events list, seen-seq zset, visitor hash, live stream,
 --       pending-seq zset (stored, rule actions not yet applied: see commit.lua),
---       visitor rate key, address rate key, session names hash, visitor names hash
+--       visitor rate key, address rate key, session names hash, visitor names hash,
+--       the visitor's sessions (zset, keys.visitor_sessions)
 --       (on a cluster the live stream and the address key are in other slots: store/redis.py
 --       passes the session hash in their place, live stream max length 0, and writes the
 --       live stream itself)
@@ -21,7 +22,7 @@
 -- ARGV[12]: the facts the caller decided this batch from, JSON {"s": {field: value}, "v":
 --   {field: value}} (its copy of what ARGV[10] names, as they were before this batch), or ""
 -- ARGV[13]: the caller's actions for this batch, as commit.lua's ARGV[1] (their key indexes
---   point into KEYS, past the ten above)
+--   point into KEYS, past the eleven above)
 -- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or ""
 -- ARGV[15]: what the batch's events count (counters.lua's tally_events), JSON {"k": index in
 --   KEYS of the day's counters, or 0 on a cluster (the fields are then returned), "e": [...]},
@@ -287,6 +288,10 @@ local sfull, vfull = sttl + 300 + REFRESH_S, vttl + REFRESH_S  -- open_session.l
 if redis.call('PTTL', qkey) <= (sfull - REFRESH_S) * 1000 or not held[1] or not vheld[2] then
   for _, k in ipairs({skey, ekey, qkey, pkey}) do redis.call('EXPIRE', k, sfull) end
   redis.call('EXPIRE', vkey, vfull)
+  -- the visitor's sessions: this one as long as its keys (open_session.lua: the same)
+  redis.call('ZADD', KEYS[11], now, session_id)
+  redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', '(' .. (tonumber(now) - sfull * 1000))
+  redis.call('EXPIRE', KEYS[11], sfull)
 else
   if recent > 0 and recent == #accepted then redis.call('EXPIRE', ekey, sfull) end  -- new
   if #new_seqs > 0 and not decided then redis.call('EXPIRE', pkey, sfull) end
