@@ -7,10 +7,11 @@ Set CUEWIRE_SCREENSHOTS=1 to refresh docs/img/qa-heatmap.png and qa-heatmap-scri
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Page, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from cuewire.heatmaps import GRID
 from cuewire.sites import Site, Sites
@@ -37,6 +38,52 @@ def demo_pages(serve: Serve) -> LiveServer:
         sites=lambda origin: Sites({"demo": Site(origins=[origin])}),
         admin_password=PASSWORD,
     )
+
+
+@dataclass(frozen=True)
+class Built:
+    """The script-built page served, clicked by a visitor, and a QA browser context."""
+
+    server: LiveServer
+    pages: Path
+    cell: str  # the grid cell of the button's centre, as the visitor's page had it
+    qa: BrowserContext
+
+
+async def built_page_clicked(
+    serve: Serve, new_context: NewContext, tmp_path: Path, clicks: int
+) -> Built:
+    """Serves BUILT, has a visitor click its button ``clicks`` times (apart: not a burst)."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "built.html").write_text(BUILT)
+    server = serve(
+        pages=pages,
+        sites=lambda origin: Sites({"spa": Site(origins=[origin])}),
+        admin_password=PASSWORD,
+    )
+    visitor = await (await new_context(viewport={"width": 1024, "height": 800})).new_page()
+    await visitor.goto(server.url + "/built.html")
+    await session_id(visitor)
+    for _ in range(clicks):
+        await visitor.locator("#buy").click()
+        await visitor.wait_for_timeout(800)
+    cell = await cell_of(visitor, "#buy")
+    await visitor.close()
+    qa = await new_context(
+        viewport={"width": 1500, "height": 1000},
+        http_credentials={"username": "admin", "password": PASSWORD},
+    )
+    return Built(server, pages, cell, qa)
+
+
+async def heatmap_of(built: Built) -> dict[str, Any]:
+    """The built page's heatmap as /qa/api/heatmap answers it."""
+    api = f"{built.server.url}/qa/api/heatmap?site=spa&days=1&path=/built.html"
+    response = await built.qa.request.get(api)
+    assert response.ok
+    body: dict[str, Any] = await response.json()
+    return body
 
 
 async def cell_of(page: Page, selector: str) -> str:
@@ -182,34 +229,11 @@ async def test_a_page_built_by_its_scripts_is_drawn_with_its_scripts_isolated(
     heatmap renders it with its scripts, in an opaque origin, and the cell of the clicks is
     drawn over the button as the script placed it. The framed page reaches nothing of the QA
     page, and its snippet, refused for its origin "null", records nothing."""
-    pages = tmp_path / "pages"
-    pages.mkdir()
-    (pages / "built.html").write_text(BUILT)
-    server = serve(
-        pages=pages,
-        sites=lambda origin: Sites({"spa": Site(origins=[origin])}),
-        admin_password=PASSWORD,
-    )
-    visitor = await (await new_context(viewport={"width": 1024, "height": 800})).new_page()
-    await visitor.goto(server.url + "/built.html")
-    await session_id(visitor)
-    for _ in range(2):
-        await visitor.locator("#buy").click()
-        await visitor.wait_for_timeout(800)  # apart: two clicks, not a burst
-    visitor_cell = await cell_of(visitor, "#buy")
-    await visitor.close()
-
-    qa = await new_context(
-        viewport={"width": 1500, "height": 1000},
-        http_credentials={"username": "admin", "password": PASSWORD},
-    )
-    api = f"{server.url}/qa/api/heatmap?site=spa&days=1&path=/built.html"
+    built = await built_page_clicked(serve, new_context, tmp_path, clicks=2)
+    server, qa, visitor_cell = built.server, built.qa, built.cell
 
     async def heatmap() -> dict[str, Any]:
-        response = await qa.request.get(api)
-        assert response.ok
-        body: dict[str, Any] = await response.json()
-        return body
+        return await heatmap_of(built)
 
     body = await eventually(
         heatmap, lambda b: b["totals"].get("click", 0) >= 2, what="two clicks counted"
@@ -292,30 +316,14 @@ async def test_without_the_snippet_in_the_frame_the_rows_are_drawn_over_800px(
 ) -> None:
     """A page whose snippet does not say how tall it is (here: removed after the visit) is
     drawn with its scripts over 800px, and the page says so."""
-    pages = tmp_path / "pages"
-    pages.mkdir()
-    (pages / "built.html").write_text(BUILT)
-    server = serve(
-        pages=pages,
-        sites=lambda origin: Sites({"spa": Site(origins=[origin])}),
-        admin_password=PASSWORD,
+    built = await built_page_clicked(serve, new_context, tmp_path, clicks=1)
+    server, qa, cell = built.server, built.qa, built.cell
+    (built.pages / "built.html").write_text(
+        BUILT.replace('<script src="/cw.js"', '<script src="/x.js"')
     )
-    visitor = await (await new_context(viewport={"width": 1024, "height": 800})).new_page()
-    await visitor.goto(server.url + "/built.html")
-    await session_id(visitor)
-    await visitor.locator("#buy").click()
-    cell = await cell_of(visitor, "#buy")
-    await visitor.close()
-    (pages / "built.html").write_text(BUILT.replace('<script src="/cw.js"', '<script src="/x.js"'))
-
-    qa = await new_context(
-        viewport={"width": 1500, "height": 1000},
-        http_credentials={"username": "admin", "password": PASSWORD},
-    )
-    api = f"{server.url}/qa/api/heatmap?site=spa&days=1&path=/built.html"
 
     async def clicks() -> int:
-        n: int = (await (await qa.request.get(api)).json())["totals"].get("click", 0)
+        n: int = (await heatmap_of(built))["totals"].get("click", 0)
         return n
 
     await eventually(clicks, lambda n: n >= 1, what="the click counted")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -57,19 +57,6 @@ def short(settings: Settings) -> Settings:
 def qa(short: Settings) -> Iterator[LiveServer]:
     with LiveServer(short, sites) as server:
         yield server
-
-
-@pytest.fixture
-async def pg_dsn() -> AsyncIterator[str]:
-    """A database of the test's own, dropped afterwards."""
-    name = f"cw_search_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"{POSTGRES}/test")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def find(server: LiveServer, by: str, q: str) -> dict[str, Any]:
