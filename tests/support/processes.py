@@ -55,7 +55,11 @@ class ServerProcess(Stoppable):
     def start(self) -> ServerProcess:
         env = {**os.environ, "CUEWIRE_TIMER_POLL_S": "0.02", **self.extra_env}
         proc = self.proc = subprocess.Popen(self.args, env=env)
-        wait_healthy(self.url, 60, lambda: proc.poll() is None)  # a loaded CI machine is slow
+        try:
+            wait_healthy(self.url, 60, lambda: proc.poll() is None)  # a loaded machine is slow
+        except BaseException:
+            self.kill()  # a server that never answered is nobody's to stop: not left running
+            raise
         return self
 
 
