@@ -22,12 +22,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import msgspec
 import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from cuewire.cli import main
 from cuewire.codes import Misconfig
+from cuewire.device import device_class
 from cuewire.errors import ConfigError, ModelError
 from cuewire.export.loader import postgres_loader
 from cuewire.export.sessions import read_sessions
@@ -335,6 +338,110 @@ async def _serve(h: Harness, recorded: Recording) -> None:
 def _params(model: dict[str, Any]) -> dict[str, Any]:
     """A model file without the time it was written."""
     return {**model, "metrics": {k: v for k, v in model["metrics"].items() if k != "trained_at"}}
+
+
+# what the gateway classifies (device.py): the recording keeps the class, never the agent
+AGENTS = {
+    "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1",
+    "desktop": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0",
+}
+MOBILE, SEARCH, CAMPAIGN = (features.NAMES.index(n) for n in ("mobile", "search", "campaign"))
+
+
+async def _serve_as_live(h: Harness, recorded: Recording) -> dict[str, tuple[float, ...]]:
+    """The generated batches as a live server takes them: each session opened with the device
+    class the gateway reads from the User-Agent, its batches through the ingest path at their
+    own time, the batch with the goal split before it. Returns, per live session, the vector
+    the server computes from the stored facts at the moment a row is read (before the goal,
+    else after the session's last batch)."""
+    live: dict[str, tuple[float, ...]] = {}
+    origins: dict[str, Origin] = {}
+    last = {b.session: i for i, b in enumerate(recorded.batches)}
+
+    async def vector(origin: Origin) -> tuple[float, ...]:
+        s = await h.store.session_facts(SITE, origin.session, origin.visitor)
+        return features.features(s, await h.store.visitor_facts(SITE, origin.visitor))
+
+    for index, batch in enumerate(recorded.batches):
+        h.clock.now = batch.at
+        origin = origins.get(batch.session)
+        if origin is None:
+            describe = {"device": device_class(AGENTS[batch.device]), "sid": "socket"}
+            opened = await h.store.open_session(SITE, batch.visitor, None, batch.at, describe)
+            origin = Origin(SITE, batch.visitor, opened.session, f"tab-{batch.session}", "")
+            origins[batch.session] = origin
+        goal = next(
+            (i for i, e in enumerate(batch.events) if e.get("name") == features.PURCHASE), None
+        )
+        if goal is None:
+            await h.pipeline.process(origin, batch.events, batch.at)
+            if index == last[batch.session] and origin.session not in live:
+                live[origin.session] = await vector(origin)
+            continue
+        if goal > 0:
+            await h.pipeline.process(origin, batch.events[:goal], batch.at)
+        live.setdefault(origin.session, await vector(origin))
+        await h.pipeline.process(origin, batch.events[goal:], batch.at)
+    await h.store.deferred()  # on a cluster the live stream is written beside the batch
+    return live
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend_url", ["redis", "cluster"], indirect=True)
+async def test_replayed_rows_hold_the_device_and_source_the_server_computed(
+    store: RedisStore, settings: Settings, pg_dsn: str, redis_url: str
+) -> None:
+    """Shoppers on phones buy less often. Served as a live server takes them, recorded from
+    the live stream and exported: the replayed rows are the vectors the server computed for
+    the same sessions, ``mobile``, ``search`` and ``campaign`` included, and the propensity
+    learns that a phone lowers it. A recording without the device reads as before."""
+    shoppers = recording(120, seed=5, site=SITE, mobile=0.4)
+    generated = Recording.read(shoppers.lines)
+    live = await _serve_as_live(Harness(store, settings), generated)
+    out = io.StringIO()
+    await record(store, SITE, out, 1_000_000)
+    recorded = Recording.read(out.getvalue().splitlines())
+    assert {b.device for b in recorded.batches} == {"mobile", "desktop"}
+
+    replayed = await rows(recorded, redis_url)
+    assert len(replayed) == len(live) == len(shoppers.intents)
+    assert {row.session: row.x for row in replayed} == live
+    for column in (MOBILE, SEARCH, CAMPAIGN):  # each seen both ways, so each can be learned
+        assert {row.x[column] for row in replayed} == {0.0, 1.0}
+    phones = {row.session for row in replayed if row.x[MOBILE]}
+    assert phones == {b.session for b in recorded.batches if b.device == "mobile"}
+
+    propensity = fit_propensity(replayed)
+    assert propensity["coef"][MOBILE] < -0.3, propensity["coef"]
+
+    # the export carries the device too, and reads back as the same batches and rows
+    loader = postgres_loader(
+        replace(settings, export_dsn=pg_dsn), store.client, store.keys, [SITE], "learnctx"
+    )
+    await export_all(loader, store)
+    read = await read_sessions(pg_dsn, SITE)
+    assert read.recording.batches == recorded.batches
+    assert await rows(read.recording, redis_url) == replayed
+
+    # a recording made before the device was kept: mobile is 0 in every row, nothing else moves
+    old = Recording(batches=[replace_device(b, "") for b in recorded.batches])
+    before = await rows(old, redis_url)
+    assert all(row.x[MOBILE] == 0.0 for row in before)
+    assert [r.x[:MOBILE] + r.x[MOBILE + 1 :] for r in before] == [
+        r.x[:MOBILE] + r.x[MOBILE + 1 :] for r in replayed
+    ]
+    assert fit_propensity(before)["coef"][MOBILE] == 0.0
+    # an export table made before the column: read as such a recording
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("ALTER TABLE cuewire_events DROP COLUMN device")
+    finally:
+        await conn.close()
+    assert (await read_sessions(pg_dsn, SITE)).recording.batches == old.batches
+
+
+def replace_device(batch: Batch, device: str) -> Batch:
+    return msgspec.structs.replace(batch, device=device)
 
 
 @pytest.mark.timeout(180)  # about 35 s: 2,000 batches served, then replayed four times

@@ -300,23 +300,19 @@ class RedisStore(Closing):
         spec = spec_arg(self._k, site, now_ms, hits, slot_in(keys), renumber=True)
         return self._calls.call(self._heatmap, keys, [to_json(spec)])
 
-    def _live(self, origin: Origin, now_ms: int, accepted: list[str]) -> Awaitable[Any]:
-        """On a cluster: the live stream's entry for a batch's accepted events."""
-        return self._calls.command(
-            "XADD",
-            self._k.live(origin.site),
-            "MAXLEN",
-            "~",
-            self._s.live_stream_max,
-            "*",
-            "at",
-            now_ms,
-            "session",
-            origin.session,
-            "visitor",
-            origin.visitor,
-            "events",
-            "[" + ",".join(accepted) + "]",
+    async def _live(self, origin: Origin, now_ms: int, accepted: list[str]) -> None:
+        """On a cluster: the live stream's entry for a batch's accepted events, with the
+        session's device class as ingest.lua adds it (read after the batch: one more call)."""
+        k = self._k
+        device = await self._calls.command(
+            "HGET", k.session(origin.site, origin.session, origin.visitor), "device"
+        )
+        entry: list[Any] = ["at", now_ms, "session", origin.session, "visitor", origin.visitor]
+        entry += ["events", "[" + ",".join(accepted) + "]"]
+        if device is not None:
+            entry += ["device", device]
+        await self._calls.command(
+            "XADD", k.live(origin.site), "MAXLEN", "~", self._s.live_stream_max, "*", *entry
         )
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:

@@ -262,8 +262,13 @@ if #accepted > 0 then
   recent = recent[#recent]
   if recent > keep then redis.call('LTRIM', ekey, 0, keep - 1) end
   if live_max > 0 then
-    redis.call('XADD', KEYS[5], 'MAXLEN', '~', live_max, '*', 'at', now, 'session', session_id,
-               'visitor', ARGV[6], 'events', '[' .. table.concat(accepted, ',') .. ']')
+    -- the session's device class (open_session.lua's describe) goes with the batch, so a
+    -- replay opens the session as the server did (learn/dataset.py); never the user agent
+    local entry = {'at', now, 'session', session_id, 'visitor', ARGV[6],
+                   'events', '[' .. table.concat(accepted, ',') .. ']'}
+    local device = redis.call('HGET', skey, 'device')
+    if device then entry[#entry + 1] = 'device'; entry[#entry + 1] = device end
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', live_max, '*', unpack(entry))
   end
 end
 -- measurement and funnels: what the new events count (counters.lua)
