@@ -29,23 +29,28 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from cuewire.cli import main
+from cuewire.clock import DAY_MS, day_of
 from cuewire.codes import Misconfig
+from cuewire.counters import segment_sizes
 from cuewire.device import device_class
 from cuewire.errors import ConfigError, ModelError
 from cuewire.export.loader import postgres_loader
 from cuewire.export.sessions import read_sessions
+from cuewire.goals import Goals
 from cuewire.learn import features
 from cuewire.learn.dataset import Row, rows
-from cuewire.learn.models import ModelFiles, load_propensity, load_segments
+from cuewire.learn.models import ModelFiles, SegmentModel, load_propensity, load_segments
 from cuewire.learn.training import fit_propensity, fit_segments
+from cuewire.measure import from_counters
 from cuewire.origin import Origin
+from cuewire.pipeline import Processed
 from cuewire.replay import Batch, Recording, record
 from cuewire.runtime import Runtime
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from support.harness import Harness, VisitorSession, write
 from support.paths import FIXTURES
-from support.servers import POSTGRES, LiveServer, site_for
+from support.servers import POSTGRES, WITH_CLUSTER, LiveServer, site_for
 from support.shoppers import INTENTS, recording
 from test_export import export_all
 from test_measure import SITE
@@ -213,6 +218,64 @@ async def test_rules_fire_on_segment_and_propensity_for_the_right_shoppers(
     version = h.runtime.engine().rules.models.version
     assert version.startswith("segments-") and ",propensity-" in version
     assert len(audit) == 2 and all(r["model"] == version for r in audit)
+
+
+async def _ask_for_help(h: Harness, origin: Origin) -> Processed:
+    """A help_wanted event: the rule that tests ``visitor.segment`` reads it."""
+    event = {"type": "custom", "name": "help_wanted", "ts": h.clock.now, "seq": h.seq}
+    h.seq += 1
+    return await h.pipeline.process(origin, [{**event, "url": "https://shop.test/"}], h.clock.now)
+
+
+async def _segment_now(store: RedisStore, model: SegmentModel, origin: Origin) -> str:
+    """The segment of the visitor's vector as the store's facts are now."""
+    s = await store.session_facts(SITE, origin.session, origin.visitor)
+    return model.assign(features.features(s, await store.visitor_facts(SITE, origin.visitor)))
+
+
+@pytest.mark.parametrize("backend_url", WITH_CLUSTER, indirect=True)
+async def test_the_server_counts_the_visitors_it_assigns_to_each_segment_per_day(
+    settings: Settings, tmp_path: Path, shoppers_rows: tuple[dict[str, str], list[Row]]
+) -> None:
+    """A rule tests ``visitor.segment``: each visitor is counted once a day in the segment the
+    server assigned them, however many events (or processes) ask, in the day's counters: in
+    the batch's own store call when it was decided ahead, else in a call of its own."""
+    _, found = shoppers_rows
+    rules = tmp_path / "rules"
+    model = load_segments(_json(rules / "models" / "segments.json", fit_segments(found, 4)))
+    write(rules / "learned.yaml", RULES.replace("{segment}", model.spec.segments[0].name))
+    served = replace(settings, rules_dir=rules)
+    async with open_store(served) as store:
+        h = Harness(store, served)
+        other = Harness(store, served)  # another process: knows nothing of what was counted
+        other.seq = 100_000
+        expected: Counter[str] = Counter()
+        origins: list[Origin] = []
+        for n, intent in enumerate(INTENTS * 2):
+            me = await _shop(h, f"v_assigned{n:03d}", intent, nth=n // len(INTENTS))
+            assert (await _ask_for_help(h, me.origin)).ahead  # counted in the batch's call
+            await store.deferred()  # (on a cluster the counters are added beside it)
+            counted = await store.counters(SITE, [day_of(h.clock.now)])
+            assert sum(segment_sizes(counted, model.id).values()) == n + 1
+            await _ask_for_help(h, me.origin)
+            await _ask_for_help(other, replace(me.origin, tab="tab2"))
+            expected[await _segment_now(store, model, me.origin)] += 1
+            origins.append(me.origin)
+        today = day_of(h.clock.now)
+        h.clock.now += DAY_MS  # the next UTC day, a new visit: counted again, that day
+        again = await h.visit(origins[0].visitor)
+        assert not (await _ask_for_help(h, again.origin)).ahead  # counted in a call of its own
+        tomorrow = await _segment_now(store, model, again.origin)
+        await store.deferred()
+        days = await store.counters(SITE, [today, day_of(h.clock.now)])
+    assert segment_sizes({today: days[today]}, model.id) == dict(expected)
+    assert segment_sizes(days, model.id) == dict(expected + Counter([tomorrow]))
+    assert segment_sizes(days, "segments-retrained") == {}  # counts are per model
+    assert sum(expected.values()) == 2 * len(INTENTS)
+    assert len(expected) > 1  # the shoppers fall in several segments
+    # the measurement report does not take them for a rule's counts
+    report = from_counters(SITE, Goals(), days, today, day_of(h.clock.now))
+    assert set(report.rules) <= {"comparer-help", "abandoner-offer"}
 
 
 # ---------------------------------------------------------------- files
@@ -542,20 +605,41 @@ def test_the_server_does_not_import_the_training_stack() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_qa_shows_segment_sizes_and_centroids(
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # counts seeded beside it
+async def test_qa_shows_segment_sizes_and_centroids(
     settings: Settings, tmp_path: Path, shoppers_rows: tuple[dict[str, str], list[Row]]
 ) -> None:
     _, found = shoppers_rows
     rules = write(tmp_path / "rules" / "r.yaml", "rules: []\n").parent
-    _json(rules / "models" / "segments.json", fit_segments(found, 3))
+    model = load_segments(_json(rules / "models" / "segments.json", fit_segments(found, 3)))
     served = replace(settings, rules_dir=rules, admin_password="qa-secret-1")
+    first, second = (s.name for s in model.spec.segments[:2])
     with LiveServer(served, site_for) as server:
-        assert httpx.get(server.url + "/qa/segments.json").status_code == 401
-        auth = ("admin", "qa-secret-1")
-        body = httpx.get(server.url + "/qa/segments.json", auth=auth).json()
-        page = httpx.get(server.url + "/qa/segments", auth=auth).text
+        now = int(time.time() * 1000)
+        async with open_store(served) as store:  # what the server counts as it assigns them
+            for n, (name, at) in enumerate([(first, now - DAY_MS), (first, now), (second, now)]):
+                visitor = f"v_qa{n:010d}"
+                await store.open_session(SITE, visitor, None, at)
+                assert await store.assign_segment(SITE, visitor, model.id, name, at)
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/qa/segments.json")).status_code == 401
+            auth = ("admin", "qa-secret-1")
+            site = {"site": SITE}
+            body = (await http.get("/qa/segments.json", auth=auth, params=site)).json()
+            page = (await http.get("/qa/segments", auth=auth, params=site)).text
+            params = {**site, "from": day_of(now)}
+            today = (await http.get("/qa/segments.json", auth=auth, params=params)).json()
+            bad = await http.get("/qa/segments.json", auth=auth, params={"from": "june"})
     shown = body["segments"]["segments"]
     assert sum(s["size"] for s in shown) == len(found) and len(shown) == 3
     assert set(shown[0]["centroid"]) == set(features.NAMES)
     assert "propensity" not in body
     assert all(s["name"] in page for s in shown)
+    assert body["live"]["site"] == SITE and body["live"]["to"] == day_of(now)
+    assert [s["assigned"] for s in shown] == [2, 1, 0]
+    assert [s["assigned_share"] for s in shown] == [0.6667, 0.3333, 0.0]
+    per_day = body["segments"]["assigned_per_day"]
+    assert per_day == {day_of(now - DAY_MS): {first: 1}, day_of(now): {first: 1, second: 1}}
+    assert [s["assigned"] for s in today["segments"]["segments"]] == [1, 1, 0]
+    assert "visitors assigned live" in page and 'id="assigned-per-day"' in page
+    assert bad.status_code == 400

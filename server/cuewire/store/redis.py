@@ -25,7 +25,8 @@ from typing import Any, Self
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from ..counters import Mark
+from ..clock import day_of
+from ..counters import Mark, segment_field
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
 from ..heatmaps import Hit, hits_of, spec_arg
@@ -102,6 +103,7 @@ class RedisStore(Closing):
             lua("ops.lua") + lua("counters.lua") + lua("record.lua")
         )
         self._mark = client.register_script(lua("counters.lua") + lua("mark.lua"))
+        self._segment = client.register_script(lua("counters.lua") + lua("segment.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
         self._release = client.register_script(lua("release_socket.lua"))
         self._address = client.register_script(lua("address_rate.lua"))
@@ -527,6 +529,20 @@ class RedisStore(Closing):
             for day, held in zip(days, found, strict=True)
             if held
         }
+
+    async def assign_segment(
+        self, site: str, visitor: str, model: str, segment: str, now_ms: int
+    ) -> bool:
+        k = self._k
+        keys = [k.visitor(site, visitor)]
+        if not k.cluster:
+            keys.append(k.counters(site, day_of(now_ms)))
+        args = [segment_field(model, segment), day_of(now_ms)]
+        async with guard("count a segment"):
+            counted, apart = await self._calls.call(self._segment, keys, args)
+            if apart:  # a cluster: the day's counters are in the site's slot
+                await tally.count_beside(self._calls, k, site, now_ms, list(apart))
+        return bool(counted)
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]:
         return await self._streams.read_audit(site, count)

@@ -24,7 +24,9 @@
 --   point into KEYS, past the ten above)
 -- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or ""
 -- ARGV[15]: what the batch's events count (counters.lua's tally_events), JSON {"k": index in
---   KEYS of the day's counters, or 0 on a cluster (the fields are then returned), "e": [...]},
+--   KEYS of the day's counters, or 0 on a cluster (the fields are then returned), "e": [...],
+--   "s": [index in KEYS of the visitor hash, field, day]: the learned segment the caller's
+--   decision assigned (counters.lua's count_segment, when that decision stands), optional},
 --   or ""
 -- ARGV[16...]: the events' JSON, one per event, in the batch's order (passed apart, not
 --   escaped into ARGV[9]: less to send and to decode); then, optionally, heatmap.lua's spec
@@ -278,6 +280,11 @@ if ARGV[15] ~= '' then
   local ckey = nil
   if spec.k > 0 then ckey = KEYS[spec.k] end
   tally_events(KEYS, spec, fresh, now, ckey, tallied)
+  -- the learned segment the caller's decision assigned: only when that decision stands
+  local assigned = spec.s
+  if decided and assigned then
+    count_segment(KEYS[assigned[1]], assigned[2], assigned[3], ckey, tallied)
+  end
   counted(ckey, tallied)
   tallied.n = nil
 end
