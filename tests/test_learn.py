@@ -22,27 +22,35 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import msgspec
 import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from cuewire.cli import main
+from cuewire.clock import DAY_MS, day_of
 from cuewire.codes import Misconfig
+from cuewire.counters import segment_sizes
+from cuewire.device import device_class
 from cuewire.errors import ConfigError, ModelError
 from cuewire.export.loader import postgres_loader
 from cuewire.export.sessions import read_sessions
+from cuewire.goals import Goals
 from cuewire.learn import features
 from cuewire.learn.dataset import Row, rows
-from cuewire.learn.models import ModelFiles, load_propensity, load_segments
+from cuewire.learn.models import ModelFiles, SegmentModel, load_propensity, load_segments
 from cuewire.learn.training import fit_propensity, fit_segments
+from cuewire.measure import from_counters
 from cuewire.origin import Origin
+from cuewire.pipeline import Processed
 from cuewire.replay import Batch, Recording, record
 from cuewire.runtime import Runtime
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from support.harness import Harness, VisitorSession, write
 from support.paths import FIXTURES
-from support.servers import POSTGRES, LiveServer, site_for
+from support.servers import POSTGRES, WITH_CLUSTER, LiveServer, site_for
 from support.shoppers import INTENTS, recording
 from test_export import export_all
 from test_measure import SITE
@@ -212,6 +220,64 @@ async def test_rules_fire_on_segment_and_propensity_for_the_right_shoppers(
     assert len(audit) == 2 and all(r["model"] == version for r in audit)
 
 
+async def _ask_for_help(h: Harness, origin: Origin) -> Processed:
+    """A help_wanted event: the rule that tests ``visitor.segment`` reads it."""
+    event = {"type": "custom", "name": "help_wanted", "ts": h.clock.now, "seq": h.seq}
+    h.seq += 1
+    return await h.pipeline.process(origin, [{**event, "url": "https://shop.test/"}], h.clock.now)
+
+
+async def _segment_now(store: RedisStore, model: SegmentModel, origin: Origin) -> str:
+    """The segment of the visitor's vector as the store's facts are now."""
+    s = await store.session_facts(SITE, origin.session, origin.visitor)
+    return model.assign(features.features(s, await store.visitor_facts(SITE, origin.visitor)))
+
+
+@pytest.mark.parametrize("backend_url", WITH_CLUSTER, indirect=True)
+async def test_the_server_counts_the_visitors_it_assigns_to_each_segment_per_day(
+    settings: Settings, tmp_path: Path, shoppers_rows: tuple[dict[str, str], list[Row]]
+) -> None:
+    """A rule tests ``visitor.segment``: each visitor is counted once a day in the segment the
+    server assigned them, however many events (or processes) ask, in the day's counters: in
+    the batch's own store call when it was decided ahead, else in a call of its own."""
+    _, found = shoppers_rows
+    rules = tmp_path / "rules"
+    model = load_segments(_json(rules / "models" / "segments.json", fit_segments(found, 4)))
+    write(rules / "learned.yaml", RULES.replace("{segment}", model.spec.segments[0].name))
+    served = replace(settings, rules_dir=rules)
+    async with open_store(served) as store:
+        h = Harness(store, served)
+        other = Harness(store, served)  # another process: knows nothing of what was counted
+        other.seq = 100_000
+        expected: Counter[str] = Counter()
+        origins: list[Origin] = []
+        for n, intent in enumerate(INTENTS * 2):
+            me = await _shop(h, f"v_assigned{n:03d}", intent, nth=n // len(INTENTS))
+            assert (await _ask_for_help(h, me.origin)).ahead  # counted in the batch's call
+            await store.deferred()  # (on a cluster the counters are added beside it)
+            counted = await store.counters(SITE, [day_of(h.clock.now)])
+            assert sum(segment_sizes(counted, model.id).values()) == n + 1
+            await _ask_for_help(h, me.origin)
+            await _ask_for_help(other, replace(me.origin, tab="tab2"))
+            expected[await _segment_now(store, model, me.origin)] += 1
+            origins.append(me.origin)
+        today = day_of(h.clock.now)
+        h.clock.now += DAY_MS  # the next UTC day, a new visit: counted again, that day
+        again = await h.visit(origins[0].visitor)
+        assert not (await _ask_for_help(h, again.origin)).ahead  # counted in a call of its own
+        tomorrow = await _segment_now(store, model, again.origin)
+        await store.deferred()
+        days = await store.counters(SITE, [today, day_of(h.clock.now)])
+    assert segment_sizes({today: days[today]}, model.id) == dict(expected)
+    assert segment_sizes(days, model.id) == dict(expected + Counter([tomorrow]))
+    assert segment_sizes(days, "segments-retrained") == {}  # counts are per model
+    assert sum(expected.values()) == 2 * len(INTENTS)
+    assert len(expected) > 1  # the shoppers fall in several segments
+    # the measurement report does not take them for a rule's counts
+    report = from_counters(SITE, Goals(), days, today, day_of(h.clock.now))
+    assert set(report.rules) <= {"comparer-help", "abandoner-offer"}
+
+
 # ---------------------------------------------------------------- files
 
 
@@ -337,6 +403,110 @@ def _params(model: dict[str, Any]) -> dict[str, Any]:
     return {**model, "metrics": {k: v for k, v in model["metrics"].items() if k != "trained_at"}}
 
 
+# what the gateway classifies (device.py): the recording keeps the class, never the agent
+AGENTS = {
+    "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1",
+    "desktop": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0",
+}
+MOBILE, SEARCH, CAMPAIGN = (features.NAMES.index(n) for n in ("mobile", "search", "campaign"))
+
+
+async def _serve_as_live(h: Harness, recorded: Recording) -> dict[str, tuple[float, ...]]:
+    """The generated batches as a live server takes them: each session opened with the device
+    class the gateway reads from the User-Agent, its batches through the ingest path at their
+    own time, the batch with the goal split before it. Returns, per live session, the vector
+    the server computes from the stored facts at the moment a row is read (before the goal,
+    else after the session's last batch)."""
+    live: dict[str, tuple[float, ...]] = {}
+    origins: dict[str, Origin] = {}
+    last = {b.session: i for i, b in enumerate(recorded.batches)}
+
+    async def vector(origin: Origin) -> tuple[float, ...]:
+        s = await h.store.session_facts(SITE, origin.session, origin.visitor)
+        return features.features(s, await h.store.visitor_facts(SITE, origin.visitor))
+
+    for index, batch in enumerate(recorded.batches):
+        h.clock.now = batch.at
+        origin = origins.get(batch.session)
+        if origin is None:
+            describe = {"device": device_class(AGENTS[batch.device]), "sid": "socket"}
+            opened = await h.store.open_session(SITE, batch.visitor, None, batch.at, describe)
+            origin = Origin(SITE, batch.visitor, opened.session, f"tab-{batch.session}", "")
+            origins[batch.session] = origin
+        goal = next(
+            (i for i, e in enumerate(batch.events) if e.get("name") == features.PURCHASE), None
+        )
+        if goal is None:
+            await h.pipeline.process(origin, batch.events, batch.at)
+            if index == last[batch.session] and origin.session not in live:
+                live[origin.session] = await vector(origin)
+            continue
+        if goal > 0:
+            await h.pipeline.process(origin, batch.events[:goal], batch.at)
+        live.setdefault(origin.session, await vector(origin))
+        await h.pipeline.process(origin, batch.events[goal:], batch.at)
+    await h.store.deferred()  # on a cluster the live stream is written beside the batch
+    return live
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend_url", ["redis", "cluster"], indirect=True)
+async def test_replayed_rows_hold_the_device_and_source_the_server_computed(
+    store: RedisStore, settings: Settings, pg_dsn: str, redis_url: str
+) -> None:
+    """Shoppers on phones buy less often. Served as a live server takes them, recorded from
+    the live stream and exported: the replayed rows are the vectors the server computed for
+    the same sessions, ``mobile``, ``search`` and ``campaign`` included, and the propensity
+    learns that a phone lowers it. A recording without the device reads as before."""
+    shoppers = recording(120, seed=5, site=SITE, mobile=0.4)
+    generated = Recording.read(shoppers.lines)
+    live = await _serve_as_live(Harness(store, settings), generated)
+    out = io.StringIO()
+    await record(store, SITE, out, 1_000_000)
+    recorded = Recording.read(out.getvalue().splitlines())
+    assert {b.device for b in recorded.batches} == {"mobile", "desktop"}
+
+    replayed = await rows(recorded, redis_url)
+    assert len(replayed) == len(live) == len(shoppers.intents)
+    assert {row.session: row.x for row in replayed} == live
+    for column in (MOBILE, SEARCH, CAMPAIGN):  # each seen both ways, so each can be learned
+        assert {row.x[column] for row in replayed} == {0.0, 1.0}
+    phones = {row.session for row in replayed if row.x[MOBILE]}
+    assert phones == {b.session for b in recorded.batches if b.device == "mobile"}
+
+    propensity = fit_propensity(replayed)
+    assert propensity["coef"][MOBILE] < -0.3, propensity["coef"]
+
+    # the export carries the device too, and reads back as the same batches and rows
+    loader = postgres_loader(
+        replace(settings, export_dsn=pg_dsn), store.client, store.keys, [SITE], "learnctx"
+    )
+    await export_all(loader, store)
+    read = await read_sessions(pg_dsn, SITE)
+    assert read.recording.batches == recorded.batches
+    assert await rows(read.recording, redis_url) == replayed
+
+    # a recording made before the device was kept: mobile is 0 in every row, nothing else moves
+    old = Recording(batches=[replace_device(b, "") for b in recorded.batches])
+    before = await rows(old, redis_url)
+    assert all(row.x[MOBILE] == 0.0 for row in before)
+    assert [r.x[:MOBILE] + r.x[MOBILE + 1 :] for r in before] == [
+        r.x[:MOBILE] + r.x[MOBILE + 1 :] for r in replayed
+    ]
+    assert fit_propensity(before)["coef"][MOBILE] == 0.0
+    # an export table made before the column: read as such a recording
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("ALTER TABLE cuewire_events DROP COLUMN device")
+    finally:
+        await conn.close()
+    assert (await read_sessions(pg_dsn, SITE)).recording.batches == old.batches
+
+
+def replace_device(batch: Batch, device: str) -> Batch:
+    return msgspec.structs.replace(batch, device=device)
+
+
 @pytest.mark.timeout(180)  # about 35 s: 2,000 batches served, then replayed four times
 @pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # the export reads Redis
 async def test_training_from_the_export_equals_training_from_the_recording(
@@ -435,20 +605,41 @@ def test_the_server_does_not_import_the_training_stack() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_qa_shows_segment_sizes_and_centroids(
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # counts seeded beside it
+async def test_qa_shows_segment_sizes_and_centroids(
     settings: Settings, tmp_path: Path, shoppers_rows: tuple[dict[str, str], list[Row]]
 ) -> None:
     _, found = shoppers_rows
     rules = write(tmp_path / "rules" / "r.yaml", "rules: []\n").parent
-    _json(rules / "models" / "segments.json", fit_segments(found, 3))
+    model = load_segments(_json(rules / "models" / "segments.json", fit_segments(found, 3)))
     served = replace(settings, rules_dir=rules, admin_password="qa-secret-1")
+    first, second = (s.name for s in model.spec.segments[:2])
     with LiveServer(served, site_for) as server:
-        assert httpx.get(server.url + "/qa/segments.json").status_code == 401
-        auth = ("admin", "qa-secret-1")
-        body = httpx.get(server.url + "/qa/segments.json", auth=auth).json()
-        page = httpx.get(server.url + "/qa/segments", auth=auth).text
+        now = int(time.time() * 1000)
+        async with open_store(served) as store:  # what the server counts as it assigns them
+            for n, (name, at) in enumerate([(first, now - DAY_MS), (first, now), (second, now)]):
+                visitor = f"v_qa{n:010d}"
+                await store.open_session(SITE, visitor, None, at)
+                assert await store.assign_segment(SITE, visitor, model.id, name, at)
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/qa/segments.json")).status_code == 401
+            auth = ("admin", "qa-secret-1")
+            site = {"site": SITE}
+            body = (await http.get("/qa/segments.json", auth=auth, params=site)).json()
+            page = (await http.get("/qa/segments", auth=auth, params=site)).text
+            params = {**site, "from": day_of(now)}
+            today = (await http.get("/qa/segments.json", auth=auth, params=params)).json()
+            bad = await http.get("/qa/segments.json", auth=auth, params={"from": "june"})
     shown = body["segments"]["segments"]
     assert sum(s["size"] for s in shown) == len(found) and len(shown) == 3
     assert set(shown[0]["centroid"]) == set(features.NAMES)
     assert "propensity" not in body
     assert all(s["name"] in page for s in shown)
+    assert body["live"]["site"] == SITE and body["live"]["to"] == day_of(now)
+    assert [s["assigned"] for s in shown] == [2, 1, 0]
+    assert [s["assigned_share"] for s in shown] == [0.6667, 0.3333, 0.0]
+    per_day = body["segments"]["assigned_per_day"]
+    assert per_day == {day_of(now - DAY_MS): {first: 1}, day_of(now): {first: 1, second: 1}}
+    assert [s["assigned"] for s in today["segments"]["segments"]] == [1, 1, 0]
+    assert "visitors assigned live" in page and 'id="assigned-per-day"' in page
+    assert bad.status_code == 400

@@ -10,7 +10,10 @@ prompt, conversions, funnel steps), through counters.lua. One hash per site and 
   ``visitors`` (a visitor exposed with no exposure of theirs to the rule still open: the unit
   conversions are counted in), ``shown`` / ``clicked`` / ``dismissed`` (once per prompt each),
   ``converted`` (a goal event while the visitor's exposure is open: once, it closes it);
-- ``#f|funnel|segment|step``: visitors reaching a funnel step (funnels.py).
+- ``#f|funnel|segment|step``: visitors reaching a funnel step (funnels.py);
+- ``#s|model|segment``: visitors the server assigned to a learned segment (``visitor.segment``
+  with the segments model ``model``), once per visitor, segment and day (counters.lua
+  ``count_segment``: in the batch's own call when it was decided ahead, else segment.lua).
 
 A rule without variants counts under variant ``""``; a holdout under ``holdout``. A visitor's
 exposure stays open for the rule's goal window (goals.py) after their last exposure.
@@ -27,6 +30,7 @@ FIRED, HELD_OUT, VISITORS, CONVERTED = "fired", "holdout", "visitors", "converte
 SUPPRESSED = "suppressed:"  # + the code governance (codes.Hold) gave
 FEEDBACK = {"prompt_shown": "shown", "prompt_click": "clicked", "prompt_dismiss": "dismissed"}
 FUNNEL = "#f"  # no rule id starts with "#"
+SEGMENT = "#s"
 PROMPT_MARK_TTL_S = 2 * 86400  # feedback on a prompt counts for this long after it was shown
 
 
@@ -36,6 +40,23 @@ def counter_field(rule: str, variant: str, kind: str) -> str:
 
 def funnel_field(funnel: str, segment: str, step: int) -> str:
     return f"{FUNNEL}|{funnel}|{segment}|{step}"
+
+
+def segment_field(model: str, segment: str) -> str:
+    return f"{SEGMENT}|{model}|{segment}"
+
+
+def segment_sizes(counters: Mapping[str, Mapping[str, int]], model: str) -> dict[str, int]:
+    """Per segment of ``model``: the visitors assigned to it, summed over the days of
+    ``counters`` (day -> field -> count, as ``Store.counters`` reads them)."""
+    head = segment_field(model, "")
+    sizes: dict[str, int] = {}
+    for day in counters.values():
+        for name, count in day.items():
+            if name.startswith(head):
+                segment = name[len(head) :]
+                sizes[segment] = sizes.get(segment, 0) + count
+    return sizes
 
 
 # ---------------------------------------------------------------- one audit record
@@ -106,4 +127,14 @@ class StepReached:
     split_ms: int = 0
 
 
-Mark = Feedback | GoalReached | StepReached
+@dataclass(frozen=True)
+class SegmentAssigned:
+    """The batch's decision, made before the store call, assigned the visitor ``segment`` of
+    the segments model ``model``: counted (:func:`segment_field`) only when the decision
+    stands (ingest.lua), once per visitor, segment and day."""
+
+    model: str
+    segment: str
+
+
+Mark = Feedback | GoalReached | StepReached | SegmentAssigned

@@ -40,7 +40,7 @@ from typing import Any
 from .clock import day_of, days_between
 from .codes import Outcome
 from .conversion_series import DAILY, Series
-from .counters import FUNNEL, SUPPRESSED
+from .counters import FUNNEL, SEGMENT, SUPPRESSED
 from .experiments import HOLDOUT, variant_for
 from .goals import Goal, Goals
 from .rules.engine import Engine
@@ -396,7 +396,7 @@ def from_counters(
     report = Report(site, now_ms, goals, days=(first, last))
     for day in days_between(first, last):
         for name, count in counters.get(day, {}).items():
-            if name.startswith(FUNNEL):
+            if name.startswith((FUNNEL, SEGMENT)):
                 continue
             rule_id, _, rest = name.partition("|")
             variant, _, kind = rest.partition("|")

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .counters import SegmentAssigned
 from .delivery import Delivery, Plan
 from .facts import FactChanges, changes_for, new_names
 from .identity import is_verified
+from .learn.assigned import Assigned
 from .measures import measures_of
 from .origin import Origin
 from .prediction import Known, KnownFacts, Reads, after_actions, after_batch
@@ -43,6 +45,7 @@ class _Ahead:
     decided: Decided
     after: Known
     plans: list[Plan]  # the firings it asks governance for
+    segment: str  # the learned segment it assigned the visitor ("": none)
 
 
 class Pipeline:
@@ -58,6 +61,7 @@ class Pipeline:
         self._delivery = delivery
         self._known = known if known is not None else KnownFacts()
         self._reads: Reads | None = None
+        self._assigned = Assigned(store)
 
     def fields(self) -> str:
         """What the live rules read, as the store asks (``RuleSet.fields_json``)."""
@@ -96,6 +100,10 @@ class Pipeline:
         changes = [changes_for(e, now_ms, rules.distinct, rules.clicks) for e in events]
         names = [new_names(e, rules.distinct) for e in events] if gate else None
         ahead = self._ahead(origin, events, changes, engine, reads, now_ms)
+        marks = measures_of(rules).marks(events)
+        assigned = self._assigned_ahead(origin, engine, ahead, now_ms)
+        if assigned is not None:
+            marks.append(assigned)  # counted in the store call, when the decision stands
         # before the facts: whoever sees the identify's traits finds the user linked too
         await self._link_users(origin, events)
         ingested = await self._store.ingest(
@@ -107,9 +115,13 @@ class Pipeline:
             gate,
             names,
             ahead.decided if ahead else None,
-            measures_of(rules).marks(events),
+            marks,
         )
         if ahead is not None and ingested.applied:
+            if assigned is not None:
+                self._assigned.remember(
+                    origin.site, origin.visitor, assigned.model, assigned.segment, now_ms
+                )
             if not ahead.plans:
                 self._known.put(origin.site, origin.session, ahead.after)
                 return Processed(ingested.admitted, None, ahead=True)
@@ -148,7 +160,28 @@ class Pipeline:
         seqs = [int(e["seq"]) for e in events]
         requests = [plan.request for plan in plans]
         decided = Decided(known.session, known.visitor, seqs, decision.actions, requests)
-        return _Ahead(decided, Known(reads, *after), plans)
+        return _Ahead(decided, Known(reads, *after), plans, decision.segment)
+
+    def _assigned_ahead(
+        self, origin: Origin, engine: Engine, ahead: _Ahead | None, now_ms: int
+    ) -> SegmentAssigned | None:
+        """The learned segment a batch decided ahead assigned the visitor, unless this process
+        knows it counted already (learn/assigned.py)."""
+        model = engine.rules.models.segments
+        if ahead is None or not ahead.segment or model is None:
+            return None
+        if self._assigned.known(origin.site, origin.visitor, model.id, ahead.segment, now_ms):
+            return None
+        return SegmentAssigned(model.id, ahead.segment)
+
+    async def _count_segment(
+        self, origin: Origin, engine: Engine, segment: str, now_ms: int
+    ) -> None:
+        """Count the visitor in the learned segment a batch decided after its store call
+        assigned them, in a call of its own (learn/assigned.py)."""
+        model = engine.rules.models.segments
+        if segment and model is not None:
+            await self._assigned.note(origin.site, origin.visitor, model.id, segment, now_ms)
 
     async def _decide(
         self,
@@ -171,6 +204,7 @@ class Pipeline:
         decision = self._on_events(
             origin, fresh, ingested.session, ingested.visitor, engine, now_ms
         )
+        await self._count_segment(origin, engine, decision.segment, now_ms)
         if not decision.actions and not decision.candidates:
             self._known.put(site, session, known)
             return None  # nothing to apply; a resend is decided again, to the same effect

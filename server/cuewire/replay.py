@@ -10,8 +10,12 @@ a rule change can be judged against what the live rules did.
 One line per batch or audit record::
 
     {"kind": "batch", "site": "demo", "id": "1764000000000-0", "at": 1764000000000,
-     "session": "s_...", "visitor": "v_...", "events": [{"type": "page_view", ...}]}
+     "session": "s_...", "visitor": "v_...", "device": "mobile",
+     "events": [{"type": "page_view", ...}]}
     {"kind": "audit", "site": "demo", "id": "...", "outcome": "fired", "rule": "...", ...}
+
+``device`` is the session's device class (device.py) when the batch was stored; recordings
+made before it was kept have none.
 """
 
 from __future__ import annotations
@@ -52,6 +56,14 @@ class Batch(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     session: str
     visitor: str
     events: list[dict[str, Any]]
+    device: str = ""  # the session's device class as the batch was stored ("": not recorded)
+
+
+def described(batch: Batch) -> dict[str, str] | None:
+    """What the server set on the batch's session when a tab connected (the gateway's
+    ``describe``), as far as a recording keeps it: the device class. None for recordings
+    made before it was kept."""
+    return {"device": batch.device} if batch.device else None
 
 
 def stream_ms(entry_id: str) -> int:
@@ -83,6 +95,8 @@ async def record(store: Store, site: str, out: IO[str], max_batches: int) -> tup
             "visitor": entry.get("visitor", ""),
             "events": json.loads(entry.get("events") or "[]"),
         }
+        if entry.get("device"):
+            batch["device"] = entry["device"]
         out.write(json.dumps(batch, separators=(",", ":")) + "\n")
     for rec in audit:
         out.write(json.dumps({"kind": "audit", "site": site, **rec}, separators=(",", ":")) + "\n")
@@ -250,7 +264,9 @@ async def replay(
             await advance(batch.at)
             key = (batch.site, batch.session)
             if key not in sessions:
-                opened = await store.open_session(batch.site, batch.visitor, None, clock.now)
+                opened = await store.open_session(
+                    batch.site, batch.visitor, None, clock.now, described(batch)
+                )
                 sessions[key] = opened.session
                 result.recorded[opened.session] = batch.session
             sites.add(batch.site)

@@ -34,6 +34,7 @@ class _Session:
 
     rng: random.Random
     now: int
+    mobile: bool = False
     url: str = SHOP + "/"
     seq: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -139,7 +140,7 @@ def _buyer(s: _Session, rng: random.Random) -> None:
     s.page("/checkout.html")
     s.custom("checkout_started")
     s.wait(20, 90)
-    if rng.random() < 0.8:
+    if rng.random() < (0.25 if s.mobile else 0.8):  # paying on a phone is a chore
         s.custom("purchase", total=120)
         s.page("/thanks.html")
 
@@ -160,9 +161,14 @@ class Shoppers:
     intents: dict[str, str]  # recorded session id -> intent
 
 
-def recording(visitors: int, seed: int = 1, site: str = "shop") -> Shoppers:
-    """``visitors`` shoppers (intents in equal shares), each with one or more sessions."""
+def recording(visitors: int, seed: int = 1, site: str = "shop", mobile: float = 0.0) -> Shoppers:
+    """``visitors`` shoppers (intents in equal shares), each with one or more sessions.
+
+    With ``mobile`` > 0 each visitor is on a phone with that probability (drawn apart, so the
+    walks are those of ``mobile=0``): their batches carry the device class as ``cuewire
+    record`` copies it (``"device"``), and a buyer on a phone buys less often."""
     rng = random.Random(seed)
+    phones = random.Random(f"{seed}/devices")
     lines: list[str] = []
     out = Shoppers([], {})
     for n in range(visitors):
@@ -170,14 +176,17 @@ def recording(visitors: int, seed: int = 1, site: str = "shop") -> Shoppers:
         visitor = f"v_{seed:04d}{n:08d}"
         visits = rng.randint(*VISITS[intent])
         start = T0 + rng.randrange(0, 3600_000)
+        on_phone = mobile > 0 and phones.random() < mobile
         for k in range(visits):
             session = f"s_{seed:04d}{n:08d}_{k}"
-            s = _Session(rng, start + k * rng.randint(1, 9) * DAY_MS)
+            s = _Session(rng, start + k * rng.randint(1, 9) * DAY_MS, mobile=on_phone)
             WALKS[intent](s, rng)
             out.intents[session] = intent
             for i, events in enumerate(s.batches()):
                 batch = {"kind": "batch", "site": site, "id": f"{events[-1]['ts']}-{n}{k}{i}"}
                 batch.update(at=events[-1]["ts"], session=session, visitor=visitor, events=events)
+                if mobile > 0:
+                    batch["device"] = "mobile" if on_phone else "desktop"
                 lines.append(json.dumps(batch, separators=(",", ":")))
     out.lines = lines
     return out

@@ -477,7 +477,7 @@ def mount_qa(
         route("/qa/shadow.json", shadow_json(ctx)),
         route("/qa/api/token", token),
         route("/qa/api/session", session_api),
-        *segment_routes(runtime, route),
+        *segment_routes(runtime, store, clock, ctx.sites, route),
         Mount("/qa/static", admin(StaticFiles(directory=STATIC))),
     ]
 

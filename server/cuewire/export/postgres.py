@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS cuewire_events (
     v smallint NOT NULL DEFAULT 1,
     PRIMARY KEY (site, entry_id, idx)
 );
+-- added to version 1's table (docs/export.md): tables made before it get it here
+ALTER TABLE cuewire_events ADD COLUMN IF NOT EXISTS device text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS cuewire_events_visitor
     ON cuewire_events (site, visitor, received_at);
 CREATE TABLE IF NOT EXISTS cuewire_decisions (
@@ -108,11 +110,12 @@ CREATE TABLE IF NOT EXISTS cuewire_export_gaps (
 
 EVENTS = """
 INSERT INTO cuewire_events
-    (site, entry_id, idx, received_at, session, visitor, type, event, goals)
+    (site, entry_id, idx, received_at, session, visitor, type, event, goals, device)
 SELECT $1, e.entry_id, e.idx, e.received_at, e.session, e.visitor, e.type, e.event::jsonb,
-    string_to_array(e.goals, ',')
+    string_to_array(e.goals, ','), e.device
 FROM unnest($2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
-    $8::text[], $9::text[]) AS e(entry_id, idx, received_at, session, visitor, type, event, goals)
+    $8::text[], $9::text[], $10::text[])
+    AS e(entry_id, idx, received_at, session, visitor, type, event, goals, device)
 ON CONFLICT DO NOTHING
 """
 
@@ -254,6 +257,7 @@ class PostgresSink:
             [e.type for e in events],
             [json.dumps(e.event) for e in events],
             [",".join(self.goals_of(e.event)) for e in events],
+            [e.device for e in events],
         ]
 
 

@@ -3,7 +3,8 @@
 Two source streams, one record kind each (plus conversions, derived by the sink):
 
 - the live stream (``keys.live``): one entry per accepted batch, ``at`` (server ms),
-  ``session``, ``visitor``, ``events`` (a JSON list): one :class:`EventRecord` per event;
+  ``session``, ``visitor``, ``events`` (a JSON list), ``device`` (the session's device class,
+  when the session has one): one :class:`EventRecord` per event;
 - the audit stream (``keys.audit``, audit.py): one entry per candidate firing: one
   :class:`DecisionRecord` (fired, suppressed with its code and reason, holdout, queued,
   replaced, dropped).
@@ -51,6 +52,7 @@ class EventRecord:
     visitor: str
     type: str
     event: dict[str, Any]  # the event as the browser or backend sent it (validated)
+    device: str = ""  # the session's device class (device.py) when the batch was stored
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,7 @@ class EventRecord:
             "session": self.session,
             "visitor": self.visitor,
             "type": self.type,
+            "device": self.device,
             "event": self.event,
         }
 
@@ -153,9 +156,9 @@ def events_of(site: str, entry: str, fields: Mapping[str, str]) -> list[EventRec
     events = _object(fields.get("events", ""), "events")
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise Unreadable("events is not a list of objects")
-    session, visitor = fields.get("session", ""), fields.get("visitor", "")
+    session, visitor, device = (fields.get(f, "") for f in ("session", "visitor", "device"))
     return [
-        EventRecord(site, entry, i, at, session, visitor, str(e.get("type", "")), e)
+        EventRecord(site, entry, i, at, session, visitor, str(e.get("type", "")), e, device)
         for i, e in enumerate(events)
     ]
 

@@ -3,7 +3,8 @@ an optional time window, as the :class:`~cuewire.replay.Recording` that ``cuewir
 ``cuewire train`` learn from (docs/learning.md, "Training data").
 
 One row per event becomes one batch per live stream entry (``entry_id``), its events in
-``idx`` order, its time the row's ``received_at``: the batches ``cuewire record`` copies from
+``idx`` order, its time the row's ``received_at``, its device class the rows' ``device``
+(empty in rows loaded before the export kept it): the batches ``cuewire record`` copies from
 the live stream, in the order :meth:`Recording.read` sorts them (time, then entry id as a
 string: ``COLLATE "C"`` compares as Python does).
 
@@ -26,12 +27,19 @@ from ..replay import Batch, Recording
 # received_at holds whole milliseconds (postgres._time): round() only undoes the float
 EVENTS = """
 SELECT entry_id, round(extract(epoch FROM received_at) * 1000)::bigint AS at_ms,
-    session, visitor, event::text AS event
+    session, visitor, {device} AS device, event::text AS event
 FROM cuewire_events
 WHERE site = $1
     AND ($2::timestamptz IS NULL OR received_at >= $2)
     AND ($3::timestamptz IS NULL OR received_at < $3)
 ORDER BY received_at, entry_id COLLATE "C", idx
+"""
+
+# a table no loader has opened since ``device`` was added has no such column (postgres.py)
+HAS_DEVICE = """
+SELECT EXISTS (SELECT 1 FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = 'cuewire_events'
+        AND column_name = 'device')
 """
 
 CONNECT_TIMEOUT_S = 10.0
@@ -81,7 +89,9 @@ async def read_sessions(
             open_id: str | None = None
             head: Any = None
             events: list[dict[str, Any]] = []
-            async for row in conn.cursor(EVENTS, site, since, until, prefetch=prefetch):
+            device = "device" if await conn.fetchval(HAS_DEVICE) else "''"
+            query = EVENTS.format(device=device)
+            async for row in conn.cursor(query, site, since, until, prefetch=prefetch):
                 if row["entry_id"] != open_id:
                     if head is not None:
                         kept.append(_batch(site, head, events))
@@ -115,4 +125,5 @@ def _batch(site: str, head: Any, events: list[dict[str, Any]]) -> Batch:
         session=head["session"],
         visitor=head["visitor"],
         events=events,
+        device=head["device"],
     )

@@ -1,6 +1,8 @@
 """Training rows from recorded sessions: each session's batches run through the real ingest path
 (Pipeline and a store: embedded, or Redis with ``--store``) and its feature vector read from the
-facts the store then holds, so training sees exactly the vector the server computes.
+facts the store then holds, so training sees exactly the vector the server computes. A
+session opens with the device class its batches carry (``Batch.device``), as the server
+opened it; the landing page and the referrer come with its first ``page_view``.
 
 A session converts when it holds a goal event (a custom event named ``goal``, ``purchase`` by
 default). Its row holds the features of the moment before the first one (the moment a rule
@@ -18,7 +20,7 @@ from ..origin import Origin
 from ..pipeline import Pipeline
 from ..protocol import Prompt
 from ..render import Catalog
-from ..replay import Recording, SimClock
+from ..replay import Recording, SimClock, described
 from ..rules.engine import Engine
 from ..rules.index import RuleSet
 from ..settings import Settings
@@ -54,6 +56,7 @@ async def rows(
         return False
 
     opened: dict[tuple[str, str], Origin] = {}
+    devices: dict[tuple[str, str], str] = {}
     converted: set[tuple[str, str]] = set()
     found: dict[tuple[str, str], Row] = {}
     last = {(b.site, b.session): i for i, b in enumerate(recording.batches)}
@@ -67,9 +70,18 @@ async def rows(
             clock.now = max(clock.now, batch.at)
             origin = opened.get(key)
             if origin is None:
-                session = await store.open_session(batch.site, batch.visitor, None, clock.now)
+                session = await store.open_session(
+                    batch.site, batch.visitor, None, clock.now, described(batch)
+                )
                 origin = Origin(batch.site, batch.visitor, session.session, f"t{index}", "")
                 opened[key] = origin
+            elif batch.device and batch.device != devices.get(key, ""):
+                # another tab connected on another device: the server set it on the session
+                # (the latest wins), so the session resumes with it here too
+                await store.open_session(
+                    batch.site, batch.visitor, origin.session, clock.now, described(batch)
+                )
+            devices[key] = batch.device or devices.get(key, "")
             events, reached = batch.events, None
             for at, event in enumerate(batch.events):
                 if event["type"] == "custom" and event.get("name") == goal:

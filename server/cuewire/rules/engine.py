@@ -41,6 +41,9 @@ class Candidate:
 class Decision:
     actions: list[Action] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
+    # the learned segment a rule's condition assigned the visitor (visitor.segment), the
+    # latest of the batch; "" when no rule tested it (counted live: pipeline.py)
+    segment: str = ""
 
 
 class _Batch:
@@ -140,6 +143,8 @@ class Engine:
                     self._every_event(batch, rule, event, view, now_ms)
             for rule, role in self.entries(batch, event, read):
                 self._by_role(batch, rule, role, event, view, now_ms)
+            if view.segment is not None:
+                batch.decision.segment = view.segment
         return Decision() if batch is None else batch.decision
 
     def entries(

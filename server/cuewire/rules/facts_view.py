@@ -60,6 +60,7 @@ class FactView:
         self.memo: dict[str, Any] | None = None
         self.models = models
         self.vector: tuple[float, ...] | None = None
+        self.segment: str | None = None  # visitor.segment, once a rule read it
 
     def read(self, name: str) -> Any:
         """:meth:`get`, remembered: for the alpha index, which reads a fact once per event
@@ -184,7 +185,10 @@ class FactView:
             return self.session.get("returning") == "1"
         if rest == "segment":
             segments = self.models.segments
-            return MISSING if segments is None else segments.assign(self.features())
+            if segments is None:
+                return MISSING
+            self.segment = segments.assign(self.features())
+            return self.segment
         if rest == "sessions":
             return _int(v.get("sessions")) or 1
         if rest == "days_since_last_visit":

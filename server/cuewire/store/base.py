@@ -322,6 +322,13 @@ class Store(Protocol):
         """The measurement counters of ``site`` per UTC day (counters.py)."""
         ...
 
+    async def assign_segment(
+        self, site: str, visitor: str, model: str, segment: str, now_ms: int
+    ) -> bool:
+        """Count ``visitor`` in ``segment`` of the segments model ``model`` on the UTC day of
+        ``now_ms``, once a day (counters.py ``segment_field``); whether it counted now."""
+        ...
+
     async def read_live(self, site: str, count: int) -> list[dict[str, str]]: ...
 
     async def aclose(self) -> None: ...

@@ -25,7 +25,8 @@ from typing import Any, Self
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from ..counters import Mark
+from ..clock import day_of
+from ..counters import Mark, segment_field
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
 from ..heatmaps import Hit, hits_of, spec_arg
@@ -105,6 +106,7 @@ class RedisStore(Closing):
             lua("ops.lua") + lua("counters.lua") + lua("record.lua")
         )
         self._mark = client.register_script(lua("counters.lua") + lua("mark.lua"))
+        self._segment = client.register_script(lua("counters.lua") + lua("segment.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
         self._release = client.register_script(lua("release_socket.lua"))
         self._address = client.register_script(lua("address_rate.lua"))
@@ -309,23 +311,19 @@ class RedisStore(Closing):
         spec = spec_arg(self._k, site, now_ms, hits, slot_in(keys), renumber=True)
         return self._calls.call(self._heatmap, keys, [to_json(spec)])
 
-    def _live(self, origin: Origin, now_ms: int, accepted: list[str]) -> Awaitable[Any]:
-        """On a cluster: the live stream's entry for a batch's accepted events."""
-        return self._calls.command(
-            "XADD",
-            self._k.live(origin.site),
-            "MAXLEN",
-            "~",
-            self._s.live_stream_max,
-            "*",
-            "at",
-            now_ms,
-            "session",
-            origin.session,
-            "visitor",
-            origin.visitor,
-            "events",
-            "[" + ",".join(accepted) + "]",
+    async def _live(self, origin: Origin, now_ms: int, accepted: list[str]) -> None:
+        """On a cluster: the live stream's entry for a batch's accepted events, with the
+        session's device class as ingest.lua adds it (read after the batch: one more call)."""
+        k = self._k
+        device = await self._calls.command(
+            "HGET", k.session(origin.site, origin.session, origin.visitor), "device"
+        )
+        entry: list[Any] = ["at", now_ms, "session", origin.session, "visitor", origin.visitor]
+        entry += ["events", "[" + ",".join(accepted) + "]"]
+        if device is not None:
+            entry += ["device", device]
+        await self._calls.command(
+            "XADD", k.live(origin.site), "MAXLEN", "~", self._s.live_stream_max, "*", *entry
         )
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
@@ -550,6 +548,20 @@ class RedisStore(Closing):
             for day, held in zip(days, found, strict=True)
             if held
         }
+
+    async def assign_segment(
+        self, site: str, visitor: str, model: str, segment: str, now_ms: int
+    ) -> bool:
+        k = self._k
+        keys = [k.visitor(site, visitor)]
+        if not k.cluster:
+            keys.append(k.counters(site, day_of(now_ms)))
+        args = [segment_field(model, segment), day_of(now_ms)]
+        async with guard("count a segment"):
+            counted, apart = await self._calls.call(self._segment, keys, args)
+            if apart:  # a cluster: the day's counters are in the site's slot
+                await tally.count_beside(self._calls, k, site, now_ms, list(apart))
+        return bool(counted)
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]:
         return await self._streams.read_audit(site, count)

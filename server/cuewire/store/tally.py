@@ -1,6 +1,7 @@
 """The measurement counters' part of the store's script arguments (counters.py, counters.lua):
-what a batch's events count (ingest.lua's ARGV[15]) and what an audit record counts (record.lua's
-``t``), with the keys they touch added to the call's KEYS.
+what a batch's events count (ingest.lua's ARGV[15], with the learned segment a decision made
+ahead assigned) and what an audit record counts (record.lua's ``t``), with the keys they touch
+added to the call's KEYS.
 
 On a cluster the counters of a site share the slot of its audit stream, not a visitor's: what
 the visitor's keys decide (feedback, conversions, funnel steps, a new exposed visitor) comes
@@ -20,8 +21,10 @@ from ..counters import (
     Feedback,
     GoalReached,
     Mark,
+    SegmentAssigned,
     counter_field,
     record_count,
+    segment_field,
 )
 from ..keys import Keys
 from .coalesce import Coalescer
@@ -46,8 +49,12 @@ def ingest_arg(
         return ""
     slot = slot_in(keys)
     entries: list[list[Any]] = []
+    assigned: list[Any] | None = None
     for m in marks:
-        if isinstance(m, Feedback):
+        if isinstance(m, SegmentAssigned):
+            field = segment_field(m.model, m.segment)
+            assigned = [slot(k.visitor(site, visitor)), field, day_of(now_ms)]
+        elif isinstance(m, Feedback):
             entries.append([m.event + 1, "p", slot(k.prompt_mark(site, visitor, m.prompt)), m.kind])
         elif isinstance(m, GoalReached):
             marker = slot(k.exposed(site, visitor, m.rule))
@@ -61,7 +68,10 @@ def ingest_arg(
                 [m.event + 1, "f", progress, m.funnel, steps, m.window_ms, ttl, split, m.split_ms]
             )
     counters = 0 if k.cluster else slot(k.counters(site, day_of(now_ms)))
-    return to_json({"k": counters, "e": entries})
+    spec: dict[str, Any] = {"k": counters, "e": entries}
+    if assigned is not None:
+        spec["s"] = assigned
+    return to_json(spec)
 
 
 def record_arg(

@@ -1,5 +1,6 @@
 -- Measurement counters (counters.py, docs/qa.md "Measurement"): one hash per site and UTC
--- day, fields `rule|variant|kind` and `f|funnel|segment|step`, added to as things happen.
+-- day, fields `rule|variant|kind`, `#f|funnel|segment|step` and `#s|model|segment`, added to
+-- as things happen.
 -- `ckey` is that hash, or nil on a cluster when it is in another slot than the call's keys:
 -- the fields are then collected in `out` and the store adds them beside the call.
 local COUNTERS_TTL_S = 400 * 86400
@@ -41,6 +42,16 @@ local function mark_exposure(keys, x, p, ckey, out)
     redis.call('HSET', keys[p[1]], 'r', p[2], 'v', p[3])
     redis.call('EXPIRE', keys[p[1]], p[4])
   end
+end
+
+-- A learned segment the server assigned the visitor (counters.py `segment_field`): counted
+-- once per visitor, segment and UTC day; the visitor hash `vkey` keeps the day it was last
+-- counted under the same field. 1 when counted now, else 0.
+local function count_segment(vkey, field, day, ckey, out)
+  if redis.call('HGET', vkey, field) == day then return 0 end
+  redis.call('HSET', vkey, field, day)
+  bump(ckey, field, out)
+  return 1
 end
 
 -- What a batch's new events count (ingest.lua): `spec.e` lists, in event order,

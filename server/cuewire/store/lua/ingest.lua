@@ -25,7 +25,9 @@
 --   point into KEYS, past the eleven above)
 -- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or ""
 -- ARGV[15]: what the batch's events count (counters.lua's tally_events), JSON {"k": index in
---   KEYS of the day's counters, or 0 on a cluster (the fields are then returned), "e": [...]},
+--   KEYS of the day's counters, or 0 on a cluster (the fields are then returned), "e": [...],
+--   "s": [index in KEYS of the visitor hash, field, day]: the learned segment the caller's
+--   decision assigned (counters.lua's count_segment, when that decision stands), optional},
 --   or ""
 -- ARGV[16...]: the events' JSON, one per event, in the batch's order (passed apart, not
 --   escaped into ARGV[9]: less to send and to decode); then, optionally, heatmap.lua's spec
@@ -263,8 +265,13 @@ if #accepted > 0 then
   recent = recent[#recent]
   if recent > keep then redis.call('LTRIM', ekey, 0, keep - 1) end
   if live_max > 0 then
-    redis.call('XADD', KEYS[5], 'MAXLEN', '~', live_max, '*', 'at', now, 'session', session_id,
-               'visitor', ARGV[6], 'events', '[' .. table.concat(accepted, ',') .. ']')
+    -- the session's device class (open_session.lua's describe) goes with the batch, so a
+    -- replay opens the session as the server did (learn/dataset.py); never the user agent
+    local entry = {'at', now, 'session', session_id, 'visitor', ARGV[6],
+                   'events', '[' .. table.concat(accepted, ',') .. ']'}
+    local device = redis.call('HGET', skey, 'device')
+    if device then entry[#entry + 1] = 'device'; entry[#entry + 1] = device end
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', live_max, '*', unpack(entry))
   end
 end
 -- measurement and funnels: what the new events count (counters.lua)
@@ -274,6 +281,11 @@ if ARGV[15] ~= '' then
   local ckey = nil
   if spec.k > 0 then ckey = KEYS[spec.k] end
   tally_events(KEYS, spec, fresh, now, ckey, tallied)
+  -- the learned segment the caller's decision assigned: only when that decision stands
+  local assigned = spec.s
+  if decided and assigned then
+    count_segment(KEYS[assigned[1]], assigned[2], assigned[3], ckey, tallied)
+  end
   counted(ckey, tallied)
   tallied.n = nil
 end
