@@ -17,8 +17,11 @@ from cuewire.heatmaps import (
     KEEP_DAYS,
     cell_of,
     days_back,
+    layout_of,
     normalise_selector,
     page_path,
+    render_width,
+    width_counted,
 )
 from cuewire.origin import Origin
 from cuewire.settings import Limits, Settings
@@ -63,6 +66,38 @@ def test_a_position_is_two_whole_thousandths_and_a_bad_one_is_rejected_alone() -
     [rejection] = rejected
     assert (rejection.index, rejection.code) == (1, Reject.INVALID_EVENT)
     assert rejection.reason == "rage_click.x: Expected `int` <= 1000"
+
+
+def test_a_viewport_width_falls_in_one_layout_class() -> None:
+    assert [layout_of(w) for w in (1, 390, 767)] == ["mobile"] * 3
+    assert [layout_of(w) for w in (768, 820, 1024, 1279)] == ["tablet"] * 4
+    assert [layout_of(w) for w in (1280, 1920, 5000)] == ["desktop"] * 3
+    assert [layout_of(w) for w in (None, 0, -5, "390", 390.0, True)] == [""] * 6
+
+
+def test_a_class_is_drawn_at_its_most_common_width_or_a_typical_one() -> None:
+    assert [width_counted(w) for w in (1, 393, 395, 1437, 9000, None)] == [
+        10,
+        390,
+        400,
+        1440,
+        3840,
+        0,
+    ]
+    assert render_width("desktop", {1440: 3, 1920: 3, 1280: 1}) == 1440
+    assert render_width("mobile", {}) == 390
+    assert render_width("tablet") == 820
+    assert render_width("all", {1440: 3}) == render_width("unknown") == 1024
+
+
+def test_a_width_is_whole_css_pixels_and_a_bad_one_is_rejected_alone() -> None:
+    good = ev(1, "click", selector="#buy", x=10, y=10, w=390)
+    bad = ev(2, "dead_click", selector="#buy", x=10, y=10, w=0)
+    valid, rejected = validate_batch([good, bad], Limits())
+    assert [i for i, _ in valid] == [0]
+    [rejection] = rejected
+    assert (rejection.index, rejection.code) == (1, Reject.INVALID_EVENT)
+    assert rejection.reason == "dead_click.w: Expected `int` >= 1"
 
 
 async def send(store: RedisStore, origin: Origin, events: list[dict[str, Any]]) -> list[bool]:
@@ -202,3 +237,84 @@ def test_the_opaque_origin_of_a_sandboxed_frame_is_never_allowed() -> None:
     assert site.allows("https://other.example")
     for origin in ("null", "NULL", " null", None, ""):
         assert not site.allows(origin), origin
+
+
+async def test_cells_are_counted_apart_per_layout_class_and_summed_for_all(
+    store: RedisStore,
+) -> None:
+    """The same button, where a phone, a tablet and a desktop lay it out: each class has its
+    own grid; "all" is every event in one grid, as it was before the classes."""
+    phone, tablet, desktop = [await a_visit(store, f"v_layout{i:03}") for i in range(3)]
+    buy = "button#buy"
+    await send(
+        store,
+        phone,
+        [
+            ev(1, "click", selector=buy, x=500, y=800, w=390),
+            ev(2, "rage_click", selector=buy, count=3, x=500, y=800, w=390),
+        ],
+    )
+    await send(store, phone, [ev(2, "rage_click", selector=buy, count=3, x=500, y=800, w=390)])
+    await send(store, tablet, [ev(1, "click", selector=buy, x=700, y=300, w=820)])
+    await send(
+        store,
+        desktop,
+        [
+            ev(1, "click", selector=buy, x=850, y=100, w=1440),
+            ev(2, "hesitation", selector=buy, ms=1500, x=850, y=100, w=1437),
+            ev(4, "click", selector=buy, x=850, y=100, w=1920),
+            ev(3, "click", selector=buy, x=50, y=50),  # no width: "unknown"
+        ],
+    )
+
+    got = await read_heatmap(store.client, store.keys, SITE, "/product/boots", [day_of(T0)])
+    assert got.totals == {"click": 5, "rage_click": 1, "hesitation": 1}
+    assert got.selectors == {buy: {"click": 5, "rage_click": 1, "hesitation": 1}}
+
+    def cells(layout: str) -> dict[str, dict[str, int]]:
+        body = got.to_json(layout=layout)
+        return {f"{c['col']}:{c['row']}": c["counts"] for c in body["cells"]}
+
+    assert cells("mobile") == {"10:16": {"click": 1, "rage_click": 1}}
+    assert cells("tablet") == {"14:6": {"click": 1}}
+    assert cells("desktop") == {"17:2": {"click": 2, "hesitation": 1}}
+    assert cells("unknown") == {"1:1": {"click": 1}}
+    assert cells("all") == {
+        "10:16": {"click": 1, "rage_click": 1},
+        "14:6": {"click": 1},
+        "17:2": {"click": 2, "hesitation": 1},
+        "1:1": {"click": 1},
+    }
+    assert got.to_json() == got.to_json(layout="all")  # callers that name no class
+
+    mobile = got.to_json(layout="mobile")
+    assert (mobile["layout"], mobile["width"]) == ("mobile", 390)
+    assert mobile["totals"] == {"click": 1, "rage_click": 1}
+    assert mobile["all_totals"] == got.totals
+    # each class is drawn at its most common viewport width (in steps of 10px)
+    assert got.layout_widths == {
+        "mobile": {390: 2},
+        "tablet": {820: 1},
+        "desktop": {1440: 2, 1920: 1},
+    }
+    assert {v["layout"]: (v["width"], v["totals"]) for v in mobile["layouts"]} == {
+        "all": (1024, {"click": 5, "rage_click": 1, "hesitation": 1}),
+        "mobile": (390, {"click": 1, "rage_click": 1}),
+        "tablet": (820, {"click": 1}),
+        "desktop": (1440, {"click": 2, "hesitation": 1}),
+        "unknown": (1024, {"click": 1}),
+    }
+
+
+async def test_counts_from_before_the_classes_read_as_unknown(store: RedisStore) -> None:
+    """A day's hash written before the layout classes (cells as "c:<kind>:<cell>" only)
+    reads as it did, its cells in "all" and "unknown"."""
+    day = day_of(T0)
+    key = store.keys.heatmap(SITE, day, "/old")
+    await store.client.hset(key, mapping={"n:click": 2, "c:click:3:4": 2, "s:click:#a": 2})
+    got = await read_heatmap(store.client, store.keys, SITE, "/old", [day])
+    for layout in ("all", "unknown"):
+        body = got.to_json(layout=layout)
+        assert body["cells"] == [{"col": 3, "row": 4, "counts": {"click": 2}}]
+        assert body["totals"] == {"click": 2}
+    assert got.to_json(layout="desktop")["cells"] == []

@@ -1,8 +1,10 @@
 /** Where on the page a click (or a rest) was, for heatmaps (docs/protocol.md): `x` in
- * thousandths of the viewport's width, `y` in thousandths of the document's height. */
+ * thousandths of the viewport's width, `y` in thousandths of the document's height, `w` the
+ * viewport's width in CSS pixels (its layout class: the server counts each class apart). */
 export interface Position {
   x: number;
   y: number;
+  w: number;
 }
 
 const permille = (v: number, of: number): number =>
@@ -12,9 +14,11 @@ const permille = (v: number, of: number): number =>
 export function positionAt(clientX: number, clientY: number): Position {
   const doc = document.documentElement;
   const height = Math.max(doc.scrollHeight, document.body ? document.body.scrollHeight : 0);
+  const width = window.innerWidth || doc.clientWidth;
   return {
-    x: permille(clientX, window.innerWidth || doc.clientWidth),
+    x: permille(clientX, width),
     y: permille(clientY + (window.scrollY || 0), height || window.innerHeight),
+    w: Math.max(1, Math.round(width)),
   };
 }
 

@@ -23,6 +23,8 @@ Props = Annotated[dict[Annotated[str, Meta(max_length=128)], Scalar], Meta(max_l
 Millis = Annotated[int, Meta(ge=0)]
 # a position in thousandths: x of the viewport's width, y of the document's height (heatmaps)
 Permille = Annotated[int, Meta(ge=0, le=1000)]
+# the viewport's width in CSS pixels, sent with a position: its layout class (heatmaps)
+Width = Annotated[int, Meta(ge=1, le=100_000)]
 # field name -> milliseconds it had the focus (forms: never a value)
 FieldMs = Annotated[
     dict[Annotated[str, Meta(max_length=128)], Millis], Meta(max_length=MAX_MAP_KEYS)
@@ -60,6 +62,7 @@ class Click(Event, tag="click"):
     track: Str | None = None
     x: Permille | None = None
     y: Permille | None = None
+    w: Width | None = None
 
 
 class Scroll(Event, tag="scroll"):
@@ -94,6 +97,7 @@ class Hesitation(Event, tag="hesitation"):
     element: Str | None = None  # the data-cw-track value of it or its nearest tracked ancestor
     x: Permille | None = None
     y: Permille | None = None
+    w: Width | None = None
 
 
 class RageClick(Event, tag="rage_click"):
@@ -105,6 +109,7 @@ class RageClick(Event, tag="rage_click"):
     track: Str | None = None
     x: Permille | None = None
     y: Permille | None = None
+    w: Width | None = None
 
 
 class DeadClick(Event, tag="dead_click"):
@@ -115,6 +120,7 @@ class DeadClick(Event, tag="dead_click"):
     track: Str | None = None
     x: Permille | None = None
     y: Permille | None = None
+    w: Width | None = None
 
 
 class Idle(Event, tag="idle"):

@@ -1,12 +1,15 @@
 -- The heatmap part of a batch's ingest (cuewire/heatmaps.py: the fields, the spec, the caps).
 -- heatmap(KEYS, spec, fresh) counts each new event of a heatmap kind on its page's hash of the
 -- day: "n:<kind>", "s:<kind>:<selector>" (a new selector field only while "#s" is under
--- spec.cs, else "o:<kind>"), "c:<kind>:<col>:<row>"; and on the day's index hash, the page's
--- path (a new path only while "#p" is under spec.cp, else "#o" and the page counts nothing).
+-- spec.cs, else "o:<kind>"), "c:<kind>:<col>:<row>" (an event with a layout class counts
+-- "n@<layout>:<kind>" and "w@<layout>:<width>" too, and its cell as
+-- "c@<layout>:<kind>:<col>:<row>" instead); and on the day's index hash, the page's path (a
+-- new path only while "#p" is under spec.cp, else "#o" and the page counts nothing).
 -- The batch's counts are summed first: one HINCRBY per field, one HMGET per page.
 -- spec: {"x": time to live (s), "cs": selector cap, "cp": page cap,
 --        "p": [[page hash's KEYS index, index hash's KEYS index, path], ...],
---        "e": [[event index, page index (in p), kind, selector or "", cell or ""], ...]}
+--        "e": [[event index, page index (in p), kind, selector or "", cell or "",
+--               (with a viewport width:) layout class, width counted], ...]}
 -- fresh: per event of the batch, 1 when it is new (ingest.lua); nil: every event in "e" is.
 local function heatmap(KEYS, spec, fresh)
   local pages, order = {}, {}
@@ -18,12 +21,20 @@ local function heatmap(KEYS, spec, fresh)
         pages[m[2]] = p
         order[#order + 1] = m[2]
       end
-      local kind, selector, cell = m[3], m[4], m[5]
+      local kind, selector, cell, layout = m[3], m[4], m[5], m[6] or ''
       p.events = p.events + 1
       local f = 'n:' .. kind
       p.counts[f] = (p.counts[f] or 0) + 1
+      local c = 'c:'
+      if layout ~= '' then
+        c = 'c@' .. layout .. ':'
+        f = 'n@' .. layout .. ':' .. kind
+        p.counts[f] = (p.counts[f] or 0) + 1
+        f = 'w@' .. layout .. ':' .. m[7]
+        p.counts[f] = (p.counts[f] or 0) + 1
+      end
       if cell ~= '' then
-        f = 'c:' .. kind .. ':' .. cell
+        f = c .. kind .. ':' .. cell
         p.counts[f] = (p.counts[f] or 0) + 1
       end
       if selector ~= '' then
