@@ -342,3 +342,135 @@ async def test_without_the_snippet_in_the_frame_the_rows_are_drawn_over_800px(
     assert drawn is not None and stage is not None
     assert abs(stage["height"] - 800) < 1
     assert abs(drawn["y"] - (stage["y"] + int(cell.split(":")[1]) * 800 / GRID)) < 2
+
+
+# --- a responsive page: one grid per layout class ----------------------------------------
+
+RESPONSIVE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Responsive</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<script src="/cw.js" data-site="rsp" async></script>
+<style>
+  body { margin: 0; font: 16px sans-serif; }
+  main { position: relative; height: 1600px; }
+  #buy { position: absolute; width: 160px; height: 56px; }
+  /* phones: the button low down on the left; desktops: high up on the right */
+  @media (max-width: 767px) { #buy { left: 24px; top: 1150px; } }
+  @media (min-width: 768px) and (max-width: 1279px) { #buy { left: 330px; top: 600px; } }
+  @media (min-width: 1280px) { #buy { right: 60px; top: 180px; } }
+</style></head>
+<body><main><h1>One button, three places</h1><button id="buy" type="button">Buy</button></main>
+<script>
+  const buy = document.getElementById("buy");
+  buy.addEventListener("click", () => { buy.textContent = "Bought"; });
+</script>
+</body></html>
+"""
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "is_mobile": True,
+    "has_touch": True,
+    "device_scale_factor": 3,
+    "user_agent": (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15"
+        " (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+    ),
+}
+LAYOUT_SCREENSHOT = ROOT / "docs" / "img" / "qa-heatmap-mobile.png"
+
+
+async def test_a_phone_and_a_desktop_are_drawn_apart_each_as_its_layout_renders(
+    serve: Serve, new_context: NewContext, tmp_path: Path
+) -> None:
+    """A phone (emulated: touch, 390px) taps the button of a responsive page, a desktop clicks
+    it where its own layout puts it. Each layout class has its own grid: the QA heatmap of
+    each draws the cell over the button as a frame as wide as that class renders it (the
+    class's most common viewport width: here the visitor's own)."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "responsive.html").write_text(RESPONSIVE)
+    server = serve(
+        pages=pages,
+        sites=lambda origin: Sites({"rsp": Site(origins=[origin])}),
+        admin_password=PASSWORD,
+    )
+    phone = await (await new_context(**PHONE)).new_page()
+    await phone.goto(server.url + "/responsive.html")
+    await session_id(phone)
+    assert await phone.evaluate("() => innerWidth") == 390
+    await phone.locator("#buy").tap()  # touch events, then the click the browser makes of them
+    await expect(phone.locator("#buy")).to_have_text("Bought")
+    desktop = await (await new_context(viewport={"width": 1440, "height": 900})).new_page()
+    await desktop.goto(server.url + "/responsive.html")
+    await session_id(desktop)
+    await desktop.locator("#buy").click()
+    await expect(desktop.locator("#buy")).to_have_text("Bought")
+    cells = {"mobile": await cell_of(phone, "#buy"), "desktop": await cell_of(desktop, "#buy")}
+    assert cells["mobile"] != cells["desktop"]  # the layouts put the button apart
+
+    qa = await new_context(
+        viewport={"width": 1900, "height": 1100},
+        http_credentials={"username": "admin", "password": PASSWORD},
+    )
+    api = f"{server.url}/qa/api/heatmap?site=rsp&days=1&path=/responsive.html"
+
+    async def heatmap(layout: str = "") -> dict[str, Any]:
+        response = await qa.request.get(api + (f"&layout={layout}" if layout else ""))
+        assert response.ok
+        body: dict[str, Any] = await response.json()
+        return body
+
+    def clicked(body: dict[str, Any]) -> dict[str, int]:
+        return {
+            f"{c['col']}:{c['row']}": c["counts"]["click"]
+            for c in body["cells"]
+            if c["counts"].get("click")
+        }
+
+    # no class named: every click in one grid, as before the classes
+    every = await eventually(
+        heatmap, lambda b: b["totals"].get("click", 0) >= 2, what="both clicks counted"
+    )
+    assert (every["layout"], every["width"], every["totals"]["click"]) == ("all", 1024, 2)
+    assert clicked(every) == {cells["mobile"]: 1, cells["desktop"]: 1}
+    for layout, width in (("mobile", 390), ("desktop", 1440)):
+        body = await heatmap(layout)
+        assert (body["layout"], body["width"]) == (layout, width)
+        assert clicked(body) == {cells[layout]: 1}
+        assert body["totals"]["click"] == 1
+    assert clicked(await heatmap("tablet")) == {}
+    bad = await qa.request.get(api + "&layout=watch")
+    assert bad.status == 400 and (await bad.json())["code"] == "bad_request"
+
+    page = await qa.new_page()
+    for layout, width in (("mobile", 390), ("desktop", 1440)):
+        await page.goto(f"{server.url}/qa/heatmap?site=rsp&days=1&path=/responsive.html")
+        await expect(page.locator("body")).to_have_attribute("data-ready", "1")
+        await expect(page.locator("body")).to_have_attribute("data-layout", "all")
+        await page.locator("#kind").select_option("click")
+        await page.locator("#layout").select_option(layout)
+        await expect(page.locator("body")).to_have_attribute("data-layout", layout)
+        await expect(page.locator("body")).to_have_attribute("data-ready", "1")
+        assert f"layout={layout}" in page.url
+        await expect(page.locator("#shown")).to_contain_text(f"Layout: {layout}")
+        await expect(page.locator("#shown")).to_contain_text(f"drawn {width}px wide")
+        await expect(page.locator("#hint")).to_contain_text("Counted over all layouts")
+        await expect(page.locator("#layout option:checked")).to_have_text(f"{layout} (1)")
+        stage = await page.locator("#frame").bounding_box()
+        assert stage is not None and abs(stage["width"] - width) < 1
+        # only this class's cell, and over the button as a frame this wide lays it out
+        drawn = page.locator("#overlay rect.cell")
+        await expect(drawn).to_have_count(1)
+        await expect(drawn).to_have_attribute("data-cell", cells[layout])
+        button = await page.frame_locator("#frame").locator("#buy").bounding_box()
+        box = await drawn.bounding_box()
+        assert button is not None and box is not None
+        centre_x = button["x"] + button["width"] / 2
+        centre_y = button["y"] + button["height"] / 2
+        assert box["x"] - 2 <= centre_x <= box["x"] + box["width"] + 2
+        assert box["y"] - 2 <= centre_y <= box["y"] + box["height"] + 2
+        if layout == "mobile":
+            wanted = os.environ.get("CUEWIRE_SCREENSHOTS") == "1"
+            await page.locator("#pick").hover()  # no cell's title over the screenshot
+            shot = LAYOUT_SCREENSHOT if wanted else tmp_path / LAYOUT_SCREENSHOT.name
+            await page.screenshot(path=shot, full_page=True)

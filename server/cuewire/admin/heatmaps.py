@@ -4,9 +4,12 @@
         sandboxed iframe, without its scripts (same origin, elements boxed) or with them (an
         opaque origin, cells only), its counts drawn over it, the top selectors beside it
     GET /qa/api/heatmap?site=&days=: the pages with counts over the last ``days`` UTC days
-    GET /qa/api/heatmap?site=&path=&days=: one page's counts (heatmaps.Heatmap.to_json) and
-        ``page_url``, where the page is loaded from: the site's first origin without a
-        wildcard (the demo's is this server: same origin, so the page can find elements)
+    GET /qa/api/heatmap?site=&path=&days=[&layout=]: one page's counts
+        (heatmaps.Heatmap.to_json), its cells those of one layout class (``mobile``,
+        ``tablet``, ``desktop``, ``unknown``: without a viewport width) or of ``all`` (the
+        default: every event in one grid, as before the classes), and ``page_url``, where the
+        page is loaded from: the site's first origin without a wildcard (the demo's is this
+        server: same origin, so the page can find elements)
 
 What is counted and how is heatmaps.py's; this module only reads.
 """
@@ -22,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ..codes import QaRefusal
-from ..heatmaps import MAX_DAYS, days_back, page_path
+from ..heatmaps import ALL, MAX_DAYS, VIEWS, days_back, page_path
 from ..sites import Sites
 from ..store.heatmaps import read_heatmap, read_pages
 from .explain_view import refusal
@@ -55,6 +58,9 @@ def heatmap_routes(
         raw_days = q.get("days", "7")
         if not raw_days.isdigit() or not 1 <= int(raw_days) <= MAX_DAYS:
             return refusal(QaRefusal.BAD_REQUEST, f"pass ?days= a whole number, 1 to {MAX_DAYS}")
+        layout = q.get("layout") or ALL
+        if layout not in VIEWS:
+            return refusal(QaRefusal.BAD_REQUEST, f"pass ?layout= one of {', '.join(VIEWS)}")
         days = days_back(ctx.clock.now_ms(), int(raw_days))
         store = ctx.store
         body: dict[str, Any] = {"site": site, "days": days}
@@ -63,7 +69,7 @@ def heatmap_routes(
             return JSONResponse(body, headers=NO_STORE)
         path = page_path(q["path"])
         heatmap = await read_heatmap(store.client, store.keys, site, path, days)
-        body |= heatmap.to_json()
+        body |= heatmap.to_json(layout=layout)
         body["page_url"] = page_url(sites, site, path)
         return JSONResponse(body, headers=NO_STORE)
 

@@ -14,13 +14,17 @@
  *
  * "auto" renders statically when the static rendering has the elements that most of the
  * listed events were on, else with the page's scripts.
+ *
+ * Layout: the cells of one layout class (mobile, tablet, desktop: the visitors' viewport
+ * widths, bucketed by the server) or of all of them; the frame is as wide as a viewport of the
+ * class (the API's `width`), so a responsive page lays itself out as those visitors saw it.
  * Everything from the store is shown as text (textContent, SVG <title>). */
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const params = new URLSearchParams(location.search);
 const NAMES = { click: "click", rage_click: "rage click", dead_click: "dead click", hesitation: "hesitation" };
 const named = (n, kind) => `${n} ${NAMES[kind] || kind}${n === 1 || kind === "hesitation" ? "" : "s"}`;
-const WIDTH = 1024;
+const LAYOUTS = ["all", "mobile", "tablet", "desktop", "unknown"];
 const MAX_HEIGHT = 8000;
 const BOXES = 20; // selectors boxed on the page
 const FIRST_HEIGHT = 800; // the scripts frame's height until its page says how tall it is
@@ -32,6 +36,7 @@ let reported = 0; // the document height the scripts frame's page posted, 0 befo
 let why = ""; // why "auto" chose the rendering on show
 
 let data = null;
+let width = 1024; // the frame's width: the layout class's (data.width)
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -65,13 +70,19 @@ function frameDoc() {
   }
 }
 
+/** The frame, the overlay and their stage as wide as the layout class's viewport. */
+function fit() {
+  for (const node of [$("frame"), $("overlay"), $("frame").parentElement]) node.style.width = `${width}px`;
+}
+
 function size() {
   const doc = frameDoc();
   let height = 1600;
   if (doc) height = Math.min(MAX_HEIGHT, Math.max(doc.documentElement.scrollHeight, 400));
   else if (rendering === "scripts") height = Math.min(MAX_HEIGHT, reported || FIRST_HEIGHT);
   for (const node of [$("frame"), $("overlay")]) node.style.height = `${height}px`;
-  $("overlay").setAttribute("viewBox", `0 0 ${WIDTH} ${height}`);
+  fit();
+  $("overlay").setAttribute("viewBox", `0 0 ${width} ${height}`);
   return height;
 }
 
@@ -99,7 +110,7 @@ function draw() {
   const kind = $("kind").value;
   const height = size();
   const grid = data.grid;
-  const cw = WIDTH / grid;
+  const cw = width / grid;
   const ch = height / grid;
   const max = Math.max(1, ...data.cells.map((c) => sumOf(c.counts, kind)));
   for (const c of data.cells) {
@@ -146,10 +157,35 @@ function draw() {
     ? `Past the cap on distinct selectors: ${describe(data.over_cap)} (counted in the cells only).`
     : "";
   $("totals").textContent = `${describe(data.totals) || "no events"} over ${data.days.length} day(s)`;
+  $("shown").textContent = shownText();
   $("note").textContent = noteText();
-  $("hint").textContent = frameDoc()
+  const every = data.layout === "all" ? "" : "Counted over all layouts (a selector is the same element in each). ";
+  $("hint").textContent = every + (frameDoc()
     ? "Hover one to see its element on the page."
-    : "Their elements cannot be looked up in this rendering: the cells show where.";
+    : "Their elements cannot be looked up in this rendering: the cells show where.");
+}
+
+/** Which layout class is shown, and how wide it is drawn. */
+function shownText() {
+  const view = data.layouts.find((v) => v.layout === data.layout);
+  const drawn = `drawn ${data.width}px wide`;
+  if (data.layout === "all") {
+    return `All layouts in one grid, ${drawn}: on a responsive page the cells line up only ` +
+      "for visitors whose viewport was about as wide; pick a layout to see one class.";
+  }
+  const label = view ? view.label : data.layout;
+  return `Layout: ${data.layout} (${label}), ${drawn}.`;
+}
+
+/** The layout picker's options, with each class's events. */
+function listLayouts() {
+  for (const option of $("layout").options) {
+    const view = data.layouts.find((v) => v.layout === option.value);
+    if (!view) continue;
+    const n = Object.values(view.totals).reduce((a, b) => a + b, 0);
+    const name = option.value === "all" ? "all layouts" : option.value === "unknown" ? "width not sent" : option.value;
+    option.textContent = `${name} (${n})`;
+  }
 }
 
 function noteText() {
@@ -181,6 +217,7 @@ function newFrame(mode) {
     frame.setAttribute("sandbox", "allow-same-origin");
   }
   old.replaceWith(frame);
+  fit(); // as wide as the layout class's viewport before the page lays itself out
   rendering = mode;
   reported = 0;
   document.body.dataset.render = mode;
@@ -233,7 +270,8 @@ async function showPage() {
   const path = $("path").value;
   const days = $("days").value;
   const render = $("render").value;
-  history.replaceState(null, "", `?${new URLSearchParams({ site, path, days, render })}`);
+  const layout = $("layout").value;
+  history.replaceState(null, "", `?${new URLSearchParams({ site, path, days, layout, render })}`);
   if (!path) {
     data = null;
     draw();
@@ -241,7 +279,10 @@ async function showPage() {
     return;
   }
   delete document.body.dataset.ready;
-  data = await getJson(new URLSearchParams({ site, path, days }));
+  data = await getJson(new URLSearchParams({ site, path, days, layout }));
+  width = data.width;
+  document.body.dataset.layout = data.layout;
+  listLayouts();
   const wanted = $("render").value;
   why = "";
   await load(wanted === "scripts" ? "scripts" : "static", data.page_url);
@@ -289,11 +330,13 @@ async function start() {
   if (params.get("site")) $("site").value = params.get("site");
   if (params.get("days")) $("days").value = params.get("days");
   if (RENDERINGS.includes(params.get("render"))) $("render").value = params.get("render");
+  if (LAYOUTS.includes(params.get("layout"))) $("layout").value = params.get("layout");
   const run = (work) => work().catch((e) => say(`error: ${e.message}`));
   $("site").addEventListener("change", () => run(listPages));
   $("days").addEventListener("change", () => run(listPages));
   $("path").addEventListener("change", () => run(showPage));
   $("kind").addEventListener("change", draw);
+  $("layout").addEventListener("change", () => run(showPage));
   $("render").addEventListener("change", () => run(showPage));
   await run(listPages);
 }
