@@ -17,6 +17,7 @@ to them, so callers see one store (base.Store).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Iterable, Sequence
@@ -114,6 +115,8 @@ class RedisStore(Closing):
         self._deadlines = Deadlines(client, self._k, self._s, self._calls)
         self._streams = Streams(client, self._k)
         self._beside = Beside(client, self._calls)
+        # per site: set once the latest live entry's XADD is queued (_live keeps batch order)
+        self._live_queued: dict[str, asyncio.Event] = {}
 
     async def __aenter__(self) -> Self:
         if self._url is not None and not self._k.cluster:
@@ -313,18 +316,34 @@ class RedisStore(Closing):
 
     async def _live(self, origin: Origin, now_ms: int, accepted: list[str]) -> None:
         """On a cluster: the live stream's entry for a batch's accepted events, with the
-        session's device class as ingest.lua adds it (read after the batch: one more call)."""
-        k = self._k
-        device = await self._calls.command(
-            "HGET", k.session(origin.site, origin.session, origin.visitor), "device"
-        )
-        entry: list[Any] = ["at", now_ms, "session", origin.session, "visitor", origin.visitor]
-        entry += ["events", "[" + ",".join(accepted) + "]"]
-        if device is not None:
-            entry += ["device", device]
-        await self._calls.command(
-            "XADD", k.live(origin.site), "MAXLEN", "~", self._s.live_stream_max, "*", *entry
-        )
+        session's device class as ingest.lua adds it (read after the batch: one more call).
+
+        The device reads of two batches may come back in either order (another node): each
+        entry is queued only after the one of the batch before it, so the stream keeps the
+        order the batches were taken in (replay and export read it in that order)."""
+        k, site = self._k, origin.site
+        before, queued = self._live_queued.get(site), asyncio.Event()
+        self._live_queued[site] = queued
+        try:
+            device = await self._calls.command(
+                "HGET", k.session(site, origin.session, origin.visitor), "device"
+            )
+            entry: list[Any] = ["at", now_ms, "session", origin.session, "visitor", origin.visitor]
+            entry += ["events", "[" + ",".join(accepted) + "]"]
+            if device is not None:
+                entry += ["device", device]
+            if before is not None:
+                await before.wait()
+            xadd = asyncio.ensure_future(
+                self._calls.command(
+                    "XADD", k.live(site), "MAXLEN", "~", self._s.live_stream_max, "*", *entry
+                )
+            )  # tasks start in the order they are made: this one's XADD is queued next
+        finally:
+            queued.set()
+            if self._live_queued.get(site) is queued:
+                del self._live_queued[site]
+        await xadd
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab, origin.visitor)]
