@@ -351,6 +351,14 @@ async def test_primary_killed_under_load_replica_promoted_nothing_crashes_losses
         await asyncio.gather(*(arm(tab) for tab in armers))
         armed_at = time.monotonic()
         await asyncio.sleep(1)
+        # killed while writes flow (a starved run may pause them): the lagging replica's
+        # link then holds writes the primary acked, which the kill loses
+        await eventually(
+            lambda: acks.between(time.monotonic() - 0.1, time.monotonic() + 1),
+            lambda n: n > 0,
+            interval=0.005,
+            what="a batch acked in the last 0.1 s",
+        )
         killed_at = time.monotonic()
         deployment.primary.kill()
         promoted_at = await promoted(deployment, old_primary)
