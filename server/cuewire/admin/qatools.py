@@ -18,7 +18,7 @@ drops its session id and its unsent events, reconnects and opens a fresh session
 visitor id, which the store now knows as new. The answer's ``tabs`` counts the sockets the
 push was handed to (not acked: a tab that closed meanwhile just does not reconnect).
 
-A forced rule goes through delivery like a firing (delivery.FORCED): its template renders
+A forced rule goes through delivery like a firing (firing_plan.FORCED): its template renders
 and is pushed to the session's tab, which must ack it, and the audit says ``forced``; it
 skips the trigger and ``when``, the caps, cooldown, snooze, dismissal pause and the site's
 prompt cap, and replaces the prompt on screen, but an opt-out holds it (``suppressed``,
@@ -42,8 +42,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ..codes import QaRefusal, Restart
-from ..delivery import FORCED, Delivery
+from ..delivery import Delivery
 from ..export.history import ExportHistory
+from ..firing_plan import FORCED
 from ..origin import Origin
 from ..protocol import Push, Reset
 from ..rules.engine import Candidate
