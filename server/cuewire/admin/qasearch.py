@@ -31,7 +31,7 @@ from typing import Any
 from ..codes import SearchGap
 from ..errors import HistoryError
 from ..export.history import ExportHistory
-from ..store.redis import SESSION_GRACE_S
+from ..store.sessions import SESSION_GRACE_S
 from .qa import QaContext
 
 SCAN = 10_000  # entries of each stream searched

@@ -1,5 +1,5 @@
-"""What the Redis store's parts (redis.py, deadlines.py, streams.py) share: Redis failures
-turned into StoreError, hash replies as dicts, calls made together."""
+"""What the Redis store's parts (redis.py, sessions.py, deadlines.py, streams.py) share:
+Redis failures turned into StoreError, hash replies as dicts, calls made together."""
 
 from __future__ import annotations
 
