@@ -11,15 +11,16 @@ removal of cancelled deadlines are written after the batch, without waiting for 
 deadline entry whose session never took its token (the script did not apply the batch) fires
 stale and is dropped, as a cancelled one is (those writes: beside.py).
 
-Sessions and visitors by id (opening a session, its reads) are in sessions.py, the deadline
-calls in deadlines.py and the stream reads in streams.py; the store delegates to them, so
-callers see one store (base.Store).
+Sessions and visitors by id (opening a session, its reads) are in sessions.py, a firing's
+record and actions applied alone in firing_writes.py, the deadline calls in deadlines.py and
+the stream reads in streams.py; the store delegates to them, so callers see one store
+(base.Store).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Self
 
 import redis.asyncio as aioredis
@@ -38,7 +39,6 @@ from . import tally
 from .base import (
     Action,
     Admitted,
-    Cancel,
     Commit,
     Decided,
     Facts,
@@ -49,13 +49,13 @@ from .base import (
     Put,
     Queued,
     Resolved,
-    Schedule,
     Timer,
 )
 from .beside import Beside
 from .cluster import cluster_client, is_cluster
 from .coalesce import Coalescer
 from .deadlines import Deadlines
+from .firing_writes import FiringWrites
 from .scripts import (
     TimerOp,
     asks_arg,
@@ -65,7 +65,6 @@ from .scripts import (
     ingest_script,
     lua,
     ops_arg,
-    ops_of,
     slot_in,
     to_json,
     verdict,
@@ -75,9 +74,6 @@ from .shared import FAILURES, Client, guard, pairs, pairs_of, together
 from .streams import Streams
 
 log = logging.getLogger(__name__)
-
-AUDIT_MAXLEN = 100_000
-AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (record.lua)
 
 
 class RedisStore(Closing):
@@ -97,10 +93,6 @@ class RedisStore(Closing):
         self._ingest = client.register_script(ingest_script())
         self._heatmap = client.register_script(heatmap_script())
         self._commit = client.register_script(lua("ops.lua") + lua("commit.lua"))
-        self._record = client.register_script(
-            lua("ops.lua") + lua("counters.lua") + lua("record.lua")
-        )
-        self._mark = client.register_script(lua("counters.lua") + lua("mark.lua"))
         self._segment = client.register_script(lua("counters.lua") + lua("segment.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
         self._address = client.register_script(lua("address_rate.lua"))
@@ -109,6 +101,7 @@ class RedisStore(Closing):
         self._streams = Streams(client, self._k)
         self._beside = Beside(client, self._calls)
         self._sessions = Sessions(client, self._k, self._s)
+        self._writes = FiringWrites(client, self._k, self._calls, self._beside)
 
     async def __aenter__(self) -> Self:
         if self._url is not None and not self._k.cluster:
@@ -332,85 +325,12 @@ class RedisStore(Closing):
         records: list[dict[str, str]],
         jobs: Sequence[Queued] = (),
     ) -> None:
-        if not puts and not records:
-            return
-        k = self._k
-        keys = [k.audit(site)]
-        ops = [] if k.cluster else ops_of(k, list(puts), keys)  # a cluster applies them apart
-        slot = slot_in(keys)
-        entries: list[dict[str, Any]] = []
-        marks: list[dict[str, Any]] = []  # on a cluster: what goes to the visitors' slots
-        for r in records:
-            entry: dict[str, Any] = {
-                "m": slot(k.audited(r["firing"], site)) if r.get("firing") else 0,
-                "f": [item for pair in r.items() for item in pair],
-            }
-            counts, apart = tally.record_arg(k, site, r, slot)
-            if counts is not None:
-                entry["t"] = counts
-            if apart is not None:
-                marks.append(apart)
-            entries.append(entry)
-        if not k.cluster:  # each job in the script that writes its record (record.lua)
-            for q in jobs:
-                entries[q.record]["o"] = {"k": slot(k.outbox(q.channel, "stream")), "j": q.job}
-        arg = to_json({"ops": ops, "records": entries})
-        async with guard("record a firing"):
-            if jobs and k.cluster:  # the outbox's slot is not the audit's: queued first
-                await self._queue_apart(jobs)
-            if not k.cluster:
-                await self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
-                return
-            work: list[Awaitable[Any]] = [self._apply_apart(list(puts))]
-            if records:
-                work.append(
-                    self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
-                )
-            work += [self._mark_apart(site, m) for m in marks]
-            await together(work)
-
-    async def _mark_apart(self, site: str, marks: dict[str, Any]) -> None:
-        """On a cluster: what an exposure leaves in the visitor's slot (mark.lua); a new
-        exposed visitor is counted in the site's counters after it."""
-        fields = await self._calls.call(self._mark, marks["keys"], [to_json([marks["m"]])])
-        await tally.count_beside(self._calls, self._k, site, int(marks["at"]), list(fields))
-
-    async def _queue_apart(self, jobs: Sequence[Queued]) -> None:
-        """On a cluster, outbox jobs go before their audit records: a crash in between
-        leaves a job without its record (sent, with its id: at least once), never a record
-        without its job."""
-        k = self._k
-        await together(
-            self._r.xadd(k.outbox(q.channel, "stream"), {"j": q.job, "a": 0}) for q in jobs
-        )
+        """Write what a firing leaves (:meth:`FiringWrites.record`)."""
+        await self._writes.record(site, puts, records, jobs)
 
     async def apply(self, actions: list[Action]) -> None:
-        if not actions:
-            return
-        if self._k.cluster:
-            async with guard("apply rule actions"):
-                await self._apply_apart(actions)
-            return
-        keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
-        arg = ops_arg(self._k, [], actions, keys)
-        async with guard("apply rule actions"):
-            await self._calls.call(self._commit, keys, [arg])
-
-    async def _apply_apart(self, actions: Iterable[Action]) -> None:
-        """On a cluster: ``actions`` as one commit.lua call per visitor slot, together."""
-        by_slot: dict[tuple[str, str], list[Action]] = {}
-        for action in actions:
-            owner = action.timer if isinstance(action, Schedule | Cancel) else action
-            if not isinstance(owner, Timer | Put):
-                raise TypeError("a commit applies no FiringRequest: resolve() asks governance")
-            by_slot.setdefault((owner.site, owner.visitor), []).append(action)
-        calls = []
-        for (site, visitor), group in by_slot.items():
-            keys = [self._k.visitor(site, visitor)]  # the pending-seq key: unused without seqs
-            timer_ops: list[TimerOp] = []
-            arg = ops_arg(self._k, [], group, keys, timer_ops)
-            calls.append(self._beside.call(self._commit, keys, [arg], timer_ops, bool))
-        await together(calls)
+        """Apply ``actions`` outside a batch (:meth:`FiringWrites.apply`)."""
+        await self._writes.apply(actions)
 
     # ---------------------------------------------------------------- sessions (sessions.py)
 
