@@ -32,7 +32,7 @@ from ..codes import SearchGap
 from ..errors import HistoryError
 from ..export.history import ExportHistory
 from ..store.sessions import SESSION_GRACE_S
-from .qa import QaContext
+from .qa_context import QaContext
 
 SCAN = 10_000  # entries of each stream searched
 RESULTS = 50  # sessions answered, latest activity first

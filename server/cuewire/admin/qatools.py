@@ -51,7 +51,9 @@ from ..rules.engine import Candidate
 from ..store.forget import forget_visitor
 from .explain_view import refusal
 from .pages import NO_STORE
-from .qa import QaContext, admin_route, same_origin, token_ok
+from .qa import admin_route
+from .qa_context import QaContext
+from .qa_tokens import same_origin, token_ok
 from .qasearch import SEARCH_BY, search
 
 TOKEN_HEADER = "x-cuewire-token"
