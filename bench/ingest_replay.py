@@ -67,7 +67,7 @@ def _bodies(kind: str, step: int) -> list[dict[str, Any]]:
 
 def _recording(store: RedisStore, calls: list[Call]) -> None:
     """Record the store's ingest and open-session calls into ``calls``."""
-    coalescer, opener = store._calls, store._open
+    coalescer, opener = store._calls, store._sessions._open
     ingest_text = store._ingest.script
     call = coalescer.call
 
@@ -84,7 +84,7 @@ def _recording(store: RedisStore, calls: list[Call]) -> None:
             return await opener(keys=keys, args=args)
 
     coalescer.call = recorded_call  # type: ignore[method-assign]
-    store._open = RecordedOpen()  # type: ignore[assignment]
+    store._sessions._open = RecordedOpen()  # type: ignore[assignment]
 
 
 async def record(url: str, kind: str, sessions: int, batches: int) -> list[Call]:

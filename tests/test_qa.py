@@ -23,7 +23,7 @@ import httpx
 import pytest
 import socketio
 
-from cuewire.admin.qa import admin_subject, issue_token, token_key, token_ok
+from cuewire.admin.qa_tokens import admin_subject, issue_token, token_key, token_ok
 from cuewire.cli import main
 from cuewire.errors import ConfigError
 from cuewire.settings import Settings
@@ -348,7 +348,7 @@ async def test_a_store_outage_does_not_crash_the_feed(
 ) -> None:
     """Redis goes away under a connected QA page: the feed logs the outage and keeps polling
     (no crash, no restart, no second hello), and pushes new batches once Redis is back."""
-    caplog.set_level(logging.ERROR, logger="cuewire.admin.qa")
+    caplog.set_level(logging.ERROR, logger="cuewire.admin.qa_feed")
     redis_server = RedisServer(tmp_path).start()
     settings = Settings(
         redis_url=redis_server.url,
@@ -365,7 +365,7 @@ async def test_a_store_outage_does_not_crash_the_feed(
             await admin.until("batches")  # the feed has read the streams once
             redis_server.kill()
             deadline = time.monotonic() + 10
-            while not any(r.name == "cuewire.admin.qa" for r in caplog.records):
+            while not any(r.name == "cuewire.admin.qa_feed" for r in caplog.records):
                 assert time.monotonic() < deadline, "the feed did not notice the outage"
                 await asyncio.sleep(0.05)
             redis_server.start()

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import socketio
 
-from cuewire.admin.qa import FEED_TASK
+from cuewire.admin.qa_feed import FEED_TASK
 from support.paths import FIXTURES
 from support.processes import ServerProcess, sites_file
 from support.servers import free_port

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cuewire.admin.qa import admin_subject, issue_token, token_key
+from cuewire.admin.qa_tokens import admin_subject, issue_token, token_key
 from support.servers import WITH_CLUSTER, LiveServer, site_for
 from support.visitor import Visitor
 from support.waiting import eventually

@@ -281,7 +281,7 @@ def _columns(rows: list[list[str]]) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from .store import open_store
-    from .store.redis import AUDIT_MAXLEN
+    from .store.firing_writes import AUDIT_MAXLEN
 
     if args.missed:
         from .missed import main as missed

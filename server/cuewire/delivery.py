@@ -5,47 +5,36 @@ Highest priority first. Governance is atomic in the store (govern.lua), so a rul
 eligibility even when several tabs and server processes see the same behaviour.
 
 A rule that is not live for the visitor (``mode: shadow``, or outside its ``rollout``) goes
-through the same path and is only audited (:meth:`Delivery._staged`).
+through the same path and is only audited (rollout.py). The firing requests are made in
+firing_plan.py, a shown prompt in prompts.py, the audit's reasons in hold_reasons.py.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import jinja2
 
 from . import fields, webhooks
 from .audit import AuditRecord
 from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
-from .experiments import HOLDOUT, in_rollout, variant_for
-from .ids import new_id
+from .experiments import HOLDOUT, variant_for
+from .firing_plan import FORCED, Plan, plan_for
+from .hold_reasons import REASONS, reason
 from .mail.mailer import Mailer
 from .measures import measures_of
 from .metrics import Metrics
 from .origin import Origin
 from .outbox import job_json
+from .prompts import render_prompt
 from .protocol import Prompt
 from .render import Catalog
+from .rollout import mode_of, staged
 from .rules.engine import Candidate, Engine
-from .rules.model import Policy, Rule, digest, duration_ms
-from .store.base import (
-    Commit,
-    FiringRequest,
-    Mode,
-    Put,
-    Queued,
-    Resolved,
-    Store,
-    Timer,
-    Verdict,
-)
-
-log = logging.getLogger(__name__)
+from .rules.model import Rule, digest
+from .store.base import Commit, Put, Queued, Resolved, Store, Timer, Verdict
 
 # emit(address, prompt, confirm): push a prompt to the socket at a socket address (an
 # Origin's ``sid``: ``<sid>@<process>``, sockets.py), on this process or through the holder's
@@ -53,52 +42,7 @@ log = logging.getLogger(__name__)
 # answer whether it came. False also when the holder is gone: the caller holds the prompt.
 Emit = Callable[[str, Prompt, bool], Awaitable[bool]]
 PROMPT_ACK_TIMEOUT_S = 3.0
-# The fixed texts of codes (the others are made with numbers in Delivery._reason).
-REASONS: dict[Hold, str] = {
-    Hold.OPTED_OUT: "opted out",
-    Hold.SNOOZED: "snoozed",
-    Hold.COOLDOWN: "cooldown",
-    Hold.SHOWING: "another prompt is showing",
-    Hold.RENDER_FAILED: "render failed",
-}
 UNACKED = object()  # what _act returns for a prompt the tab did not ack
-MAX_AVOID = 8
-CLICK_EVENTS = ("click", "rage_click", "dead_click")  # selector, and a tracked ancestor's track
-TRACKED_EVENTS = (*CLICK_EVENTS, "hover", "element_visible", "hesitation")
-MAX_SELECTOR = 256
-# The cause of a candidate QA forced (admin/qatools.py): past the rule's caps, cooldown,
-# snooze, dismissal pause and the site's prompt cap, over the prompt on screen; never past an
-# opt-out. Audited with the outcome ``forced``, which no report counts as an exposure.
-FORCED = "forced"
-
-
-def avoid(selectors: Sequence[str], event: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """What the prompt must not cover: the rule's ``show.avoid``, and the element of the event
-    that made it fire (the selector of a click, rage or dead click or hesitation; the tracked
-    element of a hover, element_visible or hesitation, or a click's tracked ancestor)."""
-    out = list(selectors)
-    event = event or {}
-    kind = event.get("type")
-    if kind in (*CLICK_EVENTS, "hesitation") and isinstance(event.get("selector"), str):
-        out.append(event["selector"])
-    tracked = event.get("track") if kind in CLICK_EVENTS else event.get("element")
-    # a tracked element, as a CSS attribute selector (its string cannot hold a raw newline)
-    if kind in TRACKED_EVENTS and isinstance(tracked, str) and tracked.isprintable():
-        value = tracked.replace("\\", "\\\\").replace('"', '\\"')
-        out.append(f'[data-cw-track="{value}"]')
-    kept = [s for s in dict.fromkeys(out) if s and len(s) <= MAX_SELECTOR]
-    return tuple(kept[:MAX_AVOID])
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One candidate on its way through governance: its prompt id and A/B variant are
-    chosen before the store is asked (``request``)."""
-
-    cand: Candidate
-    prompt_id: str
-    variant: str | None
-    request: FiringRequest
 
 
 @dataclass
@@ -138,7 +82,7 @@ class Delivery:
         for cand in sorted(candidates, key=lambda c: -c.rule.priority):
             if cand.rule.id not in seen:
                 seen.add(cand.rule.id)
-                plans.append(self._plan(origin, cand, policy))
+                plans.append(plan_for(origin, cand, policy, self._clock.now_ms()))
         return plans
 
     async def resolve(
@@ -179,7 +123,7 @@ class Delivery:
         prompt is pushed with an ack. False when the tab did not ack it in time: nothing was
         audited and the rule's side effects were not applied; the claim stays granted to this
         firing, so the caller retries it with the same ``firing`` and it counts once."""
-        plan = self._plan(origin, cand, self._engine().rules.policy)
+        plan = plan_for(origin, cand, self._engine().rules.policy, self._clock.now_ms())
         resolved = await self._store.resolve([plan.request])
         if resolved is None:  # only a commit can be refused, and there is none
             raise AssertionError("resolve() without a commit returned no verdict")
@@ -204,111 +148,21 @@ class Delivery:
     def shows(self, origin: Origin, rule: Rule) -> bool:
         """Whether a firing of ``rule`` for ``origin``'s visitor may put a prompt on a tab
         (a deadline's firing then waits for one): a live ``show`` for this visitor."""
-        return rule.show is not None and self._mode(origin, rule) == "live"
-
-    @staticmethod
-    def _mode(origin: Origin, rule: Rule) -> Mode:
-        """How ``rule`` runs for this visitor: outside its rollout ("out"), else its mode."""
-        return rule.mode if in_rollout(origin.site, rule, origin.visitor) else "out"
-
-    def _plan(self, origin: Origin, cand: Candidate, policy: Policy) -> Plan:
-        rule = cand.rule
-        prompt_id = f"p_{cand.firing}" if cand.firing else new_id("p_")
-        variant = variant_for(origin.visitor, rule) if rule.show is not None else None
-        if variant == HOLDOUT and cand.cause == FORCED:  # QA sees the prompt, not the holdout
-            variant = rule.show.variants[0].id if rule.show and rule.show.variants else None
-        request = self._firing_request(
-            origin.site, origin.session, origin.visitor, rule, policy, prompt_id
-        )
-        # QA forcing a rule sees its prompt, whatever its mode or rollout
-        mode = "live" if cand.cause == FORCED else self._mode(origin, rule)
-        # templates see every trait and the props of every custom event, which a batch's
-        # facts (RuleSet.fields: only what rules read) may not hold: governance returns the
-        # whole hashes with a granted show that renders
-        renders = mode == "live" and (
-            (rule.show is not None and variant != HOLDOUT) or rule.email is not None
-        )
-        request = replace(request, firing=cand.firing, whole_facts=renders, mode=mode)
-        if cand.cause == FORCED:
-            on_screen = cand.view.session.get("showing_priority") or "0"
-            request = replace(
-                request,
-                per_session=0,
-                per_day=0,
-                per_week=0,
-                cooldown_ms=0,
-                max_prompts=0,
-                snooze_ms=0,
-                dismiss_count=0,
-                priority=max(rule.priority, int(on_screen) + 1),  # over the prompt on screen
-            )
-        return Plan(cand, prompt_id, variant, request)
+        return rule.show is not None and mode_of(origin, rule) == "live"
 
     def _staged(
         self, origin: Origin, plan: Plan, verdict: Verdict, out: _Writes, other: str = ""
     ) -> None:
         """Audit a firing of a rule that is not live for this visitor, and do nothing else
-        (no prompt, webhook, `set` or queue): outside the rule's rollout (``excluded``), or in
-        shadow mode, as governance would have decided (``shadow_fired`` or
-        ``shadow_suppressed`` with its code). docs/rules.md, "Shadow mode and rollout"."""
-        cand = plan.cand
-        if plan.request.mode == "out":
-            code = Hold.NOT_IN_ROLLOUT
-            reason = f"not in the rule's {cand.rule.rollout} rollout"
-            self._record(origin, cand, Outcome.EXCLUDED, reason, out, code=code)
-        elif verdict.granted:
-            reason = "would have fired"
-            self._record(origin, cand, Outcome.SHADOW_FIRED, reason, out, variant=plan.variant)
-        else:
-            code = Hold(verdict.code)
-            reason = self._reason(code, cand.rule, other or "a shadow rule")
-            self._record(origin, cand, Outcome.SHADOW_SUPPRESSED, reason, out, code=code)
-
-    def _firing_request(
-        self, site: str, session: str, visitor: str, rule: Rule, policy: Policy, prompt_id: str
-    ) -> FiringRequest:
-        limit = rule.limit
-        dismiss = policy.dismissals
-        return FiringRequest(
-            site=site,
-            session=session,
-            visitor=visitor,
-            rule=rule.id,
-            now_ms=self._clock.now_ms(),
-            shows=rule.show is not None,
-            prompt_id=prompt_id,
-            per_session=limit.per_session,
-            per_day=limit.per_visitor_day,
-            per_week=limit.per_visitor_week,
-            cooldown_ms=duration_ms(limit.cooldown) if limit.cooldown else 0,
-            max_prompts=policy.max_prompts_per_session,
-            one_at_a_time=policy.one_prompt_at_a_time,
-            snooze_ms=duration_ms(policy.snooze),
-            dismiss_count=dismiss.count if dismiss else 0,
-            dismiss_pause_ms=duration_ms(dismiss.pause) if dismiss else 0,
-            priority=rule.priority,
-        )
+        (rollout.staged)."""
+        policy = self._engine().rules.policy
+        outcome, why, code = staged(plan.cand, plan.request.mode, verdict, policy, other)
+        variant = plan.variant if outcome is Outcome.SHADOW_FIRED else None
+        self._record(origin, plan.cand, outcome, why, out, variant=variant, code=code)
 
     def _reason(self, code: Hold, rule: Rule, other: str = "") -> str:
-        """The human text of ``code`` for the audit (code never reads it)."""
-        policy = self._engine().rules.policy
-        limit = rule.limit
-        dismiss = policy.dismissals
-        if code is Hold.DISMISS_PAUSE:
-            return f"paused after {dismiss.count if dismiss else 0} dismissals"
-        if code is Hold.CAP_SESSION:
-            return f"capped: {limit.per_session} per session"
-        if code is Hold.CAP_DAY:
-            return f"capped: {limit.per_visitor_day} per day"
-        if code is Hold.CAP_WEEK:
-            return f"capped: {limit.per_visitor_week} per week"
-        if code is Hold.CAP_SITE:
-            return f"capped: {policy.max_prompts_per_session} prompts per session (site policy)"
-        if code is Hold.LOWER_PRIORITY:
-            return f"lower priority than {other}"
-        if code is Hold.HIGHER_PRIORITY:
-            return f"replaced by {other} (higher priority)"
-        return REASONS[code]
+        """The human text of ``code`` for the audit (hold_reasons.reason)."""
+        return reason(code, rule, self._engine().rules.policy, other)
 
     def _blocked(
         self, origin: Origin, cand: Candidate, code: Hold, out: _Writes, other: str = ""
@@ -355,8 +209,12 @@ class Delivery:
             )
             full.url = cand.view.url
             if variant != HOLDOUT:  # (the whole facts may be for the email alone)
-                prompt = self._render(
-                    replace(cand, view=full), plan.prompt_id, variant, verdict.replaces or None
+                prompt = render_prompt(
+                    self._catalog(),
+                    replace(cand, view=full),
+                    plan.prompt_id,
+                    variant,
+                    verdict.replaces or None,
                 )
             if prompt is not None and not await self._emit(origin.sid, prompt, confirm):
                 return UNACKED
@@ -418,36 +276,6 @@ class Delivery:
             model=by.view.models.version,
         )
         out.records.append(record.fields())
-
-    def _render(
-        self, cand: Candidate, prompt_id: str, variant: str | None, replaces: str | None
-    ) -> Prompt | None:
-        show = cand.rule.show
-        if show is None:
-            return None
-        chosen = next((v for v in show.variants if v.id == variant), None)
-        name = chosen.template if chosen and chosen.template else show.template
-        context = cand.view.template_context()
-        context["prompt"] = {"id": prompt_id, "rule": cand.rule.id, "variant": variant}
-        context["params"] = {**show.params, **(chosen.params if chosen else {})}
-        catalog = self._catalog()
-        try:
-            html = catalog.render(name, context)
-            meta = catalog.get(name).meta
-        except (KeyError, jinja2.TemplateError):
-            log.exception("rule %s: cannot render template %s", cand.rule.id, name)
-            return None
-        return Prompt(
-            id=prompt_id,
-            rule=cand.rule.id,
-            template=name,
-            variant=variant,
-            kind=meta.kind,
-            html=html,
-            dismiss_after_ms=meta.dismiss_after_ms,
-            avoid=avoid(show.avoid, cand.view.event),
-            replaces=replaces,
-        )
 
     def _payload(self, site: str, session: str, visitor: str, cand: Candidate) -> dict[str, Any]:
         return {

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .counters import SegmentAssigned
-from .delivery import Delivery, Plan
+from .delivery import Delivery
 from .facts import FactChanges, changes_for, new_names
+from .firing_plan import Plan
 from .identity import is_verified
 from .learn.assigned import Assigned
 from .measures import measures_of

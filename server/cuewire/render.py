@@ -93,7 +93,7 @@ class TemplateMeta(msgspec.Struct, forbid_unknown_fields=True):
         return duration_ms(value)
 
 
-# What templates see (delivery.py builds it from rules/facts_view.py). Samples are checked
+# What templates see (prompts.py builds it from rules/facts_view.py). Samples are checked
 # against these shapes, and what a sample leaves out gets the values of an unknown visitor.
 class SamplePrompt(msgspec.Struct, forbid_unknown_fields=True):
     id: str = "p_sample"

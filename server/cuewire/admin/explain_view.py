@@ -8,7 +8,7 @@ snippet (``?cuewire_qa=TOKEN`` on a page of the site), docs/qa.md.
     GET /cw-qa.js               the overlay bundle (static/cw-qa.js), loaded by cw.js in QA mode
 
 An overlay token is ``<expiry ms>.<HMAC>`` over the site and the admin's subject, keyed by the
-server secret (qa.py's :func:`~cuewire.admin.qa.issue_token`), valid :data:`OVERLAY_TTL_MS`:
+server secret (:func:`~cuewire.admin.qa_tokens.issue_token`), valid :data:`OVERLAY_TTL_MS`:
 it grants one thing, the explanation of a session of its site, and only to a caller that
 names both the session and its visitor (the ids the page holds in its own storage). It opens
 no admin route. Refusals are JSON ``{"code", "reason"}`` (codes.QaRefusal). The overlay is
@@ -30,7 +30,9 @@ from ..codes import QaRefusal
 from ..explain import explain_session
 from ..sites import Sites
 from .pages import NO_STORE
-from .qa import QaContext, admin_route, issue_token, token_ok
+from .qa import admin_route
+from .qa_context import QaContext
+from .qa_tokens import issue_token, token_ok
 
 OVERLAY_TTL_MS = 30 * 60_000
 OVERLAY_FILE = "cw-qa.js"

@@ -30,7 +30,8 @@ from ..sites import Sites
 from ..store.heatmaps import read_heatmap, read_pages
 from .explain_view import refusal
 from .pages import NO_STORE
-from .qa import STATIC, QaContext, admin_route
+from .qa import STATIC, admin_route
+from .qa_context import QaContext
 
 
 def page_url(sites: Sites, site: str, path: str) -> str | None:

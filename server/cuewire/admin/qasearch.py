@@ -31,8 +31,8 @@ from typing import Any
 from ..codes import SearchGap
 from ..errors import HistoryError
 from ..export.history import ExportHistory
-from ..store.redis import SESSION_GRACE_S
-from .qa import QaContext
+from ..store.sessions import SESSION_GRACE_S
+from .qa_context import QaContext
 
 SCAN = 10_000  # entries of each stream searched
 RESULTS = 50  # sessions answered, latest activity first

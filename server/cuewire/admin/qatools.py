@@ -18,7 +18,7 @@ drops its session id and its unsent events, reconnects and opens a fresh session
 visitor id, which the store now knows as new. The answer's ``tabs`` counts the sockets the
 push was handed to (not acked: a tab that closed meanwhile just does not reconnect).
 
-A forced rule goes through delivery like a firing (delivery.FORCED): its template renders
+A forced rule goes through delivery like a firing (firing_plan.FORCED): its template renders
 and is pushed to the session's tab, which must ack it, and the audit says ``forced``; it
 skips the trigger and ``when``, the caps, cooldown, snooze, dismissal pause and the site's
 prompt cap, and replaces the prompt on screen, but an opt-out holds it (``suppressed``,
@@ -42,15 +42,18 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ..codes import QaRefusal, Restart
-from ..delivery import FORCED, Delivery
+from ..delivery import Delivery
 from ..export.history import ExportHistory
+from ..firing_plan import FORCED
 from ..origin import Origin
 from ..protocol import Push, Reset
 from ..rules.engine import Candidate
 from ..store.forget import forget_visitor
 from .explain_view import refusal
 from .pages import NO_STORE
-from .qa import QaContext, admin_route, same_origin, token_ok
+from .qa import admin_route
+from .qa_context import QaContext
+from .qa_tokens import same_origin, token_ok
 from .qasearch import SEARCH_BY, search
 
 TOKEN_HEADER = "x-cuewire-token"

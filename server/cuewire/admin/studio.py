@@ -100,7 +100,7 @@ def template_previews(catalog: Catalog) -> list[Preview]:
 
 
 def rule_previews(catalog: Catalog, rules: list[Rule]) -> list[Preview]:
-    """Each rule that shows a prompt, per variant, as delivery.py would render it."""
+    """Each rule that shows a prompt, per variant, as prompts.py renders it for a firing."""
     out: list[Preview] = []
     for rule in rules:
         show = rule.show

@@ -11,16 +11,17 @@ removal of cancelled deadlines are written after the batch, without waiting for 
 deadline entry whose session never took its token (the script did not apply the batch) fires
 stale and is dropped, as a cancelled one is (those writes: beside.py).
 
-The deadline calls are in deadlines.py and the stream reads in streams.py; the store delegates
-to them, so callers see one store (base.Store).
+Sessions and visitors by id (opening a session, its reads) are in sessions.py, a firing's
+record and actions applied alone in firing_writes.py, the deadline calls in deadlines.py and
+the stream reads in streams.py; the store delegates to them, so callers see one store
+(base.Store).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Self
 
 import redis.asyncio as aioredis
@@ -31,7 +32,6 @@ from ..counters import Mark, segment_field
 from ..errors import StoreError
 from ..facts import FactChanges, NewName
 from ..heatmaps import Hit, hits_of, spec_arg
-from ..ids import new_id
 from ..keys import Keys, keys_for
 from ..lifecycle import Closing
 from ..origin import Origin
@@ -40,7 +40,6 @@ from . import tally
 from .base import (
     Action,
     Admitted,
-    Cancel,
     Commit,
     Decided,
     Facts,
@@ -51,13 +50,13 @@ from .base import (
     Put,
     Queued,
     Resolved,
-    Schedule,
     Timer,
 )
 from .beside import Beside
 from .cluster import cluster_client, is_cluster
 from .coalesce import Coalescer
 from .deadlines import Deadlines
+from .firing_writes import FiringWrites
 from .scripts import (
     TimerOp,
     asks_arg,
@@ -67,22 +66,15 @@ from .scripts import (
     ingest_script,
     lua,
     ops_arg,
-    ops_of,
     slot_in,
     to_json,
     verdict,
 )
+from .sessions import Sessions
 from .shared import FAILURES, Client, guard, pairs, pairs_of, together
 from .streams import Streams
 
 log = logging.getLogger(__name__)
-
-AUDIT_MAXLEN = 100_000
-AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (record.lua)
-SESSION_VISITOR_TTL_S = 24 * 3600
-# a session's keys outlive its last event by this much, and then some (open_session.lua's
-# GRACE_S + REFRESH_S): what the visitor's sessions index keeps
-SESSION_GRACE_S = 300 + 60  # on a cluster, how long a session id finds its visitor
 
 
 class RedisStore(Closing):
@@ -99,22 +91,18 @@ class RedisStore(Closing):
     def _use(self, client: Client) -> None:
         self._r = client
         self._k = keys_for(self._s.key_prefix, isinstance(client, RedisCluster))
-        self._open = client.register_script(lua("read.lua") + lua("open_session.lua"))
         self._ingest = client.register_script(ingest_script())
         self._heatmap = client.register_script(heatmap_script())
         self._commit = client.register_script(lua("ops.lua") + lua("commit.lua"))
-        self._record = client.register_script(
-            lua("ops.lua") + lua("counters.lua") + lua("record.lua")
-        )
-        self._mark = client.register_script(lua("counters.lua") + lua("mark.lua"))
         self._segment = client.register_script(lua("counters.lua") + lua("segment.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
-        self._release = client.register_script(lua("release_socket.lua"))
         self._address = client.register_script(lua("address_rate.lua"))
         self._calls = Coalescer(client)  # the hot path's calls: one pipeline per loop turn
         self._deadlines = Deadlines(client, self._k, self._s, self._calls)
         self._streams = Streams(client, self._k)
         self._beside = Beside(client, self._calls)
+        self._sessions = Sessions(client, self._k, self._s)
+        self._writes = FiringWrites(client, self._k, self._calls, self._beside)
         # per site: set once the latest live entry's XADD is queued (_live keeps batch order)
         self._live_queued: dict[str, asyncio.Event] = {}
 
@@ -163,38 +151,8 @@ class RedisStore(Closing):
         describe: dict[str, str] | None = None,
         fields: str = "",
     ) -> OpenedSession:
-        """Resume ``session`` or start a new one; with ``fields`` (``RuleSet.fields_json``),
-        return those facts as the session starts, for the process to know them."""
-        k = self._k
-        fresh_id = new_id("s_")
-        held = k.session(site, session or fresh_id, visitor)
-        args: list[Any] = [now_ms, self._s.session_ttl_s, self._s.visitor_ttl_s, visitor, fresh_id]
-        args += [fields, session or ""]
-        for pair in (describe or {}).items():
-            args += pair
-        try:
-            resumed, returning, prev, sess, vis = await self._open(
-                keys=[
-                    held,
-                    k.session(site, fresh_id, visitor),
-                    k.visitor(site, visitor),
-                    k.visitor_sessions(site, visitor),
-                ],
-                args=args,
-            )
-            if k.cluster and not (resumed and session):  # for reads by session id alone
-                await self._r.set(
-                    k.session_visitor(site, fresh_id), visitor, ex=SESSION_VISITOR_TTL_S
-                )
-        except FAILURES as exc:
-            raise StoreError(f"cannot open a session: {exc}") from exc
-        return OpenedSession(
-            session=session if resumed and session else fresh_id,
-            resumed=bool(resumed),
-            returning=bool(returning),
-            previous_visit_ms=int(prev) if prev else None,
-            facts=(pairs(sess), pairs(vis)) if fields else None,
-        )
+        """Resume ``session`` or start a new one (:meth:`Sessions.open_session`)."""
+        return await self._sessions.open_session(site, visitor, session, now_ms, describe, fields)
 
     async def ingest(
         self,
@@ -386,146 +344,43 @@ class RedisStore(Closing):
         records: list[dict[str, str]],
         jobs: Sequence[Queued] = (),
     ) -> None:
-        if not puts and not records:
-            return
-        k = self._k
-        keys = [k.audit(site)]
-        ops = [] if k.cluster else ops_of(k, list(puts), keys)  # a cluster applies them apart
-        slot = slot_in(keys)
-        entries: list[dict[str, Any]] = []
-        marks: list[dict[str, Any]] = []  # on a cluster: what goes to the visitors' slots
-        for r in records:
-            entry: dict[str, Any] = {
-                "m": slot(k.audited(r["firing"], site)) if r.get("firing") else 0,
-                "f": [item for pair in r.items() for item in pair],
-            }
-            counts, apart = tally.record_arg(k, site, r, slot)
-            if counts is not None:
-                entry["t"] = counts
-            if apart is not None:
-                marks.append(apart)
-            entries.append(entry)
-        if not k.cluster:  # each job in the script that writes its record (record.lua)
-            for q in jobs:
-                entries[q.record]["o"] = {"k": slot(k.outbox(q.channel, "stream")), "j": q.job}
-        arg = to_json({"ops": ops, "records": entries})
-        async with guard("record a firing"):
-            if jobs and k.cluster:  # the outbox's slot is not the audit's: queued first
-                await self._queue_apart(jobs)
-            if not k.cluster:
-                await self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
-                return
-            work: list[Awaitable[Any]] = [self._apply_apart(list(puts))]
-            if records:
-                work.append(
-                    self._calls.call(self._record, keys, [arg, AUDIT_MAXLEN, AUDITED_TTL_S])
-                )
-            work += [self._mark_apart(site, m) for m in marks]
-            await together(work)
-
-    async def _mark_apart(self, site: str, marks: dict[str, Any]) -> None:
-        """On a cluster: what an exposure leaves in the visitor's slot (mark.lua); a new
-        exposed visitor is counted in the site's counters after it."""
-        fields = await self._calls.call(self._mark, marks["keys"], [to_json([marks["m"]])])
-        await tally.count_beside(self._calls, self._k, site, int(marks["at"]), list(fields))
-
-    async def _queue_apart(self, jobs: Sequence[Queued]) -> None:
-        """On a cluster, outbox jobs go before their audit records: a crash in between
-        leaves a job without its record (sent, with its id: at least once), never a record
-        without its job."""
-        k = self._k
-        await together(
-            self._r.xadd(k.outbox(q.channel, "stream"), {"j": q.job, "a": 0}) for q in jobs
-        )
+        """Write what a firing leaves (:meth:`FiringWrites.record`)."""
+        await self._writes.record(site, puts, records, jobs)
 
     async def apply(self, actions: list[Action]) -> None:
-        if not actions:
-            return
-        if self._k.cluster:
-            async with guard("apply rule actions"):
-                await self._apply_apart(actions)
-            return
-        keys = [self._k.timers()]  # commit.lua's pending-seq key: unused without seqs
-        arg = ops_arg(self._k, [], actions, keys)
-        async with guard("apply rule actions"):
-            await self._calls.call(self._commit, keys, [arg])
+        """Apply ``actions`` outside a batch (:meth:`FiringWrites.apply`)."""
+        await self._writes.apply(actions)
 
-    async def _apply_apart(self, actions: Iterable[Action]) -> None:
-        """On a cluster: ``actions`` as one commit.lua call per visitor slot, together."""
-        by_slot: dict[tuple[str, str], list[Action]] = {}
-        for action in actions:
-            owner = action.timer if isinstance(action, Schedule | Cancel) else action
-            if not isinstance(owner, Timer | Put):
-                raise TypeError("a commit applies no FiringRequest: resolve() asks governance")
-            by_slot.setdefault((owner.site, owner.visitor), []).append(action)
-        calls = []
-        for (site, visitor), group in by_slot.items():
-            keys = [self._k.visitor(site, visitor)]  # the pending-seq key: unused without seqs
-            timer_ops: list[TimerOp] = []
-            arg = ops_arg(self._k, [], group, keys, timer_ops)
-            calls.append(self._beside.call(self._commit, keys, [arg], timer_ops, bool))
-        await together(calls)
+    # ---------------------------------------------------------------- sessions (sessions.py)
 
     async def visitor_facts(self, site: str, visitor: str) -> Facts:
-        async with guard("read visitor facts"):
-            return pairs_of(await self._r.hgetall(self._k.visitor(site, visitor)))
+        return await self._sessions.visitor_facts(site, visitor)
 
     async def release_socket(
         self, site: str, session: str, sid: str, visitor: str | None = None
     ) -> None:
-        try:
-            owner = await self._visitor_of(site, session, visitor)
-            if owner is not None:
-                await self._release(keys=[self._k.session(site, session, owner)], args=[sid])
-        except FAILURES as exc:
-            raise StoreError(f"cannot release a socket: {exc}") from exc
-
-    async def _visitor_of(self, site: str, session: str, visitor: str | None) -> str | None:
-        """The visitor whose tag a session's keys carry: ``visitor`` when given; on a cluster
-        without it, the visitor the session started with (None when unknown); on one Redis
-        none is needed ("")."""
-        if visitor or not self._k.cluster:
-            return visitor or ""
-        found = await self._r.get(self._k.session_visitor(site, session))
-        return str(found) if found else None
+        await self._sessions.release_socket(site, session, sid, visitor)
 
     async def link_user(self, site: str, user_id: str, visitor: str) -> None:
         """Link ``user_id`` to ``visitor``: call it for verified identifies only (identity.py)."""
-        async with guard("link a user id"):
-            await self._r.set(self._k.user(site, user_id), visitor, ex=self._s.visitor_ttl_s)
+        await self._sessions.link_user(site, user_id, visitor)
 
     async def visitor_of_user(self, site: str, user_id: str) -> str | None:
         """The visitor ``user_id`` was last verified on, or None."""
-        async with guard("look up a user id"):
-            found = await self._r.get(self._k.user(site, user_id))
-        return str(found) if found is not None else None
+        return await self._sessions.visitor_of_user(site, user_id)
 
     async def visitor_sessions(self, site: str, visitor: str, now_ms: int) -> dict[str, int]:
-        """The visitor's sessions whose keys may still live at ``now_ms``: session -> when
-        their time to live was last set (ms), newest first (keys.visitor_sessions)."""
-        oldest = now_ms - (self._s.session_ttl_s + SESSION_GRACE_S) * 1000
-        async with guard("read a visitor's sessions"):
-            found = await self._r.zrevrangebyscore(
-                self._k.visitor_sessions(site, visitor), "+inf", oldest, withscores=True
-            )
-        return {str(pair[0]): int(pair[1]) for pair in found}
+        """The visitor's sessions whose keys may still live at ``now_ms``, newest first
+        (:meth:`Sessions.visitor_sessions`)."""
+        return await self._sessions.visitor_sessions(site, visitor, now_ms)
 
     async def session_facts(self, site: str, session: str, visitor: str | None = None) -> Facts:
-        async with guard("read session facts"):
-            owner = await self._visitor_of(site, session, visitor)
-            if owner is None:
-                return {}
-            return pairs_of(await self._r.hgetall(self._k.session(site, session, owner)))
+        return await self._sessions.session_facts(site, session, visitor)
 
     async def recent_events(
         self, site: str, session: str, count: int, visitor: str | None = None
     ) -> list[dict[str, Any]]:
-        async with guard("read recent events"):
-            owner = await self._visitor_of(site, session, visitor)
-            if owner is None:
-                return []
-            raw = await self._r.lrange(self._k.recent(site, session, owner), 0, count - 1)
-        return [json.loads(item) for item in raw]
+        return await self._sessions.recent_events(site, session, count, visitor)
 
     # ---------------------------------------------------------------- deadlines (deadlines.py)
 

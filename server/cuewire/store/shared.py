@@ -1,5 +1,6 @@
-"""What the Redis store's parts (redis.py, deadlines.py, streams.py) share: Redis failures
-turned into StoreError, hash replies as dicts, calls made together."""
+"""What the Redis store's parts (redis.py, sessions.py, firing_writes.py, deadlines.py,
+streams.py) share: Redis failures turned into StoreError, hash replies as dicts, calls made
+together."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Redis store's stream reads: a site's audit (firings) and live stream (accepted
 batches), for the QA view, the CLI and tailing. Writing them is part of the batch's and the
-firing's scripts (redis.py)."""
+firing's scripts (redis.py, firing_writes.py)."""
 
 from __future__ import annotations
 
