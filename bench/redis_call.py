@@ -11,9 +11,13 @@ and its ratio to ``bare``.
 - ``stock``: redis-py's defaults with a blocking pool, as open_store did before issue #10:
   BlockingConnectionPool(max_connections=64, timeout=5), socket_timeout 5 s.
 - ``bare``: a plain ConnectionPool with no socket timeout: no timeout wrapper at all, and so
-  no bound on a call to a Redis that stopped answering. The floor, not a configuration to run.
+  no bound on a call to a Redis that stopped answering. The floor of the timeouts, not a
+  configuration to run (it packs commands with redis-py's Python packer, as ``stock`` does).
 
-``python -m bench.redis_call [--calls 20000] [--concurrency 1,32] [--rounds 5]``
+``--args N``: each call carries N arguments (default 2); ``--args 30`` is an ingest call's
+shape (its keys, settings, JSON arguments and events), where packing the command weighs most.
+
+``python -m bench.redis_call [--calls 20000] [--concurrency 1,32] [--rounds 5] [--args 2]``
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from cuewire.store import open_store
 from .procs import Redis
 
 SCRIPT = "return {KEYS[1], ARGV[1], #ARGV}"
+# one event as the ingest script gets it: what the arguments past the first two carry
+FILLER = '{"type":"click","selector":"#size-m","text":"M","ts":1764680000000,"seq":12}'
 
 Config = Callable[[str], aioredis.Redis]
 
@@ -59,14 +65,16 @@ def _bare(url: str) -> aioredis.Redis:
 CONFIGS: dict[str, Config] = {"open_store": _open_store, "stock": _stock, "bare": _bare}
 
 
-async def _calls(client: aioredis.Redis, calls: int, concurrency: int) -> float:
-    """CPU seconds of this process per call, ``calls`` calls from ``concurrency`` tasks."""
+async def _calls(client: aioredis.Redis, calls: int, concurrency: int, width: int) -> float:
+    """CPU seconds of this process per call, ``calls`` calls of ``width`` arguments from
+    ``concurrency`` tasks."""
     script = client.register_script(SCRIPT)
     await script(keys=["k"], args=["warm"])  # loads the script, opens a connection
+    extra = [FILLER] * max(0, width - 2)
 
     async def worker(n: int) -> None:
         for i in range(n):
-            await script(keys=["k"], args=[i, "x"])
+            await script(keys=["k"], args=[i, "x", *extra])
 
     share = calls // concurrency
     started = time.process_time()
@@ -74,15 +82,17 @@ async def _calls(client: aioredis.Redis, calls: int, concurrency: int) -> float:
     return (time.process_time() - started) / (share * concurrency)
 
 
-async def measure(url: str, calls: int, concurrency: int, rounds: int) -> dict[str, list[float]]:
+async def measure(
+    url: str, calls: int, concurrency: int, rounds: int, width: int = 2
+) -> dict[str, list[float]]:
     clients = {name: make(url) for name, make in CONFIGS.items()}
     seconds: dict[str, list[float]] = {name: [] for name in clients}
     try:
         for client in clients.values():  # warm up every pool to its width
-            await _calls(client, concurrency * 20, concurrency)
+            await _calls(client, concurrency * 20, concurrency, width)
         for _ in range(rounds):
             for name, client in clients.items():
-                seconds[name].append(await _calls(client, calls, concurrency))
+                seconds[name].append(await _calls(client, calls, concurrency, width))
     finally:
         for client in clients.values():
             await client.aclose()
@@ -94,6 +104,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--concurrency", default="1,32", help="comma-separated task counts")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--args", type=int, default=2, help="arguments per call")
     args = parser.parse_args()
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     runner = asyncio.Runner(loop_factory=_uvloop() if loop == "uvloop" else None)
@@ -101,10 +112,14 @@ def main() -> None:
         server = Redis(Path(tmp))
         stack.callback(server.stop)
         stack.enter_context(runner)
-        print(f"redis-server {server.version()}, {loop}, {args.calls} EVALSHA calls a round")
+        print(
+            f"redis-server {server.version()}, {loop}, {args.calls} EVALSHA calls a round,"
+            f" {args.args} arguments each"
+        )
         print(f"{'config':<12}{'tasks':>6}{'us CPU/call':>14}{'x bare':>9}{'x stock':>9}")
         for concurrency in (int(c) for c in args.concurrency.split(",")):
-            seconds = runner.run(measure(server.url, args.calls, concurrency, args.rounds))
+            work = measure(server.url, args.calls, concurrency, args.rounds, args.args)
+            seconds = runner.run(work)
             median = {name: statistics.median(s) for name, s in seconds.items()}
             for name, s in median.items():
                 print(

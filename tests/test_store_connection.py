@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import redis.asyncio
@@ -22,7 +23,7 @@ import redis.exceptions
 from cuewire.errors import StoreError
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
-from cuewire.store.connection import watched_pool
+from cuewire.store.connection import WatchedConnection, watched_pool
 from support.servers import RedisServer
 
 CALL_TIMEOUT_S = 0.5
@@ -140,3 +141,41 @@ async def test_a_call_waits_for_a_connection_no_longer_than_the_pool_timeout(
         await pool.release(held.pop())
         assert await client.ping()
         await pool.release(held.pop())
+
+
+# ---------------------------------------------------------------- packing commands
+
+# what the store sends: ints, text (non-ASCII, a lone surrogate's neighbours), bytes, JSON
+# arguments of every size around redis-py's buffer cutoff, floats as repr spells them
+PACKED_ALIKE: list[tuple[Any, ...]] = [
+    ("PING",),
+    ("EVALSHA", "a" * 40, 2, "cw:{s}:k1", "cw:{s}:k2", 1764680000000, -3, 2**70, "", "é€😀"),
+    ("SET", "k", b"\x00\xff raw", 0.1, 1e20, float("nan"), -0.0),
+    ("SET", "k", memoryview(b"view")),
+    ("EVALSHA", "b" * 40, 0, *("x" * n for n in (5999, 6000, 6001, 70_000))),
+    ("CONFIG GET", "maxmemory"),  # a name redis-py splits into its words
+    ("HSET", "k", bytearray(b"ba"), "v"),  # a type hiredis does not pack: redis-py does
+]
+
+
+@pytest.mark.parametrize("command", PACKED_ALIKE, ids=lambda c: str(c[0]))
+def test_a_command_is_packed_to_the_very_bytes_redis_py_packs(command: tuple[Any, ...]) -> None:
+    watched, stock = WatchedConnection(), redis.asyncio.Connection()
+    assert b"".join(watched.pack_command(*command)) == b"".join(stock.pack_command(*command))
+    pipelined = [command, ("PING",), command]
+    assert b"".join(watched.pack_commands(pipelined)) == b"".join(stock.pack_commands(pipelined))
+
+
+@pytest.mark.parametrize("value", [True, None, object()], ids=["bool", "None", "object"])
+def test_a_value_redis_cannot_take_raises_redis_pys_data_error(value: Any) -> None:
+    with pytest.raises(redis.exceptions.DataError):
+        WatchedConnection().pack_command("SET", "k", value)
+
+
+async def test_packed_values_reach_redis_unchanged(clean_redis: str) -> None:
+    values: list[Any] = ["é€😀", "x" * 70_000, "", b"\x00\xff", 2**70, -3, 0.1]
+    client = redis.asyncio.Redis(connection_pool=watched_pool(clean_redis))
+    async with client:
+        await client.rpush("values", *values)
+        stored = await client.lrange("values", 0, -1)
+    assert stored == [v if isinstance(v, bytes) else str(v).encode() for v in values]
