@@ -50,18 +50,26 @@ class Built:
     qa: BrowserContext
 
 
+def serve_page(
+    serve: Serve, tmp_path: Path, name: str, html: str, site: str
+) -> tuple[LiveServer, Path]:
+    """A server of one page, ``name``, for site key ``site``, with the QA views on; and the
+    folder it serves the page from."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / name).write_text(html)
+
+    def sites(origin: str) -> Sites:
+        return Sites({site: Site(origins=[origin])})
+
+    return serve(pages=pages, sites=sites, admin_password=PASSWORD), pages
+
+
 async def built_page_clicked(
     serve: Serve, new_context: NewContext, tmp_path: Path, clicks: int
 ) -> Built:
     """Serves BUILT, has a visitor click its button ``clicks`` times (apart: not a burst)."""
-    pages = tmp_path / "pages"
-    pages.mkdir()
-    (pages / "built.html").write_text(BUILT)
-    server = serve(
-        pages=pages,
-        sites=lambda origin: Sites({"spa": Site(origins=[origin])}),
-        admin_password=PASSWORD,
-    )
+    server, pages = serve_page(serve, tmp_path, "built.html", BUILT, "spa")
     visitor = await (await new_context(viewport={"width": 1024, "height": 800})).new_page()
     await visitor.goto(server.url + "/built.html")
     await session_id(visitor)
@@ -386,14 +394,7 @@ async def test_a_phone_and_a_desktop_are_drawn_apart_each_as_its_layout_renders(
     it where its own layout puts it. Each layout class has its own grid: the QA heatmap of
     each draws the cell over the button as a frame as wide as that class renders it (the
     class's most common viewport width: here the visitor's own)."""
-    pages = tmp_path / "pages"
-    pages.mkdir()
-    (pages / "responsive.html").write_text(RESPONSIVE)
-    server = serve(
-        pages=pages,
-        sites=lambda origin: Sites({"rsp": Site(origins=[origin])}),
-        admin_password=PASSWORD,
-    )
+    server, _ = serve_page(serve, tmp_path, "responsive.html", RESPONSIVE, "rsp")
     phone = await (await new_context(**PHONE)).new_page()
     await phone.goto(server.url + "/responsive.html")
     await session_id(phone)
