@@ -88,7 +88,10 @@ async def test_hidden_then_visible_again_reports_both_with_visible_and_attentive
     assert 1000 <= hidden["dwell_ms"] < 2000 + 1500  # the visible time only ...
     assert visible["dwell_ms"] == hidden["dwell_ms"]  # ... the 2 s away not counted
     assert 900 <= hidden["active_ms"] <= hidden["dwell_ms"]  # the pointer moved all along
-    assert visible["active_ms"] == hidden["active_ms"]  # no input while hidden
+    # none of the 2 s away counts; the report on showing is made a moment after the tab
+    # shows (the attention and visibility collectors hear of it in turn), and that moment,
+    # visible with input in the last 15 s, is attentive
+    assert 0 <= visible["active_ms"] - hidden["active_ms"] < 100
     stored_facts = await facts(site, sid)
     assert stored_facts["visible"] == "1" and stored_facts["active_ms"] == str(visible["active_ms"])
     assert len(of(await recent_events(site, sid), "page_view")) == 1  # the same page
