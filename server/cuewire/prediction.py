@@ -29,33 +29,32 @@ KNOWN_SESSIONS = 10_000  # sessions whose facts a process keeps (least recently 
 READS_MEMO = 4096
 
 
+class _Memo(dict[str, bool]):
+    """Whether rules read a field, answered once per name: a hit is a plain dict lookup, no
+    Python call (after_batch asks for every field of every event)."""
+
+    def __init__(self, exact: frozenset[str], prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self._exact = exact
+        self._prefixes = prefixes
+
+    def __missing__(self, field: str) -> bool:
+        read = field in self._exact or field.startswith(self._prefixes)
+        if len(self) < READS_MEMO:
+            self[field] = read
+        return read
+
+
 class Reads:
-    """Which hash fields the rules read: exact names and prefixes, per hash."""
+    """Which hash fields the rules read: exact names and prefixes, per hash.
+    ``session(field)`` and ``visitor(field)`` answer for one field of each hash."""
 
     def __init__(self, wanted: Fields) -> None:
         self.wanted = wanted
-        self._session = frozenset(wanted.session)
-        self._session_prefixes = tuple(wanted.session_prefixes)
-        self._visitor = frozenset(wanted.visitor)
-        self._visitor_prefixes = tuple(wanted.visitor_prefixes)
-        self._session_memo: dict[str, bool] = {}
-        self._visitor_memo: dict[str, bool] = {}
-
-    def session(self, field: str) -> bool:
-        read = self._session_memo.get(field)
-        if read is None:
-            read = field in self._session or field.startswith(self._session_prefixes)
-            if len(self._session_memo) < READS_MEMO:
-                self._session_memo[field] = read
-        return read
-
-    def visitor(self, field: str) -> bool:
-        read = self._visitor_memo.get(field)
-        if read is None:
-            read = field in self._visitor or field.startswith(self._visitor_prefixes)
-            if len(self._visitor_memo) < READS_MEMO:
-                self._visitor_memo[field] = read
-        return read
+        session = _Memo(frozenset(wanted.session), tuple(wanted.session_prefixes))
+        visitor = _Memo(frozenset(wanted.visitor), tuple(wanted.visitor_prefixes))
+        self.session: Callable[[str], bool] = session.__getitem__
+        self.visitor: Callable[[str], bool] = visitor.__getitem__
 
 
 def after_batch(
@@ -75,13 +74,17 @@ def after_batch(
     wanted, wanted_visitor = reads.session, reads.visitor
     # in ingest.lua's order: set-if-absent of the session's owner and start, counters,
     # set-if-absent, sets (and the socket), conditional clears; then the visitor's
-    _set_if_absent(s, wanted, "visitor", visitor_id)
-    _set_if_absent(s, wanted, "started", str(now_ms))
+    # (a set-if-absent asks whether rules read the field only when it is absent: rarely)
+    if "visitor" not in s and wanted("visitor"):
+        s["visitor"] = visitor_id
+    if "started" not in s and wanted("started"):
+        s["started"] = str(now_ms)
     for field in merged.incr:  # a field named twice counts twice
         if wanted(field):
             s[field] = str(int(s.get(field, "0")) + 1)
     for field, value in merged.setnx.items():
-        _set_if_absent(s, wanted, field, value)
+        if field not in s and wanted(field):
+            s[field] = value
     for field, value in merged.set.items():
         if wanted(field):
             s[field] = value
@@ -131,11 +134,6 @@ def _merge(changes: Sequence[FactChanges], verified: bool) -> FactChanges:
 
 def _unverified_kept_out(visitor_set: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in visitor_set.items() if k not in ("user_id", "user_verified")}
-
-
-def _set_if_absent(facts: Facts, wanted: Callable[[str], bool], field: str, value: str) -> None:
-    if wanted(field) and field not in facts:
-        facts[field] = value
 
 
 def after_actions(
