@@ -12,9 +12,12 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cuewire.audit import AuditRecord
 from cuewire.clock import day_of, days_between
@@ -133,6 +136,18 @@ def purchase() -> dict[str, Any]:
 
 def click(prompt: str) -> dict[str, Any]:
     return {"type": "prompt_click", "prompt": prompt, "rule": RULE}
+
+
+def test_a_day_key_names_the_utc_calendar_day_of_its_instant() -> None:
+    assert day_of(START) == "2026-12-01"
+    assert day_of(START - 1) == "2026-11-30"  # the last millisecond of the day before
+    assert day_of(START + 86_400_000 - 1) == "2026-12-01"
+    assert day_of(0) == "1970-01-01" and day_of(-1) == "1969-12-31"
+
+
+@given(st.integers(min_value=-(10**12), max_value=10**13))
+def test_a_day_key_is_what_the_calendar_says_for_any_instant(ms: int) -> None:
+    assert day_of(ms) == datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
 async def test_fifty_thousand_visitors_give_exactly_the_counts_worked_out_apart(
