@@ -17,7 +17,18 @@ and its ratio to ``bare``.
 ``--args N``: each call carries N arguments (default 2); ``--args 30`` is an ingest call's
 shape (its keys, settings, JSON arguments and events), where packing the command weighs most.
 
-``python -m bench.redis_call [--calls 20000] [--concurrency 1,32] [--rounds 5] [--args 2]``
+``--cluster`` adds a 3-node Redis Cluster (our own redis-servers) and two clients of it:
+
+- ``cluster``: the client ``cuewire.store.cluster.cluster_client`` builds, on the watched
+  connections of store/connection.py.
+- ``cluster_stock``: redis-py's RedisCluster with its own connections, as cluster_client
+  built it before (socket_timeout 5 s, 64 connections per node).
+
+``--coalesced``: the calls go through the store's Coalescer (store/coalesce.py), as the store
+makes them: those of one loop turn in one pipeline (on a cluster, one per node).
+
+``python -m bench.redis_call [--calls 20000] [--concurrency 1,32] [--rounds 5] [--args 2]
+[--cluster] [--coalesced]``
 """
 
 from __future__ import annotations
@@ -36,14 +47,17 @@ import redis.asyncio as aioredis
 
 from cuewire.settings import Settings
 from cuewire.store import open_store
+from cuewire.store.cluster import CLUSTER_POOL_SIZE, cluster_client
+from cuewire.store.coalesce import Coalescer
 
-from .procs import Redis
+from .procs import Redis, RedisCluster
 
 SCRIPT = "return {KEYS[1], ARGV[1], #ARGV}"
 # one event as the ingest script gets it: what the arguments past the first two carry
 FILLER = '{"type":"click","selector":"#size-m","text":"M","ts":1764680000000,"seq":12}'
 
-Config = Callable[[str], aioredis.Redis]
+Client = aioredis.Redis | aioredis.RedisCluster
+Config = Callable[[str], Client]
 
 
 def _open_store(url: str) -> aioredis.Redis:
@@ -62,37 +76,61 @@ def _bare(url: str) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
+def _cluster_stock(url: str) -> aioredis.RedisCluster:
+    return aioredis.RedisCluster.from_url(
+        url, decode_responses=True, max_connections=CLUSTER_POOL_SIZE, socket_timeout=5.0
+    )
+
+
 CONFIGS: dict[str, Config] = {"open_store": _open_store, "stock": _stock, "bare": _bare}
+CLUSTER_CONFIGS: dict[str, Config] = {"cluster": cluster_client, "cluster_stock": _cluster_stock}
 
 
-async def _calls(client: aioredis.Redis, calls: int, concurrency: int, width: int) -> float:
+async def _calls(
+    client: Client, calls: int, concurrency: int, width: int, coalesced: bool = False
+) -> float:
     """CPU seconds of this process per call, ``calls`` calls of ``width`` arguments from
-    ``concurrency`` tasks."""
+    ``concurrency`` tasks; with ``coalesced``, through the store's Coalescer (the calls of
+    one loop turn in one pipeline, as the store makes them)."""
     script = client.register_script(SCRIPT)
     await script(keys=["k"], args=["warm"])  # loads the script, opens a connection
     extra = [FILLER] * max(0, width - 2)
+    calls_of = Coalescer(client)
 
-    async def worker(n: int) -> None:
+    async def worker(task: int, n: int) -> None:
         for i in range(n):
-            await script(keys=["k"], args=[i, "x", *extra])
+            keys = [f"k{{{task}:{i % 64}}}"]  # sessions' keys, over every node of a cluster
+            if coalesced:
+                await calls_of.call(script, keys, [i, "x", *extra])
+            else:
+                await script(keys=keys, args=[i, "x", *extra])
 
     share = calls // concurrency
     started = time.process_time()
-    await asyncio.gather(*(worker(share) for _ in range(concurrency)))
+    await asyncio.gather(*(worker(task, share) for task in range(concurrency)))
     return (time.process_time() - started) / (share * concurrency)
 
 
 async def measure(
-    url: str, calls: int, concurrency: int, rounds: int, width: int = 2
+    urls: dict[str, str],
+    calls: int,
+    concurrency: int,
+    rounds: int,
+    width: int = 2,
+    coalesced: bool = False,
 ) -> dict[str, list[float]]:
-    clients = {name: make(url) for name, make in CONFIGS.items()}
+    """CPU seconds per call of each configuration, a figure per round; ``urls``: the one
+    Redis's (``single``) and, when measured, the cluster's (``cluster``)."""
+    clients = {name: make(urls["single"]) for name, make in CONFIGS.items()}
+    if "cluster" in urls:
+        clients |= {name: make(urls["cluster"]) for name, make in CLUSTER_CONFIGS.items()}
     seconds: dict[str, list[float]] = {name: [] for name in clients}
     try:
         for client in clients.values():  # warm up every pool to its width
-            await _calls(client, concurrency * 20, concurrency, width)
+            await _calls(client, concurrency * 20, concurrency, width, coalesced)
         for _ in range(rounds):
             for name, client in clients.items():
-                seconds[name].append(await _calls(client, calls, concurrency, width))
+                seconds[name].append(await _calls(client, calls, concurrency, width, coalesced))
     finally:
         for client in clients.values():
             await client.aclose()
@@ -105,26 +143,39 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,32", help="comma-separated task counts")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--args", type=int, default=2, help="arguments per call")
+    parser.add_argument("--cluster", action="store_true", help="add a 3-node Redis Cluster")
+    parser.add_argument(
+        "--coalesced", action="store_true", help="through the store's Coalescer (store/coalesce.py)"
+    )
     args = parser.parse_args()
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     runner = asyncio.Runner(loop_factory=_uvloop() if loop == "uvloop" else None)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         server = Redis(Path(tmp))
         stack.callback(server.stop)
+        urls = {"single": server.url}
+        if args.cluster:
+            cluster = RedisCluster(Path(tmp))
+            stack.callback(cluster.stop)
+            urls["cluster"] = cluster.url
         stack.enter_context(runner)
         print(
             f"redis-server {server.version()}, {loop}, {args.calls} EVALSHA calls a round,"
             f" {args.args} arguments each"
         )
-        print(f"{'config':<12}{'tasks':>6}{'us CPU/call':>14}{'x bare':>9}{'x stock':>9}")
+        print(
+            f"{'config':<14}{'tasks':>6}{'us CPU/call':>14}{'x bare':>9}{'x stock':>9}"
+            f"{'x open_store':>14}"
+        )
         for concurrency in (int(c) for c in args.concurrency.split(",")):
-            work = measure(server.url, args.calls, concurrency, args.rounds, args.args)
+            work = measure(urls, args.calls, concurrency, args.rounds, args.args, args.coalesced)
             seconds = runner.run(work)
             median = {name: statistics.median(s) for name, s in seconds.items()}
             for name, s in median.items():
                 print(
-                    f"{name:<12}{concurrency:>6}{s * 1e6:>14.1f}"
+                    f"{name:<14}{concurrency:>6}{s * 1e6:>14.1f}"
                     f"{s / median['bare']:>9.2f}{s / median['stock']:>9.2f}"
+                    f"{s / median['open_store']:>14.2f}"
                 )
 
 

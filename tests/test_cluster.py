@@ -4,21 +4,28 @@ cluster (conftest.py ``redis_cluster``); the store tests run on it too (``WITH_C
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from dataclasses import replace
 
 import pytest
+import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
+from cuewire.errors import StoreError
 from cuewire.gate import browser_gate
 from cuewire.inbox import InboxClient
 from cuewire.keys import TIMER_SHARDS, ClusterKeys, Keys
 from cuewire.settings import Limits, Settings
-from cuewire.store import RedisStore
+from cuewire.store import RedisStore, open_store
+from cuewire.store.connection import WatchedConnection
 from support.harness import Harness
 from support.servers import RedisClusterServer
 
 BACKENDS = ("cluster",)
 PRODUCT = "http://shop.test/product/boots"
+NEVER_S = 30  # far above the call bound: only a call that is not bounded runs into it
 
 
 def cluster_of(store: RedisStore) -> RedisCluster:
@@ -176,3 +183,29 @@ async def test_the_inbox_client_on_a_cluster_keeps_its_read_bound(clean_cluster:
         assert await client.xread({"inbox-test": "0-0"}, 1, 1000)
     finally:
         await inbox.aclose()
+
+
+async def test_the_stores_cluster_calls_are_bounded_by_the_watch_and_recover(
+    redis_cluster: RedisClusterServer, clean_cluster: str
+) -> None:
+    """The store's cluster client runs on the watched connections of store/connection.py
+    (hiredis packing, one timer per connection): a node that stops answering (SIGSTOP) fails
+    the calls for its slots with StoreError within ``socket_timeout``, and they work again
+    once it answers."""
+    settings = Settings(redis_url=f"{clean_cluster}?socket_timeout=0.5")
+    async with open_store(settings) as store:
+        visitor = "v_watched01"
+        assert await store.visitor_facts("site", visitor) == {}
+        key = ClusterKeys(settings.key_prefix).visitor("site", visitor)
+        node = cluster_of(store).get_node_from_key(key)
+        assert all(isinstance(c, WatchedConnection) for c in node._connections)
+        [server] = [n for n in redis_cluster.nodes if n.port == node.port]
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreError) as caught:
+                await asyncio.wait_for(store.visitor_facts("site", visitor), NEVER_S)
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert isinstance(caught.value.__cause__, redis.exceptions.TimeoutError)
+        assert await asyncio.wait_for(store.visitor_facts("site", visitor), NEVER_S) == {}
