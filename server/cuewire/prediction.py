@@ -70,7 +70,7 @@ def after_batch(
     ValueError when a counter holds something that is not a number (the store would fail)."""
     verified = visitor.get("user_verified") == "1"
     merged = changes[0] if len(changes) == 1 else _merge(changes, verified)
-    s, v = dict(session), dict(visitor)
+    s = dict(session)
     wanted, wanted_visitor = reads.session, reads.visitor
     # in ingest.lua's order: set-if-absent of the session's owner and start, counters,
     # set-if-absent, sets (and the socket), conditional clears; then the visitor's
@@ -98,18 +98,21 @@ def after_batch(
     ]
     for field in cleared:
         s[field] = ""
+    # the visitor's changes apart: rules seldom read what a batch changes there (then the
+    # visitor's facts are returned as they were, not copied)
+    changed: Facts = {}
     for field in merged.visitor_incr:
         if wanted_visitor(field):
-            v[field] = str(int(v.get(field, "0")) + 1)
+            changed[field] = str(int(changed.get(field, visitor.get(field, "0"))) + 1)
     if wanted_visitor("last_seen"):
-        v["last_seen"] = str(now_ms)
+        changed["last_seen"] = str(now_ms)
     visitor_set = merged.visitor_set
     if len(changes) == 1 and verified and visitor_set.get("user_verified") == "0":
         visitor_set = _unverified_kept_out(visitor_set)
     for field, value in visitor_set.items():
         if wanted_visitor(field):
-            v[field] = value
-    return s, v
+            changed[field] = value
+    return s, ({**visitor, **changed} if changed else visitor)
 
 
 def _merge(changes: Sequence[FactChanges], verified: bool) -> FactChanges:
@@ -139,7 +142,10 @@ def _unverified_kept_out(visitor_set: dict[str, str]) -> dict[str, str]:
 def after_actions(
     session: Facts, visitor: Facts, reads: Reads, actions: Sequence[Action]
 ) -> tuple[Facts, Facts]:
-    """The facts ``reads`` names after the engine's ``actions`` (as commit.lua applies them)."""
+    """The facts ``reads`` names after the engine's ``actions`` (as commit.lua applies them).
+    Without actions (most events), the same mappings: facts are never changed in place."""
+    if not actions:
+        return session, visitor
     s, v = dict(session), dict(visitor)
     for action in actions:
         if isinstance(action, Schedule | Cancel):
