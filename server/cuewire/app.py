@@ -261,10 +261,13 @@ async def _share_address_limit(
     stack: contextlib.AsyncExitStack, services: Services, supervisor: Supervisor
 ) -> None:
     """On a Redis Cluster with the per-address rate limit on: decide it in this process and
-    share its counts every ``address_sync_s`` (store/addresses.py)."""
+    share its counts every ``address_sync_s`` (store/addresses.py); with 0, every batch asks
+    the address's shared key first (exact, one more round trip)."""
     limit = services.store.address_limit
     settings = services.settings
     if limit is None or settings.limits.address_events_per_second <= 0:
+        return
+    if settings.address_sync_s <= 0:
         return
     every_s = settings.address_sync_s
     running = supervisor.running("address-limit", lambda: limit.run(every_s), stop=limit.stop)
