@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,7 +218,13 @@ class Server:
     """A server process (Cuewire or the echo server), waited for until /healthz answers."""
 
     def __init__(
-        self, name: str, argv: list[str], port: int, log: Path, gc_file: Path | None = None
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        log: Path,
+        gc_file: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.port = port
@@ -227,7 +233,7 @@ class Server:
         self.gc_file = gc_file
         # every load generator session comes from 127.0.0.1: the per-address rate limit (an
         # attacker's one address) would cap the whole run; the per-visitor limit stays on
-        env = {**os.environ, "PYTHONPATH": TREE.pythonpath, **BENCH_LIMITS}
+        env = {**os.environ, "PYTHONPATH": TREE.pythonpath, **BENCH_LIMITS, **(env or {})}
         if gc_file is not None:  # bench/gcprobe/sitecustomize.py times every collection
             env["PYTHONPATH"] = os.pathsep.join([str(BENCH / "gcprobe"), env["PYTHONPATH"]])
             env["CW_BENCH_GC_FILE"] = str(gc_file)
@@ -265,13 +271,15 @@ class Server:
         redis_url: str,
         gc_probe: bool = False,
         workers: int = 1,
+        env: Mapping[str, str] | None = None,
     ) -> Server:
+        """``cuewire serve``; ``env``: more CUEWIRE_* settings (over BENCH_LIMITS)."""
         port = free_port()
         argv = [sys.executable, "-m", "cuewire.cli", "serve", "--sites", str(sites)]
         argv += ["--rules", str(rules), "--templates", str(TREE.root / "templates")]
         argv += ["--redis-url", redis_url, "--port", str(port), "--workers", str(workers)]
         gc_file = workdir / "gc.json" if gc_probe else None
-        return cls("cuewire", argv, port, workdir / "cuewire.log", gc_file)
+        return cls("cuewire", argv, port, workdir / "cuewire.log", gc_file, env)
 
     @classmethod
     def echo(cls, workdir: Path) -> Server:

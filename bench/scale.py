@@ -1,7 +1,11 @@
 """The ``scale`` scenario (issue #11): one process against two, one Redis against a cluster.
 
 The ingest load (closed loop, batches of 5 mixed events) saturates `cuewire serve --workers 1`
-and `--workers 2` on the run's Redis, then `--workers 2` on a 3-node Redis Cluster of its own.
+and `--workers 2` on the run's Redis, then `--workers 2` on a 3-node Redis Cluster of its own:
+without the per-address rate limit (as every other scenario runs: all load generator sessions
+come from 127.0.0.1), and with it on (a limit too high to bind) both ways a cluster can hold it:
+asked of the address's key before each batch (`CUEWIRE_ADDRESS_SYNC_S=0`, two round trips) and
+decided in each process and shared every 100 ms (the default: store/addresses.py).
 Figures: accepted events/s, ack p50 / p99 and the CPU of each process group; the ratios 2 / 1
 processes (target >= 1.7) and cluster / one Redis (target >= 0.9); and the capacity model's
 prediction for two processes on this machine (bench/capacity.py's reasoning: each process adds
@@ -21,6 +25,13 @@ from .report import Table, at_least, ms
 from .scenarios import RATE_PER_SESSION, _ingest_figures
 
 IN_FLIGHT_PER_PROCESS = 64  # batches in flight per server process (the ingest scenario's)
+# the per-address limit on, too high to bind: what holding it costs, not what it refuses
+ADDRESS_LIMIT_ON = {"CUEWIRE_LIMITS_ADDRESS_EVENTS_PER_SECOND": "1000000000"}
+CLUSTER_RUNS = {
+    "2 cluster": {},
+    "2 cluster, address limit asked": {**ADDRESS_LIMIT_ON, "CUEWIRE_ADDRESS_SYNC_S": "0"},
+    "2 cluster, address limit shared": ADDRESS_LIMIT_ON,
+}
 
 
 async def _saturate(
@@ -90,11 +101,15 @@ async def scale(bench: Bench) -> Table:
             server.stop()
     cluster = RedisCluster(bench.workdir)
     try:
-        server = Server.cuewire(bench.workdir, bench.sites, RULES, cluster.url, workers=2)
-        try:
-            runs["2 cluster"] = await _saturate(bench, server, cluster.pids, "scc", 2)
-        finally:
-            server.stop()
+        for n, (name, env) in enumerate(CLUSTER_RUNS.items()):
+            cluster.flush()
+            server = Server.cuewire(
+                bench.workdir, bench.sites, RULES, cluster.url, workers=2, env=env
+            )
+            try:
+                runs[name] = await _saturate(bench, server, cluster.pids, f"scc{n}", 2)
+            finally:
+                server.stop()
     finally:
         cluster.stop()
     one, two, clustered = runs["1"], runs["2"], runs["2 cluster"]
@@ -111,6 +126,20 @@ async def scale(bench: Bench) -> Table:
     )
     on_cluster = clustered["events_per_s"] / max(two["events_per_s"], 1)
     table.add("ratio cluster / one Redis (2 processes)", on_cluster, "x", ">= 0.9", at_least(0.9))
+    asked = runs["2 cluster, address limit asked"]
+    shared = runs["2 cluster, address limit shared"]
+    _row(table, "2 processes, cluster, address limit asked first", asked)
+    _row(table, "2 processes, cluster, address limit shared", shared)
+    table.add(
+        "ratio address limit shared / asked first (cluster): events/s; ack p50",
+        f"{shared['events_per_s'] / max(asked['events_per_s'], 1):.2f}x;"
+        f" {shared['ack_ms']['p50'] / max(asked['ack_ms']['p50'], 1e-9):.2f}x",
+    )
+    table.add(
+        "ratio address limit shared / off (cluster): events/s",
+        shared["events_per_s"] / max(clustered["events_per_s"], 1),
+        "x",
+    )
     table.note(
         f"{bench.plan.ingest_sessions:,} sessions, batches of {bench.plan.ingest_batch} mixed"
         f" events, {IN_FLIGHT_PER_PROCESS} batches in flight per process; `cuewire serve"

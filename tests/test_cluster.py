@@ -122,12 +122,14 @@ async def test_deadlines_of_many_visitors_spread_over_every_shard_and_node_and_a
     assert await store.next_due_ms() is None
 
 
-async def test_a_batch_decided_ahead_is_one_script_call_after_the_address_limit(
+async def test_without_its_sync_loop_a_batch_asks_the_address_limit_first(
     store: RedisStore, settings: Settings, redis_cluster: RedisClusterServer
 ) -> None:
-    """One Redis: one script call per batch decided ahead (test_one_round_trip.py). A cluster:
-    the per-address limit first (its key has its own slot), then the batch's script in the
-    visitor's slot; the new deadline's ZADD goes beside it, in the same loop turn."""
+    """One Redis: one script call per batch decided ahead (test_one_round_trip.py). A cluster
+    store whose address limit is not shared by a sync loop (a store used outside ``cuewire
+    serve``; with the loop it is one call: test_address_limit.py): the per-address limit
+    first (its key has its own slot), then the batch's script in the visitor's slot; the
+    new deadline's ZADD goes beside it, in the same loop turn."""
     h = Harness(store, settings)
     v = await h.visit()
     gate = browser_gate(settings.limits, "203.0.113.7")

@@ -250,10 +250,28 @@ async def serving(services: Services) -> AsyncIterator[Services]:
         await stack.enter_async_context(
             supervisor.running("timers", services.timers.run, stop=services.timers.stop)
         )
+        await _share_address_limit(stack, services, supervisor)
         await stack.enter_async_context(
             supervisor.running("reload", lambda: services.runtime.watch(settings.reload_poll_s))
         )
         yield services
+
+
+async def _share_address_limit(
+    stack: contextlib.AsyncExitStack, services: Services, supervisor: Supervisor
+) -> None:
+    """On a Redis Cluster with the per-address rate limit on: decide it in this process and
+    share its counts every ``address_sync_s`` (store/addresses.py); with 0, every batch asks
+    the address's shared key first (exact, one more round trip)."""
+    limit = services.store.address_limit
+    settings = services.settings
+    if limit is None or settings.limits.address_events_per_second <= 0:
+        return
+    if settings.address_sync_s <= 0:
+        return
+    every_s = settings.address_sync_s
+    running = supervisor.running("address-limit", lambda: limit.run(every_s), stop=limit.stop)
+    await stack.enter_async_context(running)
 
 
 async def _start_mail(
@@ -285,8 +303,13 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
         store_ok = await services.store.ping()
         runtime = services.runtime
         tasks = services.supervisor.states()
+        address_limit = services.store.address_limit
+        shared = address_limit.status() if address_limit is not None else {"shared": False}
         body = {
-            "ok": store_ok and runtime.last_error is None and all(t.running for t in tasks),
+            "ok": store_ok
+            and runtime.last_error is None
+            and all(t.running for t in tasks)
+            and not shared.get("failing", False),
             "version": __version__,
             "process": services.sockets.process,
             "store": {
@@ -298,6 +321,7 @@ def create_app(settings: Settings, sites: Sites, clock: Clock | None = None) -> 
             "connections": services.gateway.connections,
             "worker": {"pid": os.getpid(), "index": settings.worker},
             "tasks": {t.name: t.as_json() for t in tasks},
+            "address_limit": shared,
         }
         return JSONResponse(body, status_code=200 if store_ok else 503)
 

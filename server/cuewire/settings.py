@@ -65,6 +65,11 @@ class Settings:
     outbox_poll_s: float = 0.2  # how often an idle outbox loop looks for due jobs
     outbox_backoff_s: float = 1.0  # the first retry's longest pause; it doubles each attempt
     reload_poll_s: float = 1.0
+    # on a Redis Cluster: how often each process shares its per-address rate limit counts
+    # (store/addresses.py); processes may together pass that limit by what they admit in
+    # about two of these (docs/deploy.md, "Redis Cluster"); 0: each batch asks the shared
+    # count first (exact, one more round trip per batch)
+    address_sync_s: float = 0.1
     limits: Limits = field(default_factory=Limits)
     key_prefix: str = "cw"
     admin_user: str = "admin"

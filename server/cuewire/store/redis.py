@@ -4,8 +4,9 @@ the store opens) or the embedded in-process server (``memory://``).
 On a cluster every script touches the keys of one slot (keys.py): a batch's ingest is still
 one script call, in its visitor's slot. What cannot share that slot goes beside it: a new
 deadline's entry in its shard is added in the same loop turn (a second node, concurrently),
-the per-address rate limit is asked first (one more round trip, when that limit is on), and
-the live stream, the measurement counts the visitor's script made (counters.lua), the
+the per-address rate limit is decided in the process and shared by a loop of its own
+(addresses.py; asked first, one more round trip, while no such loop runs), and the live
+stream, the measurement counts the visitor's script made (counters.lua), the
 heatmap counts (heatmap.lua, in the site's ``{h:site}`` slot) and the
 removal of cancelled deadlines are written after the batch, without waiting for them. A
 deadline entry whose session never took its token (the script did not apply the batch) fires
@@ -37,6 +38,7 @@ from ..lifecycle import Closing
 from ..origin import Origin
 from ..settings import Settings
 from . import tally
+from .addresses import SharedAddressLimit
 from .base import (
     Action,
     Admitted,
@@ -98,6 +100,10 @@ class RedisStore(Closing):
         self._resolve = client.register_script(composed("resolve.lua"))
         self._address = client.register_script(lua("address_rate.lua"))
         self._calls = Coalescer(client)  # the hot path's calls: one pipeline per loop turn
+        # its own pipelines: a sync waiting on a slow node never holds up a batch's call
+        self._addresses = SharedAddressLimit(
+            Coalescer(client), client.register_script(lua("address_sync.lua")), self._k
+        )
         self._deadlines = Deadlines(client, self._k, self._s, self._calls)
         self._streams = Streams(client, self._k)
         self._beside = Beside(client, self._calls)
@@ -135,6 +141,12 @@ class RedisStore(Closing):
     @property
     def settings(self) -> Settings:
         return self._s
+
+    @property
+    def address_limit(self) -> SharedAddressLimit | None:
+        """On a cluster: the per-address rate limit decided here (addresses.py), whose sync
+        loop the app runs; None on one Redis (ingest.lua decides it in the batch's call)."""
+        return self._addresses if self._k.cluster else None
 
     async def ping(self) -> bool:
         try:
@@ -197,9 +209,14 @@ class RedisStore(Closing):
         args.append(fields)
         address = gate.address if gate else ""
         asked: tuple[int, int] | None = None
+        taken = 0  # events the address gave a token here (addresses.py), to give back
         if gate and k.cluster and gate.address_rate.interval_ms() > 0:
-            async with guard("admit events"):
-                asked = await self._ask_address(gate, len(events), now_ms)
+            asked = self._addresses.take(address, gate.address_rate, len(events), now_ms)
+            if asked is None:  # no sync loop runs, or the map is full: the shared key decides
+                async with guard("admit events"):
+                    asked = await self._ask_address(gate, len(events), now_ms)
+            else:
+                taken = asked[0]
         args.append(gate_arg(gate, names or [[] for _ in events], asked) if gate else "")
         keys = [
             session_key,
@@ -239,7 +256,9 @@ class RedisStore(Closing):
                 tallied,
             ) = await self._beside.call(self._ingest, keys, args, timer_ops, lambda r: bool(r[4]))
         except FAILURES as exc:
+            self._addresses.give_back(address, taken)
             raise StoreError(f"cannot store events: {exc}") from exc
+        self._addresses.give_back(address, taken - int(granted))  # the visitor's own limit
         fresh = [int(f) == 1 for f in flags]
         if k.cluster and self._s.live_stream_max > 0 and any(fresh):
             accepted = [text for text, new in zip(encoded, fresh, strict=True) if new]
