@@ -17,6 +17,7 @@ from typing import Any
 from cuewire import fields
 from cuewire.clock import day_of
 from cuewire.origin import Origin
+from cuewire.protocol import Prompt
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from cuewire.store.base import Action, Commit, FiringRequest, Put, Queued, Resolved
@@ -99,6 +100,21 @@ class CountingStore(RedisStore):
         return calls
 
 
+class Watching(Harness):
+    """A harness whose tabs see how many audit records there were when a prompt came; a tab
+    gone (``gone``) takes no prompt (the push answers False)."""
+
+    gone = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.audited_at_push: list[int] = []
+
+    async def _emit(self, sid: str, prompt: Prompt, confirm: bool) -> bool:
+        self.audited_at_push.append(len(await self.store.read_audit(SITE, 1000)))
+        return not self.gone and await super()._emit(sid, prompt, confirm)
+
+
 class Shop:
     """One harness on the counting store, with rules ``rules`` (YAML) and the probe template."""
 
@@ -109,7 +125,7 @@ class Shop:
         write(tmp / "rules" / "rules.yaml", rules)
         settings = replace(settings, rules_dir=tmp / "rules", templates_dir=templates)
         self.counting = CountingStore(store)
-        self.h = Harness(self.counting, settings)
+        self.h = Watching(self.counting, settings)
         self.seqs: dict[str, int] = {}
 
     async def visit(self, visitor: str) -> Origin:
@@ -316,3 +332,25 @@ async def test_shadow_and_holdout_firings_are_written_after_the_call(
     await _same_outcome(shop, ahead, fallback)
     assert counted == counted_after
     assert shop.prompts(ahead) == []
+
+
+async def test_the_record_is_written_with_the_claim_before_the_prompt_is_pushed(
+    store: RedisStore, settings: Settings, tmp_path: Path
+) -> None:
+    """On one Redis the firing's record is in the audit stream when its prompt is pushed (the
+    claim and the record are one script); a tab gone by then keeps the record and takes no
+    prompt. On a cluster the prompt goes first and the record after it, as before."""
+    shop = Shop(store, settings, tmp_path, REPLACES.replace("name: viewed", "name: never"))
+    for visitor, gone in (("v_there", False), ("v_gone", True)):
+        origin = await shop.visit(visitor)
+        await shop.browse(origin)
+        shop.h.gone = gone
+        before = len(await shop.h.store.read_audit(SITE, 1000))
+        await shop.send(origin, "exit_intent")
+        at_push = shop.h.audited_at_push[-1] - before
+        records = [(r["rule"], r["outcome"]) for r in await shop.records(origin)]
+        if not store.keys.cluster:
+            assert at_push == 1 and records == [("exit-offer", "fired")]
+        else:  # pushed first; a prompt the tab did not take is not audited (claim alone)
+            assert at_push == 0 and records == ([] if gone else [("exit-offer", "fired")])
+    assert shop.h.rules_shown == ["exit-offer"]  # the tab that was there, alone
