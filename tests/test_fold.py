@@ -118,9 +118,17 @@ class Watching(Harness):
 class Shop:
     """One harness on the counting store, with rules ``rules`` (YAML) and the probe template."""
 
-    def __init__(self, store: RedisStore, settings: Settings, tmp: Path, rules: str) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        settings: Settings,
+        tmp: Path,
+        rules: str,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         templates = tmp / "templates"
-        write(templates / "probe.html", PROBE)
+        for name, text in {"probe": PROBE, **(extra or {})}.items():
+            write(templates / f"{name}.html", text)
         write(templates / "note.html", (FIXTURES / "templates" / "note.html").read_text())
         write(tmp / "rules" / "rules.yaml", rules)
         settings = replace(settings, rules_dir=tmp / "rules", templates_dir=templates)
@@ -332,6 +340,32 @@ async def test_shadow_and_holdout_firings_are_written_after_the_call(
     await _same_outcome(shop, ahead, fallback)
     assert counted == counted_after
     assert shop.prompts(ahead) == []
+
+
+FAILING = """{#---
+kind: modal
+description: Takes the name trait for a number; renders until a visitor has a name.
+---#}
+<div>{{ visitor.traits.get("name", 1) + 1 }}</div>
+"""
+
+
+async def test_a_template_that_fails_ahead_is_audited_after_the_call(
+    store: RedisStore, settings: Settings, tmp_path: Path
+) -> None:
+    """A prompt that does not render from the predicted facts is not written ahead: the
+    two-call path renders it from the whole hashes, and audits the failure."""
+    rules = REPLACES.replace("name: viewed", "name: never").replace("probe", "failing")
+    shop = Shop(store, settings, tmp_path, rules, {"failing": FAILING})
+    steps: list[tuple[str, dict[str, Any]]] = [("exit_intent", {})]
+    took_ahead, _, ahead, fallback, counted, counted_after = await _both(shop, steps)
+    assert took_ahead == [["ingest", "record"]]
+    records = await shop.records(ahead)
+    assert [(r["rule"], r["outcome"], r["code"]) for r in records] == [
+        ("exit-offer", "suppressed", "render_failed")
+    ]
+    await _same_outcome(shop, ahead, fallback)
+    assert counted == counted_after and shop.prompts(ahead) == []
 
 
 async def test_the_record_is_written_with_the_claim_before_the_prompt_is_pushed(
