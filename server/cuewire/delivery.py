@@ -11,30 +11,28 @@ firing_plan.py, a shown prompt in prompts.py, the audit's reasons in hold_reason
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from . import fields, webhooks
+from . import webhooks
 from .audit import AuditRecord
 from .clock import Clock
 from .codes import CONFLICTS, Drop, Hold, Outcome
-from .experiments import HOLDOUT, variant_for
-from .firing_plan import FORCED, Plan, plan_for
+from .experiments import HOLDOUT
+from .firing_plan import Plan, plan_for
+from .firing_records import FiringRecords, outcome_of
+from .fold import Ahead, Fold
 from .hold_reasons import REASONS, reason
 from .mail.mailer import Mailer
-from .measures import measures_of
 from .metrics import Metrics
 from .origin import Origin
-from .outbox import job_json
 from .prompts import render_prompt
 from .protocol import Prompt
 from .render import Catalog
 from .rollout import mode_of, staged
 from .rules.engine import Candidate, Engine
 from .rules.model import Rule, digest
-from .store.base import Commit, Put, Queued, Resolved, Store, Timer, Verdict
+from .store.base import Commit, Facts, Put, Queued, Resolved, Store, Timer, Verdict
 
 # emit(address, prompt, confirm): push a prompt to the socket at a socket address (an
 # Origin's ``sid``: ``<sid>@<process>``, sockets.py), on this process or through the holder's
@@ -73,6 +71,8 @@ class Delivery:
         self._clock = clock
         self._metrics = metrics or Metrics()
         self._mail = mail
+        self._records = FiringRecords(engine, clock)
+        self._fold = Fold(engine, catalog, self._records)
 
     def plan(self, origin: Origin, candidates: list[Candidate]) -> list[Plan]:
         """The firing requests for ``candidates``, highest priority first, one per rule."""
@@ -97,13 +97,35 @@ class Delivery:
             return None
         return await self.deliver(origin, plans, resolved)
 
-    async def deliver(self, origin: Origin, plans: list[Plan], resolved: Resolved) -> Prompt | None:
+    def prepare(
+        self, origin: Origin, plans: list[Plan], session: Facts, visitor: Facts
+    ) -> list[Ahead | None]:
+        """The writes of ``plans``' outcomes and their prompts, made before the store call
+        that asks governance about them, from the facts predicted after the batch (fold.py)."""
+        return self._fold.prepare(origin, plans, session, visitor)
+
+    async def deliver(
+        self,
+        origin: Origin,
+        plans: list[Plan],
+        resolved: Resolved,
+        ahead: Sequence[Ahead | None] = (),
+    ) -> Prompt | None:
         """Act on governance's verdicts on ``plans``: show, call webhooks, set facts, audit
-        (the facts and the audit records in one round trip); the prompt shown, if any."""
+        (the facts and the audit records in one round trip); the prompt shown, if any. The
+        plans whose outcome the store wrote already (``ahead``, ``resolved.written``) are
+        only shown and counted."""
         out = _Writes()
         shown: Prompt | None = None
         first_show = ""  # the rule of the first granted show: the others are lower priority
-        for plan, verdict in zip(plans, resolved.verdicts, strict=True):
+        written = [w and a for w, a in zip(resolved.written, ahead, strict=False)]
+        for i, (plan, verdict) in enumerate(zip(plans, resolved.verdicts, strict=True)):
+            done = written[i] if i < len(written) else None
+            if done:
+                if verdict.granted and plan.cand.rule.show is not None:
+                    first_show = first_show or plan.cand.rule.id
+                shown = shown or await self._written(origin, plan, verdict, done)
+                continue
             if plan.request.mode != "live":
                 self._staged(origin, plan, verdict, out, first_show)
                 continue
@@ -115,8 +137,30 @@ class Delivery:
             prompt = await self._act(origin, plan, verdict, resolved, out, confirm=False)
             self._queue_webhook(origin, plan, out)
             shown = shown or (prompt if isinstance(prompt, Prompt) else None)
-        await self._write(origin.site, out)
+        if out.puts or out.records:
+            await self._write(origin.site, out)
         return shown
+
+    async def _written(
+        self, origin: Origin, plan: Plan, verdict: Verdict, ahead: Ahead
+    ) -> Prompt | None:
+        """A firing whose outcome the store wrote with governance's answer (fold.py): count
+        it, and push its prompt when it was granted; the prompt, when it went out."""
+        outcome = outcome_of(plan.cand, ahead.outcome(verdict.code))
+        record = ahead.outcomes.fired if verdict.granted else ahead.outcomes.refused
+        self._count(plan.cand, outcome, int(record["at"]))
+        if not verdict.granted:
+            return None
+        if ahead.outcomes.job is not None:
+            self._metrics.outbox.labels(webhooks.CHANNEL, "put").inc()
+        if ahead.prompt is None:
+            return None
+        # A tab gone meanwhile (False) never gets the prompt. Governance's claim stands, as
+        # on delivery's own path; but the record is written already: the audit says fired
+        # (an exposure) for a prompt that was not pushed (docs/reliability.md).
+        if not await self._emit(origin.sid, ahead.prompt, False):
+            return None
+        return ahead.prompt
 
     async def fire(self, origin: Origin, cand: Candidate) -> bool:
         """Fire one due deadline's candidate (``cand.firing`` set): as :meth:`resolve`, but a
@@ -170,9 +214,7 @@ class Delivery:
         """A candidate governance stopped: queue it when the rule says so, else drop it."""
         queue = cand.rule.on_conflict == "queue" and code in CONFLICTS
         if queue:
-            now = str(self._clock.now_ms())
-            site, session, visitor = origin.site, origin.session, origin.visitor
-            out.puts.append(Put(site, session, visitor, fields.queued(cand.rule.id), now))
+            out.puts.append(self._records.queue_mark(origin, cand.rule))
         outcome = Outcome.QUEUED if queue else Outcome.SUPPRESSED
         reason = self._reason(code, cand.rule, other)
         self._record(origin, cand, outcome, reason, out, code=code)
@@ -180,12 +222,9 @@ class Delivery:
     def _queue_webhook(self, origin: Origin, plan: Plan, out: _Writes) -> None:
         """A granted firing's webhook job, written with its audit record (the last one
         :meth:`_act` put in ``out``): queued in the script that writes that record."""
-        hook = plan.cand.rule.webhook
-        if hook is None:
+        job = self._records.webhook_job(origin, plan)
+        if job is None:
             return
-        payload = self._payload(origin.site, origin.session, origin.visitor, plan.cand)
-        data = webhooks.job(hook.url, hook.headers, origin.site, payload)
-        job = job_json(webhooks.job_id(plan.prompt_id), data)
         out.jobs.append(Queued(webhooks.CHANNEL, job, len(out.records) - 1))
 
     async def _act(
@@ -223,10 +262,7 @@ class Delivery:
                 out.records += await self._mail.queue(
                     origin, rule, cand.cause, full, policy, cand.firing
                 )
-        for f in rule.set:
-            value = json.dumps(f.value)
-            on_visitor = f.scope == "visitor"
-            out.puts.append(Put(site, session, visitor, fields.fact(f.name), value, on_visitor))
+        out.puts += self._records.sets(origin, rule)
         if rule.show is None:
             self._record(origin, cand, Outcome.FIRED, "", out)
             return None
@@ -277,18 +313,6 @@ class Delivery:
         )
         out.records.append(record.fields())
 
-    def _payload(self, site: str, session: str, visitor: str, cand: Candidate) -> dict[str, Any]:
-        return {
-            "site": site,
-            "session": session,
-            "visitor": visitor,
-            "rule": cand.rule.id,
-            "cause": cand.cause,
-            "at": self._clock.now_ms(),
-            "url": cand.view.url,
-            "event": cand.view.event,
-        }
-
     def _record(
         self,
         origin: Origin,
@@ -300,38 +324,16 @@ class Delivery:
         variant: str | None = None,
         code: Hold | None = None,
     ) -> None:
-        now = self._clock.now_ms()
-        if outcome is Outcome.FIRED and cand.cause == FORCED:
-            outcome = Outcome.FORCED
+        record = self._records.record(origin, cand, outcome, reason, prompt, variant, code or "")
+        self._count(cand, Outcome(record["outcome"]), int(record["at"]))
+        out.records.append(record)
+
+    def _count(self, cand: Candidate, outcome: Outcome, now_ms: int) -> None:
+        """The metrics of a firing audited with ``outcome`` (records.outcome_of's)."""
         self._metrics.firings.labels(cand.rule.id, outcome).inc()
-        window_ms = 0
-        if outcome in (Outcome.FIRED, Outcome.HOLDOUT):
-            window_ms = measures_of(self._engine().rules).window_ms(cand.rule.id)
-        elif outcome is Outcome.SUPPRESSED and cand.rule.show is not None:
-            variant = variant_for(origin.visitor, cand.rule)  # the arm it is counted in
         if outcome is Outcome.FIRED:
-            self._metrics.trigger_latency.labels(cand.cause).observe((now - cand.since_ms) / 1000)
-        record = AuditRecord(
-            outcome,
-            cand.rule.id,
-            origin.session,
-            origin.visitor,
-            cand.cause,
-            now,
-            code=code or "",
-            reason=reason,
-            prompt=prompt.id if prompt else "",
-            template=prompt.template if prompt else "",
-            variant=variant or "",
-            url=cand.view.url,
-            latency_ms=now - cand.since_ms,
-            event=json.dumps(cand.view.event or {}, separators=(",", ":")),
-            firing=cand.firing,
-            window_ms=window_ms,
-            digest=digest(cand.rule),
-            model=cand.view.models.version,
-        )
-        out.records.append(record.fields())
+            latency_s = (now_ms - cand.since_ms) / 1000
+            self._metrics.trigger_latency.labels(cand.cause).observe(latency_s)
 
     async def record_drop(self, timer: Timer, code: Drop, reason: str, due_ms: int) -> None:
         """Audit a due deadline that did not fire (``outcome: dropped``) with its ``code``;

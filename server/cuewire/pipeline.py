@@ -8,8 +8,10 @@ and the store applies the batch with the decision's actions and answers its firi
 after checking that those facts are what it holds. Otherwise (a first batch, a resend, another
 tab, process or deadline changed a fact) the store returns the facts after the batch and the
 engine decides from them: a second round trip applies the actions, with governance's grants
-when the batch fires. A batch that shows a prompt writes its audit record after the prompt
-went out (one more round trip, off the prompt's path).
+when the batch fires. A firing batch decided ahead also writes what governance's answer
+leaves (facts, audit record, counts, webhook job) in that one call, its prompt rendered
+before it (fold.py); other firings write it after the prompt went out (one more round trip,
+off the prompt's path: delivery.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .counters import SegmentAssigned
 from .delivery import Delivery
 from .facts import FactChanges, changes_for, new_names
 from .firing_plan import Plan
+from .fold import Ahead
 from .identity import is_verified
 from .learn.assigned import Assigned
 from .measures import measures_of
@@ -46,6 +49,7 @@ class _Ahead:
     decided: Decided
     after: Known
     plans: list[Plan]  # the firings it asks governance for
+    writes: list[Ahead | None]  # per plan: what its outcomes write, made ahead (fold.py)
     segment: str  # the learned segment it assigned the visitor ("": none)
 
 
@@ -130,7 +134,8 @@ class Pipeline:
             self._known.forget(origin.site, origin.session)
             if ingested.resolved is None:
                 raise RuntimeError("the store applied a batch without answering its requests")
-            prompt = await self._delivery.deliver(origin, ahead.plans, ingested.resolved)
+            resolved = ingested.resolved
+            prompt = await self._delivery.deliver(origin, ahead.plans, resolved, ahead.writes)
             return Processed(ingested.admitted, prompt, ahead=True)
         prompt = await self._decide(origin, events, ingested, engine, reads, now_ms)
         return Processed(ingested.admitted, prompt)
@@ -158,10 +163,12 @@ class Pipeline:
         decision = self._on_events(origin, events, session, visitor, engine, now_ms)
         plans = self._delivery.plan(origin, decision.candidates) if decision.candidates else []
         after = after_actions(session, visitor, reads, decision.actions)
+        writes = self._delivery.prepare(origin, plans, *after) if plans else []
         seqs = [int(e["seq"]) for e in events]
         requests = [plan.request for plan in plans]
-        decided = Decided(known.session, known.visitor, seqs, decision.actions, requests)
-        return _Ahead(decided, Known(reads, *after), plans, decision.segment)
+        outcomes = [w.outcomes if w else None for w in writes]
+        decided = Decided(known.session, known.visitor, seqs, decision.actions, requests, outcomes)
+        return _Ahead(decided, Known(reads, *after), plans, writes, decision.segment)
 
     def _assigned_ahead(
         self, origin: Origin, engine: Engine, ahead: _Ahead | None, now_ms: int

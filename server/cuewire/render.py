@@ -34,6 +34,7 @@ from .filters import FILTERS
 from .protocol import Kind
 from .rules.model import duration_ms
 from .sources import YamlDoc, yaml_problem
+from .template_reads import ALL, TemplateReads, reads_of, union
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -142,6 +143,7 @@ class PromptTemplate:
     meta: TemplateMeta
     compiled: jinja2.Template
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> full context
+    reads: TemplateReads = ALL  # the traits and custom events' props it reads
 
     def render(self, context: dict[str, Any]) -> str:
         """Render; any failure is a :class:`jinja2.TemplateError` (line in its traceback)."""
@@ -201,6 +203,10 @@ class Catalog(Named[PromptTemplate]):
 
     def render(self, name: str, context: dict[str, Any]) -> str:
         return self._templates[name].render(context)
+
+    def reads(self) -> TemplateReads:
+        """The traits and custom events' props the templates read (template_reads.py)."""
+        return union(t.reads for t in self._templates.values())
 
     @classmethod
     def load(cls, folder: Path) -> Catalog:
@@ -273,7 +279,7 @@ def _load_one(env: ImmutableSandboxedEnvironment, path: Path) -> PromptTemplate 
         return Problem(path, line, 1, f"'{name}' is undefined: templates see {known}")
     if DEFAULT_SAMPLE in meta.variants:
         return shifted(doc.problem(["variants"], f"the variant name {DEFAULT_SAMPLE!r} is taken"))
-    template = PromptTemplate(path.stem, path, meta, compiled)
+    template = PromptTemplate(path.stem, path, meta, compiled, reads=reads_of(ast))
     checks = [(DEFAULT_SAMPLE, ["sample"], meta.sample, "rendering the sample data")]
     checks += [
         (name, ["variants", name], merged(meta.sample, v), f"rendering variant {name!r}")

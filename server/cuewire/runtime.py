@@ -43,7 +43,7 @@ def load_sources(rules_dir: Path, templates_dir: Path, models: ModelFiles | None
         raise SourceError([Problem(goals_file, 1, 1, str(exc))]) from exc
     measures = Measures(goals, found.funnels, [rule.id for rule in found.rules])
     learned = (models or ModelFiles.beside(rules_dir)).load()
-    rules = RuleSet(found.rules, found.segments, found.policy, measures, learned)
+    rules = RuleSet(found.rules, found.segments, found.policy, measures, learned, catalog.reads())
     return Loaded(Engine(rules), catalog, emails)
 
 

@@ -222,7 +222,9 @@ class FactView:
         return (self.now_ms - int(start)) / 1000 if start else MISSING
 
     def template_context(self) -> dict[str, Any]:
-        """What templates see of this view (all values untrusted, autoescaped on render)."""
+        """What templates see of this view (all values untrusted, autoescaped on render).
+        Its fields are among those a rule set with shows reads (rules/reads.py: props and
+        traits by prefix), so a prompt renders ahead of its store call (fold.py)."""
         traits = {
             k.removeprefix(fields.TRAIT): json.loads(v)
             for k, v in self.visitor.items()

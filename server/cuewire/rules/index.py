@@ -14,6 +14,7 @@ from msgspec import UNSET
 from .. import fields
 from ..facts import PROMPT_CLOSED
 from ..learn.models import NO_MODELS, Models
+from ..template_reads import ALL, TemplateReads
 from .alpha import AlphaIndex, Gate, any_of, best, gate_of
 from .conditions import Scope, evaluate
 from .facts_view import walk
@@ -141,6 +142,7 @@ class RuleSet:
         policy: Policy | None = None,
         measures: Measures | None = None,
         models: Models = NO_MODELS,
+        templates: TemplateReads = ALL,
     ) -> None:
         self.rules = {rule.id: rule for rule in rules}
         self.measures = measures  # goals and funnels (counters.py), when loaded with them
@@ -168,7 +170,8 @@ class RuleSet:
         for segment in self.segments.values():
             _click_names(segment, clicks)
         self.clicks = frozenset(clicks)
-        self.fields = fields_of(rules, self.segments, self.clicks)
+        # with what the templates read (template_reads.py): a show renders ahead (fold.py)
+        self.fields = fields_of(rules, self.segments, self.clicks, templates)
         self.fields_json = self.fields.encoded()
         for entries in self.by_type.values():
             entries.sort(key=self._order)

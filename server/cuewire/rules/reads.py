@@ -11,6 +11,7 @@ from msgspec import UNSET
 
 from .. import fields
 from ..learn import features
+from ..template_reads import ALL, TemplateReads
 from .model import Condition, Rule
 
 # The session and visitor fields every batch's engine run may read (facts_view.py, engine.py),
@@ -97,10 +98,15 @@ def _facts_of(cond: Condition | None, found: set[str], segments: dict[str, Condi
         found.add(cond.fact)
 
 
-def fields_of(rules: list[Rule], segments: dict[str, Condition], clicks: frozenset[str]) -> Fields:
+def fields_of(
+    rules: list[Rule],
+    segments: dict[str, Condition],
+    clicks: frozenset[str],
+    templates: TemplateReads = ALL,
+) -> Fields:
     """The fields the engine reads for ``rules``: fixed ones, the rules' state (by prefix, so
-    the list, and what a store call costs, does not grow with the rules), and the facts their
-    conditions (and the segments) name."""
+    the list, and what a store call costs, does not grow with the rules), the facts their
+    conditions (and the segments) name, and, with live shows, what ``templates`` read."""
     session, visitor = set(SESSION_FIELDS), set(VISITOR_FIELDS)
     prefixes = {fields.TIMER, fields.FIRED, fields.SEQUENCE, fields.QUEUED}
     if any(rule.trigger.count is not UNSET for rule in rules):
@@ -117,9 +123,21 @@ def fields_of(rules: list[Rule], segments: dict[str, Condition], clicks: frozens
     for click in clicks:
         session.add(fields.clicks(click))
         visitor.add(fields.clicks(click))
+    visitor_prefixes = {fields.SHOWN}
+    if any(rule.show is not None and rule.mode != "shadow" for rule in rules):
+        # what templates read (FactView.template_context; the rest is in SESSION_FIELDS and
+        # VISITOR_FIELDS): a show renders before its store call, from these (fold.py)
+        if templates.traits is None:
+            visitor_prefixes.add(fields.TRAIT)
+        else:
+            visitor.update(fields.trait(name) for name in templates.traits)
+        if templates.last is None:
+            prefixes.add(fields.PROPS)
+        else:
+            session.update(fields.props(name) for name in templates.last)
     return Fields(
         tuple(sorted(session)),
         tuple(sorted(prefixes)),
         tuple(sorted(visitor)),
-        (fields.SHOWN,),
+        tuple(sorted(visitor_prefixes)),
     )

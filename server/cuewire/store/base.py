@@ -201,16 +201,44 @@ class Decided:
     seqs: list[int]
     actions: list[Action]
     requests: list[FiringRequest] = field(default_factory=list)  # asked of governance too
+    # per request: the writes of its outcomes, for the call to write the one governance
+    # gives (None: written after the call, by delivery)
+    outcomes: list[Outcomes | None] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """The writes of one firing request's outcomes, made before governance answers, so that
+    the store call that asks it also writes what the answer leaves (ingest.lua, fold.lua).
+
+    Granted, replacing no prompt on screen: ``granted`` (the facts its rule sets), the audit
+    record ``fired`` and its outbox job ``job``. Refused with a code: the record
+    ``refused``, whose ``code`` and ``reason`` fields the store fills in (``reasons``: code,
+    or ``code|rule`` for the code about an earlier granted show of the same call, -> the
+    reason); a code in ``queues`` writes ``queued`` and the facts ``queue`` instead. A grant
+    that replaces a prompt, or a code without a reason, writes nothing: delivery then does."""
+
+    granted: list[Put]
+    fired: dict[str, str]
+    job: Queued | None
+    refused: dict[str, str]
+    reasons: dict[str, str]
+    queued: dict[str, str] | None = None
+    queue: list[Put] = field(default_factory=list)
+    queues: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class Resolved:
     """Governance's verdicts on a batch's firing requests, in order; with the whole session
-    and visitor hashes when a granted show asked for them (``whole_facts``), else empty."""
+    and visitor hashes when a granted show asked for them (``whole_facts``) and the store did
+    not write what it leaves (``written``), else empty."""
 
     verdicts: list[Verdict]
     session: Facts
     visitor: Facts
+    # per verdict: the store wrote what it leaves (Decided.outcomes); empty when none did
+    written: list[bool] = field(default_factory=list)
 
 
 class Store(Protocol):

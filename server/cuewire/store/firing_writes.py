@@ -1,13 +1,14 @@
 """What the Redis store writes outside a batch's script: a firing's record after governance
 (record.lua: the facts its rules set, its audit records, what they count and their outbox
-jobs) and actions applied alone (commit.lua without seqs: a deadline's outcome, a reset's
-cancels). On a cluster, the parts whose keys are in other slots go apart, in the same loop
-turn: the facts per visitor slot, exposures in the visitor's slot (mark.lua), outbox jobs
-first."""
+jobs; each record encoded by :func:`record_entry`, as a batch's script gets the records of
+its firings decided ahead, store/fold.py) and actions applied alone (commit.lua without
+seqs: a deadline's outcome, a reset's cancels). On a cluster, the parts whose keys are in
+other slots go apart, in the same loop turn: the facts per visitor slot, exposures in the
+visitor's slot (mark.lua), outbox jobs first."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..keys import Keys
@@ -15,11 +16,26 @@ from . import tally
 from .base import Action, Cancel, Put, Queued, Schedule, Timer
 from .beside import Beside
 from .coalesce import Coalescer
-from .scripts import TimerOp, lua, ops_arg, ops_of, slot_in, to_json
+from .scripts import TimerOp, lua, ops_arg, ops_of, record_script, slot_in, to_json
 from .shared import Client, guard, together
 
 AUDIT_MAXLEN = 100_000
 AUDITED_TTL_S = 24 * 3600  # how long a firing is remembered as audited (record.lua)
+
+
+def record_entry(
+    k: Keys, site: str, record: Mapping[str, str], slot: Callable[[str], int]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """write_record.lua's ``r`` for ``record`` (the keys it touches added through ``slot``)
+    and, on a cluster, mark.lua's entry for what it leaves in the visitor's slot."""
+    entry: dict[str, Any] = {
+        "m": slot(k.audited(record["firing"], site)) if record.get("firing") else 0,
+        "f": [item for pair in record.items() for item in pair],
+    }
+    counts, apart = tally.record_arg(k, site, record, slot)
+    if counts is not None:
+        entry["t"] = counts
+    return entry, apart
 
 
 class FiringWrites:
@@ -32,9 +48,7 @@ class FiringWrites:
         self._calls = calls
         self._beside = beside
         self._commit = client.register_script(lua("ops.lua") + lua("commit.lua"))
-        self._record = client.register_script(
-            lua("ops.lua") + lua("counters.lua") + lua("record.lua")
-        )
+        self._record = client.register_script(record_script())
         self._mark = client.register_script(lua("counters.lua") + lua("mark.lua"))
 
     async def record(
@@ -53,13 +67,7 @@ class FiringWrites:
         entries: list[dict[str, Any]] = []
         marks: list[dict[str, Any]] = []  # on a cluster: what goes to the visitors' slots
         for r in records:
-            entry: dict[str, Any] = {
-                "m": slot(k.audited(r["firing"], site)) if r.get("firing") else 0,
-                "f": [item for pair in r.items() for item in pair],
-            }
-            counts, apart = tally.record_arg(k, site, r, slot)
-            if counts is not None:
-                entry["t"] = counts
+            entry, apart = record_entry(k, site, r, slot)
             if apart is not None:
                 marks.append(apart)
             entries.append(entry)

@@ -59,6 +59,7 @@ from .cluster import cluster_client, is_cluster
 from .coalesce import Coalescer
 from .deadlines import Deadlines
 from .firing_writes import FiringWrites
+from .fold import outcomes_arg
 from .scripts import (
     TimerOp,
     asks_arg,
@@ -182,7 +183,9 @@ class RedisStore(Closing):
         caps), store what it admits; return its flags and the facts after it: the fields
         ``fields`` names (``RuleSet.fields_json``: what the engine reads), or all of both
         hashes. With ``decided``, its actions are applied with the batch when its facts are
-        what the store holds and every event is new (``Ingested.applied``). ``marks``: what
+        what the store holds and every event is new (``Ingested.applied``), and the writes
+        of its firings' outcomes made ahead (``Decided.outcomes``) with governance's answer
+        (``Resolved.written``: one Redis only, store/fold.py). ``marks``: what
         the events count (counters.py), counted in the same script. One round trip (on a
         cluster, see the module's doc)."""
         k = self._k
@@ -238,7 +241,8 @@ class RedisStore(Closing):
             facts = {"s": decided.session, "v": decided.visitor}
             args.append(to_json(facts))
             args.append(ops_arg(k, decided.seqs, decided.actions, keys, timer_ops))
-            args.append(asks_arg(decided.requests) if decided.requests else "")
+            outcomes = outcomes_arg(k, site, decided.outcomes, keys)
+            args.append(asks_arg(decided.requests, outcomes) if decided.requests else "")
         funnel_ttl = self._s.visitor_ttl_s
         args.append(tally.ingest_arg(k, site, visitor, marks, keys, now_ms, funnel_ttl))
         args += encoded
@@ -254,6 +258,7 @@ class RedisStore(Closing):
                 applied,
                 verdicts,
                 tallied,
+                written,
             ) = await self._beside.call(self._ingest, keys, args, timer_ops, lambda r: bool(r[4]))
         except FAILURES as exc:
             self._addresses.give_back(address, taken)
@@ -274,7 +279,12 @@ class RedisStore(Closing):
         session_facts, visitor_facts = pairs(sess), pairs(vis)
         if not applied:
             return Ingested(fresh, todo, session_facts, visitor_facts, admitted)
-        resolved = Resolved([verdict(v) for v in verdicts], session_facts, visitor_facts)
+        resolved = Resolved(
+            [verdict(v) for v in verdicts],
+            session_facts,
+            visitor_facts,
+            [int(w) == 1 for w in written],
+        )
         return Ingested(fresh, todo, {}, {}, admitted, True, resolved)
 
     async def _ask_address(self, gate: Gate, events: int, now_ms: int) -> tuple[int, int]:

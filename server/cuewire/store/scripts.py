@@ -2,9 +2,10 @@
 
 ingest.lua also calls ``heatmap`` (heatmap.lua: :func:`ingest_script`). A script may call what
 another defines: ``apply_ops`` (ops.lua), ``read`` (read.lua),
-``commit`` (commit.lua as a function), ``governance`` (govern.lua as a function) and
-``govern_all`` (govern_all.lua), and the measurement counters' ``bump``, ``counted``,
-``mark_exposure`` and ``tally_events`` (counters.lua); :func:`composed` prepends them.
+``commit`` (commit.lua as a function), ``governance`` (govern.lua as a function),
+``govern_all`` (govern_all.lua), ``write_record`` (write_record.lua) and ``fold_all``
+(fold.lua), and the measurement counters' ``bump``, ``counted``, ``mark_exposure`` and
+``tally_events`` (counters.lua); :func:`composed` prepends them.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ def _function(name: str, script: str) -> str:
     return f"local function {name}(KEYS, ARGV)\n{lua(script)}\nend\n"
 
 
-def composed(script: str) -> str:
+def composed(script: str, *parts: str) -> str:
     """``script`` with what it calls: apply_ops (ops.lua), the counters (counters.lua), read
     (read.lua), commit (commit.lua), governance (govern.lua) and govern_all
-    (govern_all.lua)."""
+    (govern_all.lua), then ``parts`` (more Lua files, in order)."""
     return (
         lua("ops.lua")
         + lua("counters.lua")
@@ -42,13 +43,21 @@ def composed(script: str) -> str:
         + _function("commit", "commit.lua")
         + _function("governance", "govern.lua")
         + lua("govern_all.lua")
+        + "".join(lua(part) for part in parts)
         + lua(script)
     )
 
 
 def ingest_script() -> str:
-    """ingest.lua, composed, with its heatmap part (heatmap.lua)."""
-    return lua("heatmap.lua") + composed("ingest.lua")
+    """ingest.lua, composed, with its heatmap part (heatmap.lua) and the writes of the
+    firings decided ahead (fold.lua, write_record.lua)."""
+    return lua("heatmap.lua") + composed("ingest.lua", "write_record.lua", "fold.lua")
+
+
+def record_script() -> str:
+    """record.lua with what it calls: apply_ops (ops.lua), the counters (counters.lua) and
+    write_record (write_record.lua)."""
+    return lua("ops.lua") + lua("counters.lua") + lua("write_record.lua") + lua("record.lua")
 
 
 def heatmap_script() -> str:
@@ -88,9 +97,12 @@ def to_json(value: Any) -> str:
     return _encoder.encode(value).decode()
 
 
-def asks_arg(requests: list[FiringRequest]) -> str:
-    """govern_all.lua's ``asks`` for ``requests``."""
-    asks = [
+def asks_arg(
+    requests: list[FiringRequest], outcomes: list[dict[str, Any] | None] | None = None
+) -> str:
+    """govern_all.lua's ``asks`` for ``requests``; with ``outcomes``, each request's
+    writes as fold.lua's ``p`` (store/fold.py; None: none)."""
+    asks: list[dict[str, Any]] = [
         {
             "a": governance_args(r),
             "f": r.firing,
@@ -101,6 +113,9 @@ def asks_arg(requests: list[FiringRequest]) -> str:
         }
         for r in requests
     ]
+    for ask, p in zip(asks, outcomes or (), strict=False):
+        if p is not None:
+            ask["p"] = p
     return to_json(asks)
 
 

@@ -23,7 +23,8 @@
 --   {field: value}} (its copy of what ARGV[10] names, as they were before this batch), or ""
 -- ARGV[13]: the caller's actions for this batch, as commit.lua's ARGV[1] (their key indexes
 --   point into KEYS, past the eleven above)
--- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or ""
+-- ARGV[14]: the caller's firing requests for this batch, as govern_all.lua's `asks`, or "";
+--   an ask may carry the writes of its outcomes ("p", fold.lua: its keys are in KEYS too)
 -- ARGV[15]: what the batch's events count (counters.lua's tally_events), JSON {"k": index in
 --   KEYS of the day's counters, or 0 on a cluster (the fields are then returned), "e": [...],
 --   "s": [index in KEYS of the visitor hash, field, day]: the learned segment the caller's
@@ -34,7 +35,8 @@
 -- When ARGV[12] is exactly what the store holds and every event of the batch is new and
 -- admitted, the caller's decision stands: the actions are applied with the batch and its seqs
 -- are done (not pending), governance answers its firing requests, and no facts are returned
--- (but the whole hashes when a granted show asked for them). Otherwise the batch is stored as
+-- (but the whole hashes when a granted show asked for them and its outcome was not written
+-- here: fold.lua). Otherwise the batch is stored as
 -- without them and the facts after it are returned, for the caller to decide again.
 --
 -- Admission first. Rate: GCRA (a token bucket kept as one theoretical arrival time per key),
@@ -56,7 +58,8 @@
 --          {granted, retry_ms, per event: "" or the kind of the cap it hit},
 --          1 when the caller's actions were applied (the facts are then empty), else 0,
 --          governance's verdicts on the caller's requests (when applied),
---          the counter fields to add 1 to (on a cluster, else empty)}
+--          the counter fields to add 1 to (on a cluster, else empty),
+--          per request, 1 when what its verdict leaves was written (fold.lua), else 0}
 local skey, ekey, qkey, vkey, pkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]
 local now, sttl, vttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local live_max, session_id = tonumber(ARGV[7]), ARGV[8]
@@ -318,18 +321,21 @@ if decided then
   end
   if #left > 0 then redis.call('ZREM', pkey, unpack(left)) end
   if ARGV[14] ~= nil and ARGV[14] ~= '' then
-    local verdicts, whole = govern_all(skey, vkey, cjson.decode(ARGV[14]))
+    local asks = cjson.decode(ARGV[14])
+    local verdicts = govern_all(skey, vkey, asks)
+    -- what the answers leave, for the asks whose writes the caller made ahead (fold.lua)
+    local written, whole = fold_all(KEYS, asks, verdicts)
     if whole then
       return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 1,
-              verdicts, tallied}
+              verdicts, tallied, written}
     end
-    return {fresh, {}, {}, admission, 1, verdicts, tallied}
+    return {fresh, {}, {}, admission, 1, verdicts, tallied, written}
   end
-  return {fresh, {}, {}, admission, 1, {}, tallied}
+  return {fresh, {}, {}, admission, 1, {}, tallied, {}}
 end
 if not want then
   return {fresh, redis.call('HGETALL', skey), redis.call('HGETALL', vkey), admission, 0, {},
-        tallied}
+        tallied, {}}
 end
 return {fresh, read(skey, want.s, want.sp), read(vkey, want.v, want.vp), admission, 0, {},
-        tallied}
+        tallied, {}}
