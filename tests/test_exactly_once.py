@@ -18,7 +18,7 @@ from cuewire.delivery import PROMPT_ACK_TIMEOUT_S
 from cuewire.settings import Settings
 from cuewire.store import open_store
 from support.paths import FIXTURES
-from support.processes import ServerProcess, deadlines_settled_in, sites_file
+from support.processes import ServerProcess, deadlines_settled_in, sites_file, start_all
 from support.servers import free_port
 from support.visitor import Visitor
 from support.waiting import eventually
@@ -42,8 +42,7 @@ def two_servers(shared_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess
         ServerProcess(shared_url, FIXTURES / "rules", FIXTURES / "templates", sites, port)
         for port in ports
     )
-    for server in servers:
-        server.start()
+    start_all(*servers)
     yield servers  # type: ignore[misc]
     for server in servers:
         server.stop()
