@@ -143,9 +143,8 @@ async def test_a_prompt_pushed_to_a_killed_process_reaches_the_tab_that_reconnec
     ports = free_port(), free_port()
     sites = sites_file(tmp_path / "sites.yaml", *ports)
     rules = rules_due_in(tmp_path, "2s")
-    a, b = (
-        ServerProcess(shared_url, rules, FIXTURES / "templates", sites, port).start()
-        for port in ports
+    a, b = start_all(
+        *(ServerProcess(shared_url, rules, FIXTURES / "templates", sites, port) for port in ports)
     )
     store = await open_store(Settings(redis_url=shared_url)).__aenter__()  # what they share
     try:
