@@ -18,7 +18,7 @@ from cuewire.delivery import PROMPT_ACK_TIMEOUT_S
 from cuewire.settings import Settings
 from cuewire.store import open_store
 from support.paths import FIXTURES
-from support.processes import ServerProcess, deadlines_settled_in, sites_file
+from support.processes import ServerProcess, deadlines_settled_in, sites_file, start_all
 from support.servers import free_port
 from support.visitor import Visitor
 from support.waiting import eventually
@@ -42,8 +42,7 @@ def two_servers(shared_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess
         ServerProcess(shared_url, FIXTURES / "rules", FIXTURES / "templates", sites, port)
         for port in ports
     )
-    for server in servers:
-        server.start()
+    start_all(*servers)
     yield servers  # type: ignore[misc]
     for server in servers:
         server.stop()
@@ -144,9 +143,8 @@ async def test_a_prompt_pushed_to_a_killed_process_reaches_the_tab_that_reconnec
     ports = free_port(), free_port()
     sites = sites_file(tmp_path / "sites.yaml", *ports)
     rules = rules_due_in(tmp_path, "2s")
-    a, b = (
-        ServerProcess(shared_url, rules, FIXTURES / "templates", sites, port).start()
-        for port in ports
+    a, b = start_all(
+        *(ServerProcess(shared_url, rules, FIXTURES / "templates", sites, port) for port in ports)
     )
     store = await open_store(Settings(redis_url=shared_url)).__aenter__()  # what they share
     try:

@@ -22,7 +22,7 @@ from cuewire.keys import Keys
 from cuewire.settings import Settings
 from cuewire.sockets import parse_address, socket_address
 from support.paths import FIXTURES
-from support.processes import ServerProcess, deadlines_settled_in, sites_file
+from support.processes import ServerProcess, deadlines_settled_in, sites_file, start_all
 from support.servers import LiveServer, free_port, site_for
 from support.visitor import Visitor
 from support.waiting import eventually
@@ -67,8 +67,8 @@ def three(clean_redis: str, tmp_path: Path) -> Iterator[tuple[Proc, Proc, Proc]]
         )
         for port, poll in zip(ports, polls, strict=True)
     )
-    for proc in reversed(procs):  # B and C tick once before A schedules anything
-        proc.start()
+    start_all(*procs[1:])  # B and C tick once before A schedules anything
+    procs[0].start()
     yield procs  # type: ignore[misc]
     for proc in procs:
         proc.stop()

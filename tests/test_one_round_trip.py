@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from cuewire import fields
 from cuewire.origin import Origin
 from cuewire.pipeline import Pipeline
 from cuewire.prediction import KnownFacts
+from cuewire.runtime import Runtime
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from cuewire.store.base import Action, Commit, FiringRequest, Put, Queued, Resolved
@@ -72,9 +74,11 @@ class CountingStore(RedisStore):
 class Shop:
     """A harness whose pipeline keeps its known facts where the test can see them."""
 
-    def __init__(self, store: RedisStore, settings: Settings) -> None:
+    def __init__(
+        self, store: RedisStore, settings: Settings, loaded: Runtime | None = None
+    ) -> None:
         self.counting = CountingStore(store)
-        self.h = Harness(self.counting, settings)
+        self.h = Harness(self.counting, settings, loaded=loaded)
         self.known = KnownFacts()
         self.pipeline = Pipeline(self.counting, self.h.runtime.engine, self.h.delivery, self.known)
         self.seq = 0
@@ -241,6 +245,20 @@ def an_event(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     return url, {"type": "page_view"}
 
 
+@pytest.fixture
+def examples(settings: Settings) -> Settings:
+    return replace(
+        settings, rules_dir=REPO / "rules" / "examples", templates_dir=REPO / "templates"
+    )
+
+
+@pytest.fixture
+def example_rules(examples: Settings) -> Runtime:
+    """The example rules and the shipped templates, loaded once for every example of the
+    test (as the store is): a harness only reads them."""
+    return Runtime(examples.rules_dir, examples.templates_dir)
+
+
 batches = st.lists(st.lists(an_event(), min_size=1, max_size=4), min_size=2, max_size=6)
 
 
@@ -250,17 +268,15 @@ batches = st.lists(st.lists(an_event(), min_size=1, max_size=4), min_size=2, max
 )
 async def test_what_the_process_predicts_is_what_the_store_holds(
     store: RedisStore,
-    settings: Settings,
+    examples: Settings,
+    example_rules: Runtime,
     script: list[list[tuple[str, dict[str, Any]]]],
     gaps: list[int],
 ) -> None:
     """With the example rules (counters, custom props, distinct values, clicks, traits,
     windows, sequences, deadlines): after every batch, the facts the process keeps are
     exactly the store's, field for field, whichever way the batch was decided."""
-    examples = replace(
-        settings, rules_dir=REPO / "rules" / "examples", templates_dir=REPO / "templates"
-    )
-    shop = Shop(store, examples)
+    shop = Shop(store, examples, loaded=example_rules)
     v = await shop.h.visit(visitor=f"v_{shop.h.clock.now}{len(script)}{gaps[0]}")
     for batch, gap in zip(script, gaps, strict=False):
         shop.h.clock.advance(gap / 1000)

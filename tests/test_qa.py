@@ -623,6 +623,26 @@ async def test_demo_article_still_there_and_returning_visitors(demo: Harness) ->
     )
 
 
+async def test_demo_journal_read_closely_for_15_s_brings_a_specialist_left_open_nothing(
+    demo: Harness,
+) -> None:
+    """docs/qa.md's row the browser test (test_browser_demo.py) walks with the window
+    shortened: `article-attentive` as shipped asks for 15 s of attentive reading."""
+    article = f"{SHOP}/blog/choosing-trail-shoes.html"
+    reader = await returning(demo, "v_demo_close01")
+    await reader.send("page_view", article)
+    await reader.attend(article, 10)  # two beats: 10 s attentive
+    await demo.pass_time(4.5)  # 14.5 s: the last beat counts on for up to 10 s
+    assert "article-attentive" not in await fired(demo, reader)
+    await demo.pass_time(1)
+    assert await fired(demo, reader) == ["article-attentive"]
+
+    idle = await returning(demo, "v_demo_open01")
+    await idle.send("page_view", article)
+    await demo.pass_time(60)  # visible a minute, but nobody there: no beat
+    assert "article-attentive" not in await fired(demo, idle)
+
+
 async def test_demo_policy_3_prompts_per_session_and_a_pause_after_3_dismissals(
     demo: Harness,
 ) -> None:

@@ -21,7 +21,7 @@ import socketio
 
 from cuewire.admin.qa_feed import FEED_TASK
 from support.paths import FIXTURES
-from support.processes import ServerProcess, sites_file
+from support.processes import ServerProcess, sites_file, start_all
 from support.servers import free_port
 from support.visitor import Visitor
 from support.waiting import eventually
@@ -215,8 +215,7 @@ def pair(
         for port in ports
     ]
     try:
-        for server in servers:
-            server.start()
+        start_all(*servers)
         yield servers
     finally:
         for server in servers:
@@ -246,8 +245,7 @@ async def test_without_a_shared_secret_a_token_of_one_process_is_refused_by_anot
         for port in ports
     ]
     try:
-        for server in servers:
-            server.start()
+        start_all(*servers)
         token = mint(servers[0].url)
         admin = await Admin(servers[1].url).connect(mint(servers[1].url))
         await admin.sio.disconnect()

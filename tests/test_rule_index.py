@@ -110,31 +110,30 @@ def matches(draw: st.DrawFn) -> dict[str, Any]:
     return match
 
 
-def triggers() -> st.SearchStrategy[dict[str, Any]]:
-    return st.one_of(
-        st.builds(lambda m: {"event": m}, matches()),
-        st.builds(lambda c: {"facts": c}, conditions),
-        st.builds(
-            lambda a, m, scope: {
-                "absence": {"after": a, "missing": m, "within": "30s", "scope": scope}
-            },
-            matches(),
-            matches(),
-            st.sampled_from(["page", "session"]),
-        ),
-        st.builds(
-            lambda steps: {"sequence": {"steps": steps, "within": "1m"}},
-            st.lists(matches(), min_size=2, max_size=3),
-        ),
-        st.builds(
-            lambda m, n, g: {"count": {"of": m, "at_least": n, "within": "1m", "group_by": g}},
-            matches(),
-            st.integers(1, 3),
-            st.sampled_from([None, "selector"]),
-        ),
-        st.just({"inactivity": {"for": "20s"}}),
-        st.builds(lambda a: {"dwell": {"for": "15s", "active": a}}, st.booleans()),
-    )
+triggers = st.one_of(
+    st.builds(lambda m: {"event": m}, matches()),
+    st.builds(lambda c: {"facts": c}, conditions),
+    st.builds(
+        lambda a, m, scope: {
+            "absence": {"after": a, "missing": m, "within": "30s", "scope": scope}
+        },
+        matches(),
+        matches(),
+        st.sampled_from(["page", "session"]),
+    ),
+    st.builds(
+        lambda steps: {"sequence": {"steps": steps, "within": "1m"}},
+        st.lists(matches(), min_size=2, max_size=3),
+    ),
+    st.builds(
+        lambda m, n, g: {"count": {"of": m, "at_least": n, "within": "1m", "group_by": g}},
+        matches(),
+        st.integers(1, 3),
+        st.sampled_from([None, "selector"]),
+    ),
+    st.just({"inactivity": {"for": "20s"}}),
+    st.builds(lambda a: {"dwell": {"for": "15s", "active": a}}, st.booleans()),
+)
 
 
 @st.composite
@@ -144,7 +143,7 @@ def rule_sets(draw: st.DrawFn) -> list[Rule]:
         raw: dict[str, Any] = {
             "id": f"r{i}",
             "priority": draw(st.integers(0, 2)),
-            "trigger": draw(triggers()),
+            "trigger": draw(triggers),
             "show": {"template": "toast"},
         }
         if draw(st.booleans()):

@@ -41,9 +41,12 @@ class Harness:
     clock: FakeClock = field(default_factory=FakeClock)
     shown: list[tuple[str, Prompt]] = field(default_factory=list)
     seq: int = 0
+    loaded: Runtime | None = None  # the settings' rules and templates, when already loaded
 
     def __post_init__(self) -> None:
-        self.runtime = Runtime(self.settings.rules_dir, self.settings.templates_dir)
+        # loading the shipped templates takes a fifth of a second: a test that builds many
+        # harnesses on the same files (a hypothesis example each) loads them once
+        self.runtime = self.loaded or Runtime(self.settings.rules_dir, self.settings.templates_dir)
         self.mailer = Mailer(self.runtime.emails, self.settings, self.clock, self.store.audit)
         outbox = Outbox(self.store.client, self.store.keys, EMAIL, poll_s=0.01)
         self.mailer.use(mail_queue(outbox, self.store, self.settings))

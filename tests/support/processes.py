@@ -53,14 +53,32 @@ class ServerProcess(Stoppable):
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServerProcess:
+        return start_all(self)[0]
+
+    def launch(self) -> None:
+        """Start the process; ``ready`` waits until it answers."""
         env = {**os.environ, "CUEWIRE_TIMER_POLL_S": "0.02", **self.extra_env}
-        proc = self.proc = subprocess.Popen(self.args, env=env)
-        try:
-            wait_healthy(self.url, 60, lambda: proc.poll() is None)  # a loaded machine is slow
-        except BaseException:
-            self.kill()  # a server that never answered is nobody's to stop: not left running
-            raise
-        return self
+        self.proc = subprocess.Popen(self.args, env=env)
+
+    def ready(self) -> None:
+        proc = self.proc
+        assert proc is not None, "launch() first"
+        wait_healthy(self.url, 60, lambda: proc.poll() is None)  # a loaded machine is slow
+
+
+def start_all(*servers: ServerProcess) -> tuple[ServerProcess, ...]:
+    """Start every server at once, then wait until each answers: a second of start-up each
+    (importing, loading the rules) overlaps instead of adding up."""
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.ready()
+    except BaseException:
+        for server in servers:
+            server.kill()  # a server that never answered is nobody's to stop: not left running
+        raise
+    return servers
 
 
 async def deadlines_settled_in(redis_url: str, prefix: str = "cw", timeout: float = 10.0) -> None:
