@@ -9,7 +9,6 @@ in shadow mode, any firing on a Redis Cluster) take that path too."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from cuewire.origin import Origin
 from cuewire.protocol import Prompt
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
-from cuewire.store.base import Action, Commit, FiringRequest, Put, Queued, Resolved
 from cuewire.webhooks import CHANNEL
+from support.counting import CountingStore
 from support.harness import Harness, write
 from support.paths import FIXTURES
 from support.servers import WITH_CLUSTER
@@ -62,42 +61,6 @@ rules:
 
 # fields whose values name the session, the tab or the prompt, or the time they were set
 VOLATILE = {"id", "at", "session", "visitor", "prompt", "sid", "started", "showing"}
-
-
-class CountingStore(RedisStore):
-    """The real store, counting the calls that reach Redis."""
-
-    def __init__(self, store: RedisStore) -> None:
-        super().__init__(store.client, store.settings)
-        self.calls: list[str] = []
-
-    async def ingest(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append("ingest")
-        return await super().ingest(*args, **kwargs)
-
-    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
-        self.calls.append("commit")
-        return await super().commit(origin, seqs, actions)
-
-    async def resolve(
-        self, requests: list[FiringRequest], commit: Commit | None = None
-    ) -> Resolved | None:
-        self.calls.append("resolve")
-        return await super().resolve(requests, commit)
-
-    async def record(
-        self,
-        site: str,
-        puts: list[Put],
-        records: list[dict[str, str]],
-        jobs: Sequence[Queued] = (),
-    ) -> None:
-        self.calls.append("record")
-        await super().record(site, puts, records, jobs)
-
-    def took(self) -> list[str]:
-        calls, self.calls = self.calls, []
-        return calls
 
 
 class Watching(Harness):

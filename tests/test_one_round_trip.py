@@ -5,7 +5,6 @@ ingest.lua). What the process predicts must be exactly what the store then holds
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from cuewire.prediction import KnownFacts
 from cuewire.runtime import Runtime
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
-from cuewire.store.base import Action, Commit, FiringRequest, Put, Queued, Resolved
+from cuewire.store.base import Put
+from support.counting import CountingStore
 from support.harness import Harness
 from support.servers import WITH_CLUSTER
 
@@ -30,45 +30,6 @@ BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
 REPO = Path(__file__).resolve().parent.parent
 PRODUCT = "http://shop.test/product/boots"
-
-
-class CountingStore(RedisStore):
-    """The real store, counting the calls that reach Redis per batch."""
-
-    def __init__(self, store: RedisStore) -> None:
-        super().__init__(store.client, store.settings)
-        self.calls: list[str] = []
-        self.applied: list[bool] = []
-
-    async def ingest(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append("ingest")
-        ingested = await super().ingest(*args, **kwargs)
-        self.applied.append(ingested.applied)
-        return ingested
-
-    async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
-        self.calls.append("commit")
-        return await super().commit(origin, seqs, actions)
-
-    async def resolve(
-        self, requests: list[FiringRequest], commit: Commit | None = None
-    ) -> Resolved | None:
-        self.calls.append("resolve")
-        return await super().resolve(requests, commit)
-
-    async def record(
-        self,
-        site: str,
-        puts: list[Put],
-        records: list[dict[str, str]],
-        jobs: Sequence[Queued] = (),
-    ) -> None:
-        self.calls.append("record")
-        await super().record(site, puts, records, jobs)
-
-    def took(self) -> list[str]:
-        calls, self.calls = self.calls, []
-        return calls
 
 
 class Shop:
