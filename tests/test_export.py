@@ -465,7 +465,7 @@ async def test_a_postgres_outage_mid_batch_is_retried_and_loses_nothing(
             Supervisor(base_s=0.05) as supervisor,
             supervisor.running("export", loader.run, stop=loader.stop),
         ):
-            await mid_batch(conn, 200)
+            assert await mid_batch(conn, store, 200), "the loader read everything first"
             async with conn.transaction():  # the loader's next batch of events waits for us
                 await conn.execute("LOCK TABLE cuewire_events IN ACCESS EXCLUSIVE MODE")
                 waiting = f"SELECT count(*) {SESSIONS} AND wait_event_type = 'Lock'"
