@@ -15,8 +15,8 @@ trip after the call): a rule that is not live for the visitor, an email, the hol
 template that does not render, a grant that replaces a prompt on screen (its prompt says
 which), and every firing on a Redis Cluster (the audit stream is in another slot). It is
 all or none per batch: with one such firing, all of the batch's take that way, so its
-records keep their order in the audit stream. (On a cluster the writes are still made,
-and not sent: a render and a few records per firing batch, for firings only.)
+records keep their order in the audit stream. On a cluster nothing is made ahead
+(``Store.writes_firings_ahead``).
 
 The cost, for every rule set with live shows: the fields what templates read of traits and
 custom events' props (template_reads.py) are returned and kept per session, and a planned

@@ -163,7 +163,9 @@ class Pipeline:
         decision = self._on_events(origin, events, session, visitor, engine, now_ms)
         plans = self._delivery.plan(origin, decision.candidates) if decision.candidates else []
         after = after_actions(session, visitor, reads, decision.actions)
-        writes = self._delivery.prepare(origin, plans, *after) if plans else []
+        # the writes of its firings, made ahead where the store writes them in its call
+        folds = plans and self._store.writes_firings_ahead
+        writes = self._delivery.prepare(origin, plans, *after) if folds else []
         seqs = [int(e["seq"]) for e in events]
         requests = [plan.request for plan in plans]
         outcomes = [w.outcomes if w else None for w in writes]

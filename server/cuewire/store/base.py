@@ -242,6 +242,12 @@ class Resolved:
 
 
 class Store(Protocol):
+    @property
+    def writes_firings_ahead(self) -> bool:
+        """Whether the ingest call writes what governance's answer leaves for firings whose
+        writes the caller made before it (``Decided.outcomes``, fold.py)."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def open_session(

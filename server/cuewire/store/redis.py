@@ -144,6 +144,12 @@ class RedisStore(Closing):
         return self._s
 
     @property
+    def writes_firings_ahead(self) -> bool:
+        """One Redis only: on a cluster the audit stream and the counters are in other slots
+        than the session (store/fold.py)."""
+        return not self._k.cluster
+
+    @property
     def address_limit(self) -> SharedAddressLimit | None:
         """On a cluster: the per-address rate limit decided here (addresses.py), whose sync
         loop the app runs; None on one Redis (ingest.lua decides it in the batch's call)."""
