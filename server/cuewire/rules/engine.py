@@ -208,10 +208,11 @@ class Engine:
             if matches(t.absence.missing, event):
                 batch.cancel(rule)
         elif role is Role.START and t.absence is not UNSET:
-            if matches(t.absence.after, event):
-                batch.cancel(rule)
+            if matches(t.absence.after, event):  # restarts the deadline (schedule cancels)
                 if self.eligible(rule, view):  # checked again when the deadline falls due
                     batch.schedule(rule, now_ms + duration_ms(t.absence.within))
+                else:
+                    batch.cancel(rule)
         elif role is Role.STEP and t.sequence is not UNSET:
             fire = self._step(batch, rule, event, now_ms)
         elif role is Role.COUNT and t.count is not UNSET:
