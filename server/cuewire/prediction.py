@@ -90,14 +90,15 @@ def after_batch(
             s[field] = value
     if sid and wanted("sid"):
         s["sid"] = sid
-    cleared = [
-        field
-        for ch in changes
-        for field, value in ch.clear_if.items()
-        if wanted(field) and s.get(field) == value
-    ]
-    for field in cleared:
-        s[field] = ""
+    if len(changes) > 1 or merged.clear_if:  # only closed prompts clear a field
+        cleared = [
+            field
+            for ch in changes
+            for field, value in ch.clear_if.items()
+            if wanted(field) and s.get(field) == value
+        ]
+        for field in cleared:
+            s[field] = ""
     # the visitor's changes apart: rules seldom read what a batch changes there (then the
     # visitor's facts are returned as they were, not copied)
     changed: Facts = {}
@@ -107,11 +108,12 @@ def after_batch(
     if wanted_visitor("last_seen"):
         changed["last_seen"] = str(now_ms)
     visitor_set = merged.visitor_set
-    if len(changes) == 1 and verified and visitor_set.get("user_verified") == "0":
-        visitor_set = _unverified_kept_out(visitor_set)
-    for field, value in visitor_set.items():
-        if wanted_visitor(field):
-            changed[field] = value
+    if visitor_set:
+        if len(changes) == 1 and verified and visitor_set.get("user_verified") == "0":
+            visitor_set = _unverified_kept_out(visitor_set)
+        for field, value in visitor_set.items():
+            if wanted_visitor(field):
+                changed[field] = value
     return s, ({**visitor, **changed} if changed else visitor)
 
 

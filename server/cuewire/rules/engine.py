@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from msgspec import UNSET
 
@@ -44,6 +44,10 @@ class Decision:
     # the learned segment a rule's condition assigned the visitor (visitor.segment), the
     # latest of the batch; "" when no rule tested it (counted live: pipeline.py)
     segment: str = ""
+
+
+# The decision of a batch no rule depends on (most batches): one, shared, never changed.
+NOTHING: Final = Decision()
 
 
 class _Batch:
@@ -145,7 +149,7 @@ class Engine:
                 self._by_role(batch, rule, role, event, view, now_ms)
             if view.segment is not None:
                 batch.decision.segment = view.segment
-        return Decision() if batch is None else batch.decision
+        return NOTHING if batch is None else batch.decision
 
     def entries(
         self, batch: _Batch, event: dict[str, Any], read: Callable[[str], Any]
