@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -122,6 +123,7 @@ _TOKEN = re.compile(r"([#.])((?:\\.|[\w-])+)")
 _NOISE = re.compile(r"\d{3,}|^(?:css|sc|jsx|svelte|emotion|styled)-", re.IGNORECASE)
 
 
+@lru_cache(maxsize=4096)  # a page's few selectors, clicked again and again
 def normalise_selector(selector: str) -> str:
     """The selector counted for a click: positional pseudo-classes (``:nth-child(3)``,
     ``:first-child``, ...) dropped, ids and classes that look generated (3+ digits in a row, or
@@ -142,6 +144,7 @@ def normalise_selector(selector: str) -> str:
     return " > ".join(parts)[:MAX_SELECTOR]
 
 
+@lru_cache(maxsize=4096)
 def page_path(url: str) -> str:
     """The page an event counts for: the URL's path (no query, no fragment), without a
     trailing slash (but ``/``), at most :data:`MAX_PATH` characters."""
