@@ -16,6 +16,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NoReturn
 
 import msgspec
@@ -64,7 +65,9 @@ class Connection:
     gate: Gate  # the limits of its batches (gate.py)
     socket: str  # the socket's address (sockets.py): what the store records for the session
 
+    @cached_property
     def origin(self) -> Origin:
+        """Who its batches come from: the same for all of them, made once."""
         return Origin(self.site, self.visitor, self.session, self.tab, self.socket)
 
 
@@ -250,7 +253,7 @@ class Gateway:
                 async with self._locks.hold(conn.session), self._batching:
                     with self._metrics.batch_seconds.time():
                         done = await self._pipeline.process(
-                            conn.origin(),
+                            conn.origin,
                             [event for _, event in valid],
                             self._clock.now_ms(),
                             conn.gate,

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from . import fields as names
 from .facts import FactChanges
@@ -169,9 +170,9 @@ def after_actions(
     return s, v
 
 
-@dataclass(frozen=True)
-class Known:
-    """A process's copy of one session's facts (what ``reads`` names), after its last batch."""
+class Known(msgspec.Struct, frozen=True):
+    """A process's copy of one session's facts (what ``reads`` names), after its last batch.
+    (A frozen Struct: one is made for every batch, at a fraction of a frozen dataclass's cost.)"""
 
     reads: Reads
     session: Facts

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import msgspec
+
 from ..facts import FactChanges, NewName
 from ..origin import Origin
 from ..ratelimit import Rate
@@ -65,9 +67,10 @@ class Ingested:
     resolved: Resolved | None = None  # when applied: governance's answer to its requests
 
 
-@dataclass(frozen=True)
-class Timer:
-    """A pending deadline of one rule in one session."""
+class Timer(msgspec.Struct, frozen=True):
+    """A pending deadline of one rule in one session. (It and the actions below are frozen
+    msgspec Structs: the engine makes several per page view, and a frozen dataclass's
+    ``__init__`` costs an ``object.__setattr__`` per field.)"""
 
     site: str
     session: str
@@ -93,14 +96,12 @@ class Timer:
         return cls(site, session, visitor, rule, token)
 
 
-@dataclass(frozen=True)
-class Schedule:
+class Schedule(msgspec.Struct, frozen=True):
     timer: Timer
     due_ms: int
 
 
-@dataclass(frozen=True)
-class Cancel:
+class Cancel(msgspec.Struct, frozen=True):
     timer: Timer
 
 
@@ -165,8 +166,7 @@ class Queued:
     record: int
 
 
-@dataclass(frozen=True)
-class Put:
+class Put(msgspec.Struct, frozen=True):
     """Set a fact on the session or the visitor (rule actions, sequence and window state)."""
 
     site: str
