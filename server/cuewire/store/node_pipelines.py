@@ -1,0 +1,162 @@
+"""On a Redis Cluster: the calls of one loop turn, one plain pipeline per node.
+
+redis-py's ClusterPipeline does not serve the store's coalesced calls (coalesce.py) well:
+
+- When a node's pipeline cannot be written (a node that stops answering: opening a connection
+  to it times out), it closes the whole cluster client (``aclose()``: every node's
+  connections, those of other calls in flight too), waits 0.25 s and sends the pipeline
+  again, up to its ``retry`` (10 times by default), then raises for every command of the
+  pipeline. A node that stops answering thus failed the calls of the same loop turn bound for
+  the healthy nodes, though they had run there, after 11 timeouts (tests/test_node_pipelines.py).
+  Even when only the reads time out, its nodes' pipelines are answered together: the healthy
+  nodes' calls waited for the frozen node's timeout.
+- Its routing and bookkeeping is heavy Python per command (policy lookups, one task and one
+  ``PipelineCommand`` each).
+
+Here the calls are grouped by the node that owns the slot of each one's key (redis-py's
+``nodes_manager`` slot map) and each group goes in one write on a connection of that node's
+own pool (redis-py's ``ClusterNode``: the watched connections of connection.py, commands
+packed by hiredis), the nodes concurrently, each node's calls answered as soon as it answers:
+
+- an error reply is its call's own (a NoScriptError goes back to the coalescer, which sends
+  that call alone: it loads the script);
+- MOVED (the slot moved, or a replica took over): the slot map is patched as redis-py does
+  (``nodes_manager.move_slot``) and the call is sent once more, to the new owner; ASK (the
+  slot is migrating): once more to the node named, after ``ASKING``;
+- a connection error or a timeout fails that node's calls not yet answered, with that error,
+  and none other; the node's connections are recycled and the slot map is asked again from
+  the other nodes (in the background, at most once a second), so a replica that took over
+  gets the calls of its slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    AskError,
+    ConnectionError,
+    MaxConnectionsError,
+    MovedError,
+    ResponseError,
+    SlotNotCoveredError,
+    TimeoutError,
+)
+
+log = logging.getLogger(__name__)
+
+Command = tuple[Any, ...]  # a command's words, its name first
+# Gets one node's answers: the commands' positions, and an answer or error for each
+Answered = Callable[[list[int], list[Any]], Awaitable[None]]
+REFRESH_EVERY_S = 1.0  # the slot map is asked again at most this often after node failures
+
+
+class NodePipelines:
+    """Sends the commands of one loop turn to a cluster, one pipeline per node."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client = client
+        self._refreshed_at = -REFRESH_EVERY_S
+        self._refresh: asyncio.Task[None] | None = None
+
+    async def send(
+        self, keys: Sequence[Any], commands: Sequence[Command], answered: Answered
+    ) -> None:
+        """Sends ``commands``, ``keys[i]`` routing ``commands[i]`` (the key whose slot it
+        runs in); ``answered(at, answers)`` gets each node's answers as soon as it answers
+        (``answers[j]`` for ``commands[at[j]]``, an error in place of an answer)."""
+        client = self._client
+        manager = client.nodes_manager
+        if not manager.slots_cache:  # never found, or lost: ask the cluster first
+            await client.initialize()
+        uncovered: list[int] = []
+        groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for i, key in enumerate(keys):
+            try:
+                node = manager.get_node_from_slot(client.keyslot(key))
+            except SlotNotCoveredError:  # mid-failover: its calls fail alone
+                uncovered.append(i)
+                continue
+            groups.setdefault(node.name, (node, []))[1].append(i)
+        if uncovered:
+            error = SlotNotCoveredError("no node of the cluster covers the slot")
+            await answered(uncovered, [error] * len(uncovered))
+        await asyncio.gather(
+            *(self._on(node, at, commands, answered) for node, at in groups.values())
+        )
+
+    async def _on(
+        self, node: ClusterNode, at: list[int], commands: Sequence[Command], answered: Answered
+    ) -> None:
+        """One node's commands (those at ``at``), and their answers to ``answered``."""
+        answers = await self._exchange(node, [commands[i] for i in at])
+        for j, answer in enumerate(answers):
+            if isinstance(answer, AskError):  # MovedError too: the slot is elsewhere
+                answers[j] = await self._redirected(commands[at[j]], answer)
+        await answered(at, answers)
+
+    async def _redirected(self, command: Command, error: AskError) -> Any:
+        """The command sent once more, where ``error`` (MOVED or ASK) says its slot is."""
+        manager = self._client.nodes_manager
+        if isinstance(error, MovedError):
+            await manager.move_slot(error)
+            return (await self._exchange(manager.get_node_from_slot(error.slot_id), [command]))[0]
+        node = manager.get_node(host=error.host, port=error.port)
+        if node is None:  # a node the map does not know yet: ask the cluster again
+            self._refresh_map()
+            return error
+        return (await self._exchange(node, [("ASKING",), command]))[1]
+
+    async def _exchange(self, node: ClusterNode, commands: Sequence[Command]) -> list[Any]:
+        """``commands`` in one write on one of ``node``'s connections, their answers in order
+        (an error reply in its command's place); a failed connection fails the commands it
+        has not answered with its error."""
+        answers: list[Any] = []
+        try:
+            connection = node.acquire_connection()
+        except MaxConnectionsError as exc:  # all in use: the process's load, not the node
+            return [exc] * len(commands)
+        try:
+            await node.disconnect_if_needed(connection)  # marked by a slot-map refresh
+            await connection.send_packed_command(connection.pack_commands(commands))
+            for command in commands:
+                try:
+                    answers.append(await node.parse_response(connection, command[0]))
+                except ResponseError as exc:
+                    answers.append(exc)
+        except Exception as exc:
+            answers += [exc] * (len(commands) - len(answers))
+            if isinstance(exc, ConnectionError | TimeoutError):
+                await self._node_failed(node)
+        finally:
+            node.release(connection)
+        return answers
+
+    async def _node_failed(self, node: ClusterNode) -> None:
+        """As redis-py does for a command that failed on ``node``, without closing the
+        client: its connections are recycled and it is asked last for the slot map."""
+        node.update_active_connections_for_reconnect()
+        await node.disconnect_free_connections()
+        self._client.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
+        self._refresh_map(node.name)
+
+    def _refresh_map(self, failed: str | None = None) -> None:
+        """Ask the cluster its slot map again, in the background, unless that was done less
+        than REFRESH_EVERY_S ago or is under way."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._refreshed_at < REFRESH_EVERY_S:
+            return
+        if self._refresh is not None and not self._refresh.done():
+            return
+        self._refreshed_at = loop.time()
+        self._refresh = loop.create_task(self._ask_map(failed))
+
+    async def _ask_map(self, failed: str | None) -> None:
+        try:
+            await self._client.nodes_manager.initialize(last_failed_node_name=failed)
+        except Exception as exc:  # no node answers: the next failure asks again
+            log.warning("cannot refresh the cluster's slot map: %s", exc)

@@ -1,0 +1,121 @@
+"""On a Redis Cluster the calls of one loop turn go in one plain pipeline per node
+(store/node_pipelines.py, through store/coalesce.py): a node that stops answering fails only
+its own calls, and a call for a slot that moved follows it. Run on the tests' own 3-primary
+cluster (conftest.py ``redis_cluster``); each test leaves it as it found it (every node
+answering, every slot on its first owner)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
+
+from cuewire.store.cluster import cluster_client
+from cuewire.store.coalesce import Coalescer
+from support.servers import RedisClusterServer, RedisServer
+
+COUNT = "return redis.call('INCR', KEYS[1])"  # each run of a call shows in its key's count
+BOUND_S = 2.0  # the calls' socket_timeout: far above a healthy node's answer
+NEVER_S = 30  # far above the bound: only a call that is not bounded runs into it
+
+
+def keys_by_node(client: RedisCluster, per_node: int = 2) -> dict[str, list[str]]:
+    """``per_node`` keys in the slots of each primary, by node name."""
+    found: dict[str, list[str]] = {node.name: [] for node in client.get_primaries()}
+    for i in itertools.count():
+        key = f"calls:{{{i}}}"
+        held = found[client.get_node_from_key(key).name]
+        if len(held) < per_node:
+            held.append(key)
+        if all(len(keys) == per_node for keys in found.values()):
+            return found
+    raise AssertionError("unreachable")
+
+
+def server_of(cluster: RedisClusterServer, name: str) -> RedisServer:
+    [server] = [node for node in cluster.nodes if f"127.0.0.1:{node.port}" == name]
+    return server
+
+
+@contextmanager
+def frozen(server: RedisServer) -> Iterator[None]:
+    """The node stops answering (SIGSTOP) and answers again afterwards (SIGCONT): its
+    sockets stay open, so its calls wait for it rather than fail at once."""
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+
+
+async def opened(url: str, timeout_s: float | None = None) -> RedisCluster:
+    client = cluster_client(url if timeout_s is None else f"{url}?socket_timeout={timeout_s}")
+    await client.initialize()
+    await client.script_load(COUNT)  # on every primary: no NoScriptError in the turns below
+    return client
+
+
+def one_turn(calls: Coalescer, client: RedisCluster, keys: list[str]) -> list[asyncio.Future[Any]]:
+    """A script call and a plain command per key, all queued in this loop turn."""
+    script = client.register_script(COUNT)
+    made: list[asyncio.Future[Any]] = []
+    for key in keys:
+        made.append(asyncio.ensure_future(calls.call(script, [key], [])))
+        made.append(asyncio.ensure_future(calls.command("HINCRBY", f"{key}:h", "n", 1)))
+    return made
+
+
+async def counts(client: RedisCluster, keys: list[str]) -> dict[str, tuple[int, int]]:
+    """How many times each key's script call and plain command ran."""
+    found = {}
+    for key in keys:
+        found[key] = (int(await client.get(key) or 0), int(await client.hget(f"{key}:h", "n") or 0))
+    return found
+
+
+async def test_a_frozen_node_fails_only_its_own_calls_and_the_others_do_not_wait_for_it(
+    redis_cluster: RedisClusterServer, clean_cluster: str
+) -> None:
+    """Calls for the keys of all three primaries made in one loop turn while one primary is
+    frozen, twice (its connection open, then one to open): the two healthy nodes' calls are
+    answered without waiting for it, the frozen node's calls fail with a timeout (the store's
+    StoreError: the browser resends), and once it answers again the same client's calls all
+    work: no restart. The healthy nodes' calls ran exactly once each; a failed call ran at
+    most once (the frozen node may still read what was written to it before the timeout)."""
+    client = await opened(clean_cluster, BOUND_S)
+    try:
+        calls = Coalescer(client)
+        by_node = keys_by_node(client)
+        stopped = sorted(by_node)[1]
+        keys = [key for keys in by_node.values() for key in keys]
+        healthy = [key for key in keys if key not in by_node[stopped]]
+        with frozen(server_of(redis_cluster, stopped)):
+            for _ in range(2):
+                made = one_turn(calls, client, keys)
+                answered = [f for i, f in enumerate(made) if keys[i // 2] in healthy]
+                waiting = [f for i, f in enumerate(made) if keys[i // 2] not in healthy]
+                await asyncio.wait_for(asyncio.wait(answered), NEVER_S)
+                assert not any(f.done() for f in waiting), "the healthy nodes' calls waited"
+                assert all(not f.exception() for f in answered)
+                failed = await asyncio.wait_for(
+                    asyncio.gather(*waiting, return_exceptions=True), NEVER_S
+                )
+                assert all(isinstance(e, redis.exceptions.TimeoutError) for e in failed), failed
+
+        again = await asyncio.wait_for(asyncio.gather(*one_turn(calls, client, keys)), NEVER_S)
+        assert len(again) == 2 * len(keys)
+        ran = await counts(client, keys)
+        assert {key: ran[key] for key in healthy} == {key: (3, 3) for key in healthy}
+        for key in by_node[stopped]:
+            assert all(1 <= n <= 3 for n in ran[key]), ran
+    finally:
+        await client.aclose()
