@@ -119,3 +119,114 @@ async def test_a_frozen_node_fails_only_its_own_calls_and_the_others_do_not_wait
             assert all(1 <= n <= 3 for n in ran[key]), ran
     finally:
         await client.aclose()
+
+
+def node_id(server: RedisServer) -> str:
+    client = server.client()
+    try:
+        return str(client.execute_command("CLUSTER MYID"))
+    finally:
+        client.close()
+
+
+def begin_move(cluster: RedisClusterServer, slot: int, source: str, target: str) -> None:
+    """Start moving ``slot`` from node ``source`` to node ``target`` and move its keys: the
+    source now answers ASK for them, and every node still names the source as the owner."""
+    src, dst = server_of(cluster, source), server_of(cluster, target)
+    to, fro = src.client(), dst.client()
+    try:
+        fro.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", node_id(src))
+        to.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", node_id(dst))
+        keys = to.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+        if keys:
+            to.execute_command("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", *keys)
+    finally:
+        to.close()
+        fro.close()
+
+
+def end_move(cluster: RedisClusterServer, slot: int, source: str, target: str) -> None:
+    """Give ``slot`` to ``target`` on every node (the target first, then the source): the
+    source now answers MOVED."""
+    owner = node_id(server_of(cluster, target))
+    others = [n for n in cluster.nodes if f"127.0.0.1:{n.port}" not in (source, target)]
+    for server in [server_of(cluster, target), server_of(cluster, source), *others]:
+        client = server.client()
+        try:
+            client.execute_command("CLUSTER SETSLOT", slot, "NODE", owner)
+        finally:
+            client.close()
+
+
+@contextmanager
+def moved(cluster: RedisClusterServer, slot: int, source: str, target: str) -> Iterator[None]:
+    """``slot`` and its keys on ``target`` while the block runs, back on ``source`` after."""
+    begin_move(cluster, slot, source, target)
+    end_move(cluster, slot, source, target)
+    try:
+        yield
+    finally:
+        begin_move(cluster, slot, target, source)
+        end_move(cluster, slot, target, source)
+
+
+async def test_a_call_for_a_slot_that_moved_follows_it_to_its_new_owner(
+    redis_cluster: RedisClusterServer, clean_cluster: str
+) -> None:
+    """A slot moved to another node (as a resharding or a failover does) after the client
+    learnt the map: its calls of a turn get MOVED from the old owner, the client's map is
+    patched and they run on the new owner, once; the caller sees only their answers."""
+    client = await opened(clean_cluster)
+    try:
+        calls = Coalescer(client)
+        by_node = keys_by_node(client, per_node=1)
+        keys = [key for keys in by_node.values() for key in keys]
+        await asyncio.wait_for(asyncio.gather(*one_turn(calls, client, keys)), NEVER_S)
+        source, target = sorted(by_node)[:2]
+        [key] = by_node[source]
+        with moved(redis_cluster, client.keyslot(key), source, target):
+            assert client.get_node_from_key(key).name == source, "the client's map is stale"
+            answers = await asyncio.wait_for(
+                asyncio.gather(*one_turn(calls, client, keys)), NEVER_S
+            )
+            assert answers == [2] * len(answers)
+            assert client.get_node_from_key(key).name == target, "the client's map is patched"
+            assert await counts(client, keys) == {key: (2, 2) for key in keys}
+    finally:
+        await client.aclose()
+
+
+async def test_a_call_for_a_key_of_a_migrating_slot_is_asked_of_the_node_it_went_to(
+    redis_cluster: RedisClusterServer, clean_cluster: str
+) -> None:
+    """A slot in the middle of a migration, its keys already moved: the old owner answers ASK,
+    the call runs on the node named (after ASKING), once, and the map still names the old
+    owner (the slot is not moved yet)."""
+    client = await opened(clean_cluster)
+    try:
+        calls = Coalescer(client)
+        by_node = keys_by_node(client, per_node=1)
+        keys = [key for keys in by_node.values() for key in keys]
+        await asyncio.wait_for(asyncio.gather(*one_turn(calls, client, keys)), NEVER_S)
+        source, target = sorted(by_node)[:2]
+        [key] = by_node[source]
+        slot = client.keyslot(key)
+        begin_move(redis_cluster, slot, source, target)
+        try:
+            answers = await asyncio.wait_for(
+                asyncio.gather(*one_turn(calls, client, keys)), NEVER_S
+            )
+            assert answers == [2] * len(answers)
+            assert client.get_node_from_key(key).name == source
+            on_target = server_of(redis_cluster, target).client()
+            try:
+                assert on_target.execute_command("CLUSTER COUNTKEYSINSLOT", slot) == 2
+            finally:
+                on_target.close()
+        finally:
+            end_move(redis_cluster, slot, source, target)
+            begin_move(redis_cluster, slot, target, source)
+            end_move(redis_cluster, slot, target, source)
+        assert await counts(client, keys) == {key: (2, 2) for key in keys}
+    finally:
+        await client.aclose()
