@@ -12,8 +12,10 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
@@ -21,6 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 from cuewire.store.cluster import cluster_client
 from cuewire.store.coalesce import Coalescer
 from support.servers import RedisClusterServer, RedisServer
+from support.waiting import eventually
 
 COUNT = "return redis.call('INCR', KEYS[1])"  # each run of a call shows in its key's count
 BOUND_S = 2.0  # the calls' socket_timeout: far above a healthy node's answer
@@ -227,6 +230,53 @@ async def test_a_call_for_a_key_of_a_migrating_slot_is_asked_of_the_node_it_went
             end_move(redis_cluster, slot, source, target)
             begin_move(redis_cluster, slot, target, source)
             end_move(redis_cluster, slot, target, source)
+        assert await counts(client, keys) == {key: (2, 2) for key in keys}
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def failover_cluster(tmp_path: Path) -> Iterator[RedisClusterServer]:
+    """A cluster of the test's own whose nodes count a node failed after 1 s (not 15), so a
+    replica takes over a frozen primary within the test."""
+    cluster = RedisClusterServer(tmp_path, node_timeout_ms=1000)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+async def test_a_replica_that_took_over_a_frozen_primary_gets_its_calls_without_a_restart(
+    failover_cluster: RedisClusterServer,
+) -> None:
+    """A primary with a replica is frozen: its calls fail (timeouts) until the replica takes
+    over; the failures make the client ask the other nodes for the slot map again, which
+    names the replica (the frozen primary answers no MOVED), and the calls then run there,
+    once each. Nothing the caller was told failed ran; nothing ran twice."""
+    cluster = failover_cluster
+    client = await opened(cluster.url, 0.5)
+    try:
+        calls = Coalescer(client)
+        by_node = keys_by_node(client)
+        stopped = sorted(by_node)[1]
+        replica = cluster.add_replica(server_of(cluster, stopped))
+        keys = by_node[stopped]
+        answered = 0
+
+        async def one_turn_answered() -> bool:
+            nonlocal answered
+            results = await asyncio.gather(*one_turn(calls, client, keys), return_exceptions=True)
+            if all(not isinstance(r, BaseException) for r in results):
+                answered += 1
+                return True
+            assert all(isinstance(r, redis.exceptions.RedisError) for r in results), results
+            return False
+
+        with frozen(server_of(cluster, stopped)):
+            await eventually(one_turn_answered, timeout=NEVER_S, what="the replica answering")
+            assert client.get_node_from_key(keys[0]).name == f"127.0.0.1:{replica.port}"
+        assert answered == 1
+        assert await asyncio.wait_for(one_turn_answered(), NEVER_S)
         assert await counts(client, keys) == {key: (2, 2) for key in keys}
     finally:
         await client.aclose()
