@@ -94,22 +94,35 @@ class NodePipelines:
     ) -> None:
         """One node's commands (those at ``at``), and their answers to ``answered``."""
         answers = await self._exchange(node, [commands[i] for i in at])
-        for j, answer in enumerate(answers):
-            if isinstance(answer, AskError):  # MovedError too: the slot is elsewhere
-                answers[j] = await self._redirected(commands[at[j]], answer)
+        if any(isinstance(answer, AskError) for answer in answers):  # MovedError is one too
+            await self._follow(answers, [commands[i] for i in at])
         await answered(at, answers)
 
-    async def _redirected(self, command: Command, error: AskError) -> Any:
-        """The command sent once more, where ``error`` (MOVED or ASK) says its slot is."""
+    async def _follow(self, answers: list[Any], commands: Sequence[Command]) -> None:
+        """The commands answered MOVED or ASK sent once more, where the answer says their
+        slot is (one pipeline per node), their new answers put in ``answers``."""
         manager = self._client.nodes_manager
-        if isinstance(error, MovedError):
-            await manager.move_slot(error)
-            return (await self._exchange(manager.get_node_from_slot(error.slot_id), [command]))[0]
-        node = manager.get_node(host=error.host, port=error.port)
-        if node is None:  # a node the map does not know yet: ask the cluster again
-            self._refresh_map()
-            return error
-        return (await self._exchange(node, [("ASKING",), command]))[1]
+        groups: dict[str, tuple[ClusterNode, list[Command], list[tuple[int, int]]]] = {}
+        for j, error in enumerate(answers):
+            if not isinstance(error, AskError):
+                continue
+            if isinstance(error, MovedError):  # the slot has a new owner: the map learns it
+                await manager.move_slot(error)
+                node: ClusterNode | None = manager.get_node_from_slot(error.slot_id)
+                sent = [commands[j]]
+            else:  # the slot is migrating: this once, on the node it goes to
+                node = manager.get_node(host=error.host, port=error.port)
+                sent = [("ASKING",), commands[j]]
+            if node is None:  # a node the map does not know yet: ask the cluster again
+                self._refresh_map()
+                continue
+            group = groups.setdefault(node.name, (node, [], []))
+            group[1].extend(sent)
+            group[2].append((j, len(group[1]) - 1))  # where its answer comes back
+        resent = await asyncio.gather(*(self._exchange(n, sent) for n, sent, _ in groups.values()))
+        for (_, _, places), got in zip(groups.values(), resent, strict=True):
+            for j, position in places:
+                answers[j] = got[position]
 
     async def _exchange(self, node: ClusterNode, commands: Sequence[Command]) -> list[Any]:
         """``commands`` in one write on one of ``node``'s connections, their answers in order
@@ -131,20 +144,21 @@ class NodePipelines:
         except Exception as exc:
             answers += [exc] * (len(commands) - len(answers))
             if isinstance(exc, ConnectionError | TimeoutError):
-                await self._node_failed(node)
+                self._node_failed(node)
         finally:
             node.release(connection)
         return answers
 
-    async def _node_failed(self, node: ClusterNode) -> None:
-        """As redis-py does for a command that failed on ``node``, without closing the
-        client: its connections are recycled and it is asked last for the slot map."""
+    def _node_failed(self, node: ClusterNode) -> None:
+        """As redis-py does for a command that failed on ``node``, without closing the client
+        and without holding up the answers: the node's connections are recycled (in use: once
+        released; idle: in the background), it is asked last for the slot map, and the map is
+        asked for again."""
         node.update_active_connections_for_reconnect()
-        await node.disconnect_free_connections()
         self._client.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
-        self._refresh_map(node.name)
+        self._refresh_map(node)
 
-    def _refresh_map(self, failed: str | None = None) -> None:
+    def _refresh_map(self, failed: ClusterNode | None = None) -> None:
         """Ask the cluster its slot map again, in the background, unless that was done less
         than REFRESH_EVERY_S ago or is under way."""
         loop = asyncio.get_running_loop()
@@ -155,8 +169,11 @@ class NodePipelines:
         self._refreshed_at = loop.time()
         self._refresh = loop.create_task(self._ask_map(failed))
 
-    async def _ask_map(self, failed: str | None) -> None:
+    async def _ask_map(self, failed: ClusterNode | None) -> None:
         try:
-            await self._client.nodes_manager.initialize(last_failed_node_name=failed)
-        except Exception as exc:  # no node answers: the next failure asks again
+            if failed is not None:
+                await failed.disconnect_free_connections()
+            name = None if failed is None else failed.name
+            await self._client.nodes_manager.initialize(last_failed_node_name=name)
+        except Exception as exc:  # no node answers: a later failure asks again
             log.warning("cannot refresh the cluster's slot map: %s", exc)
