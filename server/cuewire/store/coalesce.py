@@ -53,7 +53,8 @@ class Coalescer:
         self._sending: set[asyncio.Task[None]] = set()
 
     async def call(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """The script's answer; its error (a RedisError) raised here."""
+        """The script's answer; its error (a RedisError) raised here. On a cluster its first
+        key routes it (the store's scripts touch the keys of one slot)."""
         return await self._queue(script, keys, args)
 
     async def command(self, name: str, key: str, *args: Any) -> Any:
