@@ -27,8 +27,10 @@ packed by hiredis), the nodes concurrently, each node's calls answered as soon a
   slot is migrating): once more to the node named, after ``ASKING``;
 - a connection error or a timeout fails that node's calls not yet answered, with that error,
   and none other; the node's connections are recycled and the slot map is asked again from
-  the other nodes (in the background, at most once a second), so a replica that took over
-  gets the calls of its slots (a frozen primary answers no MOVED).
+  the other nodes (in the background, at most once a second, and not while every primary
+  fails or the map is being asked already: those asks queue with redis-py's own, which the
+  store's direct calls wait for), so a replica that took over gets the calls of its slots (a
+  frozen primary answers no MOVED).
 
 The frozen primary above: the healthy nodes' calls answered at once, the frozen node's
 failed at 2.0 s, turn after turn (tests/test_node_pipelines.py). The client CPU per call,
@@ -44,6 +46,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.cluster import PRIMARY
 from redis.exceptions import (
     AskError,
     ConnectionError,
@@ -68,7 +71,8 @@ class NodePipelines:
     def __init__(self, client: RedisCluster) -> None:
         self._client = client
         self._refreshed_at = -REFRESH_EVERY_S
-        self._refresh: asyncio.Task[None] | None = None
+        self._failing: set[str] = set()  # the nodes whose last pipeline here failed
+        self._refresh: asyncio.Task[None] | None = None  # held: the loop keeps a weak ref
 
     async def send(
         self, keys: Sequence[Any], commands: Sequence[Command], answered: Answered
@@ -148,6 +152,7 @@ class NodePipelines:
                     answers.append(await node.parse_response(connection, command[0]))
                 except ResponseError as exc:
                     answers.append(exc)
+            self._failing.discard(node.name)
         except Exception as exc:
             answers += [exc] * (len(commands) - len(answers))
             if isinstance(exc, ConnectionError | TimeoutError):
@@ -159,19 +164,25 @@ class NodePipelines:
     def _node_failed(self, node: ClusterNode) -> None:
         """As redis-py does for a command that failed on ``node``, without closing the client
         and without holding up the answers: the node's connections are recycled (in use: once
-        released; idle: in the background), it is asked last for the slot map, and the map is
-        asked for again."""
+        released; idle: in the background) and it is asked last for the slot map. The map is
+        asked for again unless every primary's last pipeline here failed: while every node is
+        down that is no use, and each try would wait a timeout per node."""
         node.update_active_connections_for_reconnect()
-        self._client.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
-        self._refresh_map(node)
+        manager = self._client.nodes_manager
+        manager.move_node_to_end_of_cached_nodes(node.name)
+        self._failing.add(node.name)
+        if any(n.name not in self._failing for n in manager.get_nodes_by_server_type(PRIMARY)):
+            self._refresh_map(node)
 
     def _refresh_map(self, failed: ClusterNode | None = None) -> None:
         """Ask the cluster its slot map again, in the background, unless that was done less
-        than REFRESH_EVERY_S ago or is under way."""
+        than REFRESH_EVERY_S ago or is under way (here, or by redis-py or another of the
+        client's coalescers: they queue on the map's lock, a direct call's retry behind
+        them)."""
         loop = asyncio.get_running_loop()
         if loop.time() - self._refreshed_at < REFRESH_EVERY_S:
             return
-        if self._refresh is not None and not self._refresh.done():
+        if self._client.nodes_manager._initialize_lock.locked():
             return
         self._refreshed_at = loop.time()
         self._refresh = loop.create_task(self._ask_map(failed))
