@@ -93,7 +93,8 @@ class NodePipelines:
                 uncovered.append(i)
                 continue
             groups.setdefault(node.name, (node, []))[1].append(i)
-        if uncovered:
+        if uncovered:  # the map is out of date, or the cluster mid-failover: ask it again
+            self._refresh_map()
             error = SlotNotCoveredError("no node of the cluster covers the slot")
             await answered(uncovered, [error] * len(uncovered))
         await asyncio.gather(
