@@ -34,8 +34,11 @@ packed by hiredis), the nodes concurrently, each node's calls answered as soon a
 
 The frozen primary above: the healthy nodes' calls answered at once, the frozen node's
 failed at 2.0 s, turn after turn (tests/test_node_pipelines.py). The client CPU per call,
-taking turns with ClusterPipeline in one process (32 tasks, 30 arguments a call, as
-``python -m bench.redis_call --cluster --coalesced --args 30 --concurrency 32``): 0.84x.
+taking turns with ClusterPipeline in one process on the shared 2-core VM: 0.81-0.84x in
+``bench.redis_call``'s coalesced shape (32 tasks each making one call after another, 30
+arguments a call), 0.74x when the 32 calls of each turn are made together (the tasks come
+back in waves, one per node, as the nodes answer: more, smaller pipelines a call than when
+every node's answers came back together).
 """
 
 from __future__ import annotations
