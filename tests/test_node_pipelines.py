@@ -1,8 +1,9 @@
 """On a Redis Cluster the calls of one loop turn go in one plain pipeline per node
 (store/node_pipelines.py, through store/coalesce.py): a node that stops answering fails only
 its own calls, and a call for a slot that moved follows it. Run on the tests' own 3-primary
-cluster (conftest.py ``redis_cluster``); each test leaves it as it found it (every node
-answering, every slot on its first owner)."""
+cluster (conftest.py ``redis_cluster``), each test leaving it as it found it (every node
+answering, every slot on its first owner); the failover test on a cluster of its own, with a
+replica."""
 
 from __future__ import annotations
 
