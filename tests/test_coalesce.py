@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from cuewire.store import RedisStore
@@ -24,24 +26,32 @@ return ARGV[1]
 
 
 class Counting:
-    """A client whose pipelines are counted."""
+    """A client whose pipelines are counted: on one Redis its ``pipeline()`` calls; on a
+    cluster the connections its nodes lend (store/node_pipelines.py: one per pipeline)."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
+    def __init__(
+        self, client: aioredis.Redis | RedisCluster, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         self.pipelines = 0
-        real = client.pipeline
+        if isinstance(client, RedisCluster):  # ClusterNode has slots: its class is patched
+            real = ClusterNode.acquire_connection
+            monkeypatch.setattr(ClusterNode, "acquire_connection", self._counted(real))
+        else:
+            monkeypatch.setattr(client, "pipeline", self._counted(client.pipeline))
 
-        def pipeline(*args: Any, **kwargs: Any) -> Any:
+    def _counted(self, real: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
             self.pipelines += 1
             return real(*args, **kwargs)
 
-        client.pipeline = pipeline  # type: ignore[method-assign]
+        return counted
 
 
 async def test_calls_of_one_turn_share_one_pipeline_and_get_their_own_answers(
-    store: RedisStore,
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    counting = Counting(store.client)
+    await store.client.script_load(ECHO)  # loaded: no call goes alone to load it
+    counting = Counting(store.client, monkeypatch)
     script = store.client.register_script(ECHO)
     calls = Coalescer(store.client)
     answers = await asyncio.gather(*[calls.call(script, ["n"], [str(i)]) for i in range(20)])
@@ -63,11 +73,14 @@ async def test_a_failing_call_fails_alone(store: RedisStore) -> None:
     assert isinstance(results[1], ResponseError)
 
 
-async def test_a_lone_call_goes_as_it_is(store: RedisStore) -> None:
-    counting = Counting(store.client)
+async def test_a_lone_call_goes_as_it_is(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = Counting(store.client, monkeypatch)
     script = store.client.register_script(ECHO)
     assert await Coalescer(store.client).call(script, ["n"], ["x"]) == "x"
-    assert counting.pipelines == 0
+    # on a cluster a lone call goes as a pipeline of one on its node: one connection lent
+    assert counting.pipelines == (1 if isinstance(store.client, RedisCluster) else 0)
 
 
 async def test_calls_survive_a_flushed_script_cache(store: RedisStore) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,10 +79,18 @@ class RedisServer(Stoppable):
     disk), so a stop and a start on the same port and folder come back with the data: that is
     how the fault tests make an outage. ``kill`` stops at once, as a crash would."""
 
-    def __init__(self, workdir: Path, *, durable: bool = True, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        durable: bool = True,
+        port: int | None = None,
+        options: Sequence[str] = (),
+    ) -> None:
         self.port = port or free_port()
         self.workdir = workdir
         self.durable = durable
+        self.options = list(options)  # more redis-server arguments
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -96,7 +104,7 @@ class RedisServer(Stoppable):
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
-        args += ["--dir", str(self.workdir)]
+        args += ["--dir", str(self.workdir), *self.options]
         proc = self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -120,14 +128,24 @@ class RedisServer(Stoppable):
 class RedisClusterServer:
     """A Redis Cluster of the test's own: ``primaries`` redis-servers with
     ``--cluster-enabled yes`` on free ports, each in its own folder under ``workdir``, joined
-    by ``redis-cli --cluster create`` (no replicas). ``url`` names its first node."""
+    by ``redis-cli --cluster create`` (no replicas: :meth:`add_replica` adds one). ``url``
+    names its first node. ``node_timeout_ms``: how long a node may stop answering before the
+    others count it failed (and a replica takes its place); Redis's default is 15 s."""
 
-    def __init__(self, workdir: Path, primaries: int = 3) -> None:
-        self.nodes = [
-            RedisServer(workdir / f"node{i}", durable=False, port=free_cluster_port())
-            for i in range(primaries)
-        ]
+    def __init__(
+        self, workdir: Path, primaries: int = 3, node_timeout_ms: int | None = None
+    ) -> None:
+        self.workdir = workdir
+        self.options = (
+            [] if node_timeout_ms is None else ["--cluster-node-timeout", str(node_timeout_ms)]
+        )
+        self.nodes = [self._node(i) for i in range(primaries)]
+        self.replicas: list[RedisServer] = []
         self.url = self.nodes[0].url
+
+    def _node(self, i: int) -> RedisServer:
+        folder = self.workdir / f"node{i}"
+        return RedisServer(folder, durable=False, port=free_cluster_port(), options=self.options)
 
     def start(self) -> RedisClusterServer:
         for node in self.nodes:
@@ -159,6 +177,32 @@ class RedisClusterServer:
                 client.close()
         return self
 
+    def add_replica(self, primary: RedisServer) -> RedisServer:
+        """A new node that joins the cluster as a replica of ``primary``, in sync with it."""
+        replica = self._node(len(self.nodes) + len(self.replicas))
+        replica.workdir.mkdir(parents=True, exist_ok=True)
+        self.replicas.append(replica)
+        replica.start(cluster=True)
+        client, of = replica.client(), primary.client()
+        try:
+            client.execute_command("CLUSTER MEET", "127.0.0.1", primary.port)
+            primary_id = str(of.execute_command("CLUSTER MYID"))
+
+            def known() -> bool:
+                return primary_id in str(client.execute_command("CLUSTER NODES"))
+
+            eventually_blocking(known, timeout=15, what="the new node knowing the primary")
+            client.execute_command("CLUSTER REPLICATE", primary_id)
+
+            def link() -> str:
+                return str(client.info("replication").get("master_link_status"))
+
+            eventually_blocking(link, lambda up: up == "up", timeout=15, what="replica in sync")
+        finally:
+            client.close()
+            of.close()
+        return replica
+
     def flush(self) -> None:
         """Empty every node of this cluster (and none other)."""
         for node in self.nodes:
@@ -169,7 +213,7 @@ class RedisClusterServer:
                 client.close()
 
     def stop(self) -> None:
-        for node in self.nodes:
+        for node in [*self.nodes, *self.replicas]:
             node.stop()
 
 

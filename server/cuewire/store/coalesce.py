@@ -6,9 +6,10 @@ reply; sent together, the calls of one iteration share one connection, one write
 loop, and Redis answers them in order. Each call still gets its own answer or its own error:
 one script that fails does not fail the others. A lone call goes as it is.
 
-On a Redis Cluster the client's pipeline sends the calls of one turn grouped per node, each
-group in one write, the nodes concurrently (redis-py's ClusterPipeline routes EVALSHA by its
-first key); plain commands (:meth:`Coalescer.command`) go with them.
+On a Redis Cluster the calls of one turn go in one pipeline per node, the nodes concurrently
+(node_pipelines.py), a lone call too: each call is routed by its key (a script's first key, a
+plain command's key), a node that fails fails only its own calls, and a call whose slot moved
+follows it. Plain commands (:meth:`Coalescer.command`) go with the script calls.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from .node_pipelines import NodePipelines
+
 
 @dataclass
 class _Call:
@@ -31,22 +34,33 @@ class _Call:
     args: Sequence[Any]
     answer: asyncio.Future[Any]
 
+    @property
+    def words(self) -> tuple[Any, ...]:
+        """The command sent: EVALSHA itself (a Script on a pipeline would add SCRIPT EXISTS
+        first), or the plain command."""
+        if self.script is None:
+            return tuple(self.args)
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
 
 class Coalescer:
     """Runs script calls, those of one loop iteration in one pipeline."""
 
     def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self._client = client
+        self._nodes = NodePipelines(client) if isinstance(client, RedisCluster) else None
         self._waiting: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
 
     async def call(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """The script's answer; its error (a RedisError) raised here."""
+        """The script's answer; its error (a RedisError) raised here. On a cluster its first
+        key routes it (the store's scripts touch the keys of one slot)."""
         return await self._queue(script, keys, args)
 
-    async def command(self, *args: Any) -> Any:
-        """A plain command's raw answer (no response callback); its error raised here."""
-        return await self._queue(None, (), args)
+    async def command(self, name: str, key: str, *args: Any) -> Any:
+        """The answer of the plain command ``name`` on ``key`` (its one key, named first, as
+        in ``HGET key field``: on a cluster, the key routes it); its error raised here."""
+        return await self._queue(None, (key,), (name, key, *args))
 
     async def _queue(
         self, script: AsyncScript | None, keys: Sequence[Any], args: Sequence[Any]
@@ -68,26 +82,37 @@ class Coalescer:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, calls: list[_Call]) -> None:
-        if len(calls) == 1:
+        if len(calls) == 1 and self._nodes is None:
             [one] = calls
             await self._settle(one, self._alone(one))
             return
-        pipe = self._client.pipeline(transaction=False)
-        for c in calls:  # EVALSHA itself: a Script on a pipeline would add SCRIPT EXISTS first
-            if c.script is None:
-                pipe.execute_command(*c.args)
-            else:
-                pipe.execute_command("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
         try:
-            results = await pipe.execute(raise_on_error=False)
+            if self._nodes is None:
+                await self._answer(calls, await self._pipeline(calls))
+            else:  # each node's calls answered as soon as it answers
+
+                async def answered(at: list[int], results: list[Any]) -> None:
+                    await self._answer([calls[i] for i in at], results)
+
+                keys = [c.keys[0] for c in calls]
+                await self._nodes.send(keys, [c.words for c in calls], answered)
         except asyncio.CancelledError:  # the server stops: so do the calls
             for c in calls:
                 c.answer.cancel()
             raise
-        except Exception as exc:  # the connection failed: every call of it did
+        except Exception as exc:  # the connection failed: every call of it not answered did
             for c in calls:
                 _fail(c, exc)
-            return
+
+    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
+        """Each call's answer or error, from one pipeline."""
+        pipe = self._client.pipeline(transaction=False)
+        for c in calls:
+            pipe.execute_command(*c.words)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
+
+    async def _answer(self, calls: list[_Call], results: list[Any]) -> None:
         for c, result in zip(calls, results, strict=True):
             if isinstance(result, NoScriptError):  # a restarted or flushed server
                 await self._settle(c, self._alone(c))
