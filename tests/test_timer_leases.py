@@ -11,6 +11,7 @@ import pytest
 
 from cuewire.cli import main
 from cuewire.errors import StoreError
+from cuewire.protocol import Prompt
 from cuewire.settings import Settings
 from cuewire.store import RedisStore
 from cuewire.store.base import Timer
@@ -176,6 +177,30 @@ async def test_a_due_prompt_no_tab_came_back_for_is_dropped_and_audited(
     assert await drops(h) == [(RULE, "no_tab")]
     facts = await store.session_facts("test-site", v.origin.session)
     assert f"hold:{RULE}" not in facts
+
+
+class TabNeverAcks(Harness):
+    """A tab whose socket takes the prompt but never acks it (its process died)."""
+
+    async def _emit(self, sid: str, prompt: Prompt, confirm: bool) -> bool:
+        self.shown.append((sid, prompt))
+        return False
+
+
+async def test_a_prompt_no_tab_acked_is_dropped_under_its_granted_firing_and_frees_the_slot(
+    store: RedisStore, settings: Settings
+) -> None:
+    h = TabNeverAcks(store, settings)
+    v = await h.visit()
+    await v.send("page_view", PRODUCT)
+    await h.pass_time(60)  # pushed, never acked, pushed again while held, then given up
+    assert h.rules_shown and set(h.rules_shown) == {RULE}
+    [granted] = {p.id for _, p in h.shown}  # every push was of the one firing
+    assert await drops(h) == [(RULE, "no_tab")]
+    [dropped] = [r for r in await h.audit() if r["outcome"] == "dropped"]
+    assert f"p_{dropped['firing']}" == granted  # audited under the firing granted the claim
+    facts = await store.session_facts("test-site", v.origin.session)
+    assert facts.get("showing", "") == "" and f"hold:{RULE}" not in facts
 
 
 async def test_a_hold_left_behind_does_not_cut_a_later_wait_for_a_tab_short(

@@ -17,6 +17,8 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 
+import msgspec
+
 from . import fields
 from .clock import Clock
 from .codes import Drop
@@ -207,7 +209,7 @@ class TimerLoop:
             await self._store.apply(
                 [Put(timer.site, timer.session, timer.visitor, "showing", None)]
             )
-        firing = replace(timer, token=claimed) if claimed else timer
+        firing = msgspec.structs.replace(timer, token=claimed) if claimed else timer
         await self._delivery.record_drop(firing, code, reason, due_ms)
         await self._store.ack_timer(timer, clear_hold=True)
 
