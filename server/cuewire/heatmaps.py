@@ -47,6 +47,8 @@ from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import msgspec
+
 from .clock import DAY_MS, day_of
 from .keys import Keys
 
@@ -167,8 +169,7 @@ def cell_of(x: Any, y: Any) -> str:
     return f"{col}:{row}"
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(msgspec.Struct, frozen=True):
     """What one event adds to a heatmap: its index in the batch (1-based, as Lua counts)."""
 
     index: int

@@ -17,8 +17,9 @@ off the prompt's path: delivery.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from .counters import SegmentAssigned
 from .delivery import Delivery
@@ -35,15 +36,13 @@ from .rules.engine import Decision, Engine
 from .store.base import Admitted, Commit, Decided, Facts, Gate, Ingested, Store
 
 
-@dataclass(frozen=True)
-class Processed:
+class Processed(msgspec.Struct, frozen=True):
     admitted: Admitted  # which events the gate let in (the others were not stored)
     prompt: Prompt | None  # the prompt the batch showed on its own tab, if any
     ahead: bool = False  # decided before the store call: one round trip
 
 
-@dataclass(frozen=True)
-class _Ahead:
+class _Ahead(msgspec.Struct, frozen=True):
     """A batch decided before the store call, and the facts after it if the store agrees."""
 
     decided: Decided

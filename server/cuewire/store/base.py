@@ -32,8 +32,7 @@ class OpenedSession:
     facts: tuple[Facts, Facts] | None = None  # session and visitor: the fields asked for
 
 
-@dataclass(frozen=True)
-class Admitted:
+class Admitted(msgspec.Struct, frozen=True):
     """What a batch's :class:`Gate` let through: the first ``granted`` events had a token; of
     those, ``capped[i]`` is "" or the kind of cap event ``i`` would pass."""
 
@@ -53,8 +52,7 @@ class Gate:
     caps: Mapping[str, int]
 
 
-@dataclass(frozen=True)
-class Ingested:
+class Ingested(msgspec.Struct, frozen=True):
     """The outcome of one batch: which events were new, which the engine must decide (new
     ones, and resends of events whose actions were never applied), and the facts after it."""
 
@@ -190,8 +188,7 @@ class Commit:
     actions: list[Action]
 
 
-@dataclass(frozen=True)
-class Decided:
+class Decided(msgspec.Struct, frozen=True):
     """A batch decided before the store call, from the caller's copy of the facts (the
     fields the rules read, as they were before the batch): its actions are applied with the
     batch when the copy is what the store holds (ingest.lua)."""
@@ -200,10 +197,10 @@ class Decided:
     visitor: Facts
     seqs: list[int]
     actions: list[Action]
-    requests: list[FiringRequest] = field(default_factory=list)  # asked of governance too
+    requests: list[FiringRequest] = msgspec.field(default_factory=list)  # asked of governance too
     # per request: the writes of its outcomes, for the call to write the one governance
     # gives (None: written after the call, by delivery)
-    outcomes: list[Outcomes | None] = field(default_factory=list)
+    outcomes: list[Outcomes | None] = msgspec.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -228,8 +225,7 @@ class Outcomes:
     queues: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class Resolved:
+class Resolved(msgspec.Struct, frozen=True):
     """Governance's verdicts on a batch's firing requests, in order; with the whole session
     and visitor hashes when a granted show asked for them (``whole_facts``) and the store did
     not write what it leaves (``written``), else empty."""
@@ -238,7 +234,7 @@ class Resolved:
     session: Facts
     visitor: Facts
     # per verdict: the store wrote what it leaves (Decided.outcomes); empty when none did
-    written: list[bool] = field(default_factory=list)
+    written: list[bool] = msgspec.field(default_factory=list)
 
 
 class Store(Protocol):
