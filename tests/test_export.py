@@ -298,8 +298,12 @@ async def mid_batch(conn: asyncpg.Connection, store: RedisStore, events: int) ->
         done = group["pending"] == 0 and group["entries-read"] == await store.client.xlen(key)
         return False if done else None
 
-    caught: bool = await eventually(
-        look, lambda seen: seen is not None, interval=0.001, ignoring=(asyncpg.UndefinedTableError,)
+    caught: bool = await eventually(  # a loader started on a loaded machine may take seconds
+        look,
+        lambda seen: seen is not None,
+        timeout=30,
+        interval=0.001,
+        ignoring=(asyncpg.UndefinedTableError,),
     )
     return caught
 
