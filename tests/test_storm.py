@@ -21,7 +21,7 @@ TABS = 300
 
 
 class _Slowed:
-    """The real store whose ``open_session`` takes 50 ms longer (a busy Redis), counting how
+    """The real store whose ``open_session`` takes 20 ms longer (a busy Redis), counting how
     many run at once."""
 
     def __init__(self, store: Any) -> None:
@@ -33,7 +33,7 @@ class _Slowed:
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         try:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
             return await self._store.open_session(*args, **kwargs)
         finally:
             self.in_flight -= 1

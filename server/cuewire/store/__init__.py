@@ -26,11 +26,9 @@ def open_store(settings: Settings) -> RedisStore:
     url = settings.redis_url or MEMORY_URL
     scheme = urlsplit(url).scheme
     if scheme == "memory":
-        import fakeredis  # the embedded server: same Lua scripts, no external process
+        from .embedded import embedded_client  # fakeredis: same Lua scripts, no process
 
-        client: aioredis.Redis = fakeredis.FakeAsyncRedis(
-            server=fakeredis.FakeServer(), decode_responses=True
-        )
+        client: aioredis.Redis = embedded_client()
     elif scheme in {"redis", "rediss", "unix"}:
         # Wait for a free connection instead of failing when many batches are in flight;
         # calls bounded by socket_timeout without a timer per call (connection.py).
