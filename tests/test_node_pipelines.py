@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,18 +45,6 @@ def keys_by_node(client: RedisCluster, per_node: int = 2) -> dict[str, list[str]
 def server_of(cluster: RedisClusterServer, name: str) -> RedisServer:
     [server] = [node for node in cluster.nodes if f"127.0.0.1:{node.port}" == name]
     return server
-
-
-@contextmanager
-def frozen(server: RedisServer) -> Iterator[None]:
-    """The node stops answering (SIGSTOP) and answers again afterwards (SIGCONT): its
-    sockets stay open, so its calls wait for it rather than fail at once."""
-    assert server.proc is not None
-    os.kill(server.proc.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.proc.pid, signal.SIGCONT)
 
 
 async def opened(url: str, timeout_s: float | None = None) -> RedisCluster:
@@ -102,7 +88,7 @@ async def test_a_frozen_node_fails_only_its_own_calls_and_the_others_do_not_wait
         stopped = sorted(by_node)[1]
         keys = [key for keys in by_node.values() for key in keys]
         healthy = [key for key in keys if key not in by_node[stopped]]
-        with frozen(server_of(redis_cluster, stopped)):
+        with server_of(redis_cluster, stopped).frozen():
             for _ in range(2):
                 made = one_turn(calls, client, keys)
                 answered = [f for i, f in enumerate(made) if keys[i // 2] in healthy]
@@ -273,7 +259,7 @@ async def test_a_replica_that_took_over_a_frozen_primary_gets_its_calls_without_
             assert all(isinstance(r, redis.exceptions.RedisError) for r in results), results
             return False
 
-        with frozen(server_of(cluster, stopped)):
+        with server_of(cluster, stopped).frozen():
             await eventually(one_turn_answered, timeout=NEVER_S, what="the replica answering")
             assert client.get_node_from_key(keys[0]).name == f"127.0.0.1:{replica.port}"
         assert answered == 1

@@ -10,10 +10,6 @@ connections that sit idle past the timeout, are left alone.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -35,17 +31,6 @@ def store_on(url: str) -> RedisStore:
     return open_store(Settings(redis_url=f"{url}?socket_timeout={CALL_TIMEOUT_S}"))
 
 
-@contextmanager
-def frozen(server: RedisServer) -> Iterator[None]:
-    """The redis-server stopped (SIGSTOP): its sockets stay open and nothing answers."""
-    assert server.proc is not None
-    os.kill(server.proc.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.proc.pid, signal.SIGCONT)
-
-
 async def fails_with_a_timeout(store: RedisStore) -> None:
     with pytest.raises(StoreError) as caught:
         await asyncio.wait_for(store.visitor_facts("site", "v_visitor01"), NEVER_S)
@@ -57,7 +42,7 @@ async def test_a_call_to_a_redis_that_stops_answering_fails_with_store_error(
 ) -> None:
     async with store_on(own_redis.url) as store:
         assert await store.visitor_facts("site", "v_visitor01") == {}
-        with frozen(own_redis):
+        with own_redis.frozen():
             await fails_with_a_timeout(store)
             await fails_with_a_timeout(store)  # and the next call too
         assert await store.visitor_facts("site", "v_visitor01") == {}
@@ -67,7 +52,7 @@ async def test_connecting_to_a_redis_that_does_not_answer_fails_with_store_error
     own_redis: RedisServer,
 ) -> None:
     async with store_on(own_redis.url) as store:
-        with frozen(own_redis):
+        with own_redis.frozen():
             await fails_with_a_timeout(store)  # the first call opens the connection
         assert await store.visitor_facts("site", "v_visitor01") == {}
 
@@ -75,7 +60,7 @@ async def test_connecting_to_a_redis_that_does_not_answer_fails_with_store_error
 async def test_concurrent_calls_all_fail_and_all_recover(own_redis: RedisServer) -> None:
     async with store_on(own_redis.url) as store:
         await asyncio.gather(*(store.visitor_facts("site", f"v_{i:08d}") for i in range(8)))
-        with frozen(own_redis):
+        with own_redis.frozen():
             results = await asyncio.wait_for(
                 asyncio.gather(
                     *(store.visitor_facts("site", f"v_{i:08d}") for i in range(8)),

@@ -4,13 +4,16 @@ a thread (``LiveServer``), free ports and the wait for /healthz."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,6 +96,17 @@ class RedisServer(Stoppable):
         self.options = list(options)  # more redis-server arguments
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server stops answering (SIGSTOP) and answers again afterwards (SIGCONT): its
+        sockets stay open, so calls wait for it (until their deadline) rather than fail."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
 
     def start(self, cluster: bool = False) -> RedisServer:
         """Start; with ``cluster``, as a cluster node (``nodes.conf`` in the folder)."""
