@@ -160,6 +160,18 @@ def moved(cluster: RedisClusterServer, slot: int, source: str, target: str) -> I
         end_move(cluster, slot, target, source)
 
 
+async def one_key_per_node(client: RedisCluster) -> tuple[Coalescer, list[str], str, str, str]:
+    """A coalescer, one key in the slots of each primary, each counted once (the client has
+    learnt the map), and one of those keys with its node and another node to move it to."""
+    calls = Coalescer(client)
+    by_node = keys_by_node(client, per_node=1)
+    keys = [key for keys in by_node.values() for key in keys]
+    await asyncio.wait_for(asyncio.gather(*one_turn(calls, client, keys)), NEVER_S)
+    source, target = sorted(by_node)[:2]
+    [key] = by_node[source]
+    return calls, keys, key, source, target
+
+
 async def test_a_call_for_a_slot_that_moved_follows_it_to_its_new_owner(
     redis_cluster: RedisClusterServer, clean_cluster: str
 ) -> None:
@@ -168,12 +180,7 @@ async def test_a_call_for_a_slot_that_moved_follows_it_to_its_new_owner(
     patched and they run on the new owner, once; the caller sees only their answers."""
     client = await opened(clean_cluster)
     try:
-        calls = Coalescer(client)
-        by_node = keys_by_node(client, per_node=1)
-        keys = [key for keys in by_node.values() for key in keys]
-        await asyncio.wait_for(asyncio.gather(*one_turn(calls, client, keys)), NEVER_S)
-        source, target = sorted(by_node)[:2]
-        [key] = by_node[source]
+        calls, keys, key, source, target = await one_key_per_node(client)
         with moved(redis_cluster, client.keyslot(key), source, target):
             assert client.get_node_from_key(key).name == source, "the client's map is stale"
             answers = await asyncio.wait_for(
@@ -194,12 +201,7 @@ async def test_a_call_for_a_key_of_a_migrating_slot_is_asked_of_the_node_it_went
     owner (the slot is not moved yet)."""
     client = await opened(clean_cluster)
     try:
-        calls = Coalescer(client)
-        by_node = keys_by_node(client, per_node=1)
-        keys = [key for keys in by_node.values() for key in keys]
-        await asyncio.wait_for(asyncio.gather(*one_turn(calls, client, keys)), NEVER_S)
-        source, target = sorted(by_node)[:2]
-        [key] = by_node[source]
+        calls, keys, key, source, target = await one_key_per_node(client)
         slot = client.keyslot(key)
         begin_move(redis_cluster, slot, source, target)
         try:
