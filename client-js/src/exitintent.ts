@@ -17,9 +17,13 @@ export interface Run {
 }
 
 /** Feeds one scroll position; returns the upward run so far (a new one after a turn down or
- * a pause of 150 ms) and whether it is a fling (FLING_PX up within FLING_MS). */
+ * a pause of 150 ms) and whether it is a fling (FLING_PX up within FLING_MS). A run that
+ * begins with an upward step begins where the page was before it: the first frame of a
+ * flick has already moved the page (on a busy phone, by a third of the flick). */
 export function scrollUp(run: Run | null, y: number, t: number): [Run, boolean] {
-  if (!run || y > run.lastY || t - run.lastT > 150) run = { y, t, lastY: y, lastT: t };
+  if (!run) run = { y, t, lastY: y, lastT: t };
+  else if (y > run.lastY || t - run.lastT > 150)
+    run = { y: Math.max(y, run.lastY), t, lastY: y, lastT: t };
   else {
     run.lastY = y;
     run.lastT = t;

@@ -50,6 +50,12 @@ describe("fast scroll up", () => {
     expect(feed(pts)).toBe(true);
   });
 
+  it("counts the first frame of a flick that follows a pause", () => {
+    // read down to 950, a pause, then a flick whose first frame already moved 183 px
+    expect(feed([[950, 0], [767, 2000], [583, 2002], [400, 2051]])).toBe(true);
+    expect(feed([[950, 0], [767, 2000], [583, 2002], [500, 2051]])).toBe(false); // 450 px
+  });
+
   it("is not one when slow, short, downward or paused", () => {
     const slow: [number, number][] = [];
     for (let i = 0; i <= 20; i++) slow.push([2000 - i * 40, i * 100]); // 800 px in 2 s
