@@ -100,11 +100,12 @@ def _rules_table(plan: Any) -> Any:
         f" / {last['timers_armed_per_1000_events']:,.0f}",
     )
     cw, dr = found["seed"]["cuewire"], found["seed"]["durable_rules"]
-    table.add(
-        "seed scenarios, Cuewire (engine + facts), events/s", cw["engine_and_facts_events_per_s"]
-    )
+    # both timed whole, one clock around the stream (the per-event clocks of the breakdown
+    # cost Cuewire four clock calls an event)
+    whole = cw["whole_events_per_s"]
+    table.add("seed scenarios, Cuewire (engine + facts), events/s", whole)
     table.add("seed scenarios, durable_rules, events/s", dr["events_per_s"])
-    ratio = cw["engine_and_facts_events_per_s"] / max(dr["events_per_s"], 1)
+    ratio = whole / max(dr["events_per_s"], 1)
     table.add("ratio Cuewire / durable_rules", ratio, "x", "> 1 (faster)", at_least(1.0001))
     table.add(
         "ratio, Cuewire engine alone / durable_rules",

@@ -30,10 +30,10 @@ from .procs import ROOT, BenchError, Tree
 PASSES = (1, 3)
 PASS = """
 import sys
-from bench.rulescale import event_stream, run_cuewire, seed_rules
-stream, rules = event_stream(int(sys.argv[2])), seed_rules()
+from bench.rulescale import SEED, event_stream, run_cuewire_whole, seed_rules
+stream, rules = event_stream(int(sys.argv[2])), seed_rules(SEED)
 for _ in range(int(sys.argv[1])):
-    run_cuewire(rules, stream)
+    run_cuewire_whole(rules, stream)
 """
 COLLECTED = re.compile(r"Collected : (\d+)")
 

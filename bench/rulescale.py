@@ -150,6 +150,7 @@ class Facts:
 
     def __init__(self, index: int, reads: Reads) -> None:
         self.reads = reads
+        self.session_id = f"s_{index}"  # the server has its ids as strings already
         self.visitor_id = f"v_{index}"
         self.session: dict[str, str] = {"visitor": self.visitor_id, "started": str(T0)}
         self.visitor: dict[str, str] = {"sessions": "1"}
@@ -189,7 +190,9 @@ def run_cuewire(
         t0 = clock()
         f.ingest(event, now, ruleset)
         t1 = clock()
-        decision = engine.on_events(SITE, f"s_{s}", f"v_{s}", [event], f.session, f.visitor, now)
+        decision = engine.on_events(
+            SITE, f.session_id, f.visitor_id, [event], f.session, f.visitor, now
+        )
         t2 = clock()
         f.apply(decision.actions)
         t3 = clock()
@@ -215,6 +218,24 @@ def run_cuewire(
             k: round(by_type_ns[k] / by_type_n[k] / 1000, 3) for k in sorted(by_type_n)
         },
     }
+
+
+def run_cuewire_whole(rules: list[Rule], stream: list[tuple[int, dict[str, Any]]]) -> float:
+    """Events per second through the facts and the engine, the stream timed whole, as
+    :func:`run_durable` times durable_rules (:func:`run_cuewire` clocks each part of each
+    event: its breakdown, and four clock calls an event)."""
+    ruleset = RuleSet(rules)
+    engine = Engine(ruleset)
+    reads = Reads(ruleset.fields)
+    facts: dict[int, Facts] = {}
+    t0 = time.perf_counter_ns()
+    for i, (s, event) in enumerate(stream):
+        now = T0 + i * 10
+        f = facts.get(s) or facts.setdefault(s, Facts(s, reads))
+        f.ingest(event, now, ruleset)
+        sid, vid = f.session_id, f.visitor_id
+        f.apply(engine.on_events(SITE, sid, vid, [event], f.session, f.visitor, now).actions)
+    return len(stream) / ((time.perf_counter_ns() - t0) / 1e9)
 
 
 _DURABLE: dict[str, Counter[str]] = {}
@@ -340,10 +361,8 @@ def main() -> None:
             if count not in best or run["engine_us_per_event"] < best[count]["engine_us_per_event"]:
                 best[count] = run
         run = run_cuewire(seeds, stream)
-        if (
-            cuewire is None
-            or run["engine_and_facts_events_per_s"] > cuewire["engine_and_facts_events_per_s"]
-        ):
+        run["whole_events_per_s"] = round(run_cuewire_whole(seeds, stream))
+        if cuewire is None or run["whole_events_per_s"] > cuewire["whole_events_per_s"]:
             cuewire = run
         run = run_durable(stream, tag=f"r{round_}_")
         if durable is None or run["events_per_s"] > durable["events_per_s"]:

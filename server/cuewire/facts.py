@@ -64,38 +64,19 @@ def is_activity(event: dict[str, Any]) -> bool:
     )
 
 
-class FactChanges:
+class FactChanges(msgspec.Struct, gc=False):
     """Hash changes of one event: increments, sets, set-if-absent; on session and visitor.
-    (A plain class: its ``__init__`` builds the empty containers from literals, at a third
-    of the cost of a dataclass's default factories; one is made for every event.)"""
+    (A msgspec Struct: built in C, its empty containers too, at half the cost of a plain
+    class's ``__init__``; one is made for every event. Never in a reference cycle: it holds
+    lists and dicts of strings only, so the collector need not track it.)"""
 
-    __slots__ = ("clear_if", "incr", "set", "setnx", "visitor_incr", "visitor_set")
-
-    def __init__(
-        self,
-        incr: list[str] | None = None,
-        set: dict[str, str] | None = None,
-        setnx: dict[str, str] | None = None,
-        visitor_incr: list[str] | None = None,
-        visitor_set: dict[str, str] | None = None,
-        clear_if: dict[str, str] | None = None,
-    ) -> None:
-        self.incr: list[str] = [] if incr is None else incr
-        self.set: dict[str, str] = {} if set is None else set
-        self.setnx: dict[str, str] = {} if setnx is None else setnx
-        self.visitor_incr: list[str] = [] if visitor_incr is None else visitor_incr
-        self.visitor_set: dict[str, str] = {} if visitor_set is None else visitor_set
-        # session fields set to "" only while they still hold the given value
-        self.clear_if: dict[str, str] = {} if clear_if is None else clear_if
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, FactChanges):
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
-        return f"FactChanges({shown})"
+    incr: list[str] = []
+    set: dict[str, str] = {}
+    setnx: dict[str, str] = {}
+    visitor_incr: list[str] = []
+    visitor_set: dict[str, str] = {}
+    # session fields set to "" only while they still hold the given value
+    clear_if: dict[str, str] = {}
 
     def encoded(self, seq: int, event_json: str) -> list[Any]:
         """One event's entry of the ingest script's batch (see store/lua/ingest.lua)."""

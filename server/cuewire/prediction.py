@@ -38,11 +38,16 @@ class _Memo(dict[str, bool]):
         super().__init__()
         self._exact = exact
         self._prefixes = prefixes
+        # the names answered "read" so far: a batch whose fields are all among them is
+        # merged whole (``dict.update``), without asking for each field
+        self.read: set[str] = set()
 
     def __missing__(self, field: str) -> bool:
         read = field in self._exact or field.startswith(self._prefixes)
         if len(self) < READS_MEMO:
             self[field] = read
+            if read:
+                self.read.add(field)
         return read
 
 
@@ -56,6 +61,7 @@ class Reads:
         visitor = _Memo(frozenset(wanted.visitor), tuple(wanted.visitor_prefixes))
         self.session: Callable[[str], bool] = session.__getitem__
         self.visitor: Callable[[str], bool] = visitor.__getitem__
+        self.session_read = session.read  # the session fields known to be read
 
 
 def after_batch(
@@ -86,9 +92,13 @@ def after_batch(
     for field, value in merged.setnx.items():
         if field not in s and wanted(field):
             s[field] = value
-    for field, value in merged.set.items():
-        if wanted(field):
-            s[field] = value
+    sets = merged.set
+    if sets.keys() <= reads.session_read:  # every field read (the rules read most): in C
+        s.update(sets)
+    else:
+        for field, value in sets.items():
+            if wanted(field):
+                s[field] = value
     if sid and wanted("sid"):
         s["sid"] = sid
     if len(changes) > 1 or merged.clear_if:  # only closed prompts clear a field

@@ -127,11 +127,11 @@ class Engine:
         """Process the new events of one batch, in order, against the facts after it."""
         batch: _Batch | None = None
         rules = self.rules
-        concerns = rules.concerns
+        every, types, names = rules.every_busy, rules.busy_types, rules.busy_names
         for event in events:
-            if not concerns(event):
-                continue  # no rule depends on this event: nothing to read or decide
             kind = event["type"]
+            if not (every or kind in types or (kind == "custom" and event["name"] in names)):
+                continue  # no rule depends on this event: nothing to read or decide
             if batch is None:
                 batch = _Batch(site, session, visitor, session_facts, rules)
             view = FactView(batch.facts, visitor_facts, now_ms, event, rules.segments, rules.models)

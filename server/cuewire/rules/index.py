@@ -184,12 +184,20 @@ class RuleSet:
                 if role in (Role.START, Role.STOP):
                     self._timed.setdefault(key, {}).setdefault(rule.id, []).append(position)
         self._every = AlphaIndex([(rule, self._every_gate(rule)) for rule in self.on_every_event])
-        self._busy = frozenset(
+        # What the engine has anything to do for (Engine.on_events skips the rest): every
+        # event when some rule depends on every event; else the types (and custom names) some
+        # rule depends on, a new page (it resets page-scoped rules), a page visible again or
+        # an attention beat (they resume dwell rules), a closed prompt (it releases queued
+        # rules).
+        self.busy_types = frozenset(
             {*self.by_type, *PROMPT_CLOSED}
             | ({"page_view"} if self.on_page_view else set())
             | ({"visibility", "attention"} if self.dwell else set())
         )
-        self._every_busy = bool(self.on_every_event)
+        self.busy_names = frozenset(
+            key.removeprefix("custom:") for key in self.by_type if key.startswith("custom:")
+        )
+        self.every_busy = bool(self.on_every_event)
         self._timer_fields = {
             fields.timer(rule.id): rule.id
             for rule in rules
@@ -325,18 +333,6 @@ class RuleSet:
         """:attr:`on_every_event` without the facts rules whose constant tests fail."""
         every = self._every
         return [every.items[p] for p in every.select(read)]
-
-    def concerns(self, event: dict[str, Any]) -> bool:
-        """Whether the engine has anything to do for ``event``: some rule depends on every
-        event or on its type (or custom name); a new page resets page-scoped rules, a page
-        visible again or an attention beat resumes dwell rules, a closed prompt releases
-        queued rules."""
-        kind = event["type"]
-        return (
-            kind in self._busy
-            or (kind == "custom" and f"custom:{event['name']}" in self.by_type)
-            or self._every_busy
-        )
 
     def pending(self, facts: Mapping[str, str]) -> set[str]:
         """The rules with a deadline pending in session ``facts`` (their timer field set)."""
