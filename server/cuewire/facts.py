@@ -47,15 +47,11 @@ import msgspec
 
 from . import fields
 
-PROMPT_CLOSED = (
-    "prompt_click",
-    "prompt_dismiss",
-    "prompt_snooze",
-    "prompt_optout",
-    "prompt_expired",
+PROMPT_CLOSED = frozenset(
+    ("prompt_click", "prompt_dismiss", "prompt_snooze", "prompt_optout", "prompt_expired")
 )
 # events that are not the visitor acting (a prompt that closed by itself is not either)
-PASSIVE = ("idle", "prompt_shown", "prompt_expired", "visibility")
+PASSIVE = frozenset(("idle", "prompt_shown", "prompt_expired", "visibility"))
 
 
 def is_activity(event: dict[str, Any]) -> bool:
@@ -172,8 +168,8 @@ def changes_for(
             setnx={"landing": url, "referrer": event.get("referrer") or ""},
         )
     ch = FactChanges(incr=["events", counted], set={"last": now, "last_type": kind})
-    if is_activity(event):
-        ch.set["active_at"] = now
+    if kind not in PASSIVE or (kind == "visibility" and event.get("state") == "visible"):
+        ch.set["active_at"] = now  # is_activity(event), without the call
     if kind == "scroll":
         ch.set["scroll"] = str(event["depth"])
     elif kind == "attention":

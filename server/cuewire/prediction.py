@@ -62,6 +62,7 @@ class Reads:
         self.session: Callable[[str], bool] = session.__getitem__
         self.visitor: Callable[[str], bool] = visitor.__getitem__
         self.session_read = session.read  # the session fields known to be read
+        self.last_seen = self.visitor("last_seen")  # every batch sets it
 
 
 def after_batch(
@@ -75,10 +76,10 @@ def after_batch(
 ) -> tuple[Facts, Facts]:
     """The facts ``reads`` names after ``changes`` (every event new), from those before.
     ValueError when a counter holds something that is not a number (the store would fail)."""
-    verified = visitor.get("user_verified") == "1"
-    merged = changes[0] if len(changes) == 1 else _merge(changes, verified)
+    single = len(changes) == 1
+    merged = changes[0] if single else _merge(changes, visitor.get("user_verified") == "1")
     s = dict(session)
-    wanted, wanted_visitor = reads.session, reads.visitor
+    wanted = reads.session
     # in ingest.lua's order: set-if-absent of the session's owner and start, counters,
     # set-if-absent, sets (and the socket), conditional clears; then the visitor's
     # (a set-if-absent asks whether rules read the field only when it is absent: rarely)
@@ -101,7 +102,7 @@ def after_batch(
                 s[field] = value
     if sid and wanted("sid"):
         s["sid"] = sid
-    if len(changes) > 1 or merged.clear_if:  # only closed prompts clear a field
+    if not single or merged.clear_if:  # only closed prompts clear a field
         cleared = [
             field
             for ch in changes
@@ -110,22 +111,35 @@ def after_batch(
         ]
         for field in cleared:
             s[field] = ""
-    # the visitor's changes apart: rules seldom read what a batch changes there (then the
-    # visitor's facts are returned as they were, not copied)
+    if merged.visitor_incr or merged.visitor_set or reads.last_seen:
+        return s, _visitor_after(visitor, reads, merged, single, now_ms)
+    return s, visitor  # most events change nothing on the visitor
+
+
+def _visitor_after(
+    visitor: Facts, reads: Reads, merged: FactChanges, single: bool, now_ms: int
+) -> Facts:
+    """The visitor's facts after ``merged``: rules seldom read what a batch changes there
+    (then they are returned as they were, not copied)."""
+    wanted = reads.visitor
     changed: Facts = {}
     for field in merged.visitor_incr:
-        if wanted_visitor(field):
+        if wanted(field):
             changed[field] = str(int(changed.get(field, visitor.get(field, "0"))) + 1)
-    if wanted_visitor("last_seen"):
+    if reads.last_seen:
         changed["last_seen"] = str(now_ms)
     visitor_set = merged.visitor_set
     if visitor_set:
-        if len(changes) == 1 and verified and visitor_set.get("user_verified") == "0":
+        if (
+            single
+            and visitor_set.get("user_verified") == "0"
+            and visitor.get("user_verified") == "1"
+        ):
             visitor_set = _unverified_kept_out(visitor_set)
         for field, value in visitor_set.items():
-            if wanted_visitor(field):
+            if wanted(field):
                 changed[field] = value
-    return s, ({**visitor, **changed} if changed else visitor)
+    return {**visitor, **changed} if changed else visitor
 
 
 def _merge(changes: Sequence[FactChanges], verified: bool) -> FactChanges:

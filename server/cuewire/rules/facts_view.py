@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,6 +41,20 @@ def _int(value: str | None) -> int:
 class FactView:
     """Read-only view of one session, its visitor and (optionally) the triggering event."""
 
+    __slots__ = (
+        "event",
+        "memo",
+        "models",
+        "now_ms",
+        "path_memo",
+        "scope",
+        "segment",
+        "session",
+        "url",
+        "vector",
+        "visitor",
+    )
+
     def __init__(
         self,
         session: Facts,
@@ -75,10 +89,10 @@ class FactView:
 
     def get(self, name: str) -> Any:
         scope, _, rest = name.partition(".")
-        resolver = getattr(self, f"_{scope}", None)
+        resolver = _RESOLVERS.get(scope)
         if resolver is None or not rest:
             return MISSING
-        return resolver(rest)
+        return resolver(self, rest)
 
     def _event(self, rest: str) -> Any:
         return walk(self.event, rest.split(".")) if self.event else MISSING
@@ -244,6 +258,15 @@ class FactView:
             },
             "event": dict(self.event or {}),
         }
+
+
+# a fact name's first part -> what resolves the rest of it (event.*, page.*, ...)
+_RESOLVERS: dict[str, Callable[[FactView, str], Any]] = {
+    "event": FactView._event,
+    "page": FactView._page,
+    "session": FactView._session,
+    "visitor": FactView._visitor,
+}
 
 
 def _decoded(raw: str | None) -> Any:
