@@ -271,9 +271,13 @@ class RedisStore(Closing):
             raise StoreError(f"cannot store events: {exc}") from exc
         self._addresses.give_back(address, taken - int(granted))  # the visitor's own limit
         fresh = [int(f) == 1 for f in flags]
+        session_facts, visitor_facts = pairs(sess), pairs(vis)
         if k.cluster and self._s.live_stream_max > 0 and any(fresh):
             accepted = [text for text, new in zip(encoded, fresh, strict=True) if new]
-            self._beside.later(self._live(origin, now_ms, accepted))
+            # the facts the call returned, or those of the caller's copy it found the store
+            # holding (then it returns none): the session's device class is among them
+            known = decided.session if applied and decided is not None else session_facts
+            self._beside.later(self._live(origin, now_ms, accepted, known))
         if tallied:  # a cluster: the site's counters are in another slot
             self._beside.later(tally.count_beside(self._calls, k, site, now_ms, tallied))
         if k.cluster and hits:
@@ -282,7 +286,6 @@ class RedisStore(Closing):
                 self._beside.later(self._heatmap_apart(site, now_ms, counted))
         todo = [int(f) != 0 for f in flags]
         admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
-        session_facts, visitor_facts = pairs(sess), pairs(vis)
         if not applied:
             return Ingested(fresh, todo, session_facts, visitor_facts, admitted)
         resolved = Resolved(
@@ -307,9 +310,11 @@ class RedisStore(Closing):
         spec = spec_arg(self._k, site, now_ms, hits, slot_in(keys), renumber=True)
         return self._calls.call(self._heatmap, keys, [to_json(spec)])
 
-    async def _live(self, origin: Origin, now_ms: int, accepted: list[str]) -> None:
+    async def _live(self, origin: Origin, now_ms: int, accepted: list[str], known: Facts) -> None:
         """On a cluster: the live stream's entry for a batch's accepted events, with the
-        session's device class as ingest.lua adds it (read after the batch: one more call).
+        session's device class as ingest.lua adds it: from ``known``, the session's facts
+        after the batch (every rule set reads ``device``: rules/reads.py), else read after
+        the batch (one more call; a batch never changes it).
 
         The device reads of two batches may come back in either order (another node): each
         entry is queued only after the one of the batch before it, so the stream keeps the
@@ -318,9 +323,11 @@ class RedisStore(Closing):
         before, queued = self._live_queued.get(site), asyncio.Event()
         self._live_queued[site] = queued
         try:
-            device = await self._calls.command(
-                "HGET", k.session(site, origin.session, origin.visitor), "device"
-            )
+            device = known.get("device")
+            if device is None:  # not set, or not among the fields the call returned
+                device = await self._calls.command(
+                    "HGET", k.session(site, origin.session, origin.visitor), "device"
+                )
             entry: list[Any] = ["at", now_ms, "session", origin.session, "visitor", origin.visitor]
             entry += ["events", "[" + ",".join(accepted) + "]"]
             if device is not None:
