@@ -5,6 +5,7 @@ cluster (conftest.py ``redis_cluster``); the store tests run on it too (``WITH_C
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from dataclasses import replace
@@ -17,6 +18,7 @@ from cuewire.errors import StoreError
 from cuewire.gate import browser_gate
 from cuewire.inbox import InboxClient
 from cuewire.keys import TIMER_SHARDS, ClusterKeys, Keys
+from cuewire.origin import Origin
 from cuewire.settings import Limits, Settings
 from cuewire.store import RedisStore, open_store
 from cuewire.store.connection import WatchedConnection
@@ -38,13 +40,14 @@ def node_of(store: RedisStore, key: str) -> str:
     return str(cluster_of(store).get_node_from_key(key).name)
 
 
-def script_calls(cluster: RedisClusterServer) -> dict[int, int]:
-    """EVALSHA calls so far, per node port (a script's own commands are not among them)."""
+def script_calls(cluster: RedisClusterServer, command: str = "evalsha") -> dict[int, int]:
+    """Calls of ``command`` so far, per node port (a script's own commands are not among
+    them)."""
     calls: dict[int, int] = {}
     for node in cluster.nodes:
         client = node.client()
         try:
-            stats = client.info("commandstats").get("cmdstat_evalsha", {})
+            stats = client.info("commandstats").get(f"cmdstat_{command}", {})
         finally:
             client.close()
         calls[node.port] = int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
@@ -171,6 +174,25 @@ async def test_without_an_address_limit_a_batch_is_one_script_call(
         before = script_calls(redis_cluster)
         await h.pipeline.process(v.origin, [event], h.clock.now_ms(), gate)
     assert sum(delta(before, script_calls(redis_cluster)).values()) == 1
+
+
+async def test_a_batchs_live_entry_carries_the_sessions_device_without_a_read_of_its_own(
+    store: RedisStore, settings: Settings, redis_cluster: RedisClusterServer
+) -> None:
+    """The live stream is in another slot than the session: the entry's device class comes
+    from the facts the process holds after the batch's script, decided ahead or not."""
+    h = Harness(store, settings)
+    opened = await store.open_session("s", "v_phone", None, h.clock.now_ms(), {"device": "mobile"})
+    origin = Origin("s", "v_phone", opened.session, "tab1", "sid-phone")
+    reads = script_calls(redis_cluster, "hget")
+    for seq, url in enumerate([PRODUCT, "http://shop.test/product/hat", PRODUCT]):
+        event = {"type": "page_view", "ts": h.clock.now, "seq": seq, "url": url}
+        await h.pipeline.process(origin, [event], h.clock.now_ms())
+    await store.deferred()
+    live = await store.read_live("s", 10)
+    assert [e["device"] for e in live] == ["mobile"] * 3
+    assert [json.loads(e["events"])[0]["seq"] for e in live] == [0, 1, 2]  # in batch order
+    assert delta(reads, script_calls(redis_cluster, "hget")) == {}
 
 
 async def test_the_inbox_client_on_a_cluster_keeps_its_read_bound(clean_cluster: str) -> None:

@@ -20,7 +20,6 @@ the stream reads in streams.py; the store delegates to them, so callers see one 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any, Self
@@ -110,8 +109,6 @@ class RedisStore(Closing):
         self._beside = Beside(client, self._calls)
         self._sessions = Sessions(client, self._k, self._s)
         self._writes = FiringWrites(client, self._k, self._calls, self._beside)
-        # per site: set once the latest live entry's XADD is queued (_live keeps batch order)
-        self._live_queued: dict[str, asyncio.Event] = {}
 
     async def __aenter__(self) -> Self:
         if self._url is not None and not self._k.cluster:
@@ -310,40 +307,22 @@ class RedisStore(Closing):
         spec = spec_arg(self._k, site, now_ms, hits, slot_in(keys), renumber=True)
         return self._calls.call(self._heatmap, keys, [to_json(spec)])
 
-    async def _live(self, origin: Origin, now_ms: int, accepted: list[str], known: Facts) -> None:
-        """On a cluster: the live stream's entry for a batch's accepted events, with the
-        session's device class as ingest.lua adds it: from ``known``, the session's facts
-        after the batch (every rule set reads ``device``: rules/reads.py), else read after
-        the batch (one more call; a batch never changes it).
-
-        The device reads of two batches may come back in either order (another node): each
-        entry is queued only after the one of the batch before it, so the stream keeps the
-        order the batches were taken in (replay and export read it in that order)."""
-        k, site = self._k, origin.site
-        before, queued = self._live_queued.get(site), asyncio.Event()
-        self._live_queued[site] = queued
-        try:
-            device = known.get("device")
-            if device is None:  # not set, or not among the fields the call returned
-                device = await self._calls.command(
-                    "HGET", k.session(site, origin.session, origin.visitor), "device"
-                )
-            entry: list[Any] = ["at", now_ms, "session", origin.session, "visitor", origin.visitor]
-            entry += ["events", "[" + ",".join(accepted) + "]"]
-            if device is not None:
-                entry += ["device", device]
-            if before is not None:
-                await before.wait()
-            xadd = asyncio.ensure_future(
-                self._calls.command(
-                    "XADD", k.live(site), "MAXLEN", "~", self._s.live_stream_max, "*", *entry
-                )
-            )  # tasks start in the order they are made: this one's XADD is queued next
-        finally:
-            queued.set()
-            if self._live_queued.get(site) is queued:
-                del self._live_queued[site]
-        await xadd
+    def _live(
+        self, origin: Origin, now_ms: int, accepted: list[str], known: Facts
+    ) -> Awaitable[Any]:
+        """On a cluster: the live stream's XADD for a batch's accepted events, with the
+        session's device class as ingest.lua adds it, from ``known``: the session's facts
+        after the batch (every rule set reads ``device``, rules/reads.py, so they hold it
+        whenever the session has one; a batch never changes it). Deferred XADDs are queued in
+        the order the batches were taken (tasks start in the order they are made), so the
+        stream keeps it: replay and export read it in that order."""
+        entry: list[Any] = ["at", now_ms, "session", origin.session, "visitor", origin.visitor]
+        entry += ["events", "[" + ",".join(accepted) + "]"]
+        device = known.get("device")
+        if device is not None:
+            entry += ["device", device]
+        live, live_max = self._k.live(origin.site), self._s.live_stream_max
+        return self._calls.command("XADD", live, "MAXLEN", "~", live_max, "*", *entry)
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab, origin.visitor)]
