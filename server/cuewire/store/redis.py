@@ -59,6 +59,7 @@ from .coalesce import Coalescer
 from .deadlines import Deadlines
 from .firing_writes import FiringWrites
 from .fold import outcomes_arg
+from .live import LiveEntries
 from .scripts import (
     TimerOp,
     asks_arg,
@@ -107,6 +108,10 @@ class RedisStore(Closing):
         self._deadlines = Deadlines(client, self._k, self._s, self._calls)
         self._streams = Streams(client, self._k)
         self._beside = Beside(client, self._calls)
+        live_add = client.register_script(lua("live_add.lua"))
+        self._live = LiveEntries(
+            self._calls, self._beside, live_add, self._k, self._s.live_stream_max
+        )
         self._sessions = Sessions(client, self._k, self._s)
         self._writes = FiringWrites(client, self._k, self._calls, self._beside)
 
@@ -274,7 +279,7 @@ class RedisStore(Closing):
             # the facts the call returned, or those of the caller's copy it found the store
             # holding (then it returns none): the session's device class is among them
             known = decided.session if applied and decided is not None else session_facts
-            self._beside.later(self._live(origin, now_ms, accepted, known))
+            self._live.add(origin, now_ms, accepted, known)
         if tallied:  # a cluster: the site's counters are in another slot
             self._beside.later(tally.count_beside(self._calls, k, site, now_ms, tallied))
         if k.cluster and hits:
@@ -306,23 +311,6 @@ class RedisStore(Closing):
         keys: list[str] = []
         spec = spec_arg(self._k, site, now_ms, hits, slot_in(keys), renumber=True)
         return self._calls.call(self._heatmap, keys, [to_json(spec)])
-
-    def _live(
-        self, origin: Origin, now_ms: int, accepted: list[str], known: Facts
-    ) -> Awaitable[Any]:
-        """On a cluster: the live stream's XADD for a batch's accepted events, with the
-        session's device class as ingest.lua adds it, from ``known``: the session's facts
-        after the batch (every rule set reads ``device``, rules/reads.py, so they hold it
-        whenever the session has one; a batch never changes it). Deferred XADDs are queued in
-        the order the batches were taken (tasks start in the order they are made), so the
-        stream keeps it: replay and export read it in that order."""
-        entry: list[Any] = ["at", now_ms, "session", origin.session, "visitor", origin.visitor]
-        entry += ["events", "[" + ",".join(accepted) + "]"]
-        device = known.get("device")
-        if device is not None:
-            entry += ["device", device]
-        live, live_max = self._k.live(origin.site), self._s.live_stream_max
-        return self._calls.command("XADD", live, "MAXLEN", "~", live_max, "*", *entry)
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab, origin.visitor)]
@@ -475,6 +463,7 @@ class RedisStore(Closing):
     async def deferred(self) -> None:
         """Wait for the writes made without waiting (on a cluster: live stream entries,
         removals of cancelled deadlines)."""
+        self._live.flush()  # those of this loop turn, not sent yet
         await self._beside.deferred()
 
     async def aclose(self) -> None:
