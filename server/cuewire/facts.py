@@ -168,8 +168,8 @@ def changes_for(
             setnx={"landing": url, "referrer": event.get("referrer") or ""},
         )
     ch = FactChanges(incr=["events", counted], set={"last": now, "last_type": kind})
-    if kind not in PASSIVE or (kind == "visibility" and event.get("state") == "visible"):
-        ch.set["active_at"] = now  # is_activity(event), without the call
+    if is_activity(event):
+        ch.set["active_at"] = now
     if kind == "scroll":
         ch.set["scroll"] = str(event["depth"])
     elif kind == "attention":

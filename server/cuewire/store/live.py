@@ -55,21 +55,18 @@ class LiveEntries:
 
     def flush(self) -> None:
         """Send what is gathered now, for the sites with no call in flight."""
-        for site in [s for s in self._waiting if s not in self._sending]:
+        for site in list(self._waiting):
             self._send(site)
 
     def _send(self, site: str) -> None:
-        entries = self._waiting.pop(site, None)
-        if entries and site not in self._sending:
-            self._sending.add(site)
-            self._beside.later(self._write(site, entries))
-        elif entries:
-            self._waiting[site] = entries
+        if site in self._sending or site not in self._waiting:
+            return  # the call in flight sends the rest once answered, or nothing is left
+        self._sending.add(site)
+        self._beside.later(self._write(site, self._waiting.pop(site)))
 
     async def _write(self, site: str, entries: list[Any]) -> None:
         try:
             await self._calls.call(self._script, [self._k.live(site)], [self._max_len, *entries])
         finally:  # failed or not (Beside logs it), the next call goes
             self._sending.discard(site)
-            if site in self._waiting:
-                self._send(site)
+            self._send(site)
