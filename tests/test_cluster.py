@@ -9,11 +9,13 @@ import json
 import os
 import signal
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
+from cuewire.clock import day_of
 from cuewire.errors import StoreError
 from cuewire.gate import browser_gate
 from cuewire.inbox import InboxClient
@@ -22,6 +24,7 @@ from cuewire.origin import Origin
 from cuewire.settings import Limits, Settings
 from cuewire.store import RedisStore, open_store
 from cuewire.store.connection import WatchedConnection
+from cuewire.store.heatmaps import read_heatmap
 from support.harness import Harness
 from support.servers import RedisClusterServer
 
@@ -199,6 +202,64 @@ async def test_a_batchs_live_entry_carries_the_sessions_device_without_a_read_of
     assert [e["device"] for e in live] == ["mobile"] * 3
     assert [json.loads(e["events"])[0]["seq"] for e in live] == [0, 1, 2]  # in batch order
     assert delta(reads, script_calls(redis_cluster, "hget")) == {}
+
+
+async def test_the_writes_after_many_batches_of_one_loop_turn_go_in_one_call_per_key(
+    store: RedisStore, settings: Settings, redis_cluster: RedisClusterServer
+) -> None:
+    """The batches of many sessions of one site answered in one loop turn (their visitors'
+    slots and deadline shards on one node): their heatmap hits go in one heatmap.lua call and their live entries
+    in one live_add.lua (the site's slots), the deadlines their page views cancelled in one
+    ZREM per shard, not a call each; nothing is lost on the way."""
+    settings = replace(settings, limits=Limits(address_events_per_second=0))
+    h = Harness(store, settings)
+    k = store.keys
+    node, shards = node_of(store, k.visitor("test-site", "v_gather000")), set()
+    names = []
+    for name in (f"v_gather{i:03}" for i in range(1000)):
+        shard = k.timer_shard("test-site", name)
+        if {node_of(store, k.visitor("test-site", name)), node_of(store, k.timers(shard))} != {
+            node
+        }:
+            continue
+        if shard in shards or len(shards) < 3:
+            shards.add(shard)
+            names.append(name)
+        if len(names) == 12:
+            break
+    visitors = [await h.visit(name) for name in names]
+
+    def batch(seq: int, url: str) -> list[dict[str, Any]]:
+        page = {"type": "page_view", "ts": h.clock.now, "seq": seq, "url": url}
+        click = {"type": "click", "ts": h.clock.now, "seq": seq + 1, "url": url}
+        return [page, click | {"selector": "#buy", "x": 10, "y": 20, "w": 1280}]
+
+    async def all_at_once(seq: int, url: str) -> tuple[int, int]:
+        await store.deferred()
+        calls, removals = script_calls(redis_cluster), script_calls(redis_cluster, "zrem")
+        await asyncio.gather(
+            *(h.pipeline.process(v.origin, batch(seq, url), h.clock.now_ms()) for v in visitors)
+        )
+        await store.deferred()
+        return (
+            sum(delta(calls, script_calls(redis_cluster)).values()),
+            sum(delta(removals, script_calls(redis_cluster, "zrem")).values()),
+        )
+
+    await all_at_once(0, PRODUCT)  # the process learns the sessions' facts
+    # each page view restarts its session's deadline: a script each (decided ahead), one
+    # heatmap.lua and one live_add.lua for all, one ZREM per shard for the cancelled ones
+    restarted = await all_at_once(2, "http://shop.test/product/hat")
+    assert restarted == (len(visitors) + 2, len(shards))
+    assert await all_at_once(4, "http://shop.test/product/scarf") == restarted
+    for shard in shards:  # the deadlines of the last page views only
+        mine = [v for v in visitors if k.timer_shard("test-site", v.origin.visitor) == shard]
+        assert len(await store.client.zrange(k.timers(shard), 0, -1)) == len(mine)
+    day = [day_of(h.clock.now_ms())]
+    for path in ("/product/boots", "/product/hat", "/product/scarf"):
+        counted = await read_heatmap(store.client, k, "test-site", path, day)
+        assert counted.totals == {"click": len(visitors)}
+    assert len(await store.read_live("test-site", 100)) == 3 * len(visitors)
 
 
 async def test_the_inbox_client_on_a_cluster_keeps_its_read_bound(clean_cluster: str) -> None:

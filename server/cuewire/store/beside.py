@@ -1,23 +1,28 @@
 """On a Redis Cluster, the writes that go beside a script call because their keys are in
 other slots: a new deadline's entry in its shard, added in the same loop turn as the script
-(another node, concurrently); the removal of cancelled deadlines, and the live stream's
-entries, written after it without waiting (:meth:`Beside.later`). On one Redis the script
-makes those writes itself and a call is just the script's."""
+(another node, concurrently); the removal of cancelled deadlines, gathered per shard, and the
+other writes gathered per key (gather.py: live stream entries, heatmap hits, counters), made
+after it without waiting (:meth:`Beside.later`). On one Redis the script makes those writes
+itself and a call is just the script's."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from redis.commands.core import AsyncScript
 
 from .coalesce import Coalescer
+from .gather import WAITING_CAP, Gathered
 from .scripts import TimerOp
 from .shared import FAILURES, Client
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
 class Beside:
@@ -28,6 +33,16 @@ class Beside:
         self._r = client
         self._calls = calls
         self._background: set[asyncio.Task[Any]] = set()
+        self._gathered: list[Gathered[Any, Any]] = []
+        self._removals = self.gathered(self._remove)  # shard key -> deadline members
+
+    def gathered(
+        self, write: Callable[[K, list[T]], Awaitable[Any]], cap: int = WAITING_CAP
+    ) -> Gathered[K, T]:
+        """Writes gathered per key, made by ``write`` after the calls (gather.py)."""
+        gathered: Gathered[K, T] = Gathered(write, self.later, cap)
+        self._gathered.append(gathered)
+        return gathered
 
     async def call(
         self,
@@ -62,8 +77,11 @@ class Beside:
         for op in timer_ops:
             removal = op.due_ms is None
             if removal == done:
-                self.later(self._calls.command("ZREM", op.key, op.member))
+                self._removals.add(op.key, (op.member,))
         return answer
+
+    async def _remove(self, shard: str, members: list[str]) -> None:
+        await self._calls.command("ZREM", shard, *members)
 
     def later(self, work: Awaitable[Any]) -> None:
         """Run ``work`` without waiting for it (its failure is logged)."""
@@ -79,6 +97,8 @@ class Beside:
         task.add_done_callback(self._background.discard)
 
     async def deferred(self) -> None:
-        """Wait for the writes made without waiting."""
+        """Make the gathered writes now, and wait for those made without waiting."""
+        for gathered in self._gathered:
+            gathered.flush()
         while self._background:
             await asyncio.wait(set(self._background))

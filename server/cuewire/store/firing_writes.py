@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ..clock import day_of
 from ..keys import Keys
 from . import tally
 from .base import Action, Cancel, Put, Queued, Schedule, Timer
@@ -93,7 +94,7 @@ class FiringWrites:
         """On a cluster: what an exposure leaves in the visitor's slot (mark.lua); a new
         exposed visitor is counted in the site's counters after it."""
         fields = await self._calls.call(self._mark, marks["keys"], [to_json([marks["m"]])])
-        await tally.count_beside(self._calls, self._k, site, int(marks["at"]), list(fields))
+        await tally.count_beside(self._calls, self._k, site, day_of(int(marks["at"])), fields)
 
     async def _queue_apart(self, jobs: Sequence[Queued]) -> None:
         """On a cluster, outbox jobs go before their audit records: a crash in between

@@ -21,7 +21,7 @@ the stream reads in streams.py; the store delegates to them, so callers see one 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import Any, Self
 
 import redis.asyncio as aioredis
@@ -109,6 +109,9 @@ class RedisStore(Closing):
         self._streams = Streams(client, self._k)
         self._beside = Beside(client, self._calls)
         live_add = client.register_script(lua("live_add.lua"))
+        # on a cluster: written after the batches, gathered per site and day
+        self._hits = self._beside.gathered(self._heatmap_apart)
+        self._counted = self._beside.gathered(self._count_apart)
         self._live = LiveEntries(
             self._calls, self._beside, live_add, self._k, self._s.live_stream_max
         )
@@ -281,11 +284,11 @@ class RedisStore(Closing):
             known = decided.session if applied and decided is not None else session_facts
             self._live.add(origin, now_ms, accepted, known)
         if tallied:  # a cluster: the site's counters are in another slot
-            self._beside.later(tally.count_beside(self._calls, k, site, now_ms, tallied))
+            self._counted.add((site, day_of(now_ms)), tallied)
         if k.cluster and hits:
-            counted = [h for h in hits if fresh[h.index - 1]]
+            counted = [(now_ms, h) for h in hits if fresh[h.index - 1]]
             if counted:
-                self._beside.later(self._heatmap_apart(site, now_ms, counted))
+                self._hits.add((site, day_of(now_ms)), counted)
         todo = [int(f) != 0 for f in flags]
         admitted = Admitted(int(granted), int(retry_ms), [str(c) for c in capped or []])
         if not applied:
@@ -306,11 +309,17 @@ class RedisStore(Closing):
         granted, retry_ms = await self._calls.call(self._address, keys, args)
         return int(granted), int(retry_ms)
 
-    def _heatmap_apart(self, site: str, now_ms: int, hits: list[Hit]) -> Awaitable[Any]:
-        """On a cluster: a batch's new heatmap hits, in their site's heatmap slot."""
+    async def _heatmap_apart(self, day: tuple[str, str], hits: list[tuple[int, Hit]]) -> None:
+        """On a cluster: the new heatmap hits of the batches of a site and ``day``, gathered,
+        in their site's heatmap slot."""
         keys: list[str] = []
-        spec = spec_arg(self._k, site, now_ms, hits, slot_in(keys), renumber=True)
-        return self._calls.call(self._heatmap, keys, [to_json(spec)])
+        now_ms = max(at for at, _ in hits)  # the day's time to live from the latest
+        spec = spec_arg(self._k, day[0], now_ms, [h for _, h in hits], slot_in(keys), True)
+        await self._calls.call(self._heatmap, keys, [to_json(spec)])
+
+    async def _count_apart(self, day: tuple[str, str], fields: list[Any]) -> None:
+        """On a cluster: the counters the batches of a site and ``day`` counted, gathered."""
+        await tally.count_beside(self._calls, self._k, *day, fields)
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab, origin.visitor)]
@@ -443,7 +452,7 @@ class RedisStore(Closing):
         async with guard("count a segment"):
             counted, apart = await self._calls.call(self._segment, keys, args)
             if apart:  # a cluster: the day's counters are in the site's slot
-                await tally.count_beside(self._calls, k, site, now_ms, list(apart))
+                await tally.count_beside(self._calls, k, site, day_of(now_ms), apart)
         return bool(counted)
 
     async def read_audit(self, site: str, count: int) -> list[dict[str, str]]:
@@ -461,9 +470,8 @@ class RedisStore(Closing):
         return await self._streams.stream_after(key, after, count)
 
     async def deferred(self) -> None:
-        """Wait for the writes made without waiting (on a cluster: live stream entries,
-        removals of cancelled deadlines)."""
-        self._live.flush()  # those of this loop turn, not sent yet
+        """Make the writes gathered after the batches now and wait for them (on a cluster:
+        live stream entries, heatmap hits, counters, removals of cancelled deadlines)."""
         await self._beside.deferred()
 
     async def aclose(self) -> None:

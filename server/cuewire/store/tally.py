@@ -11,7 +11,8 @@ back from the script and is added beside it (:func:`count_beside`).
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from ..clock import day_of
@@ -102,12 +103,13 @@ def record_arg(
 
 
 async def count_beside(
-    calls: Coalescer, k: Keys, site: str, now_ms: int, fields: list[Any]
+    calls: Coalescer, k: Keys, site: str, day: str, fields: Iterable[Any]
 ) -> None:
-    """On a cluster: add 1 to ``fields`` of ``site``'s counters of the day of ``now_ms``."""
-    if not fields:
+    """On a cluster: add to ``site``'s counters of ``day`` 1 per field in ``fields``."""
+    counts = Counter(str(f) for f in fields)
+    if not counts:
         return
-    key = k.counters(site, day_of(now_ms))
-    work: list[Awaitable[Any]] = [calls.command("HINCRBY", key, str(f), 1) for f in fields]
+    key = k.counters(site, day)
+    work: list[Awaitable[Any]] = [calls.command("HINCRBY", key, f, n) for f, n in counts.items()]
     work.append(calls.command("EXPIRE", key, COUNTERS_TTL_S))
     await together(work)
