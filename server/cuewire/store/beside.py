@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.commands.core import AsyncScript
 
 from .coalesce import Coalescer
-from .gather import WAITING_CAP, Gathered
+from .gather import WAITING_CAP, Gathered, K, T
 from .scripts import TimerOp
 from .shared import FAILURES, Client
 
 log = logging.getLogger(__name__)
-
-K = TypeVar("K", bound=Hashable)
-T = TypeVar("T")
 
 
 class Beside:
