@@ -17,6 +17,10 @@ from ..facts import FactChanges, NewName
 from ..origin import Origin
 from ..ratelimit import Rate
 
+# compact, as json.dumps(separators=(",", ":"), ensure_ascii=False) writes it, without
+# building an encoder per call (a page view restarts several deadlines)
+_member_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 if TYPE_CHECKING:
     from ..counters import Mark
 
@@ -78,8 +82,7 @@ class Timer(msgspec.Struct, frozen=True):
 
     def member(self) -> str:
         """The timer as a sorted-set member: a JSON array, so any character is safe in it."""
-        parts = [self.site, self.session, self.visitor, self.rule, self.token]
-        return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+        return _member_json([self.site, self.session, self.visitor, self.rule, self.token])
 
     @classmethod
     def from_member(cls, member: str) -> Timer:
