@@ -27,7 +27,7 @@ from redis.exceptions import NoScriptError
 from .node_pipelines import NodePipelines
 
 
-@dataclass
+@dataclass(slots=True)
 class _Call:
     script: AsyncScript | None  # None: a plain command, ``args``
     keys: Sequence[Any]
@@ -52,25 +52,29 @@ class Coalescer:
         self._waiting: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def call(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """The script's answer; its error (a RedisError) raised here. On a cluster its first
-        key routes it (the store's scripts touch the keys of one slot)."""
-        return await self._queue(script, keys, args)
+    def call(
+        self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
+        """The script's answer, to await; its error (a RedisError) raised there. On a cluster
+        its first key routes it (the store's scripts touch the keys of one slot). Queued now:
+        a future, not a coroutine (no frame per call, and ``gather`` makes no task of it)."""
+        return self._queue(script, keys, args)
 
-    async def command(self, name: str, key: str, *args: Any) -> Any:
+    def command(self, name: str, key: str, *args: Any) -> asyncio.Future[Any]:
         """The answer of the plain command ``name`` on ``key`` (its one key, named first, as
-        in ``HGET key field``: on a cluster, the key routes it); its error raised here."""
-        return await self._queue(None, (key,), (name, key, *args))
+        in ``HGET key field``: on a cluster, the key routes it), to await; its error raised
+        there."""
+        return self._queue(None, (key,), (name, key, *args))
 
-    async def _queue(
+    def _queue(
         self, script: AsyncScript | None, keys: Sequence[Any], args: Sequence[Any]
-    ) -> Any:
+    ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         if not self._waiting:
             loop.call_soon(self._flush)
         answer: asyncio.Future[Any] = loop.create_future()
         self._waiting.append(_Call(script, keys, args, answer))
-        return await answer
+        return answer
 
     def _flush(self) -> None:
         calls, self._waiting = self._waiting, []
