@@ -40,6 +40,7 @@ class Plan:
     rule_events: int
     profile_s: float
     storm_tabs: int
+    scale_rounds: int  # rounds of 2 processes on one Redis, then on the cluster, alternated
 
 
 QUICK = Plan(
@@ -63,6 +64,7 @@ QUICK = Plan(
     rule_events=20_000,
     profile_s=3,
     storm_tabs=3000,
+    scale_rounds=3,
 )
 
 FULL = Plan(
@@ -86,6 +88,7 @@ FULL = Plan(
     rule_events=100_000,
     profile_s=15,
     storm_tabs=10_000,
+    scale_rounds=2,
 )
 
 
