@@ -5,7 +5,7 @@ node does not answer, and a failed call that does not stop the next."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
@@ -52,8 +52,12 @@ async def turn() -> None:
 
 
 @pytest.fixture
-def writes() -> Writes:
-    return Writes()
+async def writes() -> AsyncIterator[Writes]:
+    w = Writes()
+    yield w
+    for task in w.background:  # the calls a test left unanswered
+        task.cancel()
+    await asyncio.gather(*w.background, return_exceptions=True)
 
 
 async def test_what_a_loop_turn_adds_for_a_key_goes_in_one_call_per_key(writes: Writes) -> None:
