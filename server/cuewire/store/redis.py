@@ -309,17 +309,17 @@ class RedisStore(Closing):
         granted, retry_ms = await self._calls.call(self._address, keys, args)
         return int(granted), int(retry_ms)
 
-    async def _heatmap_apart(self, day: tuple[str, str], hits: list[tuple[int, Hit]]) -> None:
-        """On a cluster: the new heatmap hits of the batches of a site and ``day``, gathered,
+    async def _heatmap_apart(self, site_day: tuple[str, str], hits: list[tuple[int, Hit]]) -> None:
+        """On a cluster: the new heatmap hits of the batches of one site and day, gathered,
         in their site's heatmap slot."""
         keys: list[str] = []
         now_ms = max(at for at, _ in hits)  # the day's time to live from the latest
-        spec = spec_arg(self._k, day[0], now_ms, [h for _, h in hits], slot_in(keys), True)
+        spec = spec_arg(self._k, site_day[0], now_ms, [h for _, h in hits], slot_in(keys), True)
         await self._calls.call(self._heatmap, keys, [to_json(spec)])
 
-    async def _count_apart(self, day: tuple[str, str], fields: list[Any]) -> None:
-        """On a cluster: the counters the batches of a site and ``day`` counted, gathered."""
-        await tally.count_beside(self._calls, self._k, *day, fields)
+    async def _count_apart(self, site_day: tuple[str, str], fields: list[Any]) -> None:
+        """On a cluster: the counters the batches of one site and day counted, gathered."""
+        await tally.count_beside(self._calls, self._k, *site_day, fields)
 
     async def commit(self, origin: Origin, seqs: list[int], actions: list[Action]) -> bool:
         keys = [self._k.pending(origin.site, origin.session, origin.tab, origin.visitor)]
