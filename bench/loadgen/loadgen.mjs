@@ -24,6 +24,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, m
 const out = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
 const round = (x) => Math.round(x * 1000) / 1000;
 const RUN = Math.random().toString(36).slice(2, 8);
+// the codes an ack rejects with that ask for the event again later (docs/protocol.md)
+const RETRYABLE = new Set(["rate_limited", "store_unavailable"]);
 const DISCONNECTS = {}; // reason -> sessions the server or the transport dropped
 const DISCONNECT_S = {}; // second since start -> sessions dropped then
 let closing = false;
@@ -188,8 +190,7 @@ async function ingest(sessions) {
           counts.accepted += ack.accepted;
           counts.rejected += ack.rejected.length;
           for (const r of ack.rejected) {
-            const key = r.reason.split(":")[0];
-            reasons[key] = (reasons[key] || 0) + 1;
+            reasons[r.code] = (reasons[r.code] || 0) + 1;
           }
           if (lat.length < 200000) lat.push(round(ms));
         }
@@ -252,11 +253,10 @@ async function latency(sessions) {
         }
         for (const r of ack.rejected) {
           counts.rejected++;
-          const key = r.reason.split(":")[0];
-          reasons[key] = (reasons[key] || 0) + 1;
+          reasons[r.code] = (reasons[r.code] || 0) + 1;
         }
         if (k >= cfg.warmup_s) ackMs.push(round(ms));
-        const later = ack.rejected.some((r) => /^(rate limit|store unavailable)/.test(r.reason));
+        const later = ack.rejected.some((r) => RETRYABLE.has(r.code));
         if (fire && later && tries < cfg.resend_tries) {
           counts.resent++;
           await sleep(1000);
