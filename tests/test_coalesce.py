@@ -1,5 +1,6 @@
-"""Script calls of one event-loop turn go to Redis in one pipeline, each with its own answer
-(store/coalesce.py), on both store backends."""
+"""Script calls of one event-loop turn go to Redis together, each with its own answer
+(store/coalesce.py), on every store backend: on one Redis in one write on the connection the
+lane keeps (store/lane.py), on a cluster in one pipeline per node."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
-from cuewire.store import RedisStore
+from cuewire.settings import Settings
+from cuewire.store import RedisStore, lane, open_store
 from cuewire.store.coalesce import Coalescer
-from support.servers import WITH_CLUSTER, free_port
+from support.servers import WITH_CLUSTER, RedisServer, free_port
 
 BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
 
@@ -26,28 +29,33 @@ return ARGV[1]
 
 
 class Counting:
-    """A client whose pipelines are counted: on one Redis its ``pipeline()`` calls; on a
-    cluster the connections its nodes lend (store/node_pipelines.py: one per pipeline)."""
+    """A client whose sending is counted. On one Redis (and the embedded store): the lane's
+    writes and the connections it takes from the pool. On a cluster: the connections its
+    nodes lend (store/node_pipelines.py: one per pipeline)."""
 
     def __init__(
         self, client: aioredis.Redis | RedisCluster, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        self.pipelines = 0
+        self.pipelines = self.writes = self.checkouts = 0
         if isinstance(client, RedisCluster):  # ClusterNode has slots: its class is patched
             real = ClusterNode.acquire_connection
-            monkeypatch.setattr(ClusterNode, "acquire_connection", self._counted(real))
+            monkeypatch.setattr(ClusterNode, "acquire_connection", self._counted(real, "pipelines"))
         else:
-            monkeypatch.setattr(client, "pipeline", self._counted(client.pipeline))
+            monkeypatch.setattr(lane, "write_now", self._counted(lane.write_now, "writes"))
+            pool = client.connection_pool
+            monkeypatch.setattr(
+                pool, "get_connection", self._counted(pool.get_connection, "checkouts")
+            )
 
-    def _counted(self, real: Callable[..., Any]) -> Callable[..., Any]:
+    def _counted(self, real: Callable[..., Any], what: str) -> Callable[..., Any]:
         def counted(*args: Any, **kwargs: Any) -> Any:
-            self.pipelines += 1
+            setattr(self, what, getattr(self, what) + 1)
             return real(*args, **kwargs)
 
         return counted
 
 
-async def test_calls_of_one_turn_share_one_pipeline_and_get_their_own_answers(
+async def test_calls_of_one_turn_go_together_and_get_their_own_answers(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await store.client.script_load(ECHO)  # loaded: no call goes alone to load it
@@ -56,8 +64,12 @@ async def test_calls_of_one_turn_share_one_pipeline_and_get_their_own_answers(
     calls = Coalescer(store.client)
     answers = await asyncio.gather(*[calls.call(script, ["n"], [str(i)]) for i in range(20)])
     assert answers == [str(i) for i in range(20)]
-    assert counting.pipelines == 1
+    if isinstance(store.client, RedisCluster):
+        assert counting.pipelines == 1
+    else:
+        assert (counting.writes, counting.checkouts) == (1, 1)
     assert await store.client.get("n") == "20"  # each ran once
+    await calls.aclose()
 
 
 async def test_a_failing_call_fails_alone(store: RedisStore) -> None:
@@ -73,14 +85,20 @@ async def test_a_failing_call_fails_alone(store: RedisStore) -> None:
     assert isinstance(results[1], ResponseError)
 
 
-async def test_a_lone_call_goes_as_it_is(
+async def test_a_lone_call_goes_at_once_and_the_lane_keeps_its_connection(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    await store.client.script_load(ECHO)  # loaded: no call goes alone to load it
     counting = Counting(store.client, monkeypatch)
     script = store.client.register_script(ECHO)
-    assert await Coalescer(store.client).call(script, ["n"], ["x"]) == "x"
-    # on a cluster a lone call goes as a pipeline of one on its node: one connection lent
-    assert counting.pipelines == (1 if isinstance(store.client, RedisCluster) else 0)
+    calls = Coalescer(store.client)
+    for i in range(3):
+        assert await calls.call(script, ["n"], [str(i)]) == str(i)
+    if isinstance(store.client, RedisCluster):  # a pipeline of one on its node
+        assert counting.pipelines == 3
+    else:  # one write each, on the connection taken once
+        assert (counting.writes, counting.checkouts) == (3, 1)
+    await calls.aclose()
 
 
 async def test_calls_survive_a_flushed_script_cache(store: RedisStore) -> None:
@@ -116,3 +134,62 @@ async def test_a_cancelled_caller_does_not_stop_the_others(
         task.cancel()
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert done[cancelled:] == [str(i) for i in range(cancelled, 4)]
+
+
+# ------------------------------------------------------------ the lane, on one real Redis
+
+ORDER = "redis.call('RPUSH', KEYS[1], ARGV[1]) return ARGV[1]"
+SLOW = """
+local t = redis.call('TIME')
+local stop = t[1] * 1000000 + t[2] + tonumber(ARGV[2]) * 1000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
+async def test_calls_written_while_others_are_in_flight_are_answered_in_order(
+    store: RedisStore,
+) -> None:
+    slow = store.client.register_script(SLOW)
+    quick = store.client.register_script(ORDER)
+    calls = Coalescer(store.client)
+    await calls.call(quick, ["warm"], ["x"])  # the lane's connection is open
+    first = calls.call(slow, ["order"], ["slow", 200])
+    await asyncio.sleep(0.05)  # written; Redis runs it for 200 ms
+    later = [calls.call(quick, ["order"], [str(i)]) for i in range(3)]
+    assert await asyncio.gather(first, *later) == ["slow", "0", "1", "2"]
+    assert await store.client.lrange("order", 0, -1) == ["slow", "0", "1", "2"]
+    await calls.aclose()
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
+async def test_a_connection_redis_closed_while_idle_loses_no_call(store: RedisStore) -> None:
+    """A Redis restart closes the lane's connection while nothing is in flight on it: the
+    next calls wait for a fresh connection instead of failing on the dead one."""
+    script = store.client.register_script(ORDER)
+    calls = Coalescer(store.client)
+    assert await calls.call(script, ["n"], ["before"]) == "before"
+    killed = await store.client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    await asyncio.sleep(0.1)  # the lane's socket has seen Redis close it
+    answers = await asyncio.gather(*[calls.call(script, ["n"], [str(i)]) for i in range(3)])
+    assert answers == ["0", "1", "2"]
+    await calls.aclose()
+
+
+async def test_calls_in_flight_when_redis_stops_answering_fail_and_the_next_ones_go_through(
+    own_redis: RedisServer,
+) -> None:
+    async with open_store(Settings(redis_url=f"{own_redis.url}?socket_timeout=0.3")) as store:
+        script = store.client.register_script(ORDER)
+        calls = Coalescer(store.client)
+        assert await calls.call(script, ["n"], ["before"]) == "before"
+        with own_redis.frozen():
+            stuck = await asyncio.gather(
+                *[calls.call(script, ["n"], [str(i)]) for i in range(3)], return_exceptions=True
+            )
+        assert all(isinstance(r, redis.exceptions.TimeoutError) for r in stuck), stuck
+        assert await calls.call(script, ["n"], ["after"]) == "after"
+        await calls.aclose()

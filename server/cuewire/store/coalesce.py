@@ -1,10 +1,10 @@
-"""Script calls made in one turn of the event loop go to Redis together, in one pipeline.
+"""Script calls made in one turn of the event loop go to Redis together.
 
-Under load many sessions' batches call a script in the same loop iteration. Sent one by one,
-each call pays redis-py's connection checkout, a socket write and its own wake-up for the
-reply; sent together, the calls of one iteration share one connection, one write and one read
-loop, and Redis answers them in order. Each call still gets its own answer or its own error:
-one script that fails does not fail the others. A lone call goes as it is.
+Under load many sessions' batches call a script in the same loop iteration. On one Redis the
+calls go to the lane (lane.py): one connection on which each turn's calls are written at
+once, pipelined behind those still in flight, and answered in order by one reader, with no
+task, pool checkout or redis-py pipeline per turn. Each call still gets its own answer or its
+own error: one script that fails does not fail the others.
 
 On a Redis Cluster the calls of one turn go in one pipeline per node, the nodes concurrently
 (node_pipelines.py), a lone call too: each call is routed by its key (a script's first key, a
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -24,32 +23,22 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from .lane import Call, Lane, fail
 from .node_pipelines import NodePipelines
 
 
-@dataclass(slots=True)
-class _Call:
-    script: AsyncScript | None  # None: a plain command, ``args``
-    keys: Sequence[Any]
-    args: Sequence[Any]
-    answer: asyncio.Future[Any]
-
-    @property
-    def words(self) -> tuple[Any, ...]:
-        """The command sent: EVALSHA itself (a Script on a pipeline would add SCRIPT EXISTS
-        first), or the plain command."""
-        if self.script is None:
-            return tuple(self.args)
-        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
-
-
 class Coalescer:
-    """Runs script calls, those of one loop iteration in one pipeline."""
+    """Runs script calls and plain commands, those of one loop iteration together."""
 
     def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self._client = client
-        self._nodes = NodePipelines(client) if isinstance(client, RedisCluster) else None
-        self._waiting: list[_Call] = []
+        self._nodes: NodePipelines | None = None
+        self._lane: Lane | None = None
+        if isinstance(client, RedisCluster):
+            self._nodes = NodePipelines(client)
+        else:
+            self._lane = Lane(client, self._again)
+        self._waiting: list[Call] = []
         self._sending: set[asyncio.Task[None]] = set()
 
     def call(
@@ -73,74 +62,72 @@ class Coalescer:
         if not self._waiting:
             loop.call_soon(self._flush)
         answer: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append(_Call(script, keys, args, answer))
+        self._waiting.append(Call(script, keys, args, answer))
         return answer
+
+    async def aclose(self) -> None:
+        """Stop: the calls not answered are cancelled, the lane's connection given back."""
+        if self._lane is not None:
+            await self._lane.aclose()
 
     def _flush(self) -> None:
         calls, self._waiting = self._waiting, []
         calls = [c for c in calls if not c.answer.done()]  # a caller cancelled meanwhile
         if not calls:
             return
-        task = asyncio.get_running_loop().create_task(self._send(calls))
+        if self._lane is not None:
+            self._lane.send(calls)
+            return
+        self._spawn(self._send(calls))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, calls: list[_Call]) -> None:
-        if len(calls) == 1 and self._nodes is None:
-            [one] = calls
-            await self._settle(one, self._alone(one))
-            return
+    def _again(self, c: Call) -> None:
+        """``c`` met NOSCRIPT (a restarted or flushed server): through the script, which
+        loads it."""
+        self._spawn(self._settle(c, self._alone(c)))
+
+    async def _send(self, calls: list[Call]) -> None:
+        """A cluster's calls: each node's answered as soon as it answers."""
+        assert self._nodes is not None
+
+        async def answered(at: list[int], results: list[Any]) -> None:
+            await self._answer([calls[i] for i in at], results)
+
         try:
-            if self._nodes is None:
-                await self._answer(calls, await self._pipeline(calls))
-            else:  # each node's calls answered as soon as it answers
-
-                async def answered(at: list[int], results: list[Any]) -> None:
-                    await self._answer([calls[i] for i in at], results)
-
-                keys = [c.keys[0] for c in calls]
-                await self._nodes.send(keys, [c.words for c in calls], answered)
+            keys = [c.keys[0] for c in calls]
+            await self._nodes.send(keys, [c.words for c in calls], answered)
         except asyncio.CancelledError:  # the server stops: so do the calls
             for c in calls:
                 c.answer.cancel()
             raise
         except Exception as exc:  # the connection failed: every call of it not answered did
             for c in calls:
-                _fail(c, exc)
+                fail(c, exc)
 
-    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
-        """Each call's answer or error, from one pipeline."""
-        pipe = self._client.pipeline(transaction=False)
-        for c in calls:
-            pipe.execute_command(*c.words)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
-
-    async def _answer(self, calls: list[_Call], results: list[Any]) -> None:
+    async def _answer(self, calls: list[Call], results: list[Any]) -> None:
         for c, result in zip(calls, results, strict=True):
             if isinstance(result, NoScriptError):  # a restarted or flushed server
                 await self._settle(c, self._alone(c))
             elif isinstance(result, Exception):
-                _fail(c, result)
+                fail(c, result)
             elif not c.answer.done():
                 c.answer.set_result(result)
 
-    async def _alone(self, c: _Call) -> Any:
+    async def _alone(self, c: Call) -> Any:
         if c.script is None:
             return await self._client.execute_command(*c.args)
         return await c.script(keys=c.keys, args=c.args)
 
     @staticmethod
-    async def _settle(c: _Call, work: Any) -> None:
+    async def _settle(c: Call, work: Any) -> None:
         try:
             result = await work
         except Exception as exc:
-            _fail(c, exc)
+            fail(c, exc)
             return
         if not c.answer.done():
             c.answer.set_result(result)
-
-
-def _fail(c: _Call, exc: BaseException) -> None:
-    if not c.answer.done():
-        c.answer.set_exception(exc)

@@ -39,6 +39,7 @@ import redis.asyncio as aioredis
 from redis._parsers.encoders import Encoder
 from redis.asyncio.connection import AbstractConnection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import SentinelManagedConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -230,6 +231,28 @@ class QuickPool(aioredis.BlockingConnectionPool):
         if self._waiting:
             async with self._condition:
                 self._condition.notify()
+
+
+def is_open(conn: AbstractConnection) -> bool:
+    """``conn`` is connected and Redis has not closed it (as far as its socket has said)."""
+    reader: asyncio.StreamReader | None = getattr(conn, "_reader", None)
+    writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+    if reader is None or writer is None:
+        return False
+    return not (reader.at_eof() or writer.transport.is_closing())
+
+
+def write_now(conn: AbstractConnection, packed: list[bytes], limit: int) -> None:
+    """Write ``packed`` on ``conn``'s socket without waiting for it to drain (the lane,
+    lane.py): redis' ``ConnectionError`` when the connection is closed, or when more than
+    ``limit`` bytes written earlier are still unsent (Redis does not read)."""
+    writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+    if writer is None or writer.transport.is_closing():
+        raise RedisConnectionError("the connection to Redis is closed")
+    unsent = getattr(writer.transport, "get_write_buffer_size", None)  # (not fakeredis')
+    if unsent is not None and unsent() > limit:
+        raise RedisConnectionError(f"Redis has not read the last {limit} bytes written to it")
+    writer.writelines(packed)
 
 
 def watched_pool(url: str, **kwargs: Any) -> QuickPool:

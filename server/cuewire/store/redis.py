@@ -100,10 +100,11 @@ class RedisStore(Closing):
         self._segment = client.register_script(lua("counters.lua") + lua("segment.lua"))
         self._resolve = client.register_script(composed("resolve.lua"))
         self._address = client.register_script(lua("address_rate.lua"))
-        self._calls = Coalescer(client)  # the hot path's calls: one pipeline per loop turn
-        # its own pipelines: a sync waiting on a slow node never holds up a batch's call
+        self._calls = Coalescer(client)  # the hot path's calls, those of a loop turn together
+        # its own lane or pipelines: a sync waiting on a slow node never holds up a batch
+        self._syncs = Coalescer(client)
         self._addresses = SharedAddressLimit(
-            Coalescer(client), client.register_script(lua("address_sync.lua")), self._k
+            self._syncs, client.register_script(lua("address_sync.lua")), self._k
         )
         self._deadlines = Deadlines(client, self._k, self._s, self._calls)
         self._streams = Streams(client, self._k)
@@ -131,6 +132,8 @@ class RedisStore(Closing):
                     await client.initialize()
                 except (*FAILURES, OSError) as exc:
                     raise StoreError(f"cannot reach the cluster at {self._url}: {exc}") from exc
+                await self._calls.aclose()
+                await self._syncs.aclose()
                 self._use(client)
                 await single.aclose()
         return self
@@ -476,4 +479,6 @@ class RedisStore(Closing):
 
     async def aclose(self) -> None:
         await self.deferred()
+        await self._calls.aclose()
+        await self._syncs.aclose()
         await self._r.aclose()

@@ -1,0 +1,218 @@
+"""One Redis connection that carries the store's calls, pipelined, with no task per call.
+
+The coalescer (coalesce.py) hands each loop turn's calls to the lane at once: their commands
+are packed and written to the lane's connection right there, and one reader takes the answers
+as they come and settles each call's future. Redis answers one connection's commands in the
+order they came, and runs one command at a time whatever the number of connections, so one
+connection loses nothing; what goes is redis-py's work around each call: a task per turn, a
+pool checkout and release, a Pipeline object or ``execute_command`` with its retry wrapper,
+and a read coroutine per call. Under the latency scenario's load (one event a second per
+session: most turns carry one call) that work was a quarter of the server's CPU
+(``python -m bench --only latency``, the profile in docs/deploy.md).
+
+What fails, and how much:
+
+- An error reply (a script's error, ``NOSCRIPT``) fails its own call only; ``NOSCRIPT`` goes
+  to ``on_noscript`` (the coalescer sends that call again through the script, which loads it).
+- A connection that fails (Redis gone, or a reply overdue: the watched connection of
+  connection.py cuts its socket after the call timeout, and the read fails with redis'
+  ``TimeoutError``) fails every call written on it and not yet answered. The lane gives the
+  connection back to the pool and the next call takes one again, connecting anew.
+- The lane never resends a call: the caller sees a ``RedisError`` (the store answers
+  ``store_unavailable`` and the client resends the batch, docs/protocol.md).
+- While Redis does not read, the commands written wait in the socket's buffer; past
+  ``MAX_UNSENT_BYTES`` new calls fail at once instead of growing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+from .connection import is_open, write_now
+
+MAX_UNSENT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Call:
+    """One script call or plain command, and the future its caller awaits."""
+
+    script: AsyncScript | None  # None: a plain command, ``args``
+    keys: Sequence[Any]
+    args: Sequence[Any]
+    answer: asyncio.Future[Any]
+
+    @property
+    def words(self) -> tuple[Any, ...]:
+        """The command sent: EVALSHA itself (a Script on a pipeline would add SCRIPT EXISTS
+        first), or the plain command."""
+        if self.script is None:
+            return tuple(self.args)
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
+
+def fail(call: Call, exc: BaseException) -> None:
+    if not call.answer.done():
+        call.answer.set_exception(exc)
+
+
+class _Wire:
+    """One connection of the lane: the calls written on it, in order, and their reader."""
+
+    def __init__(self, lane: Lane, conn: AbstractConnection) -> None:
+        self.lane = lane
+        self.conn = conn
+        self.written: deque[Call] = deque()  # not yet answered, in the order written
+        self.wake: asyncio.Future[None] | None = None  # the reader's, while it has nothing to read
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    def write(self, calls: list[Call]) -> None:
+        """Write ``calls`` now; redis' ``ConnectionError`` when the connection cannot take
+        them (nothing of them was written then)."""
+        packed = self.conn.pack_commands([c.words for c in calls])
+        write_now(self.conn, packed, MAX_UNSENT_BYTES)
+        self.written.extend(calls)
+        self.stir()
+
+    def stir(self, exc: Exception | None = None) -> None:
+        """Wake the reader if it waits: to read, or with ``exc`` to stop."""
+        wake = self.wake
+        if wake is not None and not wake.done():
+            if exc is None:
+                wake.set_result(None)
+            else:
+                wake.set_exception(exc)
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        callbacks = self.lane.client.response_callbacks
+        written = self.written
+        try:
+            while True:
+                if not written:
+                    self.wake = loop.create_future()
+                    await self.wake
+                    self.wake = None
+                    continue
+                try:
+                    reply = await self.conn.read_response()
+                except ResponseError as exc:  # an error reply: the call's own
+                    reply = exc
+                call = written.popleft()
+                if isinstance(reply, NoScriptError):
+                    self.lane.on_noscript(call)
+                elif isinstance(reply, Exception):
+                    fail(call, reply)
+                elif not call.answer.done():
+                    parse = callbacks.get(call.words[0]) if call.script is None else None
+                    call.answer.set_result(parse(reply) if parse else reply)
+        except Exception as exc:  # the connection failed, or was retired: so did its calls
+            while written:
+                fail(written.popleft(), exc)
+            await self.lane.retired(self)
+        except asyncio.CancelledError:  # the lane closes
+            while written:
+                written.popleft().answer.cancel()
+            await self.lane.retired(self)
+            raise
+
+
+class Lane:
+    """The pipelined connection described above, taken from ``client``'s pool when first
+    needed and again after a failure."""
+
+    def __init__(self, client: aioredis.Redis, on_noscript: Callable[[Call], None]) -> None:
+        self.client = client
+        self.on_noscript = on_noscript
+        self._wire: _Wire | None = None
+        self._queued: list[Call] = []  # waiting for a connection
+        self._connecting: asyncio.Task[None] | None = None
+        self._wires: set[_Wire] = set()  # the current one and those still reading
+        self._closed = False
+
+    def send(self, calls: list[Call]) -> None:
+        """Write ``calls`` now, or as soon as the lane has a connection."""
+        if self._closed:
+            for c in calls:
+                fail(c, RedisConnectionError("the store is closed"))
+            return
+        wire = self._wire
+        if wire is not None and not wire.written and not is_open(wire.conn):
+            # Redis closed it while the lane had nothing in flight (a restart): not a call
+            # is lost to it, they wait for the next connection
+            self._retire(wire, RedisConnectionError("Redis closed the connection"))
+            wire = None
+        if wire is not None:
+            try:
+                wire.write(calls)
+                return
+            except RedisConnectionError as exc:  # none of them was written: they wait
+                self._retire(wire, exc)
+            except Exception as exc:  # an argument redis-py cannot send
+                for c in calls:
+                    fail(c, exc)
+                return
+        self._queued.extend(calls)
+        if self._connecting is None:
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    def _retire(self, wire: _Wire, exc: Exception) -> None:
+        """No more calls on ``wire``; its reader answers those written and gives it back."""
+        if self._wire is wire:
+            self._wire = None
+        if not wire.written:
+            wire.stir(exc)
+
+    async def _connect(self) -> None:
+        try:
+            pool = self.client.connection_pool
+            conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            calls, self._queued = self._queued, []
+            for c in calls:
+                fail(c, exc)
+            return
+        finally:
+            self._connecting = None
+        if self._closed:
+            await self.client.connection_pool.release(conn)
+            return
+        self._wire = wire = _Wire(self, conn)
+        self._wires.add(wire)
+        calls, self._queued = self._queued, []
+        calls = [c for c in calls if not c.answer.done()]
+        if calls:
+            self.send(calls)
+
+    async def retired(self, wire: _Wire) -> None:
+        """``wire``'s reader ended: its connection goes back to the pool."""
+        self._wires.discard(wire)
+        if self._wire is wire:
+            self._wire = None
+            if self._queued and self._connecting is None and not self._closed:
+                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        await wire.conn.disconnect(nowait=True)
+        await self.client.connection_pool.release(wire.conn)
+
+    async def aclose(self) -> None:
+        """Stop: the calls not answered are cancelled, the connection goes back to the pool."""
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        for call in self._queued:
+            call.answer.cancel()
+        self._queued.clear()
+        readers = [w.reader for w in self._wires]
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
