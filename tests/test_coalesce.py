@@ -107,8 +107,9 @@ async def test_calls_survive_a_flushed_script_cache(store: RedisStore) -> None:
     calls = Coalescer(store.client)
     await asyncio.gather(*[calls.call(script, ["n"], ["warm"]) for _ in range(3)])
     await store.client.script_flush()
-    answers = await asyncio.gather(*[calls.call(script, ["n"], [str(i)]) for i in range(5)])
-    assert answers == [str(i) for i in range(5)]
+    # more calls than the pool has connections: those that met NOSCRIPT go again one by one
+    answers = await asyncio.gather(*[calls.call(script, ["n"], [str(i)]) for i in range(300)])
+    assert answers == [str(i) for i in range(300)]
 
 
 async def test_a_dead_server_fails_every_call_of_the_turn() -> None:
@@ -191,5 +192,34 @@ async def test_calls_in_flight_when_redis_stops_answering_fail_and_the_next_ones
                 *[calls.call(script, ["n"], [str(i)]) for i in range(3)], return_exceptions=True
             )
         assert all(isinstance(r, redis.exceptions.TimeoutError) for r in stuck), stuck
+        assert await calls.call(script, ["n"], ["after"]) == "after"
+        await calls.aclose()
+
+
+async def test_calls_past_the_unsent_limit_fail_at_once_and_the_lane_recovers(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While Redis does not read, what the lane writes piles up in the socket's buffer; past
+    the limit new calls fail at once rather than wait, and once Redis answers again the
+    lane works on a fresh connection."""
+    monkeypatch.setattr(lane, "MAX_UNSENT_BYTES", 1_000_000)
+    async with open_store(Settings(redis_url=f"{own_redis.url}?socket_timeout=1")) as store:
+        script = store.client.register_script(ORDER)
+        length = store.client.register_script("return #ARGV[1]")
+        calls = Coalescer(store.client)
+        assert await calls.call(script, ["n"], ["before"]) == "before"
+        assert await calls.call(length, ["n"], ["abc"]) == 3
+        big = "x" * 2_000_000
+        sent: list[asyncio.Future[Any]] = []
+        with own_redis.frozen():
+            for _ in range(40):  # the kernel's socket buffers take tens of megabytes first
+                sent.append(calls.call(length, ["n"], [big]))
+                await asyncio.sleep(0.005)
+            refused = [f for f in sent if f.done()]
+            assert refused and all(
+                isinstance(f.exception(), redis.exceptions.ConnectionError) for f in refused
+            )
+            results = await asyncio.gather(*sent, return_exceptions=True)
+        assert all(isinstance(r, RedisError) for r in results)
         assert await calls.call(script, ["n"], ["after"]) == "after"
         await calls.aclose()

@@ -40,6 +40,7 @@ class Coalescer:
             self._lane = Lane(client, self._again)
         self._waiting: list[Call] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._reloading = asyncio.Lock()
 
     def call(
         self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
@@ -87,8 +88,14 @@ class Coalescer:
 
     def _again(self, c: Call) -> None:
         """``c`` met NOSCRIPT (a restarted or flushed server): through the script, which
-        loads it."""
-        self._spawn(self._settle(c, self._alone(c)))
+        loads it; one such call at a time (a turn's calls that all met it take one
+        connection, not one each, and the first loads the script for the others)."""
+
+        async def again() -> None:
+            async with self._reloading:
+                await self._settle(c, self._alone(c))
+
+        self._spawn(again())
 
     async def _send(self, calls: list[Call]) -> None:
         """A cluster's calls: each node's answered as soon as it answers."""

@@ -233,6 +233,10 @@ class QuickPool(aioredis.BlockingConnectionPool):
                 self._condition.notify()
 
 
+class UnreadBacklog(RedisConnectionError):
+    """Redis has not read what was written to it: more is not written (the lane, lane.py)."""
+
+
 def is_open(conn: AbstractConnection) -> bool:
     """``conn`` is connected and Redis has not closed it (as far as its socket has said)."""
     reader: asyncio.StreamReader | None = getattr(conn, "_reader", None)
@@ -244,14 +248,14 @@ def is_open(conn: AbstractConnection) -> bool:
 
 def write_now(conn: AbstractConnection, packed: list[bytes], limit: int) -> None:
     """Write ``packed`` on ``conn``'s socket without waiting for it to drain (the lane,
-    lane.py): redis' ``ConnectionError`` when the connection is closed, or when more than
-    ``limit`` bytes written earlier are still unsent (Redis does not read)."""
+    lane.py): redis' ``ConnectionError`` when the connection is closed, ``UnreadBacklog``
+    when more than ``limit`` bytes written earlier are still unsent (Redis does not read)."""
     writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
     if writer is None or writer.transport.is_closing():
         raise RedisConnectionError("the connection to Redis is closed")
     unsent = getattr(writer.transport, "get_write_buffer_size", None)  # (not fakeredis')
     if unsent is not None and unsent() > limit:
-        raise RedisConnectionError(f"Redis has not read the last {limit} bytes written to it")
+        raise UnreadBacklog(f"Redis has not read the last {limit} bytes written to it")
     writer.writelines(packed)
 
 

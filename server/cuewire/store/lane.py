@@ -38,7 +38,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from .connection import is_open, write_now
+from .connection import UnreadBacklog, is_open, write_now
 
 MAX_UNSENT_BYTES = 16 * 1024 * 1024
 
@@ -74,6 +74,7 @@ class _Wire:
         self.conn = conn
         self.written: deque[Call] = deque()  # not yet answered, in the order written
         self.wake: asyncio.Future[None] | None = None  # the reader's, while it has nothing to read
+        self.active = True  # False: retired, no more calls are written on it
         self.reader = asyncio.get_running_loop().create_task(self._read())
 
     def write(self, calls: list[Call]) -> None:
@@ -98,7 +99,7 @@ class _Wire:
         callbacks = self.lane.client.response_callbacks
         written = self.written
         try:
-            while True:
+            while written or self.active:
                 if not written:
                     self.wake = loop.create_future()
                     await self.wake
@@ -119,12 +120,12 @@ class _Wire:
         except Exception as exc:  # the connection failed, or was retired: so did its calls
             while written:
                 fail(written.popleft(), exc)
-            await self.lane.retired(self)
         except asyncio.CancelledError:  # the lane closes
             while written:
                 written.popleft().answer.cancel()
             await self.lane.retired(self)
             raise
+        await self.lane.retired(self)  # retired and every call answered, or failed
 
 
 class Lane:
@@ -156,6 +157,10 @@ class Lane:
             try:
                 wire.write(calls)
                 return
+            except UnreadBacklog as exc:  # Redis does not read: they fail now, not later
+                for c in calls:
+                    fail(c, exc)
+                return
             except RedisConnectionError as exc:  # none of them was written: they wait
                 self._retire(wire, exc)
             except Exception as exc:  # an argument redis-py cannot send
@@ -168,6 +173,7 @@ class Lane:
 
     def _retire(self, wire: _Wire, exc: Exception) -> None:
         """No more calls on ``wire``; its reader answers those written and gives it back."""
+        wire.active = False
         if self._wire is wire:
             self._wire = None
         if not wire.written:
