@@ -112,15 +112,14 @@ class Coalescer:
                 c.answer.cancel()
             raise
         except Exception as exc:  # the connection failed: every call of it not answered did
-            for c in calls:
-                fail(c, exc)
+            fail(calls, exc)
 
     async def _answer(self, calls: list[Call], results: list[Any]) -> None:
         for c, result in zip(calls, results, strict=True):
             if isinstance(result, NoScriptError):  # a restarted or flushed server
                 await self._settle(c, self._alone(c))
             elif isinstance(result, Exception):
-                fail(c, result)
+                fail([c], result)
             elif not c.answer.done():
                 c.answer.set_result(result)
 
@@ -134,7 +133,7 @@ class Coalescer:
         try:
             result = await work
         except Exception as exc:
-            fail(c, exc)
+            fail([c], exc)
             return
         if not c.answer.done():
             c.answer.set_result(result)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,9 +64,11 @@ class Call:
         return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
 
 
-def fail(call: Call, exc: BaseException) -> None:
-    if not call.answer.done():
-        call.answer.set_exception(exc)
+def fail(calls: Iterable[Call], exc: BaseException) -> None:
+    """``exc`` is the answer of each of ``calls`` not answered yet."""
+    for call in calls:
+        if not call.answer.done():
+            call.answer.set_exception(exc)
 
 
 class _Wire:
@@ -116,13 +118,13 @@ class _Wire:
                 if isinstance(reply, NoScriptError):
                     self.lane.on_noscript(call)
                 elif isinstance(reply, Exception):
-                    fail(call, reply)
+                    fail([call], reply)
                 elif not call.answer.done():
                     parse = callbacks.get(call.words[0]) if call.script is None else None
                     call.answer.set_result(parse(reply) if parse else reply)
         except Exception as exc:  # the connection failed, or was retired: so did its calls
-            while written:
-                fail(written.popleft(), exc)
+            fail(written, exc)
+            written.clear()
         except asyncio.CancelledError:  # the lane closes
             while written:
                 written.popleft().answer.cancel()
@@ -147,8 +149,7 @@ class Lane:
     def send(self, calls: list[Call]) -> None:
         """Write ``calls`` now, or as soon as the lane has a connection."""
         if self._closed:
-            for c in calls:
-                fail(c, RedisConnectionError("the store is closed"))
+            fail(calls, RedisConnectionError("the store is closed"))
             return
         wire = self._wire
         if wire is not None and not wire.written and not is_open(wire.conn):
@@ -161,14 +162,12 @@ class Lane:
                 wire.write(calls)
                 return
             except UnreadBacklog as exc:  # Redis does not read: they fail now, not later
-                for c in calls:
-                    fail(c, exc)
+                fail(calls, exc)
                 return
             except RedisConnectionError as exc:  # none of them was written: they wait
                 self._retire(wire, exc)
             except Exception as exc:  # an argument redis-py cannot send
-                for c in calls:
-                    fail(c, exc)
+                fail(calls, exc)
                 return
         self._queued.extend(calls)
         if self._connecting is None:
@@ -188,8 +187,7 @@ class Lane:
             conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         except Exception as exc:
             calls, self._queued = self._queued, []
-            for c in calls:
-                fail(c, exc)
+            fail(calls, exc)
             return
         finally:
             self._connecting = None
@@ -206,10 +204,8 @@ class Lane:
     async def retired(self, wire: _Wire) -> None:
         """``wire``'s reader ended: its connection goes back to the pool."""
         self._wires.discard(wire)
-        if self._wire is wire:
+        if self._wire is wire:  # it failed: the next call connects again
             self._wire = None
-            if self._queued and self._connecting is None and not self._closed:
-                self._connecting = asyncio.get_running_loop().create_task(self._connect())
         await wire.conn.disconnect(nowait=True)
         await self.client.connection_pool.release(wire.conn)
 
