@@ -27,6 +27,7 @@ SCENARIOS = (
     "timers",
     "redis_cost",
     "profile",
+    "profile_latency",
     "rules",
     "storm",
     "scale",
@@ -166,7 +167,7 @@ def _summary(tables: list[Any]) -> str:
 async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: float = 0) -> int:
     from .audience import audience
     from .context import Bench
-    from .profile import profile
+    from .profile import profile, profile_latency
     from .report import machine_info
     from .scale import scale
     from .scenarios import ingest, latency, memory, redis_cost, timers
@@ -188,6 +189,9 @@ async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: fl
         "timers": lambda: timers(bench),
         "redis_cost": lambda: redis_cost(bench),
         "profile": lambda: profile(bench, results / f"{stamp}-{plan.name}-profile.txt"),
+        "profile_latency": lambda: profile_latency(
+            bench, results / f"{stamp}-{plan.name}-profile-latency.txt"
+        ),
         "rules": lambda: asyncio.to_thread(_rules_table, plan),
         "storm": lambda: storm_table(bench),
         "audience": lambda: audience(bench),

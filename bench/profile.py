@@ -1,4 +1,5 @@
-"""Where the server's time goes: py-spy samples of the Cuewire process under ingest load."""
+"""Where the server's time goes: py-spy samples of the Cuewire process under the ingest
+scenario's load (``profile``) and the latency scenario's (``profile_latency``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 from .context import Bench
 from .procs import BenchError, run_loadgen
 from .report import Table
-from .scenarios import RATE_PER_SESSION
+from .scenarios import LATENCY_RULE, RATE_PER_SESSION
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+):(?P<line>\d+)\)$")
 
@@ -149,6 +150,7 @@ def _gc_figures(a: tuple[float, dict[str, Any]], b: tuple[float, dict[str, Any]]
     return {
         "share_pct": round(100 * sum(g["seconds"] for g in gens.values()) / cpu, 1),
         "generations": gens,
+        "pauses_over_5ms": len(pauses),
         "pauses_over_50ms": sum(1 for p in pauses if p > 0.05),
         "longest_ms": round(1000 * max(pauses, default=0.0), 1),
     }
@@ -161,9 +163,13 @@ def _py_spy() -> str:
     return found
 
 
-async def profile(bench: Bench, out: Path) -> Table:
+async def _recorded(
+    bench: Bench, out: Path, table: Table, mode: str, delay_s: float, **load: Any
+) -> Table:
+    """``table``, filled from py-spy's record of a fresh server under the load generator's
+    ``mode`` with ``load``, sampled for the plan's profile_s from ``delay_s`` after the
+    measured window opens (a load whose window includes its warmup skips it that way)."""
     p = bench.plan
-    table = Table("profile", "Profile: where the Cuewire server's CPU time goes under ingest load")
     bench.redis.flush()
     server = bench.start_server(gc_probe=True)
     spy: dict[str, subprocess.Popen[bytes]] = {}
@@ -171,24 +177,17 @@ async def profile(bench: Bench, out: Path) -> Table:
     argv += ["--gil", "--duration", str(int(p.profile_s)), "--output", str(out)]
     gc_marks: dict[str, tuple[float, dict[str, Any]]] = {}
 
+    def record() -> None:
+        spy["p"] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        gc_marks["measure_start"] = (time.time(), server.gc_stats())
+
     def start(line: dict[str, Any], proc: Any) -> None:
         if line["t"] == "measure_start":
-            spy["p"] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if line["t"] in ("measure_start", "measure_end"):
-            gc_marks[line["t"]] = (time.time(), server.gc_stats())
+            asyncio.get_running_loop().call_later(delay_s, record)
+        if line["t"] == "measure_end":
+            gc_marks["measure_end"] = (time.time(), server.gc_stats())
 
-    cfg = bench.config(
-        server,
-        "ingest",
-        sessions=p.ingest_sessions,
-        batch=p.ingest_batch,
-        max_rate_per_session=RATE_PER_SESSION,
-        in_flight=p.ingest_in_flight,
-        warmup_s=1,
-        duration_s=p.profile_s + 1,
-        connect_rate=1000,
-        tag="prof",
-    )
+    cfg = bench.config(server, mode, connect_rate=1000, **load)
     await run_loadgen(cfg, bench.meter(), start, bench.log("loadgen"))
     if "p" not in spy:
         raise BenchError("py-spy did not start")
@@ -199,8 +198,13 @@ async def profile(bench: Bench, out: Path) -> Table:
     found["gc"] = gc = _gc_figures(gc_marks["measure_start"], gc_marks["measure_end"])
     table.add("garbage collection, share of server CPU", gc["share_pct"], "%")
     table.add(
-        "GC pauses > 50 ms in the window / longest",
-        f"{gc['pauses_over_50ms']} / {gc['longest_ms']:.0f} ms",
+        "GC pauses > 5 ms / > 50 ms in the window / longest",
+        f"{gc['pauses_over_5ms']} / {gc['pauses_over_50ms']} / {gc['longest_ms']:.0f} ms",
+    )
+    young = gc["generations"]["0"]
+    table.add(
+        "young collections in the window / their mean pause",
+        f"{young['collections']} / {1000 * young['seconds'] / max(young['collections'], 1):.1f} ms",
     )
     for name, pct in found["layers_pct"].items():
         table.add(f"self time: {name}", pct, "%")
@@ -212,7 +216,7 @@ async def profile(bench: Bench, out: Path) -> Table:
         table.add(f"top: {name}", pct, "%")
     table.note(
         f"py-spy --gil at 200 Hz for {p.profile_s:g} s: {found['samples']:,} samples of the"
-        f" server holding the GIL, under the ingest scenario's load; raw stacks: {out.name}"
+        f" server holding the GIL; raw stacks: {out.name}"
     )
     table.note(
         "collections run inside whatever allocates: py-spy charges GC time to that frame"
@@ -221,3 +225,52 @@ async def profile(bench: Bench, out: Path) -> Table:
     )
     table.details = found
     return table
+
+
+async def profile(bench: Bench, out: Path) -> Table:
+    """The ingest scenario's load: closed loop, batches of five, many in flight."""
+    p = bench.plan
+    table = Table("profile", "Profile: where the Cuewire server's CPU time goes under ingest load")
+    table.note("the ingest scenario's load: batches of 5, at most 64 in flight (closed loop)")
+    return await _recorded(
+        bench,
+        out,
+        table,
+        "ingest",
+        0,
+        sessions=p.ingest_sessions,
+        batch=p.ingest_batch,
+        max_rate_per_session=RATE_PER_SESSION,
+        in_flight=p.ingest_in_flight,
+        warmup_s=1,
+        duration_s=p.profile_s + 1,
+        tag="prof",
+    )
+
+
+async def profile_latency(bench: Bench, out: Path) -> Table:
+    """The latency scenario's first level: open loop, one event a batch, every session
+    sending one a second. Here most loop turns carry one batch, so the per-batch costs that
+    batching hides under the ingest load (a store call, an ack, a write) show whole."""
+    p = bench.plan
+    n = p.latency_levels[0]
+    table = Table(
+        "profile_latency",
+        f"Profile: where the Cuewire server's CPU time goes at {n:,} sessions x 1 event/s",
+    )
+    table.note(f"the latency scenario's load at {n:,} sessions: one event a batch, open loop")
+    return await _recorded(
+        bench,
+        out,
+        table,
+        "latency",
+        1,
+        sessions=n,
+        warmup_s=1,
+        window_s=int(p.profile_s) + 1,
+        rule=LATENCY_RULE,
+        ack_timeout_s=2,
+        drain_s=1,
+        resend_tries=1,
+        tag="proflat",
+    )

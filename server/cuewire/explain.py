@@ -21,7 +21,7 @@ from msgspec import UNSET
 from . import fields
 from .clock import DAY_MS, WEEK_MS
 from .codes import Hold, Outcome
-from .rules.conditions import MISSING, Scope, describe, evaluate
+from .rules.conditions import MISSING, Lookup, describe, evaluate
 from .rules.engine import Engine
 from .rules.facts_view import FactView
 from .rules.model import Condition, Policy, Rule, duration_ms
@@ -124,7 +124,7 @@ def _rule(
     engine: Engine, rule: Rule, view: FactView, state: SessionState, policy: Policy, now_ms: int
 ) -> dict[str, Any]:
     trigger = _trigger(rule, state, now_ms)
-    when = None if rule.when is None else _condition(rule.when, view.scope)
+    when = None if rule.when is None else _condition(rule.when, view)
     governance = _governance(rule, state, policy, now_ms)
     fired = int(state.session.get(fields.fired(rule.id, rule.mode == "shadow"), 0) or 0)
     if trigger["deadline"]:
@@ -218,7 +218,7 @@ def _waiting_for(rule: Rule) -> str:
     return f"waiting for its {t.kind} trigger"
 
 
-def _condition(cond: Condition, scope: Scope) -> dict[str, Any]:
+def _condition(cond: Condition, scope: Lookup) -> dict[str, Any]:
     """A ``when`` tree: each node whether it holds now, each leaf with the fact's value."""
     node: dict[str, Any] = {"ok": evaluate(cond, scope)}
     if cond.all is not UNSET or cond.any is not UNSET:

@@ -6,7 +6,7 @@ import fnmatch
 import functools
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from msgspec import UNSET
 
@@ -15,9 +15,18 @@ from .model import Condition, bound_value
 MISSING: Any = object()
 
 
+class Lookup(Protocol):
+    """Where conditions read facts: ``get(name)``, and named segments to expand (a
+    :class:`Scope`, or the engine's view of one event, rules/facts_view.py)."""
+
+    @property
+    def segments(self) -> Mapping[str, Condition]: ...
+
+    def get(self, name: str) -> Any: ...
+
+
 class Scope:
-    """Where conditions read facts: ``get(name)``, and named segments to expand. (A plain
-    class with slots: the engine makes one per event.)"""
+    """A :class:`Lookup` over a function."""
 
     __slots__ = ("get", "segments")
 
@@ -28,7 +37,7 @@ class Scope:
         self.segments: Mapping[str, Condition] = {} if segments is None else segments
 
 
-def evaluate(cond: Condition, lookup: Scope) -> bool:
+def evaluate(cond: Condition, lookup: Lookup) -> bool:
     """Whether ``cond`` holds (the hot path: no explanation is built)."""
     if cond.all is not UNSET:
         return all(evaluate(sub, lookup) for sub in cond.all)
@@ -42,7 +51,7 @@ def evaluate(cond: Condition, lookup: Scope) -> bool:
     return _holds(cond, lookup.get(str(cond.fact)))
 
 
-def first_failure(cond: Condition, lookup: Scope) -> str | None:
+def first_failure(cond: Condition, lookup: Lookup) -> str | None:
     """None when ``cond`` holds, else a sentence naming the first condition that failed."""
     if cond.all is not UNSET:
         for sub in cond.all:

@@ -110,11 +110,11 @@ class Engine:
         return FactView(session, visitor, now_ms, event, self.rules.segments, self.rules.models)
 
     def eligible(self, rule: Rule, view: FactView) -> bool:
-        return rule.when is None or evaluate(rule.when, view.scope)
+        return rule.when is None or evaluate(rule.when, view)
 
     def why_not(self, rule: Rule, view: FactView) -> str | None:
         """The first condition of ``rule`` that fails for ``view``, or None."""
-        return None if rule.when is None else first_failure(rule.when, view.scope)
+        return None if rule.when is None else first_failure(rule.when, view)
 
     def on_events(
         self,
@@ -194,7 +194,7 @@ class Engine:
         if t.inactivity is not UNSET:
             if is_activity(event) and not batch.pending(rule):
                 batch.schedule(rule, now_ms + duration_ms(t.inactivity.for_))
-        elif t.facts is not UNSET and evaluate(t.facts, view.scope) and self.eligible(rule, view):
+        elif t.facts is not UNSET and evaluate(t.facts, view) and self.eligible(rule, view):
             batch.decision.candidates.append(Candidate(rule, view, "facts", now_ms))
 
     def _by_role(
@@ -224,7 +224,7 @@ class Engine:
         elif role is Role.COUNT and t.count is not UNSET:
             fire = self._count(batch, rule, event, now_ms)
         elif role is Role.FACTS and t.facts is not UNSET:
-            fire = evaluate(t.facts, view.scope)
+            fire = evaluate(t.facts, view)
         if fire and self.eligible(rule, view):
             batch.decision.candidates.append(Candidate(rule, view, t.kind, now_ms))
 

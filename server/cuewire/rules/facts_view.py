@@ -13,7 +13,7 @@ from ..facts import path_of
 from ..learn.features import features
 from ..learn.models import NO_MODELS, Models
 from ..store.base import Facts
-from .conditions import MISSING, Scope
+from .conditions import MISSING
 from .model import Condition
 
 HOUR_MS = 3_600_000
@@ -47,8 +47,8 @@ class FactView:
         "models",
         "now_ms",
         "path_memo",
-        "scope",
         "segment",
+        "segments",
         "session",
         "url",
         "vector",
@@ -69,7 +69,9 @@ class FactView:
         self.now_ms = now_ms
         self.event = event
         self.url: str = event["url"] if event else session.get("url", "")
-        self.scope = Scope(self.get, segments)
+        # the view is its conditions' Lookup itself: a Scope over self.get would be a
+        # reference cycle per event, left to the garbage collector
+        self.segments: Mapping[str, Condition] = {} if segments is None else segments
         self.path_memo: tuple[str, str] | None = None
         self.memo: dict[str, Any] | None = None
         self.models = models
