@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 import pytest
-from jinja2.sandbox import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from cuewire.errors import TemplateError
 from cuewire.filters import (
@@ -238,6 +239,46 @@ def test_css_color_keeps_anything_else_out_of_the_stylesheet(value: Any) -> None
 def test_escapes_from_the_sandbox_are_refused(source: str) -> None:
     with pytest.raises((SecurityError, jinja2.UndefinedError)):
         render(source, foo="x", params={}, visitor={"traits": {"name": "Ada"}})
+
+
+ESCAPES_BY_DATA = [
+    "{{ params.update({'admin': true}) }}",
+    "{{ params.clear() }}",
+    "{{ params.__class__ }}",
+    "{{ (params|attr('pop'))('code') }}",
+    "{{ tags.append('x') }}",
+    "{{ '{0.__class__.__mro__}'.format(params) }}",
+    "{{ params.get.__self__.__class__ }}",
+]
+
+
+def test_the_sandbox_refuses_the_same_escape_every_time_and_reads_alike() -> None:
+    """The sandbox remembers its verdicts on plain data (sandbox.py): a refusal stays a
+    refusal on every later render, and a read stays allowed."""
+    env = make_environment()
+    data = {"params": {"code": "WELCOME10"}, "tags": ["a"]}
+    for _ in range(3):
+        for source in ESCAPES_BY_DATA:
+            with pytest.raises((SecurityError, jinja2.UndefinedError)):
+                env.from_string(source).render(data)
+        reads = "{{ params.get('code') }} {{ params.items()|list|length }} {{ 'a,b'.split(',') }}"
+        assert env.from_string(reads).render(data) == "WELCOME10 1 [&#39;a&#39;, &#39;b&#39;]"
+    assert data == {"params": {"code": "WELCOME10"}, "tags": ["a"]}
+
+
+def test_the_sandbox_judges_each_plain_attribute_as_jinja_does() -> None:
+    """Remembered or not, the verdict on an attribute of plain data is Jinja's own."""
+    ours, jinjas = make_environment(), ImmutableSandboxedEnvironment()
+    values = [{}, [], (), "s", 1, 1.5, True, None, markupsafe.Markup("<b>")]
+    names = {n for v in values for n in dir(v)}
+    for value in values:
+        for name in sorted(names):
+            if not hasattr(value, name):
+                continue
+            attr = getattr(value, name)
+            for _ in range(2):  # the second time from memory
+                verdict = ours.is_safe_attribute(value, name, attr)
+                assert verdict == jinjas.is_safe_attribute(value, name, attr), (value, name)
 
 
 def test_a_huge_range_is_refused() -> None:

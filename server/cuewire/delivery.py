@@ -31,7 +31,7 @@ from .protocol import Prompt
 from .render import Catalog
 from .rollout import mode_of, staged
 from .rules.engine import Candidate, Engine
-from .rules.model import Rule, digest
+from .rules.model import Rule
 from .store.base import Commit, Facts, Put, Queued, Resolved, Store, Timer, Verdict
 
 # emit(address, prompt, confirm): push a prompt to the socket at a socket address (an
@@ -340,7 +340,8 @@ class Delivery:
         once per firing (the timer's token)."""
         now = self._clock.now_ms()
         self._metrics.firings.labels(timer.rule, Outcome.DROPPED).inc()
-        rule = self._engine().rules.rules.get(timer.rule)
+        rules = self._engine().rules
+        rule = rules.rules.get(timer.rule)
         record = AuditRecord(
             Outcome.DROPPED,
             timer.rule,
@@ -352,7 +353,7 @@ class Delivery:
             reason=reason,
             latency_ms=now - due_ms,
             firing=timer.token,
-            digest=digest(rule) if rule else "",
-            model=self._engine().rules.models.version,
+            digest=rules.digest_of(rule) if rule else "",
+            model=rules.models.version,
         )
         await self._store.audit(timer.site, record.fields())

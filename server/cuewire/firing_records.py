@@ -23,7 +23,7 @@ from .origin import Origin
 from .outbox import job_json
 from .protocol import Prompt
 from .rules.engine import Candidate, Engine
-from .rules.model import Rule, digest
+from .rules.model import Rule
 from .store.base import Put
 
 
@@ -54,9 +54,10 @@ class FiringRecords:
         """The audit record of ``cand``'s firing with ``outcome`` (the stream entry's fields)."""
         now = self._clock.now_ms()
         outcome = outcome_of(cand, outcome)
+        rules = self._engine().rules
         window_ms = 0
         if outcome in (Outcome.FIRED, Outcome.HOLDOUT):
-            window_ms = measures_of(self._engine().rules).window_ms(cand.rule.id)
+            window_ms = measures_of(rules).window_ms(cand.rule.id)
         elif outcome is Outcome.SUPPRESSED and cand.rule.show is not None:
             variant = variant_for(origin.visitor, cand.rule)  # the arm it is counted in
         record = AuditRecord(
@@ -76,7 +77,7 @@ class FiringRecords:
             event=json.dumps(cand.view.event or {}, separators=(",", ":")),
             firing=cand.firing,
             window_ms=window_ms,
-            digest=digest(cand.rule),
+            digest=rules.digest_of(cand.rule),
             model=cand.view.models.version,
         )
         return record.fields()

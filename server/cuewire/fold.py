@@ -39,6 +39,7 @@ from .prompts import render_prompt
 from .protocol import Prompt
 from .render import Catalog
 from .rules.engine import Engine
+from .rules.model import Policy, Rule
 from .store.base import Facts, Outcomes, Queued
 
 # The codes governance answers a live request with (the others are written by delivery).
@@ -73,6 +74,16 @@ class Fold:
         self._engine = engine
         self._catalog = catalog
         self._records = records
+        self._reasons_of: dict[str, tuple[Rule, Policy, dict[str, str]]] = {}
+
+    def _reasons(self, rule: Rule, policy: Policy) -> dict[str, str]:
+        """The audit's words for each code governance may answer for ``rule`` (shared: they
+        depend on the rule and the policy alone, so they are made once per rule set)."""
+        got = self._reasons_of.get(rule.id)
+        if got is None or got[0] is not rule or got[1] is not policy:
+            words = {str(code): reason(code, rule, policy) for code in GOVERNED}
+            got = self._reasons_of[rule.id] = (rule, policy, words)
+        return got[2]
 
     def prepare(
         self, origin: Origin, plans: list[Plan], session: Facts, visitor: Facts
@@ -110,10 +121,12 @@ class Fold:
         policy = self._engine().rules.policy
         fired = records.record(origin, cand, Outcome.FIRED, "", prompt, plan.variant)
         job = records.webhook_job(origin, plan)
-        reasons = {str(code): reason(code, rule, policy) for code in GOVERNED}
-        for other in shows:
-            key = f"{Hold.LOWER_PRIORITY}|{other}"
-            reasons[key] = reason(Hold.LOWER_PRIORITY, rule, policy, other)
+        reasons = self._reasons(rule, policy)
+        if shows:
+            reasons = dict(reasons)
+            for other in shows:
+                key = f"{Hold.LOWER_PRIORITY}|{other}"
+                reasons[key] = reason(Hold.LOWER_PRIORITY, rule, policy, other)
         outcomes = Outcomes(
             granted=records.sets(origin, rule),
             fired=fired,

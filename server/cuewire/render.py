@@ -26,7 +26,6 @@ import jinja2.meta
 import jinja2.nodes
 import msgspec
 import yaml
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from msgspec import Meta
 
 from .errors import Problem, TemplateError
@@ -34,6 +33,7 @@ from .facts import path_of
 from .filters import FILTERS
 from .protocol import Kind
 from .rules.model import duration_ms
+from .sandbox import Sandbox
 from .sources import YamlDoc, yaml_problem
 from .template_reads import ALL, TemplateReads, reads_of, union
 
@@ -128,9 +128,9 @@ class RenderFailed(jinja2.TemplateRuntimeError):
     """A template raised something other than a Jinja error (a TypeError on bad data...)."""
 
 
-def make_environment() -> ImmutableSandboxedEnvironment:
+def make_environment() -> Sandbox:
     """Sandboxed (no private attributes, no mutation of data), autoescaped, strict."""
-    env = ImmutableSandboxedEnvironment(
+    env = Sandbox(
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
     )
     env.filters.update(FILTERS)

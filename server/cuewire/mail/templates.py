@@ -19,7 +19,6 @@ from typing import Any
 import css_inline
 import jinja2
 import msgspec
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import Problem
 from ..filters import FILTERS
@@ -35,6 +34,7 @@ from ..render import (
     shifted,
     unknown_variable,
 )
+from ..sandbox import Sandbox
 
 CONTEXT_NAMES = ("email", "params", "visitor", "session", "event")
 SAMPLE_EMAIL = {
@@ -60,11 +60,9 @@ class Rendered:
     text: str
 
 
-def _text_environment() -> ImmutableSandboxedEnvironment:
+def _text_environment() -> Sandbox:
     """The sandbox of prompt templates without autoescape: for the text part and subject."""
-    env = ImmutableSandboxedEnvironment(
-        autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-    )
+    env = Sandbox(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters.update(FILTERS)
     return env
 
@@ -108,9 +106,7 @@ def context_of(sample: dict[str, Any], email: dict[str, Any]) -> dict[str, Any]:
     return context
 
 
-def _load_one(
-    html_env: ImmutableSandboxedEnvironment, text_env: ImmutableSandboxedEnvironment, path: Path
-) -> EmailTemplate | Problem:
+def _load_one(html_env: Sandbox, text_env: Sandbox, path: Path) -> EmailTemplate | Problem:
     text_path = path.with_suffix(".txt")
     try:
         source = path.read_text(encoding="utf-8")

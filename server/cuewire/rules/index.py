@@ -18,7 +18,7 @@ from ..template_reads import ALL, TemplateReads
 from .alpha import AlphaIndex, Gate, any_of, best, gate_of
 from .conditions import Scope, evaluate
 from .facts_view import walk
-from .model import Condition, Match, Policy, Rule
+from .model import Condition, Match, Policy, Rule, digest
 from .reads import fields_of
 
 if TYPE_CHECKING:
@@ -208,6 +208,14 @@ class RuleSet:
             i for i, r in enumerate(self.on_page_view) if r.trigger.dwell is not UNSET
         ]
         self._dwell_on_page = [self.on_page_view[i] for i in self._dwell_positions]
+        self._digests = {rule.id: digest(rule) for rule in rules}
+
+    def digest_of(self, rule: Rule) -> str:
+        """``rule``'s digest (model.digest: every audit record carries it), taken at load
+        for the set's own rules."""
+        if self.rules.get(rule.id) is rule:
+            return self._digests[rule.id]
+        return digest(rule)
 
     def _index(self, rule: Rule) -> None:
         t = rule.trigger
