@@ -35,16 +35,30 @@ stream, rules = event_stream(int(sys.argv[2])), seed_rules(SEED)
 for _ in range(int(sys.argv[1])):
     run_cuewire_whole(rules, stream)
 """
+# ``--firing``: bench/firing_call.py's rounds (argv[2] sessions each), its own redis-server
+FIRING = """
+import asyncio, sys, tempfile, uvloop
+from pathlib import Path
+from bench.firing_call import measure
+from bench.procs import Redis
+with tempfile.TemporaryDirectory() as tmp:
+    server = Redis(Path(tmp))
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(measure(server.url, int(sys.argv[2]), int(sys.argv[1])))
+    finally:
+        server.stop()
+"""
 COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def collected(tree: Tree, passes: int, events: int, workdir: Path) -> int:
-    """Instructions of one process that runs the stream ``passes`` times."""
+def collected(tree: Tree, program: str, passes: int, events: int, workdir: Path) -> int:
+    """Instructions of one process that runs ``program``'s stream ``passes`` times."""
     env = {**os.environ, "PYTHONPATH": tree.pythonpath, "PYTHONHASHSEED": "0"}
     out = workdir / f"callgrind.{passes}.out"
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     run = subprocess.run(
-        [*valgrind, sys.executable, "-c", PASS, str(passes), str(events)],
+        [*valgrind, sys.executable, "-c", program, str(passes), str(events)],
         capture_output=True,
         text=True,
         env=env,
@@ -56,9 +70,9 @@ def collected(tree: Tree, passes: int, events: int, workdir: Path) -> int:
     return int(found.group(1))
 
 
-def per_event(tree: Tree, events: int) -> float:
+def per_event(tree: Tree, program: str, events: int) -> float:
     with tempfile.TemporaryDirectory(prefix="cw-instr-") as tmp:
-        low, high = (collected(tree, n, events, Path(tmp)) for n in PASSES)
+        low, high = (collected(tree, program, n, events, Path(tmp)) for n in PASSES)
     return (high - low) / (PASSES[1] - PASSES[0]) / events
 
 
@@ -66,14 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ref", default="HEAD", help="git ref to compare with (HEAD)")
     parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument(
+        "--firing",
+        action="store_true",
+        help="count bench.firing_call's rounds instead: per session, a page view, a click,"
+        " a plain batch and one that fires (through the real pipeline and a redis-server)",
+    )
     args = parser.parse_args(argv)
+    program, events = (FIRING, 50) if args.firing else (PASS, args.events)
+    what = "per session round (firing_call)" if args.firing else "per event (engine and facts)"
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install valgrind")
     with tempfile.TemporaryDirectory(prefix="cw-ref-") as tmp:
         ref = Tree(ROOT, "")
         ref.export(args.ref, Path(tmp))
         counted = {
-            label: per_event(tree, args.events)
+            label: per_event(tree, program, events)
             for label, tree in (
                 ("work tree", Tree(ROOT, "work tree")),
                 (ref.label, ref),
@@ -81,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     (mine, theirs) = counted.values()
     for label, n in counted.items():
-        print(f"{label:>24}: {n:,.0f} instructions per event (engine and facts)")
+        print(f"{label:>24}: {n:,.0f} instructions {what}")
     print(f"{'work tree / ref':>24}: {mine / theirs:.3f}x")
     return 0
 
