@@ -12,7 +12,7 @@ from .origin import Origin
 from .rollout import mode_of
 from .rules.engine import Candidate
 from .rules.model import Policy, Rule, duration_ms
-from .store.base import FiringRequest
+from .store.base import FiringRequest, Mode
 
 # The cause of a candidate QA forced (admin/qatools.py): past the rule's caps, cooldown,
 # snooze, dismissal pause and the site's prompt cap, over the prompt on screen; never past an
@@ -38,18 +38,26 @@ def plan_for(origin: Origin, cand: Candidate, policy: Policy, now_ms: int) -> Pl
     variant = variant_for(origin.visitor, rule) if rule.show is not None else None
     if variant == HOLDOUT and cand.cause == FORCED:  # QA sees the prompt, not the holdout
         variant = rule.show.variants[0].id if rule.show and rule.show.variants else None
-    request = firing_request(
-        origin.site, origin.session, origin.visitor, rule, policy, prompt_id, now_ms
-    )
     # QA forcing a rule sees its prompt, whatever its mode or rollout
-    mode = "live" if cand.cause == FORCED else mode_of(origin, rule)
+    mode: Mode = "live" if cand.cause == FORCED else mode_of(origin, rule)
     # templates see every trait and the props of every custom event, which a batch's
     # facts (RuleSet.fields: only what rules read) may not hold: governance returns the
     # whole hashes with a granted show that renders
     renders = mode == "live" and (
         (rule.show is not None and variant != HOLDOUT) or rule.email is not None
     )
-    request = replace(request, firing=cand.firing, whole_facts=renders, mode=mode)
+    request = firing_request(
+        origin.site,
+        origin.session,
+        origin.visitor,
+        rule,
+        policy,
+        prompt_id,
+        now_ms,
+        firing=cand.firing,
+        whole_facts=renders,
+        mode=mode,
+    )
     if cand.cause == FORCED:
         on_screen = cand.view.session.get("showing_priority") or "0"
         request = replace(
@@ -74,6 +82,10 @@ def firing_request(
     policy: Policy,
     prompt_id: str,
     now_ms: int,
+    *,
+    firing: str = "",
+    whole_facts: bool = False,
+    mode: Mode = "live",
 ) -> FiringRequest:
     """What governance is asked for ``rule``: its limits and the site policy's."""
     limit = rule.limit
@@ -96,4 +108,7 @@ def firing_request(
         dismiss_count=dismiss.count if dismiss else 0,
         dismiss_pause_ms=duration_ms(dismiss.pause) if dismiss else 0,
         priority=rule.priority,
+        firing=firing,
+        whole_facts=whole_facts,
+        mode=mode,
     )
