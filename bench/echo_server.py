@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from cuewire.protocol import Ack
 from cuewire.settings import Limits
-from cuewire.transport import socketio_options, uvicorn_ws_options
+from cuewire.transport import socketio_options, uvicorn_options
 from cuewire.validation import validate_batch
 
 MAX_PAYLOAD = Limits().max_payload_bytes
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--ws", default="websockets-sansio", help="uvicorn's websocket protocol")
     args = parser.parse_args()
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    options = {**uvicorn_ws_options(MAX_PAYLOAD), "ws": args.ws}
+    options = {**uvicorn_options(MAX_PAYLOAD), "ws": args.ws}
     uvicorn.run(build(), host="127.0.0.1", port=args.port, loop=loop, lifespan="on", **options)
 
 

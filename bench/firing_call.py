@@ -6,9 +6,10 @@ the facts each session opened with, as a served connection does), against our ow
 redis-server, on a fake clock. Each round then sends every session one plain event (a
 click) and one ``exit_intent``, which the seed rule ``exit-intent-product`` answers with its
 modal (bench/rules/seed.yaml: the latency scenario's prompt), all sessions at once. The
-figure is this process's CPU time (its collector tuned as the server's) per batch of each kind, median over ``--rounds``: the
-firing's plan, its governance request, its prompt rendered ahead in the template sandbox,
-its audit records, the store call and the emit (no transport, no validation). In the
+figure is this process's CPU time (its collector tuned as the server's) per batch of each
+kind, median over ``--rounds``: the firing's plan, its governance request, its prompt
+rendered ahead in the template sandbox, its audit records, the store call and the emit
+(no transport, no validation). In the
 latency scenario half of the events in the measured window fire, so this is most of its
 CPU. Compare commits by running it in each checkout (``PYTHONPATH=<tree>/server``).
 

@@ -11,7 +11,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 
 from cuewire.settings import Limits, Settings
-from cuewire.transport import uvicorn_ws_options
+from cuewire.transport import uvicorn_options
 from support.servers import LiveServer, site_for
 
 
@@ -30,7 +30,7 @@ def _protocol(**options: object) -> WebSocketsSansIOProtocol:
 
 
 def test_uvicorn_keeps_no_keepalive_timer_per_connection() -> None:
-    protocol = _protocol(**uvicorn_ws_options(Limits().max_payload_bytes))
+    protocol = _protocol(**uvicorn_options(Limits().max_payload_bytes))
     assert protocol.ping_interval is None
     assert protocol.ping_timeout is None
 
@@ -42,12 +42,12 @@ def test_uvicorn_alone_would_ping_every_connection() -> None:
 
 
 def test_sockets_carry_no_compression_state() -> None:
-    protocol = _protocol(**uvicorn_ws_options(Limits().max_payload_bytes))
+    protocol = _protocol(**uvicorn_options(Limits().max_payload_bytes))
     assert protocol.conn.available_extensions == []
 
 
 def test_frames_are_bounded_by_the_payload_limit() -> None:
-    protocol = _protocol(**uvicorn_ws_options(4096))
+    protocol = _protocol(**uvicorn_options(4096))
     assert protocol.conn.max_message_size == 4096
 
 

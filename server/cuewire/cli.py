@@ -152,7 +152,7 @@ def _run(settings: Settings, sites: Sites, log_level: str) -> None:
     import uvicorn
 
     from .app import create_app
-    from .transport import uvicorn_ws_options
+    from .transport import uvicorn_options
     from .workers import event_loop, tune_gc
 
     app = create_app(settings, sites)
@@ -165,7 +165,7 @@ def _run(settings: Settings, sites: Sites, log_level: str) -> None:
         loop=event_loop(),
         lifespan="on",
         timeout_graceful_shutdown=5,
-        **uvicorn_ws_options(settings.limits.max_payload_bytes),
+        **uvicorn_options(settings.limits.max_payload_bytes),
     )
 
 

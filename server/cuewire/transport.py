@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .http_protocol import HttpProtocol
 
-def uvicorn_ws_options(max_payload_bytes: int) -> dict[str, Any]:
-    """uvicorn's websocket keyword arguments for one process holding many quiet sockets."""
+
+def uvicorn_options(max_payload_bytes: int) -> dict[str, Any]:
+    """uvicorn's protocol keyword arguments for one process holding many quiet sockets."""
     return {
+        # a connection accepted just before a graceful stop gets its request answered
+        "http": HttpProtocol,
         "ws": "websockets-sansio",
         # engine.io's heartbeat is the only one (see the module docstring)
         "ws_ping_interval": None,

@@ -46,7 +46,7 @@ from uvicorn.supervisors import Multiprocess
 from .codes import Misconfig
 from .errors import ConfigError, CuewireError
 from .settings import ENV_PREFIX, Settings
-from .transport import uvicorn_ws_options
+from .transport import uvicorn_options
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def serve_workers(settings: Settings, count: int, log_level: str) -> int:
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_S,
             timeout_worker_healthcheck=HEALTHCHECK_S,
-            **uvicorn_ws_options(settings.limits.max_payload_bytes),
+            **uvicorn_options(settings.limits.max_payload_bytes),
         )
         sock = config.bind_socket()
         pool = WorkerPool(config, [sock], STOP_BOUND_S)
