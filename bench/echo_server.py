@@ -26,7 +26,14 @@ from starlette.routing import Route
 
 from cuewire.protocol import Ack
 from cuewire.settings import Limits
-from cuewire.transport import socketio_options, uvicorn_options
+from cuewire.transport import socketio_options
+
+try:
+    from cuewire.transport import uvicorn_options
+except ImportError:  # `--ref` to a commit before 5661690 named it for websockets alone
+    from cuewire.transport import (  # type: ignore[attr-defined,no-redef]
+        uvicorn_ws_options as uvicorn_options,
+    )
 from cuewire.validation import validate_batch
 
 MAX_PAYLOAD = Limits().max_payload_bytes
