@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from cuewire.delivery import Delivery
-from cuewire.origin import Origin
 from cuewire.pipeline import Pipeline
 from cuewire.prediction import KnownFacts
 from cuewire.protocol import Prompt
@@ -37,7 +36,7 @@ from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from cuewire.workers import tune_gc
 
-from .ingest_replay import PAGE_VIEW, PLAIN, ROOT, SITE, Clock
+from .ingest_replay import PAGE_VIEW, PLAIN, ROOT, Clock, open_origin
 from .procs import Redis
 from .scenarios import LATENCY_RULE
 
@@ -53,14 +52,10 @@ async def _round(
 ) -> tuple[float, float]:
     """CPU seconds per plain batch and per firing batch of ``sessions`` new sessions."""
 
-    async def opened(i: int) -> tuple[Origin, Callable[[dict[str, Any], int], Awaitable[Any]]]:
-        visitor = f"v_{tag}_{i:06d}"
-        got = await store.open_session(
-            SITE, visitor, None, clock.now_ms(), fields=pipeline.fields()
-        )
-        if got.facts is not None:
-            pipeline.learn(SITE, got.session, got.facts)
-        origin = Origin(SITE, visitor, got.session, "tab1", f"sid-{tag}-{i}")
+    async def opened(i: int) -> Callable[[dict[str, Any], int], Awaitable[Any]]:
+        """A session on a product page (a page view, a click): what sends its next batch."""
+        visitor, sid = f"v_{tag}_{i:06d}", f"sid-{tag}-{i}"
+        origin = await open_origin(store, pipeline, clock.now_ms(), visitor, sid)
         url = f"http://shop.test/product/p{i % 100}"
 
         def send(body: dict[str, Any], seq: int) -> Awaitable[Any]:
@@ -69,12 +64,12 @@ async def _round(
 
         await send(PAGE_VIEW, 1)
         await send(PLAIN[0], 2)
-        return origin, send
+        return send
 
-    opens = await asyncio.gather(*(opened(i) for i in range(sessions)))
+    sends = await asyncio.gather(*(opened(i) for i in range(sessions)))
     clock.now += 1000
-    plain = await _cpu_per_batch([send(PLAIN[1], 3) for _, send in opens])
-    firing = await _cpu_per_batch([send({"type": "exit_intent"}, 4) for _, send in opens])
+    plain = await _cpu_per_batch([send(PLAIN[1], 3) for send in sends])
+    firing = await _cpu_per_batch([send({"type": "exit_intent"}, 4) for send in sends])
     return plain, firing
 
 

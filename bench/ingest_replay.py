@@ -58,6 +58,17 @@ class Call:
     ingest: bool
 
 
+async def open_origin(
+    store: RedisStore, pipeline: Pipeline, now_ms: int, visitor: str, sid: str
+) -> Origin:
+    """A new session of ``visitor`` with its facts learned, so its batches are decided ahead
+    from the first, as a served connection's are."""
+    got = await store.open_session(SITE, visitor, None, now_ms, fields=pipeline.fields())
+    if got.facts is not None:
+        pipeline.learn(SITE, got.session, got.facts)
+    return Origin(SITE, visitor, got.session, "tab1", sid)
+
+
 def _bodies(kind: str, step: int) -> list[dict[str, Any]]:
     if kind == "single":
         return [PLAIN[step % len(PLAIN)]]
@@ -103,13 +114,7 @@ async def record(url: str, kind: str, sessions: int, batches: int) -> list[Call]
         delivery = Delivery(store, runtime.engine, runtime.catalog, emit, clock)
         pipeline = Pipeline(store, runtime.engine, delivery, KnownFacts())
         for i in range(sessions):
-            visitor = f"v_{i:08d}"
-            opened = await store.open_session(
-                SITE, visitor, None, clock.now_ms(), fields=pipeline.fields()
-            )
-            if opened.facts is not None:
-                pipeline.learn(SITE, opened.session, opened.facts)
-            origin = Origin(SITE, visitor, opened.session, "tab1", f"sid-{i}")
+            origin = await open_origin(store, pipeline, clock.now_ms(), f"v_{i:08d}", f"sid-{i}")
             seq = 0
             for b in range(batches):
                 events = []

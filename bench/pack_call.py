@@ -31,7 +31,7 @@ from cuewire.runtime import Runtime
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, connection, open_store
 
-from .ingest_replay import KINDS, ROOT, SITE, Clock, _bodies
+from .ingest_replay import KINDS, ROOT, Clock, _bodies, open_origin
 from .procs import Redis
 
 HIREDIS = connection._Watched.pack_command
@@ -51,13 +51,8 @@ async def _turn(
     """CPU seconds per batch of ``args.sessions`` new sessions' batches, run concurrently."""
 
     async def opened(i: int) -> Origin:
-        visitor = f"v_{tag}_{i:06d}"
-        got = await store.open_session(
-            SITE, visitor, None, clock.now_ms(), fields=pipeline.fields()
-        )
-        if got.facts is not None:
-            pipeline.learn(SITE, got.session, got.facts)
-        return Origin(SITE, visitor, got.session, "tab1", f"sid-{tag}-{i}")
+        visitor, sid = f"v_{tag}_{i:06d}", f"sid-{tag}-{i}"
+        return await open_origin(store, pipeline, clock.now_ms(), visitor, sid)
 
     async def drive(origin: Origin, i: int) -> None:
         seq = 0

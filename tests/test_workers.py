@@ -222,11 +222,17 @@ async def test_sighup_replaces_the_workers_one_at_a_time(pool: ServerProcess) ->
     stop = asyncio.Event()
 
     async def client() -> None:
-        while not stop.is_set():
-            try:
-                answered.append((await healthz(pool.url)).pid)
-            except httpx.HTTPError as exc:
-                dropped.append(repr(exc))
+        # a new connection per request, as healthz() opens, without a new client each time
+        # (16 clients building theirs in a loop kept this test's own process too busy to
+        # connect within seconds on a loaded machine)
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=10, limits=fresh) as http:
+            while not stop.is_set():
+                try:
+                    body = (await http.get(pool.url + "/healthz")).json()
+                    answered.append(body["worker"]["pid"])
+                except httpx.HTTPError as exc:
+                    dropped.append(repr(exc))
 
     clients = [asyncio.create_task(client()) for _ in range(16)]
     try:
