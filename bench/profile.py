@@ -164,7 +164,7 @@ def _py_spy() -> str:
 
 
 async def _recorded(
-    bench: Bench, out: Path, table: Table, mode: str, delay_s: float, **load: Any
+    bench: Bench, out: Path, table: Table, mode: str, *, delay_s: float, **load: Any
 ) -> Table:
     """``table``, filled from py-spy's record of a fresh server under the load generator's
     ``mode`` with ``load``, sampled for the plan's profile_s from ``delay_s`` after the
@@ -237,7 +237,7 @@ async def profile(bench: Bench, out: Path) -> Table:
         out,
         table,
         "ingest",
-        0,
+        delay_s=0,
         sessions=p.ingest_sessions,
         batch=p.ingest_batch,
         max_rate_per_session=RATE_PER_SESSION,
@@ -264,7 +264,7 @@ async def profile_latency(bench: Bench, out: Path) -> Table:
         out,
         table,
         "latency",
-        1,
+        delay_s=1,  # its window includes the warmup
         sessions=n,
         warmup_s=1,
         window_s=int(p.profile_s) + 1,

@@ -44,10 +44,13 @@ class Seen:
     connections: int
 
 
-async def healthz(url: str) -> Seen:
-    """One /healthz over a connection of its own, so the kernel may hand it to any worker."""
-    async with httpx.AsyncClient(timeout=2) as client:
-        body: dict[str, Any] = (await client.get(url + "/healthz")).json()
+async def healthz(url: str, http: httpx.AsyncClient | None = None) -> Seen:
+    """One /healthz over a connection of its own, so the kernel may hand it to any worker
+    (through ``http``, a client that keeps no connection, when given)."""
+    if http is None:
+        async with httpx.AsyncClient(timeout=2) as client:
+            return await healthz(url, client)
+    body: dict[str, Any] = (await http.get(url + "/healthz")).json()
     return Seen(body["worker"]["pid"], body["worker"]["index"], body["connections"])
 
 
@@ -229,8 +232,7 @@ async def test_sighup_replaces_the_workers_one_at_a_time(pool: ServerProcess) ->
         async with httpx.AsyncClient(timeout=10, limits=fresh) as http:
             while not stop.is_set():
                 try:
-                    body = (await http.get(pool.url + "/healthz")).json()
-                    answered.append(body["worker"]["pid"])
+                    answered.append((await healthz(pool.url, http)).pid)
                 except httpx.HTTPError as exc:
                     dropped.append(repr(exc))
 
