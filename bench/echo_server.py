@@ -36,13 +36,18 @@ except ImportError:  # `--ref` to a commit before 5661690 named it for websocket
     )
 from cuewire.validation import validate_batch
 
+try:
+    from cuewire.engine_socket import SocketServer
+except ImportError:  # `--ref` to a commit before engine_socket.py: the library's own server
+    SocketServer = socketio.AsyncServer
+
 MAX_PAYLOAD = Limits().max_payload_bytes
 PROMPT_RULE = "exit-intent-product"  # the rule of bench/rules/seed.yaml the scenario waits for
 PROMPT_HTML = "<div class='offer'>" + "x" * 2000 + "</div>"  # about a rendered exit offer
 
 
 def build() -> socketio.ASGIApp:
-    sio = socketio.AsyncServer(
+    sio = SocketServer(
         async_mode="asgi",
         serializer="msgpack",
         cors_allowed_origins="*",

@@ -21,8 +21,12 @@ from .scenarios import LATENCY_RULE, RATE_PER_SESSION
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+):(?P<line>\d+)\)$")
 
+# Cuewire's own files that are transport, not its work: engine.io's websocket path
+TRANSPORT_FILES = ("cuewire/engine_socket",)
+
 # Layers by the file of the innermost frame (the code on CPU; C code counts for its caller).
 LAYERS = (
+    ("Socket.IO / Engine.IO packets", ("socketio/", "engineio/", *TRANSPORT_FILES)),
     ("redis-py client (command packing, RESP parsing)", ("redis/",)),
     ("Cuewire: store adapter (store/)", ("cuewire/store/",)),
     ("Cuewire: rule engine (rules/)", ("cuewire/rules/",)),
@@ -32,7 +36,6 @@ LAYERS = (
     ),
     ("Cuewire: validation (protocol.py, msgspec)", ("cuewire/protocol",)),
     ("Cuewire: facts, gateway, pipeline, other", ("cuewire/",)),
-    ("Socket.IO / Engine.IO packets", ("socketio/", "engineio/")),
     ("websocket protocol (websockets, uvicorn)", ("websockets/", "uvicorn/")),
     ("msgpack, json", ("msgpack/", "json/")),
     ("asyncio streams and tasks", ("asyncio/",)),
@@ -44,7 +47,10 @@ def _in_redis(files: list[str]) -> bool:
 
 
 def _in_cuewire(files: list[str]) -> bool:
-    return any(f.startswith("cuewire/") and not f.startswith("cuewire/cli") for f in files)
+    return any(
+        f.startswith("cuewire/") and not f.startswith(("cuewire/cli", *TRANSPORT_FILES))
+        for f in files
+    )
 
 
 # Inclusive shares: a sample counts when its stack passes the test (the first three add up).

@@ -28,6 +28,7 @@ from .backend import BackendEvents
 from .clock import Clock, SystemClock
 from .delivery import Delivery, Emit
 from .demo_mail import MailSink
+from .engine_socket import SocketServer
 from .export.history import ExportHistory
 from .export.loader import Loader, postgres_loader
 from .gateway import Gateway
@@ -99,7 +100,7 @@ def build_services(settings: Settings, sites: Sites, clock: Clock | None = None)
     runtime = Runtime(settings.rules_dir, settings.templates_dir, ModelFiles.of(settings))
     # no client manager on Redis: a prompt for another process's socket goes to that
     # process's inbox (inbox.py), not to every process
-    sio = socketio.AsyncServer(
+    sio = SocketServer(
         async_mode="asgi",
         serializer="msgpack",
         client_manager=LocalManager(),

@@ -1,0 +1,250 @@
+"""engine.io's websocket path in Cuewire's servers (engine_socket.py): the same protocol as
+python-engineio's, without a task or a timer per packet.
+
+Each test runs a bare ``SocketServer`` (no store, no rules) under uvicorn, on a loop of its
+own in a thread, and talks to it as a client would: over a raw websocket, or with
+python-socketio's client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgpack
+import pytest
+import socketio
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from cuewire.engine_socket import EngineSocket, SocketServer, _Silence
+from cuewire.transport import socketio_options, uvicorn_options
+from support.servers import free_port
+
+PING_INTERVAL_S = 0.3
+PING_TIMEOUT_S = 0.3
+
+
+class Echo:
+    """A SocketServer that answers ``echo`` with its data and, on ``burst``, emits
+    ``count`` numbered ``n`` events then disconnects the client. Counts the tasks its loop
+    creates."""
+
+    def __init__(self) -> None:
+        self.sio = SocketServer(
+            async_mode="asgi",
+            serializer="msgpack",
+            ping_interval=PING_INTERVAL_S,
+            ping_timeout=PING_TIMEOUT_S,
+            transports=["websocket", "polling"],
+            **socketio_options(),
+        )
+        self.tasks = 0
+        self.disconnected: list[str] = []
+        self.sockets: list[type] = []
+        self.sio.on("connect", self._connect)
+        self.sio.on("echo", self._echo)
+        self.sio.on("burst", self._burst)
+        self.sio.on("disconnect", self._disconnect)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                socketio.ASGIApp(self.sio),
+                port=self.port,
+                log_level="warning",
+                lifespan="off",
+                **uvicorn_options(64 * 1024),
+            )
+        )
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_task_factory(self._count)
+
+    def _count(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
+        self.tasks += 1
+        return asyncio.Task(coro, loop=loop)
+
+    async def _connect(self, sid: str, environ: dict[str, Any]) -> None:
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        self.sockets.append(type(self.sio.eio.sockets[eio_sid]))
+
+    async def _echo(self, sid: str, data: Any) -> Any:
+        return data
+
+    async def _burst(self, sid: str, count: int) -> None:
+        for n in range(count):
+            await self.sio.emit("n", n, to=sid)
+        await self.sio.disconnect(sid)
+
+    async def _disconnect(self, sid: str, reason: str) -> None:
+        self.disconnected.append(reason)
+
+    @contextmanager
+    def running(self) -> Iterator[Echo]:
+        thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),))
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not self._server.started:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.01)
+            yield self
+        finally:
+            self._server.should_exit = True
+            thread.join(10)
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        await self._server.serve()
+
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/socket.io/?EIO=4&transport=websocket"
+
+
+@pytest.fixture
+def echo() -> Iterator[Echo]:
+    with Echo().running() as server:
+        yield server
+
+
+async def _join(ws: Any) -> None:
+    """engine.io's OPEN, then Socket.IO's CONNECT to the main namespace and its answer."""
+    assert str(await ws.recv()).startswith("0")
+    await ws.send(msgpack.packb({"type": 0, "nsp": "/"}))
+    assert msgpack.unpackb(await ws.recv())["type"] == 0
+
+
+def _event(name: str, data: Any, ack: int) -> bytes:
+    """A Socket.IO EVENT with an ack id, msgpack-encoded (docs/protocol.md)."""
+    return msgpack.packb({"type": 2, "nsp": "/", "data": [name, data], "id": ack})
+
+
+async def test_a_websocket_connection_takes_the_lean_path(echo: Echo) -> None:
+    client = socketio.AsyncClient(serializer="msgpack")
+    await client.connect(echo.url, transports=["websocket"])
+    try:
+        assert await client.call("echo", {"a": 1}, timeout=5) == {"a": 1}
+    finally:
+        await client.disconnect()
+    assert echo.sockets == [EngineSocket]
+
+
+async def test_a_hundred_round_trips_start_no_task_each(echo: Echo) -> None:
+    """python-engineio's own handler starts two tasks per event and its ack (the read under
+    ``wait_for`` and the writer's wait under another): 200 here."""
+    async with connect(echo.ws_url()) as ws:
+        await _join(ws)
+        before = echo.tasks
+        for n in range(100):
+            await ws.send(_event("echo", n, n))
+            answer = msgpack.unpackb(await ws.recv())
+            assert (answer["type"], answer["id"], answer["data"]) == (3, n, [n])
+        assert echo.tasks - before < 5
+
+
+async def test_packets_queued_before_a_disconnect_all_arrive_in_order(echo: Echo) -> None:
+    client = socketio.AsyncClient(serializer="msgpack")
+    got: list[int] = []
+    gone = asyncio.Event()
+    client.on("n", got.append)
+    client.on("disconnect", lambda *reason: gone.set())
+    await client.connect(echo.url, transports=["websocket"])
+    await client.emit("burst", 500)
+    await asyncio.wait_for(gone.wait(), 10)
+    assert got == list(range(500))
+
+
+async def test_a_client_that_falls_silent_is_closed(echo: Echo) -> None:
+    """A tab that stops answering (a laptop shut mid-session) is dropped once it has been
+    silent for pingInterval + pingTimeout: engine.io closes the session on the missed pong,
+    and the websocket itself closes then, not at the next write or never."""
+    async with connect(echo.ws_url()) as ws:
+        await _join(ws)  # then never a pong
+        start = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert time.monotonic() - start < 5
+    assert len(echo.disconnected) == 1  # the missed pong or the silence, whichever first
+
+
+async def test_a_client_that_answers_pings_stays_connected(echo: Echo) -> None:
+    async with connect(echo.ws_url()) as ws:
+        await _join(ws)
+        pings = 0
+        deadline = time.monotonic() + 4 * (PING_INTERVAL_S + PING_TIMEOUT_S)
+        while time.monotonic() < deadline:
+            frame = await asyncio.wait_for(ws.recv(), 5)
+            if frame == "2":
+                pings += 1
+                await ws.send("3")
+        assert pings >= 3
+        await ws.send(_event("echo", "still here", 1))
+        while (answer := await ws.recv()) == "2":
+            await ws.send("3")
+        assert msgpack.unpackb(answer)["data"] == ["still here"]
+        assert echo.disconnected == []
+
+
+async def test_a_connection_that_starts_on_polling_upgrades_through_the_library(
+    echo: Echo,
+) -> None:
+    client = socketio.AsyncClient(serializer="msgpack")
+    await client.connect(echo.url, transports=["polling", "websocket"])
+    try:
+        for _ in range(100):
+            if client.transport() == "websocket":
+                break
+            await asyncio.sleep(0.05)
+        assert client.transport() == "websocket"
+        assert await client.call("echo", "upgraded", timeout=5) == "upgraded"
+    finally:
+        await client.disconnect()
+
+
+class _Wait:
+    """A websocket stand-in whose ``wait`` returns when told to."""
+
+    def __init__(self) -> None:
+        self.frames: asyncio.Queue[str] = asyncio.Queue()
+
+    async def wait(self) -> str:
+        return await self.frames.get()
+
+
+async def test_the_silence_timer_counts_only_waiting_for_a_frame() -> None:
+    """A handler busy longer than the limit is not cut off: the silence starts again when
+    the socket waits for its next frame."""
+    ws = _Wait()
+    with _Silence(0.1) as silence:
+        ws.frames.put_nowait("a")
+        assert await silence.wait(ws) == "a"
+        await asyncio.sleep(0.3)  # busy with the frame, three limits long
+        ws.frames.put_nowait("b")
+        assert await silence.wait(ws) == "b"
+        with pytest.raises(asyncio.CancelledError):
+            await silence.wait(ws)  # nothing comes: cancelled after the limit
+        assert silence.expired()
+
+
+async def test_a_cancel_from_elsewhere_is_not_taken_for_silence() -> None:
+    ws = _Wait()
+
+    async def read() -> None:
+        with _Silence(5) as silence:
+            try:
+                await silence.wait(ws)
+            except asyncio.CancelledError:
+                assert not silence.expired()
+                raise
+
+    task = asyncio.ensure_future(read())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
