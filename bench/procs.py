@@ -288,6 +288,28 @@ class Server:
         return cls("echo", argv, port, workdir / "echo.log")
 
 
+def gc_figures(a: tuple[float, dict[str, Any]], b: tuple[float, dict[str, Any]]) -> dict[str, Any]:
+    """The collections between two (wall time, ``Server.gc_stats()``) marks: per generation,
+    their share of the process's CPU, and the pauses over 5 ms."""
+    (t0, s0), (t1, s1) = a, b
+    cpu = max(s1["cpu_s"] - s0["cpu_s"], 1e-9)
+    gens = {
+        g: {
+            "collections": s1["stats"][g]["count"] - s0["stats"][g]["count"],
+            "seconds": round(s1["stats"][g]["total_s"] - s0["stats"][g]["total_s"], 3),
+        }
+        for g in s1["stats"]
+    }
+    pauses = [p for when, _, p in s1["pauses"] if t0 <= when <= t1]
+    return {
+        "share_pct": round(100 * sum(g["seconds"] for g in gens.values()) / cpu, 1),
+        "generations": gens,
+        "pauses_over_5ms": len(pauses),
+        "pauses_over_50ms": sum(1 for p in pauses if p > 0.05),
+        "longest_ms": round(1000 * max(pauses, default=0.0), 1),
+    }
+
+
 @dataclass
 class CpuSample:
     wall: float

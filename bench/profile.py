@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import Bench
-from .procs import BenchError, run_loadgen
+from .procs import BenchError, gc_figures, run_loadgen
 from .report import Table
 from .scenarios import LATENCY_RULE, RATE_PER_SESSION
 
@@ -142,26 +142,6 @@ def analyse(raw: Path) -> dict[str, Any]:
     }
 
 
-def _gc_figures(a: tuple[float, dict[str, Any]], b: tuple[float, dict[str, Any]]) -> dict[str, Any]:
-    (t0, s0), (t1, s1) = a, b
-    cpu = max(s1["cpu_s"] - s0["cpu_s"], 1e-9)
-    gens = {
-        g: {
-            "collections": s1["stats"][g]["count"] - s0["stats"][g]["count"],
-            "seconds": round(s1["stats"][g]["total_s"] - s0["stats"][g]["total_s"], 3),
-        }
-        for g in s1["stats"]
-    }
-    pauses = [p for when, _, p in s1["pauses"] if t0 <= when <= t1]
-    return {
-        "share_pct": round(100 * sum(g["seconds"] for g in gens.values()) / cpu, 1),
-        "generations": gens,
-        "pauses_over_5ms": len(pauses),
-        "pauses_over_50ms": sum(1 for p in pauses if p > 0.05),
-        "longest_ms": round(1000 * max(pauses, default=0.0), 1),
-    }
-
-
 def _py_spy() -> str:
     found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(found).exists():
@@ -201,7 +181,7 @@ async def _recorded(
     if spy["p"].returncode != 0 or not await asyncio.to_thread(out.exists):
         raise BenchError(f"py-spy failed: {err.decode(errors='replace').strip()}")
     found = analyse(out)
-    found["gc"] = gc = _gc_figures(gc_marks["measure_start"], gc_marks["measure_end"])
+    found["gc"] = gc = gc_figures(gc_marks["measure_start"], gc_marks["measure_end"])
     table.add("garbage collection, share of server CPU", gc["share_pct"], "%")
     table.add(
         "GC pauses > 5 ms / > 50 ms in the window / longest",

@@ -221,9 +221,20 @@ async def _latency_level(bench: Bench, server: Any, n: int, tag: str) -> dict[st
         tag=tag,
     )
     meter = bench.meter() if server is bench.cuewire else bench.meter(server)
-    run = await run_loadgen(cfg, meter, log=bench.log("loadgen"))
+    window: dict[str, float] = {}
+
+    def mark(line: dict[str, Any], proc: Any) -> None:
+        if line["t"] in ("measure_start", "measure_end"):
+            window[line["t"]] = time.time()
+
+    run = await run_loadgen(cfg, meter, mark, log=bench.log("loadgen"))
     r = run.result
+    pauses = None
+    if server.gc_file is not None and len(window) == 2:  # read after the drain: all written
+        t0, t1 = window["measure_start"], window["measure_end"]
+        pauses = [p for when, _, p in server.gc_stats()["pauses"] if t0 <= when <= t1]
     return {
+        "gc_pauses_s": pauses,
         "prompt_ms": summary(r["prompt_ms"], lost=r["missing"]),
         "ack_ms": summary(r["ack_ms"], lost=r["timeouts"]),
         "sent": r["sent"],
@@ -250,6 +261,7 @@ async def latency(bench: Bench) -> Table:
     table = Table("latency", "Event -> prompt latency, each session sending 1 event/s")
     levels: dict[str, Any] = {}
     floors: dict[str, Any] = {}
+    bench.start_server(gc_probe=True)  # fresh, its collector's pauses timed (bench/gcprobe)
     for n in p.latency_levels:
         t0 = time.monotonic()
         await bench.settle()  # the previous level's backlog and disconnects
@@ -293,6 +305,11 @@ async def latency(bench: Bench) -> Table:
             f"{n:,} sessions: ordinary events ack p50 / p99",
             f"{ms(ack['p50'])} / {ms(ack['p99'])} ms",
         )
+        if (pauses := figures["gc_pauses_s"]) is not None:
+            table.add(
+                f"{n:,} sessions: Cuewire's GC pauses > 5 ms in the window / longest",
+                f"{len(pauses)} / {1000 * max(pauses, default=0):.0f} ms",
+            )
         side = figures["server_side_ms"]
         table.add(
             f"{n:,} sessions: server part (audit latency_ms) p50 / p99",
