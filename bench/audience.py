@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import Bench
-from .procs import TREE, CpuMeter, Server, free_port, run_loadgen
-from .profile import _gc_figures
+from .procs import TREE, CpuMeter, Server, free_port, gc_figures, run_loadgen
 from .report import Table, at_most, ms, summary
 
 RULE = "exit-intent-product"
@@ -122,7 +121,7 @@ async def measure(bench: Bench, server: Server, size: Size, tag: str) -> dict[st
         "disconnects": r["disconnects"],
         "disconnects_by_second": r["disconnects_by_second"],
         "cpu": run.cpu,
-        "gc": _gc_figures(gc_marks["measure_start"], gc_marks["measure_end"]),
+        "gc": gc_figures(gc_marks["measure_start"], gc_marks["measure_end"]),
     }
 
 
