@@ -47,6 +47,7 @@ class Echo:
         self.tasks = 0
         self.disconnected: list[str] = []
         self.sockets: list[type] = []
+        self.readers: list[asyncio.Task[Any]] = []  # the task that reads each socket
         self.sio.on("connect", self._connect)
         self.sio.on("echo", self._echo)
         self.sio.on("burst", self._burst)
@@ -72,6 +73,12 @@ class Echo:
     async def _connect(self, sid: str, environ: dict[str, Any]) -> None:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         self.sockets.append(type(self.sio.eio.sockets[eio_sid]))
+        task = asyncio.current_task()
+        assert task is not None
+        self.readers.append(task)
+
+    def cancel_reader(self, n: int) -> None:
+        self._loop.call_soon_threadsafe(self.readers[n].cancel)
 
     async def _echo(self, sid: str, data: Any) -> Any:
         return data
@@ -189,6 +196,23 @@ async def test_a_client_that_answers_pings_stays_connected(echo: Echo) -> None:
             await ws.send("3")
         assert msgpack.unpackb(answer)["data"] == ["still here"]
         assert echo.disconnected == []
+
+
+async def test_a_reader_cancelled_by_a_forced_shutdown_still_runs_the_disconnect_handler(
+    echo: Echo,
+) -> None:
+    """The disconnect handler is where Cuewire releases a session's socket in the store."""
+    async with connect(echo.ws_url()) as ws:
+        await _join(ws)
+        echo.cancel_reader(0)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+    for _ in range(100):
+        if echo.disconnected:
+            break
+        await asyncio.sleep(0.02)
+    assert echo.disconnected == ["transport close"]
 
 
 async def test_a_connection_that_starts_on_polling_upgrades_through_the_library(

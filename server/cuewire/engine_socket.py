@@ -3,7 +3,7 @@
 python-engineio reads a websocket by starting a task for every frame and waiting for it
 under ``asyncio.wait_for`` (a timer each), and its writer waits for every outgoing packet
 under another ``wait_for`` (a task and a timer each): two tasks and two timers for a batch
-and its ack, about a quarter of a bare echo server's CPU per batch (bench/README.md,
+and its ack, about a third of a bare echo server's CPU per batch (bench/README.md,
 "transport"). Here a websocket connection reads its frames in one task and writes from one
 queue with plain awaits; one timer per socket, rearmed only when it fires, closes a socket
 that has sent nothing for ``pingInterval + pingTimeout``, the bound the library's per-frame
@@ -43,10 +43,10 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
         writer = asyncio.ensure_future(self._write(ws))
         try:
             await self._read(ws)
-        finally:
+        finally:  # cancelled too (a forced shutdown): the disconnect handler still runs
             self.queue.put_nowait(None)  # the writer sends what is queued, then stops
             await writer
-        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
     async def _read(self, ws: Any) -> None:
         """Receive frames until the client goes, sends too much or falls silent."""
