@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import Counter
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -45,6 +46,7 @@ class Echo:
             **socketio_options(),
         )
         self.tasks = 0
+        self.started: Counter[str] = Counter()  # tasks started, by their coroutine's name
         self.disconnected: list[str] = []
         self.sockets: list[type] = []
         self.readers: list[asyncio.Task[Any]] = []  # the task that reads each socket
@@ -68,6 +70,7 @@ class Echo:
 
     def _count(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
         self.tasks += 1
+        self.started[getattr(coro, "__qualname__", "?")] += 1
         return asyncio.Task(coro, loop=loop)
 
     async def _connect(self, sid: str, environ: dict[str, Any]) -> None:
@@ -191,6 +194,8 @@ async def test_a_client_that_answers_pings_stays_connected(echo: Echo) -> None:
                 pings += 1
                 await ws.send("3")
         assert pings >= 3
+        # the heartbeat waits on a timer: the library's sleeps in a task of its own each time
+        assert not [name for name in echo.started if "ping" in name.lower()], echo.started
         await ws.send(_event("echo", "still here", 1))
         while (answer := await ws.recv()) == "2":
             await ws.send("3")

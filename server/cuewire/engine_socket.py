@@ -7,10 +7,12 @@ and its ack, about a third of a bare echo server's CPU per batch (bench/README.m
 "transport"). Here a websocket connection reads its frames in one task and writes from one
 queue with plain awaits; one timer per socket, rearmed only when it fires, closes a socket
 that has sent nothing for ``pingInterval + pingTimeout``, the bound the library's per-frame
-timeout kept. The protocol on the wire is unchanged (docs/protocol.md).
+timeout kept. The heartbeat's next ping waits on a timer, not in a task of its own. The
+protocol on the wire is unchanged (docs/protocol.md).
 
-Only connections that open on the websocket take this path; a polling connection that
-upgrades keeps the library's own handler (the snippet connects on the websocket first).
+Only connections that open on the websocket take the websocket path; a polling connection
+that upgrades keeps the library's own handler (the snippet connects on the websocket
+first). The heartbeat's timer serves both.
 ``SocketServer`` is python-socketio's server with its websocket sockets made this way; both
 ``cuewire serve`` and the bench's echo server use it, so the echo stays the floor.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import socketio
@@ -33,6 +36,9 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
 
     connected: bool  # (the library's attributes this class reads)
     upgraded: bool
+    closing: bool
+    closed: bool
+    last_ping: float | None
 
     async def _websocket_handler(self, ws: Any) -> None:
         if self.connected:  # an upgrade from polling: the library's probe handshake
@@ -47,6 +53,19 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
             self.queue.put_nowait(None)  # the writer sends what is queued, then stops
             await writer
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    def schedule_ping(self) -> None:
+        """The next heartbeat ``pingInterval`` after the last pong: a timer, where the
+        library starts a task that sleeps (one pending task per idle connection, replaced at
+        every heartbeat)."""
+        if self.last_ping:
+            self.last_ping = None
+            asyncio.get_running_loop().call_later(self.server.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        if not self.closing and not self.closed:
+            self.last_ping = time.time()  # the pong is due pingTimeout after this
+            self.queue.put_nowait(packet.Packet(packet.PING))
 
     async def _read(self, ws: Any) -> None:
         """Receive frames until the client goes, sends too much or falls silent."""
