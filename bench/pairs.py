@@ -1,0 +1,121 @@
+"""Two trees in turns, one command: ``python -m bench.pairs --base REF [--head REF]``.
+
+On this shared machine the same code's CPU per batch moves by 1.5x within minutes, so one
+run of each tree, minutes apart, ranks nothing. This runs the ingest scenario (``--quick``
+windows) on the head (the work tree, or ``--head REF``) and on ``--base REF`` in turns, the
+first of each round alternating, each run with its own redis-server and fresh servers
+(Cuewire and the echo, both from that tree), and prints per round the server CPU per batch
+of each, then the medians of the per-round ratios head / base and how many rounds the head
+was lower. The echo's ratio says how much of a change is the transport floor's.
+
+``python -m bench.pairs --base 70f2f56 [--head HEAD] [--rounds 4]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .cli import ensure_tools
+from .procs import BENCH, ROOT, TREE, Tree
+
+METRICS = ("cuewire", "echo")  # whose server CPU per batch (the ingest table's details)
+
+
+@dataclass
+class Side:
+    name: str  # "head" or "base"
+    tree: Tree
+
+
+async def _ingest_once(side: Side, results: Path) -> dict[str, int]:
+    """One ingest run on ``side``'s tree: each server's CPU per batch, in microseconds."""
+    from .context import QUICK, Bench
+    from .scenarios import ingest
+
+    TREE.root, TREE.label = side.tree.root, side.tree.label  # what the servers run
+    workdir = Path(tempfile.mkdtemp(prefix="cw-bench-pair-"))
+    bench = Bench(QUICK, workdir, results)
+    try:
+        table = await ingest(bench)
+    finally:
+        bench.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {m: int(table.details[m]["server_cpu_us_per_batch"]) for m in METRICS}
+
+
+def _export(ref: str) -> Tree:
+    tree = Tree(ROOT, "work tree")
+    tree.export(ref, Path(tempfile.mkdtemp(prefix="cw-bench-tree-")))
+    return tree
+
+
+def summarise(rounds: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, Any]]:
+    """Per metric: the median ratio head / base over the rounds and the rounds head was lower."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in METRICS:
+        ratios = [r["head"][m] / max(r["base"][m], 1) for r in rounds]
+        out[m] = {
+            "median_ratio": round(statistics.median(ratios), 2),
+            "head_lower": sum(1 for x in ratios if x < 1),
+            "rounds": len(ratios),
+        }
+    return out
+
+
+async def run(head: Side, base: Side, rounds: int, results: Path) -> dict[str, Any]:
+    done: list[dict[str, dict[str, int]]] = []
+    for i in range(rounds):
+        order = (head, base) if i % 2 == 0 else (base, head)
+        figures = {side.name: await _ingest_once(side, results) for side in order}
+        done.append(figures)
+        print(
+            f"round {i + 1}: CPU per batch (Cuewire / echo), head {figures['head']['cuewire']} /"
+            f" {figures['head']['echo']} us, base {figures['base']['cuewire']} /"
+            f" {figures['base']['echo']} us",
+            flush=True,
+        )
+    return {"rounds": done, "summary": summarise(done)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pairs", description=__doc__)
+    parser.add_argument("--base", required=True, help="the git ref to compare against")
+    parser.add_argument("--head", help="a git ref (default: the work tree)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--results", type=Path, default=BENCH / "results")
+    args = parser.parse_args(argv)
+    ensure_tools()
+    head = Side("head", _export(args.head) if args.head else Tree(ROOT, "work tree"))
+    base = Side("base", _export(args.base))
+    sys.path[:0] = [str(ROOT / "server"), str(ROOT)]
+    try:
+        found = asyncio.run(run(head, base, args.rounds, args.results))
+    finally:
+        for side in (head, base):
+            if side.tree.root != ROOT:
+                shutil.rmtree(side.tree.root, ignore_errors=True)
+    found["head"], found["base"] = head.tree.label, base.tree.label
+    for m, s in found["summary"].items():
+        print(
+            f"{m}: CPU per batch head / base, median of the rounds' ratios {s['median_ratio']}x;"
+            f" head lower in {s['head_lower']} of {s['rounds']}"
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path = args.results / f"{stamp}-pairs.json"
+    path.write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
+    print(f"results in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
