@@ -53,6 +53,7 @@ class Echo:
         self.sio.on("connect", self._connect)
         self.sio.on("echo", self._echo)
         self.sio.on("burst", self._burst)
+        self.sio.on("boom", self._boom)
         self.sio.on("disconnect", self._disconnect)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -90,6 +91,9 @@ class Echo:
         for n in range(count):
             await self.sio.emit("n", n, to=sid)
         await self.sio.disconnect(sid)
+
+    async def _boom(self, sid: str, data: Any) -> None:
+        raise RuntimeError("a handler's own bug")
 
     async def _disconnect(self, sid: str, reason: str) -> None:
         self.disconnected.append(reason)
@@ -218,6 +222,61 @@ async def test_a_reader_cancelled_by_a_forced_shutdown_still_runs_the_disconnect
             break
         await asyncio.sleep(0.02)
     assert echo.disconnected == ["transport close"]
+
+
+async def _closed_by_server(ws: Any, within_s: float = 3) -> bool:
+    """Answer the server's pings (so the heartbeat closes nothing) until the server closes
+    the connection: False when it is still open after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if await asyncio.wait_for(ws.recv(), left) == "2":
+                await ws.send("3")
+    except ConnectionClosed:
+        return True
+    except TimeoutError:
+        return False
+    return False
+
+
+GARBAGE = (
+    b"\xc1",  # no msgpack
+    msgpack.packb([1, 2]),  # msgpack, no Socket.IO packet
+    msgpack.packb({}),
+    msgpack.packb({"type": 2, "nsp": "/", "data": None}),  # an event without a name
+    "",  # no engine.io packet
+    "9hello",  # an engine.io packet type no client sends
+    "4",  # a text message to a msgpack server
+)
+
+
+@pytest.mark.parametrize("frame", GARBAGE, ids=repr)
+async def test_a_frame_that_is_no_packet_closes_the_connection_without_a_traceback(
+    echo: Echo, frame: bytes | str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An attacker's garbage costs them the connection and the server one log line, not a
+    traceback per frame (python-engineio logged one for each and kept reading)."""
+    async with connect(echo.ws_url()) as ws:
+        await _join(ws)
+        await ws.send(frame)
+        assert await _closed_by_server(ws)
+    assert not [r for r in caplog.records if r.exc_info]
+    async with connect(echo.ws_url()) as ws:  # the server serves the next one
+        await _join(ws)
+        await ws.send(_event("echo", "next", 1))
+        assert msgpack.unpackb(await ws.recv())["data"] == ["next"]
+
+
+async def test_a_handlers_own_error_is_logged_whole_and_the_connection_stays(
+    echo: Echo, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with connect(echo.ws_url()) as ws:
+        await _join(ws)
+        await ws.send(_event("boom", 1, 1))
+        await ws.send(_event("echo", "after", 2))
+        assert msgpack.unpackb(await ws.recv())["data"] == ["after"]
+    errors = [r for r in caplog.records if r.exc_info]
+    assert len(errors) == 1 and isinstance(errors[0].exc_info[1], RuntimeError)
 
 
 async def test_a_connection_that_starts_on_polling_upgrades_through_the_library(

@@ -27,8 +27,13 @@ from typing import Any
 import socketio
 from engineio import packet
 from engineio.async_socket import AsyncSocket
+from engineio.exceptions import SocketIsClosedError
+from socketio import packet as sio_packet
 
 log = logging.getLogger(__name__)
+
+# what a client may send over the websocket (engine.io v4): anything else closes it
+FROM_CLIENTS = frozenset((packet.PONG, packet.MESSAGE, packet.UPGRADE, packet.CLOSE))
 
 
 class EngineSocket(AsyncSocket):  # type: ignore[misc]
@@ -39,6 +44,7 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
     closing: bool
     closed: bool
     last_ping: float | None
+    packet_class: type  # the Socket.IO server's, given at connect (SocketServer)
 
     async def _websocket_handler(self, ws: Any) -> None:
         if self.connected:  # an upgrade from polling: the library's probe handshake
@@ -84,21 +90,60 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
                     return
                 if frame is None or len(frame) > limit:
                     return
-                if isinstance(frame, bytes) and on_message is not None:
-                    # a binary frame is a message: hand it to the handler as receive() would
+                if isinstance(frame, bytes):  # a binary frame is a message
+                    data: Any = frame
+                else:
                     try:
-                        await on_message(self.sid, frame)
-                    except asyncio.CancelledError:
-                        raise
+                        pkt = packet.Packet(encoded_packet=frame)
                     except Exception:
-                        log.exception("message handler error")
+                        pkt = None
+                    if pkt is None or pkt.packet_type not in FROM_CLIENTS:
+                        log.info("%s: closed: a frame that is no engine.io packet", self.sid)
+                        return
+                    if pkt.packet_type != packet.MESSAGE or on_message is None:
+                        if not await self._receive(pkt):  # a pong, an upgrade's noop, a close
+                            return
+                        continue
+                    data = pkt.data
+                if on_message is None:  # async handlers: the library's way, a task each
+                    if not await self._receive(packet.Packet(packet.MESSAGE, data=data)):
+                        return
                     continue
-                try:
-                    await self.receive(packet.Packet(encoded_packet=frame))
+                try:  # as receive() would, without its task or log line
+                    await on_message(self.sid, data)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("engine.io packet error")
+                    if self._malformed(data):
+                        log.info("%s: closed: a frame that is no Socket.IO packet", self.sid)
+                        return
+                    log.exception("message handler error")
+
+    async def _receive(self, pkt: Any) -> bool:
+        """The library's handling of ``pkt``; False when the socket has closed."""
+        try:
+            await self.receive(pkt)
+        except asyncio.CancelledError:
+            raise
+        except SocketIsClosedError:
+            return False
+        except Exception:
+            log.exception("engine.io packet error")
+        return True
+
+    def _malformed(self, frame: Any) -> bool:
+        """Whether ``frame`` is no Socket.IO packet a handler could take: garbage closes the
+        connection (one line in the log, not a traceback a flood could repeat), where a
+        handler's own error is logged whole. Asked only after the handler failed, so a frame
+        is decoded once on the way in."""
+        try:
+            pkt = self.packet_class(encoded_packet=frame)
+        except Exception:
+            return True
+        if pkt.packet_type in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
+            data = pkt.data
+            return not (isinstance(data, list) and data and isinstance(data[0], str))
+        return False
 
     async def _write(self, ws: Any) -> None:
         """Send the queued packets in order until ``None`` or a failed send; then close."""
@@ -174,4 +219,5 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         socket = self.eio.sockets.get(eio_sid)
         if type(socket) is AsyncSocket:
             socket.__class__ = EngineSocket  # the same state; only the websocket path differs
+            socket.packet_class = self.packet_class
         return await super()._handle_eio_connect(eio_sid, environ)
