@@ -7,8 +7,9 @@ and its ack, about a third of a bare echo server's CPU per batch (bench/README.m
 "transport"). Here a websocket connection reads its frames in one task and writes from one
 queue with plain awaits; one timer per socket, rearmed only when it fires, closes a socket
 that has sent nothing for ``pingInterval + pingTimeout``, the bound the library's per-frame
-timeout kept. The heartbeat's next ping waits on a timer, not in a task of its own. The
-protocol on the wire is unchanged (docs/protocol.md).
+timeout kept. The heartbeat's next ping waits on a timer, not in a task of its own. A frame
+that is no packet closes its connection with one log line (the library logged a traceback
+for each and read on). The protocol on the wire is unchanged (docs/protocol.md).
 
 Only connections that open on the websocket take the websocket path; a polling connection
 that upgrades keeps the library's own handler (the snippet connects on the websocket
