@@ -235,6 +235,7 @@ async def _latency_level(bench: Bench, server: Any, n: int, tag: str) -> dict[st
         pauses = [p for when, _, p in server.gc_stats()["pauses"] if t0 <= when <= t1]
     return {
         "gc_pauses_s": pauses,
+        "loop_delay_ms": r.get("loop_delay_ms"),
         "prompt_ms": summary(r["prompt_ms"], lost=r["missing"]),
         "ack_ms": summary(r["ack_ms"], lost=r["timeouts"]),
         "sent": r["sent"],
@@ -305,6 +306,12 @@ async def latency(bench: Bench) -> Table:
             f"{n:,} sessions: ordinary events ack p50 / p99",
             f"{ms(ack['p50'])} / {ms(ack['p99'])} ms",
         )
+        stalls = [f["loop_delay_ms"] for f in (figures, floor)]
+        if all(stalls):
+            table.add(
+                f"{n:,} sessions: generator event-loop delay p99 / max (Cuewire run; echo run)",
+                "; ".join(f"{d['p99']:g} / {d['max']:g} ms" for d in stalls),
+            )
         if (pauses := figures["gc_pauses_s"]) is not None:
             table.add(
                 f"{n:,} sessions: Cuewire's GC pauses > 5 ms in the window / longest",
