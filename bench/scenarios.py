@@ -310,7 +310,7 @@ async def latency(bench: Bench) -> Table:
         if all(stalls):
             table.add(
                 f"{n:,} sessions: generator event-loop delay p99 / max (Cuewire run; echo run)",
-                "; ".join(f"{d['p99']:g} / {d['max']:g} ms" for d in stalls),
+                "; ".join(f"{d['p99']:.1f} / {d['max']:.1f} ms" for d in stalls),
             )
         if (pauses := figures["gc_pauses_s"]) is not None:
             table.add(
