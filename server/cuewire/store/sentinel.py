@@ -143,7 +143,8 @@ P = TypeVar("P", bound=SentinelPool)
 
 def _pool(url: str, pool_class: type[P], kwargs: dict[str, Any]) -> P:
     parsed = parse_sentinel_url(url)
-    manager = Sentinel(parsed.sentinels, sentinel_kwargs=parsed.sentinel_options)  # type: ignore[no-untyped-call]
+    # (typed since redis 8.2: the ignore is for 8.1)
+    manager = Sentinel(parsed.sentinels, sentinel_kwargs=parsed.sentinel_options)  # type: ignore[no-untyped-call,unused-ignore]
     # the URL's options win, as in redis-py's from_url
     return pool_class(parsed.service, manager, **{**kwargs, **parsed.options})
 
