@@ -180,6 +180,48 @@ async def test_a_job_held_by_a_dead_consumer_is_taken_over_after_its_lease(
     assert (await other.depth()).counts == {"done": 1}
 
 
+async def test_a_handler_slower_than_its_lease_keeps_its_job(store: RedisStore) -> None:
+    """A live consumer renews the leases of the jobs in hand: a handler that takes four
+    leases is neither taken over by another consumer nor by its own next look for expired
+    leases, and the job is done once (without the renewal both would do it again)."""
+    metrics = Metrics()
+    slow = outbox_of(store, "slow", metrics=metrics, lease_s=0.3)
+    other = outbox_of(store, "other", metrics=metrics, lease_s=0.3)
+    calls: list[str] = []
+
+    async def slow_handler(job: Job) -> Verdict:
+        calls.append("slow")
+        await asyncio.sleep(1.2)
+        return Done()
+
+    worker = Worker()
+    await slow.put({"n": 1})
+    async with running(slow, slow_handler):
+        await eventually(lambda: calls == ["slow"], what="the slow consumer at work")
+        async with running(other, worker):
+            await settled(slow, "done")
+            await asyncio.sleep(0.4)  # a look for expired leases after the settle
+    assert (calls, worker.seen) == (["slow"], [])
+    assert (await slow.depth()).counts == {"done": 1}
+    assert metrics.outbox.labels("test", "reclaimed")._value.get() == 0
+
+
+async def test_a_consumer_back_after_its_lease_does_not_take_its_job_back(
+    store: RedisStore,
+) -> None:
+    """Cut off for longer than the lease, a consumer's job was taken over; renewing its
+    leases when it is back leaves the job with the consumer that took it."""
+    away = outbox_of(store, "away", lease_s=0.3)
+    await away.put({"n": 1})
+    [held] = await away.take()
+    await asyncio.sleep(0.35)
+    [taken] = await outbox_of(store, "other", lease_s=0.3).take()
+    assert taken.entry == held.entry
+    assert await away.take(0, holding=[held.entry]) == []
+    [pending] = await store.client.xpending_range(away.key("stream"), "workers", "-", "+", 10)
+    assert pending["consumer"] == "other"
+
+
 async def test_a_slow_job_does_not_hold_up_the_others(store: RedisStore) -> None:
     outbox = outbox_of(store)
     release = asyncio.Event()

@@ -22,9 +22,11 @@ de-duplicates on it. ``Job.attempts`` counts the attempts before this one.
 Durability: ``put`` returns once Redis has the entry (as durable as the server's persistence).
 An entry stays in the group's pending list until its handler's verdict is settled (one script:
 acknowledge, delete, then schedule the retry or dead-letter it), so a consumer killed mid-job
-(SIGKILL) loses nothing: once the entry has been pending for ``lease_s``, any consumer takes it
-over (``XAUTOCLAIM``) and does it again. Delivery is at least once: a job whose handler finished
-but whose settle did not is done twice, with the same ``Job.id``.
+(SIGKILL) loses nothing: once the entry has gone ``lease_s`` without its consumer renewing its
+lease (every quarter lease while the job is in hand: a slow handler keeps its job), any
+consumer takes it over (``XAUTOCLAIM``) and does it again. Delivery is at least once: a job
+whose handler finished but whose settle did not (the process died between the two, or could
+not reach the store for longer than the lease) is done twice, with the same ``Job.id``.
 
 Keys (keys.py ``Keys.outbox``): ``stream`` (to do), ``due`` (a sorted set of retries by due
 time, ms, moved back onto the stream when due), ``dead`` (a list, newest first, capped at
@@ -45,7 +47,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -171,6 +173,7 @@ class Outbox:
         self._settle = client.register_script(lua("outbox_settle.lua"))
         self._due = client.register_script(lua("outbox_due.lua"))
         self._revive = client.register_script(lua("outbox_revive.lua"))
+        self._renew = client.register_script(lua("outbox_renew.lua"))
         self._stopping = asyncio.Event()
         self._group_ready = False
         self._next_claim = 0.0  # time.monotonic() of the next look for expired leases
@@ -198,30 +201,37 @@ class Outbox:
     async def run(self, handler: Handler) -> None:
         """Do the channel's jobs until :meth:`stop`: move due retries back, take over jobs
         whose lease ran out, read new ones and run ``handler`` on up to ``batch`` of them at
-        a time, each settled as it ends (a slow receiver holds up only its own slot). A store
-        outage does not end the loop: it waits (up to ``OUTAGE_PAUSE_S`` between tries) and
-        goes on; a job whose settle failed stays pending and is taken over after its lease.
-        After :meth:`stop`, the jobs in hand finish."""
+        a time, each settled as it ends (a slow receiver holds up only its own slot). The
+        leases of the jobs in hand are renewed every quarter lease, so a handler slower than
+        the lease is not taken over while this consumer lives. A store outage does not end
+        the loop: it waits (up to ``OUTAGE_PAUSE_S`` between tries) and goes on; a job whose
+        settle failed stays pending and is taken over after its lease. After :meth:`stop`,
+        the jobs in hand finish (their leases still renewed)."""
         self._stopping.clear()
-        working: set[asyncio.Task[Verdict]] = set()
+        working: dict[asyncio.Task[Verdict], Job] = {}
         stopping = asyncio.create_task(self._stopping.wait())
         wait_s = self.poll_s
         try:
-            while not self._stopping.is_set():
-                room = self.batch - len(working)
+            while not stopping.done() or working:
+                room = 0 if stopping.done() else self.batch - len(working)
+                holding = [job.entry for job in working.values()]
                 try:
-                    jobs = await self.take(room) if room > 0 else []
+                    jobs = await self.take(room, holding)
                     wait_s = self.poll_s
                 except StoreError as exc:
                     self._count("store_error")
                     log.warning("the %s outbox cannot read the store: %s", self.channel, exc)
                     jobs, wait_s = [], min(OUTAGE_PAUSE_S, wait_s * 2)
-                working |= {asyncio.create_task(self.do(job, handler)) for job in jobs}
+                for job in jobs:
+                    working[asyncio.create_task(self.do(job, handler))] = job
+                waits = {*working} if stopping.done() else {*working, stopping}
+                if not waits:  # stopped while reading, nothing in hand
+                    break
                 done, _ = await asyncio.wait(
-                    {*working, stopping}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
+                    waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
                 )
-                for task in done - {stopping}:
-                    working.discard(task)
+                for task in [task for task in working if task in done]:
+                    del working[task]
                     if isinstance(task.exception(), StoreError):  # settle failed: lease runs out
                         self._count("store_error")
                         log.warning(
@@ -229,32 +239,37 @@ class Outbox:
                         )
                     else:
                         task.result()
-            if working:
-                await asyncio.gather(*working)
         finally:
             stopping.cancel()
             for task in working:
                 task.cancel()
 
-    async def take(self, count: int | None = None) -> list[Job]:
+    async def take(self, count: int | None = None, holding: Sequence[str] = ()) -> list[Job]:
         """Up to ``count`` (``batch``) jobs: due retries moved back, expired leases taken
-        over, then new entries."""
+        over, then new entries. Every quarter lease it first renews the leases of
+        ``holding`` (the entries of the jobs this consumer has in hand), so that it never
+        takes over its own jobs, nor another consumer does while this one lives."""
         count = self.batch if count is None else count
         await self._ensure_group()
         stream = self._k["stream"]
+        entries: list[Any] = []
         async with guard(f"read the {self.channel} outbox"):
-            moved = await self._due([stream, self._k["due"]], [int(time.time() * 1000), count])
-            if moved:
-                log.debug("%d %s retries due", moved, self.channel)
-            entries: list[Any] = []
+            if count > 0:
+                now_ms = int(time.time() * 1000)
+                moved = await self._due([stream, self._k["due"]], [now_ms, count])
+                if moved:
+                    log.debug("%d %s retries due", moved, self.channel)
             if time.monotonic() >= self._next_claim:  # leases run out slowly: look 4x a lease
                 self._next_claim = time.monotonic() + self.lease_s / 4
-                lease_ms = int(self.lease_s * 1000)
-                claimed = await self._r.xautoclaim(
-                    stream, GROUP, self.consumer, lease_ms, "0-0", count=count
-                )
-                entries = list(claimed[1])
-                self._count("reclaimed", len(entries))
+                if holding:
+                    await self._renew([stream], [GROUP, self.consumer, *holding])
+                if count > 0:
+                    lease_ms = int(self.lease_s * 1000)
+                    claimed = await self._r.xautoclaim(
+                        stream, GROUP, self.consumer, lease_ms, "0-0", count=count
+                    )
+                    entries = list(claimed[1])
+                    self._count("reclaimed", len(entries))
             if len(entries) < count:
                 read: Any = await self._r.xreadgroup(
                     GROUP, self.consumer, {stream: ">"}, count=count - len(entries)
