@@ -164,7 +164,14 @@ def _summary(tables: list[Any]) -> str:
     return verdicts.render()
 
 
-async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: float = 0) -> int:
+async def run(
+    names: list[str],
+    plan: Any,
+    results: Path,
+    keep: bool,
+    wait_s: float = 0,
+    redis_via: str = "tcp",
+) -> int:
     from .audience import audience
     from .context import Bench
     from .profile import profile, profile_latency
@@ -176,7 +183,7 @@ async def run(names: list[str], plan: Any, results: Path, keep: bool, wait_s: fl
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="cw-bench-"))
     started = time.monotonic()
-    bench = Bench(plan, workdir, results)
+    bench = Bench(plan, workdir, results, redis_via)
     out: dict[str, Any] = {
         "run": {"plan": plan.__dict__, "started_utc": stamp, "argv": sys.argv[1:]},
         "machine": machine_info(bench.redis.version()),
@@ -255,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         help="before each scenario, wait up to S seconds for other processes to go quiet",
     )
     parser.add_argument(
+        "--redis",
+        choices=("tcp", "unix"),
+        default="tcp",
+        help="how the server reaches its redis-server: loopback TCP (default) or its unix"
+        " socket (a Redis on the same host)",
+    )
+    parser.add_argument(
         "--ref",
         help="benchmark the server/ and templates/ of this git ref (e.g. HEAD), exported to a"
         " temp dir, instead of the work tree",
@@ -277,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = QUICK if args.quick else FULL
     try:
-        return asyncio.run(run(names, plan, args.results, args.keep, args.wait_quiet))
+        return asyncio.run(run(names, plan, args.results, args.keep, args.wait_quiet, args.redis))
     finally:
         if export is not None:
             shutil.rmtree(export, ignore_errors=True)

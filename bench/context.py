@@ -95,13 +95,13 @@ FULL = Plan(
 class Bench:
     """Redis and the Cuewire server of one run, and helpers the scenarios share."""
 
-    def __init__(self, plan: Plan, workdir: Path, results: Path) -> None:
+    def __init__(self, plan: Plan, workdir: Path, results: Path, redis_via: str = "tcp") -> None:
         self.plan = plan
         self.workdir = workdir
         self.results = results
         self.sites = workdir / "sites.yaml"
         self.sites.write_text(f'sites:\n  {SITE}:\n    origins: ["{ORIGIN}"]\n', encoding="utf-8")
-        self.redis = Redis(workdir)
+        self.redis = Redis(workdir, redis_via)
         self.server: Server | None = None
 
     def start_server(self, gc_probe: bool = False) -> Server:

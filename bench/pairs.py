@@ -8,7 +8,9 @@ first of each round alternating, each run with its own redis-server and fresh se
 of each, then the medians of the per-round ratios head / base and how many rounds the head
 was lower. The echo's ratio says how much of a change is the transport floor's.
 
-``python -m bench.pairs --base 70f2f56 [--head HEAD] [--rounds 4]``
+``python -m bench.pairs --base 70f2f56 [--head HEAD] [--rounds 4]``; ``--head-redis unix``
+(or ``--base-redis``) gives that side's server its Redis over the unix socket instead of TCP:
+``--base HEAD --head-redis unix`` compares the two ways on the same code.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ METRICS = ("cuewire", "echo")  # whose server CPU per batch (the ingest table's 
 class Side:
     name: str  # "head" or "base"
     tree: Tree
+    redis_via: str = "tcp"  # how its server reaches Redis: loopback TCP or the unix socket
 
 
 async def _ingest_once(side: Side, results: Path) -> dict[str, int]:
@@ -44,7 +47,7 @@ async def _ingest_once(side: Side, results: Path) -> dict[str, int]:
 
     TREE.root, TREE.label = side.tree.root, side.tree.label  # what the servers run
     workdir = Path(tempfile.mkdtemp(prefix="cw-bench-pair-"))
-    bench = Bench(QUICK, workdir, results)
+    bench = Bench(QUICK, workdir, results, side.redis_via)
     try:
         table = await ingest(bench)
     finally:
@@ -92,11 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", required=True, help="the git ref to compare against")
     parser.add_argument("--head", help="a git ref (default: the work tree)")
     parser.add_argument("--rounds", type=int, default=4)
+    for name in ("head", "base"):
+        parser.add_argument(
+            f"--{name}-redis",
+            choices=("tcp", "unix"),
+            default="tcp",
+            help=f"how the {name}'s server reaches Redis (the same tree both ways compares them)",
+        )
     parser.add_argument("--results", type=Path, default=BENCH / "results")
     args = parser.parse_args(argv)
     ensure_tools()
-    head = Side("head", _export(args.head) if args.head else Tree(ROOT, "work tree"))
-    base = Side("base", _export(args.base))
+    head_tree = _export(args.head) if args.head else Tree(ROOT, "work tree")
+    head = Side("head", head_tree, args.head_redis)
+    base = Side("base", _export(args.base), args.base_redis)
     sys.path[:0] = [str(ROOT / "server"), str(ROOT)]
     try:
         found = asyncio.run(run(head, base, args.rounds, args.results))
@@ -105,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             if side.tree.root != ROOT:
                 shutil.rmtree(side.tree.root, ignore_errors=True)
     found["head"], found["base"] = head.tree.label, base.tree.label
+    found["redis"] = {"head": head.redis_via, "base": base.redis_via}
     for m, s in found["summary"].items():
         print(
             f"{m}: CPU per batch head / base, median of the rounds' ratios {s['median_ratio']}x;"

@@ -98,16 +98,21 @@ def _stop(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM) -> None
 
 
 class Redis:
-    """A redis-server of our own on a free port, without persistence. Never the system one."""
+    """A redis-server of our own on a free port and a unix socket in ``workdir``, without
+    persistence. Never the system one. ``url`` is the one the server is given: over TCP, or
+    with ``via="unix"`` over the socket (a Redis on the same host)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, via: str = "tcp") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise BenchError("redis-server is not installed (apt-get install redis-server)")
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        socket = workdir / "redis.sock"
+        urls = {"tcp": f"redis://127.0.0.1:{self.port}/0", "unix": f"unix://{socket}?db=0"}
+        self.url = urls[via]
         argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--appendonly", "no", "--dir", str(workdir), "--maxclients", "20000"]
+        argv += ["--unixsocket", str(socket), "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.client = redis.Redis(port=self.port, decode_responses=True)
         _wait(lambda: bool(self.client.ping()), 10, "redis-server", self.proc)
