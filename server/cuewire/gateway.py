@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -251,13 +252,16 @@ class Gateway:
         if valid:
             try:
                 async with self._locks.hold(conn.session), self._batching:
-                    with self._metrics.batch_seconds.time():
+                    started = time.perf_counter()
+                    try:
                         done = await self._pipeline.process(
                             conn.origin,
                             [event for _, event in valid],
                             self._clock.now_ms(),
                             conn.gate,
                         )
+                    finally:
+                        self._metrics.batch_seconds.observe(time.perf_counter() - started)
             except StoreError as exc:
                 return self._store_failed(conn, exc)
             self._store_up()

@@ -1,11 +1,13 @@
-"""Prometheus collectors of one app, in the app's own registry (no import-time globals)."""
+"""Prometheus collectors of one app, in the app's own registry (no import-time globals). The
+ones counted on every batch are lock-free (loop_metrics.py); count those on the event loop."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .loop_metrics import LoopMetrics
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5)
 
@@ -15,7 +17,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.connections = Gauge("cuewire_connections", "Open visitor connections", registry=r)
-        self.events = Counter("cuewire_events_total", "Events accepted", ["type"], registry=r)
+        loop = LoopMetrics(r)  # counted on every batch: no lock per count
+        self.events = loop.counter("cuewire_events_total", "Events accepted", ["type"])
         self.rejected = Counter(
             "cuewire_events_rejected_total",
             "Events rejected, by code (docs/protocol.md)",
@@ -31,25 +34,20 @@ class Metrics:
         self.connects_waiting = Gauge(
             "cuewire_connects_waiting", "Connects waiting for the store (admission)", registry=r
         )
-        self.batch_seconds = Histogram(
-            "cuewire_batch_seconds",
-            "Time to store and evaluate one batch",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.batches = Counter(
+        self.batch_seconds = loop.histogram(
+            "cuewire_batch_seconds", "Time to store and evaluate one batch", buckets=LATENCY_BUCKETS
+        ).labels()
+        self.batches = loop.counter(
             "cuewire_batches_total",
             "Batches by how they were decided: ahead (one store round trip) or after the store"
             " returned the facts (a second one)",
             ["decided"],
-            registry=r,
         )
-        self.trigger_latency = Histogram(
+        self.trigger_latency = loop.histogram(
             "cuewire_trigger_latency_seconds",
             "From the qualifying behaviour (or deadline) to the prompt leaving the server",
             ["cause"],
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
         self.timer_lateness = Histogram(
             "cuewire_timer_lateness_seconds",
@@ -57,9 +55,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.firings = Counter(
-            "cuewire_firings_total", "Rule outcomes", ["rule", "outcome"], registry=r
-        )
+        self.firings = loop.counter("cuewire_firings_total", "Rule outcomes", ["rule", "outcome"])
         self.store_errors = Counter(
             "cuewire_store_errors_total", "Failed store operations", ["where"], registry=r
         )
@@ -97,9 +93,6 @@ class Metrics:
             registry=r,
         )
 
-        # the labelled children of the counters counted on every batch, looked up once
-        # (labels() takes a lock and builds a key: 1.0 us against 0.3 us for inc() alone)
-        self._events_of: dict[str, Any] = {}
         self._decided = {
             ahead: self.batches.labels("ahead" if ahead else "after") for ahead in (True, False)
         }
@@ -107,11 +100,8 @@ class Metrics:
     def batch_accepted(self, decided_ahead: bool, event_types: Iterable[str]) -> None:
         """Count a stored batch (how it was decided) and its accepted events by type."""
         self._decided[decided_ahead].inc()
-        for kind in event_types:
-            child = self._events_of.get(kind)
-            if child is None:  # event types are the protocol's few
-                child = self._events_of[kind] = self.events.labels(kind)
-            child.inc()
+        for kind in event_types:  # event types are the protocol's few
+            self.events.labels(kind).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
