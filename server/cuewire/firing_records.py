@@ -25,6 +25,7 @@ from .protocol import Prompt
 from .rules.engine import Candidate, Engine
 from .rules.model import Rule
 from .store.base import Put
+from .store.scripts import to_json
 
 
 def outcome_of(cand: Candidate, outcome: Outcome) -> Outcome:
@@ -74,7 +75,7 @@ class FiringRecords:
             variant=variant or "",
             url=cand.view.url,
             latency_ms=now - cand.since_ms,
-            event=json.dumps(cand.view.event or {}, separators=(",", ":")),
+            event=to_json(cand.view.event or {}),
             firing=cand.firing,
             window_ms=window_ms,
             digest=rules.digest_of(cand.rule),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import msgspec
 
 from .. import fields
 from ..clock import DAY_MS
@@ -15,6 +16,10 @@ from ..learn.models import NO_MODELS, Models
 from ..store.base import Facts
 from .conditions import MISSING
 from .model import Condition
+
+# JSON facts (props, traits, set facts), decoded on the firing path: msgspec takes 0.24 us
+# for a product's props where json.loads took 1.9
+_json_decode = msgspec.json.Decoder().decode
 
 HOUR_MS = 3_600_000
 # The snippet beats every 5 s while there was input and counts a visitor attentive for 15 s
@@ -229,7 +234,7 @@ class FactView:
     def _last(self) -> dict[str, Any]:
         """Props of the latest custom event of each name."""
         return {
-            k.removeprefix(fields.PROPS): json.loads(v)
+            k.removeprefix(fields.PROPS): _json_decode(v)
             for k, v in self.session.items()
             if k.startswith(fields.PROPS)
         }
@@ -242,7 +247,7 @@ class FactView:
         Its fields are among those a rule set with shows reads (rules/reads.py: props and
         traits by prefix), so a prompt renders ahead of its store call (fold.py)."""
         traits = {
-            k.removeprefix(fields.TRAIT): json.loads(v)
+            k.removeprefix(fields.TRAIT): _json_decode(v)
             for k, v in self.visitor.items()
             if k.startswith(fields.TRAIT)
         }
@@ -275,6 +280,6 @@ def _decoded(raw: str | None) -> Any:
     if raw is None:
         return MISSING
     try:
-        return json.loads(raw)
+        return _json_decode(raw)
     except ValueError:
         return raw
