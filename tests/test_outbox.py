@@ -206,6 +206,32 @@ async def test_a_handler_slower_than_its_lease_keeps_its_job(store: RedisStore) 
     assert metrics.outbox.labels("test", "reclaimed")._value.get() == 0
 
 
+async def test_jobs_a_caller_runs_through_do_all_keep_their_leases(store: RedisStore) -> None:
+    """A caller with a loop of its own (the mailer) takes jobs and runs them with do_all:
+    their leases are renewed while the handler is slow, so a consumer beside it takes
+    none of them over."""
+    metrics = Metrics()
+    mine = outbox_of(store, "mailer", metrics=metrics, lease_s=0.3)
+    other = outbox_of(store, "other", metrics=metrics, lease_s=0.3)
+    for n in range(2):
+        await mine.put({"n": n})
+    jobs = await mine.take()
+    sent: list[int] = []
+
+    async def slow_smtp(job: Job) -> Verdict:
+        await asyncio.sleep(1.2)
+        sent.append(job.data["n"])
+        return Done()
+
+    worker = Worker()
+    async with running(other, worker):
+        assert await mine.do_all(jobs, slow_smtp) == [Done(), Done()]
+        await asyncio.sleep(0.4)  # a look for expired leases after the settles
+    assert (sorted(sent), worker.seen) == ([0, 1], [])
+    assert (await mine.depth()).counts == {"done": 2}
+    assert metrics.outbox.labels("test", "reclaimed")._value.get() == 0
+
+
 async def test_a_consumer_back_after_its_lease_does_not_take_its_job_back(
     store: RedisStore,
 ) -> None:

@@ -253,23 +253,23 @@ class Outbox:
         await self._ensure_group()
         stream = self._k["stream"]
         entries: list[Any] = []
+        claiming = time.monotonic() >= self._next_claim  # leases run out slowly: 4x a lease
+        if claiming:
+            self._next_claim = time.monotonic() + self.lease_s / 4
+            await self.renew(holding)
         async with guard(f"read the {self.channel} outbox"):
             if count > 0:
                 now_ms = int(time.time() * 1000)
                 moved = await self._due([stream, self._k["due"]], [now_ms, count])
                 if moved:
                     log.debug("%d %s retries due", moved, self.channel)
-            if time.monotonic() >= self._next_claim:  # leases run out slowly: look 4x a lease
-                self._next_claim = time.monotonic() + self.lease_s / 4
-                if holding:
-                    await self._renew([stream], [GROUP, self.consumer, *holding])
-                if count > 0:
-                    lease_ms = int(self.lease_s * 1000)
-                    claimed = await self._r.xautoclaim(
-                        stream, GROUP, self.consumer, lease_ms, "0-0", count=count
-                    )
-                    entries = list(claimed[1])
-                    self._count("reclaimed", len(entries))
+            if claiming and count > 0:
+                lease_ms = int(self.lease_s * 1000)
+                claimed = await self._r.xautoclaim(
+                    stream, GROUP, self.consumer, lease_ms, "0-0", count=count
+                )
+                entries = list(claimed[1])
+                self._count("reclaimed", len(entries))
             if len(entries) < count:
                 read: Any = await self._r.xreadgroup(
                     GROUP, self.consumer, {stream: ">"}, count=count - len(entries)
@@ -278,6 +278,33 @@ class Outbox:
                     entries += got
         jobs = [self._job(*entry) for entry in entries]
         return [job for job in jobs if job is not None]
+
+    async def renew(self, entries: Sequence[str]) -> int:
+        """Renew the leases of ``entries`` (read by this consumer, not settled yet): those
+        another consumer took over meanwhile stay its own. How many were renewed."""
+        if not entries:
+            return 0
+        async with guard(f"renew the {self.channel} outbox's leases"):
+            args = [GROUP, self.consumer, *entries]
+            return int(await self._renew([self._k["stream"]], args))
+
+    async def do_all(self, jobs: Sequence[Job], handler: Handler) -> list[Verdict]:
+        """Run ``handler`` on ``jobs`` at once and settle each (:meth:`do`), renewing the
+        leases of those not done every quarter lease (for a caller with a loop of its own,
+        as the mailer; :meth:`run` renews its own)."""
+        tasks = {asyncio.create_task(self.do(job, handler)): job for job in jobs}
+        try:
+            while pending := [task for task in tasks if not task.done()]:
+                await asyncio.wait(pending, timeout=self.lease_s / 4)
+                try:
+                    await self.renew([tasks[task].entry for task in pending if not task.done()])
+                except StoreError as exc:  # the jobs go on; a lease that runs out is taken over
+                    self._count("store_error")
+                    log.warning("the %s outbox cannot renew its leases: %s", self.channel, exc)
+            return [task.result() for task in tasks]
+        finally:
+            for task in tasks:  # cancelled from outside (a shutdown): the jobs with it
+                task.cancel()
 
     def _job(self, entry: str, fields: dict[str, str] | None) -> Job | None:
         """The job of a stream entry; None for one deleted while pending (nothing to do)."""

@@ -208,7 +208,7 @@ class Mailer(Closing):
         if self.target is None:
             return 0
         jobs = await queue.outbox.take()
-        await asyncio.gather(*(queue.outbox.do(job, self.handle) for job in jobs))
+        await queue.outbox.do_all(jobs, self.handle)  # a slow SMTP server keeps its leases
         return len(jobs)
 
     async def handle(self, job: Job) -> Verdict:
