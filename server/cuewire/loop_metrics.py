@@ -85,7 +85,7 @@ class LoopCounter(_Family):
     def family(self) -> Metric:
         found = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for values, child in self.children.items():
-            found.add_metric(list(values), child.value)
+            found.add_metric([str(v) for v in values], child.value)
         return found
 
 
@@ -121,7 +121,7 @@ class LoopHistogram(_Family):
             for upper, count in zip(uppers, child.counts, strict=True):
                 cumulative += count
                 buckets.append((upper, float(cumulative)))
-            found.add_metric(list(values), buckets, child.sum)
+            found.add_metric([str(v) for v in values], buckets, child.sum)
         return found
 
 
