@@ -9,10 +9,13 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import pytest
+
 from cuewire.metrics import Metrics
 from cuewire.outbox import HANDLER_FAILED, Dead, Done, Job, Outbox, Retry, Verdict, backoff_s
-from cuewire.store import RedisStore
-from support.servers import WITH_CLUSTER
+from cuewire.settings import Settings
+from cuewire.store import RedisStore, open_store
+from support.servers import WITH_CLUSTER, RedisServer
 from support.waiting import eventually
 
 BACKENDS = WITH_CLUSTER
@@ -230,6 +233,49 @@ async def test_jobs_a_caller_runs_through_do_all_keep_their_leases(store: RedisS
     assert (sorted(sent), worker.seen) == ([0, 1], [])
     assert (await mine.depth()).counts == {"done": 2}
     assert metrics.outbox.labels("test", "reclaimed")._value.get() == 0
+
+
+@pytest.mark.parametrize("way", ["run", "do_all"])
+async def test_a_redis_stall_while_a_job_is_in_hand_neither_stops_nor_doubles_it(
+    own_redis: RedisServer, way: str
+) -> None:
+    """Redis stops answering (SIGSTOP) for longer than a quarter lease while a slow job is in
+    hand: renewing its lease fails and is counted, the job goes on, and once Redis answers
+    again it is settled, done once; the consumer beside takes nothing over (the stall is
+    shorter than the lease). Both ways a job is run: the outbox's loop and do_all."""
+    url = f"{own_redis.url}?socket_timeout=0.3"
+    async with open_store(Settings(redis_url=url)) as store:
+        metrics = Metrics()
+        mine = outbox_of(store, "mine", metrics=metrics, lease_s=2.0)
+        other = outbox_of(store, "other", lease_s=2.0)
+        await mine.put({"n": 1})
+        started = asyncio.Event()
+        ran: list[int] = []
+
+        async def slow(job: Job) -> Verdict:
+            started.set()
+            await asyncio.sleep(1.5)
+            ran.append(job.data["n"])
+            return Done()
+
+        worker = Worker()
+        if way == "run":
+            async with running(mine, slow):
+                await started.wait()  # the job is mine: now the other consumer starts
+                async with running(other, worker):
+                    with own_redis.frozen():
+                        await asyncio.sleep(0.9)  # a renewal is due every 0.5 s
+                    await settled(mine, "done")
+        else:
+            doing = asyncio.create_task(mine.do_all(await mine.take(), slow))
+            await started.wait()
+            async with running(other, worker):
+                with own_redis.frozen():
+                    await asyncio.sleep(0.9)
+                assert await doing == [Done()]
+        assert (ran, worker.seen) == ([1], [])
+        assert (await mine.depth()).counts == {"done": 1}
+        assert metrics.outbox.labels("test", "store_error")._value.get() >= 1
 
 
 async def test_a_consumer_back_after_its_lease_does_not_take_its_job_back(
