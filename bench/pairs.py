@@ -8,9 +8,13 @@ first of each round alternating, each run with its own redis-server and fresh se
 of each, then the medians of the per-round ratios head / base and how many rounds the head
 was lower. The echo's ratio says how much of a change is the transport floor's.
 
-``python -m bench.pairs --base 70f2f56 [--head HEAD] [--rounds 4]``; ``--head-redis unix``
-(or ``--base-redis``) gives that side's server its Redis over the unix socket instead of TCP:
-``--base HEAD --head-redis unix`` compares the two ways on the same code.
+``--scenario latency`` runs the latency scenario instead and compares, per level, the p99 of
+both servers and Cuewire's CPU (each run about two minutes).
+
+``python -m bench.pairs --base 70f2f56 [--head HEAD] [--rounds 4] [--scenario latency]``;
+``--head-redis unix`` (or ``--base-redis``) gives that side's server its Redis over the unix
+socket instead of TCP: ``--base HEAD --head-redis unix`` compares the two ways on the same
+code.
 """
 
 from __future__ import annotations
@@ -40,20 +44,40 @@ class Side:
     redis_via: str = "tcp"  # how its server reaches Redis: loopback TCP or the unix socket
 
 
-async def _ingest_once(side: Side, results: Path) -> dict[str, int]:
-    """One ingest run on ``side``'s tree: each server's CPU per batch, in microseconds."""
+def _ingest_figures(details: dict[str, Any]) -> dict[str, float]:
+    """Each server's CPU per batch, in microseconds."""
+    return {m: float(details[m]["server_cpu_us_per_batch"]) for m in METRICS}
+
+
+def _latency_figures(details: dict[str, Any]) -> dict[str, float]:
+    """Per level, each server's event -> prompt p99 (ms) and Cuewire's CPU (% of a core)."""
+    out: dict[str, float] = {}
+    for name, levels in (("cuewire", details["levels"]), ("echo", details["echo"])):
+        for n, level in levels.items():
+            out[f"{name} p99 {n}"] = float(level["prompt_ms"]["p99"] or 0)
+            if name == "cuewire":
+                out[f"{name} cpu {n}"] = float(level["cpu"].get("server_pct_core", 0))
+    return out
+
+
+# scenario -> what of its table's details a round compares (lower is better for all)
+FIGURES = {"ingest": _ingest_figures, "latency": _latency_figures}
+
+
+async def _once(side: Side, scenario: str, results: Path) -> dict[str, float]:
+    """One run of ``scenario`` on ``side``'s tree: the figures it compares."""
     from .context import QUICK, Bench
-    from .scenarios import ingest
+    from .scenarios import ingest, latency
 
     TREE.root, TREE.label = side.tree.root, side.tree.label  # what the servers run
     workdir = Path(tempfile.mkdtemp(prefix="cw-bench-pair-"))
     bench = Bench(QUICK, workdir, results, side.redis_via)
     try:
-        table = await ingest(bench)
+        table = await (ingest if scenario == "ingest" else latency)(bench)
     finally:
         bench.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    return {m: int(table.details[m]["server_cpu_us_per_batch"]) for m in METRICS}
+    return FIGURES[scenario](table.details)
 
 
 def _export(ref: str) -> Tree:
@@ -62,11 +86,12 @@ def _export(ref: str) -> Tree:
     return tree
 
 
-def summarise(rounds: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, Any]]:
-    """Per metric: the median ratio head / base over the rounds and the rounds head was lower."""
+def summarise(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Per figure: the median ratio head / base over the rounds and the rounds head was
+    lower."""
     out: dict[str, dict[str, Any]] = {}
-    for m in METRICS:
-        ratios = [r["head"][m] / max(r["base"][m], 1) for r in rounds]
+    for m in rounds[0]["head"]:
+        ratios = [r["head"][m] / max(r["base"][m], 1e-9) for r in rounds]
         out[m] = {
             "median_ratio": round(statistics.median(ratios), 2),
             "head_lower": sum(1 for x in ratios if x < 1),
@@ -75,19 +100,19 @@ def summarise(rounds: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, An
     return out
 
 
-async def run(head: Side, base: Side, rounds: int, results: Path) -> dict[str, Any]:
-    done: list[dict[str, dict[str, int]]] = []
+async def run(
+    head: Side, base: Side, rounds: int, results: Path, scenario: str = "ingest"
+) -> dict[str, Any]:
+    done: list[dict[str, dict[str, float]]] = []
     for i in range(rounds):
         order = (head, base) if i % 2 == 0 else (base, head)
-        figures = {side.name: await _ingest_once(side, results) for side in order}
+        figures = {side.name: await _once(side, scenario, results) for side in order}
         done.append(figures)
-        print(
-            f"round {i + 1}: CPU per batch (Cuewire / echo), head {figures['head']['cuewire']} /"
-            f" {figures['head']['echo']} us, base {figures['base']['cuewire']} /"
-            f" {figures['base']['echo']} us",
-            flush=True,
+        shown = ", ".join(
+            f"{m} {figures['head'][m]:g} / {figures['base'][m]:g}" for m in figures["head"]
         )
-    return {"rounds": done, "summary": summarise(done)}
+        print(f"round {i + 1} (head / base): {shown}", flush=True)
+    return {"scenario": scenario, "rounds": done, "summary": summarise(done)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", required=True, help="the git ref to compare against")
     parser.add_argument("--head", help="a git ref (default: the work tree)")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(FIGURES),
+        default="ingest",
+        help="ingest: each server's CPU per batch; latency: per level, the p99 of both servers"
+        " and Cuewire's CPU",
+    )
     for name in ("head", "base"):
         parser.add_argument(
             f"--{name}-redis",
@@ -110,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Side("base", _export(args.base), args.base_redis)
     sys.path[:0] = [str(ROOT / "server"), str(ROOT)]
     try:
-        found = asyncio.run(run(head, base, args.rounds, args.results))
+        found = asyncio.run(run(head, base, args.rounds, args.results, args.scenario))
     finally:
         for side in (head, base):
             if side.tree.root != ROOT:
@@ -119,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     found["redis"] = {"head": head.redis_via, "base": base.redis_via}
     for m, s in found["summary"].items():
         print(
-            f"{m}: CPU per batch head / base, median of the rounds' ratios {s['median_ratio']}x;"
+            f"{m}: head / base, median of the rounds' ratios {s['median_ratio']}x;"
             f" head lower in {s['head_lower']} of {s['rounds']}"
         )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
