@@ -21,11 +21,14 @@ Count only from the event loop's thread (the numbers are not locked).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
+
+C = TypeVar("C")
 
 
 class CounterValue:
@@ -57,30 +60,32 @@ class HistogramValue:
         self.sum += amount
 
 
-class _Family:
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+class _Family(Generic[C]):
+    """A metric's labelled children, made on their first count by ``child()``."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], child: Callable[[], C]
+    ) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-
-    def _check(self, values: tuple[str, ...]) -> None:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name} takes the labels {self.labelnames}, got {values}")
-
-
-class LoopCounter(_Family):
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, documentation, labelnames)
-        self.children: dict[tuple[str, ...], CounterValue] = {}
+        self.children: dict[tuple[str, ...], C] = {}
+        self._child = child
         if not self.labelnames:  # an unlabelled metric shows 0 before its first count
             self.labels()
 
-    def labels(self, *values: str) -> CounterValue:
+    def labels(self, *values: str) -> C:
         child = self.children.get(values)
         if child is None:
-            self._check(values)
-            child = self.children[values] = CounterValue()
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes the labels {self.labelnames}, got {values}")
+            child = self.children[values] = self._child()
         return child
+
+
+class LoopCounter(_Family[CounterValue]):
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
+        super().__init__(name, documentation, labelnames, CounterValue)
 
     def family(self) -> Metric:
         found = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -89,7 +94,7 @@ class LoopCounter(_Family):
         return found
 
 
-class LoopHistogram(_Family):
+class LoopHistogram(_Family[HistogramValue]):
     def __init__(
         self,
         name: str,
@@ -98,20 +103,10 @@ class LoopHistogram(_Family):
         *,
         buckets: Sequence[float],
     ) -> None:
-        super().__init__(name, documentation, labelnames)
         self.bounds = tuple(float(b) for b in buckets)
         if list(self.bounds) != sorted(set(self.bounds)):
             raise ValueError(f"{name}: buckets must rise: {buckets}")
-        self.children: dict[tuple[str, ...], HistogramValue] = {}
-        if not self.labelnames:
-            self.labels()
-
-    def labels(self, *values: str) -> HistogramValue:
-        child = self.children.get(values)
-        if child is None:
-            self._check(values)
-            child = self.children[values] = HistogramValue(self.bounds)
-        return child
+        super().__init__(name, documentation, labelnames, lambda: HistogramValue(self.bounds))
 
     def family(self) -> Metric:
         found = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

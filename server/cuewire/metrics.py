@@ -93,13 +93,9 @@ class Metrics:
             registry=r,
         )
 
-        self._decided = {
-            ahead: self.batches.labels("ahead" if ahead else "after") for ahead in (True, False)
-        }
-
     def batch_accepted(self, decided_ahead: bool, event_types: Iterable[str]) -> None:
         """Count a stored batch (how it was decided) and its accepted events by type."""
-        self._decided[decided_ahead].inc()
+        self.batches.labels("ahead" if decided_ahead else "after").inc()
         for kind in event_types:  # event types are the protocol's few
             self.events.labels(kind).inc()
 
