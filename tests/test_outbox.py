@@ -242,36 +242,41 @@ async def test_a_redis_stall_while_a_job_is_in_hand_neither_stops_nor_doubles_it
     """Redis stops answering (SIGSTOP) for longer than a quarter lease while a slow job is in
     hand: renewing its lease fails and is counted, the job goes on, and once Redis answers
     again it is settled, done once; the consumer beside takes nothing over (the stall is
-    shorter than the lease). Both ways a job is run: the outbox's loop and do_all."""
-    url = f"{own_redis.url}?socket_timeout=0.3"
+    shorter than the lease). Both ways a job is run: the outbox's loop and do_all. The job
+    ends only after the stall, however late the stall begins on a loaded machine."""
+    url = f"{own_redis.url}?socket_timeout=0.5"
     async with open_store(Settings(redis_url=url)) as store:
         metrics = Metrics()
-        mine = outbox_of(store, "mine", metrics=metrics, lease_s=2.0)
-        other = outbox_of(store, "other", lease_s=2.0)
+        mine = outbox_of(store, "mine", metrics=metrics, lease_s=4.0)
+        other = outbox_of(store, "other", lease_s=4.0)
         await mine.put({"n": 1})
-        started = asyncio.Event()
+        started, thawed = asyncio.Event(), asyncio.Event()
         ran: list[int] = []
 
         async def slow(job: Job) -> Verdict:
             started.set()
-            await asyncio.sleep(1.5)
+            await thawed.wait()
+            await asyncio.sleep(0.2)
             ran.append(job.data["n"])
             return Done()
+
+        async def stall() -> None:
+            with own_redis.frozen():
+                await asyncio.sleep(1.8)  # a renewal is due every 1 s; each waits 0.5 s
+            thawed.set()
 
         worker = Worker()
         if way == "run":
             async with running(mine, slow):
                 await started.wait()  # the job is mine: now the other consumer starts
                 async with running(other, worker):
-                    with own_redis.frozen():
-                        await asyncio.sleep(0.9)  # a renewal is due every 0.5 s
+                    await stall()
                     await settled(mine, "done")
         else:
             doing = asyncio.create_task(mine.do_all(await mine.take(), slow))
             await started.wait()
             async with running(other, worker):
-                with own_redis.frozen():
-                    await asyncio.sleep(0.9)
+                await stall()
                 assert await doing == [Done()]
         assert (ran, worker.seen) == ([1], [])
         assert (await mine.depth()).counts == {"done": 1}
