@@ -184,17 +184,17 @@ async def test_a_job_held_by_a_dead_consumer_is_taken_over_after_its_lease(
 
 
 async def test_a_handler_slower_than_its_lease_keeps_its_job(store: RedisStore) -> None:
-    """A live consumer renews the leases of the jobs in hand: a handler that takes four
-    leases is neither taken over by another consumer nor by its own next look for expired
+    """A live consumer renews the leases of the jobs in hand: a handler that takes two and a
+    half leases is neither taken over by another consumer nor by its own next look for expired
     leases, and the job is done once (without the renewal both would do it again)."""
     metrics = Metrics()
-    slow = outbox_of(store, "slow", metrics=metrics, lease_s=0.3)
-    other = outbox_of(store, "other", metrics=metrics, lease_s=0.3)
+    slow = outbox_of(store, "slow", metrics=metrics, lease_s=1.0)
+    other = outbox_of(store, "other", metrics=metrics, lease_s=1.0)
     calls: list[str] = []
 
     async def slow_handler(job: Job) -> Verdict:
         calls.append("slow")
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(2.5)
         return Done()
 
     worker = Worker()
@@ -214,15 +214,15 @@ async def test_jobs_a_caller_runs_through_do_all_keep_their_leases(store: RedisS
     their leases are renewed while the handler is slow, so a consumer beside it takes
     none of them over."""
     metrics = Metrics()
-    mine = outbox_of(store, "mailer", metrics=metrics, lease_s=0.3)
-    other = outbox_of(store, "other", metrics=metrics, lease_s=0.3)
+    mine = outbox_of(store, "mailer", metrics=metrics, lease_s=1.0)
+    other = outbox_of(store, "other", metrics=metrics, lease_s=1.0)
     for n in range(2):
         await mine.put({"n": n})
     jobs = await mine.take()
     sent: list[int] = []
 
     async def slow_smtp(job: Job) -> Verdict:
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(2.5)
         sent.append(job.data["n"])
         return Done()
 
