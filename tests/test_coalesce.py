@@ -166,6 +166,58 @@ async def test_calls_written_while_others_are_in_flight_are_answered_in_order(
 
 
 @pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
+async def test_calls_of_several_turns_wait_for_the_answers_in_flight_and_go_in_one_write(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis runs one connection's commands in order, so a call made while others are in
+    flight waits for their answers and goes with the calls of the turns after it in one
+    write (at most ``HOLD_S``: the next test)."""
+    monkeypatch.setattr(lane, "HOLD_S", 30.0)  # only the answers release them here
+    slow = store.client.register_script(SLOW)
+    quick = store.client.register_script(ORDER)
+    calls = Coalescer(store.client)
+    await calls.call(slow, ["warm"], ["x", 0])  # loaded, and the lane's connection open
+    await calls.call(quick, ["warm"], ["x"])
+    counting = Counting(store.client, monkeypatch)
+    first = calls.call(slow, ["order"], ["slow", 200])
+    await asyncio.sleep(0.05)  # written; Redis runs it for 200 ms
+    later = []
+    for i in range(3):  # three loop turns
+        later.append(calls.call(quick, ["order"], [str(i)]))
+        await asyncio.sleep(0.01)
+    assert counting.writes == 1  # the slow call's
+    assert await asyncio.gather(first, *later) == ["slow", "0", "1", "2"]
+    assert counting.writes == 2
+    assert await store.client.lrange("order", 0, -1) == ["slow", "0", "1", "2"]
+    await calls.aclose()
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
+async def test_a_call_waits_at_most_hold_s_for_the_answers_in_flight(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call behind a slow one is written after ``HOLD_S``, before that answer comes: so
+    a Redis that stops reading still fills the socket's buffer up to the unsent limit (the
+    last test) rather than the process's memory."""
+    monkeypatch.setattr(lane, "HOLD_S", 0.05)
+    slow = store.client.register_script(SLOW)
+    quick = store.client.register_script(ORDER)
+    calls = Coalescer(store.client)
+    await calls.call(slow, ["warm"], ["x", 0])  # loaded, and the lane's connection open
+    await calls.call(quick, ["warm"], ["x"])
+    counting = Counting(store.client, monkeypatch)
+    first = calls.call(slow, ["order"], ["slow", 1000])
+    await asyncio.sleep(0.02)
+    second = calls.call(quick, ["order"], ["next"])
+    await asyncio.sleep(0.01)
+    assert counting.writes == 1
+    await asyncio.sleep(0.2)
+    assert (counting.writes, first.done(), second.done()) == (2, False, False)
+    assert await asyncio.gather(first, second) == ["slow", "next"]
+    await calls.aclose()
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
 async def test_a_connection_redis_closed_while_idle_loses_no_call(store: RedisStore) -> None:
     """A Redis restart closes the lane's connection while nothing is in flight on it: the
     next calls wait for a fresh connection instead of failing on the dead one."""

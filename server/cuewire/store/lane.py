@@ -11,6 +11,10 @@ session: most turns carry one call) that work was a quarter of the server's CPU 
 on the server under that load, 1,000 sessions); the lane's writes and reader take half of
 it (``python -m bench.redis_call --coalesced``: 0.58x the client CPU of a lone call).
 
+While answers are in flight, the next calls are held and written together when the last of
+those answers comes (or after ``HOLD_S``, 1 ms): Redis would run them after the calls in
+flight anyway, and the turns of a busy second share one write and one read.
+
 What fails, and how much:
 
 - An error reply (a script's error, ``NOSCRIPT``) fails its own call only; ``NOSCRIPT`` goes
@@ -21,6 +25,8 @@ What fails, and how much:
   connection back to the pool and the next call takes one again, connecting anew.
 - A connection Redis closed while nothing was in flight on it (a restart) is given back
   before a call is written on it: the calls wait for a fresh one instead of failing.
+- Calls held for the answers in flight were never written: when the connection fails they
+  go on the next one.
 - The lane never resends a call: the caller sees a ``RedisError`` (the store answers
   ``store_unavailable`` and the client resends the batch, docs/protocol.md).
 - While Redis does not read, the commands written wait in the socket's buffer; past
@@ -44,6 +50,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from .connection import UnreadBacklog, is_open, write_now
 
 MAX_UNSENT_BYTES = 16 * 1024 * 1024
+# The longest a call waits for the answers in flight before it is written anyway (below).
+HOLD_S = 0.001
 
 
 @dataclass(slots=True)
@@ -115,6 +123,8 @@ class _Wire:
                 except ResponseError as exc:  # an error reply: the call's own
                     reply = exc
                 call = written.popleft()
+                if not written:
+                    self.lane.in_flight_answered(self)
                 if isinstance(reply, NoScriptError):
                     self.lane.on_noscript(call)
                 elif isinstance(reply, Exception):
@@ -142,11 +152,43 @@ class Lane:
         self.on_noscript = on_noscript
         self._wire: _Wire | None = None
         self._queued: list[Call] = []  # waiting for a connection
+        self._held: list[Call] = []  # waiting for the answers in flight (send)
+        self._release: asyncio.TimerHandle | None = None  # writes them after HOLD_S
         self._connecting: asyncio.Task[None] | None = None
         self._wires: set[_Wire] = set()  # the current one and those still reading
         self._closed = False
 
     def send(self, calls: list[Call]) -> None:
+        """Write ``calls`` now or, while answers are in flight, with the next write: when
+        the last of those answers comes, or after ``HOLD_S``. Redis runs one connection's
+        commands in order, so a call written behind others would not run before them
+        anyway; held, the calls of several loop turns go in one write and come back in one
+        read (at 1,000 events/s most turns carry one call, and a write to Redis was 14% of
+        the server's CPU)."""
+        wire = self._wire
+        if wire is not None and wire.written and not self._closed:
+            if not self._held:
+                loop = asyncio.get_running_loop()
+                self._release = loop.call_later(HOLD_S, self._write_held)
+            self._held += calls
+            return
+        self._send_now(calls)
+
+    def in_flight_answered(self, wire: _Wire) -> None:
+        """``wire``'s reader took the last answer in flight: the held calls go now."""
+        if wire is self._wire and self._held:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        calls, self._held = self._held, []
+        calls = [c for c in calls if not c.answer.done()]  # a caller cancelled meanwhile
+        if calls:
+            self._send_now(calls)
+
+    def _send_now(self, calls: list[Call]) -> None:
         """Write ``calls`` now, or as soon as the lane has a connection."""
         if self._closed:
             fail(calls, RedisConnectionError("the store is closed"))
@@ -206,6 +248,8 @@ class Lane:
         self._wires.discard(wire)
         if self._wire is wire:  # it failed: the next call connects again
             self._wire = None
+            if self._held:  # never written: they go on the next connection
+                self._write_held()
         await wire.conn.disconnect(nowait=True)
         await self.client.connection_pool.release(wire.conn)
 
@@ -214,9 +258,12 @@ class Lane:
         self._closed = True
         if self._connecting is not None:
             self._connecting.cancel()
-        for call in self._queued:
+        if self._release is not None:
+            self._release.cancel()
+        for call in [*self._queued, *self._held]:
             call.answer.cancel()
         self._queued.clear()
+        self._held.clear()
         readers = [w.reader for w in self._wires]
         for reader in readers:
             reader.cancel()
