@@ -52,6 +52,7 @@ from .protocol import Prompt, Push, Reset
 from .sockets import LocalSockets, parse_address
 from .store.scripts import lua
 from .store.sentinel import is_sentinel_url, sentinel_client
+from .waiting import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +178,13 @@ class Inbox(Closing):
         if not confirm:
             return await self._send(process, message)
         ref = new_id(nbytes=9)
-        answer = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting[ref] = answer
         try:
             if not await self._send(process, {**message, "ref": ref}):
                 return False
-            return await asyncio.wait_for(answer, PROMPT_ACK_TIMEOUT_S)
+            async with asyncio.timeout(PROMPT_ACK_TIMEOUT_S):  # (wait_for can lose a cancel)
+                return await answer
         except TimeoutError:
             return False
         finally:
@@ -250,8 +252,7 @@ class Inbox(Closing):
                     untrimmed = 0
 
     async def _pause(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), ERROR_PAUSE_S)
+        await wait_set(self._stopping, ERROR_PAUSE_S)
 
     async def _open(self) -> str:
         """Create the inbox: the id of its START mark, to read after."""

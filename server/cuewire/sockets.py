@@ -18,6 +18,7 @@ import socketio
 from .delivery import PROMPT_ACK_TIMEOUT_S
 from .ids import new_id
 from .protocol import Push, push_event
+from .waiting import wait_set
 
 SEPARATOR = "@"  # never in a Socket.IO sid nor in a process id (both URL-safe base64)
 
@@ -92,9 +93,7 @@ class LocalSockets:
             acked.set()
 
         await self._sio.emit(event, data, to=sid, callback=ack)
-        try:
-            await asyncio.wait_for(acked.wait(), timeout_s)
+        if await wait_set(acked, timeout_s):
             return True
-        except TimeoutError:
-            forget_callback(self._sio.manager, sid, ack)
-            return False
+        forget_callback(self._sio.manager, sid, ack)
+        return False

@@ -11,7 +11,6 @@ processes and crashes each deadline fires once, or is dropped with an audited re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from .origin import Origin
 from .rules.engine import Engine
 from .rules.model import duration_ms
 from .store.base import Facts, Put, Schedule, Store, Timer
+from .waiting import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ class TimerLoop:
         """Stop, and wait (up to ``timeout_s``) for the tick in flight to finish. What is
         still in flight after that keeps its lease and is claimed again by another process."""
         self.stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        await wait_set(self._idle, timeout_s)
         await self._settle(timeout_s)
 
     async def _settle(self, timeout_s: float | None = None) -> None:
@@ -106,8 +105,7 @@ class TimerLoop:
             finally:
                 self._idle.set()
             if fired < CLAIM_BATCH and pause > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), pause * random.uniform(0.9, 1.0))
+                await wait_set(self._stopping, pause * random.uniform(0.9, 1.0))
         await self._settle(FIRING_WAIT_S + PROMPT_ACK_TIMEOUT_S)
 
     async def tick(self, wait: bool = True) -> tuple[int, int | None]:

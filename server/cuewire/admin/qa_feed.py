@@ -23,7 +23,6 @@ after a backoff (saying ``hello`` again and resending the backlog). The feed end
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from ..codes import Refuse
 from ..errors import StoreError
 from ..store import RedisStore
 from ..supervise import Supervised
+from ..waiting import wait_set
 from .qa_context import QaContext, snapshot
 from .qa_tokens import same_origin, token_ok
 
@@ -164,8 +164,7 @@ class AdminNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     log.error("QA feed %s: store unreachable (%s); retrying", sid, exc)
                 healthy = False
             feed.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(feed.wake.wait(), POLL_S)
+            await wait_set(feed.wake, POLL_S)
 
     async def _tick(self, sid: str, feed: Feed) -> None:
         store, site = self.ctx.store, feed.site

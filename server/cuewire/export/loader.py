@@ -29,6 +29,7 @@ from ..goals import MEASURE_FILE, Goals
 from ..keys import Keys
 from ..settings import Settings
 from ..store.shared import Client
+from ..waiting import wait_set
 from .postgres import Loaded, PostgresSink
 from .reader import Entry, GroupReader, Lost
 from .records import Source
@@ -142,8 +143,7 @@ class Loader:
                 return
             moved += await self.step(reader, sink)
             if not moved:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll_s)
+                await wait_set(self._stopping, self._poll_s)
 
     async def step(self, reader: GroupReader, sink: Sink) -> int:
         """Load one batch of ``reader`` and acknowledge it; the number of entries moved."""

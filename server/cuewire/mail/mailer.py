@@ -17,7 +17,6 @@ trait of an unsigned identify too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from ..outbox import Dead, Done, Job, Retry, Verdict
 from ..rules.facts_view import FactView
 from ..rules.model import EmailPolicy, Rule
 from ..settings import Settings
+from ..waiting import wait_set
 from . import smtp
 from .message import build, valid_address
 from .queue import Caps, MailJob, MailQueue
@@ -194,8 +194,7 @@ class Mailer(Closing):
         self._stopping.clear()
         while not self._stopping.is_set():
             if await self.tick() == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll_s)
+                await wait_set(self._stopping, self._poll_s)
 
     def stop(self) -> None:
         self._stopping.set()

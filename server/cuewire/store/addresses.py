@@ -31,7 +31,6 @@ every batch is asked that way too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -42,6 +41,7 @@ from redis.commands.core import AsyncScript
 
 from ..keys import Keys
 from ..ratelimit import Rate
+from ..waiting import wait_set
 from .coalesce import Coalescer
 from .shared import FAILURES
 
@@ -199,8 +199,7 @@ class SharedAddressLimit:
             while not self._stopping.is_set():
                 await self.sync()
                 pause = min(pause * 2, MAX_BACKOFF_S) if self.failing else every_s
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), pause)
+                await wait_set(self._stopping, pause)
             await self.sync()  # the last events, for the other processes
         finally:
             self._sharing = False
