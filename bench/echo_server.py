@@ -6,8 +6,9 @@ permessage-deflate, no second heartbeat, the same frame limit; one process) and 
 work at the edge: every batch goes through Cuewire's own ``validate_batch`` (the wire models
 of docs/protocol.md and the size limits, default limits) and is acknowledged; an
 ``exit_intent`` is answered with a prompt of the size Cuewire's exit offer renders to (the
-``latency`` scenario measures both servers' event -> prompt the same way). No Redis, no
-rules, no state. ``python -m bench.echo_server --port P``.
+``latency`` scenario measures both servers' event -> prompt the same way), in the batch's
+ack when the client connected with ``prompt_in_ack``, as Cuewire does. No Redis, no rules,
+no state beyond that flag. ``python -m bench.echo_server --port P``.
 """
 
 from __future__ import annotations
@@ -57,23 +58,36 @@ def build() -> socketio.ASGIApp:
     )
     count = 0
     limits = Limits()
+    in_ack: set[str] = set()  # the sids whose batches' prompts go in their acks
 
     @sio.on("connect")
     async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
         nonlocal count
         count += 1
+        if isinstance(auth, dict) and auth.get("prompt_in_ack") is True:
+            in_ack.add(sid)
         info = {"session": f"s_echo{count:08d}", "visitor": "v_echo", "returning": False}
         await sio.emit("session", info, to=sid)
 
     @sio.on("events")
     async def events(sid: str, batch: Any = None) -> dict[str, Any]:
         valid, rejected = validate_batch(batch, limits)
+        prompts = []
         for _, event in valid:
             if event["type"] == "exit_intent":
                 prompt = {"id": f"p_{sid}", "rule": PROMPT_RULE, "html": PROMPT_HTML}
-                await sio.emit("prompt", prompt, to=sid)
+                if sid in in_ack:
+                    prompts.append(prompt)
+                else:
+                    await sio.emit("prompt", prompt, to=sid)
         result: dict[str, Any] = msgspec.to_builtins(Ack(len(valid), rejected))
+        if prompts:
+            result["prompts"] = prompts
         return result
+
+    @sio.on("disconnect")
+    async def disconnect(sid: str, reason: Any = None) -> None:
+        in_ack.discard(sid)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})

@@ -147,6 +147,36 @@ async def test_event_rule_pushes_a_rendered_prompt(live: LiveServer) -> None:
         assert "Leaving so soon?" in prompt["html"]
 
 
+async def test_a_client_that_asks_takes_its_batch_s_prompt_in_the_ack(live: LiveServer) -> None:
+    """Connected with ``prompt_in_ack``, the prompt a batch causes comes in that batch's ack
+    (one frame instead of two), as the push would carry it, and is not pushed."""
+    async with Visitor(live.url, visitor="v_pushed01") as pushed:
+        await pushed.send(pushed.event("page_view", PRODUCT), pushed.event("exit_intent", PRODUCT))
+        push = await pushed.wait_prompt()
+    async with Visitor(live.url, visitor="v_inack001", prompt_in_ack=True) as v:
+        ack = await v.send(v.event("page_view", PRODUCT), v.event("exit_intent", PRODUCT))
+        [prompt] = ack["prompts"]
+        await v.barrier()
+        assert v.prompts == []
+    assert (prompt["rule"], prompt["kind"], prompt["template"]) == ("exit-product", "modal", "note")
+    assert "Leaving so soon?" in prompt["html"]
+    assert prompt.keys() == push.keys()
+    assert {k: v for k, v in prompt.items() if k != "id"} == {
+        k: v for k, v in push.items() if k != "id"
+    }
+
+
+async def test_a_deadline_s_prompt_is_pushed_to_a_client_that_takes_prompts_in_acks(
+    live: LiveServer,
+) -> None:
+    """No batch is waiting for an ack when a deadline fires: its prompt is pushed."""
+    async with Visitor(live.url, prompt_in_ack=True) as v:
+        ack = await v.send(v.event("page_view", PRODUCT))
+        assert "prompts" not in ack
+        prompt = await v.wait_prompt(timeout=5)
+        assert prompt["rule"] == "hesitate-product"
+
+
 async def test_event_rule_respects_its_page_targeting(live: LiveServer) -> None:
     async with Visitor(live.url) as v:
         ack = await v.send(

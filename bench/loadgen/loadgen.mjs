@@ -86,6 +86,8 @@ class Session {
           visitor: `v_${RUN}_${cfg.tag || "x"}_${this.index}`,
           session: null,
           tab: `tab_${this.index}`,
+          // as the snippet: a batch's prompts come in its ack (a server before that pushes them)
+          prompt_in_ack: true,
         },
       });
       this.socket = socket;
@@ -113,6 +115,9 @@ class Session {
     const t0 = now();
     return new Promise((resolve) => {
       this.socket.timeout(timeoutMs).emit("events", batch, (err, ack) => {
+        for (const prompt of (!err && ack && ack.prompts) || []) {
+          this.prompts.push({ at: now(), rule: prompt.rule });
+        }
         resolve([err ? null : ack, now() - t0]);
       });
     });

@@ -1,6 +1,6 @@
 /** What the snippet does with the server's answers (docs/protocol.md, "Rejection codes" and
  * "Connect refusals"). Decisions branch on the `code`s only; `reason` is for people. */
-import type { WireEvent } from "./types";
+import type { Prompt, WireEvent } from "./types";
 
 export interface Rejection {
   index: number;
@@ -12,6 +12,8 @@ export interface Ack {
   accepted: number;
   rejected?: Rejection[];
   retry_ms?: number | null;
+  /** The prompts the batch caused (the snippet connects with `prompt_in_ack`). */
+  prompts?: Prompt[];
 }
 
 /** Rate limited: resend this event later. */

@@ -126,6 +126,7 @@ export function createTransport(opts: TransportOptions): Transport {
   let failures = 0;
   let stableTimer = 0;
   let current: string | null = null; // the session the server named on this connection
+  const promptListeners = new Set<(prompt: Prompt) => void>(); // for the prompts in acks
 
   const socket = io(opts.origin, {
     path: "/socket.io",
@@ -146,6 +147,8 @@ export function createTransport(opts: TransportOptions): Transport {
         dnt: opts.dnt,
         // Minutes behind UTC, as Date reports it: lets rules target the visitor's local time.
         tz: new Date().getTimezoneOffset(),
+        // A batch's prompts come in its ack: one frame, not a push beside the ack.
+        prompt_in_ack: true,
       }),
   });
 
@@ -183,6 +186,7 @@ export function createTransport(opts: TransportOptions): Transport {
       retryLater(null);
       return;
     }
+    if (Array.isArray(ack.prompts)) for (const p of ack.prompts) showPrompt(p);
     const settled = settleAck(batch, ack);
     for (const { event, rejection } of settled.refused) dropped("refused", event, rejection);
     queue.release(batch, settled.keep);
@@ -194,6 +198,12 @@ export function createTransport(opts: TransportOptions): Transport {
     failures = 0; // the server takes batches: a later disconnect starts the backoff over
     if (settled.keep.length) retryLater(settled.retryMs);
     else flush();
+  }
+
+  /** A prompt that came in a batch's ack, to whoever listens (as a push would be). */
+  function showPrompt(p: Prompt): void {
+    if (!enabled || stopped || !p || typeof p !== "object") return;
+    promptListeners.forEach((fn) => fn(p));
   }
 
   /** Sends again after `ms` (the server's retry_ms, or the default), with jitter. */
@@ -321,7 +331,11 @@ export function createTransport(opts: TransportOptions): Transport {
         if (typeof ack === "function") ack();
       };
       socket.on("prompt", handler);
-      return () => socket.off("prompt", handler);
+      promptListeners.add(fn);
+      return () => {
+        socket.off("prompt", handler);
+        promptListeners.delete(fn);
+      };
     },
     pause() {
       enabled = false;

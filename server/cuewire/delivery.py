@@ -86,16 +86,21 @@ class Delivery:
         return plans
 
     async def resolve(
-        self, origin: Origin, candidates: list[Candidate], commit: Commit | None = None
+        self,
+        origin: Origin,
+        candidates: list[Candidate],
+        commit: Commit | None = None,
+        into: list[Prompt] | None = None,
     ) -> Prompt | None:
         """Fire what governance allows, highest priority first, after applying ``commit`` (a
         batch's actions) in the same atomic store call; return the prompt shown, if any (on
-        ``origin.sid``). None, with nothing done, when another process committed the batch."""
+        ``origin.sid``, or put ``into`` the batch's ack: :meth:`deliver`). None, with nothing
+        done, when another process committed the batch."""
         plans = self.plan(origin, candidates)
         resolved = await self._store.resolve([plan.request for plan in plans], commit)
         if resolved is None:
             return None
-        return await self.deliver(origin, plans, resolved)
+        return await self.deliver(origin, plans, resolved, into=into)
 
     def prepare(
         self, origin: Origin, plans: list[Plan], session: Facts, visitor: Facts
@@ -110,11 +115,13 @@ class Delivery:
         plans: list[Plan],
         resolved: Resolved,
         ahead: Sequence[Ahead | None] = (),
+        into: list[Prompt] | None = None,
     ) -> Prompt | None:
         """Act on governance's verdicts on ``plans``: show, call webhooks, set facts, audit
         (the facts and the audit records in one round trip); the prompt shown, if any. The
         plans whose outcome the store wrote already (``ahead``, ``resolved.written``) are
-        only shown and counted."""
+        only shown and counted. With ``into`` (the batch's socket takes its prompts in the
+        batch's ack: docs/protocol.md), the prompts go there instead of a push of their own."""
         out = _Writes()
         shown: Prompt | None = None
         first_show = ""  # the rule of the first granted show: the others are lower priority
@@ -124,7 +131,7 @@ class Delivery:
             if done:
                 if verdict.granted and plan.cand.rule.show is not None:
                     first_show = first_show or plan.cand.rule.id
-                shown = shown or await self._written(origin, plan, verdict, done)
+                shown = shown or await self._written(origin, plan, verdict, done, into)
                 continue
             if plan.request.mode != "live":
                 self._staged(origin, plan, verdict, out, first_show)
@@ -134,7 +141,7 @@ class Delivery:
                 continue
             if plan.cand.rule.show is not None:
                 first_show = first_show or plan.cand.rule.id
-            prompt = await self._act(origin, plan, verdict, resolved, out, confirm=False)
+            prompt = await self._act(origin, plan, verdict, resolved, out, into=into)
             self._queue_webhook(origin, plan, out)
             shown = shown or (prompt if isinstance(prompt, Prompt) else None)
         if out.puts or out.records:
@@ -142,7 +149,7 @@ class Delivery:
         return shown
 
     async def _written(
-        self, origin: Origin, plan: Plan, verdict: Verdict, ahead: Ahead
+        self, origin: Origin, plan: Plan, verdict: Verdict, ahead: Ahead, into: list[Prompt] | None
     ) -> Prompt | None:
         """A firing whose outcome the store wrote with governance's answer (fold.py): count
         it, and push its prompt when it was granted; the prompt, when it went out."""
@@ -158,7 +165,7 @@ class Delivery:
         # A tab gone meanwhile (False) never gets the prompt. Governance's claim stands, as
         # on delivery's own path; but the record is written already: the audit says fired
         # (an exposure) for a prompt that was not pushed (docs/reliability.md).
-        if not await self._emit(origin.sid, ahead.prompt, False):
+        if not await self._show(origin, ahead.prompt, False, into):
             return None
         return ahead.prompt
 
@@ -227,6 +234,16 @@ class Delivery:
             return
         out.jobs.append(Queued(webhooks.CHANNEL, job, len(out.records) - 1))
 
+    async def _show(
+        self, origin: Origin, prompt: Prompt, confirm: bool, into: list[Prompt] | None
+    ) -> bool:
+        """Push ``prompt`` to ``origin.sid`` (with ``confirm``, waiting for the tab's ack), or
+        put it ``into`` the batch's ack; False when the tab was not reached."""
+        if into is not None and not confirm:
+            into.append(prompt)
+            return True
+        return await self._emit(origin.sid, prompt, confirm)
+
     async def _act(
         self,
         origin: Origin,
@@ -235,6 +252,7 @@ class Delivery:
         resolved: Resolved,
         out: _Writes,
         confirm: bool = False,
+        into: list[Prompt] | None = None,
     ) -> Prompt | object | None:
         """Show, set facts; audit (into ``out``). A prompt pushed with ``confirm`` that the
         tab did not ack returns :data:`UNACKED` before any of it."""
@@ -255,7 +273,7 @@ class Delivery:
                     variant,
                     verdict.replaces or None,
                 )
-            if prompt is not None and not await self._emit(origin.sid, prompt, confirm):
+            if prompt is not None and not await self._show(origin, prompt, confirm, into):
                 return UNACKED
             if rule.email is not None and self._mail is not None:
                 policy = self._engine().rules.policy.email

@@ -33,7 +33,7 @@ from .locks import KeyedLocks
 from .metrics import Metrics
 from .origin import Origin
 from .pipeline import Pipeline
-from .protocol import Ack, Rejection, SessionStarted, error_reason, parse_auth
+from .protocol import Ack, Prompt, Rejection, SessionStarted, error_reason, parse_auth
 from .ratelimit import RefusalLog
 from .settings import Settings
 from .sites import Sites
@@ -65,6 +65,7 @@ class Connection:
     address: str
     gate: Gate  # the limits of its batches (gate.py)
     socket: str  # the socket's address (sockets.py): what the store records for the session
+    prompt_in_ack: bool = False  # its batches' prompts go in their acks (protocol.Ack)
 
     @cached_property
     def origin(self) -> Origin:
@@ -219,6 +220,7 @@ class Gateway:
             address=address,
             gate=browser_gate(self._settings.limits, address),
             socket=socket,
+            prompt_in_ack=parsed.prompt_in_ack,
         )
         self._metrics.connections.inc()
         if opened.facts is not None:
@@ -249,6 +251,7 @@ class Gateway:
             return self._ack(0, [Rejection(-1, Reject.NOT_CONNECTED, "not connected")])
         valid, rejected = validate_batch(batch, self._settings.limits, self._sites.get(conn.site))
         retry_ms: int | None = None
+        prompts: list[Prompt] | None = [] if conn.prompt_in_ack else None
         if valid:
             try:
                 async with self._locks.hold(conn.session), self._batching:
@@ -259,6 +262,7 @@ class Gateway:
                             [event for _, event in valid],
                             self._clock.now_ms(),
                             conn.gate,
+                            prompts,
                         )
                     finally:
                         self._metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -267,7 +271,7 @@ class Gateway:
             self._store_up()
             valid, retry_ms = sort_out(valid, rejected, done.admitted, conn.gate)
             self._metrics.batch_accepted(done.ahead, (event["type"] for _, event in valid))
-        return self._ack(len(valid), rejected, retry_ms)
+        return self._ack(len(valid), rejected, retry_ms, prompts or None)
 
     def _store_failed(self, conn: Connection, exc: StoreError) -> dict[str, Any]:
         self._metrics.store_errors.labels("ingest").inc()
@@ -294,9 +298,13 @@ class Gateway:
             self._store_failures = 0
 
     def _ack(
-        self, accepted: int, rejected: list[Rejection], retry_ms: int | None = None
+        self,
+        accepted: int,
+        rejected: list[Rejection],
+        retry_ms: int | None = None,
+        prompts: list[Prompt] | None = None,
     ) -> dict[str, Any]:
         for rejection in rejected:
             self._metrics.rejected.labels(rejection.code.value).inc()
-        result: dict[str, Any] = msgspec.to_builtins(Ack(accepted, rejected, retry_ms))
+        result: dict[str, Any] = msgspec.to_builtins(Ack(accepted, rejected, retry_ms, prompts))
         return result

@@ -94,9 +94,11 @@ class Pipeline:
         events: list[dict[str, Any]],
         now_ms: int,
         gate: Gate | None = None,
+        into: list[Prompt] | None = None,
     ) -> Processed:
         """Apply one batch of valid events, those ``gate`` admits (all without one); return
-        what it admitted and the prompt the batch caused, if any."""
+        what it admitted and the prompt the batch caused, if any. ``into``: the batch's
+        socket takes its prompts in its ack (``Delivery.deliver``); they are put there."""
         engine = self._engine()
         reads = self._reads_of(engine)
         events = [_unsigned(e) for e in events]
@@ -134,9 +136,9 @@ class Pipeline:
             if ingested.resolved is None:
                 raise RuntimeError("the store applied a batch without answering its requests")
             resolved = ingested.resolved
-            prompt = await self._delivery.deliver(origin, ahead.plans, resolved, ahead.writes)
+            prompt = await self._delivery.deliver(origin, ahead.plans, resolved, ahead.writes, into)
             return Processed(ingested.admitted, prompt, ahead=True)
-        prompt = await self._decide(origin, events, ingested, engine, reads, now_ms)
+        prompt = await self._decide(origin, events, ingested, engine, reads, now_ms, into)
         return Processed(ingested.admitted, prompt)
 
     def _ahead(
@@ -200,6 +202,7 @@ class Pipeline:
         engine: Engine,
         reads: Reads,
         now_ms: int,
+        into: list[Prompt] | None,
     ) -> Prompt | None:
         """Decide the batch from the facts the store returned, and apply the decision."""
         site, session = origin.site, origin.session
@@ -223,7 +226,7 @@ class Pipeline:
         seqs = [int(e["seq"]) for e in fresh]
         if decision.candidates:  # governance changes facts the process does not see
             commit = Commit(origin, seqs, decision.actions)
-            return await self._delivery.resolve(origin, decision.candidates, commit)
+            return await self._delivery.resolve(origin, decision.candidates, commit, into)
         if await self._store.commit(origin, seqs, decision.actions):
             after = after_actions(ingested.session, ingested.visitor, reads, decision.actions)
             self._known.put(site, session, Known(reads, *after))

@@ -40,6 +40,7 @@ class Auth(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     tab: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     dnt: bool = False
     tz: Annotated[int, Meta(ge=-900, le=900)] | None = None  # JS getTimezoneOffset(), minutes
+    prompt_in_ack: bool = False  # the prompts a batch causes come in its ack (Ack.prompts)
 
 
 class Event(msgspec.Struct, kw_only=True, tag_field="type"):
@@ -281,11 +282,14 @@ class Rejection(msgspec.Struct, frozen=True):
 
 
 class Ack(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The answer to ``events``; ``retry_ms`` tells when to resend retryable rejections."""
+    """The answer to ``events``; ``retry_ms`` tells when to resend retryable rejections;
+    ``prompts``, to a client that connected with ``prompt_in_ack``, the prompts the batch
+    caused (instead of a ``prompt`` push each: one frame, not two)."""
 
     accepted: int
     rejected: list[Rejection]
     retry_ms: int | None = None
+    prompts: list[Prompt] | None = None
 
 
 class SessionStarted(msgspec.Struct, frozen=True):
