@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
 from cuewire.settings import Settings
@@ -149,14 +150,21 @@ return ARGV[1]
 """
 
 
+async def warm_lane(store: RedisStore) -> tuple[Coalescer, AsyncScript, AsyncScript]:
+    """A coalescer whose lane has its connection open, and the SLOW and ORDER scripts,
+    loaded (a first call of a script goes alone, to load it)."""
+    slow = store.client.register_script(SLOW)
+    quick = store.client.register_script(ORDER)
+    calls = Coalescer(store.client)
+    await asyncio.gather(calls.call(slow, ["warm"], ["x", 0]), calls.call(quick, ["warm"], ["x"]))
+    return calls, slow, quick
+
+
 @pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
 async def test_calls_written_while_others_are_in_flight_are_answered_in_order(
     store: RedisStore,
 ) -> None:
-    slow = store.client.register_script(SLOW)
-    quick = store.client.register_script(ORDER)
-    calls = Coalescer(store.client)
-    await calls.call(quick, ["warm"], ["x"])  # the lane's connection is open
+    calls, slow, quick = await warm_lane(store)
     first = calls.call(slow, ["order"], ["slow", 200])
     await asyncio.sleep(0.05)  # written; Redis runs it for 200 ms
     later = [calls.call(quick, ["order"], [str(i)]) for i in range(3)]
@@ -173,11 +181,7 @@ async def test_calls_of_several_turns_wait_for_the_answers_in_flight_and_go_in_o
     flight waits for their answers and goes with the calls of the turns after it in one
     write (at most ``HOLD_S``: the next test)."""
     monkeypatch.setattr(lane, "HOLD_S", 30.0)  # only the answers release them here
-    slow = store.client.register_script(SLOW)
-    quick = store.client.register_script(ORDER)
-    calls = Coalescer(store.client)
-    await calls.call(slow, ["warm"], ["x", 0])  # loaded, and the lane's connection open
-    await calls.call(quick, ["warm"], ["x"])
+    calls, slow, quick = await warm_lane(store)
     counting = Counting(store.client, monkeypatch)
     first = calls.call(slow, ["order"], ["slow", 200])
     await asyncio.sleep(0.05)  # written; Redis runs it for 200 ms
@@ -200,11 +204,7 @@ async def test_a_call_waits_at_most_hold_s_for_the_answers_in_flight(
     a Redis that stops reading still fills the socket's buffer up to the unsent limit (the
     last test) rather than the process's memory."""
     monkeypatch.setattr(lane, "HOLD_S", 0.05)
-    slow = store.client.register_script(SLOW)
-    quick = store.client.register_script(ORDER)
-    calls = Coalescer(store.client)
-    await calls.call(slow, ["warm"], ["x", 0])  # loaded, and the lane's connection open
-    await calls.call(quick, ["warm"], ["x"])
+    calls, slow, quick = await warm_lane(store)
     counting = Counting(store.client, monkeypatch)
     first = calls.call(slow, ["order"], ["slow", 1000])
     await asyncio.sleep(0.02)

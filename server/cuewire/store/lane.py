@@ -170,7 +170,8 @@ class Lane:
         come back in one read (at 1,000 events/s most turns carry one call, and a write to
         Redis was 14% of the server's CPU)."""
         wire = self._wire
-        if wire is not None and 0 < len(wire.written) <= HOLD_BEHIND and not self._closed:
+        behind = wire is not None and 0 < len(wire.written) <= HOLD_BEHIND
+        if (behind or self._held) and not self._closed:  # (after the held ones, in order)
             if not self._held:
                 loop = asyncio.get_running_loop()
                 self._release = loop.call_later(HOLD_S, self._write_held)
