@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import msgpack
 import redis.asyncio
 from playwright.async_api import Browser, Page, WebSocket, expect
 
@@ -34,6 +36,7 @@ from support.waiting import eventually
 pytest_plugins = ["support.browser"]
 pytestmark = BROWSER_TEST
 
+EVENT_PACKET, ACK_PACKET = 2, 3  # Socket.IO packet types
 BOOTS = "/product/boots.html"
 GUIDE = "/guide.html"
 
@@ -111,9 +114,23 @@ async def test_prompt_shown_and_dismiss_reach_the_server(page: Page, server: Liv
     )
 
 
+def socketio_packets(ws: WebSocket, into: list[dict[str, Any]]) -> None:
+    """Collect the Socket.IO packets the server sends on ``ws`` (msgpack, binary frames)."""
+
+    def received(payload: str | bytes) -> None:
+        if isinstance(payload, bytes):
+            into.append(msgpack.unpackb(payload))
+
+    ws.on("framereceived", received)
+
+
 async def test_leaving_through_the_top_of_the_window_shows_the_exit_prompt(
     page: Page, server: LiveServer
 ) -> None:
+    """The snippet connects with ``prompt_in_ack``: the exit prompt comes in the ack of the
+    batch that carried the exit intent, and no push of it comes beside."""
+    packets: list[dict[str, Any]] = []
+    page.on("websocket", lambda ws: socketio_packets(ws, packets))
     session = await open_boots_and_add_to_cart(page, server)
 
     # Up and out through the top edge. Chromium turns the move past the edge into a mouseout
@@ -127,6 +144,16 @@ async def test_leaving_through_the_top_of_the_window_shows_the_exit_prompt(
     await expect(dialog).to_have_accessible_name("Leaving so soon?")
     stored = await facts(server, session)
     assert count(stored, "n:exit_intent") == 1
+    acked = [
+        prompt["rule"]
+        for packet in packets
+        if packet.get("type") == ACK_PACKET
+        for ack in packet["data"]
+        if isinstance(ack, dict)
+        for prompt in ack.get("prompts", [])
+    ]
+    pushed = [p for p in packets if p.get("type") == EVENT_PACKET and p["data"][0] == "prompt"]
+    assert (acked, pushed) == (["exit-product"], [])
 
 
 async def test_spa_navigation_away_before_the_deadline_means_no_hesitation_prompt(
