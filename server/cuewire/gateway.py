@@ -266,18 +266,20 @@ class Gateway:
                         )
                     finally:
                         self._metrics.batch_seconds.observe(time.perf_counter() - started)
-            except StoreError as exc:
-                return self._store_failed(conn, exc)
+            except StoreError as exc:  # (a prompt shown before the failure goes out still)
+                return self._store_failed(conn, exc, prompts or None)
             self._store_up()
             valid, retry_ms = sort_out(valid, rejected, done.admitted, conn.gate)
             self._metrics.batch_accepted(done.ahead, (event["type"] for _, event in valid))
         return self._ack(len(valid), rejected, retry_ms, prompts or None)
 
-    def _store_failed(self, conn: Connection, exc: StoreError) -> dict[str, Any]:
+    def _store_failed(
+        self, conn: Connection, exc: StoreError, prompts: list[Prompt] | None = None
+    ) -> dict[str, Any]:
         self._metrics.store_errors.labels("ingest").inc()
         self._store_down(exc)
         failed = Rejection(-1, Reject.STORE_UNAVAILABLE, "store unavailable, resend later")
-        return self._ack(0, [failed], jittered(STORE_RETRY_MS))
+        return self._ack(0, [failed], jittered(STORE_RETRY_MS), prompts)
 
     def _store_down(self, exc: StoreError) -> None:
         """Log a store outage once, when it starts (STYLE.md 10c), not once per batch: during
