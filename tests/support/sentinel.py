@@ -118,6 +118,7 @@ class DelayLink:
             writer.close()
             return
         held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        in_hand: list[bytes] = []  # the chunk downward() waits to pass on: held too
 
         async def upward() -> None:
             try:
@@ -130,8 +131,10 @@ class DelayLink:
         async def downward() -> None:
             while True:
                 due, chunk = await held.get()
+                in_hand.append(chunk)
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 writer.write(chunk)
+                in_hand.clear()
                 await writer.drain()
 
         others = [asyncio.create_task(upward()), asyncio.create_task(downward())]
@@ -144,6 +147,7 @@ class DelayLink:
             for task in others:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
+            self.dropped += sum(len(chunk) for chunk in in_hand)
             while not held.empty():
                 self.dropped += len(held.get_nowait()[1])
             for end in (writer, up_writer):
