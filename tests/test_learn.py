@@ -13,7 +13,6 @@ import asyncio
 import datetime
 import io
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -50,7 +49,7 @@ from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
 from support.harness import Harness, VisitorSession, write
 from support.paths import FIXTURES
-from support.servers import POSTGRES, WITH_CLUSTER, LiveServer, site_for
+from support.servers import POSTGRES, WITH_CLUSTER, LiveServer, free_port, site_for
 from support.shoppers import INTENTS, recording
 from test_export import export_all
 from test_measure import SITE
@@ -591,9 +590,7 @@ async def test_training_from_an_export_that_is_not_there_says_what_to_do(
     with pytest.raises(ConfigError) as empty:  # a database the export never wrote to
         await read_sessions(pg_dsn, SITE)
     assert empty.value.code is Misconfig.EXPORT_MISSING
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        closed = f"postgresql://postgres@127.0.0.1:{s.getsockname()[1]}/cuewire"
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/cuewire"  # nobody listens
     for unreachable in (closed, f"{POSTGRES}/cw_no_such_database"):
         with pytest.raises(ConfigError) as caught:
             await read_sessions(unreachable, SITE)

@@ -31,7 +31,7 @@ from cuewire.store import RedisStore
 from support.harness import Harness, VisitorSession
 from support.paths import FIXTURES, ROOT
 from support.servers import WITH_CLUSTER, LiveServer, RedisServer, site_for
-from support.visitor import Visitor
+from support.visitor import Visitor, connected_once_store_is_back
 from support.waiting import eventually
 
 BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
@@ -377,7 +377,10 @@ async def test_a_store_outage_does_not_crash_the_feed(
                     what="the store reachable again",
                 )
 
-            async with Visitor(server.url, visitor="v_afteroutage") as v:
+            v = await connected_once_store_is_back(
+                lambda: Visitor(server.url, visitor="v_afteroutage")
+            )
+            try:
                 assert v.info is not None
                 session = v.info["session"]
                 # a pooled connection opened before the outage may fail this batch once: the
@@ -395,6 +398,8 @@ async def test_a_store_outage_does_not_crash_the_feed(
                     lambda b: any(x["session"] == session for x in b["batches"]),
                     timeout=15,
                 )
+            finally:
+                await v.sio.disconnect()
             [task] = feed_tasks(server).values()
             assert (task["restarts"], task["failures"], task["running"]) == (0, 0, True)
             assert len(admin.got["hello"]) == 1

@@ -45,15 +45,8 @@ def server_keeping_every_batch(
 
 def retryable(ack: dict[str, Any]) -> bool:
     """The whole batch is to be resent (docs/protocol.md: codes ``store_unavailable`` and
-    ``rate_limited``). Until every branch carries codes, the old reason text is read too."""
-    for rejection in ack.get("rejected", []):
-        code = rejection.get("code")
-        if code in RETRYABLE:
-            return True
-        reason = str(rejection.get("reason", ""))
-        if code is None and reason.startswith(("store unavailable", "rate limit")):
-            return True
-    return False
+    ``rate_limited``)."""
+    return any(r.get("code") in RETRYABLE for r in ack.get("rejected", []))
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -30,12 +29,8 @@ SERVICE = "cw"
 
 
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports (held together while they are picked)."""
-    with contextlib.ExitStack() as held:
-        sockets = [held.enter_context(socket.socket()) for _ in range(n)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
+    """``n`` distinct free ports."""
+    return [free_port() for _ in range(n)]
 
 
 class Node(Stoppable):

@@ -4,7 +4,11 @@ a thread (``LiveServer``), free ports and the wait for /healthz."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,10 +41,39 @@ WITH_CLUSTER = (*BACKENDS, "cluster")  # a module's BACKENDS to run on a Redis C
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the tests' PostgreSQL (conftest: pg_dsn)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Tests' servers listen on ports the kernel never picks by itself: each pytest-xdist worker
+# takes its own slice of 10000-19999 (Linux's ephemeral ports are 32768-60999), in turn from
+# a random start. A port the kernel picked (a bind to port 0) could be picked again, by
+# another worker or as a client socket's local port, between its choice and the server's
+# bind: a server that lost its port while another worker's server answered on it gave a test
+# the other server's Redis (a tab resuming its session was handed a new one). A cluster
+# node's bus port, P + 10000, falls in 20000-29999: in no slice either.
+SERVER_PORTS = range(10000, 20000)
+
+
+@functools.cache
+def _own_ports() -> Iterator[int]:
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    size = len(SERVER_PORTS) // workers
+    own = SERVER_PORTS[worker * size : (worker + 1) * size]
+    start = random.randrange(len(own))
+    return itertools.cycle([*own[start:], *own[:start]])
+
+
+def free_port(also: Callable[[int], int | None] = lambda port: None) -> int:
+    """The next port of this worker's slice that nothing listens on (and ``also(port)``
+    neither, when it names another port the caller needs)."""
+    for port in _own_ports():
+        ports = [port, *([extra] if (extra := also(port)) is not None else [])]
+        with contextlib.ExitStack() as held:
+            try:
+                for p in ports:
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("unreachable: the cycle is endless")
 
 
 def wait_healthy(url: str, seconds: float, alive: Callable[[], bool]) -> None:
@@ -61,18 +94,8 @@ def wait_healthy(url: str, seconds: float, alive: Callable[[], bool]) -> None:
 
 
 def free_cluster_port() -> int:
-    """A free port P whose cluster bus port, P + 10000, is free and valid too."""
-    while True:
-        with socket.socket() as s, socket.socket() as bus:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-            if port + 10000 > 65535:
-                continue
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-            return port
+    """A free port P whose cluster bus port, P + 10000, is free too."""
+    return free_port(also=lambda port: port + 10000)
 
 
 class RedisServer(Stoppable):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -87,3 +88,19 @@ class Visitor:
     async def wait_prompt(self, timeout: float = 5.0) -> dict[str, Any]:
         await eventually(lambda: self.prompts, timeout=timeout, what="a prompt arriving")
         return self.prompts[-1]
+
+
+async def connected_once_store_is_back(make: Callable[[], Visitor], timeout: float = 15) -> Visitor:
+    """A visitor from ``make`` connected as the snippet connects after a store outage: a
+    refusal coded ``store_unavailable`` (the first call on a connection the outage broke may
+    fail) is tried again with a new client after its ``retry_ms``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        visitor = make()
+        try:
+            return await visitor.connect()
+        except socketio.exceptions.ConnectionError:
+            refused = visitor.refused_data or {}
+            if refused.get("code") != "store_unavailable" or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(min(refused.get("retry_ms") or 500, 1000) / 1000)
