@@ -8,7 +8,8 @@ click) and one ``exit_intent``, which the seed rule ``exit-intent-product`` answ
 modal (bench/rules/seed.yaml: the latency scenario's prompt), all sessions at once. The
 figure is this process's CPU time (its collector tuned as the server's) per batch of each
 kind, median over ``--rounds``: the firing's plan, its governance request, its prompt
-rendered ahead in the template sandbox, its audit records, the store call and the emit
+rendered ahead in the template sandbox (remembered since 2026-12-04, render_cache.py:
+every session's modal reads the same values), its audit records, the store call and the emit
 (no transport, no validation). In the
 latency scenario half of the events in the measured window fire, so this is most of its
 CPU. Compare commits by running it in each checkout (``PYTHONPATH=<tree>/server``).

@@ -32,6 +32,7 @@ from .errors import Problem, TemplateError
 from .facts import path_of
 from .filters import FILTERS
 from .protocol import Kind
+from .render_cache import Inputs, RenderCache, inputs_of
 from .rules.model import duration_ms
 from .sandbox import Sandbox
 from .sources import YamlDoc, yaml_problem
@@ -145,6 +146,7 @@ class PromptTemplate:
     compiled: jinja2.Template
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> full context
     reads: TemplateReads = ALL  # the traits and custom events' props it reads
+    inputs: Inputs | None = None  # what its text depends on (render_cache.py); None: more
 
     def render(self, context: dict[str, Any]) -> str:
         """Render; any failure is a :class:`jinja2.TemplateError` (line in its traceback)."""
@@ -200,10 +202,25 @@ def load_folder(folder: Path, load_one: Callable[[Path], T | Problem]) -> dict[s
 
 
 class Catalog(Named[PromptTemplate]):
-    """The prompt templates of one folder."""
+    """The prompt templates of one folder, and the texts they rendered (render_cache.py)."""
+
+    def __init__(self, templates: dict[str, PromptTemplate]) -> None:
+        super().__init__(templates)
+        self.rendered = RenderCache()
 
     def render(self, name: str, context: dict[str, Any]) -> str:
-        return self._templates[name].render(context)
+        """``name`` rendered with ``context``: the text rendered before from the same inputs,
+        or rendered now."""
+        template = self._templates[name]
+        inputs = template.inputs
+        key = None if inputs is None else self.rendered.key(name, inputs, context)
+        if key is None:
+            return template.render(context)
+        text = self.rendered.get(key)
+        if text is None:
+            text = template.render(context)
+            self.rendered.keep(key, text)
+        return text
 
     def reads(self) -> TemplateReads:
         """The traits and custom events' props the templates read (template_reads.py)."""
@@ -288,7 +305,9 @@ def _compiled(path: Path, source: str) -> PromptTemplate | Problem:
         return Problem(path, line, 1, f"'{name}' is undefined: templates see {known}")
     if DEFAULT_SAMPLE in meta.variants:
         return shifted(doc.problem(["variants"], f"the variant name {DEFAULT_SAMPLE!r} is taken"))
-    template = PromptTemplate(path.stem, path, meta, compiled, reads=reads_of(ast))
+    template = PromptTemplate(
+        path.stem, path, meta, compiled, reads=reads_of(ast), inputs=inputs_of(ast, CONTEXT_NAMES)
+    )
     checks = [(DEFAULT_SAMPLE, ["sample"], meta.sample, "rendering the sample data")]
     checks += [
         (name, ["variants", name], merged(meta.sample, v), f"rendering variant {name!r}")

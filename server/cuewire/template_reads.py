@@ -40,10 +40,7 @@ def _union(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str]
 
 def reads_of(ast: nodes.Template) -> TemplateReads:
     """What the template ``ast`` reads of ``visitor.traits`` and ``session.last``."""
-    parents: dict[int, nodes.Node] = {}
-    for node in ast.find_all(nodes.Node):
-        for child in node.iter_child_nodes():
-            parents[id(child)] = node
+    parents = parents_of(ast)
     found: dict[str, set[str] | None] = {"traits": set(), "last": set()}
     for name in ast.find_all(nodes.Name):
         if name.ctx != "load" or name.name not in OPEN_PARTS:
@@ -59,6 +56,21 @@ def reads_of(ast: nodes.Template) -> TemplateReads:
             else:
                 found[part].add(named)  # type: ignore[union-attr]
     return TemplateReads(*(_frozen(found[part]) for part in ("traits", "last")))
+
+
+def parents_of(ast: nodes.Template) -> dict[int, nodes.Node]:
+    """Each node's parent in ``ast``, by the node's id."""
+    parents: dict[int, nodes.Node] = {}
+    for node in ast.find_all(nodes.Node):
+        for child in node.iter_child_nodes():
+            parents[id(child)] = node
+    return parents
+
+
+def read_at(node: nodes.Node, parents: dict[int, nodes.Node]) -> tuple[str, nodes.Node] | None:
+    """The constant key ``node`` is read at and the node of that read, or None (``_key``)."""
+    key, use = _key(node, parents)
+    return None if key is None else (key, use)
 
 
 def _frozen(names: set[str] | None) -> frozenset[str] | None:
