@@ -81,6 +81,10 @@ kind: banner
 """
 
 
+def test_a_template_drawing_words_at_random_has_no_inputs() -> None:
+    assert inputs_of(make_environment().parse("{{ lipsum(1) }}"), CONTEXT_NAMES) is None
+
+
 def test_a_template_reading_the_clock_or_drawing_at_random_is_rendered_every_time(
     tmp_path: Path,
 ) -> None:
@@ -115,6 +119,7 @@ def test_the_cache_keeps_the_latest_texts_within_its_bound(tmp_path: Path) -> No
         ("{{ visitor | tojson }}", [("visitor",)]),
         ("{{ params[event.type] }}", [("event", "type"), ("params",)]),
         ("{% set p = params %}{{ p.title }}", [("params",)]),
+        ("{% for x in range(2) %}{{ loop.index }}{% endfor %}", []),
     ],
 )
 def test_a_template_reads_each_context_name_as_far_as_constant_keys_go(

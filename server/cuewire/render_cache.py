@@ -9,9 +9,9 @@ go (``params.get("title")`` reads ``params.title``, ``session.last.items()`` the
 the text rendered; a template that uses an impure filter has no inputs and is rendered
 every time.
 
-At one event a second per session, a quarter of them firing, rendering the prompt was 8% of
-the server's CPU (``python -m bench --quick --only profile_latency``), and most firings of
-one rule render the same text: its params, and the few facts its template names.
+Under the latency scenario's load, rendering the prompts made ahead was 8% of the server's
+profile samples (bench/results/20261204-131448-quick-profile-latency.txt), and most firings
+of one rule render the same text: its params, and the few facts its template names.
 
 Bounded: at most ``MAX_ENTRIES`` texts of at most ``MAX_HTML`` characters, keyed by at most
 ``MAX_KEY_CHARS`` characters of values (values come from the browser: a larger key is
@@ -32,6 +32,12 @@ Inputs = tuple[Path, ...]
 # The filters whose output is not a function of their arguments: the server's clock (when
 # no ``now_ms`` is passed), Jinja's ``random``. A template that uses one is never cached.
 IMPURE_FILTERS = frozenset({"relative_time", "seconds_until", "random"})
+# The names besides the context's and the template's own that a template may use and stay
+# pure: Jinja's pure globals and what its runtime provides. Any other (Jinja's ``lipsum``
+# draws at random) leaves the template uncached.
+PURE_NAMES = frozenset(
+    {"range", "dict", "cycler", "joiner", "namespace", "loop", "caller", "varargs", "kwargs"}
+)
 MAX_ENTRIES = 512
 MAX_HTML = 16 * 1024  # the shipped templates render 3 to 8 KB
 MAX_KEY_CHARS = 2048
@@ -40,13 +46,18 @@ _MISSING = object()
 
 def inputs_of(ast: nodes.Template, roots: tuple[str, ...]) -> Inputs | None:
     """The context paths whose values decide what the template ``ast`` renders (``roots``:
-    the names the context provides); None when more does (an impure filter)."""
+    the names the context provides); None when more does (an impure filter or global)."""
     if any(f.name in IMPURE_FILTERS for f in ast.find_all(nodes.Filter)):
         return None
     parents = parents_of(ast)
+    own = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
     found: dict[Path, None] = {}
     for name in ast.find_all(nodes.Name):
-        if name.ctx != "load" or name.name not in roots:
+        if name.ctx != "load":
+            continue
+        if name.name not in roots:
+            if name.name not in own and name.name not in PURE_NAMES:
+                return None
             continue
         path: list[str] = [name.name]
         node: nodes.Node = name
