@@ -107,8 +107,11 @@ async def _calls(
 
     share = calls // concurrency
     started = time.process_time()
-    await asyncio.gather(*(worker(task, share) for task in range(concurrency)))
-    return (time.process_time() - started) / (share * concurrency)
+    try:
+        await asyncio.gather(*(worker(task, share) for task in range(concurrency)))
+        return (time.process_time() - started) / (share * concurrency)
+    finally:
+        await calls_of.aclose()  # its lane's reader, with the loop that runs it
 
 
 async def measure(
