@@ -25,7 +25,14 @@ from cuewire.codes import Misconfig
 from cuewire.errors import ConfigError
 from cuewire.keys import Keys
 from cuewire.settings import Limits, Settings
-from cuewire.workers import RETRY_S, STOP_BOUND_S, default_workers, settings_env, worker_count
+from cuewire.workers import (
+    HEALTHCHECK_S,
+    RETRY_S,
+    STOP_BOUND_S,
+    default_workers,
+    settings_env,
+    worker_count,
+)
 from support.paths import FIXTURES
 from support.processes import ServerProcess, deadlines_settled_in, sites_file
 from support.servers import free_port
@@ -256,6 +263,27 @@ async def test_sighup_replaces_the_workers_one_at_a_time(pool: ServerProcess) ->
     assert set(before) <= set(answered)  # the old workers answered before they went
     assert dropped == []
     assert pool.proc.poll() is None
+
+
+async def test_a_worker_killed_while_the_parent_waits_for_its_ping_is_replaced_at_once(
+    pool: ServerProcess,
+) -> None:
+    """The parent pings each worker every half second over a pipe whose other end it holds
+    too, so the pipe never says the worker is gone: a worker that dies with a ping unanswered
+    must be seen dead by its process ending, not after the ping's timeout (HEALTHCHECK_S)."""
+    assert pool.proc is not None
+    victim, _ = await workers(pool.url, 2)
+    known = children(pool.proc.pid)
+    os.kill(victim, signal.SIGSTOP)  # it answers no ping: the parent waits on one
+    await asyncio.sleep(1.5)
+    os.kill(victim, signal.SIGKILL)
+    await eventually(
+        lambda: children(pool.proc.pid) - known,
+        timeout=HEALTHCHECK_S / 2,
+        interval=0.05,
+        what="a replacement worker",
+    )
+    assert len(await workers(pool.url, 2)) == 2
 
 
 async def test_a_worker_that_cannot_load_the_rules_is_retried_while_the_other_serves(

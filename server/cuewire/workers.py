@@ -24,11 +24,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import fcntl
+import functools
 import gc
 import itertools
 import json
 import logging
+import multiprocessing.connection
 import os
+import pickle
 import secrets
 import signal
 import socket
@@ -42,6 +45,7 @@ from starlette.types import ASGIApp
 from uvicorn import Config
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors.multiprocess import Process
 
 from .codes import Misconfig
 from .errors import ConfigError, CuewireError
@@ -205,13 +209,38 @@ def worker_app() -> ASGIApp:
     return app
 
 
+def _ping_until_answered_or_ended(process: Process, timeout: float = 5) -> bool:
+    """Whether the worker ``process`` answers a health-check ping within ``timeout``; False as
+    soon as it ends. uvicorn's ping waits on the pipe alone, whose other end this process
+    holds too: a worker that died with a ping unanswered was seen dead only after the whole
+    timeout (HEALTHCHECK_S, 10 s without it)."""
+    conn = process.parent_conn
+    try:
+        conn.send(b"ping")
+        ready = multiprocessing.connection.wait([conn, process.process.sentinel], timeout)
+        if conn not in ready:
+            return False  # it ended, or did not answer in time
+        conn.recv()
+        return True
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return False
+
+
 class WorkerPool(Multiprocess):
-    """uvicorn's supervisor with a bounded stop and an exit code."""
+    """uvicorn's supervisor with a bounded stop, an exit code, and a worker that dies while
+    it is pinged replaced at once (``_ping_until_answered_or_ended``)."""
 
     def __init__(self, config: Config, sockets: list[socket.socket], stop_bound_s: float) -> None:
         super().__init__(config, sockets)
         self.stop_bound_s = stop_bound_s
         self.killed: list[int] = []
+
+    def keep_subprocess_alive(self) -> None:
+        # uvicorn's loop, each worker pinged as above (a worker started since is given the
+        # ping before its first one: this runs every half second, before uvicorn's)
+        for process in self.processes:
+            process.ping = functools.partial(_ping_until_answered_or_ended, process)  # type: ignore[method-assign]
+        super().keep_subprocess_alive()
 
     def join_all(self) -> None:
         """Wait for every worker to stop, for at most ``stop_bound_s`` in all; kill the rest."""
