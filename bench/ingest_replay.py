@@ -30,6 +30,7 @@ from cuewire.protocol import Prompt
 from cuewire.runtime import Runtime
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, open_store
+from cuewire.store.scripts import ingest_script
 
 from .procs import Redis
 from .validation_call import MIX
@@ -79,7 +80,7 @@ def _bodies(kind: str, step: int) -> list[dict[str, Any]]:
 def _recording(store: RedisStore, calls: list[Call]) -> None:
     """Record the store's ingest and open-session calls into ``calls``."""
     coalescer, opener = store._calls, store._sessions._open
-    ingest_text = store._ingest.script
+    ingest_text = ingest_script()
     call = coalescer.call
 
     async def recorded_call(script: Any, keys: list[str], args: list[Any]) -> Any:
