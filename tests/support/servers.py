@@ -42,13 +42,15 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the tests' PostgreSQL (conf
 
 
 # Tests' servers listen on ports the kernel never picks by itself: each pytest-xdist worker
-# takes its own slice of 10000-19999 (Linux's ephemeral ports are 32768-60999), in turn from
+# takes its own slice of 10100-19999 (Linux's ephemeral ports are 32768-60999), in turn from
 # a random start. A port the kernel picked (a bind to port 0) could be picked again, by
 # another worker or as a client socket's local port, between its choice and the server's
 # bind: a server that lost its port while another worker's server answered on it gave a test
 # the other server's Redis (a tab resuming its session was handed a new one). A cluster
-# node's bus port, P + 10000, falls in 20000-29999: in no slice either.
-SERVER_PORTS = range(10000, 20000)
+# node's bus port, P + 10000, falls in 20100-29999: in no slice either. Chromium refuses to
+# open a few ports (net/base/port_util.cc's restricted ports); 10080 is the only one above
+# 10000, so the slices start past it.
+SERVER_PORTS = range(10100, 20000)  # from 10100: browsers refuse 10080 (ERR_UNSAFE_PORT)
 
 
 @functools.cache
