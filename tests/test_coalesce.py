@@ -183,8 +183,10 @@ async def test_calls_of_several_turns_wait_for_the_answers_in_flight_and_go_in_o
     monkeypatch.setattr(lane, "HOLD_S", 30.0)  # only the answers release them here
     calls, slow, quick = await warm_lane(store)
     counting = Counting(store.client, monkeypatch)
-    first = calls.call(slow, ["order"], ["slow", 200])
-    await asyncio.sleep(0.05)  # written; Redis runs it for 200 ms
+    # Redis runs it for 2 s: the three turns below must come while it is in flight, and a
+    # loaded CI machine stalled them past 200 ms once (the quick calls then went alone)
+    first = calls.call(slow, ["order"], ["slow", 2000])
+    await asyncio.sleep(0.05)  # written
     later = []
     for i in range(3):  # three loop turns
         later.append(calls.call(quick, ["order"], [str(i)]))
@@ -203,15 +205,16 @@ async def test_a_call_waits_at_most_hold_s_for_the_answers_in_flight(
     """A call behind a slow one is written after ``HOLD_S``, before that answer comes: so
     a Redis that stops reading still fills the socket's buffer up to the unsent limit (the
     last test) rather than the process's memory."""
-    monkeypatch.setattr(lane, "HOLD_S", 0.05)
+    # margins of seconds, not milliseconds: a loaded machine stalls a loop turn for 100s of ms
+    monkeypatch.setattr(lane, "HOLD_S", 0.5)
     calls, slow, quick = await warm_lane(store)
     counting = Counting(store.client, monkeypatch)
-    first = calls.call(slow, ["order"], ["slow", 1000])
+    first = calls.call(slow, ["order"], ["slow", 3000])
     await asyncio.sleep(0.02)
     second = calls.call(quick, ["order"], ["next"])
     await asyncio.sleep(0.01)
     assert counting.writes == 1
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
     assert (counting.writes, first.done(), second.done()) == (2, False, False)
     assert await asyncio.gather(first, second) == ["slow", "next"]
     await calls.aclose()
