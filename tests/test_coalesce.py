@@ -18,6 +18,7 @@ from redis.exceptions import RedisError, ResponseError
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, lane, open_store
 from cuewire.store.coalesce import Coalescer
+from support.resp import FakeRedis
 from support.servers import WITH_CLUSTER, RedisServer, free_port
 
 BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
@@ -277,4 +278,44 @@ async def test_calls_past_the_unsent_limit_fail_at_once_and_the_lane_recovers(
             results = await asyncio.gather(*sent, return_exceptions=True)
         assert all(isinstance(r, RedisError) for r in results)
         assert await calls.call(script, ["n"], ["after"]) == "after"
+        await calls.aclose()
+
+
+async def test_a_reply_that_is_not_resp_fails_the_calls_in_flight_and_the_lane_reconnects() -> None:
+    """A server that sends bytes that are not Redis's protocol: the calls in flight fail
+    with a Redis error (the batch is answered ``store_unavailable`` and sent again), nothing
+    after the garbage is taken for an answer, and the next call goes on a new connection."""
+
+    def answer(words: list[bytes]) -> bytes:
+        return b"%%% not a reply\r\n" if words[-1] == b"garbage" else b"+OK\r\n"
+
+    async with FakeRedis(answer) as fake, open_store(Settings(redis_url=fake.url)) as store:
+        calls = Coalescer(store.client)
+        assert await calls.command("SET", "k", "before") is True
+        broken = await asyncio.gather(
+            calls.command("SET", "k", "garbage"),
+            calls.command("SET", "k", "behind it"),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, RedisError) for r in broken), broken
+        assert await calls.command("SET", "k", "after") is True
+        assert sum(words[0] == b"SET" for words in fake.commands) == 4
+        await calls.aclose()
+
+
+async def test_a_reply_no_call_asked_for_ends_the_connection_it_came_on() -> None:
+    """A server that answers one command twice: the second answer is no call's (it would be
+    taken for the next call's answer): the lane drops that connection, and the next call
+    goes on a new one and gets its own answer."""
+
+    def answer(words: list[bytes]) -> bytes:
+        last = words[-1]
+        return b"+OK\r\n+OK\r\n" if last == b"twice" else b"$%d\r\n%s\r\n" % (len(last), last)
+
+    async with FakeRedis(answer) as fake, open_store(Settings(redis_url=fake.url)) as store:
+        calls = Coalescer(store.client)
+        assert await calls.command("GET", "once") == "once"
+        assert await calls.command("GET", "twice") == "OK"
+        await asyncio.sleep(0.05)  # the second answer arrives, with no call in flight
+        assert await calls.command("GET", "next") == "next"
         await calls.aclose()

@@ -40,15 +40,17 @@ from redis._parsers.encoders import Encoder
 from redis.asyncio.connection import AbstractConnection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import SentinelManagedConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError
+from redis.exceptions import InvalidResponse, MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 DEFAULT_CALL_TIMEOUT_S = 5.0  # redis-py's own socket_timeout default
 # A timer may fire this early (uvloop's timers have millisecond resolution).
 EARLY_S = 0.002
+# What a hiredis reader made by reply_parser gives while a reply is incomplete.
+NOT_ENOUGH_DATA = object()
 
 
-class _Watched:
+class Watched:
     """Mixin for a redis.asyncio connection class: the deadline watch described above."""
 
     _call_timeout: float | None
@@ -108,6 +110,46 @@ class _Watched:
         self._expired = False
         host = self._host_error()  # type: ignore[attr-defined]
         return RedisTimeoutError(f"Timeout {what} {host}")
+
+    # ------------------------------------------- replies read in the transport's callback
+
+    def awaiting(self) -> None:
+        """A call went out whose reply is read outside redis-py's ``read_response`` (the
+        lane's, lane.py), and none was in flight: it is watched from now."""
+        self._arm()
+
+    def answered(self, more: bool) -> None:
+        """The reply in flight came; with ``more`` in flight, the next one is watched from
+        now (as a read that starts now is)."""
+        self._disarm()
+        if more:
+            self._arm()
+
+    def lost(self, exc: Exception | None, in_flight: bool) -> Exception:
+        """What the calls in flight fail with when the socket closed under them (``exc``:
+        the transport's reason): redis' ``TimeoutError`` when the watch cut it."""
+        if in_flight:
+            self._disarm()
+        if self._expired:
+            return self._timed_out("reading from")
+        reason = f": {exc}" if exc else ""
+        host = self._host_error()  # type: ignore[attr-defined]
+        return RedisConnectionError(f"Connection to {host} lost{reason}")
+
+    def reply_parser(self) -> hiredis.Reader:
+        """A hiredis reader of this connection's replies, as redis-py's parser makes it:
+        an error reply is an exception (``NoScriptError``...), not raised."""
+        parser = self._parser  # type: ignore[attr-defined]
+        options: dict[str, Any] = {
+            "protocolError": InvalidResponse,
+            "replyError": parser.parse_error,
+            "notEnoughData": NOT_ENOUGH_DATA,
+        }
+        encoder = self.encoder  # type: ignore[attr-defined]
+        if encoder.decode_responses:
+            options["encoding"] = encoder.encoding
+            options["errors"] = encoder.encoding_errors
+        return hiredis.Reader(**options)
 
     # ---------------------------------------------------------------- redis-py's I/O
 
@@ -169,21 +211,21 @@ class _Watched:
         await super().disconnect(*args, **kwargs)  # type: ignore[misc]
 
 
-class WatchedConnection(_Watched, aioredis.Connection):
+class WatchedConnection(Watched, aioredis.Connection):
     """A TCP connection (``redis://``) with the deadline watch."""
 
 
-class WatchedSSLConnection(_Watched, SSLConnection):
+class WatchedSSLConnection(Watched, SSLConnection):
     """A TLS connection (``rediss://``) with the deadline watch."""
 
 
-class WatchedUnixConnection(_Watched, UnixDomainSocketConnection):
+class WatchedUnixConnection(Watched, UnixDomainSocketConnection):
     """A unix socket connection (``unix://``) with the deadline watch."""
 
 
 # ignore: redis-py annotates SentinelManagedConnection.read_response's disconnect_on_error
 # as a float, the other connections' as a bool
-class WatchedSentinelConnection(_Watched, SentinelManagedConnection):  # type: ignore[misc]
+class WatchedSentinelConnection(Watched, SentinelManagedConnection):  # type: ignore[misc]
     """A connection to the primary that Sentinels name (``redis+sentinel://``, sentinel.py),
     with the deadline watch."""
 

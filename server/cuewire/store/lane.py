@@ -1,15 +1,17 @@
 """One Redis connection that carries the store's calls, pipelined, with no task per call.
 
 The coalescer (coalesce.py) hands each loop turn's calls to the lane at once: their commands
-are packed and written to the lane's connection right there, and one reader takes the answers
-as they come and settles each call's future. Redis answers one connection's commands in the
-order they came, and runs one command at a time whatever the number of connections, so one
-connection loses nothing; what goes is redis-py's work around each call: a task per turn, a
-pool checkout and release, a Pipeline object or ``execute_command`` with its retry wrapper,
-and a read coroutine per call. Under the latency scenario's load (one event a second per
-session: most turns carry one call) that work was a quarter of the server's CPU (py-spy
-on the server under that load, 1,000 sessions); the lane's writes and reader take half of
-it (``python -m bench.redis_call --coalesced``: 0.58x the client CPU of a lone call).
+are packed and written to the lane's connection right there, and the answers are parsed as
+they arrive, in the socket transport's own callback, which settles each call's future (no
+reader task to wake; the embedded store's connections, which have no socket, keep one).
+Redis answers one connection's commands in the order they came, and runs one command at a
+time whatever the number of connections, so one connection loses nothing; what goes is
+redis-py's work around each call: a task per turn, a pool checkout and release, a Pipeline
+object or ``execute_command`` with its retry wrapper, and a read coroutine per call. Under
+the latency scenario's load (one event a second per session: most turns carry one call) that
+work was a quarter of the server's CPU (py-spy on the server under that load, 1,000
+sessions); the lane's writes and reader take half of it (``python -m bench.redis_call
+--coalesced``: 0.58x the client CPU of a lone call).
 
 While a few answers are in flight, the next calls are held and written together when the
 last of those answers comes (or after ``HOLD_S``, 1 ms): Redis would run them after the calls
@@ -20,8 +22,10 @@ What fails, and how much:
 - An error reply (a script's error, ``NOSCRIPT``) fails its own call only; ``NOSCRIPT`` goes
   to ``on_noscript`` (the coalescer sends that call again through the script, which loads it).
 - A connection that fails (Redis gone, or a reply overdue: the watched connection of
-  connection.py cuts its socket after the call timeout, and the read fails with redis'
-  ``TimeoutError``) fails every call written on it and not yet answered. The lane gives the
+  connection.py cuts its socket after the call timeout, and the calls fail with redis'
+  ``TimeoutError``) fails every call written on it and not yet answered. So do bytes that
+  are not Redis's protocol, and a reply that arrives when no call is in flight: nothing
+  read on that connection afterwards could be trusted to be whose answer it says. The lane gives the
   connection back to the pool and the next call takes one again, connecting anew.
 - A connection Redis closed while nothing was in flight on it (a restart) is given back
   before a call is written on it: the calls wait for a fresh one instead of failing.
@@ -45,9 +49,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
 
-from .connection import UnreadBacklog, is_open, write_now
+from .connection import NOT_ENOUGH_DATA, UnreadBacklog, Watched, is_open, write_now
 
 MAX_UNSENT_BYTES = 16 * 1024 * 1024
 # Calls are held (below) behind at most this many answers in flight, for at most HOLD_S.
@@ -84,67 +88,213 @@ def fail(calls: Iterable[Call], exc: BaseException) -> None:
 
 
 class _Wire:
-    """One connection of the lane: the calls written on it, in order, and their reader."""
+    """One connection of the lane: the calls written on it, in order, each answered as its
+    reply comes. Its ``reader`` task ends when the wire does (retired with every call
+    answered, or failed) and gives the connection back (``Lane.retired``)."""
 
     def __init__(self, lane: Lane, conn: AbstractConnection) -> None:
         self.lane = lane
         self.conn = conn
         self.written: deque[Call] = deque()  # not yet answered, in the order written
-        self.wake: asyncio.Future[None] | None = None  # the reader's, while it has nothing to read
         self.active = True  # False: retired, no more calls are written on it
-        self.reader = asyncio.get_running_loop().create_task(self._read())
+        self._callbacks = lane.client.response_callbacks
+        self.reader = asyncio.get_running_loop().create_task(self._run())
 
     def write(self, calls: list[Call]) -> None:
         """Write ``calls`` now; redis' ``ConnectionError`` when the connection cannot take
         them (nothing of them was written then)."""
         packed = self.conn.pack_commands([c.words for c in calls])
         write_now(self.conn, packed, MAX_UNSENT_BYTES)
+        idle = not self.written
         self.written.extend(calls)
-        self.stir()
+        self._wrote(idle)
 
-    def stir(self, exc: Exception | None = None) -> None:
+    def retire(self, exc: Exception) -> None:
+        """No more calls go on this wire; it ends once those written are answered (now,
+        with ``exc``, when none is)."""
+        self.active = False
+        if not self.written:
+            self._stop(exc)
+
+    def is_open(self) -> bool:
+        """Connected, and Redis has not closed it (as far as its socket has said)."""
+        return is_open(self.conn)
+
+    def _answer(self, reply: Any) -> None:
+        """``reply`` is the answer of the first call in flight."""
+        call = self.written.popleft()
+        self._replied()
+        if not self.written:
+            self.lane.in_flight_answered(self)
+        if isinstance(reply, NoScriptError):
+            self.lane.on_noscript(call)
+        elif isinstance(reply, Exception):
+            fail([call], reply)
+        elif not call.answer.done():
+            parse = self._callbacks.get(call.words[0]) if call.script is None else None
+            try:
+                call.answer.set_result(parse(reply) if parse else reply)
+            except Exception as exc:  # a reply redis-py's callback cannot read
+                call.answer.set_exception(exc)
+
+    def _cancelled(self) -> None:
+        """The lane closes: the calls in flight are cancelled."""
+        while self.written:
+            self.written.popleft().answer.cancel()
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def _wrote(self, idle: bool) -> None:
+        """Calls were written (``idle``: none was in flight)."""
+
+    def _replied(self) -> None:
+        """The first call in flight has its reply (taken off ``written``)."""
+
+    def _stop(self, exc: Exception) -> None:
+        """End the wire, nothing in flight."""
+        raise NotImplementedError
+
+
+class _TaskWire(_Wire):
+    """A wire whose reader task reads each reply through redis-py's ``read_response``: the
+    embedded store's connections (fakeredis), which have no socket."""
+
+    def __init__(self, lane: Lane, conn: AbstractConnection) -> None:
+        self._wake: asyncio.Future[None] | None = None  # while the reader has nothing to read
+        super().__init__(lane, conn)
+
+    def _wrote(self, idle: bool) -> None:
+        self._stir()
+
+    def _stop(self, exc: Exception) -> None:
+        self._stir(exc)
+
+    def _stir(self, exc: Exception | None = None) -> None:
         """Wake the reader if it waits: to read, or with ``exc`` to stop."""
-        wake = self.wake
+        wake = self._wake
         if wake is not None and not wake.done():
             if exc is None:
                 wake.set_result(None)
             else:
                 wake.set_exception(exc)
 
-    async def _read(self) -> None:
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        callbacks = self.lane.client.response_callbacks
         written = self.written
         try:
             while written or self.active:
                 if not written:
-                    self.wake = loop.create_future()
-                    await self.wake
-                    self.wake = None
+                    self._wake = loop.create_future()
+                    await self._wake
+                    self._wake = None
                     continue
                 try:
                     reply = await self.conn.read_response()
                 except ResponseError as exc:  # an error reply: the call's own
                     reply = exc
-                call = written.popleft()
-                if not written:
-                    self.lane.in_flight_answered(self)
-                if isinstance(reply, NoScriptError):
-                    self.lane.on_noscript(call)
-                elif isinstance(reply, Exception):
-                    fail([call], reply)
-                elif not call.answer.done():
-                    parse = callbacks.get(call.words[0]) if call.script is None else None
-                    call.answer.set_result(parse(reply) if parse else reply)
+                self._answer(reply)
         except Exception as exc:  # the connection failed, or was retired: so did its calls
             fail(written, exc)
             written.clear()
         except asyncio.CancelledError:  # the lane closes
-            while written:
-                written.popleft().answer.cancel()
+            self._cancelled()
             await self.lane.retired(self)
             raise
         await self.lane.retired(self)  # retired and every call answered, or failed
+
+
+class _SocketWire(_Wire, asyncio.Protocol):
+    """A wire on a socket (a watched connection, connection.py): the lane takes over its
+    transport, whose callback parses each chunk of replies as it arrives and answers their
+    calls right there. redis-py's way went through its stream reader, a wakeup of the reader
+    task and four coroutine layers per reply, one loop turn before the caller's task could
+    run (0.9x the client CPU of a lone call, docs/performance.md). Its watch bounds each
+    reply as redis-py's read does: a reply overdue cuts the socket and the calls in flight
+    fail with redis' ``TimeoutError``."""
+
+    def __init__(self, lane: Lane, conn: AbstractConnection) -> None:
+        writer = conn._writer
+        if not isinstance(conn, Watched) or writer is None:
+            raise TypeError("a socket wire reads the replies of a watched connection, connected")
+        self._watch = conn
+        self._parser = conn.reply_parser()
+        self._open = True  # until the transport says it closed (connection_lost, EOF)
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._transport = writer.transport
+        self._transport.set_protocol(self)
+        super().__init__(lane, conn)
+
+    def is_open(self) -> bool:
+        return self._open and not self._transport.is_closing()
+
+    def write(self, calls: list[Call]) -> None:
+        if self._ended.done():  # (its reader has not given it back yet)
+            raise RedisConnectionError("the connection to Redis is closed")
+        super().write(calls)
+
+    def _wrote(self, idle: bool) -> None:
+        if idle:
+            self._watch.awaiting()
+
+    def _replied(self) -> None:
+        self._watch.answered(bool(self.written))
+        if not self.written and not self.active:
+            self._end()  # retired, and its last call answered
+
+    def _stop(self, exc: Exception) -> None:
+        self._end()
+
+    def _end(self, exc: Exception | None = None) -> None:
+        """The wire is done: the calls still in flight fail with ``exc``."""
+        if self._ended.done():
+            return
+        fail(self.written, exc or RedisConnectionError("the lane's connection ended"))
+        self.written.clear()
+        self._ended.set_result(None)
+
+    async def _run(self) -> None:
+        try:
+            await self._ended
+        except asyncio.CancelledError:  # the lane closes
+            self._cancelled()
+            await self.lane.retired(self)
+            raise
+        await self.lane.retired(self)
+
+    # ---------------------------------------------------------------- asyncio.Protocol
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        parser.feed(data)
+        while not self._ended.done():
+            try:
+                reply = parser.gets()
+            except InvalidResponse as exc:  # not RESP: no reply after it can be trusted
+                self._broken(exc)
+                return
+            if reply is NOT_ENOUGH_DATA:
+                return
+            if not self.written:  # a reply no call asked for: as little to be trusted
+                self._broken(InvalidResponse("Redis sent a reply no call was waiting for"))
+                return
+            self._answer(reply)
+
+    def eof_received(self) -> bool:
+        self._open = False
+        return False  # the transport closes, and says so in connection_lost
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(exc)
+
+    def _broken(self, exc: Exception) -> None:
+        self._transport.abort()
+        self._lost(exc)
+
+    def _lost(self, exc: Exception | None) -> None:
+        self._open = False
+        if not self._ended.done():
+            self._end(self._watch.lost(exc, bool(self.written)))
 
 
 class Lane:
@@ -199,7 +349,7 @@ class Lane:
             fail(calls, RedisConnectionError("the store is closed"))
             return
         wire = self._wire
-        if wire is not None and not wire.written and not is_open(wire.conn):
+        if wire is not None and not wire.written and not wire.is_open():
             # Redis closed it while the lane had nothing in flight (a restart): not a call
             # is lost to it, they wait for the next connection
             self._retire(wire, RedisConnectionError("Redis closed the connection"))
@@ -222,11 +372,9 @@ class Lane:
 
     def _retire(self, wire: _Wire, exc: Exception) -> None:
         """No more calls on ``wire``; its reader answers those written and gives it back."""
-        wire.active = False
         if self._wire is wire:
             self._wire = None
-        if not wire.written:
-            wire.stir(exc)
+        wire.retire(exc)
 
     async def _connect(self) -> None:
         try:
@@ -241,7 +389,8 @@ class Lane:
         if self._closed:
             await self.client.connection_pool.release(conn)
             return
-        self._wire = wire = _Wire(self, conn)
+        kind = _SocketWire if isinstance(conn, Watched) else _TaskWire
+        self._wire = wire = kind(self, conn)
         self._wires.add(wire)
         calls, self._queued = self._queued, []
         calls = [c for c in calls if not c.answer.done()]
