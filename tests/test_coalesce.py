@@ -5,7 +5,9 @@ lane keeps (store/lane.py), on a cluster in one pipeline per node."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -319,3 +321,30 @@ async def test_a_reply_no_call_asked_for_ends_the_connection_it_came_on() -> Non
         await asyncio.sleep(0.05)  # the second answer arrives, with no call in flight
         assert await calls.command("GET", "next") == "next"
         await calls.aclose()
+
+
+async def test_over_a_unix_socket_calls_are_answered_and_bounded_in_time() -> None:
+    """``unix://``: the lane reads the socket's replies as it does over TCP, and a Redis that
+    stops answering fails the calls in flight when their deadline passes."""
+    with tempfile.TemporaryDirectory(prefix="cw-") as folder:  # (a socket path is short)
+        path = Path(folder) / "redis.sock"
+        options = ["--unixsocket", str(path), "--unixsocketperm", "700"]
+        server = RedisServer(Path(folder), durable=False, options=options).start()
+        try:
+            url = f"unix://{path}?socket_timeout=0.3"
+            async with open_store(Settings(redis_url=url)) as store:
+                script = store.client.register_script(ORDER)
+                calls = Coalescer(store.client)
+                answers = await asyncio.gather(
+                    *[calls.call(script, ["n"], [str(i)]) for i in range(3)]
+                )
+                assert answers == ["0", "1", "2"]
+                with server.frozen():
+                    stuck = await asyncio.gather(
+                        calls.call(script, ["n"], ["x"]), return_exceptions=True
+                    )
+                assert isinstance(stuck[0], redis.exceptions.TimeoutError), stuck
+                assert await calls.call(script, ["n"], ["after"]) == "after"
+                await calls.aclose()
+        finally:
+            server.stop()
