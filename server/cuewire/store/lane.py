@@ -245,6 +245,11 @@ class _SocketWire(_Wire, asyncio.Protocol):
     def _stop(self, exc: Exception) -> None:
         self._end()
 
+    def _cancelled(self) -> None:
+        if self.written:
+            self._watch.answered(False)  # nothing is waited for any more
+        super()._cancelled()
+
     def _end(self, exc: Exception | None = None) -> None:
         """The wire is done: the calls still in flight fail with ``exc``."""
         if self._ended.done():
