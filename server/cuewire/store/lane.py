@@ -24,9 +24,9 @@ What fails, and how much:
 - A connection that fails (Redis gone, or a reply overdue: the watched connection of
   connection.py cuts its socket after the call timeout, and the calls fail with redis'
   ``TimeoutError``) fails every call written on it and not yet answered. So do bytes that
-  are not Redis's protocol, and a reply that arrives when no call is in flight: nothing
-  read on that connection afterwards could be trusted to be whose answer it says. The lane gives the
-  connection back to the pool and the next call takes one again, connecting anew.
+  are not Redis's protocol, and a reply that arrives when no call is in flight: nothing read
+  on that connection afterwards could be trusted to be whose answer it says. The lane gives
+  the connection back to the pool and the next call takes one again, connecting anew.
 - A connection Redis closed while nothing was in flight on it (a restart) is given back
   before a call is written on it: the calls wait for a fresh one instead of failing.
 - Calls held for the answers in flight were never written: when the connection fails they
@@ -209,7 +209,7 @@ class _SocketWire(_Wire, asyncio.Protocol):
     transport, whose callback parses each chunk of replies as it arrives and answers their
     calls right there. redis-py's way went through its stream reader, a wakeup of the reader
     task and four coroutine layers per reply, one loop turn before the caller's task could
-    run (0.9x the client CPU of a lone call, docs/performance.md). Its watch bounds each
+    run (this way: 0.78x the client CPU of a lone call, bench/README.md). Its watch bounds each
     reply as redis-py's read does: a reply overdue cuts the socket and the calls in flight
     fail with redis' ``TimeoutError``."""
 
