@@ -128,6 +128,27 @@ async def test_a_call_waits_for_a_connection_no_longer_than_the_pool_timeout(
         await pool.release(held.pop())
 
 
+async def test_a_connection_redis_closed_while_it_sat_in_the_pool_is_not_lent_again(
+    own_redis: RedisServer,
+) -> None:
+    """A Redis restart closes the pool's idle connections. redis-py 8 lends a connection
+    without looking whether Redis closed it when its maintenance notifications are on (they
+    are, "auto", by default): the pool connects such a connection again before lending it,
+    so the first call after the restart is answered instead of failing."""
+    client = redis.asyncio.Redis(connection_pool=watched_pool(own_redis.url, timeout=NEVER_S))
+    async with client:
+        assert await client.set("k", "before")
+        lent = await client.connection_pool.get_connection()
+        await client.connection_pool.release(lent)
+        own_redis.kill()
+        own_redis.start()
+        await asyncio.sleep(0.2)  # the idle connection's socket has seen Redis close it
+        assert await client.get("k") == b"before"
+        again = await client.connection_pool.get_connection()
+        assert again is lent  # the same connection, connected anew
+        await client.connection_pool.release(again)
+
+
 # ---------------------------------------------------------------- packing commands
 
 # what the store sends: ints, text (non-ASCII, a lone surrogate's neighbours), bytes, JSON

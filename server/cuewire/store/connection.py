@@ -245,6 +245,13 @@ class QuickPool(aioredis.BlockingConnectionPool):
     ~7 us for the plain pool). Here a get takes a free connection as the plain pool does while
     no task waits for one, and a release notifies only when one does; a get that finds none
     free waits as BlockingConnectionPool does, up to its ``timeout``.
+
+    A connection that Redis closed while it sat in the pool (a restart) is connected again
+    before it is lent. redis-py 8 skips its own look (``ensure_connection``) while its
+    maintenance notifications are on, which they are by default ("auto"): it lent such a
+    connection, and the first call after a restart failed with "Connection closed by
+    server" (or, on the lane, whose reader no longer read a socket past its end, waited
+    for the call timeout).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -252,6 +259,17 @@ class QuickPool(aioredis.BlockingConnectionPool):
         self._waiting = 0  # tasks in BlockingConnectionPool's get, waiting or about to
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        connection = await self._lend(*args, **kwargs)
+        if not is_open(connection):  # Redis closed it while it sat here (a restart)
+            try:
+                await connection.disconnect(nowait=True)
+                await connection.connect()  # type: ignore[no-untyped-call]
+            except BaseException:
+                await self.release(connection)
+                raise
+        return connection
+
+    async def _lend(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         if not self._waiting and self.can_get_connection():
             try:
                 free: AbstractConnection = await aioredis.ConnectionPool.get_connection(
