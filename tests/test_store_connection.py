@@ -149,6 +149,21 @@ async def test_a_connection_redis_closed_while_it_sat_in_the_pool_is_not_lent_ag
         await client.connection_pool.release(again)
 
 
+async def test_a_connection_holding_a_reply_nobody_read_is_not_lent_again(
+    clean_redis: str,
+) -> None:
+    """A connection given back with a reply still unread (a caller that sent and left) is
+    connected anew before it is lent: the next call reads its own answer, not that one."""
+    pool = watched_pool(clean_redis, max_connections=1, timeout=NEVER_S)
+    client = redis.asyncio.Redis(connection_pool=pool)
+    async with client:
+        left = await pool.get_connection()
+        await left.send_command("SET", "k", "stale")  # its "+OK" stays in the socket
+        await pool.release(left)
+        await asyncio.sleep(0.1)  # the reply has arrived
+        assert await client.get("k") == b"stale"
+
+
 # ---------------------------------------------------------------- packing commands
 
 # what the store sends: ints, text (non-ASCII, a lone surrogate's neighbours), bytes, JSON

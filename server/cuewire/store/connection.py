@@ -246,12 +246,12 @@ class QuickPool(aioredis.BlockingConnectionPool):
     no task waits for one, and a release notifies only when one does; a get that finds none
     free waits as BlockingConnectionPool does, up to its ``timeout``.
 
-    A connection that Redis closed while it sat in the pool (a restart) is connected again
-    before it is lent. redis-py 8 skips its own look (``ensure_connection``) while its
-    maintenance notifications are on, which they are by default ("auto"): it lent such a
-    connection, and the first call after a restart failed with "Connection closed by
-    server" (or, on the lane, whose reader no longer read a socket past its end, waited
-    for the call timeout).
+    A connection that Redis closed while it sat in the pool (a restart), or that holds a
+    reply nobody read, is connected again before it is lent: redis-py 8 makes that look
+    (``ensure_connection``) but ignores it while its maintenance notifications are on, which
+    they are by default ("auto"). It lent such a connection: the first call after a restart
+    failed with "Connection closed by server", and on the lane (which reads its socket
+    itself, and a socket past its end is no longer read) waited for the call timeout.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -260,7 +260,11 @@ class QuickPool(aioredis.BlockingConnectionPool):
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         connection = await self._lend(*args, **kwargs)
-        if not is_open(connection):  # Redis closed it while it sat here (a restart)
+        try:  # a reply left unread, or Redis closed it while it sat here (a restart)
+            stale = await connection.can_read()
+        except RedisConnectionError:
+            stale = True
+        if stale:
             try:
                 await connection.disconnect(nowait=True)
                 await connection.connect()  # type: ignore[no-untyped-call]
