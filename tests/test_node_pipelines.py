@@ -269,3 +269,34 @@ async def test_a_replica_that_took_over_a_frozen_primary_gets_its_calls_without_
         assert await counts(client, keys) == {key: (2, 2) for key in keys}
     finally:
         await client.aclose()
+
+
+async def test_a_node_restarted_while_its_connections_sat_idle_answers_its_next_calls(
+    tmp_path: Path,
+) -> None:
+    """A primary restarts (its slots kept in nodes.conf) while the client's connection to it
+    sits idle: the next turn's calls for its keys are answered, not failed on the connection
+    Redis closed."""
+    cluster = RedisClusterServer(tmp_path).start()
+    try:
+        client = await opened(cluster.url, BOUND_S)
+        calls = Coalescer(client)
+        name, keys = next(iter(keys_by_node(client).items()))
+        assert await asyncio.gather(*one_turn(calls, client, keys)) == [1, 1, 1, 1]
+        node = server_of(cluster, name)
+        node.kill()
+        node.start(cluster=True)
+        probe = node.client()
+        await eventually(
+            lambda: "cluster_state:ok" in probe.execute_command("CLUSTER", "INFO"),
+            timeout=NEVER_S,
+            what="the restarted node's cluster state ok",
+        )
+        probe.close()
+        # (plain commands: a restarted node has no scripts, and loading one would go first)
+        again = [calls.command("HINCRBY", f"{key}:h", "n", 1) for key in keys]
+        assert await asyncio.gather(*again) == [1, 1]  # (its data went with it)
+        await calls.aclose()
+        await client.aclose()
+    finally:
+        cluster.stop()

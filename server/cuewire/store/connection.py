@@ -260,11 +260,7 @@ class QuickPool(aioredis.BlockingConnectionPool):
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         connection = await self._lend(*args, **kwargs)
-        try:  # a reply left unread, or Redis closed it while it sat here (a restart)
-            stale = await connection.can_read()
-        except RedisConnectionError:
-            stale = True
-        if stale:
+        if await stale(connection):
             try:
                 await connection.disconnect(nowait=True)
                 await connection.connect()  # type: ignore[no-untyped-call]
@@ -299,6 +295,19 @@ class QuickPool(aioredis.BlockingConnectionPool):
 
 class UnreadBacklog(RedisConnectionError):
     """Redis has not read what was written to it: more is not written (the lane, lane.py)."""
+
+
+async def stale(conn: AbstractConnection) -> bool:
+    """``conn`` is connected, and Redis closed it while it sat idle (a restart) or it holds a
+    reply nobody read: it must be connected anew before a call goes on it. redis-py 8's pools
+    make this look and ignore it while their maintenance notifications are on, the default
+    ("auto"); a cluster node lends its connections without it (:class:`QuickPool`)."""
+    if not conn.is_connected:
+        return False
+    try:
+        return await conn.can_read()
+    except RedisConnectionError:  # its parser was told the connection ended
+        return True
 
 
 def is_open(conn: AbstractConnection) -> bool:

@@ -30,7 +30,10 @@ packed by hiredis), the nodes concurrently, each node's calls answered as soon a
   the other nodes (in the background, at most once a second, and not while every primary
   fails or the map is being asked already: those asks queue with redis-py's own, which the
   store's direct calls wait for), so a replica that took over gets the calls of its slots (a
-  frozen primary answers no MOVED).
+  frozen primary answers no MOVED);
+- a node that restarted while its connections sat idle: the one a pipeline takes is looked
+  at first (connection.stale), and connected anew when Redis closed it; redis-py's node
+  lends it unlooked, and the node's first calls after the restart failed.
 
 The frozen primary above: the healthy nodes' calls answered at once, the frozen node's
 failed at 2.0 s, turn after turn (tests/test_node_pipelines.py). The client CPU per call,
@@ -59,6 +62,8 @@ from redis.exceptions import (
     SlotNotCoveredError,
     TimeoutError,
 )
+
+from .connection import stale
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +155,8 @@ class NodePipelines:
             return [exc] * len(commands)
         try:
             await node.disconnect_if_needed(connection)  # marked by a slot-map refresh
+            if await stale(connection):  # the node restarted while it sat idle
+                await connection.disconnect(nowait=True)  # (the write connects it again)
             await connection.send_packed_command(connection.pack_commands(commands))
             for command in commands:
                 try:
