@@ -20,7 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 from cuewire.settings import Settings
 from cuewire.store import RedisStore, lane, open_store
 from cuewire.store.coalesce import Coalescer
-from support.resp import FakeRedis
+from support.resp import ScriptedRedis
 from support.servers import WITH_CLUSTER, RedisServer, free_port
 
 BACKENDS = WITH_CLUSTER  # the store tests run on a Redis Cluster too
@@ -291,7 +291,7 @@ async def test_a_reply_that_is_not_resp_fails_the_calls_in_flight_and_the_lane_r
     def answer(words: list[bytes]) -> bytes:
         return b"%%% not a reply\r\n" if words[-1] == b"garbage" else b"+OK\r\n"
 
-    async with FakeRedis(answer) as fake, open_store(Settings(redis_url=fake.url)) as store:
+    async with ScriptedRedis(answer) as server, open_store(Settings(redis_url=server.url)) as store:
         calls = Coalescer(store.client)
         assert await calls.command("SET", "k", "before") is True
         broken = await asyncio.gather(
@@ -301,7 +301,7 @@ async def test_a_reply_that_is_not_resp_fails_the_calls_in_flight_and_the_lane_r
         )
         assert all(isinstance(r, RedisError) for r in broken), broken
         assert await calls.command("SET", "k", "after") is True
-        assert sum(words[0] == b"SET" for words in fake.commands) == 4
+        assert sum(words[0] == b"SET" for words in server.commands) == 4
         await calls.aclose()
 
 
@@ -314,7 +314,7 @@ async def test_a_reply_no_call_asked_for_ends_the_connection_it_came_on() -> Non
         last = words[-1]
         return b"+OK\r\n+OK\r\n" if last == b"twice" else b"$%d\r\n%s\r\n" % (len(last), last)
 
-    async with FakeRedis(answer) as fake, open_store(Settings(redis_url=fake.url)) as store:
+    async with ScriptedRedis(answer) as server, open_store(Settings(redis_url=server.url)) as store:
         calls = Coalescer(store.client)
         assert await calls.command("GET", "once") == "once"
         assert await calls.command("GET", "twice") == "OK"

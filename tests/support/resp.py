@@ -1,6 +1,6 @@
-"""A stand-in for Redis that speaks just enough of its protocol (RESP) to be connected to,
-and answers each command as the test says: a lying or broken server, which a real Redis
-cannot be made into."""
+"""A scripted stand-in for Redis that speaks just enough of its protocol (RESP) to be
+connected to, and answers each command as the test says: a lying or broken server, which a
+real Redis cannot be made into."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def ok(words: list[bytes]) -> bytes:
     return b"+OK\r\n"
 
 
-class FakeRedis:
+class ScriptedRedis:
     """Listens from ``async with`` on (``url``); ``answer`` says what each command gets."""
 
     def __init__(self, answer: Answer = ok) -> None:
@@ -26,7 +26,7 @@ class FakeRedis:
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
 
-    async def __aenter__(self) -> FakeRedis:
+    async def __aenter__(self) -> ScriptedRedis:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         return self
