@@ -247,29 +247,27 @@ class QuickPool(aioredis.BlockingConnectionPool):
     free waits as BlockingConnectionPool does, up to its ``timeout``.
 
     A connection that Redis closed while it sat in the pool (a restart), or that holds a
-    reply nobody read, is connected again before it is lent: redis-py 8 makes that look
-    (``ensure_connection``) but ignores it while its maintenance notifications are on, which
-    they are by default ("auto"). It lent such a connection: the first call after a restart
-    failed with "Connection closed by server", and on the lane (which reads its socket
-    itself, and a socket past its end is no longer read) waited for the call timeout.
+    reply nobody read, is connected again before it is lent (``ensure_connection``):
+    redis-py 8 makes that look but ignores it while its maintenance notifications are on,
+    which they are by default ("auto"). It lent such a connection: the first call after a
+    restart failed with "Connection closed by server", and on the lane (which reads its
+    socket itself, and a socket past its end is no longer read) waited for the call timeout.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._waiting = 0  # tasks in BlockingConnectionPool's get, waiting or about to
 
-    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
-        connection = await self._lend(*args, **kwargs)
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        """Connected, and not stale (:func:`stale`), before it is lent: redis-py's own look,
+        whatever its maintenance notifications say (both ways of getting a connection make
+        it; one that fails here is given back)."""
+        await connection.connect()  # type: ignore[no-untyped-call]
         if await stale(connection):
-            try:
-                await connection.disconnect(nowait=True)
-                await connection.connect()  # type: ignore[no-untyped-call]
-            except BaseException:
-                await self.release(connection)
-                raise
-        return connection
+            await connection.disconnect(nowait=True)
+            await connection.connect()  # type: ignore[no-untyped-call]
 
-    async def _lend(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         if not self._waiting and self.can_get_connection():
             try:
                 free: AbstractConnection = await aioredis.ConnectionPool.get_connection(
