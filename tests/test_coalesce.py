@@ -18,7 +18,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
 from cuewire.settings import Settings
-from cuewire.store import RedisStore, lane, open_store
+from cuewire.store import RedisStore, lane, open_store, wires
 from cuewire.store.coalesce import Coalescer
 from support.resp import ScriptedRedis
 from support.servers import WITH_CLUSTER, RedisServer, free_port
@@ -45,7 +45,7 @@ class Counting:
             real = ClusterNode.acquire_connection
             monkeypatch.setattr(ClusterNode, "acquire_connection", self._counted(real, "pipelines"))
         else:
-            monkeypatch.setattr(lane, "write_now", self._counted(lane.write_now, "writes"))
+            monkeypatch.setattr(wires, "write_now", self._counted(wires.write_now, "writes"))
             pool = client.connection_pool
             monkeypatch.setattr(
                 pool, "get_connection", self._counted(pool.get_connection, "checkouts")

@@ -23,8 +23,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from .lane import Call, Lane, fail
+from .lane import Lane
 from .node_pipelines import NodePipelines
+from .wires import Call, fail
 
 
 class Coalescer:
