@@ -10,6 +10,7 @@ ended (it gives the connection back).
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ class Owner(Protocol):
     async def retired(self, wire: Wire) -> None: ...
 
 
-class Wire:
+class Wire(ABC):
     """One connection of the lane: the calls written on it, in order, each answered as its
     reply comes. Its ``reader`` task ends when the wire does (retired with every call
     answered, or failed) and gives the connection back (``Owner.retired``)."""
@@ -118,17 +119,29 @@ class Wire:
             self.written.popleft().answer.cancel()
 
     async def _run(self) -> None:
-        raise NotImplementedError
+        try:
+            await self._serve()
+        except asyncio.CancelledError:  # the lane closes
+            self._cancelled()
+            await self.lane.retired(self)
+            raise
+        await self.lane.retired(self)  # retired and every call answered, or failed
 
+    @abstractmethod
+    async def _serve(self) -> None:
+        """Answer the calls written until the wire ends."""
+
+    @abstractmethod
     def _wrote(self, idle: bool) -> None:
         """Calls were written (``idle``: none was in flight)."""
 
+    @abstractmethod
     def _replied(self) -> None:
         """The first call in flight has its reply (taken off ``written``)."""
 
+    @abstractmethod
     def _stop(self, exc: Exception) -> None:
         """End the wire, nothing in flight."""
-        raise NotImplementedError
 
 
 class TaskWire(Wire):
@@ -142,6 +155,9 @@ class TaskWire(Wire):
     def _wrote(self, idle: bool) -> None:
         self._stir()
 
+    def _replied(self) -> None:
+        pass  # its reads are watched in redis-py's read_response (connection.py)
+
     def _stop(self, exc: Exception) -> None:
         self._stir(exc)
 
@@ -154,7 +170,7 @@ class TaskWire(Wire):
             else:
                 wake.set_exception(exc)
 
-    async def _run(self) -> None:
+    async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         written = self.written
         try:
@@ -172,11 +188,6 @@ class TaskWire(Wire):
         except Exception as exc:  # the connection failed, or was retired: so did its calls
             fail(written, exc)
             written.clear()
-        except asyncio.CancelledError:  # the lane closes
-            self._cancelled()
-            await self.lane.retired(self)
-            raise
-        await self.lane.retired(self)  # retired and every call answered, or failed
 
 
 class SocketWire(Wire, asyncio.Protocol):
@@ -225,22 +236,17 @@ class SocketWire(Wire, asyncio.Protocol):
             self._watch.answered(False)  # nothing is waited for any more
         super()._cancelled()
 
-    def _end(self, exc: Exception | None = None) -> None:
-        """The wire is done: the calls still in flight fail with ``exc``."""
+    def _end(self, failed: Exception | None = None) -> None:
+        """The wire is done; when its connection ``failed``, so did the calls in flight."""
         if self._ended.done():
             return
-        fail(self.written, exc or RedisConnectionError("the lane's connection ended"))
-        self.written.clear()
+        if failed is not None:
+            fail(self.written, failed)
+            self.written.clear()
         self._ended.set_result(None)
 
-    async def _run(self) -> None:
-        try:
-            await self._ended
-        except asyncio.CancelledError:  # the lane closes
-            self._cancelled()
-            await self.lane.retired(self)
-            raise
-        await self.lane.retired(self)
+    async def _serve(self) -> None:
+        await self._ended
 
     # ---------------------------------------------------------------- asyncio.Protocol
 
