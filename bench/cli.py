@@ -174,7 +174,7 @@ async def run(
 ) -> int:
     from .audience import audience
     from .context import Bench
-    from .profile import profile, profile_latency
+    from .profile import ceiling, profile, profile_latency
     from .report import machine_info
     from .scale import scale
     from .scenarios import ingest, latency, memory, redis_cost, timers
@@ -223,6 +223,12 @@ async def run(
             table.details["elapsed_s"] = round(time.monotonic() - t0, 1)
             tables.append(table)
             out["scenarios"][name] = table.to_json()
+            print(table.render(), flush=True)
+        by_name = {t.name: t for t in tables}
+        if "ingest" in by_name and "profile" in by_name:
+            table = ceiling(by_name["ingest"], by_name["profile"])
+            tables.append(table)
+            out["scenarios"]["ceiling"] = table.to_json()
             print(table.render(), flush=True)
     finally:
         bench.close()

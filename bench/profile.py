@@ -16,8 +16,8 @@ from typing import Any
 
 from .context import Bench
 from .procs import BenchError, gc_figures, run_loadgen
-from .report import Table
-from .scenarios import LATENCY_RULE, RATE_PER_SESSION
+from .report import Table, at_least
+from .scenarios import CAPACITY_TARGET, LATENCY_RULE, RATE_PER_SESSION
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+):(?P<line>\d+)\)$")
 
@@ -140,6 +140,54 @@ def analyse(raw: Path) -> dict[str, Any]:
         "splits_pct": {k: share(packages[k]) for k in SPLITS},
         "top_self_pct": {k: share(v) for k, v in leaves.most_common(12)},
     }
+
+
+def ceiling(ingest: Table, profile: Table) -> Table:
+    """What the ingest target asks of Cuewire's own code, from one run's ingest figures and
+    its profile: the capacity ratio Cuewire would reach if its own work cost nothing (what
+    the echo does too, validating the batch, counts as floor), and how much of that work
+    the target leaves."""
+    table = Table("ceiling", "What the capacity target asks of Cuewire's own code")
+    cw = ingest.details["cuewire"]["server_cpu_us_per_batch"]
+    echo = ingest.details["echo"]["server_cpu_us_per_batch"]
+    found = profile.details
+    own_pct = found["splits_pct"]["Cuewire code, outside Redis client calls"]
+    shared_pct = found["hot_path_pct"].get("validate_batch", 0.0)
+    own = cw * (own_pct - shared_pct) / 100
+    rest = cw - own
+    best = echo / max(rest, 1e-9)
+    budget = echo / CAPACITY_TARGET - rest
+    table.add("server CPU per batch (Cuewire / echo, the ingest scenario)", f"{cw} / {echo} us")
+    table.add("Cuewire's own work, share of its profile samples", own_pct - shared_pct, "%")
+    table.add("Cuewire's own work per batch", round(own), "us")
+    table.add("the rest per batch (transport, event loop, Redis client)", round(rest), "us")
+    table.add(
+        "capacity ratio if Cuewire's own work cost nothing",
+        round(best, 2),
+        "x",
+        f">= {CAPACITY_TARGET:.2f}",
+        at_least(CAPACITY_TARGET),
+    )
+    if budget > 0:
+        table.add(
+            f"Cuewire's own work per batch that {CAPACITY_TARGET:.2f}x leaves", round(budget), "us"
+        )
+        table.add("cut in Cuewire's own work that the target needs", round(own / budget, 1), "x")
+    else:
+        table.add(f"Cuewire's own work per batch that {CAPACITY_TARGET:.2f}x leaves", "none")
+    table.note(
+        "own work: the profile's samples with a Cuewire frame outside Redis client calls, less"
+        " validate_batch (the echo validates every batch too); the rest is charged at the"
+        " ingest scenario's CPU per batch. Samples hold the GIL, so C code that releases it"
+        " is not in the shares"
+    )
+    table.details = {
+        "own_us": round(own, 1),
+        "rest_us": round(rest, 1),
+        "best_ratio": round(best, 3),
+        "budget_us": round(budget, 1),
+    }
+    return table
 
 
 def _py_spy() -> str:
