@@ -27,6 +27,7 @@ SCENARIOS = (
     "timers",
     "redis_cost",
     "profile",
+    "profile_echo",
     "profile_latency",
     "rules",
     "storm",
@@ -174,7 +175,7 @@ async def run(
 ) -> int:
     from .audience import audience
     from .context import Bench
-    from .profile import ceiling, profile, profile_latency
+    from .profile import ceiling, profile, profile_echo, profile_latency
     from .report import machine_info
     from .scale import scale
     from .scenarios import ingest, latency, memory, redis_cost, timers
@@ -196,6 +197,9 @@ async def run(
         "timers": lambda: timers(bench),
         "redis_cost": lambda: redis_cost(bench),
         "profile": lambda: profile(bench, results / f"{stamp}-{plan.name}-profile.txt"),
+        "profile_echo": lambda: profile_echo(
+            bench, results / f"{stamp}-{plan.name}-profile-echo.txt"
+        ),
         "profile_latency": lambda: profile_latency(
             bench, results / f"{stamp}-{plan.name}-profile-latency.txt"
         ),
@@ -226,7 +230,7 @@ async def run(
             print(table.render(), flush=True)
         by_name = {t.name: t for t in tables}
         if "ingest" in by_name and "profile" in by_name:
-            table = ceiling(by_name["ingest"], by_name["profile"])
+            table = ceiling(by_name["ingest"], by_name["profile"], by_name.get("profile_echo"))
             tables.append(table)
             out["scenarios"]["ceiling"] = table.to_json()
             print(table.render(), flush=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import Bench
-from .procs import BenchError, gc_figures, run_loadgen
+from .procs import BenchError, Server, echo_server, gc_figures, run_loadgen
 from .report import Table, at_least
 from .scenarios import CAPACITY_TARGET, LATENCY_RULE, RATE_PER_SESSION
 
@@ -142,11 +142,11 @@ def analyse(raw: Path) -> dict[str, Any]:
     }
 
 
-def ceiling(ingest: Table, profile: Table) -> Table:
+def ceiling(ingest: Table, profile: Table, echo_profile: Table | None = None) -> Table:
     """What the ingest target asks of Cuewire's own code, from one run's ingest figures and
     its profile: the capacity ratio Cuewire would reach if its own work cost nothing (what
     the echo does too, validating the batch, counts as floor), and how much of that work
-    the target leaves."""
+    the target leaves. With the echo's profile too, each layer's CPU per batch in both."""
     table = Table("ceiling", "What the capacity target asks of Cuewire's own code")
     cw = ingest.details["cuewire"]["server_cpu_us_per_batch"]
     echo = ingest.details["echo"]["server_cpu_us_per_batch"]
@@ -175,6 +175,8 @@ def ceiling(ingest: Table, profile: Table) -> Table:
         table.add("cut in Cuewire's own work that the target needs", round(own / budget, 1), "x")
     else:
         table.add(f"Cuewire's own work per batch that {CAPACITY_TARGET:.2f}x leaves", "none")
+    if echo_profile is not None:
+        _layers_side_by_side(table, cw, found, echo, echo_profile.details)
     table.note(
         "own work: the profile's samples with a Cuewire frame outside Redis client calls, less"
         " validate_batch (the echo validates every batch too); the rest is charged at the"
@@ -190,6 +192,17 @@ def ceiling(ingest: Table, profile: Table) -> Table:
     return table
 
 
+def _layers_side_by_side(
+    table: Table, cw: float, found: dict[str, Any], echo: float, echo_found: dict[str, Any]
+) -> None:
+    """Rows of each layer's self time per batch, Cuewire's beside the echo's: the profiles'
+    shares of the ingest scenario's CPU per batch."""
+    ours, theirs = found["layers_pct"], echo_found["layers_pct"]
+    for name in sorted(ours.keys() | theirs.keys(), key=lambda n: -ours.get(n, 0.0)):
+        a, b = cw * ours.get(name, 0.0) / 100, echo * theirs.get(name, 0.0) / 100
+        table.add(f"per batch, {name} (Cuewire / echo)", f"{a:.0f} / {b:.0f} us")
+
+
 def _py_spy() -> str:
     found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(found).exists():
@@ -198,48 +211,52 @@ def _py_spy() -> str:
 
 
 async def _recorded(
-    bench: Bench, out: Path, table: Table, mode: str, *, delay_s: float, **load: Any
+    bench: Bench,
+    out: Path,
+    table: Table,
+    mode: str,
+    *,
+    delay_s: float,
+    echo: Server | None = None,
+    **load: Any,
 ) -> Table:
     """``table``, filled from py-spy's record of a fresh server under the load generator's
     ``mode`` with ``load``, sampled for the plan's profile_s from ``delay_s`` after the
-    measured window opens (a load whose window includes its warmup skips it that way)."""
+    measured window opens (a load whose window includes its warmup skips it that way).
+    The server is Cuewire, with the garbage-collector probe, or else ``echo``."""
     p = bench.plan
-    bench.redis.flush()
-    server = bench.start_server(gc_probe=True)
+    if echo is None:
+        bench.redis.flush()
+    server = echo or bench.start_server(gc_probe=True)
     spy: dict[str, subprocess.Popen[bytes]] = {}
     argv = [_py_spy(), "record", "--pid", str(server.pid), "--rate", "200", "--format", "raw"]
     argv += ["--gil", "--duration", str(int(p.profile_s)), "--output", str(out)]
     gc_marks: dict[str, tuple[float, dict[str, Any]]] = {}
 
+    def mark(name: str) -> None:
+        if echo is None:
+            gc_marks[name] = (time.time(), server.gc_stats())
+
     def record() -> None:
         spy["p"] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        gc_marks["measure_start"] = (time.time(), server.gc_stats())
+        mark("measure_start")
 
     def start(line: dict[str, Any], proc: Any) -> None:
         if line["t"] == "measure_start":
             asyncio.get_running_loop().call_later(delay_s, record)
         if line["t"] == "measure_end":
-            gc_marks["measure_end"] = (time.time(), server.gc_stats())
+            mark("measure_end")
 
     cfg = bench.config(server, mode, connect_rate=1000, **load)
-    await run_loadgen(cfg, bench.meter(), start, bench.log("loadgen"))
+    await run_loadgen(cfg, bench.meter(server), start, bench.log("loadgen"))
     if "p" not in spy:
         raise BenchError("py-spy did not start")
     _, err = await asyncio.to_thread(spy["p"].communicate)
     if spy["p"].returncode != 0 or not await asyncio.to_thread(out.exists):
         raise BenchError(f"py-spy failed: {err.decode(errors='replace').strip()}")
     found = analyse(out)
-    found["gc"] = gc = gc_figures(gc_marks["measure_start"], gc_marks["measure_end"])
-    table.add("garbage collection, share of server CPU", gc["share_pct"], "%")
-    table.add(
-        "GC pauses > 5 ms / > 50 ms in the window / longest",
-        f"{gc['pauses_over_5ms']} / {gc['pauses_over_50ms']} / {gc['longest_ms']:.0f} ms",
-    )
-    young = gc["generations"]["0"]
-    table.add(
-        "young collections in the window / their mean pause",
-        f"{young['collections']} / {1000 * young['seconds'] / max(young['collections'], 1):.1f} ms",
-    )
+    if echo is None:
+        found["gc"] = _gc_rows(table, gc_marks)
     for name, pct in found["layers_pct"].items():
         table.add(f"self time: {name}", pct, "%")
     for name, pct in found["splits_pct"].items():
@@ -252,34 +269,63 @@ async def _recorded(
         f"py-spy --gil at 200 Hz for {p.profile_s:g} s: {found['samples']:,} samples of the"
         f" server holding the GIL; raw stacks: {out.name}"
     )
-    table.note(
-        "collections run inside whatever allocates: py-spy charges GC time to that frame"
-        " (often a dataclass __init__ in changes_for); the GC rows come from gc.callbacks"
-        " (bench/gcprobe, loaded into this server process only)"
-    )
+    if echo is None:
+        table.note(
+            "collections run inside whatever allocates: py-spy charges GC time to that frame"
+            " (often a dataclass __init__ in changes_for); the GC rows come from gc.callbacks"
+            " (bench/gcprobe, loaded into this server process only)"
+        )
     table.details = found
     return table
 
 
+def _gc_rows(table: Table, marks: dict[str, tuple[float, dict[str, Any]]]) -> dict[str, Any]:
+    """The garbage collector's rows of a profile, from the probe's marks around the window."""
+    gc = gc_figures(marks["measure_start"], marks["measure_end"])
+    table.add("garbage collection, share of server CPU", gc["share_pct"], "%")
+    table.add(
+        "GC pauses > 5 ms / > 50 ms in the window / longest",
+        f"{gc['pauses_over_5ms']} / {gc['pauses_over_50ms']} / {gc['longest_ms']:.0f} ms",
+    )
+    young = gc["generations"]["0"]
+    table.add(
+        "young collections in the window / their mean pause",
+        f"{young['collections']} / {1000 * young['seconds'] / max(young['collections'], 1):.1f} ms",
+    )
+    return gc
+
+
+def _ingest_load(p: Any) -> dict[str, Any]:
+    """The ingest scenario's load, for a profile's window of the plan's profile_s."""
+    return {
+        "sessions": p.ingest_sessions,
+        "batch": p.ingest_batch,
+        "max_rate_per_session": RATE_PER_SESSION,
+        "in_flight": p.ingest_in_flight,
+        "warmup_s": 1,
+        "duration_s": p.profile_s + 1,
+    }
+
+
 async def profile(bench: Bench, out: Path) -> Table:
     """The ingest scenario's load: closed loop, batches of five, many in flight."""
-    p = bench.plan
     table = Table("profile", "Profile: where the Cuewire server's CPU time goes under ingest load")
     table.note("the ingest scenario's load: batches of 5, at most 64 in flight (closed loop)")
-    return await _recorded(
-        bench,
-        out,
-        table,
-        "ingest",
-        delay_s=0,
-        sessions=p.ingest_sessions,
-        batch=p.ingest_batch,
-        max_rate_per_session=RATE_PER_SESSION,
-        in_flight=p.ingest_in_flight,
-        warmup_s=1,
-        duration_s=p.profile_s + 1,
-        tag="prof",
+    load = _ingest_load(bench.plan)
+    return await _recorded(bench, out, table, "ingest", delay_s=0, tag="prof", **load)
+
+
+async def profile_echo(bench: Bench, out: Path) -> Table:
+    """The echo server under the same load as ``profile``: the transport floor's profile."""
+    table = Table(
+        "profile_echo", "Profile: where the echo server's CPU time goes under ingest load"
     )
+    table.note("the ingest scenario's load: batches of 5, at most 64 in flight (closed loop)")
+    load = _ingest_load(bench.plan)
+    with echo_server(bench.workdir) as echo:
+        return await _recorded(
+            bench, out, table, "ingest", delay_s=0, echo=echo, tag="profecho", **load
+        )
 
 
 async def profile_latency(bench: Bench, out: Path) -> Table:
