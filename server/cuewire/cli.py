@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import json
 import logging
 import secrets
 import socket
@@ -15,21 +13,17 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .codes import Outcome
+from . import inspect_cli
+from .cli_args import add_folders, add_store, settings_from
 from .errors import ConfigError, CuewireError, Problem, RuleError, SourceError
 from .learn import cli as learn_cli
-from .paths import describe, or_shipped, shipped
+from .paths import describe, shipped
 from .settings import Settings
 from .sites import Sites
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rules", type=Path, help="rules folder (CUEWIRE_RULES_DIR)")
-    parser.add_argument("--templates", type=Path, help="templates folder (CUEWIRE_TEMPLATES_DIR)")
-
-
 def _server(parser: argparse.ArgumentParser, port: int) -> None:
-    _common(parser)
+    add_folders(parser)
     parser.add_argument("--host", help="address to listen on (CUEWIRE_HOST)")
     parser.add_argument("--port", type=int, help=f"port (CUEWIRE_PORT, default {port})")
     parser.add_argument(
@@ -65,38 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="rule set folders, each checked on its own (default: --rules or ./rules)",
     )
-    _common(check)
+    add_folders(check)
     check.add_argument("--sites", type=Path, help="also check this sites file")
-    audit = sub.add_parser("audit", help="print the latest firings and suppressions of a site")
-    _store(audit)
-    audit.add_argument("-n", type=int, default=20, help="how many records (default 20)")
-    audit.add_argument("--session", help="only this session")
-    audit.add_argument("--rule", help="only this rule")
-    audit.add_argument("--outcome", choices=[str(o) for o in Outcome])
-    audit.add_argument("--json", action="store_true", help="one JSON object per line")
-    audit.add_argument("--missed", action="store_true", help="firings the rules expect, unaudited")
-    _common(audit)
-    explain = sub.add_parser("explain", help="why each rule did or did not fire in a session")
-    explain.add_argument("session", help="the session id (see the QA view or `cuewire audit`)")
-    _store(explain)
-    _common(explain)
-    explain.add_argument("--json", action="store_true")
-    record = sub.add_parser("record", help="save a site's recent sessions to a JSON-lines file")
-    _store(record)
-    record.add_argument("--out", type=Path, required=True, help="the file to write")
-    record.add_argument(
-        "--max-batches", type=int, default=10_000, help="at most this many batches (default 10000)"
-    )
-    replay = sub.add_parser("replay", help="run recorded sessions through a rule set")
-    replay.add_argument("file", type=Path, help="a file written by `cuewire record`")
-    _common(replay)
-    replay.add_argument("--json", action="store_true")
+    inspect_cli.add_commands(sub)
     export = sub.add_parser("export", help="load events and decisions into a warehouse")
     postgres = export.add_subparsers(dest="sink", required=True).add_parser(
         "postgres", help="into PostgreSQL, exactly once, until stopped (docs/export.md)"
     )
-    _store(postgres)
-    _common(postgres)
+    add_store(postgres)
+    add_folders(postgres)
     postgres.add_argument("--dsn", help="postgresql://USER@HOST/DB (CUEWIRE_EXPORT_DSN)")
     postgres.add_argument("--consumer", default=socket.gethostname(), help="consumer name")
     postgres.add_argument("--batch", type=_positive, default=500, help="entries per batch")
@@ -110,29 +81,6 @@ def _positive(raw: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{raw}: give at least 1")
     return value
-
-
-def _store(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", default="demo", help="the site key (default demo)")
-    parser.add_argument(
-        "--redis-url", required=True, help="the server's store (CUEWIRE_KEY_PREFIX applies)"
-    )
-
-
-def _settings(args: argparse.Namespace, **extra: object) -> Settings:
-    """Settings from the environment, overridden by the flags that were given."""
-    overrides: dict[str, object] = {
-        "rules_dir": getattr(args, "rules", None),
-        "templates_dir": getattr(args, "templates", None),
-        "host": getattr(args, "host", None),
-        "port": getattr(args, "port", None),
-        "redis_url": getattr(args, "redis_url", None),
-    }
-    overrides.update({k: v for k, v in extra.items() if v is not None})
-    settings = Settings.from_env(overrides)
-    # Outside the repository there is no ./templates: use the starter kit shipped with cuewire.
-    templates = or_shipped(settings.templates_dir, Settings().templates_dir, "templates")
-    return replace(settings, templates_dir=templates)
 
 
 def plural(count: int, noun: str) -> str:
@@ -170,7 +118,7 @@ def _run(settings: Settings, sites: Sites, log_level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, sites_file=args.sites)
+    settings = settings_from(args, sites_file=args.sites)
     if settings.sites_file is None:
         raise ConfigError(
             "no sites file: pass --sites FILE or set CUEWIRE_SITES_FILE (see docs/deploy.md)"
@@ -188,7 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    settings = _settings(
+    settings = settings_from(
         args,
         rules_dir=args.rules or shipped("rules") / "demo",
         templates_dir=args.templates or shipped("templates"),
@@ -216,7 +164,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .runtime import load_sources
     from .sites import sites_problems
 
-    settings = _settings(args)
+    settings = settings_from(args)
     templates = settings.templates_dir
     shown = describe(templates, Settings().templates_dir)
     problems: list[Problem] = []
@@ -264,144 +212,10 @@ def _ok(rules: int, folder: Path, templates: int, shown: str) -> str:
     return f"ok: {plural(rules, 'rule')} in {where}, {plural(templates, 'template')} in {shown}"
 
 
-def _when(ms: str | int | None) -> str:
-    import datetime
-
-    if not ms:
-        return "-"
-    stamp = datetime.datetime.fromtimestamp(int(ms) / 1000, datetime.UTC)
-    return stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def _columns(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    from .store import open_store
-    from .store.firing_writes import AUDIT_MAXLEN
-
-    if args.missed:
-        from .missed import main as missed
-
-        return missed(_settings(args), args.site, args.json)
-    wanted = {"session": args.session, "rule": args.rule, "outcome": args.outcome}
-    filtered = any(wanted.values())
-
-    async def read() -> list[dict[str, str]]:
-        async with open_store(_settings(args)) as store:
-            records = await store.read_audit(args.site, AUDIT_MAXLEN if filtered else args.n)
-        kept = [r for r in records if all(r.get(k) == v for k, v in wanted.items() if v)]
-        return kept[-args.n :] if args.n > 0 else []
-
-    records = asyncio.run(read())
-    if args.json:
-        for record in records:
-            print(json.dumps(record, sort_keys=True))
-        return 0
-    if not records:
-        print(f"no audit records for site {args.site!r}" + (" with these filters" * filtered))
-        return 0
-    rows = [["at (UTC)", "outcome", "rule", "variant", "session", "cause", "reason / prompt"]]
-    for r in records:
-        said = r.get("reason") or r.get("prompt") or ""
-        if r.get("code"):  # a suppression or drop: its stable code, then the text
-            said = f"{r['code']}: {said}"
-        rows.append(
-            [
-                _when(r.get("at")),
-                r.get("outcome", ""),
-                r.get("rule", ""),
-                r.get("variant") or "-",
-                r.get("session", ""),
-                r.get("cause", ""),
-                said,
-            ]
-        )
-    _columns(rows)
-    return 0
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
-    from .clock import SystemClock
-    from .explain import RuleStatus, explain
-    from .runtime import load_sources
-    from .store import open_store
-
-    settings = _settings(args)
-    loaded = load_sources(settings.rules_dir, settings.templates_dir)
-    now = SystemClock().now_ms()
-
-    async def read() -> tuple[dict[str, str], list[RuleStatus]]:
-        async with open_store(settings) as store:
-            facts = await store.session_facts(args.site, args.session)
-            states = await explain(store, loaded.engine, args.site, args.session, now)
-        return facts, states
-
-    facts, states = asyncio.run(read())
-    if not facts:
-        print(f"no session {args.session!r} on site {args.site!r} (sessions end after 30 min)")
-        return 1
-    if args.json:
-        print(json.dumps([dataclasses.asdict(s) for s in states], indent=2))
-        return 0
-    print(
-        f"session {args.session} of visitor {facts.get('visitor', '?')}: "
-        f"{facts.get('events', '0')} events, {facts.get('pages', '0')} pages, "
-        f"last on {facts.get('url', '-')}; rules from {settings.rules_dir}"
-    )
-    _columns([["rule", "state", "detail"], *([s.rule, s.state, s.detail] for s in states)])
-    return 0
-
-
-def cmd_record(args: argparse.Namespace) -> int:
-    from .replay import record
-    from .store import open_store
-
-    async def run() -> tuple[int, int]:
-        async with open_store(_settings(args)) as store:
-            with args.out.open("w", encoding="utf-8") as out:
-                return await record(store, args.site, out, args.max_batches)
-
-    batches, audit = asyncio.run(run())
-    print(
-        f"recorded {batches} batches and {audit} audit records of site {args.site!r} to {args.out}"
-    )
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import Recording, replay
-
-    settings = _settings(args)
-    recording = Recording.load(args.file)
-    try:
-        result = asyncio.run(
-            replay(recording, settings.rules_dir, settings.templates_dir, settings.session_ttl_s)
-        )
-    except SourceError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
-        return 0
-    print(
-        f"replayed {result.sessions} sessions, {result.batches} batches ({result.events} events) "
-        f"from {_when(result.first_ms)} to {_when(result.last_ms)} UTC "
-        f"through {settings.rules_dir}"
-    )
-    for line in result.table():
-        print(line)
-    return 0
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from .export.command import export_postgres
 
-    settings = _settings(args, export_dsn=args.dsn)
+    settings = settings_from(args, export_dsn=args.dsn)
     sites, idle_ms = args.site.split(","), round(args.claim_idle_s * 1000)
     asyncio.run(export_postgres(settings, sites, args.consumer, args.batch, idle_ms))
     return 0
@@ -411,11 +225,8 @@ COMMANDS = {
     "serve": cmd_serve,
     "demo": cmd_demo,
     "check": cmd_check,
-    "audit": cmd_audit,
-    "explain": cmd_explain,
-    "record": cmd_record,
-    "replay": cmd_replay,
     "export": cmd_export,
+    **inspect_cli.COMMANDS,
     **learn_cli.COMMANDS,
 }
 
