@@ -299,7 +299,8 @@ async def stale(conn: AbstractConnection) -> bool:
     """``conn`` is connected, and Redis closed it while it sat idle (a restart) or it holds a
     reply nobody read: it must be connected anew before a call goes on it. redis-py 8's pools
     make this look and ignore it while their maintenance notifications are on, the default
-    ("auto"); a cluster node lends its connections without it (:class:`QuickPool`)."""
+    ("auto"), and a cluster node lends its connections without it: :class:`QuickPool` and
+    node_pipelines.py make it themselves."""
     if not conn.is_connected:
         return False
     try:
